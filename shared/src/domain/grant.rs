@@ -1,0 +1,217 @@
+//! Grants and the entitlement rule.
+//!
+//! A user's access is the union of their unrevoked grants. Stacking of passes is computed
+//! here, at read time, and never stored: a settle then never reads or conditions on other
+//! grants, two purchases racing for one user cannot overlap, and a refund (a revoked grant)
+//! removes exactly its own days.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const DAY: i64 = 86_400;
+
+/// What one purchase grants, before stacking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Term {
+    /// `days` counted from payment, or from the end of earlier passes of the same scope.
+    Days(u32),
+    /// A fixed window (an event and its replay).
+    Window { from: i64, until: i64 },
+    /// Until a store-reported expiry (subscriptions).
+    Until(i64),
+    Forever,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub scope: String,
+    pub product_id: String,
+    /// The order id or store purchase id that paid for it; one grant per (scope, source).
+    pub source_id: String,
+    pub paid_at: i64,
+    pub term: Term,
+    pub revoked_at: Option<i64>,
+}
+
+/// A grant with its concrete validity after stacking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GrantWindow {
+    pub scope: String,
+    pub product_id: String,
+    pub source_id: String,
+    pub valid_from: i64,
+    /// `None` means forever.
+    pub valid_until: Option<i64>,
+}
+
+impl GrantWindow {
+    pub fn covers(&self, now: i64) -> bool {
+        self.valid_from <= now && self.valid_until.is_none_or(|u| now < u)
+    }
+
+    pub fn is_over(&self, now: i64) -> bool {
+        self.valid_until.is_some_and(|u| u <= now)
+    }
+}
+
+/// Every unrevoked grant with its validity. Passes of one scope fold in (paid_at, source_id)
+/// order as `end = max(end, paid_at) + days`.
+pub fn windows(grants: &[Grant]) -> Vec<GrantWindow> {
+    let mut out = Vec::with_capacity(grants.len());
+    let mut passes: BTreeMap<&str, Vec<&Grant>> = BTreeMap::new();
+    for g in grants.iter().filter(|g| g.revoked_at.is_none()) {
+        let (from, until) = match g.term {
+            Term::Days(_) => {
+                passes.entry(g.scope.as_str()).or_default().push(g);
+                continue;
+            }
+            Term::Window { from, until } => (from, Some(until)),
+            Term::Until(until) => (g.paid_at, Some(until)),
+            Term::Forever => (g.paid_at, None),
+        };
+        out.push(window_of(g, from, until));
+    }
+    for (_, mut list) in passes {
+        list.sort_by(|a, b| (a.paid_at, &a.source_id).cmp(&(b.paid_at, &b.source_id)));
+        let mut end = i64::MIN;
+        for g in list {
+            let days = match g.term {
+                Term::Days(d) => i64::from(d),
+                _ => 0,
+            };
+            let from = end.max(g.paid_at);
+            end = from.saturating_add(days * DAY);
+            out.push(window_of(g, from, Some(end)));
+        }
+    }
+    out
+}
+
+fn window_of(g: &Grant, from: i64, until: Option<i64>) -> GrantWindow {
+    GrantWindow {
+        scope: g.scope.clone(),
+        product_id: g.product_id.clone(),
+        source_id: g.source_id.clone(),
+        valid_from: from,
+        valid_until: until,
+    }
+}
+
+/// Grants that still matter at `now`: current or yet to start (a ticket for next week).
+pub fn live(grants: &[Grant], now: i64) -> Vec<GrantWindow> {
+    let mut w: Vec<_> = windows(grants)
+        .into_iter()
+        .filter(|w| !w.is_over(now))
+        .collect();
+    w.sort_by(|a, b| (&a.scope, a.valid_from, &a.source_id).cmp(&(&b.scope, b.valid_from, &b.source_id)));
+    w
+}
+
+/// Whether any of `scopes` is open at `now`.
+pub fn entitled(grants: &[Grant], scopes: &[String], now: i64) -> bool {
+    windows(grants)
+        .iter()
+        .any(|w| scopes.contains(&w.scope) && w.covers(now))
+}
+
+/// The answer to "can this user use this product now" (Huya's checkStreamerCanUseGoods).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProductStatus {
+    pub can_use: bool,
+    /// The end of the product's continuous access from now; `None` when not usable or forever.
+    pub expires_at: Option<i64>,
+    pub had_bought: bool,
+}
+
+pub fn product_status(grants: &[Grant], product_id: &str, now: i64) -> ProductStatus {
+    let had_bought = grants
+        .iter()
+        .any(|g| g.product_id == product_id && g.revoked_at.is_none());
+    let mine: Vec<_> = windows(grants)
+        .into_iter()
+        .filter(|w| w.product_id == product_id)
+        .collect();
+    let can_use = mine.iter().any(|w| w.covers(now));
+    let expires_at = if can_use && mine.iter().all(|w| w.valid_until.is_some()) {
+        mine.iter()
+            .filter(|w| !w.is_over(now))
+            .filter_map(|w| w.valid_until)
+            .max()
+    } else {
+        None
+    };
+    ProductStatus {
+        can_use,
+        expires_at,
+        had_bought,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(src: &str, paid_at: i64, days: u32) -> Grant {
+        Grant {
+            scope: "channel:main".into(),
+            product_id: "pass".into(),
+            source_id: src.into(),
+            paid_at,
+            term: Term::Days(days),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn passes_stack_and_refund_removes_own_days() {
+        let mut g = vec![pass("b", 10, 7), pass("a", 0, 30)];
+        let w = windows(&g);
+        let a = w.iter().find(|x| x.source_id == "a").unwrap();
+        let b = w.iter().find(|x| x.source_id == "b").unwrap();
+        assert_eq!((a.valid_from, a.valid_until), (0, Some(30 * DAY)));
+        assert_eq!((b.valid_from, b.valid_until), (30 * DAY, Some(37 * DAY)));
+        g[1].revoked_at = Some(20);
+        let w = windows(&g);
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].valid_from, w[0].valid_until), (10, Some(10 + 7 * DAY)));
+    }
+
+    #[test]
+    fn a_gap_restarts_the_clock() {
+        let g = vec![pass("a", 0, 1), pass("b", 5 * DAY, 1)];
+        let w = windows(&g);
+        let b = w.iter().find(|x| x.source_id == "b").unwrap();
+        assert_eq!((b.valid_from, b.valid_until), (5 * DAY, Some(6 * DAY)));
+        let scopes = vec!["channel:main".to_string()];
+        assert!(entitled(&g, &scopes, DAY - 1));
+        assert!(!entitled(&g, &scopes, DAY));
+        assert!(entitled(&g, &scopes, 5 * DAY));
+    }
+
+    #[test]
+    fn event_window_and_status() {
+        let g = vec![Grant {
+            scope: "stream:c".into(),
+            product_id: "c".into(),
+            source_id: "o1".into(),
+            paid_at: 0,
+            term: Term::Window {
+                from: 100,
+                until: 200,
+            },
+            revoked_at: None,
+        }];
+        let s = vec!["stream:c".to_string()];
+        assert!(!entitled(&g, &s, 99));
+        assert!(entitled(&g, &s, 100));
+        assert!(!entitled(&g, &s, 200));
+        assert_eq!(live(&g, 50).len(), 1, "a ticket for later is live");
+        assert_eq!(live(&g, 200).len(), 0);
+        let st = product_status(&g, "c", 150);
+        assert_eq!(st, ProductStatus { can_use: true, expires_at: Some(200), had_bought: true });
+        let st = product_status(&g, "c", 250);
+        assert_eq!(st, ProductStatus { can_use: false, expires_at: None, had_bought: true });
+        assert!(!product_status(&g, "other", 150).had_bought);
+    }
+}

@@ -1,0 +1,13 @@
+//! Pure types and rules. No I/O, no async: anything that needs the time takes `now`.
+
+pub mod catalog;
+pub mod grant;
+pub mod ids;
+pub mod money;
+pub mod order;
+
+pub use catalog::{Catalog, Offer, OfferError, Product, ProductKind, Stream};
+pub use grant::{Grant, GrantWindow, Term};
+pub use ids::OrderId;
+pub use money::{Currency, Money};
+pub use order::{Order, OrderEvent, OrderState};

@@ -1,0 +1,182 @@
+//! Orders and their state machine.
+//!
+//! ```text
+//! PENDING --paid--> PAID --refund--> REFUNDED
+//! PENDING --timeout/closed--> EXPIRED --paid (late)--> PAID (late = true)
+//! PENDING --user cancel--> CANCELLED --paid (late)--> PAID (late = true)
+//! ```
+//! Money the provider took is always honoured: a payment that lands after expiry or after a
+//! cancel (the close raced the payment) settles the order as a late payment, never dropped.
+
+use super::ids::OrderId;
+use super::money::Money;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderState {
+    Pending,
+    Paid,
+    Expired,
+    Cancelled,
+    Refunded,
+}
+
+impl OrderState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::Pending => "PENDING",
+            OrderState::Paid => "PAID",
+            OrderState::Expired => "EXPIRED",
+            OrderState::Cancelled => "CANCELLED",
+            OrderState::Refunded => "REFUNDED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "PENDING" => OrderState::Pending,
+            "PAID" => OrderState::Paid,
+            "EXPIRED" => OrderState::Expired,
+            "CANCELLED" => OrderState::Cancelled,
+            "REFUNDED" => OrderState::Refunded,
+            _ => return None,
+        })
+    }
+
+    /// States from which a reported payment settles the order.
+    pub const PAYABLE: [OrderState; 3] = [
+        OrderState::Pending,
+        OrderState::Expired,
+        OrderState::Cancelled,
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderEvent {
+    Paid,
+    Expire,
+    Cancel,
+    Refund,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an order in state {from:?} cannot take {event:?}")]
+pub struct IllegalTransition {
+    pub from: OrderState,
+    pub event: OrderEvent,
+}
+
+/// The one place that says which transitions exist. Stores enforce the same rule with
+/// conditions on the stored state, so a racing writer can never skip it.
+pub fn next_state(from: OrderState, event: OrderEvent) -> Result<OrderState, IllegalTransition> {
+    use OrderEvent as E;
+    use OrderState as S;
+    match (from, event) {
+        (S::Pending | S::Expired | S::Cancelled, E::Paid) => Ok(S::Paid),
+        (S::Pending, E::Expire) => Ok(S::Expired),
+        (S::Pending, E::Cancel) => Ok(S::Cancelled),
+        (S::Paid, E::Refund) => Ok(S::Refunded),
+        _ => Err(IllegalTransition { from, event }),
+    }
+}
+
+/// The states an event may start from (for store conditions).
+pub fn sources_of(event: OrderEvent) -> &'static [OrderState] {
+    match event {
+        OrderEvent::Paid => &OrderState::PAYABLE,
+        OrderEvent::Expire | OrderEvent::Cancel => &[OrderState::Pending],
+        OrderEvent::Refund => &[OrderState::Paid],
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_id: OrderId,
+    pub user_id: String,
+    pub product_id: String,
+    pub plan_id: Option<String>,
+    pub amount: Money,
+    pub provider: String,
+    pub channel: Option<String>,
+    pub state: OrderState,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub paid_at: Option<i64>,
+    /// Paid after it had expired or been cancelled.
+    pub late: bool,
+    pub provider_txn_id: Option<String>,
+    /// Set when the order leaves PENDING/PAID other than by payment.
+    pub closed_at: Option<i64>,
+    pub refunded_at: Option<i64>,
+    /// What the client needs to pay with the provider (prepay id, pay URL...).
+    pub payment: Option<serde_json::Value>,
+}
+
+impl Order {
+    /// Orders are spread over this many due-index partitions so the sweeper's reads and the
+    /// index's write load never concentrate on one key.
+    pub const DUE_SHARDS: u32 = 16;
+
+    pub fn due_shard(&self) -> u32 {
+        due_shard(&self.order_id)
+    }
+}
+
+/// FNV-1a over the id: stable across processes and builds (unlike `DefaultHasher`).
+pub fn due_shard(id: &OrderId) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % Order::DUE_SHARDS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use OrderEvent as E;
+    use OrderState as S;
+
+    #[test]
+    fn transition_table() {
+        let all_states = [S::Pending, S::Paid, S::Expired, S::Cancelled, S::Refunded];
+        let all_events = [E::Paid, E::Expire, E::Cancel, E::Refund];
+        let legal = [
+            (S::Pending, E::Paid, S::Paid),
+            (S::Expired, E::Paid, S::Paid),
+            (S::Cancelled, E::Paid, S::Paid),
+            (S::Pending, E::Expire, S::Expired),
+            (S::Pending, E::Cancel, S::Cancelled),
+            (S::Paid, E::Refund, S::Refunded),
+        ];
+        for from in all_states {
+            for ev in all_events {
+                let expect = legal.iter().find(|(f, e, _)| *f == from && *e == ev).map(|l| l.2);
+                assert_eq!(next_state(from, ev).ok(), expect, "{from:?} {ev:?}");
+                assert_eq!(sources_of(ev).contains(&from), expect.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn states_round_trip_as_text() {
+        for s in [S::Pending, S::Paid, S::Expired, S::Cancelled, S::Refunded] {
+            assert_eq!(S::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        assert_eq!(S::parse("paid"), None);
+    }
+
+    #[test]
+    fn shards_are_stable_and_spread() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..512u64 {
+            let id = OrderId::from_parts(i, [i as u8; 10]);
+            assert_eq!(due_shard(&id), due_shard(&id.clone()));
+            seen.insert(due_shard(&id));
+        }
+        assert_eq!(seen.len(), Order::DUE_SHARDS as usize);
+    }
+}
