@@ -8,6 +8,7 @@
 //! Money the provider took is always honoured: a payment that lands after expiry or after a
 //! cancel (the close raced the payment) settles the order as a late payment, never dropped.
 
+use super::grant::Term;
 use super::ids::OrderId;
 use super::money::Money;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,11 @@ pub struct Order {
     pub amount: Money,
     pub provider: String,
     pub channel: Option<String>,
+    /// What a payment of this order grants, fixed when it was sold so that a later catalog
+    /// edit never changes a purchase already made.
+    pub grants: Vec<String>,
+    pub term: Option<Term>,
+    pub credits: i64,
     pub state: OrderState,
     pub created_at: i64,
     pub expires_at: i64,
@@ -114,6 +120,25 @@ pub struct Order {
 }
 
 impl Order {
+    /// The grants a payment at `paid_at` creates: one per scope, sourced by this order.
+    pub fn grants_at(&self, paid_at: i64) -> Vec<super::grant::Grant> {
+        match self.term {
+            None => Vec::new(),
+            Some(term) => self
+                .grants
+                .iter()
+                .map(|scope| super::grant::Grant {
+                    scope: scope.clone(),
+                    product_id: self.product_id.clone(),
+                    source_id: self.order_id.to_string(),
+                    paid_at,
+                    term,
+                    revoked_at: None,
+                })
+                .collect(),
+        }
+    }
+
     /// Orders are spread over this many due-index partitions so the sweeper's reads and the
     /// index's write load never concentrate on one key.
     pub const DUE_SHARDS: u32 = 16;

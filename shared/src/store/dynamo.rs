@@ -1,0 +1,726 @@
+//! DynamoDB single-table store (DESIGN.md section 3).
+//!
+//! Every state change is one conditional write or one `TransactWriteItems`; a failed
+//! condition comes back with the stored item (`ReturnValuesOnConditionCheckFailure=ALL_OLD`),
+//! so a duplicate learns what happened without a second read.
+
+use super::*;
+use crate::domain::Currency;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+pub const GSI1: &str = "gsi1";
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl std::fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore").field("table", &self.table).finish()
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn order_pk(id: &OrderId) -> String {
+    format!("ORDER#{id}")
+}
+
+fn user_pk(user: &str) -> String {
+    format!("USER#{user}")
+}
+
+fn grant_sk(scope: &str, source: &str) -> String {
+    format!("GRANT#{scope}#{source}")
+}
+
+fn due_sk(expires_at: i64, id: &OrderId) -> String {
+    format!("{expires_at:012}#{id}")
+}
+
+fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn unavailable<E, R>(op: &str, e: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(format!("{op}: {}", DisplayErrorContext(&e)))
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        _ => Err(StoreError::Corrupt(format!("missing string attribute {name}"))),
+    }
+}
+
+fn opt_s(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
+    opt_n(item, name)?.ok_or_else(|| StoreError::Corrupt(format!("missing number attribute {name}")))
+}
+
+fn opt_n(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("attribute {name} is not an integer"))),
+        _ => Ok(None),
+    }
+}
+
+fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+    opt_s(item, name)
+        .map(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("attribute {name}: {e}")))
+        })
+        .transpose()
+}
+
+fn order_item(o: &Order) -> Item {
+    let mut item = key(order_pk(&o.order_id), "ORDER");
+    let mut put = |k: &str, v: AttributeValue| {
+        item.insert(k.to_owned(), v);
+    };
+    put("order_id", s(o.order_id.as_str()));
+    put("user_id", s(&o.user_id));
+    put("product_id", s(&o.product_id));
+    if let Some(p) = &o.plan_id {
+        put("plan_id", s(p));
+    }
+    put("amount", n(o.amount.amount));
+    put("currency", s(o.amount.currency.as_str()));
+    put("provider", s(&o.provider));
+    if let Some(c) = &o.channel {
+        put("channel", s(c));
+    }
+    put("grants", AttributeValue::L(o.grants.iter().map(s).collect()));
+    if let Some(t) = &o.term {
+        put("term", s(serde_json::to_string(t).unwrap_or_default()));
+    }
+    put("credits", n(o.credits));
+    put("state", s(o.state.as_str()));
+    put("created_at", n(o.created_at));
+    put("expires_at", n(o.expires_at));
+    if let Some(v) = o.paid_at {
+        put("paid_at", n(v));
+    }
+    put("late", AttributeValue::Bool(o.late));
+    if let Some(v) = &o.provider_txn_id {
+        put("provider_txn_id", s(v));
+    }
+    if let Some(v) = o.closed_at {
+        put("closed_at", n(v));
+    }
+    if let Some(v) = o.refunded_at {
+        put("refunded_at", n(v));
+    }
+    if let Some(p) = &o.payment {
+        put("payment", s(p.to_string()));
+    }
+    if o.state == OrderState::Pending {
+        put("gsi1pk", s(format!("DUE#{}", o.due_shard())));
+        put("gsi1sk", s(due_sk(o.expires_at, &o.order_id)));
+    }
+    item
+}
+
+fn order_from_item(item: &Item) -> Result<Order, StoreError> {
+    let currency = Currency::parse(get_s(item, "currency")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let grants = match item.get("grants") {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| match v {
+                AttributeValue::S(s) => Ok(s.clone()),
+                _ => Err(StoreError::Corrupt("grants holds a non-string".into())),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok(Order {
+        order_id: OrderId::parse(get_s(item, "order_id")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        user_id: get_s(item, "user_id")?.to_owned(),
+        product_id: get_s(item, "product_id")?.to_owned(),
+        plan_id: opt_s(item, "plan_id"),
+        amount: Money::new(get_n(item, "amount")?, currency)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        provider: get_s(item, "provider")?.to_owned(),
+        channel: opt_s(item, "channel"),
+        grants,
+        term: json_attr(item, "term")?,
+        credits: opt_n(item, "credits")?.unwrap_or(0),
+        state: OrderState::parse(get_s(item, "state")?)
+            .ok_or_else(|| StoreError::Corrupt("unknown order state".into()))?,
+        created_at: get_n(item, "created_at")?,
+        expires_at: get_n(item, "expires_at")?,
+        paid_at: opt_n(item, "paid_at")?,
+        late: matches!(item.get("late"), Some(AttributeValue::Bool(true))),
+        provider_txn_id: opt_s(item, "provider_txn_id"),
+        closed_at: opt_n(item, "closed_at")?,
+        refunded_at: opt_n(item, "refunded_at")?,
+        payment: json_attr(item, "payment")?,
+    })
+}
+
+fn idem_pk(user: &str, key: &str) -> String {
+    format!("IDEM#{user}#{key}")
+}
+
+fn idem_item(r: &IdempotencyRecord) -> Item {
+    let mut item = key(idem_pk(&r.user_id, &r.key), "IDEM");
+    item.insert("user_id".into(), s(&r.user_id));
+    item.insert("idempotency_key".into(), s(&r.key));
+    item.insert("request_hash".into(), s(&r.request_hash));
+    item.insert("order_id".into(), s(r.order_id.as_str()));
+    item.insert("expires_at".into(), n(r.expires_at));
+    // TTL is garbage collection only (it deletes days late); logic reads expires_at.
+    item.insert("ttl".into(), n(r.expires_at));
+    item
+}
+
+fn idem_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    Ok(IdempotencyRecord {
+        user_id: get_s(item, "user_id")?.to_owned(),
+        key: get_s(item, "idempotency_key")?.to_owned(),
+        request_hash: get_s(item, "request_hash")?.to_owned(),
+        order_id: OrderId::parse(get_s(item, "order_id")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        expires_at: get_n(item, "expires_at")?,
+    })
+}
+
+fn grant_item(user: &str, g: &Grant) -> Item {
+    let mut item = key(user_pk(user), &grant_sk(&g.scope, &g.source_id));
+    item.insert("scope".into(), s(&g.scope));
+    item.insert("product_id".into(), s(&g.product_id));
+    item.insert("source_id".into(), s(&g.source_id));
+    item.insert("paid_at".into(), n(g.paid_at));
+    item.insert("term".into(), s(serde_json::to_string(&g.term).unwrap_or_default()));
+    if let Some(r) = g.revoked_at {
+        item.insert("revoked_at".into(), n(r));
+    }
+    item
+}
+
+fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        scope: get_s(item, "scope")?.to_owned(),
+        product_id: get_s(item, "product_id")?.to_owned(),
+        source_id: get_s(item, "source_id")?.to_owned(),
+        paid_at: get_n(item, "paid_at")?,
+        term: json_attr(item, "term")?
+            .ok_or_else(|| StoreError::Corrupt("grant without term".into()))?,
+        revoked_at: opt_n(item, "revoked_at")?,
+    })
+}
+
+/// What a cancelled transaction says about each of its items.
+enum TxnFailure {
+    /// Per item: `Some(old item or None)` where its condition failed, `None` where it did not.
+    Conditions(Vec<Option<Option<Item>>>),
+    /// Another transaction touched the same items: retry.
+    Conflict,
+}
+
+fn classify(reasons: &[CancellationReason]) -> TxnFailure {
+    if reasons
+        .iter()
+        .any(|r| matches!(r.code(), Some("TransactionConflict")))
+    {
+        return TxnFailure::Conflict;
+    }
+    TxnFailure::Conditions(
+        reasons
+            .iter()
+            .map(|r| match r.code() {
+                Some("ConditionalCheckFailed") => Some(r.item().cloned()),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+const TXN_ATTEMPTS: u32 = 5;
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with the same schema as `template.yaml` (for tests and local runs
+    /// against a DynamoDB emulator).
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key_el = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+        };
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(GSI1)
+            .key_schema(build(key_el("gsi1pk", KeyType::Hash))?)
+            .key_schema(build(key_el("gsi1sk", KeyType::Range))?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build();
+        client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(build(attr("pk"))?)
+            .attribute_definitions(build(attr("sk"))?)
+            .attribute_definitions(build(attr("gsi1pk"))?)
+            .attribute_definitions(build(attr("gsi1sk"))?)
+            .key_schema(build(key_el("pk", KeyType::Hash))?)
+            .key_schema(build(key_el("sk", KeyType::Range))?)
+            .global_secondary_indexes(build(gsi)?)
+            .send()
+            .await
+            .map_err(|e| unavailable("create table", e))?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(build(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("ttl")
+                    .build(),
+            )?)
+            .send()
+            .await
+            .map_err(|e| unavailable("enable ttl", e))?;
+        Ok(())
+    }
+
+    fn put(&self, item: Item, condition: &str) -> Put {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, item and condition are set")
+    }
+
+    /// Runs a transaction, retrying only on conflicts with other transactions.
+    async fn transact(
+        &self,
+        op: &str,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<Option<Option<Item>>>>, StoreError> {
+        for attempt in 1..=TXN_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(None),
+                Err(e) => e,
+            };
+            if let SdkError::ServiceError(service) = &err {
+                if let TransactWriteItemsError::TransactionCanceledException(c) = service.err() {
+                    match classify(c.cancellation_reasons()) {
+                        TxnFailure::Conditions(per_item) => return Ok(Some(per_item)),
+                        TxnFailure::Conflict if attempt < TXN_ATTEMPTS => {
+                            let pause = 10 * u64::from(attempt) + u64::from(jitter_ms());
+                            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                            continue;
+                        }
+                        TxnFailure::Conflict => {}
+                    }
+                }
+            }
+            return Err(unavailable(op, err));
+        }
+        Err(StoreError::Unavailable(format!("{op}: transaction conflicts persisted")))
+    }
+}
+
+fn build<T>(r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Unavailable(format!("create table: {e}")))
+}
+
+/// A few milliseconds of jitter for conflict retries; not security relevant.
+fn jitter_ms() -> u8 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        % 16) as u8
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        let Some(rec) = idem else {
+            let r = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(order_item(order)))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            return match r {
+                Ok(_) => Ok(CreateOutcome::Created),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                    Err(StoreError::Corrupt(format!("order id {} generated twice", order.order_id)))
+                }
+                Err(e) => Err(unavailable("create order", e)),
+            };
+        };
+        let order_put = self.put(order_item(order), "attribute_not_exists(pk)");
+        let idem_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(idem_item(rec)))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, item and condition are set");
+        let items = vec![
+            TransactWriteItem::builder().put(order_put).build(),
+            TransactWriteItem::builder().put(idem_put).build(),
+        ];
+        match self.transact("create order", items).await? {
+            None => Ok(CreateOutcome::Created),
+            Some(failed) => match failed.get(1) {
+                Some(Some(old)) => {
+                    let old = match old {
+                        Some(item) => item.clone(),
+                        // Emulators may omit ALL_OLD: read the key instead.
+                        None => self
+                            .get(idem_pk(&rec.user_id, &rec.key), "IDEM")
+                            .await?
+                            .ok_or_else(|| StoreError::Unavailable("idempotency key vanished".into()))?,
+                    };
+                    Ok(CreateOutcome::KeyExists(idem_from_item(&old)?))
+                }
+                _ => Err(StoreError::Corrupt(format!(
+                    "order id {} generated twice",
+                    order.order_id
+                ))),
+            },
+        }
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.get(order_pk(id), "ORDER")
+            .await?
+            .map(|item| order_from_item(&item))
+            .transpose()
+    }
+
+    async fn settle(&self, st: &Settlement) -> Result<SettleOutcome, StoreError> {
+        let order_update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(order_pk(&st.order_id), "ORDER")))
+            .update_expression(
+                "SET #state = :paid, paid_at = :paid_at, late = :late, provider_txn_id = :txn \
+                 REMOVE gsi1pk, gsi1sk",
+            )
+            .condition_expression("#state = :expected AND amount = :amount AND currency = :currency")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
+            .expression_attribute_values(":paid_at", n(st.paid_at))
+            .expression_attribute_values(
+                ":late",
+                AttributeValue::Bool(st.expected_state != OrderState::Pending),
+            )
+            .expression_attribute_values(":txn", s(&st.provider_txn_id))
+            .expression_attribute_values(":expected", s(st.expected_state.as_str()))
+            .expression_attribute_values(":amount", n(st.amount.amount))
+            .expression_attribute_values(":currency", s(st.amount.currency.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("key, expression and table are set");
+        let mut txn = key(format!("TXN#{}#{}", st.provider, st.provider_txn_id), "TXN");
+        txn.insert("order_id".into(), s(st.order_id.as_str()));
+        txn.insert("user_id".into(), s(&st.user_id));
+        txn.insert("amount".into(), n(st.amount.amount));
+        txn.insert("currency".into(), s(st.amount.currency.as_str()));
+        txn.insert("recorded_at".into(), n(st.paid_at));
+        let mut items = vec![
+            TransactWriteItem::builder().update(order_update).build(),
+            TransactWriteItem::builder()
+                .put(self.put(txn, "attribute_not_exists(pk)"))
+                .build(),
+        ];
+        for g in &st.grants {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(grant_item(&st.user_id, g), "attribute_not_exists(pk)"))
+                    .build(),
+            );
+        }
+        if st.credits != 0 {
+            items.push(self.wallet_add(&st.user_id, st.credits));
+        }
+        let Some(failed) = self.transact("settle", items).await? else {
+            return Ok(SettleOutcome::Settled);
+        };
+        if let Some(Some(old)) = failed.get(1) {
+            let order_id = match old {
+                Some(item) => OrderId::parse(get_s(item, "order_id")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => st.order_id.clone(),
+            };
+            return Ok(SettleOutcome::TxnAlreadyRecorded { order_id });
+        }
+        match failed.first() {
+            Some(Some(Some(old))) => Ok(SettleOutcome::OrderChanged(Box::new(order_from_item(old)?))),
+            Some(Some(None)) => match self.get_order(&st.order_id).await? {
+                Some(order) => Ok(SettleOutcome::OrderChanged(Box::new(order))),
+                None => Ok(SettleOutcome::UnknownOrder),
+            },
+            _ => Err(StoreError::Corrupt(format!(
+                "settle of {} failed on a grant that should not exist",
+                st.order_id
+            ))),
+        }
+    }
+
+    async fn close_order(
+        &self,
+        id: &OrderId,
+        to: OrderState,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        if !matches!(to, OrderState::Expired | OrderState::Cancelled) {
+            return match self.get_order(id).await? {
+                Some(o) => Ok(TransitionOutcome::Conflict(Box::new(o))),
+                None => Ok(TransitionOutcome::UnknownOrder),
+            };
+        }
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(order_pk(id), "ORDER")))
+            .update_expression("SET #state = :to, closed_at = :at REMOVE gsi1pk, gsi1sk")
+            .condition_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":pending", s(OrderState::Pending.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(TransitionOutcome::Done(Box::new(order_from_item(
+                out.attributes().ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?,
+            )?))),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    match c.item() {
+                        Some(old) => Ok(TransitionOutcome::Conflict(Box::new(order_from_item(old)?))),
+                        None => match self.get_order(id).await? {
+                            Some(o) => Ok(TransitionOutcome::Conflict(Box::new(o))),
+                            None => Ok(TransitionOutcome::UnknownOrder),
+                        },
+                    }
+                }
+                _ => Err(unavailable("close order", e)),
+            },
+        }
+    }
+
+    async fn refund(&self, order: &Order, at: i64) -> Result<TransitionOutcome, StoreError> {
+        let order_update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
+            .update_expression("SET #state = :refunded, refunded_at = :at")
+            .condition_expression("#state = :paid")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":refunded", s(OrderState::Refunded.as_str()))
+            .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
+            .expression_attribute_values(":at", n(at))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("key, expression and table are set");
+        let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
+        let source = order.order_id.to_string();
+        for scope in &order.grants {
+            let revoke = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(user_pk(&order.user_id), &grant_sk(scope, &source))))
+                .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":at", n(at))
+                .build()
+                .expect("key, expression and table are set");
+            items.push(TransactWriteItem::builder().update(revoke).build());
+        }
+        if order.credits != 0 {
+            items.push(self.wallet_add(&order.user_id, -order.credits));
+        }
+        let Some(failed) = self.transact("refund", items).await? else {
+            let mut done = order.clone();
+            done.state = OrderState::Refunded;
+            done.refunded_at = Some(at);
+            return Ok(TransitionOutcome::Done(Box::new(done)));
+        };
+        match failed.first() {
+            Some(Some(Some(old))) => Ok(TransitionOutcome::Conflict(Box::new(order_from_item(old)?))),
+            Some(Some(None)) => match self.get_order(&order.order_id).await? {
+                Some(o) => Ok(TransitionOutcome::Conflict(Box::new(o))),
+                None => Ok(TransitionOutcome::UnknownOrder),
+            },
+            _ => Err(StoreError::Corrupt(format!(
+                "refund of {}: a grant the order made is missing",
+                order.order_id
+            ))),
+        }
+    }
+
+    async fn due_orders(
+        &self,
+        shard: u32,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI1)
+            .key_condition_expression("gsi1pk = :pk AND gsi1sk <= :upto")
+            .expression_attribute_values(":pk", s(format!("DUE#{shard}")))
+            // '~' sorts after every id character, so orders due exactly at `now` are included.
+            .expression_attribute_values(":upto", s(format!("{now:012}#~")))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| unavailable("due orders", e))?;
+        out.items()
+            .iter()
+            .map(|item| {
+                let sk = get_s(item, "gsi1sk")?;
+                let (exp, id) = sk
+                    .split_once('#')
+                    .ok_or_else(|| StoreError::Corrupt("bad due index key".into()))?;
+                Ok(DueEntry {
+                    order_id: OrderId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    expires_at: exp
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt("bad due index time".into()))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {
+        let mut result = UserItems::default();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(user_pk(user_id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("user items", e))?;
+            for item in out.items() {
+                let sk = get_s(item, "sk")?;
+                if sk.starts_with("GRANT#") {
+                    result.grants.push(grant_from_item(item)?);
+                } else if sk == "WALLET" {
+                    result.credits = opt_n(item, "balance")?.unwrap_or(0);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(result),
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get item", e))?;
+        Ok(out.item().cloned())
+    }
+
+    fn wallet_add(&self, user: &str, delta: i64) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(user), "WALLET")))
+            .update_expression("ADD balance :delta")
+            .expression_attribute_values(":delta", n(delta))
+            .build()
+            .expect("key, expression and table are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+}

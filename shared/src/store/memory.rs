@@ -1,0 +1,207 @@
+//! The embedded store: every table in one mutex, so each operation is atomic exactly like a
+//! DynamoDB transaction, and the same conformance suite holds for both.
+
+use super::*;
+use crate::domain::order::{next_state, OrderEvent};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct Tables {
+    orders: HashMap<OrderId, Order>,
+    idempotency: HashMap<(String, String), IdempotencyRecord>,
+    /// (provider, provider transaction id) → order.
+    txns: HashMap<(String, String), OrderId>,
+    /// user → (scope, source id) → grant.
+    grants: HashMap<String, BTreeMap<(String, String), Grant>>,
+    wallets: HashMap<String, i64>,
+    /// (shard, expires_at, order id) for PENDING orders only, like the sparse GSI.
+    due: BTreeSet<(u32, i64, OrderId)>,
+}
+
+#[derive(Default)]
+pub struct MemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave a half-applied change (every operation
+        // checks first, then writes), so a poisoned lock is still consistent.
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn leave_due(t: &mut Tables, o: &Order) {
+    t.due.remove(&(o.due_shard(), o.expires_at, o.order_id.clone()));
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        let mut t = self.lock();
+        if let Some(rec) = idem {
+            let k = (rec.user_id.clone(), rec.key.clone());
+            if let Some(existing) = t.idempotency.get(&k) {
+                if existing.expires_at > now {
+                    return Ok(CreateOutcome::KeyExists(existing.clone()));
+                }
+            }
+        }
+        if t.orders.contains_key(&order.order_id) {
+            return Err(StoreError::Corrupt(format!(
+                "order id {} generated twice",
+                order.order_id
+            )));
+        }
+        if let Some(rec) = idem {
+            t.idempotency
+                .insert((rec.user_id.clone(), rec.key.clone()), rec.clone());
+        }
+        if order.state == OrderState::Pending {
+            t.due
+                .insert((order.due_shard(), order.expires_at, order.order_id.clone()));
+        }
+        t.orders.insert(order.order_id.clone(), order.clone());
+        Ok(CreateOutcome::Created)
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        Ok(self.lock().orders.get(id).cloned())
+    }
+
+    async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
+        let mut t = self.lock();
+        let txn_key = (s.provider.clone(), s.provider_txn_id.clone());
+        if let Some(order_id) = t.txns.get(&txn_key) {
+            return Ok(SettleOutcome::TxnAlreadyRecorded {
+                order_id: order_id.clone(),
+            });
+        }
+        let Some(order) = t.orders.get(&s.order_id) else {
+            return Ok(SettleOutcome::UnknownOrder);
+        };
+        if order.state != s.expected_state
+            || order.amount != s.amount
+            || next_state(order.state, OrderEvent::Paid).is_err()
+        {
+            return Ok(SettleOutcome::OrderChanged(Box::new(order.clone())));
+        }
+        let user_grants = t.grants.entry(s.user_id.clone()).or_default();
+        if s
+            .grants
+            .iter()
+            .any(|g| user_grants.contains_key(&(g.scope.clone(), g.source_id.clone())))
+        {
+            return Err(StoreError::Corrupt(format!(
+                "grant for order {} exists while the order is unpaid",
+                s.order_id
+            )));
+        }
+        for g in &s.grants {
+            user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
+        }
+        if s.credits != 0 {
+            *t.wallets.entry(s.user_id.clone()).or_default() += s.credits;
+        }
+        t.txns.insert(txn_key, s.order_id.clone());
+        let order = t.orders.get_mut(&s.order_id).expect("checked above");
+        let late = order.state != OrderState::Pending;
+        order.state = OrderState::Paid;
+        order.paid_at = Some(s.paid_at);
+        order.late = late;
+        order.provider_txn_id = Some(s.provider_txn_id.clone());
+        let snapshot = order.clone();
+        leave_due(&mut t, &snapshot);
+        Ok(SettleOutcome::Settled)
+    }
+
+    async fn close_order(
+        &self,
+        id: &OrderId,
+        to: OrderState,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let mut t = self.lock();
+        let Some(order) = t.orders.get_mut(id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
+        let event = match to {
+            OrderState::Expired => OrderEvent::Expire,
+            OrderState::Cancelled => OrderEvent::Cancel,
+            _ => return Ok(TransitionOutcome::Conflict(Box::new(order.clone()))),
+        };
+        if next_state(order.state, event) != Ok(to) {
+            return Ok(TransitionOutcome::Conflict(Box::new(order.clone())));
+        }
+        order.state = to;
+        order.closed_at = Some(at);
+        let snapshot = order.clone();
+        leave_due(&mut t, &snapshot);
+        Ok(TransitionOutcome::Done(Box::new(snapshot)))
+    }
+
+    async fn refund(&self, order: &Order, at: i64) -> Result<TransitionOutcome, StoreError> {
+        let mut t = self.lock();
+        let Some(stored) = t.orders.get(&order.order_id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
+        if next_state(stored.state, OrderEvent::Refund).is_err() {
+            return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
+        }
+        let stored = stored.clone();
+        let source = stored.order_id.to_string();
+        let user_grants = t.grants.entry(stored.user_id.clone()).or_default();
+        for scope in &stored.grants {
+            if let Some(g) = user_grants.get_mut(&(scope.clone(), source.clone())) {
+                g.revoked_at.get_or_insert(at);
+            }
+        }
+        if stored.credits != 0 {
+            *t.wallets.entry(stored.user_id.clone()).or_default() -= stored.credits;
+        }
+        let order = t.orders.get_mut(&stored.order_id).expect("checked above");
+        order.state = OrderState::Refunded;
+        order.refunded_at = Some(at);
+        Ok(TransitionOutcome::Done(Box::new(order.clone())))
+    }
+
+    async fn due_orders(
+        &self,
+        shard: u32,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        let t = self.lock();
+        Ok(t.due
+            .range((shard, i64::MIN, OrderId::from_parts(0, [0; 10]))..)
+            .take_while(|(s, exp, _)| *s == shard && *exp <= now)
+            .take(limit)
+            .map(|(_, exp, id)| DueEntry {
+                order_id: id.clone(),
+                expires_at: *exp,
+            })
+            .collect())
+    }
+
+    async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {
+        let t = self.lock();
+        Ok(UserItems {
+            grants: t
+                .grants
+                .get(user_id)
+                .map(|g| g.values().cloned().collect())
+                .unwrap_or_default(),
+            credits: t.wallets.get(user_id).copied().unwrap_or(0),
+        })
+    }
+}

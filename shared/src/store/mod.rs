@@ -1,0 +1,130 @@
+//! Persistence. One trait, two implementations (DynamoDB and embedded memory) that pass the
+//! same conformance suite. Each method is one store round trip and one atomic change, so the
+//! service layer can count its costs and never observe half of a state change.
+
+pub mod dynamo;
+pub mod memory;
+
+use crate::domain::{Grant, Money, Order, OrderId, OrderState};
+use async_trait::async_trait;
+
+pub use dynamo::DynamoStore;
+pub use memory::MemoryStore;
+
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_TTL: i64 = 24 * 3600;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub user_id: String,
+    pub key: String,
+    /// Hash of the request body the key was first used with.
+    pub request_hash: String,
+    pub order_id: OrderId,
+    /// Past this instant the key may be reused (the store's TTL deletes it days later).
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    /// The key was already used (and is not expired): here is what it was used for.
+    KeyExists(IdempotencyRecord),
+}
+
+/// One payment to record: the order moves `expected_state → PAID`, the provider transaction
+/// is claimed, grants are written and coins credited, all or nothing.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub order_id: OrderId,
+    pub user_id: String,
+    pub expected_state: OrderState,
+    /// Must equal the stored order's amount; checked again inside the write.
+    pub amount: Money,
+    pub provider: String,
+    pub provider_txn_id: String,
+    pub paid_at: i64,
+    pub grants: Vec<Grant>,
+    pub credits: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleOutcome {
+    Settled,
+    /// The provider transaction was already recorded, for this order or `other_order`.
+    TxnAlreadyRecorded { order_id: OrderId },
+    /// The order was not in `expected_state` (or its amount differed): the stored order.
+    OrderChanged(Box<Order>),
+    UnknownOrder,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransitionOutcome {
+    Done(Box<Order>),
+    /// The order was not in the required state: the stored order.
+    Conflict(Box<Order>),
+    UnknownOrder,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    pub order_id: OrderId,
+    pub expires_at: i64,
+}
+
+/// Everything under one user's partition: one query answers "what may this user watch".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserItems {
+    pub grants: Vec<Grant>,
+    pub credits: i64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or throttled us: safe to retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored item could not be read back: needs an operator.
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes a new PENDING order and, when given, its idempotency key, in one transaction.
+    async fn create_order(
+        &self,
+        order: &Order,
+        idempotency: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// Strongly consistent read.
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
+
+    async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError>;
+
+    /// PENDING → EXPIRED or CANCELLED; leaves the due index.
+    async fn close_order(
+        &self,
+        id: &OrderId,
+        to: OrderState,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError>;
+
+    /// PAID → REFUNDED, revoking exactly the grants `order` made and taking back its coins.
+    /// `order` is the caller's read of the stored order; the write is conditioned on PAID.
+    async fn refund(&self, order: &Order, refunded_at: i64)
+        -> Result<TransitionOutcome, StoreError>;
+
+    /// PENDING orders of one due-index shard whose expiry is at or before `now`, oldest first.
+    /// The index is eventually consistent in DynamoDB: callers re-check the order itself.
+    async fn due_orders(
+        &self,
+        shard: u32,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError>;
+
+    async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError>;
+}
