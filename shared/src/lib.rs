@@ -1,4 +1,11 @@
 //! Tollgate: paid access to live streams. Everything but the process entry points lives here.
+pub mod api;
+pub mod app;
 pub mod clock;
+pub mod config;
 pub mod domain;
+pub mod lambda;
+pub mod local;
+pub mod providers;
+pub mod service;
 pub mod store;

@@ -265,12 +265,14 @@ impl Catalog {
         let offer = match (product.plans.is_empty(), plan_id) {
             (false, None) => return Err(OfferError::PlanRequired(product.id.clone())),
             (false, Some(plan_id)) => {
-                let plan = product.plans.iter().find(|p| p.id == plan_id).ok_or_else(|| {
-                    OfferError::UnknownPlan {
+                let plan = product
+                    .plans
+                    .iter()
+                    .find(|p| p.id == plan_id)
+                    .ok_or_else(|| OfferError::UnknownPlan {
                         product: product.id.clone(),
                         plan: plan_id.to_owned(),
-                    }
-                })?;
+                    })?;
                 Offer {
                     product,
                     plan: Some(plan),
@@ -407,8 +409,14 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         }
     };
     if let Some(huya) = &p.store_ids.huya {
-        if let Some((level, plan)) = huya.levels.iter().find(|(_, plan)| !plan_ids.contains(plan.as_str())) {
-            return Err(format!("store_ids.huya.levels[{level:?}] names unknown plan {plan:?}"));
+        if let Some((level, plan)) = huya
+            .levels
+            .iter()
+            .find(|(_, plan)| !plan_ids.contains(plan.as_str()))
+        {
+            return Err(format!(
+                "store_ids.huya.levels[{level:?}] names unknown plan {plan:?}"
+            ));
         }
     }
     Ok(Product {
@@ -459,7 +467,10 @@ mod tests {
             c.offer("nope", None, 0).unwrap_err(),
             OfferError::UnknownProduct("nope".into())
         );
-        assert!(matches!(c.offer("pass-monthly", None, 0), Err(OfferError::PlanRequired(_))));
+        assert!(matches!(
+            c.offer("pass-monthly", None, 0),
+            Err(OfferError::PlanRequired(_))
+        ));
         assert!(matches!(
             c.offer("pass-monthly", Some("1y"), 0),
             Err(OfferError::UnknownPlan { .. })
@@ -468,7 +479,10 @@ mod tests {
             c.offer("coins-100", Some("x"), 0),
             Err(OfferError::PlanNotAllowed(_))
         ));
-        assert!(matches!(c.offer("vip", None, 0), Err(OfferError::StoreOnly(_))));
+        assert!(matches!(
+            c.offer("vip", None, 0),
+            Err(OfferError::StoreOnly(_))
+        ));
         let ticket = c.offer("concert-1201", None, 0).unwrap();
         assert!(matches!(ticket.term(), Some(Term::Window { .. })));
         let after = parse_rfc3339("2026-12-08T00:00:00Z").unwrap();
@@ -489,19 +503,36 @@ mod tests {
             r#"{"products":[{"id":"ok","title":"t","kind":"credits","credits":1,"price":{"amount":1,"currency":"CNY"}},
             {"id":"bad","title":"t","kind":"pass","grants":["a"],"plans":[{"id":"p","days":0,"price":{"amount":1,"currency":"CNY"}}]}]}"#,
         );
-        assert!(e.contains("products[1] (\"bad\")") && e.contains("days"), "{e}");
-        let e = err_of(r#"{"products":[{"id":"x","title":"t","kind":"credits","credits":1,"price":{"amount":1.5,"currency":"CNY"}}]}"#);
+        assert!(
+            e.contains("products[1] (\"bad\")") && e.contains("days"),
+            "{e}"
+        );
+        let e = err_of(
+            r#"{"products":[{"id":"x","title":"t","kind":"credits","credits":1,"price":{"amount":1.5,"currency":"CNY"}}]}"#,
+        );
         assert!(e.contains("products[0] (\"x\")"), "{e}");
-        let e = err_of(r#"{"products":[{"id":"x","title":"t","kind":"event","grants":["s"],"price":{"amount":1,"currency":"CNY"},"window":{"starts_at":"2026-01-02T00:00:00Z","ends_at":"2026-01-01T00:00:00Z"}}]}"#);
+        let e = err_of(
+            r#"{"products":[{"id":"x","title":"t","kind":"event","grants":["s"],"price":{"amount":1,"currency":"CNY"},"window":{"starts_at":"2026-01-02T00:00:00Z","ends_at":"2026-01-01T00:00:00Z"}}]}"#,
+        );
         assert!(e.contains("ends_at"), "{e}");
-        let e = err_of(r#"{"products":[{"id":"x","title":"t","kind":"credits","credits":1,"price":{"amount":1,"currency":"CNY"},"grant":["a"]}]}"#);
+        let e = err_of(
+            r#"{"products":[{"id":"x","title":"t","kind":"credits","credits":1,"price":{"amount":1,"currency":"CNY"},"grant":["a"]}]}"#,
+        );
         assert!(e.contains("unknown field"), "{e}");
-        let e = err_of(r#"{"products":[],"streams":[{"id":"s","requires_any":["ghost"],"origin":"https://x"}]}"#);
-        assert!(e.contains("streams[0] (\"s\")") && e.contains("ghost"), "{e}");
-        let e = err_of(r#"{"products":[{"id":"a","title":"t","kind":"credits","credits":1,"price":{"amount":1,"currency":"CNY"}},{"id":"a","title":"t","kind":"credits","credits":1,"price":{"amount":1,"currency":"CNY"}}]}"#);
+        let e = err_of(
+            r#"{"products":[],"streams":[{"id":"s","requires_any":["ghost"],"origin":"https://x"}]}"#,
+        );
+        assert!(
+            e.contains("streams[0] (\"s\")") && e.contains("ghost"),
+            "{e}"
+        );
+        let e = err_of(
+            r#"{"products":[{"id":"a","title":"t","kind":"credits","credits":1,"price":{"amount":1,"currency":"CNY"}},{"id":"a","title":"t","kind":"credits","credits":1,"price":{"amount":1,"currency":"CNY"}}]}"#,
+        );
         assert!(e.contains("duplicate"), "{e}");
         assert!(err_of("{").contains("not valid JSON"));
-        let e = err_of(r#"{"products":[{"id":"v","title":"t","kind":"subscription","grants":["a"]}]}"#);
+        let e =
+            err_of(r#"{"products":[{"id":"v","title":"t","kind":"subscription","grants":["a"]}]}"#);
         assert!(e.contains("store_ids"), "{e}");
     }
 }

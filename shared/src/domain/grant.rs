@@ -12,12 +12,15 @@ pub const DAY: i64 = 86_400;
 
 /// What one purchase grants, before stacking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Term {
     /// `days` counted from payment, or from the end of earlier passes of the same scope.
     Days(u32),
     /// A fixed window (an event and its replay).
-    Window { from: i64, until: i64 },
+    Window {
+        from: i64,
+        until: i64,
+    },
     /// Until a store-reported expiry (subscriptions).
     Until(i64),
     Forever,
@@ -104,7 +107,9 @@ pub fn live(grants: &[Grant], now: i64) -> Vec<GrantWindow> {
         .into_iter()
         .filter(|w| !w.is_over(now))
         .collect();
-    w.sort_by(|a, b| (&a.scope, a.valid_from, &a.source_id).cmp(&(&b.scope, b.valid_from, &b.source_id)));
+    w.sort_by(|a, b| {
+        (&a.scope, a.valid_from, &a.source_id).cmp(&(&b.scope, b.valid_from, &b.source_id))
+    });
     w
 }
 
@@ -174,7 +179,10 @@ mod tests {
         g[1].revoked_at = Some(20);
         let w = windows(&g);
         assert_eq!(w.len(), 1);
-        assert_eq!((w[0].valid_from, w[0].valid_until), (10, Some(10 + 7 * DAY)));
+        assert_eq!(
+            (w[0].valid_from, w[0].valid_until),
+            (10, Some(10 + 7 * DAY))
+        );
     }
 
     #[test]
@@ -209,9 +217,41 @@ mod tests {
         assert_eq!(live(&g, 50).len(), 1, "a ticket for later is live");
         assert_eq!(live(&g, 200).len(), 0);
         let st = product_status(&g, "c", 150);
-        assert_eq!(st, ProductStatus { can_use: true, expires_at: Some(200), had_bought: true });
+        assert_eq!(
+            st,
+            ProductStatus {
+                can_use: true,
+                expires_at: Some(200),
+                had_bought: true
+            }
+        );
         let st = product_status(&g, "c", 250);
-        assert_eq!(st, ProductStatus { can_use: false, expires_at: None, had_bought: true });
+        assert_eq!(
+            st,
+            ProductStatus {
+                can_use: false,
+                expires_at: None,
+                had_bought: true
+            }
+        );
         assert!(!product_status(&g, "other", 150).had_bought);
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    use super::*;
+
+    #[test]
+    fn terms_round_trip_as_json() {
+        for t in [
+            Term::Days(7),
+            Term::Window { from: 1, until: 2 },
+            Term::Until(5),
+            Term::Forever,
+        ] {
+            let text = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<Term>(&text).unwrap(), t, "{text}");
+        }
     }
 }

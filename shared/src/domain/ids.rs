@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(rfc3339(1_764_590_400), "2025-12-01T12:00:00Z");
-        assert_eq!(parse_rfc3339("2025-12-01T20:00:00+08:00"), Some(1_764_590_400));
+        assert_eq!(
+            parse_rfc3339("2025-12-01T20:00:00+08:00"),
+            Some(1_764_590_400)
+        );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
 }

@@ -73,7 +73,9 @@ pub struct Money {
 pub enum MoneyError {
     #[error("currency must be a three-letter ISO 4217 code, got {0:?}")]
     Currency(String),
-    #[error("amount must be a plain decimal with at most {max_places} decimal places, got {got:?}")]
+    #[error(
+        "amount must be a plain decimal with at most {max_places} decimal places, got {got:?}"
+    )]
     Decimal { got: String, max_places: u32 },
     #[error("amount is out of range")]
     Overflow,
@@ -195,7 +197,10 @@ mod tests {
             let m = Money::new(minor, Currency::CNY).unwrap();
             assert_eq!(cny(&m.to_decimal_string()), Ok(minor));
         }
-        assert_eq!(Money::new(1, Currency::CNY).unwrap().to_decimal_string(), "0.01");
+        assert_eq!(
+            Money::new(1, Currency::CNY).unwrap().to_decimal_string(),
+            "0.01"
+        );
     }
 
     #[test]

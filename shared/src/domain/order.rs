@@ -178,7 +178,10 @@ mod tests {
         ];
         for from in all_states {
             for ev in all_events {
-                let expect = legal.iter().find(|(f, e, _)| *f == from && *e == ev).map(|l| l.2);
+                let expect = legal
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == ev)
+                    .map(|l| l.2);
                 assert_eq!(next_state(from, ev).ok(), expect, "{from:?} {ev:?}");
                 assert_eq!(sources_of(ev).contains(&from), expect.is_some());
             }
@@ -189,7 +192,10 @@ mod tests {
     fn states_round_trip_as_text() {
         for s in [S::Pending, S::Paid, S::Expired, S::Cancelled, S::Refunded] {
             assert_eq!(S::parse(s.as_str()), Some(s));
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         assert_eq!(S::parse("paid"), None);
     }

@@ -29,7 +29,9 @@ pub struct DynamoStore {
 
 impl std::fmt::Debug for DynamoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoStore").field("table", &self.table).finish()
+        f.debug_struct("DynamoStore")
+            .field("table", &self.table)
+            .finish()
     }
 }
 
@@ -72,7 +74,9 @@ where
 fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v),
-        _ => Err(StoreError::Corrupt(format!("missing string attribute {name}"))),
+        _ => Err(StoreError::Corrupt(format!(
+            "missing string attribute {name}"
+        ))),
     }
 }
 
@@ -84,7 +88,8 @@ fn opt_s(item: &Item, name: &str) -> Option<String> {
 }
 
 fn get_n(item: &Item, name: &str) -> Result<i64, StoreError> {
-    opt_n(item, name)?.ok_or_else(|| StoreError::Corrupt(format!("missing number attribute {name}")))
+    opt_n(item, name)?
+        .ok_or_else(|| StoreError::Corrupt(format!("missing number attribute {name}")))
 }
 
 fn opt_n(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
@@ -97,7 +102,10 @@ fn opt_n(item: &Item, name: &str) -> Result<Option<i64>, StoreError> {
     }
 }
 
-fn json_attr<T: serde::de::DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+fn json_attr<T: serde::de::DeserializeOwned>(
+    item: &Item,
+    name: &str,
+) -> Result<Option<T>, StoreError> {
     opt_s(item, name)
         .map(|text| {
             serde_json::from_str(&text)
@@ -123,7 +131,10 @@ fn order_item(o: &Order) -> Item {
     if let Some(c) = &o.channel {
         put("channel", s(c));
     }
-    put("grants", AttributeValue::L(o.grants.iter().map(s).collect()));
+    put(
+        "grants",
+        AttributeValue::L(o.grants.iter().map(s).collect()),
+    );
     if let Some(t) = &o.term {
         put("term", s(serde_json::to_string(t).unwrap_or_default()));
     }
@@ -226,7 +237,10 @@ fn grant_item(user: &str, g: &Grant) -> Item {
     item.insert("product_id".into(), s(&g.product_id));
     item.insert("source_id".into(), s(&g.source_id));
     item.insert("paid_at".into(), n(g.paid_at));
-    item.insert("term".into(), s(serde_json::to_string(&g.term).unwrap_or_default()));
+    item.insert(
+        "term".into(),
+        s(serde_json::to_string(&g.term).unwrap_or_default()),
+    );
     if let Some(r) = g.revoked_at {
         item.insert("revoked_at".into(), n(r));
     }
@@ -385,7 +399,9 @@ impl DynamoStore {
             }
             return Err(unavailable(op, err));
         }
-        Err(StoreError::Unavailable(format!("{op}: transaction conflicts persisted")))
+        Err(StoreError::Unavailable(format!(
+            "{op}: transaction conflicts persisted"
+        )))
     }
 }
 
@@ -421,8 +437,14 @@ impl Store for DynamoStore {
                 .await;
             return match r {
                 Ok(_) => Ok(CreateOutcome::Created),
-                Err(e) if e.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                    Err(StoreError::Corrupt(format!("order id {} generated twice", order.order_id)))
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Err(StoreError::Corrupt(format!(
+                        "order id {} generated twice",
+                        order.order_id
+                    )))
                 }
                 Err(e) => Err(unavailable("create order", e)),
             };
@@ -450,7 +472,9 @@ impl Store for DynamoStore {
                         None => self
                             .get(idem_pk(&rec.user_id, &rec.key), "IDEM")
                             .await?
-                            .ok_or_else(|| StoreError::Unavailable("idempotency key vanished".into()))?,
+                            .ok_or_else(|| {
+                                StoreError::Unavailable("idempotency key vanished".into())
+                            })?,
                     };
                     Ok(CreateOutcome::KeyExists(idem_from_item(&old)?))
                 }
@@ -477,7 +501,9 @@ impl Store for DynamoStore {
                 "SET #state = :paid, paid_at = :paid_at, late = :late, provider_txn_id = :txn \
                  REMOVE gsi1pk, gsi1sk",
             )
-            .condition_expression("#state = :expected AND amount = :amount AND currency = :currency")
+            .condition_expression(
+                "#state = :expected AND amount = :amount AND currency = :currency",
+            )
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
             .expression_attribute_values(":paid_at", n(st.paid_at))
@@ -526,7 +552,9 @@ impl Store for DynamoStore {
             return Ok(SettleOutcome::TxnAlreadyRecorded { order_id });
         }
         match failed.first() {
-            Some(Some(Some(old))) => Ok(SettleOutcome::OrderChanged(Box::new(order_from_item(old)?))),
+            Some(Some(Some(old))) => {
+                Ok(SettleOutcome::OrderChanged(Box::new(order_from_item(old)?)))
+            }
             Some(Some(None)) => match self.get_order(&st.order_id).await? {
                 Some(order) => Ok(SettleOutcome::OrderChanged(Box::new(order))),
                 None => Ok(SettleOutcome::UnknownOrder),
@@ -602,7 +630,10 @@ impl Store for DynamoStore {
         for scope in &order.grants {
             let revoke = Update::builder()
                 .table_name(&self.table)
-                .set_key(Some(key(user_pk(&order.user_id), &grant_sk(scope, &source))))
+                .set_key(Some(key(
+                    user_pk(&order.user_id),
+                    &grant_sk(scope, &source),
+                )))
                 .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
                 .condition_expression("attribute_exists(pk)")
                 .expression_attribute_values(":at", n(at))
@@ -620,7 +651,9 @@ impl Store for DynamoStore {
             return Ok(TransitionOutcome::Done(Box::new(done)));
         };
         match failed.first() {
-            Some(Some(Some(old))) => Ok(TransitionOutcome::Conflict(Box::new(order_from_item(old)?))),
+            Some(Some(Some(old))) => {
+                Ok(TransitionOutcome::Conflict(Box::new(order_from_item(old)?)))
+            }
             Some(Some(None)) => match self.get_order(&order.order_id).await? {
                 Some(o) => Ok(TransitionOutcome::Conflict(Box::new(o))),
                 None => Ok(TransitionOutcome::UnknownOrder),

@@ -37,7 +37,8 @@ impl MemoryStore {
 }
 
 fn leave_due(t: &mut Tables, o: &Order) {
-    t.due.remove(&(o.due_shard(), o.expires_at, o.order_id.clone()));
+    t.due
+        .remove(&(o.due_shard(), o.expires_at, o.order_id.clone()));
 }
 
 #[async_trait]
@@ -97,8 +98,7 @@ impl Store for MemoryStore {
             return Ok(SettleOutcome::OrderChanged(Box::new(order.clone())));
         }
         let user_grants = t.grants.entry(s.user_id.clone()).or_default();
-        if s
-            .grants
+        if s.grants
             .iter()
             .any(|g| user_grants.contains_key(&(g.scope.clone(), g.source_id.clone())))
         {

@@ -52,7 +52,9 @@ pub struct Settlement {
 pub enum SettleOutcome {
     Settled,
     /// The provider transaction was already recorded, for this order or `other_order`.
-    TxnAlreadyRecorded { order_id: OrderId },
+    TxnAlreadyRecorded {
+        order_id: OrderId,
+    },
     /// The order was not in `expected_state` (or its amount differed): the stored order.
     OrderChanged(Box<Order>),
     UnknownOrder,
@@ -114,8 +116,11 @@ pub trait Store: Send + Sync {
 
     /// PAID → REFUNDED, revoking exactly the grants `order` made and taking back its coins.
     /// `order` is the caller's read of the stored order; the write is conditioned on PAID.
-    async fn refund(&self, order: &Order, refunded_at: i64)
-        -> Result<TransitionOutcome, StoreError>;
+    async fn refund(
+        &self,
+        order: &Order,
+        refunded_at: i64,
+    ) -> Result<TransitionOutcome, StoreError>;
 
     /// PENDING orders of one due-index shard whose expiry is at or before `now`, oldest first.
     /// The index is eventually consistent in DynamoDB: callers re-check the order itself.

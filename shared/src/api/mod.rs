@@ -1,0 +1,353 @@
+//! HTTP: routing, authentication and JSON/problem responses. Calls `service/`, nothing else.
+//! The same `handle` serves every Lambda (each restricted to its own routes) and the local
+//! server (all routes), so what is tested locally is what runs in AWS.
+
+pub mod auth;
+pub mod problem;
+pub mod server;
+
+use crate::app::App;
+use crate::domain::ids::rfc3339;
+use crate::domain::Order;
+use crate::providers::sandbox;
+use crate::service::payments::{self, Applied, ApplyError, Rejected};
+use crate::service::{entitlements, orders, ServiceError};
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use problem::{json_response, problem, problem_with};
+use serde_json::json;
+
+/// Request bodies above this are refused with 413 before any parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Which routes a process serves: one group per Lambda, or all of them locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    Orders,
+    Callbacks,
+    Streams,
+    Local,
+}
+
+impl Routes {
+    fn serves(self, group: Routes) -> bool {
+        self == Routes::Local || self == group
+    }
+}
+
+/// The `sub` claim that API Gateway's JWT authorizer verified, set by the Lambda adapter.
+#[derive(Debug, Clone)]
+pub struct AuthorizerSub(pub String);
+
+pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<Bytes> {
+    if req.body().len() > MAX_BODY_BYTES {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("request body is over {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let method = req.method().clone();
+    use Routes::*;
+    let (group, allowed): (Routes, &[Method]) = match segments.as_slice() {
+        ["orders"] => (Orders, &[Method::POST]),
+        ["orders", _] => (Orders, &[Method::GET]),
+        ["orders", _, "cancel"] => (Orders, &[Method::POST]),
+        ["callbacks", _] => (Callbacks, &[Method::POST]),
+        ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
+        ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
+        ["healthz"] => (Local, &[Method::GET]),
+        _ => return not_found(),
+    };
+    if !routes.serves(group) {
+        return not_found();
+    }
+    if !allowed.contains(&method) {
+        let mut r = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{method} is not allowed here"),
+        );
+        if let Ok(v) = allowed[0].as_str().parse() {
+            r.headers_mut().insert(header::ALLOW, v);
+        }
+        return r;
+    }
+    match segments.as_slice() {
+        ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),
+        ["callbacks", provider] => provider_callback(app, provider, &req).await,
+        ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
+        _ => {
+            let user = match authenticate(app, &req) {
+                Ok(u) => u,
+                Err(r) => return r,
+            };
+            let result = match segments.as_slice() {
+                ["orders"] => create_order(app, &user, &req).await,
+                ["orders", id] => orders::get(app, &user, id)
+                    .await
+                    .map(|o| json_response(StatusCode::OK, &order_json(&o))),
+                ["orders", id, "cancel"] => orders::cancel(app, &user, id)
+                    .await
+                    .map(|o| json_response(StatusCode::OK, &order_json(&o))),
+                ["entitlements"] => entitlements::list(app, &user).await.map(|e| {
+                    let grants: Vec<_> = e
+                        .grants
+                        .iter()
+                        .map(|g| {
+                            json!({
+                                "scope": g.scope,
+                                "product_id": g.product_id,
+                                "source_id": g.source_id,
+                                "valid_from": rfc3339(g.valid_from),
+                                "valid_until": g.valid_until.map(rfc3339),
+                            })
+                        })
+                        .collect();
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"grants": grants, "credits": e.credits}),
+                    )
+                }),
+                ["entitlements", product_id] => entitlements::product(app, &user, product_id)
+                    .await
+                    .map(|s| {
+                        json_response(
+                            StatusCode::OK,
+                            &json!({
+                                "product_id": product_id,
+                                "can_use": s.can_use,
+                                "expires_at": s.expires_at.map(rfc3339),
+                                "had_bought": s.had_bought,
+                            }),
+                        )
+                    }),
+                _ => return not_found(),
+            };
+            result.unwrap_or_else(|e| service_problem(&e))
+        }
+    }
+}
+
+fn not_found() -> Response<Bytes> {
+    problem(StatusCode::NOT_FOUND, "not-found", "no such route")
+}
+
+fn authenticate(app: &App, req: &Request<Bytes>) -> Result<String, Response<Bytes>> {
+    let sub = req
+        .extensions()
+        .get::<AuthorizerSub>()
+        .map(|s| s.0.as_str());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    app.auth.user(sub, header).map_err(|e| {
+        let mut r = problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        r
+    })
+}
+
+fn service_problem(e: &ServiceError) -> Response<Bytes> {
+    use crate::domain::OfferError as O;
+    match e {
+        ServiceError::BadRequest(d) => problem(StatusCode::BAD_REQUEST, "bad-request", d),
+        ServiceError::NotFound(d) => problem(StatusCode::NOT_FOUND, "not-found", d),
+        ServiceError::Offer(o) => {
+            let slug = match o {
+                O::UnknownProduct(_) => "unknown-product",
+                O::UnknownPlan { .. } | O::PlanRequired(_) | O::PlanNotAllowed(_) => "invalid-plan",
+                O::StoreOnly(_) => "store-only-product",
+                O::NoLongerOnSale(_) => "not-on-sale",
+            };
+            problem(StatusCode::UNPROCESSABLE_ENTITY, slug, o.to_string())
+        }
+        ServiceError::ProviderNotEnabled(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "provider-not-enabled",
+            e.to_string(),
+        ),
+        ServiceError::IdempotencyMismatch => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            e.to_string(),
+        ),
+        ServiceError::Conflict(d) => problem(StatusCode::CONFLICT, "conflict", d),
+        ServiceError::Store(s) => {
+            tracing::error!(error = %s, "store failure");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "temporarily unavailable, retry later",
+            )
+        }
+    }
+}
+
+pub fn order_json(o: &Order) -> serde_json::Value {
+    let mut v = json!({
+        "order_id": o.order_id,
+        "state": o.state,
+        "product_id": o.product_id,
+        "plan_id": o.plan_id,
+        "amount": o.amount,
+        "provider": o.provider,
+        "created_at": rfc3339(o.created_at),
+        "expires_at": rfc3339(o.expires_at),
+    });
+    if let Some(map) = v.as_object_mut() {
+        if let Some(p) = o.paid_at {
+            map.insert("paid_at".into(), json!(rfc3339(p)));
+            map.insert("late".into(), json!(o.late));
+        }
+        if let Some(p) = &o.payment {
+            map.insert("payment".into(), p.clone());
+        }
+    }
+    v
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(req: &Request<Bytes>) -> Result<T, Response<Bytes>> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("application/json"));
+    if !is_json {
+        return Err(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send application/json",
+        ));
+    }
+    serde_json::from_slice(req.body()).map_err(|e| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            format!("request body is not valid: {e}"),
+        )
+    })
+}
+
+async fn create_order(
+    app: &App,
+    user: &str,
+    req: &Request<Bytes>,
+) -> Result<Response<Bytes>, ServiceError> {
+    let body: orders::CreateOrder = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(_)) => {
+            return Err(ServiceError::BadRequest(
+                "Idempotency-Key must be printable ASCII".into(),
+            ))
+        }
+    };
+    Ok(match orders::create(app, user, body, key).await? {
+        orders::Created::New(o) => {
+            let mut r = json_response(StatusCode::CREATED, &order_json(&o));
+            if let Ok(v) = format!("/orders/{}", o.order_id).parse() {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        orders::Created::Replayed(o) => json_response(StatusCode::OK, &order_json(&o)),
+    })
+}
+
+async fn provider_callback(app: &App, provider: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    if !app.config.provider_enabled(provider) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "provider-not-enabled",
+            format!("provider {provider:?} is not enabled"),
+        );
+    }
+    let now = app.clock.now();
+    let event = match provider {
+        sandbox::NAME => {
+            let secret = match &app.config.sandbox_secret {
+                Some(s) => s.expose(),
+                None => {
+                    return problem(
+                        StatusCode::NOT_FOUND,
+                        "provider-not-enabled",
+                        "sandbox has no secret",
+                    )
+                }
+            };
+            let sig = req
+                .headers()
+                .get(sandbox::SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok());
+            match sandbox::verify(secret, req.body(), sig, now) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::warn!(provider, reason = %e, "callback rejected");
+                    let status = match e {
+                        sandbox::SandboxError::Malformed(_) => StatusCode::BAD_REQUEST,
+                        _ => StatusCode::UNAUTHORIZED,
+                    };
+                    return problem(status, "callback-rejected", e.to_string());
+                }
+            }
+        }
+        _ => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "provider-not-enabled",
+                format!("provider {provider:?} has no callback handler in this build"),
+            )
+        }
+    };
+    let order_id = event.order_id().clone();
+    match payments::apply(app, provider, event).await {
+        Ok(applied) => {
+            if applied == Applied::Duplicate {
+                tracing::info!(provider, order_id = %order_id, "duplicate callback acknowledged");
+            }
+            json_response(StatusCode::OK, &json!({"ok": true}))
+        }
+        Err(ApplyError::Rejected(r)) => {
+            tracing::warn!(provider, order_id = %order_id, reason = %r, "callback rejected");
+            let status = match r {
+                Rejected::UnknownOrder => StatusCode::NOT_FOUND,
+                Rejected::AmountMismatch { .. } | Rejected::WrongProvider => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::CONFLICT,
+            };
+            let mut extra = serde_json::Map::new();
+            extra.insert("order_id".into(), json!(order_id));
+            problem_with(status, "callback-rejected", r.to_string(), extra)
+        }
+        Err(ApplyError::Store(e)) => {
+            tracing::error!(provider, order_id = %order_id, error = %e, "store failure during callback");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "temporarily unavailable, retry later",
+            )
+        }
+    }
+}
+
+/// Used by the local server's fake payment page.
+pub(crate) fn sandbox_event_for(
+    order: &Order,
+    status: sandbox::Status,
+    txn: &str,
+    now: i64,
+) -> Vec<u8> {
+    sandbox::callback_body(&order.order_id, txn, status, order.amount, now)
+}

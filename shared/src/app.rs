@@ -1,0 +1,112 @@
+//! The application: configuration, catalog, store and clock, built once per cold start and
+//! shared by every request.
+
+use crate::api::auth::Authenticator;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, ConfigError, Profile};
+use crate::domain::Catalog;
+use crate::store::{DynamoStore, MemoryStore, Store};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+pub struct App {
+    pub config: Config,
+    pub catalog: Catalog,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: Authenticator,
+    /// Where this process itself listens (local server only; set once bound).
+    pub self_url: OnceLock<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl App {
+    /// Builds the app from explicit parts (tests inject a store and a clock).
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let catalog = Catalog::from_json(&config.catalog_json)
+            .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
+        let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
+        Ok(App {
+            config,
+            catalog,
+            store,
+            clock,
+            auth,
+            self_url: OnceLock::new(),
+        })
+    }
+
+    /// Reads the environment and connects to AWS when configured. The DynamoDB connection
+    /// is opened here, during init, so the first request pays no TLS handshake.
+    pub async fn from_env(profile: Profile) -> Result<Arc<Self>, StartupError> {
+        let config = Config::from_env(profile)?;
+        let store: Arc<dyn Store> = match (&config.table_name, profile) {
+            (Some(table), _) => {
+                let sdk = aws_sdk_config().await;
+                let client = aws_sdk_dynamodb::Client::new(&sdk);
+                let store = DynamoStore::new(client, table.clone());
+                warm_up(&store).await;
+                Arc::new(store)
+            }
+            (None, Profile::Local) => Arc::new(MemoryStore::new()),
+            (None, Profile::Lambda) => {
+                return Err(ConfigError {
+                    name: "TABLE_NAME",
+                    problem: "required in Lambda".into(),
+                }
+                .into())
+            }
+        };
+        Ok(Arc::new(App::new(config, store, Arc::new(SystemClock))?))
+    }
+}
+
+/// One SDK configuration per process, with timeouts so a slow dependency fails a request
+/// instead of hanging it until the Lambda deadline. `AWS_ENDPOINT_URL` is honoured by the SDK.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(Duration::from_secs(8))
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .load()
+        .await
+}
+
+async fn warm_up(store: &DynamoStore) {
+    // Any cheap authorised call opens the connection; its answer does not matter.
+    let r = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("WARMUP".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("WARMUP".into()),
+        )
+        .send()
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "DynamoDB warm-up failed");
+    }
+}

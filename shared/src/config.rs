@@ -1,0 +1,279 @@
+//! One `Config`, read from the environment once per cold start. A missing or malformed
+//! variable stops start-up with a message naming it; secret values never appear in messages
+//! or `Debug` output.
+
+use std::fmt;
+
+/// A secret value: printable only on purpose.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(v: impl Into<String>) -> Self {
+        Secret(v.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where the process runs: defaults differ between a Lambda and the laptop server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Lambda,
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthMode {
+    /// API Gateway's JWT authorizer already verified the token; trust its claims.
+    Apigw,
+    /// Verify `Authorization: Bearer` here.
+    Jwt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevicePolicy {
+    Evict,
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub profile: Profile,
+    pub table_name: Option<String>,
+    pub queue_url: Option<String>,
+    pub catalog_json: String,
+    pub providers: Vec<String>,
+    pub order_ttl_seconds: i64,
+    pub auth_mode: AuthMode,
+    pub auth_jwt_secret: Option<Secret>,
+    pub auth_jwks_path: Option<String>,
+    pub auth_issuer: Option<String>,
+    pub auth_audience: Option<String>,
+    pub stream_token_ttl_seconds: i64,
+    pub max_devices: u32,
+    pub device_policy: DevicePolicy,
+    pub sandbox_secret: Option<Secret>,
+    /// Where clients reach this deployment (for sandbox pay URLs).
+    pub public_base_url: String,
+    pub port: u16,
+    pub sweep_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration {name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        problem: problem.into(),
+    }
+}
+
+/// The secret used by the local server when none is configured. Printed on start so a
+/// developer can mint tokens; never used by a Lambda deployment.
+pub const LOCAL_DEV_JWT_SECRET: &str = "tollgate-local-development-secret-do-not-deploy";
+pub const LOCAL_DEV_SANDBOX_SECRET: &str = "tollgate-local-sandbox-secret";
+
+pub const KNOWN_PROVIDERS: &[&str] = &["sandbox", "wechat", "alipay", "huya", "apple", "google"];
+
+impl Config {
+    pub fn from_env(profile: Profile) -> Result<Self, ConfigError> {
+        Self::from_lookup(profile, |k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `get`, so tests need not touch the process environment.
+    pub fn from_lookup(
+        profile: Profile,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
+        let local = profile == Profile::Local;
+        let int =
+            |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, ConfigError> {
+                match var(name) {
+                    None => Ok(default),
+                    Some(v) => match v.trim().parse::<i64>() {
+                        Ok(n) if (min..=max).contains(&n) => Ok(n),
+                        _ => Err(err(name, format!("must be an integer in {min}..={max}"))),
+                    },
+                }
+            };
+        let catalog_json = match (var("CATALOG_JSON"), var("CATALOG_PATH")) {
+            (Some(json), _) => json,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| err("CATALOG_PATH", format!("cannot read {path:?}: {e}")))?,
+            (None, None) if local => {
+                std::fs::read_to_string("catalog.example.json").map_err(|e| {
+                    err(
+                        "CATALOG_PATH",
+                        format!("unset, and ./catalog.example.json cannot be read: {e}"),
+                    )
+                })?
+            }
+            (None, None) => return Err(err("CATALOG_JSON", "set CATALOG_JSON or CATALOG_PATH")),
+        };
+        let providers: Vec<String> = var("PROVIDERS")
+            .unwrap_or_else(|| {
+                if local {
+                    "sandbox".into()
+                } else {
+                    String::new()
+                }
+            })
+            .split(',')
+            .map(|p| p.trim().to_ascii_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if let Some(bad) = providers
+            .iter()
+            .find(|p| !KNOWN_PROVIDERS.contains(&p.as_str()))
+        {
+            return Err(err(
+                "PROVIDERS",
+                format!(
+                    "unknown provider {bad:?} (known: {})",
+                    KNOWN_PROVIDERS.join(", ")
+                ),
+            ));
+        }
+        let auth_mode = match var("AUTH_MODE").as_deref() {
+            None if local => AuthMode::Jwt,
+            None => AuthMode::Apigw,
+            Some("apigw") => AuthMode::Apigw,
+            Some("jwt") => AuthMode::Jwt,
+            Some(_) => return Err(err("AUTH_MODE", "must be apigw or jwt")),
+        };
+        let mut auth_jwt_secret = var("AUTH_JWT_SECRET").map(Secret::new);
+        let auth_jwks_path = var("AUTH_JWKS_PATH");
+        if auth_mode == AuthMode::Jwt && auth_jwt_secret.is_none() && auth_jwks_path.is_none() {
+            if local {
+                auth_jwt_secret = Some(Secret::new(LOCAL_DEV_JWT_SECRET));
+            } else {
+                return Err(err(
+                    "AUTH_JWT_SECRET",
+                    "AUTH_MODE=jwt needs AUTH_JWT_SECRET or AUTH_JWKS_PATH",
+                ));
+            }
+        }
+        if let Some(s) = &auth_jwt_secret {
+            if s.expose().len() < 32 {
+                return Err(err("AUTH_JWT_SECRET", "must be at least 32 bytes"));
+            }
+        }
+        let mut sandbox_secret = var("SANDBOX_SECRET").map(Secret::new);
+        if providers.iter().any(|p| p == "sandbox") && sandbox_secret.is_none() {
+            if local {
+                sandbox_secret = Some(Secret::new(LOCAL_DEV_SANDBOX_SECRET));
+            } else {
+                return Err(err(
+                    "SANDBOX_SECRET",
+                    "required when PROVIDERS includes sandbox",
+                ));
+            }
+        }
+        let port = int("PORT", 3000, 0, 65535)? as u16;
+        let device_policy = match var("DEVICE_POLICY").as_deref() {
+            None | Some("evict") => DevicePolicy::Evict,
+            Some("deny") => DevicePolicy::Deny,
+            Some(_) => return Err(err("DEVICE_POLICY", "must be evict or deny")),
+        };
+        Ok(Config {
+            profile,
+            table_name: var("TABLE_NAME"),
+            queue_url: var("QUEUE_URL"),
+            catalog_json,
+            providers,
+            order_ttl_seconds: int("ORDER_TTL_SECONDS", 900, 1, 7 * 86_400)?,
+            auth_mode,
+            auth_jwt_secret,
+            auth_jwks_path,
+            auth_issuer: var("AUTH_JWT_ISSUER"),
+            auth_audience: var("AUTH_JWT_AUDIENCE"),
+            stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
+            max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
+            device_policy,
+            sandbox_secret,
+            public_base_url: var("PUBLIC_BASE_URL")
+                .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
+                .trim_end_matches('/')
+                .to_owned(),
+            port,
+            sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
+        })
+    }
+
+    pub fn provider_enabled(&self, name: &str) -> bool {
+        self.providers.iter().any(|p| p == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(profile: Profile, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.entry("CATALOG_JSON".into())
+            .or_insert_with(|| r#"{"products":[]}"#.into());
+        Config::from_lookup(profile, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn lambda_defaults_and_errors_name_the_variable() {
+        let c = cfg(Profile::Lambda, &[]).unwrap();
+        assert_eq!(c.auth_mode, AuthMode::Apigw);
+        assert_eq!(c.order_ttl_seconds, 900);
+        assert!(c.providers.is_empty());
+        let e = cfg(Profile::Lambda, &[("ORDER_TTL_SECONDS", "soon")]).unwrap_err();
+        assert_eq!(e.name, "ORDER_TTL_SECONDS");
+        let e = cfg(Profile::Lambda, &[("PROVIDERS", "sandbox")]).unwrap_err();
+        assert_eq!(e.name, "SANDBOX_SECRET");
+        let e = cfg(Profile::Lambda, &[("PROVIDERS", "paypal")]).unwrap_err();
+        assert_eq!(e.name, "PROVIDERS");
+        let e = cfg(Profile::Lambda, &[("AUTH_MODE", "jwt")]).unwrap_err();
+        assert_eq!(e.name, "AUTH_JWT_SECRET");
+        let e = cfg(
+            Profile::Lambda,
+            &[("AUTH_MODE", "jwt"), ("AUTH_JWT_SECRET", "short")],
+        )
+        .unwrap_err();
+        assert_eq!(e.name, "AUTH_JWT_SECRET");
+    }
+
+    #[test]
+    fn local_defaults() {
+        let c = cfg(Profile::Local, &[("PORT", "4000")]).unwrap();
+        assert_eq!(c.auth_mode, AuthMode::Jwt);
+        assert_eq!(c.providers, vec!["sandbox"]);
+        assert_eq!(c.public_base_url, "http://127.0.0.1:4000");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("PROVIDERS", "sandbox"),
+                ("SANDBOX_SECRET", "hunter2-very-secret"),
+            ],
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Use cases. Nothing here knows whether the store is DynamoDB or memory, or whether the
+//! caller is a Lambda or the local server.
+
+pub mod entitlements;
+pub mod orders;
+pub mod payments;
+
+use crate::domain::catalog::OfferError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    #[error("provider {0:?} is not enabled")]
+    ProviderNotEnabled(String),
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyMismatch,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// 80 random bits for an order id, from the SDK's own crypto library.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    // The system RNG failing is not recoverable; aws-lc aborts itself in that case.
+    aws_lc_rs::rand::fill(&mut b).expect("system random number generator");
+    b
+}

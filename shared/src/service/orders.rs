@@ -1,0 +1,160 @@
+//! Creating, reading and cancelling orders.
+
+use super::{random_bytes, ServiceError};
+use crate::app::App;
+use crate::domain::{Order, OrderId, OrderState};
+use crate::providers::sandbox;
+use crate::store::{CreateOutcome, IdempotencyRecord, TransitionOutcome, IDEMPOTENCY_TTL};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrder {
+    pub product_id: String,
+    pub plan_id: Option<String>,
+    pub provider: String,
+    pub channel: Option<String>,
+}
+
+pub enum Created {
+    New(Order),
+    /// The same Idempotency-Key and body were seen before: the order they created.
+    Replayed(Order),
+}
+
+/// Keys are opaque to us but end up in a store key: printable ASCII, bounded.
+pub fn valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn request_hash(req: &CreateOrder) -> String {
+    // Canonical form of what the client asked for; field order and whitespace don't matter.
+    let canonical = serde_json::json!([req.product_id, req.plan_id, req.provider, req.channel]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+pub async fn create(
+    app: &App,
+    user_id: &str,
+    req: CreateOrder,
+    idempotency_key: Option<&str>,
+) -> Result<Created, ServiceError> {
+    let now_ms = app.clock.now_ms();
+    let now = now_ms.div_euclid(1000);
+    if let Some(k) = idempotency_key {
+        if !valid_idempotency_key(k) {
+            return Err(ServiceError::BadRequest(
+                "Idempotency-Key must be 1-128 printable ASCII characters".into(),
+            ));
+        }
+    }
+    if !app.config.provider_enabled(&req.provider) {
+        return Err(ServiceError::ProviderNotEnabled(req.provider));
+    }
+    if let Some(c) = &req.channel {
+        if c.is_empty()
+            || c.len() > 32
+            || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(ServiceError::BadRequest(
+                "channel must be 1-32 characters of [A-Za-z0-9_]".into(),
+            ));
+        }
+    }
+    let offer = app
+        .catalog
+        .offer(&req.product_id, req.plan_id.as_deref(), now)?;
+    let order_id = OrderId::from_parts(now_ms.max(0) as u64, random_bytes());
+    let payment = match req.provider.as_str() {
+        sandbox::NAME => Some(sandbox::payment_params(
+            &app.config.public_base_url,
+            &order_id,
+        )),
+        other => return Err(ServiceError::ProviderNotEnabled(other.to_owned())),
+    };
+    let order = Order {
+        order_id: order_id.clone(),
+        user_id: user_id.to_owned(),
+        product_id: offer.product.id.clone(),
+        plan_id: offer.plan.map(|p| p.id.clone()),
+        amount: offer.price,
+        provider: req.provider.clone(),
+        channel: req.channel.clone(),
+        grants: offer.product.grants.clone(),
+        term: offer.term(),
+        credits: offer.product.credits.unwrap_or(0),
+        state: OrderState::Pending,
+        created_at: now,
+        expires_at: now + app.config.order_ttl_seconds,
+        paid_at: None,
+        late: false,
+        provider_txn_id: None,
+        closed_at: None,
+        refunded_at: None,
+        payment,
+    };
+    let idem = idempotency_key.map(|key| IdempotencyRecord {
+        user_id: user_id.to_owned(),
+        key: key.to_owned(),
+        request_hash: request_hash(&req),
+        order_id: order_id.clone(),
+        expires_at: now + IDEMPOTENCY_TTL,
+    });
+    match app.store.create_order(&order, idem.as_ref(), now).await? {
+        CreateOutcome::Created => {
+            tracing::info!(order_id = %order.order_id, provider = %order.provider, product = %order.product_id, "order created");
+            Ok(Created::New(order))
+        }
+        CreateOutcome::KeyExists(existing) => {
+            if Some(&existing.request_hash) != idem.as_ref().map(|i| &i.request_hash) {
+                return Err(ServiceError::IdempotencyMismatch);
+            }
+            let order = app
+                .store
+                .get_order(&existing.order_id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound("order of this Idempotency-Key".into()))?;
+            Ok(Created::Replayed(order))
+        }
+    }
+}
+
+/// The caller's own order; anyone else's is indistinguishable from a missing one.
+pub async fn get(app: &App, user_id: &str, id: &str) -> Result<Order, ServiceError> {
+    let not_found = || ServiceError::NotFound(format!("order {id:?} not found"));
+    let id = OrderId::parse(id).map_err(|_| not_found())?;
+    match app.store.get_order(&id).await? {
+        Some(o) if o.user_id == user_id => Ok(o),
+        _ => Err(not_found()),
+    }
+}
+
+pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, ServiceError> {
+    let order = get(app, user_id, id).await?;
+    if order.state != OrderState::Pending {
+        return Err(ServiceError::Conflict(format!(
+            "only a PENDING order can be cancelled; this one is {}",
+            order.state.as_str()
+        )));
+    }
+    // Sandbox orders have nothing to close at a provider; real providers close here first so
+    // that the customer can no longer pay what we are about to call cancelled.
+    match app
+        .store
+        .close_order(&order.order_id, OrderState::Cancelled, app.clock.now())
+        .await?
+    {
+        TransitionOutcome::Done(o) => {
+            tracing::info!(order_id = %o.order_id, "order cancelled");
+            Ok(*o)
+        }
+        TransitionOutcome::Conflict(o) => Err(ServiceError::Conflict(format!(
+            "only a PENDING order can be cancelled; this one is {}",
+            o.state.as_str()
+        ))),
+        TransitionOutcome::UnknownOrder => {
+            Err(ServiceError::NotFound(format!("order {id:?} not found")))
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Applying verified provider events: settle exactly once, refund exactly once.
+//!
+//! A settle is two store round trips: read the order, then one transaction. Duplicates and
+//! races fail the transaction's conditions and come back as `Duplicate`, never as a second
+//! grant.
+
+use crate::app::App;
+use crate::domain::{Money, Order, OrderState};
+use crate::providers::ProviderEvent;
+use crate::store::{SettleOutcome, Settlement, StoreError, TransitionOutcome};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Settled {
+        late: bool,
+    },
+    Refunded,
+    /// Already applied: acknowledge to the provider, change nothing.
+    Duplicate,
+}
+
+/// Why an event was refused. Nothing was changed; the provider gets its failure answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("unknown order")]
+    UnknownOrder,
+    #[error("order belongs to another provider")]
+    WrongProvider,
+    #[error("amount {got} does not match the order's {expected}")]
+    AmountMismatch { expected: Money, got: Money },
+    #[error("provider transaction already settled another order")]
+    TransactionReused,
+    #[error("order was already paid by another provider transaction")]
+    AlreadyPaidByOtherTransaction,
+    #[error("refund for an order that is {0}")]
+    NotRefundable(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How many times a settle re-reads after losing a race (e.g. the sweeper expired the order
+/// between our read and our write). Each loss means the state moved on, which it can only do
+/// a bounded number of times.
+const RACE_RETRIES: usize = 3;
+
+pub async fn apply(app: &App, provider: &str, event: ProviderEvent) -> Result<Applied, ApplyError> {
+    let now = app.clock.now();
+    let order = app
+        .store
+        .get_order(event.order_id())
+        .await?
+        .ok_or(Rejected::UnknownOrder)?;
+    if order.provider != provider {
+        return Err(Rejected::WrongProvider.into());
+    }
+    match event {
+        ProviderEvent::Paid {
+            provider_txn_id,
+            amount,
+            paid_at,
+            ..
+        } => settle(app, order, &provider_txn_id, amount, paid_at, now).await,
+        ProviderEvent::Refunded {
+            provider_txn_id, ..
+        } => refund(app, order, &provider_txn_id, now).await,
+    }
+}
+
+async fn settle(
+    app: &App,
+    mut order: Order,
+    txn: &str,
+    amount: Money,
+    reported_paid_at: Option<i64>,
+    now: i64,
+) -> Result<Applied, ApplyError> {
+    if amount != order.amount {
+        tracing::warn!(order_id = %order.order_id, expected = %order.amount, got = %amount, "payment amount mismatch");
+        return Err(Rejected::AmountMismatch {
+            expected: order.amount,
+            got: amount,
+        }
+        .into());
+    }
+    // Access starts when the provider says the customer paid, but never before the order
+    // existed or after we learned of it.
+    let paid_at = reported_paid_at
+        .unwrap_or(now)
+        .clamp(order.created_at, now.max(order.created_at));
+    for _ in 0..=RACE_RETRIES {
+        match order.state {
+            OrderState::Paid | OrderState::Refunded => {
+                return if order.provider_txn_id.as_deref() == Some(txn) {
+                    Ok(Applied::Duplicate)
+                } else {
+                    tracing::error!(order_id = %order.order_id, "order paid twice: the second payment needs a refund");
+                    Err(Rejected::AlreadyPaidByOtherTransaction.into())
+                };
+            }
+            OrderState::Pending | OrderState::Expired | OrderState::Cancelled => {}
+        }
+        let st = Settlement {
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
+            expected_state: order.state,
+            amount,
+            provider: order.provider.clone(),
+            provider_txn_id: txn.to_owned(),
+            paid_at,
+            grants: order.grants_at(paid_at),
+            credits: order.credits,
+        };
+        match app.store.settle(&st).await? {
+            SettleOutcome::Settled => {
+                let late = order.state != OrderState::Pending;
+                tracing::info!(order_id = %order.order_id, provider = %order.provider, late, "order paid");
+                return Ok(Applied::Settled { late });
+            }
+            SettleOutcome::TxnAlreadyRecorded { order_id } if order_id == order.order_id => {
+                return Ok(Applied::Duplicate)
+            }
+            SettleOutcome::TxnAlreadyRecorded { .. } => {
+                return Err(Rejected::TransactionReused.into())
+            }
+            SettleOutcome::UnknownOrder => return Err(Rejected::UnknownOrder.into()),
+            SettleOutcome::OrderChanged(current) => order = *current,
+        }
+    }
+    Err(StoreError::Unavailable("order kept changing during settle".into()).into())
+}
+
+async fn refund(app: &App, order: Order, txn: &str, now: i64) -> Result<Applied, ApplyError> {
+    let check = |o: &Order| -> Result<Option<Applied>, ApplyError> {
+        match o.state {
+            OrderState::Refunded => Ok(Some(Applied::Duplicate)),
+            OrderState::Paid if o.provider_txn_id.as_deref() != Some(txn) => {
+                Err(Rejected::NotRefundable("paid by another transaction").into())
+            }
+            OrderState::Paid => Ok(None),
+            other => Err(Rejected::NotRefundable(other.as_str()).into()),
+        }
+    };
+    if let Some(done) = check(&order)? {
+        return Ok(done);
+    }
+    match app.store.refund(&order, now).await? {
+        TransitionOutcome::Done(o) => {
+            tracing::info!(order_id = %o.order_id, provider = %o.provider, "order refunded");
+            Ok(Applied::Refunded)
+        }
+        TransitionOutcome::Conflict(o) => Ok(check(&o)?.unwrap_or(Applied::Duplicate)),
+        TransitionOutcome::UnknownOrder => Err(Rejected::UnknownOrder.into()),
+    }
+}

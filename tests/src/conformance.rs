@@ -1,0 +1,520 @@
+//! One conformance suite for every `Store`: run against the embedded store in plain
+//! `cargo test`, and against DynamoDB (moto) by the test command.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use tollgate::domain::grant::Term;
+use tollgate::domain::{Currency, Grant, Money, Order, OrderId, OrderState};
+use tollgate::store::*;
+
+fn cny(amount: i64) -> Money {
+    Money::new(amount, Currency::CNY).expect("money")
+}
+
+fn new_id(seed: u64) -> OrderId {
+    let mut r = [0u8; 10];
+    let nanos = tollgate::clock::SystemClock.now_ms() as u64;
+    r[..8].copy_from_slice(&(seed ^ nanos.rotate_left(17)).to_be_bytes());
+    r[8] = (seed >> 8) as u8;
+    r[9] = seed as u8;
+    OrderId::from_parts(1_800_000_000_000 + seed, r)
+}
+
+use tollgate::clock::Clock;
+
+pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
+    Order {
+        order_id: new_id(seed),
+        user_id: user.into(),
+        product_id: "pass".into(),
+        plan_id: Some("7d".into()),
+        amount: cny(900),
+        provider: "sandbox".into(),
+        channel: None,
+        grants: vec!["channel:main".into(), "channel:extra".into()],
+        term: Some(Term::Days(7)),
+        credits: 0,
+        state: OrderState::Pending,
+        created_at,
+        expires_at: created_at + 900,
+        paid_at: None,
+        late: false,
+        provider_txn_id: None,
+        closed_at: None,
+        refunded_at: None,
+        payment: Some(serde_json::json!({"pay_url": "http://x/pay"})),
+    }
+}
+
+fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settlement {
+    Settlement {
+        order_id: o.order_id.clone(),
+        user_id: o.user_id.clone(),
+        expected_state: expected,
+        amount: o.amount,
+        provider: o.provider.clone(),
+        provider_txn_id: txn.into(),
+        paid_at,
+        grants: o.grants_at(paid_at),
+        credits: o.credits,
+    }
+}
+
+async fn state_of(store: &dyn Store, id: &OrderId) -> OrderState {
+    store
+        .get_order(id)
+        .await
+        .unwrap()
+        .expect("order exists")
+        .state
+}
+
+/// Every case, in order. Each case uses its own users and orders, so the store may be shared.
+pub async fn run_all(store: Arc<dyn Store>) {
+    create_and_read(&*store).await;
+    idempotent_create(&*store).await;
+    legal_transitions(&*store).await;
+    illegal_transitions(&*store).await;
+    settle_checks_amount_and_txn(&*store).await;
+    settle_exactly_once_concurrently(store.clone()).await;
+    credits_exactly_once_concurrently(store.clone()).await;
+    due_index(&*store).await;
+    user_items_and_refund(&*store).await;
+}
+
+pub async fn create_and_read(store: &dyn Store) {
+    let o = pending(1, "cr-user", 1_000);
+    assert_eq!(
+        store.create_order(&o, None, 1_000).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(store.get_order(&o.order_id).await.unwrap(), Some(o.clone()));
+    assert_eq!(store.get_order(&new_id(999)).await.unwrap(), None);
+    // A credits order without plan or term round-trips too.
+    let mut c = pending(2, "cr-user", 1_000);
+    c.plan_id = None;
+    c.term = None;
+    c.grants.clear();
+    c.credits = 100;
+    c.payment = None;
+    store.create_order(&c, None, 1_000).await.unwrap();
+    assert_eq!(store.get_order(&c.order_id).await.unwrap(), Some(c));
+}
+
+pub async fn idempotent_create(store: &dyn Store) {
+    let first = pending(10, "idem-user", 1_000);
+    let rec = |o: &Order, hash: &str, now: i64| IdempotencyRecord {
+        user_id: "idem-user".into(),
+        key: "key-1".into(),
+        request_hash: hash.into(),
+        order_id: o.order_id.clone(),
+        expires_at: now + IDEMPOTENCY_TTL,
+    };
+    assert_eq!(
+        store
+            .create_order(&first, Some(&rec(&first, "h1", 1_000)), 1_000)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    let second = pending(11, "idem-user", 1_001);
+    match store
+        .create_order(&second, Some(&rec(&second, "h2", 1_001)), 1_001)
+        .await
+        .unwrap()
+    {
+        CreateOutcome::KeyExists(existing) => {
+            assert_eq!(existing.order_id, first.order_id);
+            assert_eq!(existing.request_hash, "h1");
+        }
+        other => panic!("expected KeyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.get_order(&second.order_id).await.unwrap(),
+        None,
+        "nothing half-written"
+    );
+    // The same key of another user is another key.
+    let mut other_user = pending(12, "idem-user-2", 1_000);
+    other_user.user_id = "idem-user-2".into();
+    let mut r = rec(&other_user, "h1", 1_000);
+    r.user_id = "idem-user-2".into();
+    assert_eq!(
+        store
+            .create_order(&other_user, Some(&r), 1_000)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    // After the key's expiry it may be used again.
+    let later = 1_000 + IDEMPOTENCY_TTL;
+    let third = pending(13, "idem-user", later);
+    assert_eq!(
+        store
+            .create_order(&third, Some(&rec(&third, "h3", later)), later)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+}
+
+pub async fn legal_transitions(store: &dyn Store) {
+    // PENDING → CANCELLED, then a late payment is still honoured.
+    let a = pending(20, "lt-user", 1_000);
+    store.create_order(&a, None, 1_000).await.unwrap();
+    match store
+        .close_order(&a.order_id, OrderState::Cancelled, 1_100)
+        .await
+        .unwrap()
+    {
+        TransitionOutcome::Done(o) => {
+            assert_eq!(o.state, OrderState::Cancelled);
+            assert_eq!(o.closed_at, Some(1_100));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .settle(&settlement(&a, OrderState::Cancelled, "lt-a", 1_200))
+            .await
+            .unwrap(),
+        SettleOutcome::Settled
+    );
+    let paid = store.get_order(&a.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (paid.state, paid.late, paid.paid_at),
+        (OrderState::Paid, true, Some(1_200))
+    );
+    assert_eq!(paid.provider_txn_id.as_deref(), Some("lt-a"));
+    // PENDING → EXPIRED → PAID (late) → REFUNDED.
+    let b = pending(21, "lt-user", 1_000);
+    store.create_order(&b, None, 1_000).await.unwrap();
+    assert!(matches!(
+        store
+            .close_order(&b.order_id, OrderState::Expired, 1_900)
+            .await
+            .unwrap(),
+        TransitionOutcome::Done(_)
+    ));
+    assert_eq!(
+        store
+            .settle(&settlement(&b, OrderState::Expired, "lt-b", 2_000))
+            .await
+            .unwrap(),
+        SettleOutcome::Settled
+    );
+    let paid_b = store.get_order(&b.order_id).await.unwrap().unwrap();
+    assert!(paid_b.late);
+    match store.refund(&paid_b, 3_000).await.unwrap() {
+        TransitionOutcome::Done(o) => assert_eq!(o.state, OrderState::Refunded),
+        other => panic!("{other:?}"),
+    }
+    let refunded = store.get_order(&b.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (refunded.state, refunded.refunded_at),
+        (OrderState::Refunded, Some(3_000))
+    );
+    // PENDING → PAID on time.
+    let c = pending(22, "lt-user", 1_000);
+    store.create_order(&c, None, 1_000).await.unwrap();
+    assert_eq!(
+        store
+            .settle(&settlement(&c, OrderState::Pending, "lt-c", 1_010))
+            .await
+            .unwrap(),
+        SettleOutcome::Settled
+    );
+    assert!(!store.get_order(&c.order_id).await.unwrap().unwrap().late);
+}
+
+pub async fn illegal_transitions(store: &dyn Store) {
+    let o = pending(30, "il-user", 1_000);
+    store.create_order(&o, None, 1_000).await.unwrap();
+    // Refund of an unpaid order.
+    assert!(
+        matches!(store.refund(&o, 1_001).await.unwrap(), TransitionOutcome::Conflict(c) if c.state == OrderState::Pending)
+    );
+    // Closing to a state that is not a close.
+    assert!(matches!(
+        store
+            .close_order(&o.order_id, OrderState::Paid, 1_001)
+            .await
+            .unwrap(),
+        TransitionOutcome::Conflict(_)
+    ));
+    // Settling from the wrong expected state changes nothing.
+    assert!(matches!(
+        store.settle(&settlement(&o, OrderState::Expired, "il-x", 1_002)).await.unwrap(),
+        SettleOutcome::OrderChanged(c) if c.state == OrderState::Pending
+    ));
+    assert_eq!(state_of(store, &o.order_id).await, OrderState::Pending);
+    store
+        .close_order(&o.order_id, OrderState::Expired, 1_003)
+        .await
+        .unwrap();
+    // EXPIRED cannot be cancelled or expired again.
+    for to in [OrderState::Cancelled, OrderState::Expired] {
+        assert!(matches!(
+            store.close_order(&o.order_id, to, 1_004).await.unwrap(),
+            TransitionOutcome::Conflict(c) if c.state == OrderState::Expired
+        ));
+    }
+    store
+        .settle(&settlement(&o, OrderState::Expired, "il-1", 1_005))
+        .await
+        .unwrap();
+    // PAID cannot be cancelled, expired or paid again by another transaction.
+    for to in [OrderState::Cancelled, OrderState::Expired] {
+        assert!(matches!(
+            store.close_order(&o.order_id, to, 1_006).await.unwrap(),
+            TransitionOutcome::Conflict(c) if c.state == OrderState::Paid
+        ));
+    }
+    assert!(matches!(
+        store.settle(&settlement(&o, OrderState::Pending, "il-2", 1_007)).await.unwrap(),
+        SettleOutcome::OrderChanged(c) if c.state == OrderState::Paid
+    ));
+    let paid = store.get_order(&o.order_id).await.unwrap().unwrap();
+    store.refund(&paid, 1_008).await.unwrap();
+    // REFUNDED is final.
+    assert!(
+        matches!(store.refund(&paid, 1_009).await.unwrap(), TransitionOutcome::Conflict(c) if c.state == OrderState::Refunded)
+    );
+    assert!(matches!(
+        store.settle(&settlement(&o, OrderState::Expired, "il-3", 1_010)).await.unwrap(),
+        SettleOutcome::OrderChanged(c) if c.state == OrderState::Refunded
+    ));
+    // Unknown orders.
+    let ghost = pending(31, "il-user", 1_000);
+    assert_eq!(
+        store
+            .close_order(&ghost.order_id, OrderState::Expired, 1)
+            .await
+            .unwrap(),
+        TransitionOutcome::UnknownOrder
+    );
+    assert_eq!(
+        store.refund(&ghost, 1).await.unwrap(),
+        TransitionOutcome::UnknownOrder
+    );
+    assert_eq!(
+        store
+            .settle(&settlement(&ghost, OrderState::Pending, "il-ghost", 1))
+            .await
+            .unwrap(),
+        SettleOutcome::UnknownOrder
+    );
+    assert_eq!(
+        store.get_order(&ghost.order_id).await.unwrap(),
+        None,
+        "no order conjured up"
+    );
+}
+
+pub async fn settle_checks_amount_and_txn(store: &dyn Store) {
+    let o = pending(40, "am-user", 1_000);
+    store.create_order(&o, None, 1_000).await.unwrap();
+    let mut wrong = settlement(&o, OrderState::Pending, "am-1", 1_001);
+    wrong.amount = cny(1);
+    assert!(matches!(
+        store.settle(&wrong).await.unwrap(),
+        SettleOutcome::OrderChanged(_)
+    ));
+    assert_eq!(state_of(store, &o.order_id).await, OrderState::Pending);
+    assert!(store.user_items("am-user").await.unwrap().grants.is_empty());
+    // A provider transaction can settle only one order.
+    store
+        .settle(&settlement(&o, OrderState::Pending, "am-1", 1_002))
+        .await
+        .unwrap();
+    let other = pending(41, "am-user", 1_000);
+    store.create_order(&other, None, 1_000).await.unwrap();
+    assert_eq!(
+        store
+            .settle(&settlement(&other, OrderState::Pending, "am-1", 1_003))
+            .await
+            .unwrap(),
+        SettleOutcome::TxnAlreadyRecorded {
+            order_id: o.order_id.clone()
+        }
+    );
+    assert_eq!(state_of(store, &other.order_id).await, OrderState::Pending);
+}
+
+/// 64 concurrent settles of one order, half with the same transaction id and half with
+/// others: exactly one wins and exactly one set of grants exists.
+pub async fn settle_exactly_once_concurrently(store: Arc<dyn Store>) {
+    let o = pending(50, "race-user", 1_000);
+    store.create_order(&o, None, 1_000).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let store = store.clone();
+        let txn = if i % 2 == 0 {
+            "race-same".to_string()
+        } else {
+            format!("race-{i}")
+        };
+        let st = settlement(&o, OrderState::Pending, &txn, 1_100);
+        tasks.push(tokio::spawn(async move { store.settle(&st).await }));
+    }
+    let mut settled = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            SettleOutcome::Settled => settled += 1,
+            SettleOutcome::TxnAlreadyRecorded { .. } | SettleOutcome::OrderChanged(_) => {}
+            SettleOutcome::UnknownOrder => panic!("order vanished"),
+        }
+    }
+    assert_eq!(settled, 1, "exactly one settle wins");
+    let items = store.user_items("race-user").await.unwrap();
+    assert_eq!(
+        items.grants.len(),
+        2,
+        "one grant per scope, once: {:?}",
+        items.grants
+    );
+    let sources: HashSet<_> = items.grants.iter().map(|g| g.source_id.clone()).collect();
+    assert_eq!(sources.len(), 1);
+}
+
+pub async fn credits_exactly_once_concurrently(store: Arc<dyn Store>) {
+    let mut o = pending(60, "coin-user", 1_000);
+    o.grants.clear();
+    o.term = None;
+    o.credits = 100;
+    store.create_order(&o, None, 1_000).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let store = store.clone();
+        let st = settlement(&o, OrderState::Pending, "coin-txn", 1_100);
+        tasks.push(tokio::spawn(async move { store.settle(&st).await }));
+    }
+    let mut settled = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap() == SettleOutcome::Settled {
+            settled += 1;
+        }
+    }
+    assert_eq!(settled, 1);
+    assert_eq!(store.user_items("coin-user").await.unwrap().credits, 100);
+    let paid = store.get_order(&o.order_id).await.unwrap().unwrap();
+    store.refund(&paid, 1_200).await.unwrap();
+    assert_eq!(store.user_items("coin-user").await.unwrap().credits, 0);
+}
+
+pub async fn due_index(store: &dyn Store) {
+    // Far-future times keep this case clear of other cases' orders.
+    let base = 5_000_000_000;
+    let mut orders = Vec::new();
+    for i in 0..40u64 {
+        let mut o = pending(100 + i, "due-user", base + i as i64);
+        o.expires_at = base + 1_000 + i as i64 * 10;
+        store.create_order(&o, None, base).await.unwrap();
+        orders.push(o);
+    }
+    let due_at = |now: i64| {
+        let orders = &orders;
+        async move {
+            let mut found = Vec::new();
+            for shard in 0..Order::DUE_SHARDS {
+                let entries = store.due_orders(shard, now, 1_000).await.unwrap();
+                for e in &entries {
+                    assert!(e.expires_at <= now);
+                    assert_eq!(tollgate::domain::order::due_shard(&e.order_id), shard);
+                }
+                assert!(
+                    entries
+                        .windows(2)
+                        .all(|w| w[0].expires_at <= w[1].expires_at),
+                    "oldest first"
+                );
+                found.extend(
+                    entries
+                        .into_iter()
+                        .map(|e| e.order_id)
+                        .filter(|id| orders.iter().any(|o| &o.order_id == id)),
+                );
+            }
+            found.sort();
+            found
+        }
+    };
+    assert!(due_at(base + 999).await.is_empty());
+    // Due exactly at expires_at, inclusive.
+    let mut expect: Vec<_> = orders[..10].iter().map(|o| o.order_id.clone()).collect();
+    expect.sort();
+    assert_eq!(due_at(base + 1_090).await, expect);
+    // Orders that leave PENDING leave the index.
+    store
+        .close_order(&orders[0].order_id, OrderState::Expired, base + 1_100)
+        .await
+        .unwrap();
+    store
+        .close_order(&orders[1].order_id, OrderState::Cancelled, base + 1_100)
+        .await
+        .unwrap();
+    store
+        .settle(&settlement(
+            &orders[2],
+            OrderState::Pending,
+            "due-2",
+            base + 1_100,
+        ))
+        .await
+        .unwrap();
+    let all = due_at(base + 10_000).await;
+    assert_eq!(all.len(), 37);
+    for gone in &orders[..3] {
+        assert!(!all.contains(&gone.order_id));
+    }
+    // The limit bounds a page.
+    let shard = orders[5].due_shard();
+    assert!(
+        store
+            .due_orders(shard, base + 10_000, 1)
+            .await
+            .unwrap()
+            .len()
+            <= 1
+    );
+}
+
+pub async fn user_items_and_refund(store: &dyn Store) {
+    let a = pending(200, "ui-user", 1_000);
+    let b = pending(201, "ui-user", 1_000);
+    let other = pending(202, "ui-other", 1_000);
+    for o in [&a, &b, &other] {
+        store.create_order(o, None, 1_000).await.unwrap();
+        store
+            .settle(&settlement(
+                o,
+                OrderState::Pending,
+                &format!("ui-{}", o.order_id),
+                2_000,
+            ))
+            .await
+            .unwrap();
+    }
+    let items = store.user_items("ui-user").await.unwrap();
+    assert_eq!(items.grants.len(), 4);
+    assert!(items
+        .grants
+        .iter()
+        .all(|g| g.revoked_at.is_none() && g.paid_at == 2_000));
+    let expected_a: Vec<Grant> = a.grants_at(2_000);
+    for g in &expected_a {
+        assert!(items.grants.contains(g), "missing {g:?}");
+    }
+    let paid_a = store.get_order(&a.order_id).await.unwrap().unwrap();
+    store.refund(&paid_a, 3_000).await.unwrap();
+    let items = store.user_items("ui-user").await.unwrap();
+    for g in &items.grants {
+        let expect = (g.source_id == a.order_id.to_string()).then_some(3_000);
+        assert_eq!(g.revoked_at, expect, "{g:?}");
+    }
+    assert_eq!(store.user_items("ui-other").await.unwrap().grants.len(), 2);
+    assert_eq!(
+        store.user_items("nobody").await.unwrap(),
+        UserItems::default()
+    );
+}
