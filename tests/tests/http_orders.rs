@@ -10,7 +10,10 @@ use tollgate_tests::*;
 async fn server() -> (TestServer, ManualClock) {
     let clock = ManualClock::at(T0);
     let store = store_for(Backend::Memory).await.unwrap();
-    (TestServer::start(test_app(store, clock.clone())).await, clock)
+    (
+        TestServer::start(test_app(store, clock.clone())).await,
+        clock,
+    )
 }
 
 async fn create(s: &TestServer, user: &str, body: Value) -> Value {
@@ -29,20 +32,41 @@ fn paid_callback(order: &Value, txn: &str, amount: i64, now: i64) -> Value {
 #[tokio::test]
 async fn walkthrough_create_pay_entitled() {
     let (s, _) = server().await;
-    let order = create(&s, "alice", json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"})).await;
+    let order = create(
+        &s,
+        "alice",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"}),
+    )
+    .await;
     assert_eq!(order["state"], "PENDING");
     assert_eq!(order["amount"], json!({"amount": 900, "currency": "CNY"}));
-    assert_eq!(order["expires_at"], tollgate::domain::ids::rfc3339(T0 + 900));
+    assert_eq!(
+        order["expires_at"],
+        tollgate::domain::ids::rfc3339(T0 + 900)
+    );
     assert_eq!(order["order_id"].as_str().unwrap().len(), 26);
     let pay_url = order["payment"]["pay_url"].as_str().unwrap().to_owned();
-    assert!(pay_url.ends_with(&format!("/sandbox/orders/{}/pay", order["order_id"].as_str().unwrap())));
+    assert!(pay_url.ends_with(&format!(
+        "/sandbox/orders/{}/pay",
+        order["order_id"].as_str().unwrap()
+    )));
 
-    let path = format!("/sandbox/orders/{}/pay", order["order_id"].as_str().unwrap());
+    let path = format!(
+        "/sandbox/orders/{}/pay",
+        order["order_id"].as_str().unwrap()
+    );
     let paid = s.request("POST", &path, &[], "").await;
     assert_eq!(paid.status, 200, "{}", String::from_utf8_lossy(&paid.body));
     assert_eq!(paid.json()["callback_status"], 200);
 
-    let got = s.call("alice", "GET", &format!("/orders/{}", order["order_id"].as_str().unwrap()), None).await;
+    let got = s
+        .call(
+            "alice",
+            "GET",
+            &format!("/orders/{}", order["order_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
     assert_eq!(got.json()["state"], "PAID");
     assert_eq!(got.json()["paid_at"], tollgate::domain::ids::rfc3339(T0));
 
@@ -50,15 +74,26 @@ async fn walkthrough_create_pay_entitled() {
     assert_eq!(ent["grants"].as_array().unwrap().len(), 1);
     assert_eq!(ent["grants"][0]["scope"], "channel:main");
     assert_eq!(ent["grants"][0]["source_id"], order["order_id"]);
-    assert_eq!(ent["grants"][0]["valid_until"], tollgate::domain::ids::rfc3339(T0 + 7 * DAY));
-    let st = s.call("alice", "GET", "/entitlements/pass", None).await.json();
-    assert_eq!(st, json!({"product_id": "pass", "can_use": true, "expires_at": tollgate::domain::ids::rfc3339(T0 + 7 * DAY), "had_bought": true}));
+    assert_eq!(
+        ent["grants"][0]["valid_until"],
+        tollgate::domain::ids::rfc3339(T0 + 7 * DAY)
+    );
+    let st = s
+        .call("alice", "GET", "/entitlements/pass", None)
+        .await
+        .json();
+    assert_eq!(
+        st,
+        json!({"product_id": "pass", "can_use": true, "expires_at": tollgate::domain::ids::rfc3339(T0 + 7 * DAY), "had_bought": true})
+    );
     // Another user sees nothing of it.
     let bob = s.call("bob", "GET", "/entitlements", None).await.json();
     assert_eq!(bob, json!({"grants": [], "credits": 0}));
 
     // Refund through the sandbox revokes the access at once.
-    let refunded = s.request("POST", &path, &[], r#"{"status":"refunded"}"#).await;
+    let refunded = s
+        .request("POST", &path, &[], r#"{"status":"refunded"}"#)
+        .await;
     assert_eq!(refunded.json()["callback_status"], 200);
     let ent = s.call("alice", "GET", "/entitlements", None).await.json();
     assert_eq!(ent["grants"], json!([]));
@@ -69,16 +104,45 @@ async fn walkthrough_create_pay_entitled() {
 async fn passes_stack_and_coins_credit() {
     let (s, clock) = server().await;
     for plan in ["7d", "30d"] {
-        let o = create(&s, "carol", json!({"product_id": "pass", "plan_id": plan, "provider": "sandbox"})).await;
+        let o = create(
+            &s,
+            "carol",
+            json!({"product_id": "pass", "plan_id": plan, "provider": "sandbox"}),
+        )
+        .await;
         let amount = o["amount"]["amount"].as_i64().unwrap();
-        assert_eq!(s.sandbox_callback(&paid_callback(&o, &format!("t-{plan}"), amount, T0 + 10)).await.status, 200);
+        assert_eq!(
+            s.sandbox_callback(&paid_callback(&o, &format!("t-{plan}"), amount, T0 + 10))
+                .await
+                .status,
+            200
+        );
         clock.advance(10);
     }
-    let st = s.call("carol", "GET", "/entitlements/pass", None).await.json();
-    assert_eq!(st["expires_at"], tollgate::domain::ids::rfc3339(T0 + 37 * DAY));
-    let coins = create(&s, "carol", json!({"product_id": "coins-100", "provider": "sandbox"})).await;
-    assert_eq!(s.sandbox_callback(&paid_callback(&coins, "t-coins", 600, T0 + 20)).await.status, 200);
-    assert_eq!(s.call("carol", "GET", "/entitlements", None).await.json()["credits"], 100);
+    let st = s
+        .call("carol", "GET", "/entitlements/pass", None)
+        .await
+        .json();
+    assert_eq!(
+        st["expires_at"],
+        tollgate::domain::ids::rfc3339(T0 + 37 * DAY)
+    );
+    let coins = create(
+        &s,
+        "carol",
+        json!({"product_id": "coins-100", "provider": "sandbox"}),
+    )
+    .await;
+    assert_eq!(
+        s.sandbox_callback(&paid_callback(&coins, "t-coins", 600, T0 + 20))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        s.call("carol", "GET", "/entitlements", None).await.json()["credits"],
+        100
+    );
 }
 
 #[tokio::test]
@@ -89,15 +153,33 @@ async fn idempotency_key_semantics() {
         let s = &s;
         async move {
             let auth = bearer("dave");
-            s.request("POST", "/orders", &[("authorization", &auth), ("idempotency-key", key), ("content-type", "application/json")], b.to_string()).await
+            s.request(
+                "POST",
+                "/orders",
+                &[
+                    ("authorization", &auth),
+                    ("idempotency-key", key),
+                    ("content-type", "application/json"),
+                ],
+                b.to_string(),
+            )
+            .await
         }
     };
     let first = send(body.clone(), "k1").await;
     assert_eq!(first.status, 201);
-    let again = send(json!({"provider": "sandbox", "plan_id": "7d", "product_id": "pass"}), "k1").await;
+    let again = send(
+        json!({"provider": "sandbox", "plan_id": "7d", "product_id": "pass"}),
+        "k1",
+    )
+    .await;
     assert_eq!(again.status, 200, "same key + same body → same order");
     assert_eq!(again.json()["order_id"], first.json()["order_id"]);
-    let other = send(json!({"product_id": "pass", "plan_id": "30d", "provider": "sandbox"}), "k1").await;
+    let other = send(
+        json!({"product_id": "pass", "plan_id": "30d", "provider": "sandbox"}),
+        "k1",
+    )
+    .await;
     other.assert_problem(422);
     let fresh = send(body, "k2").await;
     assert_eq!(fresh.status, 201);
@@ -108,68 +190,178 @@ async fn idempotency_key_semantics() {
 async fn bad_requests_get_problems() {
     let (s, _) = server().await;
     // Missing or bad auth.
-    s.request("POST", "/orders", &[], "{}").await.assert_problem(401);
-    s.request("GET", "/entitlements", &[("authorization", "Bearer nonsense")], "").await.assert_problem(401);
+    s.request("POST", "/orders", &[], "{}")
+        .await
+        .assert_problem(401);
+    s.request(
+        "GET",
+        "/entitlements",
+        &[("authorization", "Bearer nonsense")],
+        "",
+    )
+    .await
+    .assert_problem(401);
     // Unknown product, plan problems, store-only product, provider not enabled.
     for (body, slug) in [
-        (json!({"product_id": "nope", "provider": "sandbox"}), "unknown-product"),
-        (json!({"product_id": "pass", "provider": "sandbox"}), "invalid-plan"),
-        (json!({"product_id": "pass", "plan_id": "1y", "provider": "sandbox"}), "invalid-plan"),
-        (json!({"product_id": "vip", "provider": "sandbox"}), "store-only-product"),
-        (json!({"product_id": "coins-100", "provider": "wechat"}), "provider-not-enabled"),
+        (
+            json!({"product_id": "nope", "provider": "sandbox"}),
+            "unknown-product",
+        ),
+        (
+            json!({"product_id": "pass", "provider": "sandbox"}),
+            "invalid-plan",
+        ),
+        (
+            json!({"product_id": "pass", "plan_id": "1y", "provider": "sandbox"}),
+            "invalid-plan",
+        ),
+        (
+            json!({"product_id": "vip", "provider": "sandbox"}),
+            "store-only-product",
+        ),
+        (
+            json!({"product_id": "coins-100", "provider": "wechat"}),
+            "provider-not-enabled",
+        ),
     ] {
-        let p = s.call("erin", "POST", "/orders", Some(body)).await.assert_problem(422);
+        let p = s
+            .call("erin", "POST", "/orders", Some(body))
+            .await
+            .assert_problem(422);
         assert!(p["type"].as_str().unwrap().ends_with(slug), "{p}");
     }
     // A client cannot set the price.
-    s.call("erin", "POST", "/orders", Some(json!({"product_id": "coins-100", "provider": "sandbox", "amount": 1}))).await.assert_problem(400);
+    s.call(
+        "erin",
+        "POST",
+        "/orders",
+        Some(json!({"product_id": "coins-100", "provider": "sandbox", "amount": 1})),
+    )
+    .await
+    .assert_problem(400);
     // Malformed JSON, wrong media type, oversized body.
     let auth = bearer("erin");
-    s.request("POST", "/orders", &[("authorization", &auth)], "{not json").await.assert_problem(400);
-    s.request("POST", "/orders", &[("authorization", &auth), ("content-type", "text/plain")], "{}").await.assert_problem(415);
-    s.request("POST", "/orders", &[("authorization", &auth)], vec![b' '; 70_000]).await.assert_problem(413);
+    s.request("POST", "/orders", &[("authorization", &auth)], "{not json")
+        .await
+        .assert_problem(400);
+    s.request(
+        "POST",
+        "/orders",
+        &[("authorization", &auth), ("content-type", "text/plain")],
+        "{}",
+    )
+    .await
+    .assert_problem(415);
+    s.request(
+        "POST",
+        "/orders",
+        &[("authorization", &auth)],
+        vec![b' '; 70_000],
+    )
+    .await
+    .assert_problem(413);
     // Unknown routes and methods.
-    s.request("GET", "/nowhere", &[], "").await.assert_problem(404);
-    let r = s.request("DELETE", "/orders", &[("authorization", &auth)], "").await;
+    s.request("GET", "/nowhere", &[], "")
+        .await
+        .assert_problem(404);
+    let r = s
+        .request("DELETE", "/orders", &[("authorization", &auth)], "")
+        .await;
     r.assert_problem(405);
     assert_eq!(r.headers.get("allow").unwrap(), "POST");
     // Bad idempotency keys.
-    s.request("POST", "/orders", &[("authorization", &auth), ("idempotency-key", "has space")], r#"{"product_id":"coins-100","provider":"sandbox"}"#).await.assert_problem(400);
+    s.request(
+        "POST",
+        "/orders",
+        &[("authorization", &auth), ("idempotency-key", "has space")],
+        r#"{"product_id":"coins-100","provider":"sandbox"}"#,
+    )
+    .await
+    .assert_problem(400);
     // Nothing was created by any of it.
-    assert_eq!(s.call("erin", "GET", "/entitlements", None).await.json(), json!({"grants": [], "credits": 0}));
+    assert_eq!(
+        s.call("erin", "GET", "/entitlements", None).await.json(),
+        json!({"grants": [], "credits": 0})
+    );
 }
 
 #[tokio::test]
 async fn orders_are_private_and_cancellable_once() {
     let (s, _) = server().await;
-    let o = create(&s, "frank", json!({"product_id": "coins-100", "provider": "sandbox"})).await;
+    let o = create(
+        &s,
+        "frank",
+        json!({"product_id": "coins-100", "provider": "sandbox"}),
+    )
+    .await;
     let path = format!("/orders/{}", o["order_id"].as_str().unwrap());
-    s.call("grace", "GET", &path, None).await.assert_problem(404);
-    s.call("grace", "POST", &format!("{path}/cancel"), None).await.assert_problem(404);
-    s.call("frank", "GET", "/orders/not-an-id", None).await.assert_problem(404);
-    let c = s.call("frank", "POST", &format!("{path}/cancel"), None).await;
+    s.call("grace", "GET", &path, None)
+        .await
+        .assert_problem(404);
+    s.call("grace", "POST", &format!("{path}/cancel"), None)
+        .await
+        .assert_problem(404);
+    s.call("frank", "GET", "/orders/not-an-id", None)
+        .await
+        .assert_problem(404);
+    let c = s
+        .call("frank", "POST", &format!("{path}/cancel"), None)
+        .await;
     assert_eq!(c.status, 200);
     assert_eq!(c.json()["state"], "CANCELLED");
-    s.call("frank", "POST", &format!("{path}/cancel"), None).await.assert_problem(409);
+    s.call("frank", "POST", &format!("{path}/cancel"), None)
+        .await
+        .assert_problem(409);
     // Money that arrives after a cancel is still honoured, as a late payment.
-    assert_eq!(s.sandbox_callback(&paid_callback(&o, "late-1", 600, T0)).await.status, 200);
+    assert_eq!(
+        s.sandbox_callback(&paid_callback(&o, "late-1", 600, T0))
+            .await
+            .status,
+        200
+    );
     let got = s.call("frank", "GET", &path, None).await.json();
-    assert_eq!((got["state"].clone(), got["late"].clone()), (json!("PAID"), json!(true)));
+    assert_eq!(
+        (got["state"].clone(), got["late"].clone()),
+        (json!("PAID"), json!(true))
+    );
 }
 
 #[tokio::test]
 async fn rejected_callbacks_change_nothing() {
     let (s, clock) = server().await;
-    let o = create(&s, "heidi", json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"})).await;
+    let o = create(
+        &s,
+        "heidi",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"}),
+    )
+    .await;
     let good = paid_callback(&o, "t1", 900, T0);
     // Forged signature.
-    s.request("POST", "/callbacks/sandbox", &[("x-sandbox-signature", &"0".repeat(64))], good.to_string()).await.assert_problem(401);
-    s.request("POST", "/callbacks/sandbox", &[], good.to_string()).await.assert_problem(401);
+    s.request(
+        "POST",
+        "/callbacks/sandbox",
+        &[("x-sandbox-signature", &"0".repeat(64))],
+        good.to_string(),
+    )
+    .await
+    .assert_problem(401);
+    s.request("POST", "/callbacks/sandbox", &[], good.to_string())
+        .await
+        .assert_problem(401);
     // Signed, but with a different secret.
     let forged = tollgate::providers::sandbox::sign("guessed-secret", good.to_string().as_bytes());
-    s.request("POST", "/callbacks/sandbox", &[("x-sandbox-signature", &forged)], good.to_string()).await.assert_problem(401);
+    s.request(
+        "POST",
+        "/callbacks/sandbox",
+        &[("x-sandbox-signature", &forged)],
+        good.to_string(),
+    )
+    .await
+    .assert_problem(401);
     // Wrong amount, wrong currency.
-    s.sandbox_callback(&paid_callback(&o, "t1", 1, T0)).await.assert_problem(422);
+    s.sandbox_callback(&paid_callback(&o, "t1", 1, T0))
+        .await
+        .assert_problem(422);
     let mut usd = good.clone();
     usd["amount"]["currency"] = json!("USD");
     s.sandbox_callback(&usd).await.assert_problem(422);
@@ -178,45 +370,81 @@ async fn rejected_callbacks_change_nothing() {
     ghost["order_id"] = json!("01KAAAAAAAAAAAAAAAAAAAAAAA");
     s.sandbox_callback(&ghost).await.assert_problem(404);
     // Malformed bodies, correctly signed.
-    for bad in [json!({"order_id": o["order_id"]}), json!([]), json!({"order_id": "x", "transaction_id": "t", "status": "paid", "amount": {"amount": 900, "currency": "CNY"}, "timestamp": T0})] {
+    for bad in [
+        json!({"order_id": o["order_id"]}),
+        json!([]),
+        json!({"order_id": "x", "transaction_id": "t", "status": "paid", "amount": {"amount": 900, "currency": "CNY"}, "timestamp": T0}),
+    ] {
         s.sandbox_callback(&bad).await.assert_problem(400);
     }
     // Stale timestamp (a replay from long ago).
-    s.sandbox_callback(&paid_callback(&o, "t1", 900, T0 - 3600)).await.assert_problem(401);
+    s.sandbox_callback(&paid_callback(&o, "t1", 900, T0 - 3600))
+        .await
+        .assert_problem(401);
     // Refund of an unpaid order.
     let mut refund = good.clone();
     refund["status"] = json!("refunded");
     s.sandbox_callback(&refund).await.assert_problem(409);
     // After all that: still PENDING, no grants.
     let path = format!("/orders/{}", o["order_id"].as_str().unwrap());
-    assert_eq!(s.call("heidi", "GET", &path, None).await.json()["state"], "PENDING");
-    assert_eq!(s.call("heidi", "GET", "/entitlements", None).await.json()["grants"], json!([]));
+    assert_eq!(
+        s.call("heidi", "GET", &path, None).await.json()["state"],
+        "PENDING"
+    );
+    assert_eq!(
+        s.call("heidi", "GET", "/entitlements", None).await.json()["grants"],
+        json!([])
+    );
     // The genuine callback still works, and a replay of it is acknowledged with no effect.
     clock.advance(5);
     assert_eq!(s.sandbox_callback(&good).await.status, 200);
     assert_eq!(s.sandbox_callback(&good).await.status, 200);
     // A second, different payment for a paid order is refused (it needs a refund, not a grant).
-    s.sandbox_callback(&paid_callback(&o, "t2", 900, T0)).await.assert_problem(409);
-    assert_eq!(s.call("heidi", "GET", "/entitlements", None).await.json()["grants"].as_array().unwrap().len(), 1);
+    s.sandbox_callback(&paid_callback(&o, "t2", 900, T0))
+        .await
+        .assert_problem(409);
+    assert_eq!(
+        s.call("heidi", "GET", "/entitlements", None).await.json()["grants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn concurrent_callbacks(backend: Backend) {
-    let Some(store) = store_for(backend).await else { return };
+    let Some(store) = store_for(backend).await else {
+        return;
+    };
     let s = Arc::new(TestServer::start(test_app(store, ManualClock::at(T0))).await);
-    let o = create(&s, "ivan", json!({"product_id": "pass", "plan_id": "30d", "provider": "sandbox"})).await;
+    let o = create(
+        &s,
+        "ivan",
+        json!({"product_id": "pass", "plan_id": "30d", "provider": "sandbox"}),
+    )
+    .await;
     let cb = paid_callback(&o, "dup-txn", 3000, T0);
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let s = s.clone();
         let cb = cb.clone();
-        tasks.push(tokio::spawn(async move { s.sandbox_callback(&cb).await.status }));
+        tasks.push(tokio::spawn(
+            async move { s.sandbox_callback(&cb).await.status },
+        ));
     }
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200, "every duplicate is acknowledged");
     }
     let ent = s.call("ivan", "GET", "/entitlements", None).await.json();
-    assert_eq!(ent["grants"].as_array().unwrap().len(), 1, "exactly one grant: {ent}");
-    assert_eq!(ent["grants"][0]["valid_until"], tollgate::domain::ids::rfc3339(T0 + 30 * DAY));
+    assert_eq!(
+        ent["grants"].as_array().unwrap().len(),
+        1,
+        "exactly one grant: {ent}"
+    );
+    assert_eq!(
+        ent["grants"][0]["valid_until"],
+        tollgate::domain::ids::rfc3339(T0 + 30 * DAY)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

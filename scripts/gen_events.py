@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Writes events/: API Gateway v2 sample events, one per function and case, plus
+events/manifest.json with the status each must produce. tests/tests/lambda_events.rs replays
+every file through the real Lambda handler, so the samples cannot rot.
+
+The sandbox callbacks are signed with the test secret below and stamped at the tests' clock
+(T0), which the replay test sets. Re-run after changing a case: python3 scripts/gen_events.py
+"""
+import hashlib, hmac, json, os
+
+T0 = 1_800_000_000
+SANDBOX_SECRET = b"test-sandbox-secret"
+USER = "event-user"
+# Orders the replay test seeds before replaying (fixed ids, owned by USER).
+SEEDED_PENDING = "01KQ0000000000000000000001"
+SEEDED_TO_CANCEL = "01KQ0000000000000000000002"
+SEEDED_TO_PAY = "01KQ0000000000000000000003"
+
+root = os.path.join(os.path.dirname(__file__), "..", "events")
+
+
+def event(method, path, body=None, headers=None, sub=USER, query=""):
+    ctx = {
+        "accountId": "123456789012",
+        "apiId": "tollgate",
+        "domainName": "tollgate.execute-api.us-east-1.amazonaws.com",
+        "domainPrefix": "tollgate",
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                 "sourceIp": "203.0.113.10", "userAgent": "sample"},
+        "requestId": "sample-request",
+        "routeKey": f"{method} {path}",
+        "stage": "$default",
+        "time": "15/Jan/2027:08:00:00 +0000",
+        "timeEpoch": T0 * 1000,
+    }
+    if sub is not None:
+        ctx["authorizer"] = {"jwt": {"claims": {"sub": sub, "iss": "https://issuer.example.com"}, "scopes": None}}
+    ev = {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "requestContext": ctx,
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        ev["body"] = body
+    return ev
+
+
+def sandbox(order_id, amount, txn="sbx-sample-1", status="paid", secret=SANDBOX_SECRET):
+    body = json.dumps({"order_id": order_id, "transaction_id": txn, "status": status,
+                       "amount": {"amount": amount, "currency": "CNY"}, "timestamp": T0},
+                      separators=(",", ":"))
+    sig = hmac.new(secret, body.encode(), hashlib.sha256).hexdigest()
+    return event("POST", "/callbacks/sandbox", body, {"x-sandbox-signature": sig}, sub=None)
+
+
+cases = [
+    ("create-order", "create.json", 201,
+     event("POST", "/orders", json.dumps({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"}),
+           {"idempotency-key": "sample-key-1"})),
+    ("create-order", "create-unknown-product.json", 422,
+     event("POST", "/orders", json.dumps({"product_id": "nope", "provider": "sandbox"}))),
+    ("create-order", "create-malformed.json", 400, event("POST", "/orders", "{not json")),
+    ("create-order", "create-unauthenticated.json", 401,
+     event("POST", "/orders", json.dumps({"product_id": "coins-100", "provider": "sandbox"}), sub=None)),
+    ("create-order", "get-order.json", 200, event("GET", f"/orders/{SEEDED_PENDING}")),
+    ("create-order", "get-order-of-another-user.json", 404,
+     event("GET", f"/orders/{SEEDED_PENDING}", sub="someone-else")),
+    ("create-order", "cancel-order.json", 200, event("POST", f"/orders/{SEEDED_TO_CANCEL}/cancel")),
+    ("provider-callback", "sandbox-paid.json", 200, sandbox(SEEDED_TO_PAY, 900)),
+    ("provider-callback", "sandbox-forged.json", 401, sandbox(SEEDED_TO_PAY, 900, secret=b"forged")),
+    ("provider-callback", "sandbox-wrong-amount.json", 422, sandbox(SEEDED_TO_PAY, 1, txn="sbx-sample-2")),
+    ("provider-callback", "sandbox-unknown-order.json", 404, sandbox("01KQ000000000000000000000Z", 900)),
+    ("stream-token", "entitlements.json", 200, event("GET", "/entitlements")),
+    ("stream-token", "entitlement-product.json", 200, event("GET", "/entitlements/pass")),
+    ("stream-token", "entitlements-unauthenticated.json", 401, event("GET", "/entitlements", sub=None)),
+]
+
+manifest = []
+for function, name, status, ev in cases:
+    os.makedirs(os.path.join(root, function), exist_ok=True)
+    with open(os.path.join(root, function, name), "w") as f:
+        json.dump(ev, f, indent=2)
+        f.write("\n")
+    manifest.append({"function": function, "file": f"{function}/{name}", "status": status})
+with open(os.path.join(root, "manifest.json"), "w") as f:
+    json.dump(manifest, f, indent=2)
+    f.write("\n")
+print(f"wrote {len(manifest)} events")
