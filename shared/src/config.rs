@@ -242,8 +242,9 @@ mod tests {
         assert!(c.providers.is_empty());
         let e = cfg(Profile::Lambda, &[("ORDER_TTL_SECONDS", "soon")]).unwrap_err();
         assert_eq!(e.name, "ORDER_TTL_SECONDS");
-        let e = cfg(Profile::Lambda, &[("PROVIDERS", "sandbox")]).unwrap_err();
+        let e = cfg(Profile::Lambda, &[("PROVIDERS", "sandbox"), ("SANDBOX_SECRET", "short")]).unwrap_err();
         assert_eq!(e.name, "SANDBOX_SECRET");
+        assert!(cfg(Profile::Lambda, &[("PROVIDERS", "sandbox")]).unwrap().sandbox_secret.is_none());
         let e = cfg(Profile::Lambda, &[("PROVIDERS", "paypal")]).unwrap_err();
         assert_eq!(e.name, "PROVIDERS");
         let e = cfg(Profile::Lambda, &[("AUTH_MODE", "jwt")]).unwrap_err();
