@@ -5,6 +5,7 @@ use crate::api::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
+use crate::providers::{sandbox, Providers};
 use crate::store::{DynamoStore, MemoryStore, Store};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -15,6 +16,7 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub auth: Authenticator,
+    pub providers: Providers,
     /// Where this process itself listens (local server only; set once bound).
     pub self_url: OnceLock<String>,
 }
@@ -37,12 +39,14 @@ impl App {
         let catalog = Catalog::from_json(&config.catalog_json)
             .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
+        let providers = build_providers(&config)?;
         Ok(App {
             config,
             catalog,
             store,
             clock,
             auth,
+            providers,
             self_url: OnceLock::new(),
         })
     }
@@ -70,6 +74,27 @@ impl App {
         };
         Ok(Arc::new(App::new(config, store, Arc::new(SystemClock))?))
     }
+}
+
+/// Every enabled provider, configured; one that this build cannot serve stops start-up.
+fn build_providers(config: &Config) -> Result<Providers, StartupError> {
+    let mut providers = Providers::default();
+    for name in &config.providers {
+        match name.as_str() {
+            sandbox::NAME => providers.insert(std::sync::Arc::new(sandbox::Sandbox::new(
+                config.sandbox_secret.clone(),
+                config.public_base_url.clone(),
+            ))),
+            other => {
+                return Err(ConfigError {
+                    name: "PROVIDERS",
+                    problem: format!("provider {other:?} is not available in this build yet"),
+                }
+                .into())
+            }
+        }
+    }
+    Ok(providers)
 }
 
 /// One SDK configuration per process, with timeouts so a slow dependency fails a request

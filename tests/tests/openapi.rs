@@ -5,7 +5,8 @@ use tollgate::clock::ManualClock;
 use tollgate_tests::*;
 
 fn documented() -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml")).unwrap();
     let mut ops = Vec::new();
     let mut in_paths = false;
     let mut path = String::new();
@@ -44,20 +45,33 @@ const SERVED: &[(&str, &str)] = &[
 async fn openapi_matches_the_router() {
     let mut docs = documented();
     docs.sort();
-    let mut served: Vec<_> = SERVED.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let mut served: Vec<_> = SERVED
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     served.sort();
     assert_eq!(docs, served);
-    let s = TestServer::start(test_app(store_for(Backend::Memory).await.unwrap(), ManualClock::at(T0))).await;
+    let s = TestServer::start(test_app(
+        store_for(Backend::Memory).await.unwrap(),
+        ManualClock::at(T0),
+    ))
+    .await;
     let auth = bearer("openapi-user");
     for (method, path) in &docs {
         let concrete = path
             .replace("{id}", "01KQ0000000000000000000001")
             .replace("{provider}", "sandbox")
             .replace("{product_id}", "pass");
-        let r = s.request(method, &concrete, &[("authorization", &auth)], "").await;
+        let r = s
+            .request(method, &concrete, &[("authorization", &auth)], "")
+            .await;
         assert_ne!(r.status, 405, "{method} {path}");
         if r.status == 404 {
-            assert_ne!(r.json()["detail"], "no such route", "{method} {path} is documented but not routed");
+            assert_ne!(
+                r.json()["detail"],
+                "no such route",
+                "{method} {path} is documented but not routed"
+            );
         }
     }
     // And an undocumented one is not served.

@@ -3,18 +3,18 @@
 //! server (all routes), so what is tested locally is what runs in AWS.
 
 pub mod auth;
+mod callbacks;
+mod orders;
 pub mod problem;
 pub mod server;
 
 use crate::app::App;
 use crate::domain::ids::rfc3339;
 use crate::domain::Order;
-use crate::providers::sandbox;
-use crate::service::payments::{self, Applied, ApplyError, Rejected};
-use crate::service::{entitlements, orders, ServiceError};
+use crate::service::{entitlements, orders as order_service, ServiceError};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use problem::{json_response, problem, problem_with};
+use problem::{json_response, problem};
 use serde_json::json;
 
 /// Request bodies above this are refused with 413 before any parsing.
@@ -77,7 +77,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
     }
     match segments.as_slice() {
         ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),
-        ["callbacks", provider] => provider_callback(app, provider, &req).await,
+        ["callbacks", provider] => callbacks::provider_callback(app, provider, &req).await,
         ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
@@ -85,11 +85,11 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                 Err(r) => return r,
             };
             let result = match segments.as_slice() {
-                ["orders"] => create_order(app, &user, &req).await,
-                ["orders", id] => orders::get(app, &user, id)
+                ["orders"] => orders::create_order(app, &user, &req).await,
+                ["orders", id] => order_service::get(app, &user, id)
                     .await
                     .map(|o| json_response(StatusCode::OK, &order_json(&o))),
-                ["orders", id, "cancel"] => orders::cancel(app, &user, id)
+                ["orders", id, "cancel"] => order_service::cancel(app, &user, id)
                     .await
                     .map(|o| json_response(StatusCode::OK, &order_json(&o))),
                 ["entitlements"] => entitlements::list(app, &user).await.map(|e| {
@@ -181,6 +181,14 @@ fn service_problem(e: &ServiceError) -> Response<Bytes> {
             e.to_string(),
         ),
         ServiceError::Conflict(d) => problem(StatusCode::CONFLICT, "conflict", d),
+        ServiceError::Provider(p) => {
+            tracing::error!(error = %p, "provider failure");
+            problem(
+                StatusCode::BAD_GATEWAY,
+                "provider-unavailable",
+                "the payment provider could not be reached, retry later",
+            )
+        }
         ServiceError::Store(s) => {
             tracing::error!(error = %s, "store failure");
             problem(
@@ -192,7 +200,7 @@ fn service_problem(e: &ServiceError) -> Response<Bytes> {
     }
 }
 
-pub fn order_json(o: &Order) -> serde_json::Value {
+pub(crate) fn order_json(o: &Order) -> serde_json::Value {
     let mut v = json!({
         "order_id": o.order_id,
         "state": o.state,
@@ -216,7 +224,9 @@ pub fn order_json(o: &Order) -> serde_json::Value {
 }
 
 #[allow(clippy::result_large_err)]
-fn parse_json<T: serde::de::DeserializeOwned>(req: &Request<Bytes>) -> Result<T, Response<Bytes>> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    req: &Request<Bytes>,
+) -> Result<T, Response<Bytes>> {
     let is_json = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -236,121 +246,4 @@ fn parse_json<T: serde::de::DeserializeOwned>(req: &Request<Bytes>) -> Result<T,
             format!("request body is not valid: {e}"),
         )
     })
-}
-
-async fn create_order(
-    app: &App,
-    user: &str,
-    req: &Request<Bytes>,
-) -> Result<Response<Bytes>, ServiceError> {
-    let body: orders::CreateOrder = match parse_json(req) {
-        Ok(b) => b,
-        Err(r) => return Ok(r),
-    };
-    let key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
-        None => None,
-        Some(Ok(k)) => Some(k),
-        Some(Err(_)) => {
-            return Err(ServiceError::BadRequest(
-                "Idempotency-Key must be printable ASCII".into(),
-            ))
-        }
-    };
-    Ok(match orders::create(app, user, body, key).await? {
-        orders::Created::New(o) => {
-            let mut r = json_response(StatusCode::CREATED, &order_json(&o));
-            if let Ok(v) = format!("/orders/{}", o.order_id).parse() {
-                r.headers_mut().insert(header::LOCATION, v);
-            }
-            r
-        }
-        orders::Created::Replayed(o) => json_response(StatusCode::OK, &order_json(&o)),
-    })
-}
-
-async fn provider_callback(app: &App, provider: &str, req: &Request<Bytes>) -> Response<Bytes> {
-    if !app.config.provider_enabled(provider) {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "provider-not-enabled",
-            format!("provider {provider:?} is not enabled"),
-        );
-    }
-    let now = app.clock.now();
-    let event = match provider {
-        sandbox::NAME => {
-            let secret = match &app.config.sandbox_secret {
-                Some(s) => s.expose(),
-                None => {
-                    return problem(
-                        StatusCode::NOT_FOUND,
-                        "provider-not-enabled",
-                        "sandbox has no secret",
-                    )
-                }
-            };
-            let sig = req
-                .headers()
-                .get(sandbox::SIGNATURE_HEADER)
-                .and_then(|v| v.to_str().ok());
-            match sandbox::verify(secret, req.body(), sig, now) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::warn!(provider, reason = %e, "callback rejected");
-                    let status = match e {
-                        sandbox::SandboxError::Malformed(_) => StatusCode::BAD_REQUEST,
-                        _ => StatusCode::UNAUTHORIZED,
-                    };
-                    return problem(status, "callback-rejected", e.to_string());
-                }
-            }
-        }
-        _ => {
-            return problem(
-                StatusCode::NOT_FOUND,
-                "provider-not-enabled",
-                format!("provider {provider:?} has no callback handler in this build"),
-            )
-        }
-    };
-    let order_id = event.order_id().clone();
-    match payments::apply(app, provider, event).await {
-        Ok(applied) => {
-            if applied == Applied::Duplicate {
-                tracing::info!(provider, order_id = %order_id, "duplicate callback acknowledged");
-            }
-            json_response(StatusCode::OK, &json!({"ok": true}))
-        }
-        Err(ApplyError::Rejected(r)) => {
-            tracing::warn!(provider, order_id = %order_id, reason = %r, "callback rejected");
-            let status = match r {
-                Rejected::UnknownOrder => StatusCode::NOT_FOUND,
-                Rejected::AmountMismatch { .. } | Rejected::WrongProvider => {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                }
-                _ => StatusCode::CONFLICT,
-            };
-            let mut extra = serde_json::Map::new();
-            extra.insert("order_id".into(), json!(order_id));
-            problem_with(status, "callback-rejected", r.to_string(), extra)
-        }
-        Err(ApplyError::Store(e)) => {
-            tracing::error!(provider, order_id = %order_id, error = %e, "store failure during callback");
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "temporarily unavailable, retry later",
-            )
-        }
-    }
-}
-
-/// Used by the local server's fake payment page.
-pub(crate) fn sandbox_event_for(
-    order: &Order,
-    status: sandbox::Status,
-    txn: &str,
-    now: i64,
-) -> Vec<u8> {
-    sandbox::callback_body(&order.order_id, txn, status, order.amount, now)
 }

@@ -155,7 +155,8 @@ pub(crate) async fn sandbox_pay(app: &App, id: &str, req: &Request<Bytes>) -> Re
             format!("sbx_{}", hex::encode(crate::service::random_bytes::<8>()))
         }
     };
-    let callback = super::sandbox_event_for(&order, status, &txn, app.clock.now());
+    let callback =
+        sandbox::callback_body(&order.order_id, &txn, status, order.amount, app.clock.now());
     let signature = sandbox::sign(secret.expose(), &callback);
     let Some(base) = app.self_url.get() else {
         return problem(

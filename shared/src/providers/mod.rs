@@ -1,11 +1,18 @@
 //! Payment providers: one module each, holding that provider's wire format and nothing else.
-//! A verified notification becomes a [`ProviderEvent`]; what to do with it is `service/`'s job.
+//! A verified notification becomes a [`ProviderEvent`]; what to do with it is `service/`'s
+//! job. The sweeper and the verifier use [`Provider::query`] and [`Provider::close`], so they
+//! work for every provider that implements them.
 
 pub mod sandbox;
 
-use crate::domain::{Money, OrderId};
+use crate::domain::{Money, Order, OrderId};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Response, StatusCode};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-/// What a verified provider notification says happened.
+/// What a verified provider notification (or query) says happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderEvent {
     Paid {
@@ -29,5 +36,108 @@ impl ProviderEvent {
                 order_id
             }
         }
+    }
+}
+
+/// A callback exactly as received: verification works on these raw bytes, never on a
+/// re-serialised body.
+#[derive(Debug, Clone)]
+pub struct CallbackRequest {
+    pub method: Method,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl CallbackRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Why a callback was refused before touching any state (bad signature, stale, malformed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct CallbackRejection {
+    /// A short, stable label for logs and metrics ("bad_signature", "stale_timestamp", ...).
+    pub code: &'static str,
+    /// Safe to log and to answer with: never secrets.
+    pub reason: String,
+    /// Whether the answer is a client error (4xx) or a transient failure.
+    pub status: StatusCode,
+}
+
+/// What a provider says about an order when asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryResult {
+    Paid(ProviderEvent),
+    NotPaid,
+    /// Closed at the provider (or never known to it): it can no longer be paid.
+    Closed,
+    /// This provider has no query API (sandbox, Huya, the stores' own flows).
+    Unsupported,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// Network trouble, timeouts, 5xx, garbage: try again later.
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+    /// The provider refused for good (bad request, unknown merchant): retrying won't help.
+    #[error("provider refused: {0}")]
+    Refused(String),
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Whether `payment_params` calls the provider (a prepay), so creates check their
+    /// Idempotency-Key before it rather than only when writing.
+    fn prepares_remotely(&self) -> bool {
+        false
+    }
+
+    /// What the client needs to pay a new order (may call the provider, e.g. a prepay).
+    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError>;
+
+    /// Verifies a callback and parses it. `Ok(None)`: genuine, but nothing to apply (e.g.
+    /// "waiting for the buyer"): acknowledge it.
+    fn verify_callback(
+        &self,
+        req: &CallbackRequest,
+        now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection>;
+
+    /// The provider's "got it, stop retrying" answer.
+    fn acknowledge(&self) -> Response<Bytes>;
+
+    /// The provider's failure answer, so that a genuine notification is retried.
+    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes>;
+
+    async fn query(&self, order: &Order) -> Result<QueryResult, ProviderError>;
+
+    /// Makes the order unpayable at the provider. Providers without orders of their own
+    /// return `Ok(())`.
+    async fn close(&self, order: &Order) -> Result<(), ProviderError>;
+}
+
+/// The enabled providers, by name.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_name: BTreeMap<&'static str, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    pub fn insert(&mut self, p: Arc<dyn Provider>) {
+        self.by_name.insert(p.name(), p);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &&'static str> {
+        self.by_name.keys()
     }
 }

@@ -5,9 +5,15 @@
 //! raw body). It is treated exactly like a real provider: verified on the raw bytes, stale
 //! timestamps refused, and only then parsed.
 
-use super::ProviderEvent;
-use crate::domain::{Money, OrderId};
+use super::{
+    CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent, QueryResult,
+};
+use crate::config::Secret;
+use crate::domain::{Money, Order, OrderId};
+use async_trait::async_trait;
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -122,6 +128,87 @@ pub fn callback_body(
 /// What a client needs to "pay" a sandbox order.
 pub fn payment_params(public_base_url: &str, order_id: &OrderId) -> serde_json::Value {
     serde_json::json!({ "pay_url": format!("{public_base_url}/sandbox/orders/{order_id}/pay") })
+}
+
+/// The sandbox as a [`Provider`]: it has no orders of its own to query or close.
+pub struct Sandbox {
+    /// Absent in functions that never verify callbacks (only provider-callback gets the key).
+    secret: Option<Secret>,
+    public_base_url: String,
+}
+
+impl Sandbox {
+    pub fn new(secret: Option<Secret>, public_base_url: impl Into<String>) -> Self {
+        Sandbox {
+            secret,
+            public_base_url: public_base_url.into(),
+        }
+    }
+
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+}
+
+#[async_trait]
+impl Provider for Sandbox {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError> {
+        Ok(payment_params(&self.public_base_url, &order.order_id))
+    }
+
+    fn verify_callback(
+        &self,
+        req: &CallbackRequest,
+        now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
+        let Some(secret) = &self.secret else {
+            tracing::error!("sandbox callback received but SANDBOX_SECRET is not configured");
+            return Err(CallbackRejection {
+                code: "not_configured",
+                reason: "sandbox callbacks are not configured".into(),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+            });
+        };
+        verify(
+            secret.expose(),
+            &req.body,
+            req.header(SIGNATURE_HEADER),
+            now,
+        )
+        .map(Some)
+        .map_err(|e| CallbackRejection {
+            code: match e {
+                SandboxError::MissingSignature | SandboxError::BadSignature => "bad_signature",
+                SandboxError::StaleTimestamp => "stale_timestamp",
+                SandboxError::Malformed(_) => "malformed",
+            },
+            status: match e {
+                SandboxError::Malformed(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::UNAUTHORIZED,
+            },
+            reason: e.to_string(),
+        })
+    }
+
+    fn acknowledge(&self) -> Response<Bytes> {
+        crate::api::problem::json_response(StatusCode::OK, &serde_json::json!({"ok": true}))
+    }
+
+    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
+        crate::api::problem::problem(status, "callback-rejected", reason)
+    }
+
+    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
+        Ok(QueryResult::Unsupported)
+    }
+
+    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub enum ServiceError {
     Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Provider(crate::providers::ProviderError),
 }
 
 /// 80 random bits for an order id, from the SDK's own crypto library.

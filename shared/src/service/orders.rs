@@ -3,7 +3,6 @@
 use super::{random_bytes, ServiceError};
 use crate::app::App;
 use crate::domain::{Order, OrderId, OrderState};
-use crate::providers::sandbox;
 use crate::store::{CreateOutcome, IdempotencyRecord, TransitionOutcome, IDEMPOTENCY_TTL};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -49,9 +48,9 @@ pub async fn create(
             ));
         }
     }
-    if !app.config.provider_enabled(&req.provider) {
+    let Some(provider) = app.providers.get(&req.provider).cloned() else {
         return Err(ServiceError::ProviderNotEnabled(req.provider));
-    }
+    };
     if let Some(c) = &req.channel {
         if c.is_empty()
             || c.len() > 32
@@ -66,14 +65,7 @@ pub async fn create(
         .catalog
         .offer(&req.product_id, req.plan_id.as_deref(), now)?;
     let order_id = OrderId::from_parts(now_ms.max(0) as u64, random_bytes());
-    let payment = match req.provider.as_str() {
-        sandbox::NAME => Some(sandbox::payment_params(
-            &app.config.public_base_url,
-            &order_id,
-        )),
-        other => return Err(ServiceError::ProviderNotEnabled(other.to_owned())),
-    };
-    let order = Order {
+    let mut order = Order {
         order_id: order_id.clone(),
         user_id: user_id.to_owned(),
         product_id: offer.product.id.clone(),
@@ -92,8 +84,21 @@ pub async fn create(
         provider_txn_id: None,
         closed_at: None,
         refunded_at: None,
-        payment,
+        payment: None,
     };
+    // A provider that prepares payments remotely (a prepay) is asked only once per key: a
+    // retried create finds the key first. Local ones skip this read.
+    if let Some(k) = idempotency_key.filter(|_| provider.prepares_remotely()) {
+        if let Some(existing) = app.store.get_idempotency(user_id, k, now).await? {
+            return replay(app, existing, &request_hash(&req)).await;
+        }
+    }
+    order.payment = Some(
+        provider
+            .payment_params(&order)
+            .await
+            .map_err(ServiceError::Provider)?,
+    );
     let idem = idempotency_key.map(|key| IdempotencyRecord {
         user_id: user_id.to_owned(),
         key: key.to_owned(),
@@ -106,18 +111,24 @@ pub async fn create(
             tracing::info!(order_id = %order.order_id, provider = %order.provider, product = %order.product_id, "order created");
             Ok(Created::New(order))
         }
-        CreateOutcome::KeyExists(existing) => {
-            if Some(&existing.request_hash) != idem.as_ref().map(|i| &i.request_hash) {
-                return Err(ServiceError::IdempotencyMismatch);
-            }
-            let order = app
-                .store
-                .get_order(&existing.order_id)
-                .await?
-                .ok_or_else(|| ServiceError::NotFound("order of this Idempotency-Key".into()))?;
-            Ok(Created::Replayed(order))
-        }
+        CreateOutcome::KeyExists(existing) => replay(app, existing, &request_hash(&req)).await,
     }
+}
+
+async fn replay(
+    app: &App,
+    existing: IdempotencyRecord,
+    hash: &str,
+) -> Result<Created, ServiceError> {
+    if existing.request_hash != hash {
+        return Err(ServiceError::IdempotencyMismatch);
+    }
+    let order = app
+        .store
+        .get_order(&existing.order_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("order of this Idempotency-Key".into()))?;
+    Ok(Created::Replayed(order))
 }
 
 /// The caller's own order; anyone else's is indistinguishable from a missing one.

@@ -486,6 +486,18 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn get_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        match self.get(idem_pk(user_id, key), "IDEM").await? {
+            Some(item) => Ok(Some(idem_from_item(&item)?).filter(|r| r.expires_at > now)),
+            None => Ok(None),
+        }
+    }
+
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
         self.get(order_pk(id), "ORDER")
             .await?

@@ -76,6 +76,20 @@ impl Store for MemoryStore {
         Ok(CreateOutcome::Created)
     }
 
+    async fn get_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .idempotency
+            .get(&(user_id.to_owned(), key.to_owned()))
+            .filter(|r| r.expires_at > now)
+            .cloned())
+    }
+
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
         Ok(self.lock().orders.get(id).cloned())
     }

@@ -101,6 +101,14 @@ pub trait Store: Send + Sync {
         now: i64,
     ) -> Result<CreateOutcome, StoreError>;
 
+    /// The live (unexpired) record of an Idempotency-Key, if any.
+    async fn get_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
     /// Strongly consistent read.
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
 

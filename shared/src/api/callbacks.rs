@@ -1,0 +1,64 @@
+//! `POST /callbacks/{provider}`: verify on the raw request, apply exactly once, and answer
+//! in the provider's own terms so that a genuine notification is retried when we fail.
+
+use super::problem::problem;
+use crate::app::App;
+use crate::providers::CallbackRequest;
+use crate::service::payments::{self, Applied, ApplyError, Rejected};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+
+pub(super) async fn provider_callback(
+    app: &App,
+    provider: &str,
+    req: &Request<Bytes>,
+) -> Response<Bytes> {
+    let Some(p) = app.providers.get(provider) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "provider-not-enabled",
+            format!("provider {provider:?} is not enabled"),
+        );
+    };
+    let raw = CallbackRequest {
+        method: req.method().clone(),
+        query: req.uri().query().map(str::to_owned),
+        headers: req.headers().clone(),
+        body: req.body().clone(),
+    };
+    let event = match p.verify_callback(&raw, app.clock.now()) {
+        Ok(Some(ev)) => ev,
+        Ok(None) => return p.acknowledge(),
+        Err(rejection) => {
+            tracing::warn!(provider, code = rejection.code, reason = %rejection.reason, "callback rejected");
+            return p.refuse(rejection.status, &rejection.reason);
+        }
+    };
+    let order_id = event.order_id().clone();
+    match payments::apply(app, provider, event).await {
+        Ok(applied) => {
+            if applied == Applied::Duplicate {
+                tracing::info!(provider, order_id = %order_id, "duplicate callback acknowledged");
+            }
+            p.acknowledge()
+        }
+        Err(ApplyError::Rejected(r)) => {
+            tracing::warn!(provider, order_id = %order_id, reason = %r, "callback rejected");
+            let status = match r {
+                Rejected::UnknownOrder => StatusCode::NOT_FOUND,
+                Rejected::AmountMismatch { .. } | Rejected::WrongProvider => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::CONFLICT,
+            };
+            p.refuse(status, &format!("order {order_id}: {r}"))
+        }
+        Err(ApplyError::Store(e)) => {
+            tracing::error!(provider, order_id = %order_id, error = %e, "store failure during callback");
+            p.refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable, retry later",
+            )
+        }
+    }
+}
