@@ -6,9 +6,25 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
 use crate::providers::{sandbox, Providers};
+use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
 use crate::store::{DynamoStore, MemoryStore, Store};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+#[derive(Clone)]
+pub enum Queue {
+    Sqs(Arc<SqsQueue>),
+    Memory(Arc<MemoryQueue>),
+}
+
+impl Queue {
+    pub fn jobs(&self) -> &dyn JobQueue {
+        match self {
+            Queue::Sqs(q) => q.as_ref(),
+            Queue::Memory(q) => q.as_ref(),
+        }
+    }
+}
 
 pub struct App {
     pub config: Config,
@@ -17,6 +33,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub auth: Authenticator,
     pub providers: Providers,
+    /// The job queue: SQS when `QUEUE_URL` is set, in-process in the local server.
+    pub queue: Option<Queue>,
     /// Where this process itself listens (local server only; set once bound).
     pub self_url: OnceLock<String>,
 }
@@ -47,6 +65,7 @@ impl App {
             clock,
             auth,
             providers,
+            queue: None,
             self_url: OnceLock::new(),
         })
     }
@@ -55,16 +74,21 @@ impl App {
     /// is opened here, during init, so the first request pays no TLS handshake.
     pub async fn from_env(profile: Profile) -> Result<Arc<Self>, StartupError> {
         let config = Config::from_env(profile)?;
-        let store: Arc<dyn Store> = match (&config.table_name, profile) {
-            (Some(table), _) => {
-                let sdk = aws_sdk_config().await;
-                let client = aws_sdk_dynamodb::Client::new(&sdk);
+        let needs_aws = config.table_name.is_some() || config.queue_url.is_some();
+        let sdk = if needs_aws {
+            Some(aws_sdk_config().await)
+        } else {
+            None
+        };
+        let store: Arc<dyn Store> = match (&config.table_name, &sdk) {
+            (Some(table), Some(sdk)) => {
+                let client = aws_sdk_dynamodb::Client::new(sdk);
                 let store = DynamoStore::new(client, table.clone());
                 warm_up(&store).await;
                 Arc::new(store)
             }
-            (None, Profile::Local) => Arc::new(MemoryStore::new()),
-            (None, Profile::Lambda) => {
+            _ if profile == Profile::Local => Arc::new(MemoryStore::new()),
+            _ => {
                 return Err(ConfigError {
                     name: "TABLE_NAME",
                     problem: "required in Lambda".into(),
@@ -72,7 +96,21 @@ impl App {
                 .into())
             }
         };
-        Ok(Arc::new(App::new(config, store, Arc::new(SystemClock))?))
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let queue = match (&config.queue_url, &sdk) {
+            (Some(url), Some(sdk)) => Some(Queue::Sqs(Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(sdk),
+                url.clone(),
+                config.dead_letter_queue_url.clone(),
+            )))),
+            _ if profile == Profile::Local => {
+                Some(Queue::Memory(Arc::new(MemoryQueue::new(clock.clone()))))
+            }
+            _ => None,
+        };
+        let mut app = App::new(config, store, clock)?;
+        app.queue = queue;
+        Ok(Arc::new(app))
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Config {
     pub profile: Profile,
     pub table_name: Option<String>,
     pub queue_url: Option<String>,
+    /// Where the verifier puts messages that can never succeed (else SQS's redrive does).
+    pub dead_letter_queue_url: Option<String>,
     pub catalog_json: String,
     pub providers: Vec<String>,
     pub order_ttl_seconds: i64,
@@ -191,6 +193,7 @@ impl Config {
             profile,
             table_name: var("TABLE_NAME"),
             queue_url: var("QUEUE_URL"),
+            dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL"),
             catalog_json,
             providers,
             order_ttl_seconds: int("ORDER_TTL_SECONDS", 900, 1, 7 * 86_400)?,

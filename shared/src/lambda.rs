@@ -63,3 +63,85 @@ pub async fn handle_event(app: &Arc<App>, routes: Routes, req: Request) -> Respo
     };
     Response::from_parts(parts, body)
 }
+
+/// The sweeper's `main`: an EventBridge schedule invokes it; the event's content does not
+/// matter, the invocation deadline does.
+pub async fn run_sweeper() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let app = App::from_env(Profile::Lambda).await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let app = app.clone();
+            async move {
+                let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+                let report = crate::service::sweep::sweep(&app, deadline).await;
+                tracing::info!(?report, "sweep finished");
+                Ok::<_, std::convert::Infallible>(report)
+            }
+        },
+    ))
+    .await
+}
+
+/// The verifier's `main`: SQS batches with `ReportBatchItemFailures`.
+pub async fn run_verifier() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let app = App::from_env(Profile::Lambda).await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(handle_sqs_batch(&app, event.payload).await) }
+        },
+    ))
+    .await
+}
+
+/// Runs each message; a failure of one never fails the others. Retryable failures get their
+/// backoff as the message's visibility and are reported back to SQS; poison messages go to
+/// the dead-letter queue and are reported done.
+pub async fn handle_sqs_batch(
+    app: &App,
+    batch: aws_lambda_events::event::sqs::SqsEvent,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    use crate::app::Queue;
+    use crate::queue::JobOutcome;
+    let mut response = aws_lambda_events::event::sqs::SqsBatchResponse::default();
+    let sqs = match &app.queue {
+        Some(Queue::Sqs(q)) => Some(q.clone()),
+        _ => None,
+    };
+    for record in batch.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let receives = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        let body = record.body.as_deref().unwrap_or_default();
+        let failed = match crate::service::jobs::run(app, body, receives).await {
+            JobOutcome::Done => false,
+            JobOutcome::Retry { delay_s, reason } => {
+                tracing::warn!(message_id = %id, receives, delay_s, reason, "job will be retried");
+                if let (Some(q), Some(receipt)) = (&sqs, &record.receipt_handle) {
+                    if let Err(e) = q.change_visibility(receipt, delay_s).await {
+                        tracing::warn!(message_id = %id, error = %e, "could not set the backoff");
+                    }
+                }
+                true
+            }
+            JobOutcome::DeadLetter { reason } => {
+                tracing::error!(message_id = %id, reason, "poison message");
+                match &sqs {
+                    Some(q) => !matches!(q.dead_letter(body, &reason).await, Ok(true)),
+                    None => true,
+                }
+            }
+        };
+        if failed {
+            let mut f = aws_lambda_events::event::sqs::BatchItemFailure::default();
+            f.item_identifier = id;
+            response.batch_item_failures.push(f);
+        }
+    }
+    response
+}

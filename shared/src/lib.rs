@@ -7,5 +7,6 @@ pub mod domain;
 pub mod lambda;
 pub mod local;
 pub mod providers;
+pub mod queue;
 pub mod service;
 pub mod store;

@@ -35,10 +35,61 @@ pub async fn run() -> Result<(), StartupError> {
             println!("  demo bearer token (user demo-user, 24 h):\n    export TOKEN={token}");
         }
     }
+    println!(
+        "  sweeper: every {} s; orders expire after {} s",
+        app.config.sweep_interval_seconds, app.config.order_ttl_seconds
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = tokio::spawn(background(app.clone(), stop_rx));
     crate::api::server::serve(app, listener, async {
         let _ = tokio::signal::ctrl_c().await;
         println!("shutting down");
     })
     .await;
+    let _ = stop_tx.send(true);
+    let _ = background.await;
     Ok(())
+}
+
+/// The local stand-ins for EventBridge and the SQS trigger: the sweeper on its interval and
+/// the in-process queue's worker every second, until shutdown. A job in flight finishes
+/// first; jobs still waiting are reported, as an in-memory queue cannot keep them.
+async fn background(app: std::sync::Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use std::time::Duration;
+    let mut sweep = tokio::time::interval(Duration::from_secs(app.config.sweep_interval_seconds));
+    let mut work = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = sweep.tick() => {
+                let deadline = app.clock.now_ms() + app.config.sweep_interval_seconds as i64 * 1000;
+                let report = crate::service::sweep::sweep(&app, deadline).await;
+                if report != Default::default() {
+                    tracing::info!(?report, "sweep finished");
+                }
+            }
+            _ = work.tick() => run_local_jobs(&app).await,
+            _ = stop.changed() => break,
+        }
+    }
+    if let Some(crate::app::Queue::Memory(q)) = &app.queue {
+        if !q.is_empty() {
+            tracing::warn!(waiting = q.len(), "jobs still queued at shutdown are dropped; the sweeper finds their orders again on the next start against a persistent store");
+        }
+    }
+}
+
+/// Runs every job due now on the in-process queue, with the same outcomes as SQS.
+pub async fn run_local_jobs(app: &App) {
+    let Some(crate::app::Queue::Memory(q)) = &app.queue else {
+        return;
+    };
+    for delivery in q.receive_due() {
+        match crate::service::jobs::run(app, &delivery.body, delivery.receive_count).await {
+            crate::queue::JobOutcome::Done => q.complete(delivery),
+            crate::queue::JobOutcome::Retry { delay_s, reason } => {
+                q.retry(delivery, delay_s, &reason)
+            }
+            crate::queue::JobOutcome::DeadLetter { reason } => q.dead_letter(delivery, &reason),
+        }
+    }
 }

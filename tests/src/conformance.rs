@@ -43,6 +43,8 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         closed_at: None,
         refunded_at: None,
         payment: Some(serde_json::json!({"pay_url": "http://x/pay"})),
+        sweep_attempts: 0,
+        last_error: None,
     }
 }
 
@@ -419,13 +421,11 @@ pub async fn due_index(store: &dyn Store) {
             for shard in 0..Order::DUE_SHARDS {
                 let entries = store.due_orders(shard, now, 1_000).await.unwrap();
                 for e in &entries {
-                    assert!(e.expires_at <= now);
+                    assert!(e.due_at <= now);
                     assert_eq!(tollgate::domain::order::due_shard(&e.order_id), shard);
                 }
                 assert!(
-                    entries
-                        .windows(2)
-                        .all(|w| w[0].expires_at <= w[1].expires_at),
+                    entries.windows(2).all(|w| w[0].due_at <= w[1].due_at),
                     "oldest first"
                 );
                 found.extend(

@@ -36,6 +36,8 @@ fn seeded(id: &str) -> Order {
         closed_at: None,
         refunded_at: None,
         payment: None,
+        sweep_attempts: 0,
+        last_error: None,
     }
 }
 

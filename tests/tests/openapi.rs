@@ -34,6 +34,7 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/orders"),
     ("GET", "/orders/{id}"),
     ("POST", "/orders/{id}/cancel"),
+    ("POST", "/orders/{id}/confirm"),
     ("POST", "/callbacks/{provider}"),
     ("GET", "/entitlements"),
     ("GET", "/entitlements/{product_id}"),

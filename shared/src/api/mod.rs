@@ -54,7 +54,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
     let (group, allowed): (Routes, &[Method]) = match segments.as_slice() {
         ["orders"] => (Orders, &[Method::POST]),
         ["orders", _] => (Orders, &[Method::GET]),
-        ["orders", _, "cancel"] => (Orders, &[Method::POST]),
+        ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
         ["callbacks", _] => (Callbacks, &[Method::POST]),
         ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
@@ -92,6 +92,9 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                 ["orders", id, "cancel"] => order_service::cancel(app, &user, id)
                     .await
                     .map(|o| json_response(StatusCode::OK, &order_json(&o))),
+                ["orders", id, "confirm"] => order_service::confirm(app, &user, id)
+                    .await
+                    .map(|o| json_response(StatusCode::ACCEPTED, &order_json(&o))),
                 ["entitlements"] => entitlements::list(app, &user).await.map(|e| {
                     let grants: Vec<_> = e
                         .grants
@@ -187,6 +190,14 @@ fn service_problem(e: &ServiceError) -> Response<Bytes> {
                 StatusCode::BAD_GATEWAY,
                 "provider-unavailable",
                 "the payment provider could not be reached, retry later",
+            )
+        }
+        ServiceError::Unavailable(d) => {
+            tracing::error!(error = %d, "dependency unavailable");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "temporarily unavailable, retry later",
             )
         }
         ServiceError::Store(s) => {

@@ -117,6 +117,10 @@ pub struct Order {
     pub refunded_at: Option<i64>,
     /// What the client needs to pay with the provider (prepay id, pay URL...).
     pub payment: Option<serde_json::Value>,
+    /// Times the sweeper could not reach the provider for this order.
+    pub sweep_attempts: u32,
+    /// Why the last background attempt failed for good, for an operator.
+    pub last_error: Option<String>,
 }
 
 impl Order {

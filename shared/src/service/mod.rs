@@ -2,8 +2,10 @@
 //! caller is a Lambda or the local server.
 
 pub mod entitlements;
+pub mod jobs;
 pub mod orders;
 pub mod payments;
+pub mod sweep;
 
 use crate::domain::catalog::OfferError;
 use crate::store::StoreError;
@@ -26,6 +28,9 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Provider(crate::providers::ProviderError),
+    /// A dependency (the queue) is down or missing: retry later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// 80 random bits for an order id, from the SDK's own crypto library.

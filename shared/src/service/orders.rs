@@ -85,6 +85,8 @@ pub async fn create(
         closed_at: None,
         refunded_at: None,
         payment: None,
+        sweep_attempts: 0,
+        last_error: None,
     };
     // A provider that prepares payments remotely (a prepay) is asked only once per key: a
     // retried create finds the key first. Local ones skip this read.
@@ -168,4 +170,38 @@ pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, Service
             Err(ServiceError::NotFound(format!("order {id:?} not found")))
         }
     }
+}
+
+/// How often one order may be re-queried on a client's request.
+pub const CONFIRM_MIN_INTERVAL_S: i64 = 30;
+
+/// "I paid but see nothing": queue a re-query of the provider now. Repeated taps within
+/// [`CONFIRM_MIN_INTERVAL_S`] queue nothing more, so a user cannot flood the provider.
+pub async fn confirm(app: &App, user_id: &str, id: &str) -> Result<Order, ServiceError> {
+    let order = get(app, user_id, id).await?;
+    if !OrderState::PAYABLE.contains(&order.state) {
+        return Ok(order);
+    }
+    let Some(queue) = &app.queue else {
+        return Err(ServiceError::Unavailable(
+            "no job queue is configured".into(),
+        ));
+    };
+    let now = app.clock.now();
+    if app
+        .store
+        .mark_requery(&order.order_id, user_id, now, CONFIRM_MIN_INTERVAL_S)
+        .await?
+    {
+        let job = crate::queue::Job::RequeryOrder {
+            order_id: order.order_id.to_string(),
+        };
+        queue
+            .jobs()
+            .send(&job, 0)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        tracing::info!(order_id = %order.order_id, "re-query queued on the client's request");
+    }
+    Ok(order)
 }

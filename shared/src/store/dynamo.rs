@@ -158,6 +158,10 @@ fn order_item(o: &Order) -> Item {
     if let Some(p) = &o.payment {
         put("payment", s(p.to_string()));
     }
+    put("sweep_attempts", n(i64::from(o.sweep_attempts)));
+    if let Some(e) = &o.last_error {
+        put("last_error", s(e));
+    }
     if o.state == OrderState::Pending {
         put("gsi1pk", s(format!("DUE#{}", o.due_shard())));
         put("gsi1sk", s(due_sk(o.expires_at, &o.order_id)));
@@ -201,6 +205,10 @@ fn order_from_item(item: &Item) -> Result<Order, StoreError> {
         closed_at: opt_n(item, "closed_at")?,
         refunded_at: opt_n(item, "refunded_at")?,
         payment: json_attr(item, "payment")?,
+        sweep_attempts: opt_n(item, "sweep_attempts")?
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        last_error: opt_s(item, "last_error"),
     })
 }
 
@@ -705,12 +713,99 @@ impl Store for DynamoStore {
                     .ok_or_else(|| StoreError::Corrupt("bad due index key".into()))?;
                 Ok(DueEntry {
                     order_id: OrderId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    expires_at: exp
+                    due_at: exp
                         .parse()
                         .map_err(|_| StoreError::Corrupt("bad due index time".into()))?,
                 })
             })
             .collect()
+    }
+
+    async fn defer_due(
+        &self,
+        id: &OrderId,
+        attempts: u32,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(order_pk(id), "ORDER")))
+            .update_expression("SET sweep_attempts = :a, gsi1sk = :sk")
+            .condition_expression("#state = :pending")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":a", n(i64::from(attempts)))
+            .expression_attribute_values(":sk", s(due_sk(next_at, id)))
+            .expression_attribute_values(":pending", s(OrderState::Pending.as_str()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("defer due", e)),
+        }
+    }
+
+    async fn mark_requery(
+        &self,
+        id: &OrderId,
+        user_id: &str,
+        now: i64,
+        min_interval: i64,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(order_pk(id), "ORDER")))
+            .update_expression("SET requery_requested_at = :now")
+            .condition_expression(
+                "user_id = :user AND (attribute_not_exists(requery_requested_at) OR requery_requested_at <= :cutoff)",
+            )
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":user", s(user_id))
+            .expression_attribute_values(":cutoff", n(now - min_interval))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("mark requery", e)),
+        }
+    }
+
+    async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(order_pk(id), "ORDER")))
+            .update_expression("SET last_error = :e")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":e", s(reason.chars().take(500).collect::<String>()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable("record error", e)),
+        }
     }
 
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {

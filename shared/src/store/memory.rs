@@ -15,8 +15,10 @@ struct Tables {
     /// user → (scope, source id) → grant.
     grants: HashMap<String, BTreeMap<(String, String), Grant>>,
     wallets: HashMap<String, i64>,
-    /// (shard, expires_at, order id) for PENDING orders only, like the sparse GSI.
+    /// (shard, due_at, order id) for PENDING orders only, like the sparse GSI.
     due: BTreeSet<(u32, i64, OrderId)>,
+    due_at: HashMap<OrderId, i64>,
+    requery_requested_at: HashMap<OrderId, i64>,
 }
 
 #[derive(Default)]
@@ -37,8 +39,15 @@ impl MemoryStore {
 }
 
 fn leave_due(t: &mut Tables, o: &Order) {
-    t.due
-        .remove(&(o.due_shard(), o.expires_at, o.order_id.clone()));
+    if let Some(at) = t.due_at.remove(&o.order_id) {
+        t.due.remove(&(o.due_shard(), at, o.order_id.clone()));
+    }
+}
+
+fn enter_due(t: &mut Tables, o: &Order, at: i64) {
+    leave_due(t, o);
+    t.due.insert((o.due_shard(), at, o.order_id.clone()));
+    t.due_at.insert(o.order_id.clone(), at);
 }
 
 #[async_trait]
@@ -69,8 +78,7 @@ impl Store for MemoryStore {
                 .insert((rec.user_id.clone(), rec.key.clone()), rec.clone());
         }
         if order.state == OrderState::Pending {
-            t.due
-                .insert((order.due_shard(), order.expires_at, order.order_id.clone()));
+            enter_due(&mut t, order, order.expires_at);
         }
         t.orders.insert(order.order_id.clone(), order.clone());
         Ok(CreateOutcome::Created)
@@ -200,11 +208,58 @@ impl Store for MemoryStore {
             .range((shard, i64::MIN, OrderId::from_parts(0, [0; 10]))..)
             .take_while(|(s, exp, _)| *s == shard && *exp <= now)
             .take(limit)
-            .map(|(_, exp, id)| DueEntry {
+            .map(|(_, at, id)| DueEntry {
                 order_id: id.clone(),
-                expires_at: *exp,
+                due_at: *at,
             })
             .collect())
+    }
+
+    async fn defer_due(
+        &self,
+        id: &OrderId,
+        attempts: u32,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        let Some(order) = t.orders.get_mut(id) else {
+            return Ok(false);
+        };
+        if order.state != OrderState::Pending {
+            return Ok(false);
+        }
+        order.sweep_attempts = attempts;
+        let snapshot = order.clone();
+        enter_due(&mut t, &snapshot, next_at);
+        Ok(true)
+    }
+
+    async fn mark_requery(
+        &self,
+        id: &OrderId,
+        user_id: &str,
+        now: i64,
+        min_interval: i64,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        if t.orders.get(id).is_none_or(|o| o.user_id != user_id) {
+            return Ok(false);
+        }
+        if t.requery_requested_at
+            .get(id)
+            .is_some_and(|&at| at > now - min_interval)
+        {
+            return Ok(false);
+        }
+        t.requery_requested_at.insert(id.clone(), now);
+        Ok(true)
+    }
+
+    async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError> {
+        if let Some(o) = self.lock().orders.get_mut(id) {
+            o.last_error = Some(reason.to_owned());
+        }
+        Ok(())
     }
 
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {

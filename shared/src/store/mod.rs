@@ -71,7 +71,8 @@ pub enum TransitionOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueEntry {
     pub order_id: OrderId,
-    pub expires_at: i64,
+    /// When the sweeper should look at it: its expiry, or later after failed attempts.
+    pub due_at: i64,
 }
 
 /// Everything under one user's partition: one query answers "what may this user watch".
@@ -130,7 +131,29 @@ pub trait Store: Send + Sync {
         refunded_at: i64,
     ) -> Result<TransitionOutcome, StoreError>;
 
-    /// PENDING orders of one due-index shard whose expiry is at or before `now`, oldest first.
+    /// Moves a PENDING order's next sweep to `next_at` and records the attempts so far;
+    /// `false` when it is no longer PENDING.
+    async fn defer_due(
+        &self,
+        id: &OrderId,
+        attempts: u32,
+        next_at: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that `user_id` asked to re-query their order at `now`; `false` (and no change)
+    /// when the order is not theirs or the last request was less than `min_interval` ago.
+    async fn mark_requery(
+        &self,
+        id: &OrderId,
+        user_id: &str,
+        now: i64,
+        min_interval: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Notes a permanent background failure on the order.
+    async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError>;
+
+    /// PENDING orders of one due-index shard due at or before `now`, oldest first.
     /// The index is eventually consistent in DynamoDB: callers re-check the order itself.
     async fn due_orders(
         &self,

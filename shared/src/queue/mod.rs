@@ -1,0 +1,50 @@
+//! Background jobs (DESIGN.md section 9): one SQS queue with a dead-letter queue in AWS, an
+//! in-process queue with the same retry semantics in the local server.
+
+pub mod memory;
+pub mod sqs;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryQueue;
+pub use sqs::SqsQueue;
+
+/// A job is JSON with a `kind` and its ids. Handlers are idempotent: a job may run twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Job {
+    /// Ask the order's provider whether it was paid; settle or expire accordingly.
+    RequeryOrder { order_id: String },
+}
+
+impl Job {
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What running a job concluded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Done,
+    /// Transient failure: run again after `delay_s`.
+    Retry {
+        delay_s: u32,
+        reason: String,
+    },
+    /// Can never succeed (malformed message): straight to the dead-letter queue.
+    DeadLetter {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("queue unavailable: {0}")]
+pub struct QueueError(pub String);
+
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues `job`, visible after `delay_s` seconds (SQS allows up to 900).
+    async fn send(&self, job: &Job, delay_s: u32) -> Result<(), QueueError>;
+}
