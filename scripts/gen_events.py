@@ -15,6 +15,7 @@ USER = "event-user"
 SEEDED_PENDING = "01KQ0000000000000000000001"
 SEEDED_TO_CANCEL = "01KQ0000000000000000000002"
 SEEDED_TO_PAY = "01KQ0000000000000000000003"
+SEEDED_DUE = "01KQ0000000000000000000004"  # expired before T0: the sweeper's
 
 root = os.path.join(os.path.dirname(__file__), "..", "events")
 
@@ -79,7 +80,41 @@ cases = [
     ("stream-token", "entitlements-unauthenticated.json", 401, event("GET", "/entitlements", sub=None)),
 ]
 
+# Non-HTTP functions: what the replay checks is named in the manifest entry.
+scheduled = {
+    "version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
+    "source": "aws.events", "account": "123456789012", "time": "2027-01-15T08:00:00Z",
+    "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/tollgate-sweeper"],
+    "detail": {},
+}
+
+
+def sqs_record(i, body, receives="1"):
+    return {
+        "messageId": f"0000000{i}-5d0b-4ffc-9b5d-0f0f0f0f0f0f", "receiptHandle": f"receipt-{i}",
+        "body": body, "attributes": {"ApproximateReceiveCount": receives, "SentTimestamp": str(T0 * 1000),
+                                      "SenderId": "AIDAEXAMPLE", "ApproximateFirstReceiveTimestamp": str(T0 * 1000)},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:tollgate-jobs", "awsRegion": "us-east-1",
+    }
+
+
+sqs_batch = {"Records": [
+    sqs_record(1, json.dumps({"kind": "requery_order", "order_id": SEEDED_PENDING})),
+    # Poison: with no DEAD_LETTER_QUEUE_URL it is reported failed, and SQS's redrive parks it.
+    sqs_record(2, '{"kind":"unknown"}'),
+]}
+
 manifest = []
+for function, name, expect, ev in [
+    ("sweeper", "scheduled.json", {"expired": 1}, scheduled),
+    ("verifier", "batch.json", {"batch_item_failures": 1}, sqs_batch),
+]:
+    os.makedirs(os.path.join(root, function), exist_ok=True)
+    with open(os.path.join(root, function, name), "w") as f:
+        json.dump(ev, f, indent=2)
+        f.write("\n")
+    manifest.append({"function": function, "file": f"{function}/{name}", **expect})
 for function, name, status, ev in cases:
     os.makedirs(os.path.join(root, function), exist_ok=True)
     with open(os.path.join(root, function, name), "w") as f:

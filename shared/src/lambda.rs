@@ -74,13 +74,18 @@ pub async fn run_sweeper() -> Result<(), lambda_runtime::Error> {
             let app = app.clone();
             async move {
                 let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-                let report = crate::service::sweep::sweep(&app, deadline).await;
-                tracing::info!(?report, "sweep finished");
-                Ok::<_, std::convert::Infallible>(report)
+                Ok::<_, std::convert::Infallible>(handle_schedule(&app, deadline).await)
             }
         },
     ))
     .await
+}
+
+/// One scheduled sweep, stopping before `deadline_ms` (the invocation's deadline).
+pub async fn handle_schedule(app: &App, deadline_ms: i64) -> crate::service::sweep::SweepReport {
+    let report = crate::service::sweep::sweep(app, deadline_ms).await;
+    tracing::info!(?report, "sweep finished");
+    report
 }
 
 /// The verifier's `main`: SQS batches with `ReportBatchItemFailures`.

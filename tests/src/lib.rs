@@ -2,6 +2,8 @@
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
 pub mod conformance;
+pub mod fake_provider;
+pub mod wrappers;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -62,6 +62,11 @@ async fn every_sample_event_gets_its_status() {
             .await
             .unwrap();
     }
+    let mut due = seeded("01KQ0000000000000000000004");
+    due.expires_at = T0 - 60;
+    tollgate::store::Store::create_order(&*store, &due, None, T0)
+        .await
+        .unwrap();
     let app = Arc::new(
         App::new(
             test_config(&[("AUTH_MODE", "apigw")]),
@@ -78,6 +83,30 @@ async fn every_sample_event_gets_its_status() {
         let file = case["file"].as_str().unwrap();
         listed.insert(file.to_owned());
         let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
+        match case["function"].as_str().unwrap() {
+            "sweeper" => {
+                let _: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let report = tollgate::lambda::handle_schedule(&app, i64::MAX).await;
+                assert_eq!(
+                    u64::from(report.expired),
+                    case["expired"].as_u64().unwrap(),
+                    "{file}: {report:?}"
+                );
+                continue;
+            }
+            "verifier" => {
+                let batch: aws_lambda_events::event::sqs::SqsEvent =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+                let r = tollgate::lambda::handle_sqs_batch(&app, batch).await;
+                assert_eq!(
+                    r.batch_item_failures.len() as u64,
+                    case["batch_item_failures"].as_u64().unwrap(),
+                    "{file}"
+                );
+                continue;
+            }
+            _ => {}
+        }
         let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
         let resp = tollgate::lambda::handle_event(
             &app,
@@ -93,7 +122,13 @@ async fn every_sample_event_gets_its_status() {
         );
     }
     // Every sample is in the manifest.
-    for function in ["create-order", "provider-callback", "stream-token"] {
+    for function in [
+        "create-order",
+        "provider-callback",
+        "stream-token",
+        "sweeper",
+        "verifier",
+    ] {
         for entry in std::fs::read_dir(events_dir().join(function)).unwrap() {
             let name = format!(
                 "{function}/{}",

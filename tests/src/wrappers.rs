@@ -1,0 +1,140 @@
+//! Store wrappers for tests: one that counts round trips and items read, one that fails a
+//! chosen operation on demand. Both forward everything else to a real store.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tollgate::domain::{Order, OrderId, OrderState};
+use tollgate::store::*;
+
+/// Counts calls per operation and the due-index entries returned.
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: Mutex<HashMap<&'static str, u64>>,
+    pub due_items: AtomicU64,
+    /// Operations that fail with `Unavailable` while their counter is above zero.
+    failures: Mutex<HashMap<&'static str, u32>>,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(CountingStore {
+            inner,
+            calls: Mutex::new(HashMap::new()),
+            due_items: AtomicU64::new(0),
+            failures: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn calls(&self, op: &str) -> u64 {
+        self.calls.lock().unwrap().get(op).copied().unwrap_or(0)
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.calls.lock().unwrap().values().sum()
+    }
+
+    pub fn reset(&self) {
+        self.calls.lock().unwrap().clear();
+        self.due_items.store(0, Ordering::SeqCst);
+    }
+
+    /// The next `times` calls of `op` fail as if the store were unreachable.
+    pub fn fail_next(&self, op: &'static str, times: u32) {
+        self.failures.lock().unwrap().insert(op, times);
+    }
+
+    fn enter(&self, op: &'static str) -> Result<(), StoreError> {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+        let mut f = self.failures.lock().unwrap();
+        match f.get_mut(op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Err(StoreError::Unavailable(format!("injected failure of {op}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.enter("create_order")?;
+        self.inner.create_order(order, idem, now).await
+    }
+    async fn get_idempotency(
+        &self,
+        user: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.enter("get_idempotency")?;
+        self.inner.get_idempotency(user, key, now).await
+    }
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.enter("get_order")?;
+        self.inner.get_order(id).await
+    }
+    async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
+        self.enter("settle")?;
+        self.inner.settle(s).await
+    }
+    async fn close_order(
+        &self,
+        id: &OrderId,
+        to: OrderState,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.enter("close_order")?;
+        self.inner.close_order(id, to, at).await
+    }
+    async fn refund(&self, order: &Order, at: i64) -> Result<TransitionOutcome, StoreError> {
+        self.enter("refund")?;
+        self.inner.refund(order, at).await
+    }
+    async fn defer_due(
+        &self,
+        id: &OrderId,
+        attempts: u32,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.enter("defer_due")?;
+        self.inner.defer_due(id, attempts, next_at).await
+    }
+    async fn mark_requery(
+        &self,
+        id: &OrderId,
+        user: &str,
+        now: i64,
+        min_interval: i64,
+    ) -> Result<bool, StoreError> {
+        self.enter("mark_requery")?;
+        self.inner.mark_requery(id, user, now, min_interval).await
+    }
+    async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError> {
+        self.enter("record_error")?;
+        self.inner.record_error(id, reason).await
+    }
+    async fn due_orders(
+        &self,
+        shard: u32,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        self.enter("due_orders")?;
+        let r = self.inner.due_orders(shard, now, limit).await?;
+        self.due_items.fetch_add(r.len() as u64, Ordering::SeqCst);
+        Ok(r)
+    }
+    async fn user_items(&self, user: &str) -> Result<UserItems, StoreError> {
+        self.enter("user_items")?;
+        self.inner.user_items(user).await
+    }
+}
