@@ -39,6 +39,17 @@ pub async fn run() -> Result<(), StartupError> {
         "  sweeper: every {} s; orders expire after {} s",
         app.config.sweep_interval_seconds, app.config.order_ttl_seconds
     );
+    if let (Some(crate::app::Queue::Memory(q)), Some(path)) =
+        (&app.queue, std::env::var_os("LOCAL_QUEUE_FILE"))
+    {
+        let n = q
+            .load(std::path::Path::new(&path))
+            .map_err(|e| StartupError::Other(format!("LOCAL_QUEUE_FILE: {e}")))?;
+        println!(
+            "  queue: in process, {n} job(s) restored from {}",
+            path.to_string_lossy()
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = tokio::spawn(background(app.clone(), stop_rx));
     crate::api::server::serve(app, listener, async {
@@ -72,8 +83,16 @@ async fn background(app: std::sync::Arc<App>, mut stop: tokio::sync::watch::Rece
         }
     }
     if let Some(crate::app::Queue::Memory(q)) = &app.queue {
-        if !q.is_empty() {
-            tracing::warn!(waiting = q.len(), "jobs still queued at shutdown are dropped; the sweeper finds their orders again on the next start against a persistent store");
+        match std::env::var_os("LOCAL_QUEUE_FILE") {
+            Some(path) => match q.save(std::path::Path::new(&path)) {
+                Ok(n) => println!("  saved {n} queued job(s) to {}", path.to_string_lossy()),
+                Err(e) => tracing::error!(error = %e, "could not save the queued jobs"),
+            },
+            None if !q.is_empty() => tracing::warn!(
+                waiting = q.len(),
+                "queued jobs dropped at shutdown (set LOCAL_QUEUE_FILE to keep them)"
+            ),
+            None => {}
         }
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Delivery {
     pub body: String,
     /// How many times this message has been received, this delivery included.
@@ -125,6 +125,51 @@ impl MemoryQueue {
     }
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    visible_at_ms: i64,
+    #[serde(flatten)]
+    delivery: Delivery,
+}
+
+impl MemoryQueue {
+    /// Writes every waiting message to `path`, so a restart can pick them up (what SQS
+    /// would have kept across a restart of its consumers).
+    pub fn save(&self, path: &std::path::Path) -> std::io::Result<usize> {
+        let saved: Vec<Saved> = self
+            .pending()
+            .into_iter()
+            .map(|(visible_at_ms, delivery)| Saved {
+                visible_at_ms,
+                delivery,
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&saved).map_err(std::io::Error::other)?;
+        std::fs::write(path, text)?;
+        Ok(saved.len())
+    }
+
+    /// Loads messages saved by [`MemoryQueue::save`] and removes the file, so they are not
+    /// loaded twice.
+    pub fn load(&self, path: &std::path::Path) -> std::io::Result<usize> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let saved: Vec<Saved> = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        let n = saved.len();
+        self.restore(
+            saved
+                .into_iter()
+                .map(|s| (s.visible_at_ms, s.delivery))
+                .collect(),
+        );
+        std::fs::remove_file(path)?;
+        Ok(n)
+    }
+}
+
 #[async_trait]
 impl JobQueue for MemoryQueue {
     async fn send(&self, job: &Job, delay_s: u32) -> Result<(), QueueError> {
@@ -165,6 +210,23 @@ mod tests {
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].receive_count, 1);
         assert_eq!(q.len(), 3, "in flight until completed");
+    }
+
+    #[tokio::test]
+    async fn waiting_messages_survive_a_restart_through_a_file() {
+        let clock = ManualClock::at(0);
+        let q = MemoryQueue::new(Arc::new(clock.clone()));
+        q.send(&job(1), 30).await.unwrap();
+        q.send(&job(2), 0).await.unwrap();
+        let path = std::env::temp_dir().join(format!("tollgate-queue-{}.json", std::process::id()));
+        assert_eq!(q.save(&path).unwrap(), 2);
+        let after = MemoryQueue::new(Arc::new(clock.clone()));
+        assert_eq!(after.load(&path).unwrap(), 2);
+        assert!(!path.exists(), "loaded once");
+        assert_eq!(after.load(&path).unwrap(), 0);
+        assert_eq!(after.receive_due().len(), 1);
+        clock.advance(30);
+        assert_eq!(after.receive_due()[0].body, job(1).to_body());
     }
 
     #[tokio::test]
