@@ -5,6 +5,7 @@ use crate::api::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
+use crate::providers::apple::{self, Apple};
 use crate::providers::{sandbox, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
 use crate::store::{DynamoStore, MemoryStore, Store};
@@ -33,6 +34,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub auth: Authenticator,
     pub providers: Providers,
+    /// The App Store verifier, when the apple provider is enabled.
+    pub apple: Option<Arc<Apple>>,
     /// The job queue: SQS when `QUEUE_URL` is set, in-process in the local server.
     pub queue: Option<Queue>,
     /// Where this process itself listens (local server only; set once bound).
@@ -57,7 +60,7 @@ impl App {
         let catalog = Catalog::from_json(&config.catalog_json)
             .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
-        let providers = build_providers(&config)?;
+        let (providers, apple) = build_providers(&config)?;
         Ok(App {
             config,
             catalog,
@@ -65,6 +68,7 @@ impl App {
             clock,
             auth,
             providers,
+            apple,
             queue: None,
             self_url: OnceLock::new(),
         })
@@ -115,10 +119,22 @@ impl App {
 }
 
 /// Every enabled provider, configured; one that this build cannot serve stops start-up.
-fn build_providers(config: &Config) -> Result<Providers, StartupError> {
+type Built = (Providers, Option<Arc<Apple>>);
+
+fn build_providers(config: &Config) -> Result<Built, StartupError> {
     let mut providers = Providers::default();
+    let mut apple_verifier = None;
     for name in &config.providers {
         match name.as_str() {
+            apple::NAME => {
+                let cfg = config.apple.clone().ok_or(ConfigError {
+                    name: "APPLE_BUNDLE_ID",
+                    problem: "required when the apple provider is enabled".into(),
+                })?;
+                let a = Arc::new(Apple::new(cfg));
+                providers.insert(a.clone());
+                apple_verifier = Some(a);
+            }
             sandbox::NAME => providers.insert(std::sync::Arc::new(sandbox::Sandbox::new(
                 config.sandbox_secret.clone(),
                 config.public_base_url.clone(),
@@ -132,7 +148,7 @@ fn build_providers(config: &Config) -> Result<Providers, StartupError> {
             }
         }
     }
-    Ok(providers)
+    Ok((providers, apple_verifier))
 }
 
 /// One SDK configuration per process, with timeouts so a slow dependency fails a request

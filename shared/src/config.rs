@@ -67,6 +67,8 @@ pub struct Config {
     pub public_base_url: String,
     pub port: u16,
     pub sweep_interval_seconds: u64,
+    /// `APPLE_*`, read when the apple provider is enabled.
+    pub apple: Option<crate::providers::apple::AppleConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -183,6 +185,11 @@ impl Config {
         if matches!(&sandbox_secret, Some(s) if s.expose().len() < 16) {
             return Err(err("SANDBOX_SECRET", "must be at least 16 bytes"));
         }
+        let apple = if providers.iter().any(|p| p == "apple") {
+            Some(crate::providers::apple::AppleConfig::from_lookup(&var)?)
+        } else {
+            None
+        };
         let port = int("PORT", 3000, 0, 65535)? as u16;
         let device_policy = match var("DEVICE_POLICY").as_deref() {
             None | Some("evict") => DevicePolicy::Evict,
@@ -212,6 +219,7 @@ impl Config {
                 .to_owned(),
             port,
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
+            apple,
         })
     }
 

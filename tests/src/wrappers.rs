@@ -137,4 +137,30 @@ impl Store for CountingStore {
         self.enter("user_items")?;
         self.inner.user_items(user).await
     }
+    async fn get_purchase(
+        &self,
+        store: &str,
+        id: &str,
+    ) -> Result<Option<StorePurchase>, StoreError> {
+        self.enter("get_purchase")?;
+        self.inner.get_purchase(store, id).await
+    }
+    async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError> {
+        self.enter("put_purchase")?;
+        self.inner.put_purchase(p).await
+    }
+    async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        self.enter("note_seen")?;
+        self.inner.note_seen(source, id, now).await
+    }
+    async fn record_note(
+        &self,
+        source: &str,
+        id: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.enter("record_note")?;
+        self.inner.record_note(source, id, kind, now).await
+    }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 mod callbacks;
 mod orders;
 pub mod problem;
+mod purchases;
 pub mod server;
 
 use crate::app::App;
@@ -26,6 +27,8 @@ pub enum Routes {
     Orders,
     Callbacks,
     Streams,
+    /// App store purchases and notifications (the store-notifications function).
+    StoreNotifications,
     Local,
 }
 
@@ -57,6 +60,9 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
         ["callbacks", _] => (Callbacks, &[Method::POST]),
         ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
+        ["purchases", "apple"] | ["notifications", "apple"] => {
+            (StoreNotifications, &[Method::POST])
+        }
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
         ["healthz"] => (Local, &[Method::GET]),
         _ => return not_found(),
@@ -78,6 +84,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
     match segments.as_slice() {
         ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),
         ["callbacks", provider] => callbacks::provider_callback(app, provider, &req).await,
+        ["notifications", "apple"] => purchases::apple_notification(app, &req).await,
         ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
@@ -95,6 +102,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                 ["orders", id, "confirm"] => order_service::confirm(app, &user, id)
                     .await
                     .map(|o| json_response(StatusCode::ACCEPTED, &order_json(&o))),
+                ["purchases", "apple"] => purchases::apple_purchase(app, &user, &req).await,
                 ["entitlements"] => entitlements::list(app, &user).await.map(|e| {
                     let grants: Vec<_> = e
                         .grants
@@ -159,7 +167,7 @@ fn authenticate(app: &App, req: &Request<Bytes>) -> Result<String, Response<Byte
     })
 }
 
-fn service_problem(e: &ServiceError) -> Response<Bytes> {
+pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
     use crate::domain::OfferError as O;
     match e {
         ServiceError::BadRequest(d) => problem(StatusCode::BAD_REQUEST, "bad-request", d),

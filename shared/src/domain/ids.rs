@@ -39,6 +39,24 @@ impl OrderId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 128-bit value the 26 characters encode.
+    pub fn to_u128(&self) -> u128 {
+        self.0.bytes().fold(0u128, |acc, c| {
+            let digit = CROCKFORD.iter().position(|&d| d == c).unwrap_or(0) as u128;
+            (acc << 5) | digit
+        })
+    }
+
+    /// The id whose value is `v` (every 128-bit value is a canonical ULID).
+    pub fn from_u128(v: u128) -> Self {
+        let mut out = [0u8; 26];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let shift = 125 - 5 * i as u32;
+            *slot = CROCKFORD[((v >> shift) & 0x1F) as usize];
+        }
+        OrderId(out.iter().map(|&b| b as char).collect())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,6 +3,8 @@
 //! job. The sweeper and the verifier use [`Provider::query`] and [`Provider::close`], so they
 //! work for every provider that implements them.
 
+pub mod apple;
+pub mod apple_jws;
 pub mod sandbox;
 
 use crate::domain::{Money, Order, OrderId};
@@ -95,6 +97,12 @@ pub trait Provider: Send + Sync {
     /// Whether `payment_params` calls the provider (a prepay), so creates check their
     /// Idempotency-Key before it rather than only when writing.
     fn prepares_remotely(&self) -> bool {
+        false
+    }
+
+    /// Whether this provider is an app store, which may sell store-only products
+    /// (subscriptions priced by the store, not the catalog).
+    fn sells_store_products(&self) -> bool {
         false
     }
 

@@ -5,6 +5,7 @@ pub mod entitlements;
 pub mod jobs;
 pub mod orders;
 pub mod payments;
+pub mod store_purchases;
 pub mod sweep;
 
 use crate::domain::catalog::OfferError;

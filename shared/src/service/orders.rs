@@ -61,9 +61,29 @@ pub async fn create(
             ));
         }
     }
-    let offer = app
+    let offer = match app
         .catalog
-        .offer(&req.product_id, req.plan_id.as_deref(), now)?;
+        .offer(&req.product_id, req.plan_id.as_deref(), now)
+    {
+        // A store-only product (a subscription the store prices) can be pre-ordered
+        // through that store: the order records no money of ours.
+        Err(crate::domain::OfferError::StoreOnly(_)) if provider.sells_store_products() => {
+            super::store_purchases::store_only_offer(app, &req.product_id)?
+        }
+        other => other?,
+    };
+    let store_product = if provider.sells_store_products() {
+        Some(
+            super::store_purchases::store_product_id(&offer, &req.provider).ok_or_else(|| {
+                ServiceError::BadRequest(format!(
+                    "product {:?} is not sold through {}",
+                    req.product_id, req.provider
+                ))
+            })?,
+        )
+    } else {
+        None
+    };
     let order_id = OrderId::from_parts(now_ms.max(0) as u64, random_bytes());
     let mut order = Order {
         order_id: order_id.clone(),
@@ -95,12 +115,14 @@ pub async fn create(
             return replay(app, existing, &request_hash(&req)).await;
         }
     }
-    order.payment = Some(
-        provider
-            .payment_params(&order)
-            .await
-            .map_err(ServiceError::Provider)?,
-    );
+    let mut payment = provider
+        .payment_params(&order)
+        .await
+        .map_err(ServiceError::Provider)?;
+    if let (Some(id), Some(map)) = (store_product, payment.as_object_mut()) {
+        map.insert("store_product_id".into(), serde_json::json!(id));
+    }
+    order.payment = Some(payment);
     let idem = idempotency_key.map(|key| IdempotencyRecord {
         user_id: user_id.to_owned(),
         key: key.to_owned(),

@@ -837,6 +837,152 @@ impl Store for DynamoStore {
             }
         }
     }
+
+    async fn get_purchase(
+        &self,
+        store: &str,
+        purchase_id: &str,
+    ) -> Result<Option<StorePurchase>, StoreError> {
+        self.get(purchase_pk(store, purchase_id), "PURCHASE")
+            .await?
+            .map(|item| purchase_from_item(&item))
+            .transpose()
+    }
+
+    async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError> {
+        let purchase_put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(purchase_item(p)))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (last_event_at < :t AND user_id = :u)",
+            )
+            .expression_attribute_values(":t", n(p.last_event_at))
+            .expression_attribute_values(":u", s(&p.user_id))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, item and condition are set");
+        let mut items = vec![TransactWriteItem::builder().put(purchase_put).build()];
+        for g in &p.grants {
+            // Grants sourced by a purchase change only together with it (this transaction).
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(grant_item(&p.user_id, g)))
+                .build()
+                .expect("table and item are set");
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let Some(failed) = self.transact("put purchase", items).await? else {
+            return Ok(PurchaseOutcome::Applied);
+        };
+        let old = match failed.first() {
+            Some(Some(Some(item))) => purchase_from_item(item)?,
+            Some(Some(None)) => self
+                .get_purchase(&p.store, &p.purchase_id)
+                .await?
+                .ok_or_else(|| StoreError::Unavailable("purchase vanished".into()))?,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "put purchase {} failed on an unconditional item",
+                    p.purchase_id
+                )))
+            }
+        };
+        if old.user_id != p.user_id {
+            Ok(PurchaseOutcome::OwnedByOther(Box::new(old)))
+        } else {
+            Ok(PurchaseOutcome::Stale(Box::new(old)))
+        }
+    }
+
+    async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .get(note_pk(source, id), "NOTE")
+            .await?
+            .map(|item| opt_n(&item, "ttl"))
+            .transpose()?
+            .flatten()
+            .is_some_and(|until| until > now))
+    }
+
+    async fn record_note(
+        &self,
+        source: &str,
+        id: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut item = key(note_pk(source, id), "NOTE");
+        item.insert("kind".into(), s(kind));
+        item.insert("processed_at".into(), n(now));
+        item.insert("ttl".into(), n(now + NOTE_TTL));
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("record note", e)),
+        }
+    }
+}
+
+fn purchase_pk(store: &str, id: &str) -> String {
+    format!("PURCHASE#{store}#{id}")
+}
+
+fn note_pk(source: &str, id: &str) -> String {
+    format!("NOTE#{source}#{id}")
+}
+
+fn purchase_item(p: &StorePurchase) -> Item {
+    let mut item = key(purchase_pk(&p.store, &p.purchase_id), "PURCHASE");
+    item.insert("store".into(), s(&p.store));
+    item.insert("purchase_id".into(), s(&p.purchase_id));
+    item.insert("user_id".into(), s(&p.user_id));
+    item.insert("product_id".into(), s(&p.product_id));
+    item.insert("state".into(), s(&p.state));
+    item.insert("last_event_at".into(), n(p.last_event_at));
+    if let Some(e) = p.expires_at {
+        item.insert("expires_at".into(), n(e));
+    }
+    if let Some(t) = &p.last_txn_id {
+        item.insert("last_txn_id".into(), s(t));
+    }
+    if let Some(o) = &p.order_id {
+        item.insert("order_id".into(), s(o));
+    }
+    item.insert(
+        "grants".into(),
+        s(serde_json::to_string(&p.grants).unwrap_or_default()),
+    );
+    item
+}
+
+fn purchase_from_item(item: &Item) -> Result<StorePurchase, StoreError> {
+    Ok(StorePurchase {
+        store: get_s(item, "store")?.to_owned(),
+        purchase_id: get_s(item, "purchase_id")?.to_owned(),
+        user_id: get_s(item, "user_id")?.to_owned(),
+        product_id: get_s(item, "product_id")?.to_owned(),
+        state: get_s(item, "state")?.to_owned(),
+        expires_at: opt_n(item, "expires_at")?,
+        last_event_at: get_n(item, "last_event_at")?,
+        last_txn_id: opt_s(item, "last_txn_id"),
+        order_id: opt_s(item, "order_id"),
+        grants: json_attr(item, "grants")?.unwrap_or_default(),
+    })
 }
 
 impl DynamoStore {

@@ -19,6 +19,9 @@ struct Tables {
     due: BTreeSet<(u32, i64, OrderId)>,
     due_at: HashMap<OrderId, i64>,
     requery_requested_at: HashMap<OrderId, i64>,
+    purchases: HashMap<(String, String), StorePurchase>,
+    /// (source, id) → expiry.
+    notes: HashMap<(String, String), i64>,
 }
 
 #[derive(Default)]
@@ -272,5 +275,59 @@ impl Store for MemoryStore {
                 .unwrap_or_default(),
             credits: t.wallets.get(user_id).copied().unwrap_or(0),
         })
+    }
+    async fn get_purchase(
+        &self,
+        store: &str,
+        purchase_id: &str,
+    ) -> Result<Option<StorePurchase>, StoreError> {
+        Ok(self
+            .lock()
+            .purchases
+            .get(&(store.to_owned(), purchase_id.to_owned()))
+            .cloned())
+    }
+
+    async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError> {
+        let mut t = self.lock();
+        let k = (p.store.clone(), p.purchase_id.clone());
+        if let Some(old) = t.purchases.get(&k) {
+            if old.user_id != p.user_id {
+                return Ok(PurchaseOutcome::OwnedByOther(Box::new(old.clone())));
+            }
+            if old.last_event_at >= p.last_event_at {
+                return Ok(PurchaseOutcome::Stale(Box::new(old.clone())));
+            }
+        }
+        let user = t.grants.entry(p.user_id.clone()).or_default();
+        for g in &p.grants {
+            user.insert((g.scope.clone(), g.source_id.clone()), g.clone());
+        }
+        t.purchases.insert(k, p.clone());
+        Ok(PurchaseOutcome::Applied)
+    }
+
+    async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .notes
+            .get(&(source.to_owned(), id.to_owned()))
+            .is_some_and(|&until| until > now))
+    }
+
+    async fn record_note(
+        &self,
+        source: &str,
+        id: &str,
+        _kind: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        let k = (source.to_owned(), id.to_owned());
+        if t.notes.get(&k).is_some_and(|&until| until > now) {
+            return Ok(false);
+        }
+        t.notes.insert(k, now + NOTE_TTL);
+        Ok(true)
     }
 }

@@ -82,6 +82,38 @@ pub struct UserItems {
     pub credits: i64,
 }
 
+/// How long a processed store notification id is remembered (its `ttl`).
+pub const NOTE_TTL: i64 = 30 * 86_400;
+
+/// A store purchase: one App Store original transaction (`PURCHASE#apple#<otid>`) or one
+/// Play purchase token. Its grants are rewritten whole with each newer store message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorePurchase {
+    /// "apple" or "google".
+    pub store: String,
+    pub purchase_id: String,
+    pub user_id: String,
+    pub product_id: String,
+    /// active, grace, billing_retry, expired, revoked.
+    pub state: String,
+    pub expires_at: Option<i64>,
+    /// The store's signing time (ms) of the newest message applied: the ordering guard.
+    pub last_event_at: i64,
+    pub last_txn_id: Option<String>,
+    pub order_id: Option<String>,
+    /// What the purchase grants now (source id = `<store>:<purchase_id>`).
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseOutcome {
+    Applied,
+    /// The stored purchase is as new or newer: nothing changed.
+    Stale(Box<StorePurchase>),
+    /// The purchase belongs to another user: nothing changed.
+    OwnedByOther(Box<StorePurchase>),
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or throttled us: safe to retry.
@@ -163,4 +195,26 @@ pub trait Store: Send + Sync {
     ) -> Result<Vec<DueEntry>, StoreError>;
 
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError>;
+
+    async fn get_purchase(
+        &self,
+        store: &str,
+        purchase_id: &str,
+    ) -> Result<Option<StorePurchase>, StoreError>;
+
+    /// Writes the purchase and its grants in one transaction, only when it is new or
+    /// `last_event_at` is newer than the stored one and the owner is the same.
+    async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError>;
+
+    /// Whether notification `id` of `source` was processed (and its record not expired).
+    async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError>;
+
+    /// Records notification `id` as processed for [`NOTE_TTL`]; `false` when it already was.
+    async fn record_note(
+        &self,
+        source: &str,
+        id: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 }

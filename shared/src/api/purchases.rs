@@ -1,0 +1,78 @@
+//! `POST /purchases/apple` (the app hands over a signed transaction) and
+//! `POST /notifications/apple` (App Store Server Notifications V2; no JWT, Apple calls it).
+
+use super::problem::{json_response, problem};
+use super::{parse_json, service_problem};
+use crate::app::App;
+use crate::domain::ids::rfc3339;
+use crate::service::store_purchases::{self, NotificationResult, PurchaseResult};
+use crate::service::ServiceError;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplePurchase {
+    signed_transaction: String,
+    order_id: Option<String>,
+}
+
+pub(super) fn purchase_json(r: &PurchaseResult) -> serde_json::Value {
+    json!({
+        "status": r.status,
+        "product_id": r.product_id,
+        "source_id": r.source_id,
+        "order_id": r.order_id,
+        "expires_at": r.expires_at.map(rfc3339),
+    })
+}
+
+pub(super) async fn apple_purchase(
+    app: &App,
+    user: &str,
+    req: &Request<Bytes>,
+) -> Result<Response<Bytes>, ServiceError> {
+    let body: ApplePurchase = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    let r = store_purchases::apple_purchase(
+        app,
+        user,
+        &body.signed_transaction,
+        body.order_id.as_deref(),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &purchase_json(&r)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AppleNotificationBody {
+    signed_payload: String,
+}
+
+/// Apple retries anything but a 200 (for about three days), so a genuine notification we
+/// could not apply for a transient reason gets a 5xx; a forged or malformed one a 4xx.
+pub(super) async fn apple_notification(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    let body: AppleNotificationBody = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match store_purchases::apple_notification(app, &body.signed_payload).await {
+        Ok(result) => {
+            let status = match &result {
+                NotificationResult::Applied(r) => r.status,
+                NotificationResult::Duplicate => "duplicate",
+                NotificationResult::Recorded => "recorded",
+            };
+            json_response(StatusCode::OK, &json!({ "ok": true, "result": status }))
+        }
+        Err(e @ ServiceError::ProviderNotEnabled(_)) => {
+            problem(StatusCode::NOT_FOUND, "provider-not-enabled", e.to_string())
+        }
+        Err(e) => service_problem(&e),
+    }
+}

@@ -1,0 +1,416 @@
+//! Apple App Store (StoreKit 2, App Store Server Notifications V2): configuration, the
+//! pre-order's `appAccountToken`, and the wire format of Apple's signed payloads. Applying
+//! them is `service::store_purchases`' job.
+//!
+//! The `appAccountToken` is the order id itself: a ULID is 128 bits, exactly a UUID, so the
+//! token is the order id's value in UUID notation. Nothing extra is stored at create time,
+//! the token maps back to the order with no lookup, and it reveals nothing the client does
+//! not already know (its own order id).
+
+use super::apple_jws::{self, JwsError, TrustRoots};
+use super::{
+    CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent, QueryResult,
+};
+use crate::config::{ConfigError, Secret};
+use crate::domain::{Order, OrderId};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde::Deserialize;
+
+pub const NAME: &str = "apple";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Environment {
+    Production,
+    Sandbox,
+    Xcode,
+    LocalTesting,
+}
+
+impl Environment {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "Production" => Environment::Production,
+            "Sandbox" => Environment::Sandbox,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct AppleConfig {
+    pub bundle_id: String,
+    /// Checked against notifications' `appAppleId` when set; required for Production.
+    pub app_apple_id: Option<i64>,
+    /// Environments whose transactions are accepted (first = this deployment's own).
+    pub environments: Vec<Environment>,
+    pub roots: TrustRoots,
+    pub api_base_url: String,
+    pub issuer_id: Option<String>,
+    pub key_id: Option<String>,
+    pub private_key: Option<Secret>,
+}
+
+impl std::fmt::Debug for AppleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppleConfig")
+            .field("bundle_id", &self.bundle_id)
+            .field("app_apple_id", &self.app_apple_id)
+            .field("environments", &self.environments)
+            .field("roots", &self.roots)
+            .field("api_base_url", &self.api_base_url)
+            .field("issuer_id", &self.issuer_id)
+            .field("key_id", &self.key_id)
+            .field("private_key", &self.private_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        problem: problem.into(),
+    }
+}
+
+impl AppleConfig {
+    /// `APPLE_*` variables (DESIGN.md section 10). `APPLE_ENVIRONMENT` is `Production`
+    /// (default) or `Sandbox`, optionally followed by further accepted environments
+    /// (`Production,Sandbox` lets App Review's sandbox purchases through).
+    pub fn from_lookup(var: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let bundle_id = var("APPLE_BUNDLE_ID").ok_or_else(|| {
+            err(
+                "APPLE_BUNDLE_ID",
+                "required when the apple provider is enabled",
+            )
+        })?;
+        let environments = var("APPLE_ENVIRONMENT")
+            .unwrap_or_else(|| "Production".into())
+            .split(',')
+            .map(|e| {
+                Environment::parse(e.trim()).ok_or_else(|| {
+                    err(
+                        "APPLE_ENVIRONMENT",
+                        "must be Production or Sandbox (comma separated to accept both)",
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let app_apple_id = match var("APPLE_APP_APPLE_ID") {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|_| err("APPLE_APP_APPLE_ID", "must be a number"))?,
+            ),
+        };
+        if environments.contains(&Environment::Production) && app_apple_id.is_none() {
+            return Err(err(
+                "APPLE_APP_APPLE_ID",
+                "required when Production transactions are accepted",
+            ));
+        }
+        let roots = match var("APPLE_ROOT_CERTS") {
+            None => TrustRoots::apple_default(),
+            Some(v) => {
+                let text = if v.contains("-----BEGIN") {
+                    v
+                } else {
+                    std::fs::read_to_string(v.trim())
+                        .map_err(|e| err("APPLE_ROOT_CERTS", format!("cannot read file: {e}")))?
+                };
+                TrustRoots::from_pem(&text).map_err(|e| err("APPLE_ROOT_CERTS", e))?
+            }
+        };
+        Ok(AppleConfig {
+            bundle_id,
+            app_apple_id,
+            environments,
+            roots,
+            api_base_url: var("APPLE_API_BASE_URL")
+                .unwrap_or_else(|| "https://api.storekit.itunes.apple.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            issuer_id: var("APPLE_ISSUER_ID"),
+            key_id: var("APPLE_KEY_ID"),
+            private_key: var("APPLE_PRIVATE_KEY").map(Secret::new),
+        })
+    }
+}
+
+/// The order id as a UUID string (lowercase, 8-4-4-4-12).
+pub fn app_account_token(id: &OrderId) -> String {
+    let h = format!("{:032x}", id.to_u128());
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// The order an `appAccountToken` names, if it is a UUID.
+pub fn order_of_token(token: &str) -> Option<OrderId> {
+    let hex: String = token.chars().filter(|c| *c != '-').collect();
+    if token.len() != 36 || hex.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok().map(OrderId::from_u128)
+}
+
+/// JWSTransactionDecodedPayload: the fields Tollgate uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transaction {
+    pub transaction_id: String,
+    pub original_transaction_id: String,
+    pub bundle_id: String,
+    pub product_id: String,
+    pub purchase_date: i64,
+    #[serde(default)]
+    pub original_purchase_date: Option<i64>,
+    #[serde(default)]
+    pub expires_date: Option<i64>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub app_account_token: Option<String>,
+    pub environment: Environment,
+    pub signed_date: i64,
+    #[serde(default)]
+    pub revocation_date: Option<i64>,
+    #[serde(default)]
+    pub quantity: Option<i64>,
+}
+
+/// JWSRenewalInfoDecodedPayload: the fields Tollgate uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewalInfo {
+    pub original_transaction_id: String,
+    #[serde(default)]
+    pub auto_renew_status: Option<i64>,
+    #[serde(default)]
+    pub grace_period_expires_date: Option<i64>,
+    #[serde(default)]
+    pub is_in_billing_retry_period: Option<bool>,
+    pub environment: Environment,
+    pub signed_date: i64,
+}
+
+/// responseBodyV2DecodedPayload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub notification_type: String,
+    #[serde(default)]
+    pub subtype: Option<String>,
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    pub signed_date: i64,
+    #[serde(default)]
+    pub data: Option<NotificationData>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationData {
+    #[serde(default)]
+    pub app_apple_id: Option<i64>,
+    #[serde(default)]
+    pub bundle_id: Option<String>,
+    pub environment: Environment,
+    #[serde(default)]
+    pub signed_transaction_info: Option<String>,
+    #[serde(default)]
+    pub signed_renewal_info: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppleRejection {
+    #[error(transparent)]
+    Jws(#[from] JwsError),
+    #[error("payload is not the expected shape: {0}")]
+    Shape(String),
+    #[error("bundle id does not match this app")]
+    BundleId,
+    #[error("app Apple id does not match this app")]
+    AppAppleId,
+    #[error("environment {0:?} is not accepted by this deployment")]
+    Environment(Environment),
+}
+
+/// A notification and what it carries, all verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedNotification {
+    pub notification: Notification,
+    pub transaction: Option<Transaction>,
+    pub renewal: Option<RenewalInfo>,
+}
+
+/// Apple's verifier for this app: signature, chain, bundle id and environment.
+#[derive(Debug, Clone)]
+pub struct Apple {
+    pub config: AppleConfig,
+}
+
+impl Apple {
+    pub fn new(config: AppleConfig) -> Self {
+        Apple { config }
+    }
+
+    fn check_env(&self, env: Environment) -> Result<(), AppleRejection> {
+        if self.config.environments.contains(&env) {
+            Ok(())
+        } else {
+            Err(AppleRejection::Environment(env))
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, jws: &str) -> Result<T, AppleRejection> {
+        let payload = apple_jws::verify(jws, &self.config.roots)?;
+        serde_json::from_value(payload).map_err(|e| AppleRejection::Shape(e.to_string()))
+    }
+
+    pub fn verify_transaction(&self, jws: &str) -> Result<Transaction, AppleRejection> {
+        let t: Transaction = self.decode(jws)?;
+        if t.bundle_id != self.config.bundle_id {
+            return Err(AppleRejection::BundleId);
+        }
+        self.check_env(t.environment)?;
+        Ok(t)
+    }
+
+    pub fn verify_renewal(&self, jws: &str) -> Result<RenewalInfo, AppleRejection> {
+        let r: RenewalInfo = self.decode(jws)?;
+        self.check_env(r.environment)?;
+        Ok(r)
+    }
+
+    pub fn verify_notification(
+        &self,
+        signed_payload: &str,
+    ) -> Result<VerifiedNotification, AppleRejection> {
+        let n: Notification = self.decode(signed_payload)?;
+        let mut transaction = None;
+        let mut renewal = None;
+        if let Some(d) = &n.data {
+            if d.bundle_id.as_deref() != Some(self.config.bundle_id.as_str()) {
+                return Err(AppleRejection::BundleId);
+            }
+            if d.environment == Environment::Production
+                && self.config.app_apple_id.is_some()
+                && d.app_apple_id != self.config.app_apple_id
+            {
+                return Err(AppleRejection::AppAppleId);
+            }
+            self.check_env(d.environment)?;
+            if let Some(t) = &d.signed_transaction_info {
+                transaction = Some(self.verify_transaction(t)?);
+            }
+            if let Some(r) = &d.signed_renewal_info {
+                renewal = Some(self.verify_renewal(r)?);
+            }
+        }
+        Ok(VerifiedNotification {
+            notification: n,
+            transaction,
+            renewal,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for Apple {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn sells_store_products(&self) -> bool {
+        true
+    }
+
+    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError> {
+        Ok(serde_json::json!({ "app_account_token": app_account_token(&order.order_id) }))
+    }
+
+    fn verify_callback(
+        &self,
+        _req: &CallbackRequest,
+        _now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
+        Err(CallbackRejection {
+            code: "wrong_route",
+            reason: "Apple notifications go to /notifications/apple".into(),
+            status: StatusCode::NOT_FOUND,
+        })
+    }
+
+    fn acknowledge(&self) -> Response<Bytes> {
+        Response::builder()
+            .status(StatusCode::OK)
+            .body(Bytes::new())
+            .unwrap_or_default()
+    }
+
+    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
+        crate::api::problem::problem(status, "apple-notification-rejected", reason)
+    }
+
+    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
+        Ok(QueryResult::Unsupported)
+    }
+
+    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trips_to_the_order() {
+        let id = OrderId::from_parts(1_800_000_000_123, [7; 10]);
+        let t = app_account_token(&id);
+        assert_eq!(t.len(), 36);
+        assert_eq!(order_of_token(&t), Some(id.clone()));
+        assert_eq!(order_of_token(&t.to_uppercase()), Some(id));
+        assert_eq!(order_of_token("not-a-uuid"), None);
+        assert_eq!(order_of_token("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"), None);
+    }
+
+    #[test]
+    fn config_names_the_variable() {
+        let get = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &'static str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let e = AppleConfig::from_lookup(&get(&[])).unwrap_err();
+        assert_eq!(e.name, "APPLE_BUNDLE_ID");
+        let e = AppleConfig::from_lookup(&get(&[("APPLE_BUNDLE_ID", "a.b")])).unwrap_err();
+        assert_eq!(e.name, "APPLE_APP_APPLE_ID");
+        let e = AppleConfig::from_lookup(&get(&[
+            ("APPLE_BUNDLE_ID", "a.b"),
+            ("APPLE_ENVIRONMENT", "Staging"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "APPLE_ENVIRONMENT");
+        let c = AppleConfig::from_lookup(&get(&[
+            ("APPLE_BUNDLE_ID", "a.b"),
+            ("APPLE_ENVIRONMENT", "Sandbox"),
+            ("APPLE_PRIVATE_KEY", "very-secret-key"),
+        ]))
+        .unwrap();
+        assert_eq!(c.environments, vec![Environment::Sandbox]);
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+}

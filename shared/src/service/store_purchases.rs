@@ -1,0 +1,528 @@
+//! App Store purchases and notifications: verified signed data becomes an order settled
+//! exactly once (one-time products) or one purchase record per original transaction
+//! (subscriptions) whose grants follow the newest signed state Apple sent.
+//!
+//! Exactly once: a one-time purchase settles its order through the `TXN#apple#<id>` claim of
+//! the ordinary settle transaction; a subscription's record is written only when the signed
+//! date is newer than the stored one (`last_event_at`), so duplicates and late messages
+//! change nothing — a late DID_RENEW never undoes a REFUND signed after it.
+
+use super::payments::{self, Applied, ApplyError, Rejected};
+use super::ServiceError;
+use crate::app::App;
+use crate::domain::catalog::{Offer, Plan, Product, ProductKind};
+use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, Term};
+use crate::providers::apple::{self, Apple, AppleRejection, RenewalInfo, Transaction};
+use crate::providers::ProviderEvent;
+use crate::store::{PurchaseOutcome, StorePurchase};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// The store's own product id for an offer (`store_ids` on the plan, or on the product).
+pub fn store_product_id(offer: &Offer<'_>, store: &str) -> Option<String> {
+    let ids = offer
+        .plan
+        .map(|p| &p.store_ids)
+        .unwrap_or(&offer.product.store_ids);
+    match store {
+        apple::NAME => ids.apple.clone(),
+        "google" => ids.google.clone(),
+        _ => None,
+    }
+}
+
+/// The offer of a store-only product (no catalog price): the order carries 0 XXX.
+pub fn store_only_offer<'a>(app: &'a App, product_id: &str) -> Result<Offer<'a>, ServiceError> {
+    let product = app.catalog.product(product_id).ok_or_else(|| {
+        ServiceError::Offer(crate::domain::OfferError::UnknownProduct(
+            product_id.to_owned(),
+        ))
+    })?;
+    let xxx = Currency::parse("XXX").map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+    let price = Money::new(0, xxx).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+    Ok(Offer {
+        product,
+        plan: None,
+        price,
+    })
+}
+
+/// The catalog product (and plan) an App Store product id sells.
+fn by_apple_id<'a>(app: &'a App, id: &str) -> Option<(&'a Product, Option<&'a Plan>)> {
+    app.catalog.products().iter().find_map(|p| {
+        if p.store_ids.apple.as_deref() == Some(id) {
+            return Some((p, None));
+        }
+        p.plans
+            .iter()
+            .find(|pl| pl.store_ids.apple.as_deref() == Some(id))
+            .map(|pl| (p, Some(pl)))
+    })
+}
+
+/// What applying a verified transaction did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurchaseResult {
+    /// granted, duplicate, revoked, expired, refunded, unattributed.
+    pub status: &'static str,
+    pub product_id: String,
+    pub source_id: Option<String>,
+    pub order_id: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+fn apple_verifier(app: &App) -> Result<&Apple, ServiceError> {
+    app.apple
+        .as_deref()
+        .ok_or_else(|| ServiceError::ProviderNotEnabled(apple::NAME.into()))
+}
+
+fn rejected(e: AppleRejection) -> ServiceError {
+    tracing::warn!(reason = %e, "Apple signed data rejected");
+    ServiceError::BadRequest(format!("signed data rejected: {e}"))
+}
+
+/// `POST /purchases/apple`: the app hands over a StoreKit 2 signed transaction.
+pub async fn apple_purchase(
+    app: &App,
+    caller: &str,
+    signed_transaction: &str,
+    order_id: Option<&str>,
+) -> Result<PurchaseResult, ServiceError> {
+    let t = apple_verifier(app)?
+        .verify_transaction(signed_transaction)
+        .map_err(rejected)?;
+    let order_hint = match order_id {
+        None => None,
+        Some(id) => Some(
+            OrderId::parse(id)
+                .map_err(|_| ServiceError::NotFound(format!("order {id:?} not found")))?,
+        ),
+    };
+    let ctx = Context {
+        caller: Some(caller),
+        order_hint,
+        signed_at_ms: t.signed_date,
+        renewal: None,
+    };
+    apply_transaction(app, &t, &ctx).await
+}
+
+struct Context<'a> {
+    caller: Option<&'a str>,
+    order_hint: Option<OrderId>,
+    /// The ordering guard: the signing time of the message that carried the transaction.
+    signed_at_ms: i64,
+    renewal: Option<&'a RenewalInfo>,
+}
+
+async fn apply_transaction(
+    app: &App,
+    t: &Transaction,
+    ctx: &Context<'_>,
+) -> Result<PurchaseResult, ServiceError> {
+    let (product, plan) = by_apple_id(app, &t.product_id).ok_or_else(|| {
+        ServiceError::BadRequest(format!(
+            "App Store product {:?} is not in the catalog",
+            t.product_id
+        ))
+    })?;
+    let order = find_order(app, t, ctx, product, plan).await?;
+    if product.kind == ProductKind::Subscription {
+        apply_subscription(app, t, ctx, product, order).await
+    } else {
+        apply_one_time(app, t, ctx, product, plan, order).await
+    }
+}
+
+/// The order the transaction pays: named by its `appAccountToken`, else by the caller's
+/// `order_id`. It must be an Apple order for the same product and, when a caller is known,
+/// theirs.
+async fn find_order(
+    app: &App,
+    t: &Transaction,
+    ctx: &Context<'_>,
+    product: &Product,
+    plan: Option<&Plan>,
+) -> Result<Option<Order>, ServiceError> {
+    let id = match t.app_account_token.as_deref().and_then(apple::order_of_token) {
+        Some(id) => Some(id),
+        None => ctx.order_hint.clone(),
+    };
+    let Some(id) = id else { return Ok(None) };
+    let order = match app.store.get_order(&id).await? {
+        Some(o) if ctx.caller.is_none_or(|c| c == o.user_id) => o,
+        Some(_) => {
+            return Err(ServiceError::Conflict(
+                "this purchase was made for another account's order".into(),
+            ))
+        }
+        // A token that names no order (e.g. set by another backend): bind by caller.
+        None if t.app_account_token.is_some() && ctx.order_hint.is_none() => return Ok(None),
+        None => return Err(ServiceError::NotFound(format!("order {id} not found"))),
+    };
+    if order.provider != apple::NAME
+        || order.product_id != product.id
+        || order.plan_id.as_deref() != plan.map(|p| p.id.as_str())
+    {
+        return Err(ServiceError::Conflict(format!(
+            "order {id} is not an App Store order for {}",
+            t.product_id
+        )));
+    }
+    Ok(Some(order))
+}
+
+async fn apply_subscription(
+    app: &App,
+    t: &Transaction,
+    ctx: &Context<'_>,
+    product: &Product,
+    order: Option<Order>,
+) -> Result<PurchaseResult, ServiceError> {
+    let now = app.clock.now();
+    let otid = &t.original_transaction_id;
+    let existing = app.store.get_purchase(apple::NAME, otid).await?;
+    let user = match (&order, &existing, ctx.caller) {
+        (Some(o), _, _) => o.user_id.clone(),
+        (None, Some(p), _) => p.user_id.clone(),
+        (None, None, Some(c)) => c.to_owned(),
+        (None, None, None) => {
+            tracing::warn!(original_transaction_id = %otid, "App Store subscription with no known owner yet");
+            return Ok(unattributed(product));
+        }
+    };
+    let source_id = format!("apple:{otid}");
+    let expires = t.expires_date.unwrap_or(t.purchase_date).div_euclid(1000);
+    // Grace period: Apple keeps access while it retries billing, until this date.
+    let grace_until = ctx
+        .renewal
+        .filter(|r| r.is_in_billing_retry_period == Some(true))
+        .and_then(|r| r.grace_period_expires_date)
+        .map(|ms| ms.div_euclid(1000));
+    let end = grace_until.map_or(expires, |g| g.max(expires));
+    let revoked_at = t.revocation_date.map(|ms| ms.div_euclid(1000));
+    let state = match (revoked_at, grace_until) {
+        (Some(_), _) => "revoked",
+        _ if end <= now => "expired",
+        (None, Some(g)) if g > expires => "grace",
+        _ => "active",
+    };
+    let paid_at = t
+        .original_purchase_date
+        .unwrap_or(t.purchase_date)
+        .div_euclid(1000);
+    let grants: Vec<Grant> = product
+        .grants
+        .iter()
+        .map(|scope| Grant {
+            scope: scope.clone(),
+            product_id: product.id.clone(),
+            source_id: source_id.clone(),
+            paid_at,
+            term: Term::Until(end),
+            revoked_at,
+        })
+        .collect();
+    let purchase = StorePurchase {
+        store: apple::NAME.into(),
+        purchase_id: otid.clone(),
+        user_id: user,
+        product_id: product.id.clone(),
+        state: state.into(),
+        expires_at: Some(end),
+        last_event_at: ctx.signed_at_ms,
+        last_txn_id: Some(t.transaction_id.clone()),
+        order_id: order
+            .as_ref()
+            .map(|o| o.order_id.to_string())
+            .or_else(|| existing.as_ref().and_then(|p| p.order_id.clone())),
+        grants,
+    };
+    let status = match app.store.put_purchase(&purchase).await? {
+        PurchaseOutcome::Applied => {
+            tracing::info!(original_transaction_id = %otid, state, expires_at = end, "App Store subscription updated");
+            state
+        }
+        PurchaseOutcome::Stale(_) => "duplicate",
+        PurchaseOutcome::OwnedByOther(_) => {
+            tracing::warn!(original_transaction_id = %otid, "App Store subscription claimed by a second account");
+            return Err(ServiceError::Conflict(
+                "this subscription belongs to another account".into(),
+            ));
+        }
+    };
+    // The pre-order, if any, is settled by the subscription's first transaction id.
+    if let Some(o) = &order {
+        if OrderState::PAYABLE.contains(&o.state) && revoked_at.is_none() {
+            settle_order(app, o, otid, paid_at).await?;
+        }
+    }
+    Ok(PurchaseResult {
+        status: if status == "active" { "granted" } else { status },
+        product_id: product.id.clone(),
+        source_id: Some(source_id),
+        order_id: purchase.order_id,
+        expires_at: Some(end),
+    })
+}
+
+async fn settle_order(
+    app: &App,
+    order: &Order,
+    txn: &str,
+    paid_at: i64,
+) -> Result<Applied, ServiceError> {
+    let event = ProviderEvent::Paid {
+        order_id: order.order_id.clone(),
+        provider_txn_id: txn.to_owned(),
+        // Apple charges in the storefront's currency; the order keeps the catalog's price.
+        amount: order.amount,
+        paid_at: Some(paid_at),
+    };
+    map_apply(payments::apply(app, apple::NAME, event).await)
+}
+
+fn map_apply(r: Result<Applied, ApplyError>) -> Result<Applied, ServiceError> {
+    match r {
+        Ok(a) => Ok(a),
+        Err(ApplyError::Store(e)) => Err(e.into()),
+        Err(ApplyError::Rejected(Rejected::UnknownOrder)) => {
+            Err(ServiceError::NotFound("order not found".into()))
+        }
+        Err(ApplyError::Rejected(r)) => Err(ServiceError::Conflict(r.to_string())),
+    }
+}
+
+/// The order a one-time purchase made without a pre-order settles: its id is derived from
+/// the transaction id, so every retry and duplicate finds the same order.
+fn derived_order_id(t: &Transaction) -> OrderId {
+    let digest = Sha256::digest(format!("apple:{}", t.transaction_id).as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&digest[..10]);
+    OrderId::from_parts(t.purchase_date.max(0) as u64, random)
+}
+
+async fn apply_one_time(
+    app: &App,
+    t: &Transaction,
+    ctx: &Context<'_>,
+    product: &Product,
+    plan: Option<&Plan>,
+    order: Option<Order>,
+) -> Result<PurchaseResult, ServiceError> {
+    if t.quantity.unwrap_or(1) != 1 {
+        // The order grants one unit; more would need a per-unit catalog rule.
+        return Err(ServiceError::BadRequest(
+            "App Store purchases with quantity above 1 are not supported".into(),
+        ));
+    }
+    let order = match order {
+        Some(o) => o,
+        None => {
+            let id = derived_order_id(t);
+            match app.store.get_order(&id).await? {
+                Some(o) if ctx.caller.is_none_or(|c| c == o.user_id) => o,
+                Some(_) => {
+                    return Err(ServiceError::Conflict(
+                        "this purchase belongs to another account".into(),
+                    ))
+                }
+                None => match ctx.caller {
+                    Some(caller) => create_bound_order(app, id, caller, product, plan).await?,
+                    None => {
+                        tracing::warn!(transaction_id = %t.transaction_id, "App Store purchase with no known owner yet");
+                        return Ok(unattributed(product));
+                    }
+                },
+            }
+        }
+    };
+    let result = |status| PurchaseResult {
+        status,
+        product_id: product.id.clone(),
+        source_id: Some(order.order_id.to_string()),
+        order_id: Some(order.order_id.to_string()),
+        expires_at: None,
+    };
+    if t.revocation_date.is_some() {
+        let event = ProviderEvent::Refunded {
+            order_id: order.order_id.clone(),
+            provider_txn_id: t.transaction_id.clone(),
+            amount: order.amount,
+        };
+        return match payments::apply(app, apple::NAME, event).await {
+            Ok(_) => Ok(result("refunded")),
+            // Never settled here (or already refunded): nothing to take back.
+            Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => Ok(result("refunded")),
+            Err(e) => map_apply(Err(e)).map(|_| result("refunded")),
+        };
+    }
+    let paid_at = t.purchase_date.div_euclid(1000);
+    match settle_order(app, &order, &t.transaction_id, paid_at).await? {
+        Applied::Duplicate => {
+            // A refunded order stays refunded: a replayed purchase never re-grants it.
+            let status = match app.store.get_order(&order.order_id).await? {
+                Some(o) if o.state == OrderState::Refunded => "refunded",
+                _ => "duplicate",
+            };
+            Ok(result(status))
+        }
+        _ => Ok(result("granted")),
+    }
+}
+
+async fn create_bound_order(
+    app: &App,
+    id: OrderId,
+    user: &str,
+    product: &Product,
+    plan: Option<&Plan>,
+) -> Result<Order, ServiceError> {
+    let now = app.clock.now();
+    let offer = match app
+        .catalog
+        .offer(&product.id, plan.map(|p| p.id.as_str()), i64::MIN)
+    {
+        Ok(o) => o,
+        Err(crate::domain::OfferError::StoreOnly(_)) => store_only_offer(app, &product.id)?,
+        Err(e) => return Err(e.into()),
+    };
+    let order = Order {
+        order_id: id.clone(),
+        user_id: user.to_owned(),
+        product_id: product.id.clone(),
+        plan_id: plan.map(|p| p.id.clone()),
+        amount: offer.price,
+        provider: apple::NAME.into(),
+        channel: None,
+        grants: product.grants.clone(),
+        term: offer.term(),
+        credits: product.credits.unwrap_or(0),
+        state: OrderState::Pending,
+        created_at: now,
+        expires_at: now + app.config.order_ttl_seconds,
+        paid_at: None,
+        late: false,
+        provider_txn_id: None,
+        closed_at: None,
+        refunded_at: None,
+        payment: None,
+        sweep_attempts: 0,
+        last_error: None,
+    };
+    if let Err(e) = app.store.create_order(&order, None, now).await {
+        // A concurrent duplicate created it first: use theirs.
+        tracing::debug!(error = %e, "bound order already created");
+    }
+    match app.store.get_order(&id).await? {
+        Some(o) if o.user_id == user => Ok(o),
+        Some(_) => Err(ServiceError::Conflict(
+            "this purchase belongs to another account".into(),
+        )),
+        None => Err(ServiceError::Unavailable(
+            "order could not be created".into(),
+        )),
+    }
+}
+
+fn unattributed(product: &Product) -> PurchaseResult {
+    PurchaseResult {
+        status: "unattributed",
+        product_id: product.id.clone(),
+        source_id: None,
+        order_id: None,
+        expires_at: None,
+    }
+}
+
+/// What a notification did (for logs and tests; Apple only sees 200).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationResult {
+    Applied(PurchaseResult),
+    /// Seen before (same notificationUUID): nothing done.
+    Duplicate,
+    /// Genuine, recorded, nothing to change (TEST, CONSUMPTION_REQUEST, unknown types...).
+    Recorded,
+}
+
+/// Notification types whose signed transaction is applied as Apple's current state.
+const APPLIES_TRANSACTION: &[&str] = &[
+    "SUBSCRIBED",
+    "DID_RENEW",
+    "DID_CHANGE_RENEWAL_STATUS",
+    "DID_CHANGE_RENEWAL_PREF",
+    "DID_FAIL_TO_RENEW",
+    "GRACE_PERIOD_EXPIRED",
+    "EXPIRED",
+    "REFUND",
+    "REFUND_REVERSED",
+    "REVOKE",
+    "ONE_TIME_CHARGE",
+    "OFFER_REDEEMED",
+    "RENEWAL_EXTENDED",
+    "PRICE_INCREASE",
+    "REFUND_DECLINED",
+];
+
+/// `POST /notifications/apple`: verify, dedupe by notificationUUID, apply if newer.
+pub async fn apple_notification(
+    app: &App,
+    signed_payload: &str,
+) -> Result<NotificationResult, ServiceError> {
+    let v = apple_verifier(app)?
+        .verify_notification(signed_payload)
+        .map_err(rejected)?;
+    let n = &v.notification;
+    let now = app.clock.now();
+    if app
+        .store
+        .note_seen(apple::NAME, &n.notification_uuid, now)
+        .await?
+    {
+        return Ok(NotificationResult::Duplicate);
+    }
+    let kind = n.notification_type.as_str();
+    let result = match (&v.transaction, APPLIES_TRANSACTION.contains(&kind)) {
+        (Some(t), true) => {
+            if kind == "REFUND_REVERSED" && t.expires_date.is_none() {
+                // A refunded one-time order cannot be un-refunded by the state machine.
+                tracing::warn!(transaction_id = %t.transaction_id, "REFUND_REVERSED for a one-time purchase: needs an operator");
+                NotificationResult::Recorded
+            } else {
+                let ctx = Context {
+                    caller: None,
+                    order_hint: None,
+                    signed_at_ms: n.signed_date,
+                    renewal: v.renewal.as_ref(),
+                };
+                match apply_transaction(app, t, &ctx).await {
+                    Ok(r) => NotificationResult::Applied(r),
+                    // Genuine but not applicable here (unknown product, another account's
+                    // order...): recorded and acknowledged, never retried forever.
+                    Err(
+                        e @ (ServiceError::BadRequest(_)
+                        | ServiceError::Conflict(_)
+                        | ServiceError::NotFound(_)),
+                    ) => {
+                        tracing::warn!(notification_type = kind, error = %e, "App Store notification not applied");
+                        NotificationResult::Recorded
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        _ => {
+            tracing::info!(
+                notification_type = kind,
+                subtype = n.subtype.as_deref().unwrap_or(""),
+                "App Store notification recorded"
+            );
+            NotificationResult::Recorded
+        }
+    };
+    app.store
+        .record_note(apple::NAME, &n.notification_uuid, kind, now)
+        .await?;
+    Ok(result)
+}
