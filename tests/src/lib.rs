@@ -1,6 +1,7 @@
 //! Shared support for the end-to-end suites: a test catalog and app, the local server on a
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
+pub mod apple;
 pub mod conformance;
 pub mod fake_provider;
 pub mod wrappers;
@@ -32,7 +33,8 @@ pub fn catalog_json() -> String {
               "window": { "starts_at": rfc3339(T0 + DAY), "ends_at": rfc3339(T0 + DAY + 3 * 3600),
                           "replay_until": rfc3339(T0 + 7 * DAY) } },
             { "id": "coins-100", "title": "100 coins", "kind": "credits", "credits": 100,
-              "price": { "amount": 600, "currency": "CNY" } },
+              "price": { "amount": 600, "currency": "CNY" },
+              "store_ids": { "apple": "com.example.coins100" } },
             { "id": "vip", "title": "VIP", "kind": "subscription", "grants": ["channel:vip"],
               "store_ids": { "apple": "com.example.vip" } }
         ],

@@ -1,0 +1,156 @@
+//! Apple test support: JWS signed under the test-only chains in `fixtures/apple` (made by
+//! `scripts/gen_apple_test_certs.sh` with Apple's marker OIDs), payload builders, and an app
+//! configured to trust the test root.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tollgate::app::App;
+use tollgate::clock::ManualClock;
+use tollgate::store::Store;
+
+pub const BUNDLE: &str = "com.example.tollgate";
+pub const APP_APPLE_ID: i64 = 1_234_567;
+
+pub fn fixture_path(name: &str) -> String {
+    format!("{}/fixtures/apple/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(fixture_path(name)).expect("fixture")
+}
+
+/// A PEM certificate as the base64 DER that `x5c` carries.
+pub fn x5c_entry(name: &str) -> String {
+    let pem = fixture(&format!("{name}.pem"));
+    let b64: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    STANDARD.encode(STANDARD.decode(b64).expect("pem body"))
+}
+
+/// Signs `payload` with the PKCS#8 key `key` (a leaf), carrying `chain` as `x5c`.
+pub fn sign_with(key: &str, chain: &[&str], payload: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.x5c = Some(chain.iter().map(|c| x5c_entry(c)).collect());
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(fixture(&format!("{key}.p8")).as_bytes())
+        .expect("leaf key");
+    jsonwebtoken::encode(&header, payload, &key).expect("sign")
+}
+
+/// Signed by the valid test chain.
+pub fn sign(payload: &Value) -> String {
+    sign_with("leaf", &["leaf", "intermediate", "root"], payload)
+}
+
+/// Replaces a JWS's header (keeping payload and signature).
+pub fn with_header(jws: &str, header: &Value) -> String {
+    let mut parts: Vec<&str> = jws.split('.').collect();
+    let h = URL_SAFE_NO_PAD.encode(header.to_string());
+    parts[0] = &h;
+    parts.join(".")
+}
+
+/// Replaces a JWS's payload (keeping header and signature).
+pub fn with_payload(jws: &str, payload: &Value) -> String {
+    let mut parts: Vec<&str> = jws.split('.').collect();
+    let p = URL_SAFE_NO_PAD.encode(payload.to_string());
+    parts[1] = &p;
+    parts.join(".")
+}
+
+pub fn header_of(jws: &str) -> Value {
+    let h = jws.split('.').next().unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).unwrap()).unwrap()
+}
+
+/// A transaction payload; times in unix seconds (Apple sends milliseconds).
+pub fn transaction(
+    txn_id: &str,
+    otid: &str,
+    product: &str,
+    purchased: i64,
+    expires: Option<i64>,
+    signed: i64,
+) -> Value {
+    let mut t = json!({
+        "transactionId": txn_id, "originalTransactionId": otid, "bundleId": BUNDLE,
+        "productId": product, "purchaseDate": purchased * 1000,
+        "originalPurchaseDate": purchased * 1000, "quantity": 1,
+        "type": if expires.is_some() { "Auto-Renewable Subscription" } else { "Consumable" },
+        "inAppOwnershipType": "PURCHASED", "environment": "Production",
+        "signedDate": signed * 1000, "storefront": "USA", "price": 4990, "currency": "USD",
+    });
+    if let Some(e) = expires {
+        t["expiresDate"] = json!(e * 1000);
+    }
+    t
+}
+
+/// A signed notification carrying `txn` (and renewal info when given).
+pub fn notification(
+    uuid: &str,
+    kind: &str,
+    subtype: Option<&str>,
+    signed: i64,
+    txn: Option<&Value>,
+    renewal: Option<&Value>,
+) -> String {
+    let mut data = json!({
+        "appAppleId": APP_APPLE_ID, "bundleId": BUNDLE, "bundleVersion": "1",
+        "environment": "Production", "status": 1,
+    });
+    if let Some(t) = txn {
+        data["signedTransactionInfo"] = json!(sign(t));
+    }
+    if let Some(r) = renewal {
+        data["signedRenewalInfo"] = json!(sign(r));
+    }
+    let mut n = json!({
+        "notificationType": kind, "notificationUUID": uuid, "version": "2.0",
+        "signedDate": signed * 1000, "data": data,
+    });
+    if let Some(s) = subtype {
+        n["subtype"] = json!(s);
+    }
+    sign(&n)
+}
+
+pub fn renewal(otid: &str, grace_until: Option<i64>, signed: i64) -> Value {
+    let mut r = json!({
+        "originalTransactionId": otid, "autoRenewStatus": 1, "environment": "Production",
+        "signedDate": signed * 1000, "productId": "com.example.vip",
+        "autoRenewProductId": "com.example.vip",
+    });
+    if let Some(g) = grace_until {
+        r["gracePeriodExpiresDate"] = json!(g * 1000);
+        r["isInBillingRetryPeriod"] = json!(true);
+    }
+    r
+}
+
+pub fn apple_vars(environment: &str, root: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PROVIDERS", "sandbox,apple".into()),
+        ("APPLE_BUNDLE_ID", BUNDLE.into()),
+        ("APPLE_APP_APPLE_ID", APP_APPLE_ID.to_string()),
+        ("APPLE_ENVIRONMENT", environment.into()),
+        ("APPLE_ROOT_CERTS", fixture_path(root)),
+    ]
+}
+
+pub fn apple_app_with(
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    vars: &[(&'static str, String)],
+) -> Arc<App> {
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Arc::new(App::new(crate::test_config(&pairs), store, Arc::new(clock)).expect("apple app"))
+}
+
+pub fn apple_app(store: Arc<dyn Store>, clock: ManualClock) -> Arc<App> {
+    apple_app_with(store, clock, &apple_vars("Production", "root.pem"))
+}
