@@ -6,7 +6,7 @@ every file through the real Lambda handler, so the samples cannot rot.
 The sandbox callbacks are signed with the test secret below and stamped at the tests' clock
 (T0), which the replay test sets. Re-run after changing a case: python3 scripts/gen_events.py
 """
-import hashlib, hmac, json, os
+import base64, hashlib, hmac, json, os
 
 T0 = 1_800_000_000
 SANDBOX_SECRET = b"test-sandbox-secret"
@@ -58,6 +58,45 @@ def sandbox(order_id, amount, txn="sbx-sample-1", status="paid", secret=SANDBOX_
     return event("POST", "/callbacks/sandbox", body, {"x-sandbox-signature": sig}, sub=None)
 
 
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "apple")
+APPLE_BUNDLE = "com.example.tollgate"
+APPLE_APP_ID = 1234567
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def apple_jws(payload, key="leaf", chain=("leaf", "intermediate", "root")):
+    """ES256 JWS under the test-only chain (tests/fixtures/apple); needs `cryptography`."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+    x5c = []
+    for name in chain:
+        pem = open(os.path.join(FIXTURES, f"{name}.pem")).read()
+        x5c.append("".join(l for l in pem.splitlines() if not l.startswith("-----")))
+    header = b64url(json.dumps({"alg": "ES256", "x5c": x5c}).encode())
+    body = b64url(json.dumps(payload).encode())
+    pk = serialization.load_pem_private_key(open(os.path.join(FIXTURES, f"{key}.p8"), "rb").read(), None)
+    der = pk.sign(f"{header}.{body}".encode(), ec.ECDSA(hashes.SHA256()))
+    r, s = utils.decode_dss_signature(der)
+    return f"{header}.{body}.{b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def apple_txn(txn_id, product="com.example.vip"):
+    return {"transactionId": txn_id, "originalTransactionId": txn_id, "bundleId": APPLE_BUNDLE,
+            "productId": product, "purchaseDate": (T0 - 60) * 1000, "expiresDate": (T0 + 30 * 86400) * 1000,
+            "type": "Auto-Renewable Subscription", "environment": "Production", "signedDate": T0 * 1000,
+            "quantity": 1}
+
+
+def apple_note(kind, uuid, key="leaf", chain=("leaf", "intermediate", "root")):
+    return {"signedPayload": apple_jws({
+        "notificationType": kind, "notificationUUID": uuid, "version": "2.0", "signedDate": T0 * 1000,
+        "data": {"appAppleId": APPLE_APP_ID, "bundleId": APPLE_BUNDLE, "environment": "Production"},
+    }, key, chain)}
+
+
 cases = [
     ("create-order", "create.json", 201,
      event("POST", "/orders", json.dumps({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"}),
@@ -78,6 +117,18 @@ cases = [
     ("stream-token", "entitlements.json", 200, event("GET", "/entitlements")),
     ("stream-token", "entitlement-product.json", 200, event("GET", "/entitlements/pass")),
     ("stream-token", "entitlements-unauthenticated.json", 401, event("GET", "/entitlements", sub=None)),
+    ("store-notifications", "apple-purchase.json", 200,
+     event("POST", "/purchases/apple", json.dumps({"signed_transaction": apple_jws(apple_txn("700001"))}))),
+    ("store-notifications", "apple-purchase-wrong-oid.json", 400,
+     event("POST", "/purchases/apple", json.dumps({"signed_transaction": apple_jws(
+         apple_txn("700002"), "leaf_nooid", ("leaf_nooid", "intermediate", "root"))}))),
+    ("store-notifications", "apple-purchase-unauthenticated.json", 401,
+     event("POST", "/purchases/apple", json.dumps({"signed_transaction": "x.y.z"}), sub=None)),
+    ("store-notifications", "apple-notification-test.json", 200,
+     event("POST", "/notifications/apple", json.dumps(apple_note("TEST", "5e0a1d7e-0000-4000-8000-000000000001")), sub=None)),
+    ("store-notifications", "apple-notification-chain-of-2.json", 400,
+     event("POST", "/notifications/apple", json.dumps(apple_note(
+         "TEST", "5e0a1d7e-0000-4000-8000-000000000002", chain=("leaf", "intermediate"))), sub=None)),
 ]
 
 # Non-HTTP functions: what the replay checks is named in the manifest entry.

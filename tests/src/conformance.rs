@@ -529,7 +529,12 @@ fn purchase(id: &str, user: &str, at: i64, until: i64, revoked: Option<i64>) -> 
         purchase_id: id.into(),
         user_id: user.into(),
         product_id: "vip".into(),
-        state: if revoked.is_some() { "revoked" } else { "active" }.into(),
+        state: if revoked.is_some() {
+            "revoked"
+        } else {
+            "active"
+        }
+        .into(),
         expires_at: Some(until),
         last_event_at: at,
         last_txn_id: Some(format!("t-{at}")),
@@ -552,25 +557,56 @@ pub async fn purchases_follow_the_newest_event(store: &dyn Store) {
     let id = format!("otid-{}", tollgate::clock::SystemClock.now_ms());
     assert_eq!(store.get_purchase("apple", &id).await.unwrap(), None);
     let first = purchase(&id, "p-user", 10, 2_000, None);
-    assert_eq!(store.put_purchase(&first).await.unwrap(), PurchaseOutcome::Applied);
-    assert_eq!(store.get_purchase("apple", &id).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        store.put_purchase(&first).await.unwrap(),
+        PurchaseOutcome::Applied
+    );
+    assert_eq!(
+        store.get_purchase("apple", &id).await.unwrap(),
+        Some(first.clone())
+    );
     // A renewal signed later extends; the grants are rewritten, not duplicated.
     let renewed = purchase(&id, "p-user", 20, 3_000, None);
-    assert_eq!(store.put_purchase(&renewed).await.unwrap(), PurchaseOutcome::Applied);
+    assert_eq!(
+        store.put_purchase(&renewed).await.unwrap(),
+        PurchaseOutcome::Applied
+    );
     let revoked = purchase(&id, "p-user", 30, 3_000, Some(2_500));
-    assert_eq!(store.put_purchase(&revoked).await.unwrap(), PurchaseOutcome::Applied);
+    assert_eq!(
+        store.put_purchase(&revoked).await.unwrap(),
+        PurchaseOutcome::Applied
+    );
     // A late message (signed before the revocation) and a duplicate change nothing.
     let late = purchase(&id, "p-user", 25, 9_000, None);
-    assert!(matches!(store.put_purchase(&late).await.unwrap(), PurchaseOutcome::Stale(p) if p.last_event_at == 30));
-    assert!(matches!(store.put_purchase(&revoked).await.unwrap(), PurchaseOutcome::Stale(_)));
+    assert!(
+        matches!(store.put_purchase(&late).await.unwrap(), PurchaseOutcome::Stale(p) if p.last_event_at == 30)
+    );
+    assert!(matches!(
+        store.put_purchase(&revoked).await.unwrap(),
+        PurchaseOutcome::Stale(_)
+    ));
     // Another user can never take it over, however new the message.
     let thief = purchase(&id, "other-user", 99, 9_000, None);
-    assert!(matches!(store.put_purchase(&thief).await.unwrap(), PurchaseOutcome::OwnedByOther(p) if p.user_id == "p-user"));
+    assert!(
+        matches!(store.put_purchase(&thief).await.unwrap(), PurchaseOutcome::OwnedByOther(p) if p.user_id == "p-user")
+    );
     let items = store.user_items("p-user").await.unwrap();
-    let mine: Vec<_> = items.grants.iter().filter(|g| g.source_id == format!("apple:{id}")).collect();
+    let mine: Vec<_> = items
+        .grants
+        .iter()
+        .filter(|g| g.source_id == format!("apple:{id}"))
+        .collect();
     assert_eq!(mine.len(), 2, "{mine:?}");
-    assert!(mine.iter().all(|g| g.revoked_at == Some(2_500) && g.term == Term::Until(3_000)));
-    assert!(store.user_items("other-user").await.unwrap().grants.iter().all(|g| g.source_id != format!("apple:{id}")));
+    assert!(mine
+        .iter()
+        .all(|g| g.revoked_at == Some(2_500) && g.term == Term::Until(3_000)));
+    assert!(store
+        .user_items("other-user")
+        .await
+        .unwrap()
+        .grants
+        .iter()
+        .all(|g| g.source_id != format!("apple:{id}")));
 }
 
 pub async fn purchase_applied_once_concurrently(store: Arc<dyn Store>) {
@@ -595,11 +631,20 @@ pub async fn purchase_applied_once_concurrently(store: Arc<dyn Store>) {
 pub async fn notes_dedupe(store: &dyn Store) {
     let id = format!("note-{}", tollgate::clock::SystemClock.now_ms());
     assert!(!store.note_seen("apple", &id, 100).await.unwrap());
-    assert!(store.record_note("apple", &id, "DID_RENEW", 100).await.unwrap());
+    assert!(store
+        .record_note("apple", &id, "DID_RENEW", 100)
+        .await
+        .unwrap());
     assert!(store.note_seen("apple", &id, 101).await.unwrap());
-    assert!(!store.record_note("apple", &id, "DID_RENEW", 101).await.unwrap());
+    assert!(!store
+        .record_note("apple", &id, "DID_RENEW", 101)
+        .await
+        .unwrap());
     assert!(!store.note_seen("google", &id, 101).await.unwrap());
     // Past its 30 days the id may be used again (TTL deletes it later).
     assert!(!store.note_seen("apple", &id, 100 + NOTE_TTL).await.unwrap());
-    assert!(store.record_note("apple", &id, "DID_RENEW", 100 + NOTE_TTL).await.unwrap());
+    assert!(store
+        .record_note("apple", &id, "DID_RENEW", 100 + NOTE_TTL)
+        .await
+        .unwrap());
 }

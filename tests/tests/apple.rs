@@ -20,7 +20,14 @@ fn verifier(vars: &[(&'static str, String)]) -> Arc<tollgate::app::App> {
 }
 
 fn vip_txn(signed: i64) -> Value {
-    transaction("1000", "1000", "com.example.vip", T0 - 60, Some(T0 + 30 * DAY), signed)
+    transaction(
+        "1000",
+        "1000",
+        "com.example.vip",
+        T0 - 60,
+        Some(T0 + 30 * DAY),
+        signed,
+    )
 }
 
 #[test]
@@ -29,10 +36,13 @@ fn verification_matrix_matches_apples_library() {
     let apple = app.apple.as_ref().unwrap();
     let payload = vip_txn(T0);
     let valid = sign(&payload);
-    let t = apple.verify_transaction(&valid).expect("valid chain accepted");
+    let t = apple
+        .verify_transaction(&valid)
+        .expect("valid chain accepted");
     assert_eq!(t.transaction_id, "1000");
 
-    let chain = |key: &str, chain: &[&str]| apple.verify_transaction(&sign_with(key, chain, &payload));
+    let chain =
+        |key: &str, chain: &[&str]| apple.verify_transaction(&sign_with(key, chain, &payload));
     // The x5c root is not trusted by itself: the intermediate must chain to a configured root.
     let other = verifier(&apple_vars("Production", "other_root.pem"));
     assert!(matches!(
@@ -44,7 +54,10 @@ fn verification_matrix_matches_apples_library() {
         Err(AppleRejection::Jws(JwsError::Chain(_)))
     ));
     assert!(matches!(
-        chain("leaf_under_nooid", &["leaf_under_nooid", "intermediate_nooid", "root"]),
+        chain(
+            "leaf_under_nooid",
+            &["leaf_under_nooid", "intermediate_nooid", "root"]
+        ),
         Err(AppleRejection::Jws(JwsError::Chain(_)))
     ));
     assert_eq!(
@@ -66,9 +79,20 @@ fn verification_matrix_matches_apples_library() {
         chain("leaf_expired", &["leaf_expired", "intermediate", "root"]),
         Err(AppleRejection::Jws(JwsError::Chain(_)))
     ));
-    let early = transaction("1001", "1001", "com.example.vip", T0 - 60, Some(T0), now_s() + 60);
+    let early = transaction(
+        "1001",
+        "1001",
+        "com.example.vip",
+        T0 - 60,
+        Some(T0),
+        now_s() + 60,
+    );
     assert!(apple
-        .verify_transaction(&sign_with("leaf_expired", &["leaf_expired", "intermediate", "root"], &early))
+        .verify_transaction(&sign_with(
+            "leaf_expired",
+            &["leaf_expired", "intermediate", "root"],
+            &early
+        ))
         .is_ok());
 
     let mut wrong_bundle = payload.clone();
@@ -84,7 +108,12 @@ fn verification_matrix_matches_apples_library() {
         Err(AppleRejection::Environment(Environment::Sandbox))
     );
     let both = verifier(&apple_vars("Production,Sandbox", "root.pem"));
-    assert!(both.apple.as_ref().unwrap().verify_transaction(&sign(&sandbox)).is_ok());
+    assert!(both
+        .apple
+        .as_ref()
+        .unwrap()
+        .verify_transaction(&sign(&sandbox))
+        .is_ok());
 
     let mut h = header_of(&valid);
     for alg in ["ES384", "HS256", "none", "RS256"] {
@@ -112,23 +141,40 @@ fn now_s() -> i64 {
 
 async fn server(store: Arc<dyn Store>) -> (TestServer, ManualClock) {
     let clock = ManualClock::at(T0);
-    (TestServer::start(apple_app(store, clock.clone())).await, clock)
+    (
+        TestServer::start(apple_app(store, clock.clone())).await,
+        clock,
+    )
 }
 
 async fn order(s: &TestServer, user: &str, product: &str) -> (String, String) {
     let r = s
-        .call(user, "POST", "/orders", Some(json!({"product_id": product, "provider": "apple"})))
+        .call(
+            user,
+            "POST",
+            "/orders",
+            Some(json!({"product_id": product, "provider": "apple"})),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let o = r.json();
-    let token = o["payment"]["app_account_token"].as_str().unwrap().to_owned();
+    let token = o["payment"]["app_account_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(token.len(), 36);
     assert!(o["payment"]["store_product_id"].is_string(), "{o}");
     (o["order_id"].as_str().unwrap().to_owned(), token)
 }
 
 async fn purchase(s: &TestServer, user: &str, jws: &str) -> tollgate_tests::Reply {
-    s.call(user, "POST", "/purchases/apple", Some(json!({"signed_transaction": jws}))).await
+    s.call(
+        user,
+        "POST",
+        "/purchases/apple",
+        Some(json!({"signed_transaction": jws})),
+    )
+    .await
 }
 
 async fn notify(s: &TestServer, jws: &str) -> Value {
@@ -169,16 +215,33 @@ async fn subscription_lifecycle_over_http() {
     assert_eq!(r.json()["status"], "granted");
     assert_eq!(r.json()["order_id"], json!(order_id));
     assert_eq!(vip_until(&s, "ann").await, at(T0 + 30 * DAY));
-    let o = s.call("ann", "GET", &format!("/orders/{order_id}"), None).await.json();
+    let o = s
+        .call("ann", "GET", &format!("/orders/{order_id}"), None)
+        .await
+        .json();
     assert_eq!(o["state"], "PAID");
     // Someone else replaying the same signed transaction gets nothing.
     purchase(&s, "mallory", &sign(&t)).await.assert_problem(409);
     assert_eq!(vip_until(&s, "mallory").await, None);
 
     // Renewal extends; a duplicate delivery of it is recognised.
-    let mut renewed = transaction("1001", "1000", "com.example.vip", T0 + 30 * DAY, Some(T0 + 60 * DAY), T0 + 30 * DAY);
+    let mut renewed = transaction(
+        "1001",
+        "1000",
+        "com.example.vip",
+        T0 + 30 * DAY,
+        Some(T0 + 60 * DAY),
+        T0 + 30 * DAY,
+    );
     renewed["appAccountToken"] = json!(token);
-    let n = notification("n-renew", "DID_RENEW", None, T0 + 30 * DAY, Some(&renewed), None);
+    let n = notification(
+        "n-renew",
+        "DID_RENEW",
+        None,
+        T0 + 30 * DAY,
+        Some(&renewed),
+        None,
+    );
     assert_eq!(notify(&s, &n).await["result"], "granted");
     assert_eq!(notify(&s, &n).await["result"], "duplicate");
     assert_eq!(vip_until(&s, "ann").await, at(T0 + 60 * DAY));
@@ -187,8 +250,12 @@ async fn subscription_lifecycle_over_http() {
     clock.set(T0 + 60 * DAY + 10);
     let grace_end = T0 + 76 * DAY;
     let fail = notification(
-        "n-fail", "DID_FAIL_TO_RENEW", Some("GRACE_PERIOD"), T0 + 60 * DAY + 5,
-        Some(&renewed), Some(&renewal("1000", Some(grace_end), T0 + 60 * DAY + 5)),
+        "n-fail",
+        "DID_FAIL_TO_RENEW",
+        Some("GRACE_PERIOD"),
+        T0 + 60 * DAY + 5,
+        Some(&renewed),
+        Some(&renewal("1000", Some(grace_end), T0 + 60 * DAY + 5)),
     );
     assert_eq!(notify(&s, &fail).await["result"], "grace");
     assert_eq!(vip_until(&s, "ann").await, at(grace_end));
@@ -198,11 +265,18 @@ async fn subscription_lifecycle_over_http() {
     // Grace expires: access ends at the grace date.
     clock.set(grace_end + 10);
     let gone = notification(
-        "n-grace-expired", "GRACE_PERIOD_EXPIRED", None, grace_end + 5,
-        Some(&renewed), Some(&renewal("1000", Some(grace_end), grace_end + 5)),
+        "n-grace-expired",
+        "GRACE_PERIOD_EXPIRED",
+        None,
+        grace_end + 5,
+        Some(&renewed),
+        Some(&renewal("1000", Some(grace_end), grace_end + 5)),
     );
     assert_eq!(notify(&s, &gone).await["result"], "expired");
-    assert_eq!(s.call("ann", "GET", "/entitlements/vip", None).await.json()["can_use"], false);
+    assert_eq!(
+        s.call("ann", "GET", "/entitlements/vip", None).await.json()["can_use"],
+        false
+    );
 }
 
 #[tokio::test]
@@ -210,10 +284,20 @@ async fn refund_revokes_at_once_and_late_renewals_never_undo_it() {
     let (s, _) = server(store_for(Backend::Memory).await.unwrap()).await;
     // No pre-order: the purchase binds to the caller.
     let t = vip_txn(T0);
-    assert_eq!(purchase(&s, "bo", &sign(&t)).await.json()["status"], "granted");
+    assert_eq!(
+        purchase(&s, "bo", &sign(&t)).await.json()["status"],
+        "granted"
+    );
     assert_eq!(vip_until(&s, "bo").await, at(T0 + 30 * DAY));
 
-    let renewed = transaction("1001", "1000", "com.example.vip", T0 + 100, Some(T0 + 60 * DAY), T0 + 100);
+    let renewed = transaction(
+        "1001",
+        "1000",
+        "com.example.vip",
+        T0 + 100,
+        Some(T0 + 60 * DAY),
+        T0 + 100,
+    );
     let mut refunded = renewed.clone();
     refunded["revocationDate"] = json!((T0 + 200) * 1000);
     refunded["revocationReason"] = json!(0);
@@ -221,15 +305,39 @@ async fn refund_revokes_at_once_and_late_renewals_never_undo_it() {
     let refund = notification("n-refund", "REFUND", None, T0 + 200, Some(&refunded), None);
     assert_eq!(notify(&s, &refund).await["result"], "revoked");
     assert_eq!(vip_until(&s, "bo").await, None, "revoked at once");
-    let late = notification("n-late-renew", "DID_RENEW", None, T0 + 100, Some(&renewed), None);
+    let late = notification(
+        "n-late-renew",
+        "DID_RENEW",
+        None,
+        T0 + 100,
+        Some(&renewed),
+        None,
+    );
     assert_eq!(notify(&s, &late).await["result"], "duplicate");
     assert_eq!(vip_until(&s, "bo").await, None);
     // The client re-posting the older signed transaction changes nothing either.
-    assert_eq!(purchase(&s, "bo", &sign(&t)).await.json()["status"], "duplicate");
+    assert_eq!(
+        purchase(&s, "bo", &sign(&t)).await.json()["status"],
+        "duplicate"
+    );
     assert_eq!(vip_until(&s, "bo").await, None);
     // REFUND_REVERSED (signed later, transaction no longer revoked) restores access.
-    let reversed = transaction("1001", "1000", "com.example.vip", T0 + 100, Some(T0 + 60 * DAY), T0 + 300);
-    let n = notification("n-reversed", "REFUND_REVERSED", None, T0 + 300, Some(&reversed), None);
+    let reversed = transaction(
+        "1001",
+        "1000",
+        "com.example.vip",
+        T0 + 100,
+        Some(T0 + 60 * DAY),
+        T0 + 300,
+    );
+    let n = notification(
+        "n-reversed",
+        "REFUND_REVERSED",
+        None,
+        T0 + 300,
+        Some(&reversed),
+        None,
+    );
     assert_eq!(notify(&s, &n).await["result"], "granted");
     assert_eq!(vip_until(&s, "bo").await, at(T0 + 60 * DAY));
     // REVOKE (family sharing ended) revokes again.
@@ -253,16 +361,29 @@ async fn other_notifications_are_recorded_and_acknowledged() {
     let n = notification("n-sub", "SUBSCRIBED", None, T0, Some(&t), None);
     assert_eq!(notify(&s, &n).await["result"], "unattributed");
     // Forged or foreign notifications are refused, so nothing is recorded for them.
-    let forged = sign_with("leaf_nooid", &["leaf_nooid", "intermediate", "root"], &json!({
-        "notificationType": "TEST", "notificationUUID": "n-forged", "signedDate": T0 * 1000,
-    }));
+    let forged = sign_with(
+        "leaf_nooid",
+        &["leaf_nooid", "intermediate", "root"],
+        &json!({
+            "notificationType": "TEST", "notificationUUID": "n-forged", "signedDate": T0 * 1000,
+        }),
+    );
     let r = s
-        .request("POST", "/notifications/apple", &[("content-type", "application/json")],
-            json!({"signedPayload": forged}).to_string())
+        .request(
+            "POST",
+            "/notifications/apple",
+            &[("content-type", "application/json")],
+            json!({"signedPayload": forged}).to_string(),
+        )
         .await;
     r.assert_problem(400);
     let r = s
-        .request("POST", "/notifications/apple", &[("content-type", "application/json")], "{}")
+        .request(
+            "POST",
+            "/notifications/apple",
+            &[("content-type", "application/json")],
+            "{}",
+        )
         .await;
     r.assert_problem(400);
 }
@@ -281,34 +402,72 @@ async fn one_time_purchase_credits_once_and_refund_takes_them_back() {
     purchase(&s, "eve", &jws).await.assert_problem(409);
     let mut refunded = t.clone();
     refunded["revocationDate"] = json!((T0 + 50) * 1000);
-    let n = notification("n-coins-refund", "REFUND", None, T0 + 50, Some(&refunded), None);
+    let n = notification(
+        "n-coins-refund",
+        "REFUND",
+        None,
+        T0 + 50,
+        Some(&refunded),
+        None,
+    );
     assert_eq!(notify(&s, &n).await["result"], "refunded");
     assert_eq!(credits(&s, "cy").await, 0);
-    let o = s.call("cy", "GET", &format!("/orders/{order_id}"), None).await.json();
+    let o = s
+        .call("cy", "GET", &format!("/orders/{order_id}"), None)
+        .await
+        .json();
     assert_eq!(o["state"], "REFUNDED");
     // A late ONE_TIME_CHARGE for the same transaction never re-credits.
-    let n = notification("n-coins-late", "ONE_TIME_CHARGE", None, T0 + 10, Some(&t), None);
+    let n = notification(
+        "n-coins-late",
+        "ONE_TIME_CHARGE",
+        None,
+        T0 + 10,
+        Some(&t),
+        None,
+    );
     assert_eq!(notify(&s, &n).await["result"], "refunded");
     assert_eq!(credits(&s, "cy").await, 0);
     // Orders for products the App Store does not sell are refused.
     let r = s
-        .call("cy", "POST", "/orders", Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "apple"})))
+        .call(
+            "cy",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "apple"})),
+        )
         .await;
     r.assert_problem(400);
 }
 
 async fn concurrent_duplicates(backend: Backend) {
-    let Some(store) = store_for(backend).await else { return };
+    let Some(store) = store_for(backend).await else {
+        return;
+    };
     let (s, _) = server(store).await;
     let s = Arc::new(s);
     let stamp = now_s();
     // One-time: 64 concurrent posts of one transaction, half through the pre-order token.
     let (_, token) = order(&s, "dup", "coins-100").await;
-    let mut t = transaction(&format!("3{stamp}"), &format!("3{stamp}"), "com.example.coins100", T0 - 5, None, T0);
+    let mut t = transaction(
+        &format!("3{stamp}"),
+        &format!("3{stamp}"),
+        "com.example.coins100",
+        T0 - 5,
+        None,
+        T0,
+    );
     t["appAccountToken"] = json!(token);
     let jws = sign(&t);
     // Subscription: 64 concurrent posts and notifications of one signed state.
-    let sub = transaction(&format!("4{stamp}"), &format!("4{stamp}"), "com.example.vip", T0 - 5, Some(T0 + DAY), T0);
+    let sub = transaction(
+        &format!("4{stamp}"),
+        &format!("4{stamp}"),
+        "com.example.vip",
+        T0 - 5,
+        Some(T0 + DAY),
+        T0,
+    );
     let sub_jws = sign(&sub);
     let mut tasks = Vec::new();
     for i in 0..64 {
@@ -317,7 +476,13 @@ async fn concurrent_duplicates(backend: Backend) {
         tasks.push(tokio::spawn(async move {
             let a = purchase(&s, "dup", &jws).await;
             let b = purchase(&s, "dup", &sub_jws).await;
-            (a.status, a.json()["status"].clone(), b.status, b.json()["status"].clone(), i)
+            (
+                a.status,
+                a.json()["status"].clone(),
+                b.status,
+                b.json()["status"].clone(),
+                i,
+            )
         }));
     }
     let (mut granted, mut sub_granted) = (0, 0);
@@ -330,7 +495,12 @@ async fn concurrent_duplicates(backend: Backend) {
     assert_eq!((granted, sub_granted), (1, 1));
     let e = s.call("dup", "GET", "/entitlements", None).await.json();
     assert_eq!(e["credits"], 100, "{e}");
-    let vip: Vec<_> = e["grants"].as_array().unwrap().iter().filter(|g| g["scope"] == "channel:vip").collect();
+    let vip: Vec<_> = e["grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["scope"] == "channel:vip")
+        .collect();
     assert_eq!(vip.len(), 1, "{e}");
 }
 

@@ -46,6 +46,7 @@ fn routes_of(function: &str) -> Routes {
         "create-order" => Routes::Orders,
         "provider-callback" => Routes::Callbacks,
         "stream-token" => Routes::Streams,
+        "store-notifications" => Routes::StoreNotifications,
         other => panic!("manifest names unknown function {other}"),
     }
 }
@@ -69,7 +70,16 @@ async fn every_sample_event_gets_its_status() {
         .unwrap();
     let app = Arc::new(
         App::new(
-            test_config(&[("AUTH_MODE", "apigw")]),
+            test_config(&[
+                ("AUTH_MODE", "apigw"),
+                ("PROVIDERS", "sandbox,apple"),
+                ("APPLE_BUNDLE_ID", tollgate_tests::apple::BUNDLE),
+                ("APPLE_APP_APPLE_ID", "1234567"),
+                (
+                    "APPLE_ROOT_CERTS",
+                    &tollgate_tests::apple::fixture_path("root.pem"),
+                ),
+            ]),
             store.clone(),
             Arc::new(ManualClock::at(T0)),
         )
@@ -126,6 +136,7 @@ async fn every_sample_event_gets_its_status() {
         "create-order",
         "provider-callback",
         "stream-token",
+        "store-notifications",
         "sweeper",
         "verifier",
     ] {
@@ -140,11 +151,13 @@ async fn every_sample_event_gets_its_status() {
             );
         }
     }
-    // The effects are real: the paid sample granted, the cancel sample cancelled.
+    // The effects are real: the paid sample and the App Store sample granted, the cancel
+    // sample cancelled.
     let items = tollgate::store::Store::user_items(&*store, "event-user")
         .await
         .unwrap();
-    assert_eq!(items.grants.len(), 1);
+    assert_eq!(items.grants.len(), 2, "{:?}", items.grants);
+    assert!(items.grants.iter().any(|g| g.source_id == "apple:700001"));
     let cancelled = tollgate::store::Store::get_order(
         &*store,
         &OrderId::parse("01KQ0000000000000000000002").unwrap(),
@@ -159,7 +172,16 @@ async fn every_sample_event_gets_its_status() {
 async fn a_function_serves_only_its_own_routes() {
     let app = Arc::new(
         App::new(
-            test_config(&[("AUTH_MODE", "apigw")]),
+            test_config(&[
+                ("AUTH_MODE", "apigw"),
+                ("PROVIDERS", "sandbox,apple"),
+                ("APPLE_BUNDLE_ID", tollgate_tests::apple::BUNDLE),
+                ("APPLE_APP_APPLE_ID", "1234567"),
+                (
+                    "APPLE_ROOT_CERTS",
+                    &tollgate_tests::apple::fixture_path("root.pem"),
+                ),
+            ]),
             Arc::new(MemoryStore::new()),
             Arc::new(ManualClock::at(T0)),
         )

@@ -38,6 +38,8 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/callbacks/{provider}"),
     ("GET", "/entitlements"),
     ("GET", "/entitlements/{product_id}"),
+    ("POST", "/purchases/apple"),
+    ("POST", "/notifications/apple"),
     ("POST", "/sandbox/orders/{id}/pay"),
     ("GET", "/healthz"),
 ];

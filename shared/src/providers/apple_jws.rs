@@ -73,10 +73,7 @@ impl TrustRoots {
             let end = body
                 .find("-----END CERTIFICATE-----")
                 .ok_or("unterminated CERTIFICATE block")?;
-            let b64: String = body[..end]
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect();
+            let b64: String = body[..end].chars().filter(|c| !c.is_whitespace()).collect();
             let der = STANDARD
                 .decode(b64)
                 .map_err(|_| "a CERTIFICATE block is not base64")?;
@@ -99,7 +96,8 @@ impl TrustRoots {
 /// (milliseconds), as in Apple's library when it runs without online revocation checks.
 pub fn verify(jws: &str, roots: &TrustRoots) -> Result<serde_json::Value, JwsError> {
     let mut parts = jws.trim().split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwsError::Malformed("not a compact JWS"));
     };
@@ -171,7 +169,9 @@ fn verify_chain(
         return Err(JwsError::Chain("leaf lacks Apple's marker extension"));
     }
     if !has_extension(&inter, INTERMEDIATE_MARKER_OID) {
-        return Err(JwsError::Chain("intermediate lacks Apple's marker extension"));
+        return Err(JwsError::Chain(
+            "intermediate lacks Apple's marker extension",
+        ));
     }
     if leaf.tbs_certificate.issuer != inter.tbs_certificate.subject {
         return Err(JwsError::Chain("leaf was not issued by the intermediate"));
@@ -192,7 +192,9 @@ fn verify_chain(
         }
     }
     if !anchored {
-        return Err(JwsError::Chain("intermediate does not chain to a trusted root"));
+        return Err(JwsError::Chain(
+            "intermediate does not chain to a trusted root",
+        ));
     }
     public_key(&leaf)
 }

@@ -145,7 +145,11 @@ async fn find_order(
     product: &Product,
     plan: Option<&Plan>,
 ) -> Result<Option<Order>, ServiceError> {
-    let id = match t.app_account_token.as_deref().and_then(apple::order_of_token) {
+    let id = match t
+        .app_account_token
+        .as_deref()
+        .and_then(apple::order_of_token)
+    {
         Some(id) => Some(id),
         None => ctx.order_hint.clone(),
     };
@@ -259,7 +263,11 @@ async fn apply_subscription(
         }
     }
     Ok(PurchaseResult {
-        status: if status == "active" { "granted" } else { status },
+        status: if status == "active" {
+            "granted"
+        } else {
+            status
+        },
         product_id: product.id.clone(),
         source_id: Some(source_id),
         order_id: purchase.order_id,
