@@ -6,6 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
 use crate::providers::apple::{self, Apple};
+use crate::providers::google::{self, Google};
 use crate::providers::{sandbox, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
 use crate::store::{DynamoStore, MemoryStore, Store};
@@ -36,6 +37,8 @@ pub struct App {
     pub providers: Providers,
     /// The App Store verifier, when the apple provider is enabled.
     pub apple: Option<Arc<Apple>>,
+    /// The Play Developer API client, when the google provider is enabled.
+    pub google: Option<Arc<Google>>,
     /// The job queue: SQS when `QUEUE_URL` is set, in-process in the local server.
     pub queue: Option<Queue>,
     /// Where this process itself listens (local server only; set once bound).
@@ -60,7 +63,7 @@ impl App {
         let catalog = Catalog::from_json(&config.catalog_json)
             .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
-        let (providers, apple) = build_providers(&config)?;
+        let (providers, apple, google) = build_providers(&config)?;
         Ok(App {
             config,
             catalog,
@@ -69,6 +72,7 @@ impl App {
             auth,
             providers,
             apple,
+            google,
             queue: None,
             self_url: OnceLock::new(),
         })
@@ -119,11 +123,12 @@ impl App {
 }
 
 /// Every enabled provider, configured; one that this build cannot serve stops start-up.
-type Built = (Providers, Option<Arc<Apple>>);
+type Built = (Providers, Option<Arc<Apple>>, Option<Arc<Google>>);
 
 fn build_providers(config: &Config) -> Result<Built, StartupError> {
     let mut providers = Providers::default();
     let mut apple_verifier = None;
+    let mut google_client = None;
     for name in &config.providers {
         match name.as_str() {
             apple::NAME => {
@@ -134,6 +139,15 @@ fn build_providers(config: &Config) -> Result<Built, StartupError> {
                 let a = Arc::new(Apple::new(cfg));
                 providers.insert(a.clone());
                 apple_verifier = Some(a);
+            }
+            google::NAME => {
+                let cfg = config.google.clone().ok_or(ConfigError {
+                    name: "GOOGLE_PACKAGE_NAME",
+                    problem: "required when the google provider is enabled".into(),
+                })?;
+                let g = Arc::new(Google::new(cfg)?);
+                providers.insert(g.clone());
+                google_client = Some(g);
             }
             sandbox::NAME => providers.insert(std::sync::Arc::new(sandbox::Sandbox::new(
                 config.sandbox_secret.clone(),
@@ -148,7 +162,7 @@ fn build_providers(config: &Config) -> Result<Built, StartupError> {
             }
         }
     }
-    Ok((providers, apple_verifier))
+    Ok((providers, apple_verifier, google_client))
 }
 
 /// One SDK configuration per process, with timeouts so a slow dependency fails a request

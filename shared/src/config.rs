@@ -69,6 +69,8 @@ pub struct Config {
     pub sweep_interval_seconds: u64,
     /// `APPLE_*`, read when the apple provider is enabled.
     pub apple: Option<crate::providers::apple::AppleConfig>,
+    /// `GOOGLE_*`, read when the google provider is enabled.
+    pub google: Option<crate::providers::google::GoogleConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +192,11 @@ impl Config {
         } else {
             None
         };
+        let google = if providers.iter().any(|p| p == "google") {
+            Some(crate::providers::google::GoogleConfig::from_lookup(&var)?)
+        } else {
+            None
+        };
         let port = int("PORT", 3000, 0, 65535)? as u16;
         let device_policy = match var("DEVICE_POLICY").as_deref() {
             None | Some("evict") => DevicePolicy::Evict,
@@ -220,6 +227,7 @@ impl Config {
             port,
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
             apple,
+            google,
         })
     }
 

@@ -3,6 +3,7 @@
 
 pub mod apple;
 pub mod conformance;
+pub mod fake_google;
 pub mod fake_provider;
 pub mod wrappers;
 
@@ -34,9 +35,9 @@ pub fn catalog_json() -> String {
                           "replay_until": rfc3339(T0 + 7 * DAY) } },
             { "id": "coins-100", "title": "100 coins", "kind": "credits", "credits": 100,
               "price": { "amount": 600, "currency": "CNY" },
-              "store_ids": { "apple": "com.example.coins100" } },
+              "store_ids": { "apple": "com.example.coins100", "google": "coins_100" } },
             { "id": "vip", "title": "VIP", "kind": "subscription", "grants": ["channel:vip"],
-              "store_ids": { "apple": "com.example.vip" } }
+              "store_ids": { "apple": "com.example.vip", "google": "vip_monthly" } }
         ],
         "streams": [
             { "id": "concert", "requires_any": ["stream:concert", "channel:vip"], "preview_seconds": 300,

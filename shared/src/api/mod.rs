@@ -60,7 +60,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
         ["callbacks", _] => (Callbacks, &[Method::POST]),
         ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
-        ["purchases", "apple"] | ["notifications", "apple"] => {
+        ["purchases", "apple" | "google"] | ["notifications", "apple" | "google"] => {
             (StoreNotifications, &[Method::POST])
         }
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
@@ -85,6 +85,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),
         ["callbacks", provider] => callbacks::provider_callback(app, provider, &req).await,
         ["notifications", "apple"] => purchases::apple_notification(app, &req).await,
+        ["notifications", "google"] => purchases::google_notification(app, &req).await,
         ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
@@ -103,6 +104,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                     .await
                     .map(|o| json_response(StatusCode::ACCEPTED, &order_json(&o))),
                 ["purchases", "apple"] => purchases::apple_purchase(app, &user, &req).await,
+                ["purchases", "google"] => purchases::google_purchase(app, &user, &req).await,
                 ["entitlements"] => entitlements::list(app, &user).await.map(|e| {
                     let grants: Vec<_> = e
                         .grants

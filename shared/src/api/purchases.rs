@@ -1,5 +1,7 @@
-//! `POST /purchases/apple` (the app hands over a signed transaction) and
-//! `POST /notifications/apple` (App Store Server Notifications V2; no JWT, Apple calls it).
+//! `POST /purchases/apple` (the app hands over a signed transaction),
+//! `POST /notifications/apple` (App Store Server Notifications V2; no JWT, Apple calls it),
+//! `POST /purchases/google` (a Play purchase token, verified in the background) and
+//! `POST /notifications/google` (Pub/Sub push of Play RTDN, OIDC bearer token).
 
 use super::problem::{json_response, problem};
 use super::{parse_json, service_problem};
@@ -74,5 +76,61 @@ pub(super) async fn apple_notification(app: &App, req: &Request<Bytes>) -> Respo
             problem(StatusCode::NOT_FOUND, "provider-not-enabled", e.to_string())
         }
         Err(e) => service_problem(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GooglePurchase {
+    purchase_token: String,
+    product_id: String,
+    order_id: Option<String>,
+}
+
+pub(super) async fn google_purchase(
+    app: &App,
+    user: &str,
+    req: &Request<Bytes>,
+) -> Result<Response<Bytes>, ServiceError> {
+    let body: GooglePurchase = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return Ok(r),
+    };
+    crate::service::google_purchases::submit(
+        app,
+        user,
+        &body.purchase_token,
+        &body.product_id,
+        body.order_id.as_deref(),
+    )
+    .await?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &json!({ "status": "queued" }),
+    ))
+}
+
+/// Pub/Sub redelivers anything but a success, so transient failures answer 503.
+pub(super) async fn google_notification(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    use crate::service::google_purchases::{notification, PushError};
+    let auth = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match notification(app, auth, req.body()).await {
+        Ok(kind) => json_response(StatusCode::OK, &json!({ "ok": true, "result": kind })),
+        Err(PushError::Unauthenticated(d)) => {
+            tracing::warn!(reason = %d, "Pub/Sub push refused");
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "push token rejected",
+            )
+        }
+        Err(PushError::Malformed(d)) => problem(StatusCode::BAD_REQUEST, "bad-request", d),
+        Err(PushError::Service(e @ ServiceError::ProviderNotEnabled(_))) => {
+            problem(StatusCode::NOT_FOUND, "provider-not-enabled", e.to_string())
+        }
+        Err(PushError::Service(e)) => service_problem(&e),
     }
 }

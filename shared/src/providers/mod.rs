@@ -5,6 +5,7 @@
 
 pub mod apple;
 pub mod apple_jws;
+pub mod google;
 pub mod sandbox;
 
 use crate::domain::{Money, Order, OrderId};

@@ -16,6 +16,21 @@ pub use sqs::SqsQueue;
 pub enum Job {
     /// Ask the order's provider whether it was paid; settle or expire accordingly.
     RequeryOrder { order_id: String },
+    /// Fetch a Play purchase's state from the Play Developer API and apply it.
+    VerifyGooglePurchase {
+        purchase_token: String,
+        product_id: String,
+        /// The account that handed the token over (absent for notifications).
+        user_id: Option<String>,
+        order_id: Option<String>,
+    },
+    /// Acknowledge (and, for consumables, consume) a Play purchase; retried until done.
+    AcknowledgeGooglePurchase {
+        purchase_token: String,
+        product_id: String,
+        subscription: bool,
+        consume: bool,
+    },
 }
 
 impl Job {

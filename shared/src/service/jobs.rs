@@ -25,7 +25,49 @@ pub async fn run(app: &App, body: &str, receive_count: u32) -> JobOutcome {
         ),
         reason,
     };
+    let store_outcome = |r: Result<(), super::google_purchases::Failure>| match r {
+        Ok(()) => JobOutcome::Done,
+        Err(super::google_purchases::Failure::Retry(reason)) => retry(reason),
+        Err(super::google_purchases::Failure::Permanent(reason)) => {
+            tracing::warn!(reason, "store purchase job failed for good");
+            JobOutcome::Done
+        }
+    };
     match job {
+        Job::VerifyGooglePurchase {
+            purchase_token,
+            product_id,
+            user_id,
+            order_id,
+        } => {
+            let r = super::google_purchases::verify(
+                app,
+                &purchase_token,
+                &product_id,
+                user_id.as_deref(),
+                order_id.as_deref(),
+            )
+            .await;
+            if let Ok(status) = &r {
+                tracing::info!(status, "Play purchase verified");
+            }
+            store_outcome(r.map(|_| ()))
+        }
+        Job::AcknowledgeGooglePurchase {
+            purchase_token,
+            product_id,
+            subscription,
+            consume,
+        } => store_outcome(
+            super::google_purchases::acknowledge(
+                app,
+                &purchase_token,
+                &product_id,
+                subscription,
+                consume,
+            )
+            .await,
+        ),
         Job::RequeryOrder { order_id } => {
             let Ok(id) = OrderId::parse(&order_id) else {
                 return JobOutcome::DeadLetter {

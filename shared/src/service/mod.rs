@@ -2,6 +2,7 @@
 //! caller is a Lambda or the local server.
 
 pub mod entitlements;
+pub mod google_purchases;
 pub mod jobs;
 pub mod orders;
 pub mod payments;

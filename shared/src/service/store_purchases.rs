@@ -275,7 +275,7 @@ async fn apply_subscription(
     })
 }
 
-async fn settle_order(
+pub(super) async fn settle_order(
     app: &App,
     order: &Order,
     txn: &str,
@@ -284,14 +284,14 @@ async fn settle_order(
     let event = ProviderEvent::Paid {
         order_id: order.order_id.clone(),
         provider_txn_id: txn.to_owned(),
-        // Apple charges in the storefront's currency; the order keeps the catalog's price.
+        // Stores charge in the buyer's currency; the order keeps the catalog's price.
         amount: order.amount,
         paid_at: Some(paid_at),
     };
-    map_apply(payments::apply(app, apple::NAME, event).await)
+    map_apply(payments::apply(app, &order.provider, event).await)
 }
 
-fn map_apply(r: Result<Applied, ApplyError>) -> Result<Applied, ServiceError> {
+pub(super) fn map_apply(r: Result<Applied, ApplyError>) -> Result<Applied, ServiceError> {
     match r {
         Ok(a) => Ok(a),
         Err(ApplyError::Store(e)) => Err(e.into()),
@@ -337,7 +337,9 @@ async fn apply_one_time(
                     ))
                 }
                 None => match ctx.caller {
-                    Some(caller) => create_bound_order(app, id, caller, product, plan).await?,
+                    Some(caller) => {
+                        create_bound_order(app, id, caller, product, plan, apple::NAME).await?
+                    }
                     None => {
                         tracing::warn!(transaction_id = %t.transaction_id, "App Store purchase with no known owner yet");
                         return Ok(unattributed(product));
@@ -380,12 +382,13 @@ async fn apply_one_time(
     }
 }
 
-async fn create_bound_order(
+pub(super) async fn create_bound_order(
     app: &App,
     id: OrderId,
     user: &str,
     product: &Product,
     plan: Option<&Plan>,
+    provider: &str,
 ) -> Result<Order, ServiceError> {
     let now = app.clock.now();
     let offer = match app
@@ -402,7 +405,7 @@ async fn create_bound_order(
         product_id: product.id.clone(),
         plan_id: plan.map(|p| p.id.clone()),
         amount: offer.price,
-        provider: apple::NAME.into(),
+        provider: provider.into(),
         channel: None,
         grants: product.grants.clone(),
         term: offer.term(),

@@ -1,0 +1,565 @@
+//! Google Play: configuration, the pre-order's `obfuscatedExternalAccountId`, the Play
+//! Developer API (OAuth 2 service-account JWT bearer flow, `purchases.subscriptionsv2.get`,
+//! `purchases.products.get`, acknowledge, consume) and the Pub/Sub push OIDC check.
+//! Applying purchases is `service::google_purchases`' job.
+
+use super::{
+    CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent, QueryResult,
+};
+use crate::config::{ConfigError, Secret};
+use crate::domain::Order;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+pub const NAME: &str = "google";
+const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Deserialize)]
+struct ServiceAccount {
+    client_email: String,
+    private_key: String,
+    #[serde(default)]
+    private_key_id: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct GoogleConfig {
+    pub package_name: String,
+    service_account: ServiceAccount,
+    pub api_base_url: String,
+    pub token_url: String,
+    pub push_audience: String,
+    pub push_service_account: String,
+    /// An https(s) URL, or a file holding a JWK set.
+    pub jwks: String,
+    /// Salt of the account hash (never the raw user id).
+    account_salt: Secret,
+}
+
+impl std::fmt::Debug for GoogleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoogleConfig")
+            .field("package_name", &self.package_name)
+            .field("client_email", &self.service_account.client_email)
+            .field("api_base_url", &self.api_base_url)
+            .field("token_url", &self.token_url)
+            .field("push_audience", &self.push_audience)
+            .field("push_service_account", &self.push_service_account)
+            .field("jwks", &self.jwks)
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        problem: problem.into(),
+    }
+}
+
+impl GoogleConfig {
+    pub fn from_lookup(var: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
+        let need = |name: &'static str| {
+            var(name).ok_or_else(|| err(name, "required when the google provider is enabled"))
+        };
+        let package_name = need("GOOGLE_PACKAGE_NAME")?;
+        let sa_text = need("GOOGLE_SERVICE_ACCOUNT_JSON")?;
+        let sa_text = if sa_text.trim_start().starts_with('{') {
+            sa_text
+        } else {
+            std::fs::read_to_string(sa_text.trim()).map_err(|e| {
+                err(
+                    "GOOGLE_SERVICE_ACCOUNT_JSON",
+                    format!("neither JSON nor a readable file: {e}"),
+                )
+            })?
+        };
+        let service_account: ServiceAccount = serde_json::from_str(&sa_text).map_err(|_| {
+            err(
+                "GOOGLE_SERVICE_ACCOUNT_JSON",
+                "not a service-account key (client_email, private_key)",
+            )
+        })?;
+        jsonwebtoken::EncodingKey::from_rsa_pem(service_account.private_key.as_bytes()).map_err(
+            |_| {
+                err(
+                    "GOOGLE_SERVICE_ACCOUNT_JSON",
+                    "private_key is not an RSA PEM",
+                )
+            },
+        )?;
+        // The hash salt is derived from the service account's key id and the package, so
+        // it is stable per deployment without another variable, and not guessable.
+        let salt = format!(
+            "{}:{}",
+            package_name,
+            hex::encode(Sha256::digest(service_account.private_key.as_bytes()))
+        );
+        Ok(GoogleConfig {
+            package_name,
+            service_account,
+            api_base_url: var("GOOGLE_API_BASE_URL")
+                .unwrap_or_else(|| "https://androidpublisher.googleapis.com".into())
+                .trim_end_matches('/')
+                .to_owned(),
+            token_url: var("GOOGLE_TOKEN_URL")
+                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+            push_audience: need("GOOGLE_PUSH_AUDIENCE")?,
+            push_service_account: need("GOOGLE_PUSH_SERVICE_ACCOUNT")?,
+            jwks: var("GOOGLE_JWKS_URL")
+                .unwrap_or_else(|| "https://www.googleapis.com/oauth2/v3/certs".into()),
+            account_salt: Secret::new(salt),
+        })
+    }
+}
+
+/// A purchase token as it may appear in a URL path and a store key.
+pub fn valid_token(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 1024
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `purchases.subscriptionsv2` resource (the fields used).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionV2 {
+    #[serde(default)]
+    pub line_items: Vec<LineItem>,
+    #[serde(default)]
+    pub subscription_state: String,
+    #[serde(default)]
+    pub linked_purchase_token: Option<String>,
+    #[serde(default)]
+    pub acknowledgement_state: String,
+    #[serde(default)]
+    pub external_account_identifiers: Option<ExternalIds>,
+    #[serde(default)]
+    pub start_time: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LineItem {
+    pub product_id: String,
+    #[serde(default)]
+    pub expiry_time: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalIds {
+    #[serde(default)]
+    pub obfuscated_external_account_id: Option<String>,
+}
+
+/// `purchases.products` resource (the fields used).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductPurchase {
+    /// 0 purchased, 1 canceled, 2 pending.
+    #[serde(default)]
+    pub purchase_state: i64,
+    /// 0 yet to be consumed, 1 consumed.
+    #[serde(default)]
+    pub consumption_state: i64,
+    /// 0 yet to be acknowledged, 1 acknowledged.
+    #[serde(default)]
+    pub acknowledgement_state: i64,
+    #[serde(default)]
+    pub purchase_time_millis: Option<String>,
+    #[serde(default)]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub obfuscated_external_account_id: Option<String>,
+    #[serde(default)]
+    pub quantity: Option<i64>,
+}
+
+/// Claims of a Pub/Sub push OIDC token.
+#[derive(Debug, Deserialize)]
+struct PushClaims {
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PushRejected(pub &'static str);
+
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+pub struct Google {
+    pub config: GoogleConfig,
+    client: HttpsClient,
+    /// The cached access token and when (unix s, real time) to stop using it.
+    token: Mutex<Option<(Secret, i64)>>,
+    /// JWKS for push tokens and when it was fetched (unix s).
+    jwks: Mutex<Option<(jsonwebtoken::jwk::JwkSet, i64)>>,
+}
+
+impl std::fmt::Debug for Google {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Google")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn real_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Google {
+    pub fn new(config: GoogleConfig) -> Result<Self, ConfigError> {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| err("GOOGLE_API_BASE_URL", format!("no TLS roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https);
+        Ok(Google {
+            config,
+            client,
+            token: Mutex::new(None),
+            jwks: Mutex::new(None),
+        })
+    }
+
+    /// The `obfuscatedExternalAccountId` for a user: a salted SHA-256, never the raw id.
+    pub fn account_id(&self, user: &str) -> String {
+        let d = Sha256::digest(format!("{}:{user}", self.config.account_salt.expose()).as_bytes());
+        hex::encode(&d[..24])
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), ProviderError> {
+        let mut b = http::Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b
+            .body(Full::new(body))
+            .map_err(|e| ProviderError::Refused(format!("bad request: {e}")))?;
+        let resp = tokio::time::timeout(TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| ProviderError::Unavailable("Google timed out".into()))?
+            .map_err(|e| ProviderError::Unavailable(format!("Google unreachable: {e}")))?;
+        let status = resp.status();
+        let body = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
+            .await
+            .map_err(|_| ProviderError::Unavailable("Google timed out".into()))?
+            .map_err(|e| ProviderError::Unavailable(format!("Google body: {e}")))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    /// An OAuth access token for the Play Developer API, cached until a minute before expiry.
+    async fn access_token(&self) -> Result<Secret, ProviderError> {
+        let mut cached = self.token.lock().await;
+        let now = real_now();
+        if let Some((t, until)) = cached.as_ref() {
+            if now < *until {
+                return Ok(t.clone());
+            }
+        }
+        let sa = &self.config.service_account;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = sa.private_key_id.clone();
+        let claims = serde_json::json!({
+            "iss": sa.client_email, "scope": SCOPE, "aud": self.config.token_url,
+            "iat": now, "exp": now + 3600,
+        });
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(sa.private_key.as_bytes())
+            .map_err(|_| ProviderError::Refused("service-account key unusable".into()))?;
+        let assertion = jsonwebtoken::encode(&header, &claims, &key)
+            .map_err(|_| ProviderError::Refused("could not sign the assertion".into()))?;
+        let form = format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
+        );
+        let (status, body) = self
+            .send(
+                Method::POST,
+                &self.config.token_url,
+                &[("content-type", "application/x-www-form-urlencoded")],
+                Bytes::from(form),
+            )
+            .await?;
+        if !status.is_success() {
+            return Err(if status.is_server_error() {
+                ProviderError::Unavailable(format!("token endpoint answered {status}"))
+            } else {
+                ProviderError::Refused(format!("token endpoint refused: {status}"))
+            });
+        }
+        #[derive(Deserialize)]
+        struct TokenReply {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<i64>,
+        }
+        let reply: TokenReply = serde_json::from_slice(&body)
+            .map_err(|_| ProviderError::Unavailable("token endpoint sent garbage".into()))?;
+        let token = Secret::new(reply.access_token);
+        let lifetime = reply.expires_in.unwrap_or(3600).clamp(0, 3600);
+        *cached = Some((token.clone(), now + lifetime - 60));
+        Ok(token)
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!(
+            "{}/androidpublisher/v3/applications/{}/purchases/{tail}",
+            self.config.api_base_url, self.config.package_name
+        )
+    }
+
+    async fn api(&self, method: Method, tail: &str) -> Result<Bytes, ProviderError> {
+        let token = self.access_token().await?;
+        let auth = format!("Bearer {}", token.expose());
+        let body = if method == Method::POST {
+            Bytes::from_static(b"{}")
+        } else {
+            Bytes::new()
+        };
+        let (status, body) = self
+            .send(
+                method,
+                &self.url(tail),
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body,
+            )
+            .await?;
+        match status.as_u16() {
+            200..=299 => Ok(body),
+            401 => {
+                *self.token.lock().await = None;
+                Err(ProviderError::Unavailable(
+                    "Google refused the access token".into(),
+                ))
+            }
+            429 | 500..=599 => Err(ProviderError::Unavailable(format!(
+                "Google answered {status}"
+            ))),
+            _ => Err(ProviderError::Refused(format!("Google answered {status}"))),
+        }
+    }
+
+    pub async fn get_subscription(&self, token: &str) -> Result<SubscriptionV2, ProviderError> {
+        let body = self
+            .api(Method::GET, &format!("subscriptionsv2/tokens/{token}"))
+            .await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Unavailable(format!("unexpected subscription: {e}")))
+    }
+
+    pub async fn get_product(
+        &self,
+        product_id: &str,
+        token: &str,
+    ) -> Result<ProductPurchase, ProviderError> {
+        let body = self
+            .api(
+                Method::GET,
+                &format!("products/{product_id}/tokens/{token}"),
+            )
+            .await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::Unavailable(format!("unexpected product purchase: {e}")))
+    }
+
+    pub async fn acknowledge(
+        &self,
+        product_id: &str,
+        token: &str,
+        subscription: bool,
+    ) -> Result<(), ProviderError> {
+        let kind = if subscription {
+            "subscriptions"
+        } else {
+            "products"
+        };
+        self.api(
+            Method::POST,
+            &format!("{kind}/{product_id}/tokens/{token}:acknowledge"),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn consume(&self, product_id: &str, token: &str) -> Result<(), ProviderError> {
+        self.api(
+            Method::POST,
+            &format!("products/{product_id}/tokens/{token}:consume"),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn jwk_set(&self, refresh: bool) -> Result<jsonwebtoken::jwk::JwkSet, PushRejected> {
+        let mut cached = self.jwks.lock().await;
+        let now = real_now();
+        if let Some((set, at)) = cached.as_ref() {
+            // Refetch for an unknown key id at most once a minute.
+            if !refresh || now - at < 60 {
+                return Ok(set.clone());
+            }
+        }
+        let src = &self.config.jwks;
+        let text = if src.starts_with("http://") || src.starts_with("https://") {
+            let (status, body) = self
+                .send(Method::GET, src, &[], Bytes::new())
+                .await
+                .map_err(|_| PushRejected("JWKS unreachable"))?;
+            if !status.is_success() {
+                return Err(PushRejected("JWKS unreachable"));
+            }
+            body.to_vec()
+        } else {
+            std::fs::read(src).map_err(|_| PushRejected("JWKS file unreadable"))?
+        };
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_slice(&text).map_err(|_| PushRejected("JWKS is not a JWK set"))?;
+        *cached = Some((set.clone(), now));
+        Ok(set)
+    }
+
+    /// Verifies a Pub/Sub push `Authorization: Bearer` OIDC token: RS256 under Google's
+    /// keys, issuer accounts.google.com, the configured audience and service account.
+    pub async fn verify_push(&self, authorization: Option<&str>) -> Result<(), PushRejected> {
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(PushRejected("missing bearer token"))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| PushRejected("malformed token"))?;
+        if header.alg != jsonwebtoken::Algorithm::RS256 {
+            return Err(PushRejected("token is not RS256"));
+        }
+        let kid = header.kid.ok_or(PushRejected("token has no key id"))?;
+        let mut set = self.jwk_set(false).await?;
+        if set.find(&kid).is_none() {
+            set = self.jwk_set(true).await?;
+        }
+        let jwk = set.find(&kid).ok_or(PushRejected("unknown key id"))?;
+        let key =
+            jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| PushRejected("unusable key"))?;
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_audience(&[&self.config.push_audience]);
+        v.set_issuer(&["accounts.google.com", "https://accounts.google.com"]);
+        v.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = jsonwebtoken::decode::<PushClaims>(token, &key, &v)
+            .map_err(|_| PushRejected("token rejected"))?;
+        if data.claims.email.as_deref() != Some(self.config.push_service_account.as_str())
+            || data.claims.email_verified != Some(true)
+        {
+            return Err(PushRejected(
+                "token is not from the configured service account",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for Google {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn sells_store_products(&self) -> bool {
+        true
+    }
+
+    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError> {
+        Ok(serde_json::json!({
+            "obfuscated_account_id": self.account_id(&order.user_id),
+            "order_id": order.order_id,
+        }))
+    }
+
+    fn verify_callback(
+        &self,
+        _req: &CallbackRequest,
+        _now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
+        Err(CallbackRejection {
+            code: "wrong_route",
+            reason: "Google notifications go to /notifications/google".into(),
+            status: StatusCode::NOT_FOUND,
+        })
+    }
+
+    fn acknowledge(&self) -> Response<Bytes> {
+        Response::builder()
+            .status(StatusCode::OK)
+            .body(Bytes::new())
+            .unwrap_or_default()
+    }
+
+    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
+        crate::api::problem::problem(status, "google-notification-rejected", reason)
+    }
+
+    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
+        Ok(QueryResult::Unsupported)
+    }
+
+    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_path_safe() {
+        assert!(valid_token("abc.DEF-ghi_123"));
+        for bad in ["", "a/b", "a b", "a%2F", "a?b", "ä"] {
+            assert!(!valid_token(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_names_the_variable() {
+        let e = GoogleConfig::from_lookup(&|_| None).unwrap_err();
+        assert_eq!(e.name, "GOOGLE_PACKAGE_NAME");
+        let e = GoogleConfig::from_lookup(&|k| match k {
+            "GOOGLE_PACKAGE_NAME" => Some("com.example".into()),
+            "GOOGLE_SERVICE_ACCOUNT_JSON" => Some("{\"client_email\":\"a\"}".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!(e.name, "GOOGLE_SERVICE_ACCOUNT_JSON");
+    }
+}

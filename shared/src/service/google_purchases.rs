@@ -1,0 +1,641 @@
+//! Google Play purchases. The client's token and every RTDN only say "look at this
+//! purchase": a queued job fetches its state from the Play Developer API and applies that,
+//! never what a client or a notification claims.
+//!
+//! A subscription is one `PURCHASE#google#<token>` record (its grants `Until(expiry)`,
+//! rewritten only by a newer fetch); a one-time product settles an order exactly once
+//! through `TXN#google#<token>`. Acknowledging (and consuming) is its own job, retried until
+//! Google confirms, because Google refunds purchases left unacknowledged for 3 days.
+
+use super::store_purchases::{create_bound_order, map_apply, settle_order};
+use super::ServiceError;
+use crate::app::App;
+use crate::domain::catalog::{Plan, Product, ProductKind};
+use crate::domain::ids::parse_rfc3339;
+use crate::domain::{Grant, Order, OrderId, OrderState, Term};
+use crate::providers::google::{self, Google, ProductPurchase, SubscriptionV2};
+use crate::providers::{ProviderError, ProviderEvent};
+use crate::queue::Job;
+use crate::service::payments::{self, ApplyError, Rejected};
+use crate::store::{PurchaseOutcome, StorePurchase};
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// How a background step ended when it did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Try again later (network, 5xx, store).
+    Retry(String),
+    /// Retrying cannot help; recorded in the logs (and on the order when there is one).
+    Permanent(String),
+}
+
+impl From<ProviderError> for Failure {
+    fn from(e: ProviderError) -> Self {
+        match e {
+            ProviderError::Unavailable(r) => Failure::Retry(r),
+            ProviderError::Refused(r) => Failure::Permanent(r),
+        }
+    }
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Store(s) => Failure::Retry(s.to_string()),
+            ServiceError::Unavailable(s) => Failure::Retry(s),
+            other => Failure::Permanent(other.to_string()),
+        }
+    }
+}
+
+fn client(app: &App) -> Result<&Google, ServiceError> {
+    app.google
+        .as_deref()
+        .ok_or_else(|| ServiceError::ProviderNotEnabled(google::NAME.into()))
+}
+
+fn by_google_id<'a>(app: &'a App, id: &str) -> Option<(&'a Product, Option<&'a Plan>)> {
+    app.catalog.products().iter().find_map(|p| {
+        if p.store_ids.google.as_deref() == Some(id) {
+            return Some((p, None));
+        }
+        p.plans
+            .iter()
+            .find(|pl| pl.store_ids.google.as_deref() == Some(id))
+            .map(|pl| (p, Some(pl)))
+    })
+}
+
+async fn queue(app: &App, job: &Job) -> Result<(), ServiceError> {
+    let q = app
+        .queue
+        .as_ref()
+        .ok_or_else(|| ServiceError::Unavailable("no job queue is configured".into()))?;
+    q.jobs()
+        .send(job, 0)
+        .await
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))
+}
+
+/// `POST /purchases/google`: checks the request and queues the verification.
+pub async fn submit(
+    app: &App,
+    user: &str,
+    purchase_token: &str,
+    product_id: &str,
+    order_id: Option<&str>,
+) -> Result<(), ServiceError> {
+    client(app)?;
+    if !google::valid_token(purchase_token) {
+        return Err(ServiceError::BadRequest(
+            "purchase_token must be 1-1024 characters of [A-Za-z0-9._-]".into(),
+        ));
+    }
+    if by_google_id(app, product_id).is_none() {
+        return Err(ServiceError::BadRequest(format!(
+            "Play product {product_id:?} is not in the catalog"
+        )));
+    }
+    if let Some(id) = order_id {
+        super::orders::get(app, user, id).await?;
+    }
+    queue(
+        app,
+        &Job::VerifyGooglePurchase {
+            purchase_token: purchase_token.to_owned(),
+            product_id: product_id.to_owned(),
+            user_id: Some(user.to_owned()),
+            order_id: order_id.map(str::to_owned),
+        },
+    )
+    .await
+}
+
+fn derived_order_id(token: &str) -> OrderId {
+    let d = Sha256::digest(format!("google:{token}").as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&d[..10]);
+    let mut ms = [0u8; 8];
+    ms[2..].copy_from_slice(&d[10..16]);
+    OrderId::from_parts(u64::from_be_bytes(ms), random)
+}
+
+/// The verification job.
+pub async fn verify(
+    app: &App,
+    token: &str,
+    product_id: &str,
+    user: Option<&str>,
+    order_id: Option<&str>,
+) -> Result<&'static str, Failure> {
+    let g = client(app)?;
+    let Some((product, plan)) = by_google_id(app, product_id) else {
+        return Err(Failure::Permanent(format!(
+            "unknown Play product {product_id}"
+        )));
+    };
+    let order = match order_id.map(OrderId::parse) {
+        Some(Ok(id)) => app.store.get_order(&id).await.map_err(ServiceError::from)?,
+        _ => None,
+    };
+    if let Some(o) = &order {
+        if o.provider != google::NAME
+            || o.product_id != product.id
+            || user.is_some_and(|u| u != o.user_id)
+        {
+            return Err(Failure::Permanent(
+                "order does not match the purchase".into(),
+            ));
+        }
+    }
+    if product.kind == ProductKind::Subscription {
+        let sub = g.get_subscription(token).await?;
+        apply_subscription(app, g, token, product_id, product, user, order, &sub).await
+    } else {
+        let p = g.get_product(product_id, token).await?;
+        apply_product(app, g, token, product_id, product, plan, user, order, &p).await
+    }
+}
+
+fn conflict(app: &App, order: Option<&Order>, reason: &str) -> Failure {
+    tracing::warn!(reason, "Play purchase refused");
+    if let Some(o) = order {
+        let store = app.store.clone();
+        let (id, reason) = (o.order_id.clone(), reason.to_owned());
+        tokio::spawn(async move {
+            let _ = store.record_error(&id, &reason).await;
+        });
+    }
+    Failure::Permanent(reason.to_owned())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_subscription(
+    app: &App,
+    g: &Google,
+    token: &str,
+    product_id: &str,
+    product: &Product,
+    user: Option<&str>,
+    order: Option<Order>,
+    sub: &SubscriptionV2,
+) -> Result<&'static str, Failure> {
+    let now_ms = app.clock.now_ms();
+    let now = now_ms.div_euclid(1000);
+    let existing = app
+        .store
+        .get_purchase(google::NAME, token)
+        .await
+        .map_err(ServiceError::from)?;
+    let owner = match (&existing, &order, user) {
+        (Some(p), _, _) => p.user_id.clone(),
+        (None, Some(o), _) => o.user_id.clone(),
+        (None, None, Some(u)) => u.to_owned(),
+        (None, None, None) => {
+            tracing::warn!("Play subscription with no known owner yet");
+            return Ok("unattributed");
+        }
+    };
+    if user.is_some_and(|u| u != owner) {
+        return Err(conflict(
+            app,
+            order.as_ref(),
+            "purchase is bound to another account",
+        ));
+    }
+    let account = sub
+        .external_account_identifiers
+        .as_ref()
+        .and_then(|e| e.obfuscated_external_account_id.as_deref());
+    if account.is_some_and(|a| a != g.account_id(&owner)) {
+        return Err(conflict(
+            app,
+            order.as_ref(),
+            "obfuscatedExternalAccountId names another account",
+        ));
+    }
+    let expiry = sub
+        .line_items
+        .iter()
+        .filter_map(|l| l.expiry_time.as_deref().and_then(parse_rfc3339))
+        .max()
+        .unwrap_or(now);
+    let (state, end) = match sub.subscription_state.as_str() {
+        "SUBSCRIPTION_STATE_ACTIVE" => ("active", expiry),
+        // Cancelled but paid up: access to the end of the period.
+        "SUBSCRIPTION_STATE_CANCELED" => ("canceled", expiry),
+        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" => ("grace", expiry),
+        "SUBSCRIPTION_STATE_ON_HOLD" => ("on_hold", expiry.min(now)),
+        "SUBSCRIPTION_STATE_PAUSED" => ("paused", expiry.min(now)),
+        "SUBSCRIPTION_STATE_EXPIRED" => ("expired", expiry.min(now)),
+        "SUBSCRIPTION_STATE_PENDING" => return Ok("pending"),
+        other => {
+            return Err(Failure::Permanent(format!(
+                "unknown subscription state {other}"
+            )))
+        }
+    };
+    let paid_at = sub
+        .start_time
+        .as_deref()
+        .and_then(parse_rfc3339)
+        .unwrap_or(now);
+    let source_id = format!("google:{}", short(token));
+    let grants = product
+        .grants
+        .iter()
+        .map(|scope| Grant {
+            scope: scope.clone(),
+            product_id: product.id.clone(),
+            source_id: source_id.clone(),
+            paid_at,
+            term: Term::Until(end),
+            revoked_at: None,
+        })
+        .collect();
+    let purchase = StorePurchase {
+        store: google::NAME.into(),
+        purchase_id: token.to_owned(),
+        user_id: owner.clone(),
+        product_id: product.id.clone(),
+        state: state.into(),
+        expires_at: Some(end),
+        last_event_at: now_ms,
+        last_txn_id: None,
+        order_id: order.as_ref().map(|o| o.order_id.to_string()),
+        grants,
+    };
+    let status = match app
+        .store
+        .put_purchase(&purchase)
+        .await
+        .map_err(ServiceError::from)?
+    {
+        PurchaseOutcome::Applied => state,
+        PurchaseOutcome::Stale(_) => "duplicate",
+        PurchaseOutcome::OwnedByOther(_) => {
+            return Err(conflict(
+                app,
+                order.as_ref(),
+                "purchase is bound to another account",
+            ))
+        }
+    };
+    // An upgrade, downgrade or re-signup replaces the old token: retire it so one payment
+    // never entitles twice.
+    if let Some(old) = sub.linked_purchase_token.as_deref() {
+        retire(app, old, &owner, now_ms).await?;
+    }
+    if let Some(o) = &order {
+        if OrderState::PAYABLE.contains(&o.state)
+            && matches!(state, "active" | "canceled" | "grace")
+        {
+            settle_order(app, o, token, paid_at).await?;
+        }
+    }
+    if sub.acknowledgement_state == "ACKNOWLEDGEMENT_STATE_PENDING" && state == "active" {
+        queue(
+            app,
+            &Job::AcknowledgeGooglePurchase {
+                purchase_token: token.to_owned(),
+                product_id: product_id.to_owned(),
+                subscription: true,
+                consume: false,
+            },
+        )
+        .await?;
+    }
+    Ok(status)
+}
+
+/// A short, stable, key-safe name for a (long) purchase token in grant sort keys.
+fn short(token: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&Sha256::digest(token.as_bytes())[..18])
+}
+
+async fn retire(app: &App, old: &str, owner: &str, now_ms: i64) -> Result<(), Failure> {
+    let Some(mut p) = app
+        .store
+        .get_purchase(google::NAME, old)
+        .await
+        .map_err(ServiceError::from)?
+    else {
+        return Ok(());
+    };
+    if p.user_id != owner {
+        tracing::warn!("linkedPurchaseToken belongs to another account: left alone");
+        return Ok(());
+    }
+    if p.state == "replaced" {
+        return Ok(());
+    }
+    let now = now_ms.div_euclid(1000);
+    p.state = "replaced".into();
+    p.last_event_at = now_ms;
+    for g in &mut p.grants {
+        g.revoked_at.get_or_insert(now);
+    }
+    app.store
+        .put_purchase(&p)
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_product(
+    app: &App,
+    g: &Google,
+    token: &str,
+    product_id: &str,
+    product: &Product,
+    plan: Option<&Plan>,
+    user: Option<&str>,
+    order: Option<Order>,
+    p: &ProductPurchase,
+) -> Result<&'static str, Failure> {
+    if p.quantity.unwrap_or(1) != 1 {
+        return Err(Failure::Permanent(
+            "quantity above 1 is not supported".into(),
+        ));
+    }
+    let order = match order {
+        Some(o) => o,
+        None => {
+            let id = derived_order_id(token);
+            match app.store.get_order(&id).await.map_err(ServiceError::from)? {
+                Some(o) => o,
+                None => match (user, p.purchase_state) {
+                    (Some(u), 0) => {
+                        create_bound_order(app, id, u, product, plan, google::NAME).await?
+                    }
+                    _ => return Ok("unattributed"),
+                },
+            }
+        }
+    };
+    if user.is_some_and(|u| u != order.user_id) {
+        return Err(conflict(
+            app,
+            Some(&order),
+            "purchase is bound to another account",
+        ));
+    }
+    if p.obfuscated_external_account_id
+        .as_deref()
+        .is_some_and(|a| a != g.account_id(&order.user_id))
+    {
+        return Err(conflict(
+            app,
+            Some(&order),
+            "obfuscatedExternalAccountId names another account",
+        ));
+    }
+    match p.purchase_state {
+        0 => {
+            let paid_at = p
+                .purchase_time_millis
+                .as_deref()
+                .and_then(|t| t.parse::<i64>().ok())
+                .map(|ms| ms.div_euclid(1000))
+                .unwrap_or_else(|| app.clock.now());
+            let applied = settle_order(app, &order, token, paid_at).await?;
+            let consume = product.kind == ProductKind::Credits && p.consumption_state == 0;
+            if p.acknowledgement_state == 0 || consume {
+                queue(
+                    app,
+                    &Job::AcknowledgeGooglePurchase {
+                        purchase_token: token.to_owned(),
+                        product_id: product_id.to_owned(),
+                        subscription: false,
+                        consume,
+                    },
+                )
+                .await?;
+            }
+            Ok(if applied == payments::Applied::Duplicate {
+                "duplicate"
+            } else {
+                "granted"
+            })
+        }
+        1 => revoke_order(app, &order, token).await,
+        _ => Ok("pending"),
+    }
+}
+
+async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<&'static str, Failure> {
+    let event = ProviderEvent::Refunded {
+        order_id: order.order_id.clone(),
+        provider_txn_id: token.to_owned(),
+        amount: order.amount,
+    };
+    match payments::apply(app, google::NAME, event).await {
+        Ok(_) | Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => Ok("revoked"),
+        Err(e) => map_apply(Err(e)).map(|_| "revoked").map_err(Failure::from),
+    }
+}
+
+/// The acknowledge job: acknowledge, then consume a consumable.
+pub async fn acknowledge(
+    app: &App,
+    token: &str,
+    product_id: &str,
+    subscription: bool,
+    consume: bool,
+) -> Result<(), Failure> {
+    let g = client(app)?;
+    g.acknowledge(product_id, token, subscription).await?;
+    if consume {
+        g.consume(product_id, token).await?;
+    }
+    tracing::info!(subscription, consume, "Play purchase acknowledged");
+    Ok(())
+}
+
+/// A voided purchase (refund, chargeback): revoke at once, then re-fetch the state.
+async fn void(app: &App, token: &str, product_type: i64, now_ms: i64) -> Result<(), Failure> {
+    if product_type == 1 {
+        if let Some(mut p) = app
+            .store
+            .get_purchase(google::NAME, token)
+            .await
+            .map_err(ServiceError::from)?
+        {
+            let now = now_ms.div_euclid(1000);
+            p.state = "revoked".into();
+            p.last_event_at = now_ms;
+            for g in &mut p.grants {
+                g.revoked_at.get_or_insert(now);
+            }
+            app.store
+                .put_purchase(&p)
+                .await
+                .map_err(ServiceError::from)?;
+        }
+    } else if let Some(o) = app
+        .store
+        .get_order(&derived_order_id(token))
+        .await
+        .map_err(ServiceError::from)?
+    {
+        revoke_order(app, &o, token).await?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct Push {
+    message: PushMessage,
+}
+
+/// Pub/Sub sends the id both as `messageId` and `message_id`.
+#[derive(Deserialize)]
+struct PushMessage {
+    data: String,
+    #[serde(rename = "messageId", default)]
+    message_id: Option<String>,
+    #[serde(rename = "message_id", default)]
+    message_id_snake: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeveloperNotification {
+    package_name: String,
+    #[serde(default)]
+    subscription_notification: Option<SubNote>,
+    #[serde(default)]
+    one_time_product_notification: Option<OneTimeNote>,
+    #[serde(default)]
+    voided_purchase_notification: Option<VoidNote>,
+    #[serde(default)]
+    test_notification: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubNote {
+    purchase_token: String,
+    subscription_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OneTimeNote {
+    purchase_token: String,
+    sku: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VoidNote {
+    purchase_token: String,
+    #[serde(default)]
+    product_type: Option<i64>,
+}
+
+/// Why a push was refused (the answer is 4xx: Pub/Sub redelivers, an attacker learns
+/// nothing).
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("unauthenticated push: {0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+}
+
+/// `POST /notifications/google`: Pub/Sub push of a Play RTDN.
+pub async fn notification(
+    app: &App,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Result<&'static str, PushError> {
+    let g = client(app)?;
+    g.verify_push(authorization)
+        .await
+        .map_err(|e| PushError::Unauthenticated(e.to_string()))?;
+    let push: Push = serde_json::from_slice(body)
+        .map_err(|e| PushError::Malformed(format!("not a Pub/Sub push: {e}")))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(push.message.data.as_bytes())
+        .map_err(|_| PushError::Malformed("message.data is not base64".into()))?;
+    let n: DeveloperNotification = serde_json::from_slice(&data)
+        .map_err(|e| PushError::Malformed(format!("not a DeveloperNotification: {e}")))?;
+    if n.package_name != g.config.package_name {
+        return Err(PushError::Malformed(
+            "notification for another package".into(),
+        ));
+    }
+    let now = app.clock.now();
+    let id = match push.message.message_id.or(push.message.message_id_snake) {
+        Some(id) if !id.is_empty() && id.len() <= 256 && !id.contains('#') => id,
+        _ => {
+            return Err(PushError::Malformed(
+                "message has no usable messageId".into(),
+            ))
+        }
+    };
+    let id = &id;
+    if app
+        .store
+        .note_seen(google::NAME, id, now)
+        .await
+        .map_err(ServiceError::from)?
+    {
+        return Ok("duplicate");
+    }
+    let (kind, job) = if let Some(s) = &n.subscription_notification {
+        (
+            "subscription",
+            Some((s.purchase_token.clone(), s.subscription_id.clone())),
+        )
+    } else if let Some(o) = &n.one_time_product_notification {
+        ("one_time", Some((o.purchase_token.clone(), o.sku.clone())))
+    } else if let Some(v) = &n.voided_purchase_notification {
+        if !google::valid_token(&v.purchase_token) {
+            return Err(PushError::Malformed("bad purchase token".into()));
+        }
+        match void(
+            app,
+            &v.purchase_token,
+            v.product_type.unwrap_or(2),
+            app.clock.now_ms(),
+        )
+        .await
+        {
+            Ok(()) => {}
+            Err(Failure::Retry(r)) => return Err(ServiceError::Unavailable(r).into()),
+            Err(Failure::Permanent(r)) => tracing::warn!(reason = r, "voided purchase not applied"),
+        }
+        ("voided", None)
+    } else if n.test_notification.is_some() {
+        ("test", None)
+    } else {
+        ("unknown", None)
+    };
+    if let Some((token, product_id)) = job {
+        if !google::valid_token(&token) {
+            return Err(PushError::Malformed("bad purchase token".into()));
+        }
+        queue(
+            app,
+            &Job::VerifyGooglePurchase {
+                purchase_token: token,
+                product_id,
+                user_id: None,
+                order_id: None,
+            },
+        )
+        .await?;
+    }
+    app.store
+        .record_note(google::NAME, id, kind, now)
+        .await
+        .map_err(ServiceError::from)?;
+    Ok(kind)
+}
