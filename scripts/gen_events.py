@@ -97,6 +97,29 @@ def apple_note(kind, uuid, key="leaf", chain=("leaf", "intermediate", "root")):
     }, key, chain)}
 
 
+GOOGLE_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "google")
+GOOGLE_PACKAGE = "com.example.tollgate"
+GOOGLE_AUDIENCE = "https://tollgate.example/notifications/google"
+GOOGLE_PUSH_ACCOUNT = "rtdn@tollgate-test.iam.gserviceaccount.com"
+
+
+def google_push(notification, message_id):
+    """A Pub/Sub push with an OIDC token signed by the test push key (expires in 2100)."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    header = b64url(json.dumps({"alg": "RS256", "kid": "push-key-1", "typ": "JWT"}).encode())
+    claims = b64url(json.dumps({"iss": "https://accounts.google.com", "aud": GOOGLE_AUDIENCE,
+                                "email": GOOGLE_PUSH_ACCOUNT, "email_verified": True, "sub": "1",
+                                "iat": T0, "exp": 4_102_444_800}).encode())
+    key = serialization.load_pem_private_key(open(os.path.join(GOOGLE_FIXTURES, "push_key.pem"), "rb").read(), None)
+    sig = key.sign(f"{header}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    body = json.dumps({"message": {"data": base64.b64encode(json.dumps(notification).encode()).decode(),
+                                   "messageId": message_id, "publishTime": "2027-01-15T08:00:00Z"},
+                       "subscription": "projects/tollgate-test/subscriptions/play-rtdn"})
+    return event("POST", "/notifications/google", body,
+                 {"authorization": f"Bearer {header}.{claims}.{b64url(sig)}"}, sub=None)
+
+
 cases = [
     ("create-order", "create.json", 201,
      event("POST", "/orders", json.dumps({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"}),
@@ -129,6 +152,20 @@ cases = [
     ("store-notifications", "apple-notification-chain-of-2.json", 400,
      event("POST", "/notifications/apple", json.dumps(apple_note(
          "TEST", "5e0a1d7e-0000-4000-8000-000000000002", chain=("leaf", "intermediate"))), sub=None)),
+    ("store-notifications", "google-purchase.json", 202,
+     event("POST", "/purchases/google", json.dumps({"purchase_token": "sample-play-token", "product_id": "vip_monthly"}))),
+    ("store-notifications", "google-purchase-unknown-product.json", 400,
+     event("POST", "/purchases/google", json.dumps({"purchase_token": "sample-play-token", "product_id": "nope"}))),
+    ("store-notifications", "google-push-test.json", 200,
+     google_push({"version": "1.0", "packageName": GOOGLE_PACKAGE, "eventTimeMillis": str(T0 * 1000),
+                  "testNotification": {"version": "1.0"}}, "sample-message-1")),
+    ("store-notifications", "google-push-renewal.json", 200,
+     google_push({"version": "1.0", "packageName": GOOGLE_PACKAGE, "eventTimeMillis": str(T0 * 1000),
+                  "subscriptionNotification": {"version": "1.0", "notificationType": 2,
+                                               "purchaseToken": "sample-play-token", "subscriptionId": "vip_monthly"}},
+                 "sample-message-2")),
+    ("store-notifications", "google-push-unauthenticated.json", 401,
+     event("POST", "/notifications/google", json.dumps({"message": {"data": "e30=", "messageId": "x"}}), sub=None)),
 ]
 
 # Non-HTTP functions: what the replay checks is named in the manifest entry.

@@ -68,23 +68,39 @@ async fn every_sample_event_gets_its_status() {
     tollgate::store::Store::create_order(&*store, &due, None, T0)
         .await
         .unwrap();
-    let app = Arc::new(
-        App::new(
-            test_config(&[
-                ("AUTH_MODE", "apigw"),
-                ("PROVIDERS", "sandbox,apple"),
-                ("APPLE_BUNDLE_ID", tollgate_tests::apple::BUNDLE),
-                ("APPLE_APP_APPLE_ID", "1234567"),
-                (
-                    "APPLE_ROOT_CERTS",
-                    &tollgate_tests::apple::fixture_path("root.pem"),
-                ),
-            ]),
-            store.clone(),
-            Arc::new(ManualClock::at(T0)),
-        )
-        .unwrap(),
-    );
+    let clock = ManualClock::at(T0);
+    let mut app = App::new(
+        test_config(&[
+            ("AUTH_MODE", "apigw"),
+            ("PROVIDERS", "sandbox,apple,google"),
+            ("APPLE_BUNDLE_ID", tollgate_tests::apple::BUNDLE),
+            ("APPLE_APP_APPLE_ID", "1234567"),
+            (
+                "APPLE_ROOT_CERTS",
+                &tollgate_tests::apple::fixture_path("root.pem"),
+            ),
+            ("GOOGLE_PACKAGE_NAME", tollgate_tests::fake_google::PACKAGE),
+            (
+                "GOOGLE_PUSH_AUDIENCE",
+                tollgate_tests::fake_google::AUDIENCE,
+            ),
+            (
+                "GOOGLE_PUSH_SERVICE_ACCOUNT",
+                tollgate_tests::fake_google::PUSH_ACCOUNT,
+            ),
+            (
+                "GOOGLE_JWKS_URL",
+                &tollgate_tests::fake_google::fixture_path("push_jwks.json"),
+            ),
+        ]),
+        store.clone(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    // Play purchases and notifications queue verification jobs.
+    let queue = Arc::new(tollgate::queue::MemoryQueue::new(Arc::new(clock)));
+    app.queue = Some(tollgate::app::Queue::Memory(queue.clone()));
+    let app = Arc::new(app);
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(events_dir().join("manifest.json")).unwrap())
             .unwrap();
@@ -158,6 +174,8 @@ async fn every_sample_event_gets_its_status() {
         .unwrap();
     assert_eq!(items.grants.len(), 2, "{:?}", items.grants);
     assert!(items.grants.iter().any(|g| g.source_id == "apple:700001"));
+    // The Play purchase and the renewal push each queued one verification job.
+    assert_eq!(queue.len(), 2);
     let cancelled = tollgate::store::Store::get_order(
         &*store,
         &OrderId::parse("01KQ0000000000000000000002").unwrap(),

@@ -40,6 +40,8 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/entitlements/{product_id}"),
     ("POST", "/purchases/apple"),
     ("POST", "/notifications/apple"),
+    ("POST", "/purchases/google"),
+    ("POST", "/notifications/google"),
     ("POST", "/sandbox/orders/{id}/pay"),
     ("GET", "/healthz"),
 ];

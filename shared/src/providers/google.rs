@@ -32,22 +32,26 @@ struct ServiceAccount {
 #[derive(Clone)]
 pub struct GoogleConfig {
     pub package_name: String,
-    service_account: ServiceAccount,
+    service_account: Option<ServiceAccount>,
     pub api_base_url: String,
     pub token_url: String,
     pub push_audience: String,
     pub push_service_account: String,
     /// An https(s) URL, or a file holding a JWK set.
     pub jwks: String,
-    /// Salt of the account hash (never the raw user id).
-    account_salt: Secret,
 }
 
 impl std::fmt::Debug for GoogleConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GoogleConfig")
             .field("package_name", &self.package_name)
-            .field("client_email", &self.service_account.client_email)
+            .field(
+                "client_email",
+                &self
+                    .service_account
+                    .as_ref()
+                    .map(|s| s.client_email.as_str()),
+            )
             .field("api_base_url", &self.api_base_url)
             .field("token_url", &self.token_url)
             .field("push_audience", &self.push_audience)
@@ -55,6 +59,32 @@ impl std::fmt::Debug for GoogleConfig {
             .field("jwks", &self.jwks)
             .finish_non_exhaustive()
     }
+}
+
+fn parse_service_account(text: String) -> Result<ServiceAccount, ConfigError> {
+    let text = if text.trim_start().starts_with('{') {
+        text
+    } else {
+        std::fs::read_to_string(text.trim()).map_err(|e| {
+            err(
+                "GOOGLE_SERVICE_ACCOUNT_JSON",
+                format!("neither JSON nor a readable file: {e}"),
+            )
+        })?
+    };
+    let sa: ServiceAccount = serde_json::from_str(&text).map_err(|_| {
+        err(
+            "GOOGLE_SERVICE_ACCOUNT_JSON",
+            "not a service-account key (client_email, private_key)",
+        )
+    })?;
+    jsonwebtoken::EncodingKey::from_rsa_pem(sa.private_key.as_bytes()).map_err(|_| {
+        err(
+            "GOOGLE_SERVICE_ACCOUNT_JSON",
+            "private_key is not an RSA PEM",
+        )
+    })?;
+    Ok(sa)
 }
 
 fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -70,38 +100,11 @@ impl GoogleConfig {
             var(name).ok_or_else(|| err(name, "required when the google provider is enabled"))
         };
         let package_name = need("GOOGLE_PACKAGE_NAME")?;
-        let sa_text = need("GOOGLE_SERVICE_ACCOUNT_JSON")?;
-        let sa_text = if sa_text.trim_start().starts_with('{') {
-            sa_text
-        } else {
-            std::fs::read_to_string(sa_text.trim()).map_err(|e| {
-                err(
-                    "GOOGLE_SERVICE_ACCOUNT_JSON",
-                    format!("neither JSON nor a readable file: {e}"),
-                )
-            })?
+        // Only the functions that call the Play Developer API (the verifier) hold the key.
+        let service_account = match var("GOOGLE_SERVICE_ACCOUNT_JSON") {
+            None => None,
+            Some(text) => Some(parse_service_account(text)?),
         };
-        let service_account: ServiceAccount = serde_json::from_str(&sa_text).map_err(|_| {
-            err(
-                "GOOGLE_SERVICE_ACCOUNT_JSON",
-                "not a service-account key (client_email, private_key)",
-            )
-        })?;
-        jsonwebtoken::EncodingKey::from_rsa_pem(service_account.private_key.as_bytes()).map_err(
-            |_| {
-                err(
-                    "GOOGLE_SERVICE_ACCOUNT_JSON",
-                    "private_key is not an RSA PEM",
-                )
-            },
-        )?;
-        // The hash salt is derived from the service account's key id and the package, so
-        // it is stable per deployment without another variable, and not guessable.
-        let salt = format!(
-            "{}:{}",
-            package_name,
-            hex::encode(Sha256::digest(service_account.private_key.as_bytes()))
-        );
         Ok(GoogleConfig {
             package_name,
             service_account,
@@ -115,7 +118,6 @@ impl GoogleConfig {
             push_service_account: need("GOOGLE_PUSH_SERVICE_ACCOUNT")?,
             jwks: var("GOOGLE_JWKS_URL")
                 .unwrap_or_else(|| "https://www.googleapis.com/oauth2/v3/certs".into()),
-            account_salt: Secret::new(salt),
         })
     }
 }
@@ -248,9 +250,13 @@ impl Google {
         })
     }
 
-    /// The `obfuscatedExternalAccountId` for a user: a salted SHA-256, never the raw id.
+    /// The `obfuscatedExternalAccountId` for a user: SHA-256 of the package and the user id,
+    /// never the raw id. It depends on nothing that rotates (keys), so purchases made years
+    /// ago still match; it is a pseudonym, not a secret.
     pub fn account_id(&self, user: &str) -> String {
-        let d = Sha256::digest(format!("{}:{user}", self.config.account_salt.expose()).as_bytes());
+        let d = Sha256::digest(
+            format!("tollgate-play-account:{}:{user}", self.config.package_name).as_bytes(),
+        );
         hex::encode(&d[..24])
     }
 
@@ -290,7 +296,12 @@ impl Google {
                 return Ok(t.clone());
             }
         }
-        let sa = &self.config.service_account;
+        // A missing key is a deployment error: retried (and alarmed in the DLQ), not dropped.
+        let sa = self.config.service_account.as_ref().ok_or_else(|| {
+            ProviderError::Unavailable(
+                "GOOGLE_SERVICE_ACCOUNT_JSON is not configured in this function".into(),
+            )
+        })?;
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
         header.kid = sa.private_key_id.clone();
         let claims = serde_json::json!({
@@ -561,5 +572,11 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.name, "GOOGLE_SERVICE_ACCOUNT_JSON");
+        let e = GoogleConfig::from_lookup(&|k| match k {
+            "GOOGLE_PACKAGE_NAME" => Some("com.example".into()),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!(e.name, "GOOGLE_PUSH_AUDIENCE");
     }
 }
