@@ -55,3 +55,6 @@ for k in leaf leaf_nooid leaf_expired leaf_under_nooid; do
   openssl pkcs8 -topk8 -nocrypt -in "$k.key" -out "$k.p8"; rm "$k.key"
 done
 rm -f root.key other_root.key intermediate.key intermediate_nooid.key ./*.srl
+# The App Store Server API key (".p8") the fake API checks request JWTs against.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 2>/dev/null | openssl pkcs8 -topk8 -nocrypt -out api_key.p8
+openssl pkey -in api_key.p8 -pubout -out api_key_public.pem

@@ -136,7 +136,7 @@ fn build_providers(config: &Config) -> Result<Built, StartupError> {
                     name: "APPLE_BUNDLE_ID",
                     problem: "required when the apple provider is enabled".into(),
                 })?;
-                let a = Arc::new(Apple::new(cfg));
+                let a = Arc::new(Apple::new(cfg)?);
                 providers.insert(a.clone());
                 apple_verifier = Some(a);
             }

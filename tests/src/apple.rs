@@ -154,3 +154,102 @@ pub fn apple_app_with(
 pub fn apple_app(store: Arc<dyn Store>, clock: ManualClock) -> Arc<App> {
     apple_app_with(store, clock, &apple_vars("Production", "root.pem"))
 }
+
+/// A fake App Store Server API on loopback: "Look Up Order ID" with request-JWT checks.
+pub struct FakeAppStore {
+    pub base: String,
+    /// Order id → signed transactions.
+    pub orders: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeAppStore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeAppStore {
+    pub async fn start() -> Self {
+        use hyper_util::rt::TokioIo;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let orders: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>> =
+            Arc::default();
+        let o = orders.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let o = o.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let o = o.clone();
+                            async move { Ok::<_, std::convert::Infallible>(lookup(&o, req)) }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeAppStore { base, orders, task }
+    }
+
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        let mut v = apple_vars("Production", "root.pem");
+        v.push(("APPLE_API_BASE_URL", self.base.clone()));
+        v.push((
+            "APPLE_ISSUER_ID",
+            "57246542-96fe-1a63-e053-0824d011072a".into(),
+        ));
+        v.push(("APPLE_KEY_ID", "TESTKEY123".into()));
+        v.push(("APPLE_PRIVATE_KEY", fixture("api_key.p8")));
+        v
+    }
+}
+
+fn lookup(
+    orders: &std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let reply = |status: u16, body: Value| {
+        http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(
+                body.to_string(),
+            )))
+            .unwrap()
+    };
+    let token = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let key =
+        jsonwebtoken::DecodingKey::from_ec_pem(fixture("api_key_public.pem").as_bytes()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_audience(&["appstoreconnect-v1"]);
+    v.set_issuer(&["57246542-96fe-1a63-e053-0824d011072a"]);
+    let ok = jsonwebtoken::decode_header(token)
+        .is_ok_and(|h| h.kid.as_deref() == Some("TESTKEY123"))
+        && jsonwebtoken::decode::<Value>(token, &key, &v).is_ok_and(|c| c.claims["bid"] == BUNDLE);
+    if !ok {
+        return reply(
+            401,
+            json!({"errorCode": 4010000, "errorMessage": "Unauthenticated"}),
+        );
+    }
+    let Some(id) = req.uri().path().strip_prefix("/inApps/v1/lookup/") else {
+        return reply(404, json!({}));
+    };
+    match orders.lock().unwrap().get(id) {
+        Some(txns) => reply(200, json!({"status": 0, "signedTransactions": txns})),
+        None => reply(200, json!({"status": 1})),
+    }
+}

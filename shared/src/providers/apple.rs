@@ -251,15 +251,116 @@ pub struct VerifiedNotification {
     pub renewal: Option<RenewalInfo>,
 }
 
-/// Apple's verifier for this app: signature, chain, bundle id and environment.
-#[derive(Debug, Clone)]
+/// Apple's verifier for this app (signature, chain, bundle id and environment) and its
+/// App Store Server API client.
 pub struct Apple {
     pub config: AppleConfig,
+    client: super::outbound::HttpsClient,
+}
+
+impl std::fmt::Debug for Apple {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Apple")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Apple {
-    pub fn new(config: AppleConfig) -> Self {
-        Apple { config }
+    pub fn new(config: AppleConfig) -> Result<Self, ConfigError> {
+        let client = super::outbound::client().map_err(|e| err("APPLE_API_BASE_URL", e))?;
+        Ok(Apple { config, client })
+    }
+
+    /// The App Store Server API bearer token: ES256 with the in-app purchase key, valid
+    /// 5 minutes, for this bundle.
+    fn api_token(&self) -> Result<String, ProviderError> {
+        let missing = |name: &str| {
+            ProviderError::Refused(format!("{name} is required for the App Store Server API"))
+        };
+        let issuer = self
+            .config
+            .issuer_id
+            .as_ref()
+            .ok_or_else(|| missing("APPLE_ISSUER_ID"))?;
+        let kid = self
+            .config
+            .key_id
+            .as_ref()
+            .ok_or_else(|| missing("APPLE_KEY_ID"))?;
+        let key = self
+            .config
+            .private_key
+            .as_ref()
+            .ok_or_else(|| missing("APPLE_PRIVATE_KEY"))?;
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(key.expose().as_bytes())
+            .map_err(|_| ProviderError::Refused("APPLE_PRIVATE_KEY is not an EC PEM key".into()))?;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.clone());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let claims = serde_json::json!({
+            "iss": issuer, "iat": now, "exp": now + 300, "aud": "appstoreconnect-v1",
+            "bid": self.config.bundle_id,
+        });
+        jsonwebtoken::encode(&header, &claims, &key)
+            .map_err(|_| ProviderError::Refused("could not sign the API token".into()))
+    }
+
+    /// "Look Up Order ID": the signed transactions of a customer's App Store order id (from
+    /// their receipt e-mail). Empty when Apple says the id is invalid.
+    pub async fn lookup_order(&self, order_id: &str) -> Result<Vec<String>, ProviderError> {
+        if order_id.is_empty()
+            || order_id.len() > 64
+            || !order_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(ProviderError::Refused("not an App Store order id".into()));
+        }
+        let auth = format!("Bearer {}", self.api_token()?);
+        let url = format!("{}/inApps/v1/lookup/{order_id}", self.config.api_base_url);
+        let (status, body) = super::outbound::send(
+            &self.client,
+            "App Store Server API",
+            http::Method::GET,
+            &url,
+            &[("authorization", &auth)],
+            Bytes::new(),
+        )
+        .await?;
+        match status.as_u16() {
+            200 => {}
+            401 | 403 => {
+                return Err(ProviderError::Refused(format!(
+                    "App Store Server API refused the credentials ({status})"
+                )))
+            }
+            429 | 500..=599 => {
+                return Err(ProviderError::Unavailable(format!(
+                    "App Store Server API answered {status}"
+                )))
+            }
+            _ => {
+                return Err(ProviderError::Refused(format!(
+                    "App Store Server API answered {status}"
+                )))
+            }
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Lookup {
+            status: i64,
+            #[serde(default)]
+            signed_transactions: Vec<String>,
+        }
+        let l: Lookup = serde_json::from_slice(&body)
+            .map_err(|_| ProviderError::Unavailable("unexpected order look-up answer".into()))?;
+        Ok(if l.status == 0 {
+            l.signed_transactions
+        } else {
+            Vec::new()
+        })
     }
 
     fn check_env(&self, env: Environment) -> Result<(), AppleRejection> {

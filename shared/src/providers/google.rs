@@ -11,15 +11,12 @@ use crate::domain::Order;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 use tokio::sync::Mutex;
 
 pub const NAME: &str = "google";
 const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
-const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Deserialize)]
 struct ServiceAccount {
@@ -199,10 +196,7 @@ struct PushClaims {
 #[error("{0}")]
 pub struct PushRejected(pub &'static str);
 
-type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
+use super::outbound::HttpsClient;
 
 pub struct Google {
     pub config: GoogleConfig,
@@ -230,18 +224,7 @@ fn real_now() -> i64 {
 
 impl Google {
     pub fn new(config: GoogleConfig) -> Result<Self, ConfigError> {
-        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(2)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| err("GOOGLE_API_BASE_URL", format!("no TLS roots: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
+        let client = super::outbound::client().map_err(|e| err("GOOGLE_API_BASE_URL", e))?;
         Ok(Google {
             config,
             client,
@@ -267,24 +250,7 @@ impl Google {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), ProviderError> {
-        let mut b = http::Request::builder().method(method).uri(url);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let req = b
-            .body(Full::new(body))
-            .map_err(|e| ProviderError::Refused(format!("bad request: {e}")))?;
-        let resp = tokio::time::timeout(TIMEOUT, self.client.request(req))
-            .await
-            .map_err(|_| ProviderError::Unavailable("Google timed out".into()))?
-            .map_err(|e| ProviderError::Unavailable(format!("Google unreachable: {e}")))?;
-        let status = resp.status();
-        let body = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
-            .await
-            .map_err(|_| ProviderError::Unavailable("Google timed out".into()))?
-            .map_err(|e| ProviderError::Unavailable(format!("Google body: {e}")))?
-            .to_bytes();
-        Ok((status, body))
+        super::outbound::send(&self.client, "Google", method, url, headers, body).await
     }
 
     /// An OAuth access token for the Play Developer API, cached until a minute before expiry.

@@ -6,6 +6,7 @@
 pub mod apple;
 pub mod apple_jws;
 pub mod google;
+pub mod outbound;
 pub mod sandbox;
 
 use crate::domain::{Money, Order, OrderId};

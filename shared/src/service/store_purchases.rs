@@ -537,3 +537,35 @@ pub async fn apple_notification(
         .await?;
     Ok(result)
 }
+
+/// Support recovery: the customer's App Store order id (from their receipt e-mail) is looked
+/// up with the App Store Server API and each signed transaction goes through the ordinary
+/// verified path, bound to `user` unless it names an order of its own.
+pub async fn apple_recover(
+    app: &App,
+    user: &str,
+    apple_order_id: &str,
+) -> Result<Vec<PurchaseResult>, ServiceError> {
+    let apple = apple_verifier(app)?;
+    let signed = apple
+        .lookup_order(apple_order_id)
+        .await
+        .map_err(ServiceError::Provider)?;
+    if signed.is_empty() {
+        return Err(ServiceError::NotFound(format!(
+            "App Store order {apple_order_id:?} is not valid for this app"
+        )));
+    }
+    let mut results = Vec::with_capacity(signed.len());
+    for jws in &signed {
+        let t = apple.verify_transaction(jws).map_err(rejected)?;
+        let ctx = Context {
+            caller: Some(user),
+            order_hint: None,
+            signed_at_ms: t.signed_date,
+            renewal: None,
+        };
+        results.push(apply_transaction(app, &t, &ctx).await?);
+    }
+    Ok(results)
+}
