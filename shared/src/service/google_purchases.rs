@@ -159,14 +159,13 @@ pub async fn verify(
     }
 }
 
-fn conflict(app: &App, order: Option<&Order>, reason: &str) -> Failure {
+/// Records why a purchase was refused (on the order, when there is one) and ends the job.
+async fn conflict(app: &App, order: Option<&Order>, reason: &str) -> Failure {
     tracing::warn!(reason, "Play purchase refused");
     if let Some(o) = order {
-        let store = app.store.clone();
-        let (id, reason) = (o.order_id.clone(), reason.to_owned());
-        tokio::spawn(async move {
-            let _ = store.record_error(&id, &reason).await;
-        });
+        if let Err(e) = app.store.record_error(&o.order_id, reason).await {
+            return Failure::Retry(e.to_string());
+        }
     }
     Failure::Permanent(reason.to_owned())
 }
@@ -199,11 +198,7 @@ async fn apply_subscription(
         }
     };
     if user.is_some_and(|u| u != owner) {
-        return Err(conflict(
-            app,
-            order.as_ref(),
-            "purchase is bound to another account",
-        ));
+        return Err(conflict(app, order.as_ref(), "purchase is bound to another account").await);
     }
     let account = sub
         .external_account_identifiers
@@ -214,7 +209,8 @@ async fn apply_subscription(
             app,
             order.as_ref(),
             "obfuscatedExternalAccountId names another account",
-        ));
+        )
+        .await);
     }
     let expiry = sub
         .line_items
@@ -276,11 +272,7 @@ async fn apply_subscription(
         PurchaseOutcome::Applied => state,
         PurchaseOutcome::Stale(_) => "duplicate",
         PurchaseOutcome::OwnedByOther(_) => {
-            return Err(conflict(
-                app,
-                order.as_ref(),
-                "purchase is bound to another account",
-            ))
+            return Err(conflict(app, order.as_ref(), "purchase is bound to another account").await)
         }
     };
     // An upgrade, downgrade or re-signup replaces the old token: retire it so one payment
@@ -377,11 +369,7 @@ async fn apply_product(
         }
     };
     if user.is_some_and(|u| u != order.user_id) {
-        return Err(conflict(
-            app,
-            Some(&order),
-            "purchase is bound to another account",
-        ));
+        return Err(conflict(app, Some(&order), "purchase is bound to another account").await);
     }
     if p.obfuscated_external_account_id
         .as_deref()
@@ -391,7 +379,8 @@ async fn apply_product(
             app,
             Some(&order),
             "obfuscatedExternalAccountId names another account",
-        ));
+        )
+        .await);
     }
     match p.purchase_state {
         0 => {
