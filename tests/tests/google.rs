@@ -304,6 +304,58 @@ async fn consumable_credited_once_consumed_and_void_takes_it_back() {
 }
 
 #[tokio::test]
+async fn pre_ordered_one_time_purchase_is_found_again_by_its_token() {
+    let (g, s, clock) = setup(store_for(Backend::Memory).await.unwrap()).await;
+    let (order_id, account) = google_order(&s, "di", "coins-100").await;
+    g.set_product("coins_100", "pre-tok", product_purchase(0, Some(&account)));
+    let r = s
+        .call("di", "POST", "/purchases/google", Some(json!({"purchase_token": "pre-tok", "product_id": "coins_100", "order_id": order_id})))
+        .await;
+    assert_eq!(r.status, 202);
+    run_jobs(&s).await;
+    assert_eq!(
+        s.call("di", "GET", "/entitlements", None).await.json()["credits"],
+        100
+    );
+    assert_eq!(
+        s.call("di", "GET", &format!("/orders/{order_id}"), None)
+            .await
+            .json()["state"],
+        "PAID"
+    );
+    // An RTDN re-fetch (no user, no order id) recognises the same purchase.
+    clock.advance(1);
+    let n = json!({"version": "1.0", "packageName": PACKAGE, "eventTimeMillis": "1",
+                   "oneTimeProductNotification": {"version": "1.0", "notificationType": 1, "purchaseToken": "pre-tok", "sku": "coins_100"}});
+    assert_eq!(
+        push(&s, good_token(), "m-ot", &n).await.json()["result"],
+        "one_time"
+    );
+    run_jobs(&s).await;
+    assert_eq!(
+        s.call("di", "GET", "/entitlements", None).await.json()["credits"],
+        100
+    );
+    // Voided: the pre-order is refunded and the coins taken back.
+    let void = json!({"version": "1.0", "packageName": PACKAGE, "eventTimeMillis": "1",
+                      "voidedPurchaseNotification": {"purchaseToken": "pre-tok", "orderId": "GPA.3", "productType": 2, "refundType": 1}});
+    assert_eq!(
+        push(&s, good_token(), "m-void-pre", &void).await.status,
+        200
+    );
+    assert_eq!(
+        s.call("di", "GET", "/entitlements", None).await.json()["credits"],
+        0
+    );
+    assert_eq!(
+        s.call("di", "GET", &format!("/orders/{order_id}"), None)
+            .await
+            .json()["state"],
+        "REFUNDED"
+    );
+}
+
+#[tokio::test]
 async fn a_purchase_bound_to_another_account_is_refused() {
     let (g, s, _) = setup(store_for(Backend::Memory).await.unwrap()).await;
     let (_, ann_account) = google_order(&s, "ann", "vip").await;

@@ -138,7 +138,7 @@ pub async fn verify(
     };
     let order = match order_id.map(OrderId::parse) {
         Some(Ok(id)) => app.store.get_order(&id).await.map_err(ServiceError::from)?,
-        _ => None,
+        _ => paid_order_of(app, token).await?,
     };
     if let Some(o) = &order {
         if o.provider != google::NAME
@@ -391,6 +391,30 @@ async fn apply_product(
                 .map(|ms| ms.div_euclid(1000))
                 .unwrap_or_else(|| app.clock.now());
             let applied = settle_order(app, &order, token, paid_at).await?;
+            // Remember which order the token paid, so voids and re-fetches find a pre-order.
+            let record = StorePurchase {
+                store: google::NAME.into(),
+                purchase_id: token.to_owned(),
+                user_id: order.user_id.clone(),
+                product_id: product.id.clone(),
+                state: "purchased".into(),
+                expires_at: None,
+                last_event_at: 0,
+                last_txn_id: p.order_id.clone(),
+                order_id: Some(order.order_id.to_string()),
+                grants: Vec::new(),
+            };
+            match app
+                .store
+                .put_purchase(&record)
+                .await
+                .map_err(ServiceError::from)?
+            {
+                PurchaseOutcome::OwnedByOther(_) => {
+                    tracing::error!("Play token recorded for another account")
+                }
+                PurchaseOutcome::Applied | PurchaseOutcome::Stale(_) => {}
+            }
             let consume = product.kind == ProductKind::Credits && p.consumption_state == 0;
             if p.acknowledgement_state == 0 || consume {
                 queue(
@@ -464,15 +488,29 @@ async fn void(app: &App, token: &str, product_type: i64, now_ms: i64) -> Result<
                 .await
                 .map_err(ServiceError::from)?;
         }
-    } else if let Some(o) = app
-        .store
-        .get_order(&derived_order_id(token))
-        .await
-        .map_err(ServiceError::from)?
-    {
+    } else if let Some(o) = paid_order_of(app, token).await? {
         revoke_order(app, &o, token).await?;
     }
     Ok(())
+}
+
+/// The order a one-time Play purchase settled: recorded on its purchase item (a pre-order),
+/// else the order derived from the token.
+async fn paid_order_of(app: &App, token: &str) -> Result<Option<Order>, Failure> {
+    let recorded = app
+        .store
+        .get_purchase(google::NAME, token)
+        .await
+        .map_err(ServiceError::from)?
+        .and_then(|p| p.order_id)
+        .and_then(|id| OrderId::parse(&id).ok());
+    let id = recorded.unwrap_or_else(|| derived_order_id(token));
+    Ok(app
+        .store
+        .get_order(&id)
+        .await
+        .map_err(ServiceError::from)?
+        .filter(|o| o.provider == google::NAME))
 }
 
 #[derive(Deserialize)]
