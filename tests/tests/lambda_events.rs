@@ -206,7 +206,25 @@ async fn a_function_serves_only_its_own_routes() {
         .unwrap(),
     );
     let text = std::fs::read_to_string(events_dir().join("create-order/create.json")).unwrap();
-    for routes in [Routes::Callbacks, Routes::Streams] {
+    for routes in [
+        Routes::Callbacks,
+        Routes::Streams,
+        Routes::StoreNotifications,
+    ] {
+        let req = lambda_http::request::from_str(&text).unwrap();
+        assert_eq!(
+            tollgate::lambda::handle_event(&app, routes, req)
+                .await
+                .status(),
+            404
+        );
+    }
+    // The unauthenticated store routes exist only in the store-notifications function.
+    let text = std::fs::read_to_string(
+        events_dir().join("store-notifications/apple-notification-test.json"),
+    )
+    .unwrap();
+    for routes in [Routes::Orders, Routes::Callbacks, Routes::Streams] {
         let req = lambda_http::request::from_str(&text).unwrap();
         assert_eq!(
             tollgate::lambda::handle_event(&app, routes, req)
