@@ -130,6 +130,27 @@ fn verification_matrix_matches_apples_library() {
         apple.verify_transaction(&with_payload(&valid, &tampered)),
         Err(AppleRejection::Jws(JwsError::Signature))
     );
+    // Notifications are identified by `data` or `summary`, as in Apple's library.
+    let note = |body: Value| apple.verify_notification(&sign(&body));
+    let base =
+        json!({"notificationType": "TEST", "notificationUUID": "u", "signedDate": T0 * 1000});
+    assert_eq!(note(base.clone()).unwrap_err(), AppleRejection::BundleId);
+    let mut summary = base.clone();
+    summary["summary"] =
+        json!({"bundleId": BUNDLE, "appAppleId": APP_APPLE_ID, "environment": "Production"});
+    assert!(note(summary.clone()).is_ok());
+    summary["summary"]["appAppleId"] = json!(1);
+    assert_eq!(note(summary).unwrap_err(), AppleRejection::AppAppleId);
+    let mut data = base.clone();
+    data["data"] =
+        json!({"bundleId": BUNDLE, "appAppleId": APP_APPLE_ID, "environment": "Sandbox"});
+    assert_eq!(
+        note(data.clone()).unwrap_err(),
+        AppleRejection::Environment(Environment::Sandbox)
+    );
+    data["data"]["environment"] = json!("Production");
+    data["data"]["bundleId"] = json!("com.example.other");
+    assert_eq!(note(data).unwrap_err(), AppleRejection::BundleId);
     assert!(apple.verify_transaction("not.a.jws").is_err());
     assert!(apple.verify_transaction(&valid.replace('.', "")).is_err());
 }

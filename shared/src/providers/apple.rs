@@ -213,6 +213,19 @@ pub struct Notification {
     pub signed_date: i64,
     #[serde(default)]
     pub data: Option<NotificationData>,
+    /// Sent instead of `data` by summary notifications (e.g. RENEWAL_EXTENSION).
+    #[serde(default)]
+    pub summary: Option<NotificationSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationSummary {
+    #[serde(default)]
+    pub app_apple_id: Option<i64>,
+    #[serde(default)]
+    pub bundle_id: Option<String>,
+    pub environment: Environment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -396,19 +409,23 @@ impl Apple {
         signed_payload: &str,
     ) -> Result<VerifiedNotification, AppleRejection> {
         let n: Notification = self.decode(signed_payload)?;
+        // As Apple's library: the app is identified by `data` or `summary`; a notification
+        // with neither names no app and is refused.
+        let (bundle, app_id, env) = match (&n.data, &n.summary) {
+            (Some(d), _) => (d.bundle_id.as_deref(), d.app_apple_id, d.environment),
+            (None, Some(s)) => (s.bundle_id.as_deref(), s.app_apple_id, s.environment),
+            (None, None) => return Err(AppleRejection::BundleId),
+        };
+        if bundle != Some(self.config.bundle_id.as_str()) {
+            return Err(AppleRejection::BundleId);
+        }
+        if env == Environment::Production && app_id != self.config.app_apple_id {
+            return Err(AppleRejection::AppAppleId);
+        }
+        self.check_env(env)?;
         let mut transaction = None;
         let mut renewal = None;
         if let Some(d) = &n.data {
-            if d.bundle_id.as_deref() != Some(self.config.bundle_id.as_str()) {
-                return Err(AppleRejection::BundleId);
-            }
-            if d.environment == Environment::Production
-                && self.config.app_apple_id.is_some()
-                && d.app_apple_id != self.config.app_apple_id
-            {
-                return Err(AppleRejection::AppAppleId);
-            }
-            self.check_env(d.environment)?;
             if let Some(t) = &d.signed_transaction_info {
                 transaction = Some(self.verify_transaction(t)?);
             }

@@ -121,9 +121,11 @@ pub fn verify(jws: &str, roots: &TrustRoots) -> Result<serde_json::Value, JwsErr
         })
         .collect::<Result<Vec<_>, _>>()?;
     let payload: serde_json::Value = decode_json(p)?;
-    let signed_ms = payload
-        .get("signedDate")
-        .and_then(|v| v.as_i64())
+    // Like Apple's library: `signedDate`, else `receiptCreationDate` (app transactions).
+    // Without either Apple's library falls back to the current time; this one refuses.
+    let signed_ms = ["signedDate", "receiptCreationDate"]
+        .iter()
+        .find_map(|k| payload.get(*k).and_then(|v| v.as_i64()))
         .ok_or(JwsError::Malformed("payload has no signedDate"))?;
     let leaf_key = verify_chain(&ders[0], &ders[1], roots, signed_ms.div_euclid(1000))?;
     let sig = URL_SAFE_NO_PAD
