@@ -37,7 +37,10 @@ pub fn catalog_json() -> String {
               "price": { "amount": 600, "currency": "CNY" },
               "store_ids": { "apple": "com.example.coins100", "google": "coins_100" } },
             { "id": "vip", "title": "VIP", "kind": "subscription", "grants": ["channel:vip"],
-              "store_ids": { "apple": "com.example.vip", "google": "vip_monthly" } }
+              "store_ids": { "apple": "com.example.vip", "google": "vip_monthly" } },
+            { "id": "vip-plus", "title": "VIP plus", "kind": "subscription",
+              "grants": ["channel:vip", "channel:plus"],
+              "store_ids": { "apple": "com.example.vipplus" } }
         ],
         "streams": [
             { "id": "concert", "requires_any": ["stream:concert", "channel:vip"], "preview_seconds": 300,

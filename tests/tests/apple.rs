@@ -370,6 +370,52 @@ async fn refund_revokes_at_once_and_late_renewals_never_undo_it() {
 }
 
 #[tokio::test]
+async fn a_crossgrade_revokes_the_scopes_the_new_product_lacks() {
+    let (s, _) = server(store_for(Backend::Memory).await.unwrap()).await;
+    let plus = transaction(
+        "5000",
+        "5000",
+        "com.example.vipplus",
+        T0 - 60,
+        Some(T0 + 30 * DAY),
+        T0,
+    );
+    assert_eq!(
+        purchase(&s, "flo", &sign(&plus)).await.json()["status"],
+        "granted"
+    );
+    let scopes = |e: Value| -> Vec<String> {
+        let mut v: Vec<String> = e["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["scope"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        scopes(s.call("flo", "GET", "/entitlements", None).await.json()),
+        ["channel:plus", "channel:vip"]
+    );
+    let down = transaction(
+        "5001",
+        "5000",
+        "com.example.vip",
+        T0 + 100,
+        Some(T0 + 60 * DAY),
+        T0 + 100,
+    );
+    let n = notification("n-cross", "DID_RENEW", None, T0 + 100, Some(&down), None);
+    assert_eq!(notify(&s, &n).await["result"], "granted");
+    assert_eq!(
+        scopes(s.call("flo", "GET", "/entitlements", None).await.json()),
+        ["channel:vip"]
+    );
+    assert_eq!(vip_until(&s, "flo").await, at(T0 + 60 * DAY));
+}
+
+#[tokio::test]
 async fn other_notifications_are_recorded_and_acknowledged() {
     let (s, _) = server(store_for(Backend::Memory).await.unwrap()).await;
     let t = vip_txn(T0);

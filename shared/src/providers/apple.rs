@@ -155,7 +155,7 @@ pub fn app_account_token(id: &OrderId) -> String {
 /// The order an `appAccountToken` names, if it is a UUID.
 pub fn order_of_token(token: &str) -> Option<OrderId> {
     let hex: String = token.chars().filter(|c| *c != '-').collect();
-    if token.len() != 36 || hex.len() != 32 {
+    if token.len() != 36 || hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     u128::from_str_radix(&hex, 16).ok().map(OrderId::from_u128)
@@ -500,6 +500,7 @@ mod tests {
         assert_eq!(order_of_token(&t.to_uppercase()), Some(id));
         assert_eq!(order_of_token("not-a-uuid"), None);
         assert_eq!(order_of_token("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"), None);
+        assert_eq!(order_of_token("+0000000-0000-0000-0000-000000000000"), None);
     }
 
     #[test]

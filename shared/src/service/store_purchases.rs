@@ -228,6 +228,18 @@ async fn apply_subscription(
             revoked_at,
         })
         .collect();
+    // A crossgrade to a product with other scopes: the scopes it no longer has are revoked
+    // in the same write.
+    let mut grants = grants;
+    if let Some(old) = &existing {
+        for g in &old.grants {
+            if !grants.iter().any(|n| n.scope == g.scope) {
+                let mut dropped = g.clone();
+                dropped.revoked_at.get_or_insert(now);
+                grants.push(dropped);
+            }
+        }
+    }
     let purchase = StorePurchase {
         store: apple::NAME.into(),
         purchase_id: otid.clone(),
