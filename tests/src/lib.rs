@@ -40,7 +40,7 @@ pub fn catalog_json() -> String {
               "store_ids": { "apple": "com.example.vip", "google": "vip_monthly" } },
             { "id": "vip-plus", "title": "VIP plus", "kind": "subscription",
               "grants": ["channel:vip", "channel:plus"],
-              "store_ids": { "apple": "com.example.vipplus" } }
+              "store_ids": { "apple": "com.example.vipplus", "google": "vipplus_monthly" } }
         ],
         "streams": [
             { "id": "concert", "requires_any": ["stream:concert", "channel:vip"], "preview_seconds": 300,

@@ -368,6 +368,11 @@ async fn a_purchase_bound_to_another_account_is_refused() {
             "ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED",
         ),
     );
+    // A token for one product never unlocks another.
+    assert_eq!(submit(&s, "ann", "ann-tok", "vipplus_monthly").await, 202);
+    run_jobs(&s).await;
+    let e = s.call("ann", "GET", "/entitlements", None).await.json();
+    assert!(e["grants"].as_array().unwrap().is_empty(), "{e}");
     assert_eq!(submit(&s, "eve", "ann-tok", "vip_monthly").await, 202);
     run_jobs(&s).await;
     assert_eq!(vip(&s, "eve").await, None);

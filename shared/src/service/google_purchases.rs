@@ -212,6 +212,11 @@ async fn apply_subscription(
         )
         .await);
     }
+    // The token must be for the product the client named (a cheaper subscription's token
+    // must not unlock a dearer product).
+    if !sub.line_items.iter().any(|l| l.product_id == product_id) {
+        return Err(conflict(app, order.as_ref(), "purchase token is for another product").await);
+    }
     let expiry = sub
         .line_items
         .iter()
