@@ -81,6 +81,39 @@ pub enum Backend {
 /// DynamoDB on the moto server the test command started. Without one, `None` (the suite is
 /// skipped with a message), unless `TOLLGATE_REQUIRE_MOTO` is set: then it fails.
 pub async fn moto_store() -> Option<DynamoStore> {
+    moto_store_counting().await.map(|(s, _)| s)
+}
+
+/// Counts every HTTP request (attempt) the DynamoDB client sends: the store's real round trips.
+#[derive(Debug, Default)]
+pub struct RequestCounter(pub std::sync::atomic::AtomicU64);
+
+impl RequestCounter {
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+struct CountRequests(Arc<RequestCounter>);
+
+impl aws_sdk_dynamodb::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+    fn read_before_transmit(
+        &self,
+        _ctx: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Like [`moto_store`], with a counter of the HTTP requests its client sends.
+pub async fn moto_store_counting() -> Option<(DynamoStore, Arc<RequestCounter>)> {
     let Ok(endpoint) = std::env::var("TOLLGATE_MOTO_ENDPOINT") else {
         assert!(
             std::env::var("TOLLGATE_REQUIRE_MOTO").is_err(),
@@ -97,12 +130,17 @@ pub async fn moto_store() -> Option<DynamoStore> {
         ))
         .load()
         .await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let counter = Arc::new(RequestCounter::default());
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(CountRequests(counter.clone()))
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
     let table = format!("tollgate-test-{}", unique());
     DynamoStore::create_table(&client, &table)
         .await
         .expect("create table on moto");
-    Some(DynamoStore::new(client, table))
+    counter.take();
+    Some((DynamoStore::new(client, table), counter))
 }
 
 pub async fn store_for(backend: Backend) -> Option<Arc<dyn Store>> {
