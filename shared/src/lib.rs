@@ -9,3 +9,4 @@ pub mod local;
 pub mod providers;
 pub mod service;
 pub mod store;
+pub mod stream;

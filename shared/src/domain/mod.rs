@@ -5,6 +5,7 @@ pub mod grant;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod session;
 
 pub use catalog::{Catalog, Offer, OfferError, Product, ProductKind, Stream};
 pub use grant::{Grant, GrantWindow, Term};
