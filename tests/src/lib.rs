@@ -2,6 +2,7 @@
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
 pub mod conformance;
+pub mod nginx;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -11,13 +12,20 @@ use tollgate::app::App;
 use tollgate::clock::{Clock, ManualClock};
 use tollgate::config::{Config, Profile};
 use tollgate::domain::ids::rfc3339;
-use tollgate::store::{DynamoStore, MemoryStore, Store};
+use tollgate::store::{
+    CreateOutcome, DueEntry, DynamoStore, IdempotencyRecord, MemoryStore, SettleOutcome,
+    Settlement, Store, StoreError, TransitionOutcome, UserItems,
+};
 
 /// The tests' "now": 2027-01-15T08:00:00Z. Event windows are placed around it.
 pub const T0: i64 = 1_800_000_000;
 pub const DAY: i64 = 86_400;
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
 pub const SANDBOX_SECRET: &str = "test-sandbox-secret";
+/// Native stream-token keys: `t1` signs, `t0` (an older key) still verifies.
+pub const STREAM_SIGNING_KEYS: &str =
+    "t1:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb25l,t0:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb2xk";
+pub const NGINX_SECRET: &str = "test-nginx-secure-link-secret";
 
 pub fn catalog_json() -> String {
     serde_json::json!({
@@ -49,6 +57,9 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
         ("SANDBOX_SECRET".into(), SANDBOX_SECRET.into()),
         ("AUTH_MODE".into(), "jwt".into()),
         ("AUTH_JWT_SECRET".into(), JWT_SECRET.into()),
+        ("STREAM_SIGNING_KEYS".into(), STREAM_SIGNING_KEYS.into()),
+        ("NGINX_SECURE_LINK_SECRET".into(), NGINX_SECRET.into()),
+        ("TENCENT_PLAY_KEY".into(), "test-tencent-play-key".into()),
     ]);
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
@@ -57,7 +68,114 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
 }
 
 pub fn test_app(store: Arc<dyn Store>, clock: ManualClock) -> Arc<App> {
-    Arc::new(App::new(test_config(&[]), store, Arc::new(clock)).expect("test app"))
+    test_app_with(store, clock, &[])
+}
+
+/// `test_app` with extra (or overriding) configuration; an empty value unsets a variable.
+pub fn test_app_with(
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    extra: &[(&str, &str)],
+) -> Arc<App> {
+    Arc::new(App::new(test_config(extra), store, Arc::new(clock)).expect("test app"))
+}
+
+/// A store that counts round trips per operation, to hold the service to its budget.
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: std::sync::Mutex<HashMap<&'static str, usize>>,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(CountingStore {
+            inner,
+            calls: Default::default(),
+        })
+    }
+
+    fn hit(&self, op: &'static str) {
+        *self.calls.lock().unwrap().entry(op).or_default() += 1;
+    }
+
+    /// Calls per operation since the last `take`, then resets.
+    pub fn take(&self) -> HashMap<&'static str, usize> {
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for CountingStore {
+    async fn create_order(
+        &self,
+        order: &tollgate::domain::Order,
+        idem: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.hit("create_order");
+        self.inner.create_order(order, idem, now).await
+    }
+    async fn get_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.hit("get_idempotency");
+        self.inner.get_idempotency(user_id, key, now).await
+    }
+    async fn get_order(
+        &self,
+        id: &tollgate::domain::OrderId,
+    ) -> Result<Option<tollgate::domain::Order>, StoreError> {
+        self.hit("get_order");
+        self.inner.get_order(id).await
+    }
+    async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
+        self.hit("settle");
+        self.inner.settle(s).await
+    }
+    async fn close_order(
+        &self,
+        id: &tollgate::domain::OrderId,
+        to: tollgate::domain::OrderState,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.hit("close_order");
+        self.inner.close_order(id, to, at).await
+    }
+    async fn refund(
+        &self,
+        order: &tollgate::domain::Order,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.hit("refund");
+        self.inner.refund(order, at).await
+    }
+    async fn due_orders(
+        &self,
+        shard: u32,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        self.hit("due_orders");
+        self.inner.due_orders(shard, now, limit).await
+    }
+    async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {
+        self.hit("user_items");
+        self.inner.user_items(user_id).await
+    }
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &tollgate::domain::session::Sessions,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        self.hit("put_sessions");
+        self.inner
+            .put_sessions(user_id, sessions, expected_version)
+            .await
+    }
 }
 
 /// A bearer token for `user`, valid for an hour of real time (JWT expiry is checked against
@@ -211,6 +329,36 @@ impl TestServer {
             raw,
         )
         .await
+    }
+
+    /// Buys `product_id` (and `plan_id`) for `user` through the sandbox provider at the
+    /// app's current time; returns the order id.
+    pub async fn buy(&self, user: &str, product_id: &str, plan_id: Option<&str>) -> String {
+        let mut body = serde_json::json!({"product_id": product_id, "provider": "sandbox"});
+        if let Some(p) = plan_id {
+            body["plan_id"] = serde_json::json!(p);
+        }
+        let r = self.call(user, "POST", "/orders", Some(body)).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let order = r.json();
+        let cb = serde_json::json!({
+            "order_id": order["order_id"], "transaction_id": format!("txn-{}", order["order_id"].as_str().unwrap_or("")),
+            "status": "paid", "amount": order["amount"], "timestamp": self.app.clock.now()
+        });
+        let r = self.sandbox_callback(&cb).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        order["order_id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Refunds a sandbox order bought with [`TestServer::buy`].
+    pub async fn refund(&self, order_id: &str, amount: i64) {
+        let cb = serde_json::json!({
+            "order_id": order_id, "transaction_id": format!("txn-{order_id}"),
+            "status": "refunded", "amount": {"amount": amount, "currency": "CNY"},
+            "timestamp": self.app.clock.now()
+        });
+        let r = self.sandbox_callback(&cb).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
 
     pub async fn stop(mut self) {
