@@ -1,4 +1,5 @@
-//! Test support: a real nginx serving files behind `secure_link`.
+//! Test support: a real nginx serving files behind `secure_link` (test crate only: it must
+//! never ship in a Lambda).
 //!
 //! [`NginxSecureLink::start`] writes a config into a fresh temp dir, starts
 //! nginx in the foreground (`daemon off; master_process off;`, so the process
