@@ -428,3 +428,49 @@ async fn verify_speaks_every_media_server() {
         .await
         .assert_problem(403);
 }
+
+#[tokio::test]
+async fn entitlements_show_the_event_window_its_replay_and_a_refund() {
+    use tollgate::domain::ids::rfc3339;
+    let (s, clock) = server().await;
+    let order = s.buy("fan", "concert", None).await;
+    let ent = s.call("fan", "GET", "/entitlements", None).await.json();
+    assert_eq!(ent["grants"][0]["valid_from"], rfc3339(T0 + DAY));
+    assert_eq!(ent["grants"][0]["valid_until"], rfc3339(T0 + 7 * DAY));
+    let status = |v: Value| {
+        (
+            v["can_use"].clone(),
+            v["expires_at"].clone(),
+            v["had_bought"].clone(),
+        )
+    };
+    let st = s
+        .call("fan", "GET", "/entitlements/concert", None)
+        .await
+        .json();
+    assert_eq!(
+        status(st),
+        (json!(false), Value::Null, json!(true)),
+        "bought, not yet on"
+    );
+    clock.set(T0 + 3 * DAY);
+    let st = s
+        .call("fan", "GET", "/entitlements/concert", None)
+        .await
+        .json();
+    assert_eq!(
+        status(st),
+        (json!(true), json!(rfc3339(T0 + 7 * DAY)), json!(true)),
+        "replay"
+    );
+    s.refund(&order, 1800).await;
+    let ent = s.call("fan", "GET", "/entitlements", None).await.json();
+    assert_eq!(ent["grants"], json!([]));
+    let st = s
+        .call("fan", "GET", "/entitlements/concert", None)
+        .await
+        .json();
+    assert_eq!(status(st), (json!(false), Value::Null, json!(false)));
+    // Refunded: only the once-per-user free preview is left.
+    assert_eq!(issued(&s, "fan", "phone").await["preview"], true);
+}

@@ -239,6 +239,66 @@ mod tests {
 }
 
 #[cfg(test)]
+mod subscription_tests {
+    use super::*;
+
+    fn g(scope: &str, product: &str, src: &str, paid_at: i64, term: Term) -> Grant {
+        Grant {
+            scope: scope.into(),
+            product_id: product.into(),
+            source_id: src.into(),
+            paid_at,
+            term,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn subscriptions_run_until_the_store_expiry_and_revocation_ends_them() {
+        let mut grants = vec![
+            g("channel:vip", "vip", "apple-1", 100, Term::Until(1_000)),
+            g("channel:main", "vip", "apple-1", 100, Term::Until(1_000)),
+            g("channel:main", "lifetime", "o9", 50, Term::Forever),
+        ];
+        let vip = vec!["channel:vip".to_string()];
+        assert!(!entitled(&grants, &vip, 99));
+        assert!(entitled(&grants, &vip, 999));
+        assert!(!entitled(&grants, &vip, 1_000));
+        assert_eq!(live(&grants, 500).len(), 3);
+        assert_eq!(live(&grants, 1_000).len(), 1, "only the forever grant");
+        assert_eq!(
+            product_status(&grants, "vip", 500),
+            ProductStatus {
+                can_use: true,
+                expires_at: Some(1_000),
+                had_bought: true
+            }
+        );
+        assert_eq!(
+            product_status(&grants, "lifetime", 500),
+            ProductStatus {
+                can_use: true,
+                expires_at: None,
+                had_bought: true
+            }
+        );
+        // A refund or revocation removes the grant at once, before its expiry.
+        grants[0].revoked_at = Some(400);
+        grants[1].revoked_at = Some(400);
+        assert!(!entitled(&grants, &vip, 500));
+        assert_eq!(live(&grants, 500).len(), 1);
+        assert_eq!(
+            product_status(&grants, "vip", 500),
+            ProductStatus {
+                can_use: false,
+                expires_at: None,
+                had_bought: false
+            }
+        );
+    }
+}
+
+#[cfg(test)]
 mod serde_tests {
     use super::*;
 
