@@ -282,6 +282,13 @@ async fn device_race(backend: Backend, policy: &str) {
             r.assert_problem(expected);
         }
     }
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    eprintln!(
+        "device race ({policy}): {} issued, {} refused (409), {} gave up after retries (503)",
+        count(201),
+        count(409),
+        count(503)
+    );
     let sessions = store.user_items("racer").await.unwrap().sessions;
     assert_eq!(sessions.devices.len(), 2, "{statuses:?}");
     let mut live = 0;
