@@ -78,6 +78,27 @@ cases = [
     ("stream-token", "entitlements.json", 200, event("GET", "/entitlements")),
     ("stream-token", "entitlement-product.json", 200, event("GET", "/entitlements/pass")),
     ("stream-token", "entitlements-unauthenticated.json", 401, event("GET", "/entitlements", sub=None)),
+    # USER holds no ticket for the concert, so the first token is its free preview.
+    ("stream-token", "token-preview.json", 201,
+     event("POST", "/streams/concert/tokens", json.dumps({"device_id": "phone-1"}))),
+    ("stream-token", "token-unknown-stream.json", 404,
+     event("POST", "/streams/nope/tokens", json.dumps({"device_id": "phone-1"}))),
+    ("stream-token", "token-format-not-configured.json", 422,
+     event("POST", "/streams/concert/tokens", json.dumps({"device_id": "phone-1", "format": "aliyun"}))),
+    ("stream-token", "token-unauthenticated.json", 401,
+     event("POST", "/streams/concert/tokens", json.dumps({"device_id": "phone-1"}), sub=None)),
+    # Media-server hooks (no JWT). A valid token needs a live session, which only an issue
+    # creates, so the samples show the refusals; tests/tests/http_streams.rs covers both.
+    ("stream-token", "verify-srs-on-play-denied.json", 403,
+     event("POST", "/streams/verify", json.dumps({
+         "action": "on_play", "client_id": "3g2x", "ip": "198.51.100.7", "vhost": "__defaultVhost__",
+         "app": "live", "stream": "concert", "param": "?token=v1.t1.forged.forged"}), sub=None)),
+    ("stream-token", "verify-mediamtx-denied.json", 403,
+     event("POST", "/streams/verify", json.dumps({
+         "user": "", "password": "", "token": "", "ip": "198.51.100.7", "action": "read",
+         "path": "live/concert", "protocol": "hls", "id": None, "query": "token=expired"}), sub=None)),
+    ("stream-token", "verify-auth-request-denied.json", 403,
+     event("POST", "/streams/verify", None, {"x-original-uri": "/live/concert.m3u8"}, sub=None)),
 ]
 
 # Non-HTTP functions: what the replay checks is named in the manifest entry.

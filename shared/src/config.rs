@@ -38,11 +38,8 @@ pub enum AuthMode {
     Jwt,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DevicePolicy {
-    Evict,
-    Deny,
-}
+pub use crate::domain::session::DevicePolicy;
+use crate::stream::formats::SigningKeys;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,6 +59,11 @@ pub struct Config {
     pub stream_token_ttl_seconds: i64,
     pub max_devices: u32,
     pub device_policy: DevicePolicy,
+    /// Native stream tokens: the first key signs, all verify (rotation with overlap).
+    pub stream_signing_keys: Option<SigningKeys>,
+    pub nginx_secure_link_secret: Option<Secret>,
+    pub tencent_play_key: Option<Secret>,
+    pub aliyun_auth_key: Option<Secret>,
     pub sandbox_secret: Option<Secret>,
     /// Where clients reach this deployment (for sandbox pay URLs).
     pub public_base_url: String,
@@ -86,6 +88,8 @@ fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
 /// The secret used by the local server when none is configured. Printed on start so a
 /// developer can mint tokens; never used by a Lambda deployment.
 pub const LOCAL_DEV_JWT_SECRET: &str = "tollgate-local-development-secret-do-not-deploy";
+/// Native stream-token key of the local server when none is configured (never in Lambda).
+pub const LOCAL_DEV_STREAM_KEYS: &str = "dev:dG9sbGdhdGUtbG9jYWwtc3RyZWFtLWtleS1kZXY=";
 pub const LOCAL_DEV_SANDBOX_SECRET: &str = "tollgate-local-sandbox-secret";
 
 pub const KNOWN_PROVIDERS: &[&str] = &["sandbox", "wechat", "alipay", "huya", "apple", "google"];
@@ -189,6 +193,13 @@ impl Config {
             Some("deny") => DevicePolicy::Deny,
             Some(_) => return Err(err("DEVICE_POLICY", "must be evict or deny")),
         };
+        let stream_signing_keys = match var("STREAM_SIGNING_KEYS") {
+            Some(spec) => Some(
+                SigningKeys::parse(&spec).map_err(|e| err("STREAM_SIGNING_KEYS", e.to_string()))?,
+            ),
+            None if local => SigningKeys::parse(LOCAL_DEV_STREAM_KEYS).ok(),
+            None => None,
+        };
         Ok(Config {
             profile,
             table_name: var("TABLE_NAME"),
@@ -205,6 +216,10 @@ impl Config {
             stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,
+            stream_signing_keys,
+            nginx_secure_link_secret: var("NGINX_SECURE_LINK_SECRET").map(Secret::new),
+            tencent_play_key: var("TENCENT_PLAY_KEY").map(Secret::new),
+            aliyun_auth_key: var("ALIYUN_AUTH_KEY").map(Secret::new),
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
@@ -263,6 +278,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.name, "AUTH_JWT_SECRET");
+        let e = cfg(Profile::Lambda, &[("STREAM_SIGNING_KEYS", "k1:short")]).unwrap_err();
+        assert_eq!(e.name, "STREAM_SIGNING_KEYS");
+        assert!(cfg(Profile::Lambda, &[])
+            .unwrap()
+            .stream_signing_keys
+            .is_none());
+        assert!(cfg(Profile::Local, &[])
+            .unwrap()
+            .stream_signing_keys
+            .is_some());
     }
 
     #[test]
@@ -284,5 +309,21 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("STREAM_SIGNING_KEYS", "k1:c3RyZWFtLXNpZ25pbmcta2V5LTE="),
+                ("NGINX_SECURE_LINK_SECRET", "nginx-hunter2"),
+                ("TENCENT_PLAY_KEY", "tencent-hunter2"),
+                ("ALIYUN_AUTH_KEY", "aliyun-hunter2"),
+            ],
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("c3RyZWFt"),
+            "{debug}"
+        );
+        assert_eq!(c.stream_signing_keys.unwrap().signing_kid(), "k1");
     }
 }

@@ -10,3 +10,4 @@ pub mod providers;
 pub mod queue;
 pub mod service;
 pub mod store;
+pub mod stream;

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use tollgate::domain::grant::Term;
+use tollgate::domain::session::{DeviceSession, Sessions};
 use tollgate::domain::{Currency, Grant, Money, Order, OrderId, OrderState};
 use tollgate::store::*;
 
@@ -80,6 +81,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     settle_checks_amount_and_txn(&*store).await;
     settle_exactly_once_concurrently(store.clone()).await;
     credits_exactly_once_concurrently(store.clone()).await;
+    sessions_round_trip(&*store).await;
+    sessions_one_writer_wins(store.clone()).await;
     due_index(&*store).await;
     user_items_and_refund(&*store).await;
 }
@@ -517,4 +520,72 @@ pub async fn user_items_and_refund(store: &dyn Store) {
         store.user_items("nobody").await.unwrap(),
         UserItems::default()
     );
+}
+
+fn device(session_id: &str, last_seen: i64) -> DeviceSession {
+    DeviceSession {
+        session_id: session_id.into(),
+        last_seen,
+    }
+}
+
+/// The SESSIONS item comes back with the user's grants in the same read, and every write is
+/// conditioned on the version read.
+pub async fn sessions_round_trip(store: &dyn Store) {
+    let user = "sess-user";
+    let empty = store.user_items(user).await.unwrap().sessions;
+    assert_eq!(empty, Sessions::default());
+    let mut s = Sessions::default();
+    s.devices.insert("phone".into(), device("s1", 10));
+    s.devices.insert("tv #2".into(), device("s2", 20));
+    s.previews.insert("concert".into(), 5);
+    assert!(store.put_sessions(user, &s, 0).await.unwrap());
+    assert!(
+        !store.put_sessions(user, &s, 0).await.unwrap(),
+        "the item exists now"
+    );
+    let read = store.user_items(user).await.unwrap().sessions;
+    assert_eq!(read.version, 1);
+    assert_eq!(read.devices, s.devices);
+    assert_eq!(read.previews, s.previews);
+    assert!(read.holds("s2") && !read.holds("s3"));
+    let mut next = read.clone();
+    next.devices.remove("phone");
+    assert!(
+        !store.put_sessions(user, &next, 7).await.unwrap(),
+        "stale version"
+    );
+    assert!(store.put_sessions(user, &next, 1).await.unwrap());
+    let read = store.user_items(user).await.unwrap();
+    assert_eq!(read.sessions.version, 2);
+    assert_eq!(read.sessions.devices.len(), 1);
+    assert!(read.grants.is_empty());
+    assert_eq!(
+        store.user_items("sess-other").await.unwrap().sessions,
+        Sessions::default()
+    );
+}
+
+/// Concurrent writers conditioned on the same version: exactly one wins.
+pub async fn sessions_one_writer_wins(store: Arc<dyn Store>) {
+    let user = "sess-race";
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sessions::default();
+            s.devices
+                .insert(format!("d{i}"), device(&format!("s{i}"), i));
+            store.put_sessions(user, &s, 0).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    let read = store.user_items(user).await.unwrap().sessions;
+    assert_eq!((read.version, read.devices.len()), (1, 1));
 }

@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod fake_provider;
+pub mod nginx;
 pub mod wrappers;
 
 use bytes::Bytes;
@@ -20,6 +21,10 @@ pub const T0: i64 = 1_800_000_000;
 pub const DAY: i64 = 86_400;
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
 pub const SANDBOX_SECRET: &str = "test-sandbox-secret";
+/// Native stream-token keys: `t1` signs, `t0` (an older key) still verifies.
+pub const STREAM_SIGNING_KEYS: &str =
+    "t1:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb25l,t0:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb2xk";
+pub const NGINX_SECRET: &str = "test-nginx-secure-link-secret";
 
 pub fn catalog_json() -> String {
     serde_json::json!({
@@ -51,6 +56,9 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
         ("SANDBOX_SECRET".into(), SANDBOX_SECRET.into()),
         ("AUTH_MODE".into(), "jwt".into()),
         ("AUTH_JWT_SECRET".into(), JWT_SECRET.into()),
+        ("STREAM_SIGNING_KEYS".into(), STREAM_SIGNING_KEYS.into()),
+        ("NGINX_SECURE_LINK_SECRET".into(), NGINX_SECRET.into()),
+        ("TENCENT_PLAY_KEY".into(), "test-tencent-play-key".into()),
     ]);
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
@@ -59,7 +67,16 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
 }
 
 pub fn test_app(store: Arc<dyn Store>, clock: ManualClock) -> Arc<App> {
-    Arc::new(App::new(test_config(&[]), store, Arc::new(clock)).expect("test app"))
+    test_app_with(store, clock, &[])
+}
+
+/// `test_app` with extra (or overriding) configuration; an empty value unsets a variable.
+pub fn test_app_with(
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    extra: &[(&str, &str)],
+) -> Arc<App> {
+    Arc::new(App::new(test_config(extra), store, Arc::new(clock)).expect("test app"))
 }
 
 /// A bearer token for `user`, valid for an hour of real time (JWT expiry is checked against
@@ -251,6 +268,36 @@ impl TestServer {
             raw,
         )
         .await
+    }
+
+    /// Buys `product_id` (and `plan_id`) for `user` through the sandbox provider at the
+    /// app's current time; returns the order id.
+    pub async fn buy(&self, user: &str, product_id: &str, plan_id: Option<&str>) -> String {
+        let mut body = serde_json::json!({"product_id": product_id, "provider": "sandbox"});
+        if let Some(p) = plan_id {
+            body["plan_id"] = serde_json::json!(p);
+        }
+        let r = self.call(user, "POST", "/orders", Some(body)).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let order = r.json();
+        let cb = serde_json::json!({
+            "order_id": order["order_id"], "transaction_id": format!("txn-{}", order["order_id"].as_str().unwrap_or("")),
+            "status": "paid", "amount": order["amount"], "timestamp": self.app.clock.now()
+        });
+        let r = self.sandbox_callback(&cb).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        order["order_id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Refunds a sandbox order bought with [`TestServer::buy`].
+    pub async fn refund(&self, order_id: &str, amount: i64) {
+        let cb = serde_json::json!({
+            "order_id": order_id, "transaction_id": format!("txn-{order_id}"),
+            "status": "refunded", "amount": {"amount": amount, "currency": "CNY"},
+            "timestamp": self.app.clock.now()
+        });
+        let r = self.sandbox_callback(&cb).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
 
     pub async fn stop(mut self) {

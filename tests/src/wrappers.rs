@@ -35,6 +35,12 @@ impl CountingStore {
         self.calls.lock().unwrap().values().sum()
     }
 
+    /// Calls per operation since the last `take` (or `reset`), then resets.
+    pub fn take(&self) -> HashMap<&'static str, u64> {
+        self.due_items.store(0, Ordering::SeqCst);
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
     pub fn reset(&self) {
         self.calls.lock().unwrap().clear();
         self.due_items.store(0, Ordering::SeqCst);
@@ -136,5 +142,16 @@ impl Store for CountingStore {
     async fn user_items(&self, user: &str) -> Result<UserItems, StoreError> {
         self.enter("user_items")?;
         self.inner.user_items(user).await
+    }
+    async fn put_sessions(
+        &self,
+        user: &str,
+        sessions: &tollgate::domain::session::Sessions,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        self.enter("put_sessions")?;
+        self.inner
+            .put_sessions(user, sessions, expected_version)
+            .await
     }
 }

@@ -38,6 +38,8 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/callbacks/{provider}"),
     ("GET", "/entitlements"),
     ("GET", "/entitlements/{product_id}"),
+    ("POST", "/streams/{stream_id}/tokens"),
+    ("POST", "/streams/verify"),
     ("POST", "/sandbox/orders/{id}/pay"),
     ("GET", "/healthz"),
 ];
@@ -62,7 +64,8 @@ async fn openapi_matches_the_router() {
         let concrete = path
             .replace("{id}", "01KQ0000000000000000000001")
             .replace("{provider}", "sandbox")
-            .replace("{product_id}", "pass");
+            .replace("{product_id}", "pass")
+            .replace("{stream_id}", "concert");
         let r = s
             .request(method, &concrete, &[("authorization", &auth)], "")
             .await;

@@ -7,6 +7,7 @@ mod callbacks;
 mod orders;
 pub mod problem;
 pub mod server;
+mod streams;
 
 use crate::app::App;
 use crate::domain::ids::rfc3339;
@@ -57,6 +58,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
         ["callbacks", _] => (Callbacks, &[Method::POST]),
         ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
+        ["streams", "verify"] | ["streams", _, "tokens"] => (Streams, &[Method::POST]),
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
         ["healthz"] => (Local, &[Method::GET]),
         _ => return not_found(),
@@ -79,6 +81,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),
         ["callbacks", provider] => callbacks::provider_callback(app, provider, &req).await,
         ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
+        // Media servers call this without a user JWT; the stream token is the credential.
+        ["streams", "verify"] => streams::verify(app, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,
@@ -127,6 +131,9 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                             }),
                         )
                     }),
+                ["streams", stream_id, "tokens"] => {
+                    streams::issue(app, &user, stream_id, &req).await
+                }
                 _ => return not_found(),
             };
             result.unwrap_or_else(|e| service_problem(&e))
@@ -159,7 +166,7 @@ fn authenticate(app: &App, req: &Request<Bytes>) -> Result<String, Response<Byte
     })
 }
 
-fn service_problem(e: &ServiceError) -> Response<Bytes> {
+pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
     use crate::domain::OfferError as O;
     match e {
         ServiceError::BadRequest(d) => problem(StatusCode::BAD_REQUEST, "bad-request", d),
@@ -184,6 +191,48 @@ fn service_problem(e: &ServiceError) -> Response<Bytes> {
             e.to_string(),
         ),
         ServiceError::Conflict(d) => problem(StatusCode::CONFLICT, "conflict", d),
+        ServiceError::PaymentRequired {
+            stream_id,
+            products,
+        } => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("stream_id".into(), json!(stream_id));
+            extra.insert(
+                "products".into(),
+                json!(products
+                    .iter()
+                    .map(|(id, title)| json!({"product_id": id, "title": title}))
+                    .collect::<Vec<_>>()),
+            );
+            problem::problem_with(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-required",
+                e.to_string(),
+                extra,
+            )
+        }
+        ServiceError::DeviceLimit(_) => {
+            problem(StatusCode::CONFLICT, "device-limit", e.to_string())
+        }
+        ServiceError::UnknownFormat(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-format",
+            e.to_string(),
+        ),
+        ServiceError::FormatNotConfigured(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "format-not-configured",
+            e.to_string(),
+        ),
+        ServiceError::Busy(d) => problem(StatusCode::SERVICE_UNAVAILABLE, "busy", d),
+        ServiceError::Internal(d) => {
+            tracing::error!(error = %d, "internal error");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
         ServiceError::Provider(p) => {
             tracing::error!(error = %p, "provider failure");
             problem(

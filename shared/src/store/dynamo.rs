@@ -5,6 +5,7 @@
 //! so a duplicate learns what happened without a second read.
 
 use super::*;
+use crate::domain::session::{DeviceSession, Sessions};
 use crate::domain::Currency;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -253,6 +254,70 @@ fn grant_item(user: &str, g: &Grant) -> Item {
         item.insert("revoked_at".into(), n(r));
     }
     item
+}
+
+/// The `SESSIONS` item: real DynamoDB maps, so an operator can read it in the console.
+fn sessions_item(user: &str, s: &Sessions, version: u64) -> Item {
+    let mut item = key(user_pk(user), "SESSIONS");
+    let devices = s
+        .devices
+        .iter()
+        .map(|(device, d)| {
+            (
+                device.clone(),
+                AttributeValue::M(HashMap::from([
+                    ("session_id".to_owned(), self::s(&d.session_id)),
+                    ("last_seen".to_owned(), n(d.last_seen)),
+                ])),
+            )
+        })
+        .collect();
+    let previews = s
+        .previews
+        .iter()
+        .map(|(stream, at)| (stream.clone(), n(*at)))
+        .collect();
+    item.insert("devices".into(), AttributeValue::M(devices));
+    item.insert("previews".into(), AttributeValue::M(previews));
+    item.insert(
+        "version".into(),
+        n(i64::try_from(version).unwrap_or(i64::MAX)),
+    );
+    item
+}
+
+fn sessions_from_item(item: &Item) -> Result<Sessions, StoreError> {
+    let mut out = Sessions {
+        version: u64::try_from(get_n(item, "version")?)
+            .map_err(|_| StoreError::Corrupt("negative sessions version".into()))?,
+        ..Sessions::default()
+    };
+    if let Some(AttributeValue::M(devices)) = item.get("devices") {
+        for (device, v) in devices {
+            let AttributeValue::M(d) = v else {
+                return Err(StoreError::Corrupt("sessions device is not a map".into()));
+            };
+            out.devices.insert(
+                device.clone(),
+                DeviceSession {
+                    session_id: get_s(d, "session_id")?.to_owned(),
+                    last_seen: get_n(d, "last_seen")?,
+                },
+            );
+        }
+    }
+    if let Some(AttributeValue::M(previews)) = item.get("previews") {
+        for (stream, v) in previews {
+            let AttributeValue::N(at) = v else {
+                return Err(StoreError::Corrupt("preview start is not a number".into()));
+            };
+            let at = at
+                .parse()
+                .map_err(|_| StoreError::Corrupt("preview start is not an integer".into()))?;
+            out.previews.insert(stream.clone(), at);
+        }
+    }
+    Ok(out)
 }
 
 fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
@@ -829,6 +894,8 @@ impl Store for DynamoStore {
                     result.grants.push(grant_from_item(item)?);
                 } else if sk == "WALLET" {
                     result.credits = opt_n(item, "balance")?.unwrap_or(0);
+                } else if sk == "SESSIONS" {
+                    result.sessions = sessions_from_item(item)?;
                 }
             }
             match out.last_evaluated_key() {
@@ -837,9 +904,51 @@ impl Store for DynamoStore {
             }
         }
     }
+
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        self.put_sessions_item(user_id, sessions, expected_version)
+            .await
+    }
 }
 
 impl DynamoStore {
+    async fn put_sessions_item(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(sessions_item(user_id, sessions, expected_version + 1)));
+        let put = if expected_version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :v")
+                .expression_attribute_values(
+                    ":v",
+                    n(i64::try_from(expected_version).unwrap_or(i64::MAX)),
+                )
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable("put sessions", e)),
+        }
+    }
+
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client

@@ -15,6 +15,7 @@ struct Tables {
     /// user → (scope, source id) → grant.
     grants: HashMap<String, BTreeMap<(String, String), Grant>>,
     wallets: HashMap<String, i64>,
+    sessions: HashMap<String, Sessions>,
     /// (shard, due_at, order id) for PENDING orders only, like the sparse GSI.
     due: BTreeSet<(u32, i64, OrderId)>,
     due_at: HashMap<OrderId, i64>,
@@ -271,6 +272,24 @@ impl Store for MemoryStore {
                 .map(|g| g.values().cloned().collect())
                 .unwrap_or_default(),
             credits: t.wallets.get(user_id).copied().unwrap_or(0),
+            sessions: t.sessions.get(user_id).cloned().unwrap_or_default(),
         })
+    }
+
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        let stored = t.sessions.get(user_id).map_or(0, |s| s.version);
+        if stored != expected_version {
+            return Ok(false);
+        }
+        let mut next = sessions.clone();
+        next.version = expected_version + 1;
+        t.sessions.insert(user_id.to_owned(), next);
+        Ok(true)
     }
 }

@@ -5,6 +5,7 @@
 pub mod dynamo;
 pub mod memory;
 
+use crate::domain::session::Sessions;
 use crate::domain::{Grant, Money, Order, OrderId, OrderState};
 use async_trait::async_trait;
 
@@ -80,6 +81,8 @@ pub struct DueEntry {
 pub struct UserItems {
     pub grants: Vec<Grant>,
     pub credits: i64,
+    /// The `SESSIONS` item (version 0 when it does not exist yet).
+    pub sessions: Sessions,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -162,5 +165,16 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<DueEntry>, StoreError>;
 
+    /// Grants, wallet and device sessions of one user: one strongly consistent query.
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError>;
+
+    /// Replaces the user's `SESSIONS` item with `sessions` at version `expected_version + 1`,
+    /// only if the stored version is still `expected_version` (0: the item must not exist).
+    /// `Ok(false)` when another writer got there first: re-read and decide again.
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<bool, StoreError>;
 }
