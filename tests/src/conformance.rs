@@ -539,9 +539,9 @@ pub async fn sessions_round_trip(store: &dyn Store) {
     s.devices.insert("phone".into(), device("s1", 10));
     s.devices.insert("tv #2".into(), device("s2", 20));
     s.previews.insert("concert".into(), 5);
-    assert!(store.put_sessions(user, &s, 0).await.unwrap());
+    assert!(store.put_sessions(user, &s, 0).await.unwrap().written());
     assert!(
-        !store.put_sessions(user, &s, 0).await.unwrap(),
+        !store.put_sessions(user, &s, 0).await.unwrap().written(),
         "the item exists now"
     );
     let read = store.user_items(user).await.unwrap().sessions;
@@ -552,10 +552,10 @@ pub async fn sessions_round_trip(store: &dyn Store) {
     let mut next = read.clone();
     next.devices.remove("phone");
     assert!(
-        !store.put_sessions(user, &next, 7).await.unwrap(),
+        !store.put_sessions(user, &next, 7).await.unwrap().written(),
         "stale version"
     );
-    assert!(store.put_sessions(user, &next, 1).await.unwrap());
+    assert!(store.put_sessions(user, &next, 1).await.unwrap().written());
     let read = store.user_items(user).await.unwrap();
     assert_eq!(read.sessions.version, 2);
     assert_eq!(read.sessions.devices.len(), 1);
@@ -576,7 +576,7 @@ pub async fn sessions_one_writer_wins(store: Arc<dyn Store>) {
             let mut s = Sessions::default();
             s.devices
                 .insert(format!("d{i}"), device(&format!("s{i}"), i));
-            store.put_sessions(user, &s, 0).await.unwrap()
+            store.put_sessions(user, &s, 0).await.unwrap().written()
         }));
     }
     let mut wins = 0;

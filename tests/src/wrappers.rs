@@ -148,7 +148,7 @@ impl Store for CountingStore {
         user: &str,
         sessions: &tollgate::domain::session::Sessions,
         expected_version: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PutSessions, StoreError> {
         self.enter("put_sessions")?;
         self.inner
             .put_sessions(user, sessions, expected_version)

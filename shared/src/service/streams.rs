@@ -7,13 +7,14 @@ use super::{random_bytes, ServiceError};
 use crate::app::App;
 use crate::domain::grant;
 use crate::domain::session::{self, Access, Refusal};
+use crate::store::PutSessions;
 use crate::stream::formats::{self, Claims, TokenError};
 use crate::stream::{names_stream, Format, Signer};
 
-/// How many times a token request re-reads and retries after another request changed the
+/// How many times a token request retries after another request changed the
 /// user's sessions between our read and our write. Each loss means another request won, so
 /// only a burst of simultaneous requests from one account can exhaust it.
-const SESSION_RETRIES: u32 = 12;
+const SESSION_RETRIES: u32 = 40;
 
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
@@ -55,10 +56,14 @@ pub async fn issue_token(
         Signer::for_format(&app.config, format).ok_or(ServiceError::FormatNotConfigured(format))?;
     let new_session_id = hex::encode(random_bytes::<16>());
     let cfg = &app.config;
+    // One read of the user's partition; a lost race hands back the sessions as stored, so
+    // each retry costs one conditional write and no re-read.
+    let items = app.store.user_items(user_id).await?;
+    let mut sessions = items.sessions;
+    let entitled = grant::entitled(&items.grants, &stream.requires_any, app.clock.now());
     for attempt in 0..=SESSION_RETRIES {
         let now = app.clock.now();
-        let items = app.store.user_items(user_id).await?;
-        let access = if grant::entitled(&items.grants, &stream.requires_any, now) {
+        let access = if entitled {
             Access::Entitled
         } else {
             match stream.preview_seconds {
@@ -76,7 +81,7 @@ pub async fn issue_token(
             max_devices: cfg.max_devices,
             policy: cfg.device_policy,
         };
-        let admission = match session::admit(&items.sessions, &req) {
+        let admission = match session::admit(&sessions, &req) {
             Ok(a) => a,
             Err(Refusal::NotEntitled) => {
                 return Err(ServiceError::PaymentRequired {
@@ -91,14 +96,16 @@ pub async fn issue_token(
             }
             Err(Refusal::DeviceLimit) => return Err(ServiceError::DeviceLimit(cfg.max_devices)),
         };
-        if !app
+        if let PutSessions::Stale(current) = app
             .store
-            .put_sessions(user_id, &admission.sessions, items.sessions.version)
+            .put_sessions(user_id, &admission.sessions, sessions.version)
             .await?
         {
+            sessions = current;
             if attempt < SESSION_RETRIES {
                 // Spread simultaneous retries so they do not collide again in lockstep.
-                let jitter = u64::from(random_bytes::<1>()[0] % 8) * (1 + u64::from(attempt));
+                let jitter =
+                    (u64::from(random_bytes::<1>()[0] % 8) * (1 + u64::from(attempt))).min(50);
                 tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
             continue;

@@ -910,7 +910,7 @@ impl Store for DynamoStore {
         user_id: &str,
         sessions: &Sessions,
         expected_version: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PutSessions, StoreError> {
         self.put_sessions_item(user_id, sessions, expected_version)
             .await
     }
@@ -922,12 +922,13 @@ impl DynamoStore {
         user_id: &str,
         sessions: &Sessions,
         expected_version: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PutSessions, StoreError> {
         let put = self
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(sessions_item(user_id, sessions, expected_version + 1)));
+            .set_item(Some(sessions_item(user_id, sessions, expected_version + 1)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         let put = if expected_version == 0 {
             put.condition_expression("attribute_not_exists(pk)")
         } else {
@@ -938,14 +939,20 @@ impl DynamoStore {
                 )
         };
         match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable("put sessions", e)),
+            Ok(_) => Ok(PutSessions::Written),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(PutSessions::Stale(match c.item() {
+                        Some(item) => sessions_from_item(item)?,
+                        // Emulators may omit ALL_OLD: read the item instead.
+                        None => match self.get(user_pk(user_id), "SESSIONS").await? {
+                            Some(item) => sessions_from_item(&item)?,
+                            None => Sessions::default(),
+                        },
+                    }))
+                }
+                _ => Err(unavailable("put sessions", e)),
+            },
         }
     }
 

@@ -281,15 +281,15 @@ impl Store for MemoryStore {
         user_id: &str,
         sessions: &Sessions,
         expected_version: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<PutSessions, StoreError> {
         let mut t = self.lock();
-        let stored = t.sessions.get(user_id).map_or(0, |s| s.version);
-        if stored != expected_version {
-            return Ok(false);
+        let stored = t.sessions.get(user_id).cloned().unwrap_or_default();
+        if stored.version != expected_version {
+            return Ok(PutSessions::Stale(stored));
         }
         let mut next = sessions.clone();
         next.version = expected_version + 1;
         t.sessions.insert(user_id.to_owned(), next);
-        Ok(true)
+        Ok(PutSessions::Written)
     }
 }

@@ -85,6 +85,19 @@ pub struct UserItems {
     pub sessions: Sessions,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutSessions {
+    Written,
+    /// The version moved on: the sessions as stored now.
+    Stale(Sessions),
+}
+
+impl PutSessions {
+    pub fn written(&self) -> bool {
+        matches!(self, PutSessions::Written)
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or throttled us: safe to retry.
@@ -170,11 +183,12 @@ pub trait Store: Send + Sync {
 
     /// Replaces the user's `SESSIONS` item with `sessions` at version `expected_version + 1`,
     /// only if the stored version is still `expected_version` (0: the item must not exist).
-    /// `Ok(false)` when another writer got there first: re-read and decide again.
+    /// When another writer got there first, nothing is written and the stored sessions come
+    /// back (from the failed condition, no extra read) to decide again on.
     async fn put_sessions(
         &self,
         user_id: &str,
         sessions: &Sessions,
         expected_version: u64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<PutSessions, StoreError>;
 }

@@ -16,7 +16,10 @@ use tollgate_bench::{ms, peak_rss_kib, percentile};
 
 const JWT_SECRET: &str = "loadgen-jwt-secret-at-least-32-bytes-long";
 const SANDBOX_SECRET: &str = "loadgen-sandbox-secret";
-type Client = hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter()
@@ -53,7 +56,12 @@ impl Phase {
 async fn send(client: &Client, req: http::Request<Full<Bytes>>) -> Result<(u16, Bytes), String> {
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok((status, body))
 }
 
@@ -76,7 +84,8 @@ where
     let errors = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (client, make, check, errors) = (client.clone(), make.clone(), check.clone(), errors.clone());
+        let (client, make, check, errors) =
+            (client.clone(), make.clone(), check.clone(), errors.clone());
         let per = total / clients;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per);
@@ -100,7 +109,12 @@ where
     for t in tasks {
         latencies.extend(t.await.unwrap_or_default());
     }
-    Phase { name, latencies, errors: errors.load(Ordering::Relaxed), elapsed: started.elapsed() }
+    Phase {
+        name,
+        latencies,
+        errors: errors.load(Ordering::Relaxed),
+        elapsed: started.elapsed(),
+    }
 }
 
 #[tokio::main]
@@ -110,7 +124,9 @@ async fn main() {
     let clients = arg(&args, "--concurrency", 32).max(1);
     let max = Duration::from_secs(arg(&args, "--max-seconds", 60) as u64);
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = std::env::var("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
     let bin = target.join("release/tollgate-local");
     let mut server = tokio::process::Command::new(&bin)
         .current_dir(&root)
@@ -124,11 +140,19 @@ async fn main() {
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release -p tollgate-local)", bin.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (build it: cargo build --release -p tollgate-local)",
+                bin.display()
+            )
+        });
     let pid = server.id().unwrap_or(0);
     let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
     let mut base = None;
-    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.unwrap_or(Ok(None)) {
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .unwrap_or(Ok(None))
+    {
         if let Some(a) = line.strip_prefix("tollgate-local listening on ") {
             base = Some(a.trim().to_owned());
             break;
@@ -136,22 +160,33 @@ async fn main() {
     }
     let base = Arc::new(base.expect("server printed its address"));
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let client: Client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(clients)
-        .build_http();
+    let client: Client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(clients)
+            .build_http();
     let now = tollgate::clock::Clock::now(&tollgate::clock::SystemClock);
     let tokens: Arc<Vec<String>> = Arc::new(
         (0..clients)
-            .map(|c| format!("Bearer {}", tollgate::api::auth::mint_hs256(JWT_SECRET, &format!("load-{c}"), now, 3600)))
+            .map(|c| {
+                format!(
+                    "Bearer {}",
+                    tollgate::api::auth::mint_hs256(JWT_SECRET, &format!("load-{c}"), now, 3600)
+                )
+            })
             .collect(),
     );
-    let orders: Arc<Vec<std::sync::Mutex<Vec<String>>>> = Arc::new((0..clients).map(|_| Default::default()).collect());
+    let orders: Arc<Vec<std::sync::Mutex<Vec<String>>>> =
+        Arc::new((0..clients).map(|_| Default::default()).collect());
 
     println!("tollgate-local at {base}, {clients} concurrent clients, up to {requests} requests per phase");
-    println!("{:<14} {:>8} {:>7} {:>11} {:>9} {:>9} {:>9}", "phase", "ok", "errors", "req/s", "p50 ms", "p99 ms", "p99.9 ms");
+    println!(
+        "{:<14} {:>8} {:>7} {:>11} {:>9} {:>9} {:>9}",
+        "phase", "ok", "errors", "req/s", "p50 ms", "p99 ms", "p99.9 ms"
+    );
 
     let (b, t) = (base.clone(), tokens.clone());
-    let body = Bytes::from_static(br#"{"product_id":"pass-monthly","plan_id":"7d","provider":"sandbox"}"#);
+    let body =
+        Bytes::from_static(br#"{"product_id":"pass-monthly","plan_id":"7d","provider":"sandbox"}"#);
     let make = Arc::new(move |c: usize, _i: usize| {
         http::Request::post(format!("{b}/orders"))
             .header("authorization", &t[c])
@@ -171,7 +206,9 @@ async fn main() {
         }
         ok
     });
-    phase("create order", clients, requests, max, &client, make, check).await.print();
+    phase("create order", clients, requests, max, &client, make, check)
+        .await
+        .print();
 
     let (b, o) = (base.clone(), orders.clone());
     let make = Arc::new(move |c: usize, i: usize| {
@@ -188,7 +225,17 @@ async fn main() {
             .ok()
     });
     let check = Arc::new(|_c: usize, status: u16, _b: &Bytes| status == 200);
-    phase("sandbox settle", clients, requests, max, &client, make, check).await.print();
+    phase(
+        "sandbox settle",
+        clients,
+        requests,
+        max,
+        &client,
+        make,
+        check,
+    )
+    .await
+    .print();
 
     let (b, t) = (base.clone(), tokens.clone());
     let body = Bytes::from_static(br#"{"device_id":"loadgen-device"}"#);
@@ -200,7 +247,9 @@ async fn main() {
             .ok()
     });
     let check = Arc::new(|_c: usize, status: u16, _b: &Bytes| status == 201);
-    phase("token issue", clients, requests, max, &client, make, check).await.print();
+    phase("token issue", clients, requests, max, &client, make, check)
+        .await
+        .print();
 
     match peak_rss_kib(pid) {
         Some(kib) => println!("server peak RSS: {:.1} MiB", kib as f64 / 1024.0),
