@@ -3,7 +3,11 @@
 //! job. The sweeper and the verifier use [`Provider::query`] and [`Provider::close`], so they
 //! work for every provider that implements them.
 
+pub mod alipay;
+pub mod common;
+pub mod huya;
 pub mod sandbox;
+pub mod wechat;
 
 use crate::domain::{Money, Order, OrderId};
 use async_trait::async_trait;
