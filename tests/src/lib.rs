@@ -2,6 +2,8 @@
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
 pub mod conformance;
+pub mod fake;
+pub mod wechat;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -54,6 +56,12 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
         vars.insert(k.to_string(), v.to_string());
     }
     Config::from_lookup(Profile::Local, |k| vars.get(k).cloned()).expect("test config")
+}
+
+/// An app with extra configuration (provider variables) on top of [`test_config`].
+pub fn app_with(store: Arc<dyn Store>, clock: ManualClock, extra: &[(&str, String)]) -> Arc<App> {
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Arc::new(App::new(test_config(&extra), store, Arc::new(clock)).expect("test app"))
 }
 
 pub fn test_app(store: Arc<dyn Store>, clock: ManualClock) -> Arc<App> {
