@@ -6,7 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
 use crate::providers::outbound::HttpClient;
-use crate::providers::{sandbox, wechat, Providers};
+use crate::providers::{alipay, sandbox, wechat, Providers};
 use crate::store::{DynamoStore, MemoryStore, Store};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -110,6 +110,12 @@ fn build_providers(
                 config.sandbox_secret.clone(),
                 config.public_base_url.clone(),
             ))),
+            alipay::NAME => providers.insert(Arc::new(alipay::Alipay::from_vars(
+                vars,
+                catalog,
+                http_client()?,
+                clock.clone(),
+            )?)),
             wechat::NAME => providers.insert(Arc::new(wechat::WechatPay::from_vars(
                 vars,
                 catalog,

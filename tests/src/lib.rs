@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod fake;
+pub mod alipay;
 pub mod wechat;
 
 use bytes::Bytes;

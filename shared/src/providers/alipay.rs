@@ -810,6 +810,327 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+// ----------------------------------------------------------------------
+// The provider: configuration, HTTP and the mapping to Tollgate's events
+// ----------------------------------------------------------------------
+
+use super::outbound::HttpClient;
+use super::{
+    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent,
+    QueryResult,
+};
+use crate::clock::Clock;
+use crate::config::{ConfigError as EnvError, ProviderVars};
+use crate::domain::{Catalog, Currency, Money, Order, OrderId};
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::Full;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const NAME: &str = "alipay";
+
+/// Alipay as a [`Provider`]. Paying needs no call to Alipay: the client gets a signed
+/// `alipay.trade.app.pay` order string (channel `app`, the default) or a signed gateway URL
+/// (`page` for desktop, `wap` for mobile browsers).
+pub struct Alipay {
+    cfg: AlipayConfig,
+    notify_url: String,
+    return_url: Option<String>,
+    titles: BTreeMap<String, String>,
+    http: HttpClient,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Alipay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Alipay")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Alipay {
+    /// Reads the `ALIPAY_*` variables; a bad one stops start-up, named.
+    pub fn from_vars(
+        vars: &ProviderVars,
+        catalog: &Catalog,
+        http: HttpClient,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EnvError> {
+        let named = |name: &'static str| move |e: ConfigError| crate::config::err(name, e.0);
+        let app_id = vars.require("ALIPAY_APP_ID")?;
+        if !app_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(crate::config::err("ALIPAY_APP_ID", "must be digits"));
+        }
+        let seller_id = vars.get("ALIPAY_SELLER_ID");
+        if seller_id.is_some_and(|s| !s.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(crate::config::err("ALIPAY_SELLER_ID", "must be digits (2088…)"));
+        }
+        let private_key = vars.require("ALIPAY_APP_PRIVATE_KEY")?;
+        RsaPrivateKey::from_pem_or_base64(private_key).map_err(named("ALIPAY_APP_PRIVATE_KEY"))?;
+        let public_key = vars.require("ALIPAY_PUBLIC_KEY")?;
+        RsaPublicKey::from_pem_or_base64(public_key).map_err(named("ALIPAY_PUBLIC_KEY"))?;
+        let gateway = super::outbound::base_url(vars, "ALIPAY_GATEWAY_URL", GATEWAY_PROD)?;
+        let cfg = AlipayConfig::new(app_id, seller_id, private_key, public_key)
+            .map_err(named("ALIPAY_APP_ID"))?
+            .with_gateway(&gateway);
+        let url = |name: &'static str| -> Result<Option<String>, EnvError> {
+            match vars.get(name) {
+                None => Ok(None),
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                    Ok(Some(u.to_owned()))
+                }
+                Some(_) => Err(crate::config::err(name, "must be an http(s) URL")),
+            }
+        };
+        let notify_url = url("ALIPAY_NOTIFY_URL")?
+            .ok_or_else(|| crate::config::err("ALIPAY_NOTIFY_URL", "required by an enabled provider"))?;
+        Ok(Alipay {
+            cfg,
+            notify_url,
+            return_url: url("ALIPAY_RETURN_URL")?,
+            titles: catalog
+                .products()
+                .iter()
+                .map(|p| (p.id.clone(), p.title.clone()))
+                .collect(),
+            http,
+            clock,
+        })
+    }
+
+    async fn gateway(&self, req: GatewayRequest) -> Result<Bytes, ProviderError> {
+        let http_req = http::Request::builder()
+            .method("POST")
+            .uri(&req.url)
+            .header(
+                header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded;charset=utf-8",
+            )
+            .header(header::USER_AGENT, "tollgate")
+            .body(Full::new(Bytes::from(req.form_body)))
+            .map_err(|e| ProviderError::Refused(format!("building request: {e}")))?;
+        let reply = self.http.send(http_req).await?;
+        if reply.status.is_success() {
+            Ok(reply.body)
+        } else if reply.status.is_client_error() && reply.status != StatusCode::TOO_MANY_REQUESTS
+        {
+            Err(ProviderError::Refused(format!("HTTP {}", reply.status.as_u16())))
+        } else {
+            Err(ProviderError::Unavailable(format!("HTTP {}", reply.status.as_u16())))
+        }
+    }
+}
+
+fn rejection(e: VerifyError) -> CallbackRejection {
+    let (code, status) = match &e {
+        VerifyError::BadSignature | VerifyError::UnknownKey(_) => {
+            ("bad_signature", StatusCode::UNAUTHORIZED)
+        }
+        VerifyError::StaleTimestamp => ("stale_timestamp", StatusCode::UNAUTHORIZED),
+        VerifyError::WrongApp => ("wrong_app", StatusCode::FORBIDDEN),
+        VerifyError::WrongMerchant => ("wrong_seller", StatusCode::FORBIDDEN),
+        VerifyError::Malformed(_) => ("malformed", StatusCode::BAD_REQUEST),
+        VerifyError::Unsupported(_) => ("unsupported", StatusCode::BAD_REQUEST),
+    };
+    CallbackRejection {
+        code,
+        reason: e.to_string(),
+        status,
+    }
+}
+
+/// Gateway-level "service unavailable" (code 20000) is worth retrying; other codes are not.
+fn gateway_error(code: &str, sub_code: Option<&str>) -> ProviderError {
+    let detail = format!("code {code} {}", sub_code.unwrap_or(""));
+    if code == "20000" || sub_code.is_some_and(|s| s.ends_with("SYSTEM_ERROR")) {
+        ProviderError::Unavailable(detail)
+    } else {
+        ProviderError::Refused(detail)
+    }
+}
+
+fn content_type_charset(req: &CallbackRequest) -> Option<&str> {
+    req.header("content-type")?
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+#[async_trait::async_trait]
+impl Provider for Alipay {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check_request(&self, channel: Option<&str>, _payer: &Payer) -> Result<(), String> {
+        match channel.unwrap_or("app") {
+            "app" | "page" | "wap" => Ok(()),
+            other => Err(format!(
+                "channel {other:?} is not one of app, page, wap for alipay"
+            )),
+        }
+    }
+
+    async fn payment_params(
+        &self,
+        order: &Order,
+        _payer: &Payer,
+    ) -> Result<serde_json::Value, ProviderError> {
+        if order.amount.currency != Currency::CNY {
+            return Err(ProviderError::Refused("Alipay charges CNY here".into()));
+        }
+        let req = OrderRequest {
+            out_trade_no: order.order_id.to_string(),
+            subject: self
+                .titles
+                .get(&order.product_id)
+                .unwrap_or(&order.product_id)
+                .chars()
+                .take(256)
+                .collect(),
+            amount_fen: order.amount.amount,
+            // The buyer can pay exactly as long as our order waits for the money.
+            expiry: Some(Expiry::At(order.expires_at)),
+        };
+        let now = self.clock.now();
+        let refused = |e: BuildError| ProviderError::Refused(e.to_string());
+        let ret = self.return_url.as_deref();
+        Ok(match order.channel.as_deref().unwrap_or("app") {
+            "page" => json!({ "pay_url": self.cfg.page_pay_url(&req, &self.notify_url, ret, now).map_err(refused)? }),
+            "wap" => json!({ "pay_url": self.cfg.wap_pay_url(&req, &self.notify_url, ret, now).map_err(refused)? }),
+            _ => json!({ "order_string": self.cfg.app_pay_order_string(&req, &self.notify_url, now).map_err(refused)? }),
+        })
+    }
+
+    fn verify_callback(
+        &self,
+        req: &CallbackRequest,
+        _now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
+        let n = self
+            .cfg
+            .verify_notify(&req.body, content_type_charset(req))
+            .map_err(rejection)?;
+        let order_id = OrderId::parse(&n.out_trade_no)
+            .map_err(|_| rejection(VerifyError::Malformed("out_trade_no is not ours".into())))?;
+        let amount = Money::new(n.amount_minor, Currency::CNY)
+            .map_err(|_| rejection(VerifyError::Malformed("total_amount".into())))?;
+        match n.kind {
+            NotificationKind::Paid => Ok(Some(ProviderEvent::Paid {
+                order_id,
+                provider_txn_id: n.provider_txn_id,
+                amount,
+                paid_at: n.occurred_at,
+            })),
+            NotificationKind::Closed => {
+                // TRADE_CLOSED means "closed unpaid" or "fully refunded"; only the latter
+                // carries a refund_fee equal to the total.
+                let refunded = n.raw["refund_fee"]
+                    .as_str()
+                    .and_then(parse_yuan_to_fen)
+                    .is_some_and(|r| r == n.amount_minor);
+                if refunded {
+                    Ok(Some(ProviderEvent::Refunded {
+                        order_id,
+                        provider_txn_id: n.provider_txn_id,
+                        amount,
+                    }))
+                } else {
+                    tracing::info!(order_id = %order_id, "Alipay trade closed unpaid: acknowledged");
+                    Ok(None)
+                }
+            }
+            // WAIT_BUYER_PAY: genuine, nothing happened yet.
+            NotificationKind::Pending | NotificationKind::Refunded => Ok(None),
+        }
+    }
+
+    fn acknowledge(&self) -> Response<Bytes> {
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Bytes::from_static(NOTIFY_SUCCESS_BODY.as_bytes()))
+            .unwrap_or_default()
+    }
+
+    fn refuse(&self, status: StatusCode, _reason: &str) -> Response<Bytes> {
+        // Alipay reads only the body: anything but `success` is retried later.
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Bytes::from_static(NOTIFY_FAILURE_BODY.as_bytes()))
+            .unwrap_or_default()
+    }
+
+    async fn query(&self, order: &Order) -> Result<QueryResult, ProviderError> {
+        let req = self
+            .cfg
+            .query_request(order.order_id.as_str(), self.clock.now())
+            .map_err(|e| ProviderError::Refused(e.to_string()))?;
+        let body = self.gateway(req).await?;
+        let outcome = self
+            .cfg
+            .parse_query_response(&body)
+            .map_err(|e| ProviderError::Unavailable(format!("query answer: {e}")))?;
+        Ok(match outcome {
+            QueryOutcome::NotExist => QueryResult::NotPaid,
+            QueryOutcome::Error { code, sub_code, .. } => {
+                return Err(gateway_error(&code, sub_code.as_deref()))
+            }
+            QueryOutcome::Found {
+                status,
+                out_trade_no,
+                trade_no,
+                total_amount_fen,
+                paid_at,
+                ..
+            } => {
+                if out_trade_no != order.order_id.as_str() {
+                    return Err(ProviderError::Unavailable(
+                        "query answer names another order".into(),
+                    ));
+                }
+                match status {
+                    TradeStatus::WaitBuyerPay => QueryResult::NotPaid,
+                    TradeStatus::TradeClosed => QueryResult::Closed,
+                    TradeStatus::TradeSuccess | TradeStatus::TradeFinished => {
+                        QueryResult::Paid(ProviderEvent::Paid {
+                            order_id: order.order_id.clone(),
+                            provider_txn_id: trade_no,
+                            amount: Money::new(total_amount_fen, Currency::CNY).map_err(
+                                |_| ProviderError::Unavailable("query answer amount".into()),
+                            )?,
+                            paid_at,
+                        })
+                    }
+                }
+            }
+        })
+    }
+
+    async fn close(&self, order: &Order) -> Result<(), ProviderError> {
+        let req = self
+            .cfg
+            .close_request(order.order_id.as_str(), self.clock.now())
+            .map_err(|e| ProviderError::Refused(e.to_string()))?;
+        let body = self.gateway(req).await?;
+        match self
+            .cfg
+            .parse_close_response(&body)
+            .map_err(|e| ProviderError::Unavailable(format!("close answer: {e}")))?
+        {
+            // Never opened by a buyer: nothing exists at Alipay that could be paid.
+            CloseOutcome::Closed | CloseOutcome::NotExist => Ok(()),
+            CloseOutcome::Error { code, sub_code, .. } => {
+                Err(gateway_error(&code, sub_code.as_deref()))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
