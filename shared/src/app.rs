@@ -6,7 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
 use crate::providers::outbound::HttpClient;
-use crate::providers::{alipay, sandbox, wechat, Providers};
+use crate::providers::{alipay, huya, sandbox, wechat, Providers};
 use crate::store::{DynamoStore, MemoryStore, Store};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -116,6 +116,7 @@ fn build_providers(
                 http_client()?,
                 clock.clone(),
             )?)),
+            huya::NAME => providers.insert(Arc::new(huya::Huya::from_vars(vars, catalog)?)),
             wechat::NAME => providers.insert(Arc::new(wechat::WechatPay::from_vars(
                 vars,
                 catalog,

@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod fake;
+pub mod huya;
 pub mod alipay;
 pub mod wechat;
 
@@ -27,13 +28,15 @@ pub fn catalog_json() -> String {
         "products": [
             { "id": "pass", "title": "Channel pass", "kind": "pass", "grants": ["channel:main"],
               "plans": [ { "id": "7d", "days": 7, "price": { "amount": 900, "currency": "CNY" } },
-                         { "id": "30d", "days": 30, "price": { "amount": 3000, "currency": "CNY" } } ] },
+                         { "id": "30d", "days": 30, "price": { "amount": 3000, "currency": "CNY" } } ],
+              "store_ids": { "huya": { "goods_uuid": "hy-pass", "levels": { "1": "7d", "2": "30d" } } } },
             { "id": "concert", "title": "Concert", "kind": "event", "grants": ["stream:concert"],
               "price": { "amount": 1800, "currency": "CNY" },
               "window": { "starts_at": rfc3339(T0 + DAY), "ends_at": rfc3339(T0 + DAY + 3 * 3600),
                           "replay_until": rfc3339(T0 + 7 * DAY) } },
             { "id": "coins-100", "title": "100 coins", "kind": "credits", "credits": 100,
-              "price": { "amount": 600, "currency": "CNY" } },
+              "price": { "amount": 600, "currency": "CNY" },
+              "store_ids": { "huya": { "goods_uuid": "hy-coins" } } },
             { "id": "vip", "title": "VIP", "kind": "subscription", "grants": ["channel:vip"],
               "store_ids": { "apple": "com.example.vip" } }
         ],

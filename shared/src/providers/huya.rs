@@ -304,6 +304,232 @@ pub fn callback_failure_response(status: u16, msg: &str) -> (u16, String) {
     )
 }
 
+// ----------------------------------------------------------------------
+// The provider: configuration, catalog mapping and Tollgate's events
+// ----------------------------------------------------------------------
+
+use super::{
+    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent,
+    QueryResult, Sale,
+};
+use crate::config::{ConfigError as EnvError, ProviderVars};
+use crate::domain::{Catalog, Money, Order, OrderId};
+use bytes::Bytes;
+use http::{header, Method, Response, StatusCode};
+use sha2::Sha256;
+
+pub const NAME: &str = "huya";
+
+/// What one Huya `goodsUuid` sells: `expenseLevel` → (plan, price).
+#[derive(Debug, Clone)]
+struct Goods {
+    product_id: String,
+    /// Empty for a product without plans: any level buys the product itself.
+    levels: BTreeMap<String, (Option<String>, Money)>,
+    product_price: Option<Money>,
+}
+
+/// Huya's mini-program purchases as a [`Provider`]. Huya sells through its own panel, so
+/// there is nothing to prepare, query or close: the callback itself is the sale.
+pub struct Huya {
+    cfg: HuyaConfig,
+    goods: BTreeMap<String, Goods>,
+}
+
+impl fmt::Debug for Huya {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Huya")
+            .field("cfg", &self.cfg)
+            .field("goods", &self.goods.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Huya {
+    /// Reads the `HUYA_*` variables; a bad one stops start-up, named.
+    pub fn from_vars(vars: &ProviderVars, catalog: &Catalog) -> Result<Self, EnvError> {
+        let app_id = vars.require("HUYA_APP_ID")?;
+        let secret = vars.require("HUYA_EXT_SECRET")?;
+        let uuids: Vec<&str> = vars
+            .require("HUYA_EXT_UUID")?
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let mut cfg = HuyaConfig::new(app_id, secret, &uuids)
+            .map_err(|e| crate::config::err("HUYA_EXT_UUID", e.0))?;
+        if let Some(v) = vars.get("HUYA_MAX_SKEW_SECONDS") {
+            cfg.max_skew_secs = v
+                .parse()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .ok_or_else(|| {
+                    crate::config::err("HUYA_MAX_SKEW_SECONDS", "must be an integer in 1..=86400")
+                })?;
+        }
+        let mut goods = BTreeMap::new();
+        for p in catalog.products() {
+            let Some(h) = &p.store_ids.huya else { continue };
+            let mut levels = BTreeMap::new();
+            for (level, plan_id) in &h.levels {
+                if let Some(plan) = p.plans.iter().find(|pl| &pl.id == plan_id) {
+                    levels.insert(level.clone(), (Some(plan.id.clone()), plan.price));
+                }
+            }
+            goods.insert(
+                h.goods_uuid.clone(),
+                Goods {
+                    product_id: p.id.clone(),
+                    levels,
+                    product_price: p.price.filter(|_| p.plans.is_empty()),
+                },
+            );
+        }
+        Ok(Huya { cfg, goods })
+    }
+
+    fn sale(&self, p: HuyaPurchase) -> Result<Sale, CallbackRejection> {
+        let unknown = |what: String| CallbackRejection {
+            code: "unknown_goods",
+            reason: what,
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let goods = self
+            .goods
+            .get(&p.goods_uuid)
+            .ok_or_else(|| unknown(format!("goodsUuid {:?} is not in the catalog", clip(&p.goods_uuid))))?;
+        let (plan_id, amount) = match (goods.levels.get(&p.expense_level), goods.product_price) {
+            (Some((plan, price)), _) => (plan.clone(), *price),
+            (None, Some(price)) if goods.levels.is_empty() => (None, price),
+            _ => {
+                return Err(unknown(format!(
+                    "expenseLevel {:?} of goodsUuid {:?} is not in the catalog",
+                    clip(&p.expense_level),
+                    clip(&p.goods_uuid)
+                )))
+            }
+        };
+        let id_ok = |s: &str| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
+        };
+        if !id_ok(&p.order_id) || !id_ok(&p.profile_id) {
+            return Err(rejection(VerifyError::Malformed(
+                "orderId and profileId must be 1-64 printable characters without '#'".into(),
+            )));
+        }
+        Ok(Sale {
+            order_id: order_id_for(&p.order_id, p.order_time),
+            user_id: format!("huya:{}", p.profile_id),
+            product_id: goods.product_id.clone(),
+            plan_id,
+            provider_txn_id: p.order_id,
+            amount,
+            paid_at: p.order_time,
+        })
+    }
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Our order id for a Huya order: a ULID stamped with the order time whose random part is a
+/// hash of Huya's orderId, so every retry of the callback names the same order.
+pub fn order_id_for(huya_order_id: &str, order_time: i64) -> OrderId {
+    use sha2::Digest;
+    let h = Sha256::digest(format!("huya#{huya_order_id}").as_bytes());
+    let mut r = [0u8; 10];
+    r.copy_from_slice(&h[..10]);
+    OrderId::from_parts((order_time.max(0) as u64).saturating_mul(1000), r)
+}
+
+fn rejection(e: VerifyError) -> CallbackRejection {
+    let (code, status) = match &e {
+        VerifyError::BadSignature | VerifyError::UnknownKey(_) => {
+            ("bad_signature", StatusCode::UNAUTHORIZED)
+        }
+        VerifyError::StaleTimestamp => ("stale_timestamp", StatusCode::UNAUTHORIZED),
+        VerifyError::WrongApp | VerifyError::WrongMerchant => {
+            ("unknown_ext", StatusCode::FORBIDDEN)
+        }
+        VerifyError::Malformed(_) | VerifyError::Unsupported(_) => {
+            ("malformed", StatusCode::BAD_REQUEST)
+        }
+    };
+    CallbackRejection {
+        code,
+        reason: e.to_string(),
+        status,
+    }
+}
+
+fn json_answer(status: u16, body: String) -> Response<Bytes> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(body))
+        .unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl Provider for Huya {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn accepts_get_callbacks(&self) -> bool {
+        true
+    }
+
+    fn check_request(&self, _channel: Option<&str>, _payer: &Payer) -> Result<(), String> {
+        Err("Huya sells through its own panel: its callback creates the order".into())
+    }
+
+    async fn payment_params(
+        &self,
+        _order: &Order,
+        _payer: &Payer,
+    ) -> Result<serde_json::Value, ProviderError> {
+        Err(ProviderError::Refused(
+            "Huya sells through its own panel".into(),
+        ))
+    }
+
+    fn verify_callback(
+        &self,
+        req: &CallbackRequest,
+        now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
+        let auth = req.header("authorization").unwrap_or("");
+        let purchase = if req.method == Method::GET {
+            self.cfg
+                .verify_get(auth, req.query.as_deref().unwrap_or(""), now)
+        } else {
+            self.cfg.verify_post(auth, &req.body, now)
+        }
+        .map_err(rejection)?;
+        Ok(Some(ProviderEvent::Sold(self.sale(purchase)?)))
+    }
+
+    fn acknowledge(&self) -> Response<Bytes> {
+        let (status, body) = callback_success_response();
+        json_answer(status, body)
+    }
+
+    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
+        let (status, body) = callback_failure_response(status.as_u16(), reason);
+        json_answer(status, body)
+    }
+
+    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
+        Ok(QueryResult::Unsupported)
+    }
+
+    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
