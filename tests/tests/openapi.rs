@@ -35,6 +35,7 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/orders/{id}"),
     ("POST", "/orders/{id}/cancel"),
     ("POST", "/callbacks/{provider}"),
+    ("GET", "/callbacks/huya"),
     ("GET", "/entitlements"),
     ("GET", "/entitlements/{product_id}"),
     ("POST", "/sandbox/orders/{id}/pay"),
