@@ -93,12 +93,14 @@ fn build_providers(
         }
         let secs = match vars.get("PROVIDER_HTTP_TIMEOUT_SECONDS") {
             None => crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
-            Some(v) => v.parse().ok().filter(|n| (1..=25).contains(n)).ok_or_else(|| {
-                ConfigError {
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=25).contains(n))
+                .ok_or_else(|| ConfigError {
                     name: "PROVIDER_HTTP_TIMEOUT_SECONDS",
                     problem: "must be an integer in 1..=25".into(),
-                }
-            })?,
+                })?,
         };
         let c = HttpClient::new(Duration::from_secs(secs)).map_err(StartupError::Other)?;
         http = Some(c.clone());

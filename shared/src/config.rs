@@ -106,7 +106,8 @@ impl ProviderVars {
 
     /// Like [`get`](Self::get), but absence is a start-up error naming the variable.
     pub fn require(&self, name: &'static str) -> Result<&str, ConfigError> {
-        self.get(name).ok_or_else(|| err(name, "required by an enabled provider"))
+        self.get(name)
+            .ok_or_else(|| err(name, "required by an enabled provider"))
     }
 }
 

@@ -137,7 +137,10 @@ pub fn fields(order_id: &str, status: &str, total: &str) -> BTreeMap<String, Str
         ("invoice_amount", total),
         ("version", "1.0"),
         ("notify_id", "2027011500222160031346880000000001"),
-        ("fund_bill_list", r#"[{"amount":"9.00","fundChannel":"ALIPAYACCOUNT"}]"#),
+        (
+            "fund_bill_list",
+            r#"[{"amount":"9.00","fundChannel":"ALIPAYACCOUNT"}]"#,
+        ),
         ("notify_type", "trade_status_sync"),
         ("out_trade_no", order_id),
         ("total_amount", total),

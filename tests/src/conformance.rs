@@ -569,7 +569,12 @@ pub async fn settle_new_order_once(store: &dyn Store) {
         }
     );
     assert!(store.get_order(&other.order_id).await.unwrap().is_none());
-    assert!(store.user_items("sale-user-2").await.unwrap().grants.is_empty());
+    assert!(store
+        .user_items("sale-user-2")
+        .await
+        .unwrap()
+        .grants
+        .is_empty());
     // An existing order id with a new transaction: refused as changed, nothing written.
     let (mut clash, _) = sold(72, "sale-user", "HY-72", 2_000);
     clash.order_id = o.order_id.clone();
@@ -594,9 +599,9 @@ pub async fn settle_new_order_exactly_once_concurrently(store: Arc<dyn Store>) {
     for _ in 0..64 {
         let store = store.clone();
         let (o, st) = (o.clone(), st.clone());
-        tasks.push(tokio::spawn(
-            async move { store.settle_new_order(&o, &st).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.settle_new_order(&o, &st).await
+        }));
     }
     let mut settled = 0;
     for t in tasks {
@@ -609,7 +614,12 @@ pub async fn settle_new_order_exactly_once_concurrently(store: Arc<dyn Store>) {
     }
     assert_eq!(settled, 1, "exactly one sale is recorded");
     assert_eq!(
-        store.user_items("sale-race-user").await.unwrap().grants.len(),
+        store
+            .user_items("sale-race-user")
+            .await
+            .unwrap()
+            .grants
+            .len(),
         2
     );
 }

@@ -59,7 +59,11 @@ impl FakeServer {
                     let log = log.clone();
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let s = Seen {
                             method: parts.method.to_string(),
                             target: parts

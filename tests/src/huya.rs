@@ -27,7 +27,13 @@ pub fn authorization(secret: &str, timestamp: &str, data: &[u8]) -> String {
 }
 
 /// The seven callback fields, every value a string, in Huya's documented order.
-pub fn fields(order_id: &str, profile: &str, goods: &str, level: &str, ts: i64) -> Vec<(&'static str, String)> {
+pub fn fields(
+    order_id: &str,
+    profile: &str,
+    goods: &str,
+    level: &str,
+    ts: i64,
+) -> Vec<(&'static str, String)> {
     vec![
         ("goodsUuid", goods.into()),
         // 2027-01-15 16:00:00 in China = T0.

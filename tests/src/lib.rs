@@ -1,10 +1,10 @@
 //! Shared support for the end-to-end suites: a test catalog and app, the local server on a
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
+pub mod alipay;
 pub mod conformance;
 pub mod fake;
 pub mod huya;
-pub mod alipay;
 pub mod wechat;
 
 use bytes::Bytes;

@@ -88,7 +88,12 @@ pub fn authorization_ok(s: &Seen) -> bool {
 }
 
 /// Headers that sign `body` as WeChat Pay's platform key `PUB_KEY_ID` at `ts`.
-pub fn signed_headers(body: &[u8], ts: i64, signer: &RsaPrivateKey, serial: &str) -> Vec<(String, String)> {
+pub fn signed_headers(
+    body: &[u8],
+    ts: i64,
+    signer: &RsaPrivateKey,
+    serial: &str,
+) -> Vec<(String, String)> {
     let nonce = "5K8264ILTKCH16CQ2502SI8ZNMTM67VS";
     let mut m = format!("{ts}\n{nonce}\n").into_bytes();
     m.extend_from_slice(body);
@@ -123,24 +128,46 @@ impl FakeWechat {
         let st = state.clone();
         let server = FakeServer::start(Arc::new(move |s: &Seen| {
             if !authorization_ok(s) {
-                return json_answer(401, &json!({"code": "SIGN_ERROR", "message": "bad signature"}), now);
+                return json_answer(
+                    401,
+                    &json!({"code": "SIGN_ERROR", "message": "bad signature"}),
+                    now,
+                );
             }
             let path = s.target.split('?').next().unwrap_or("");
-            if s.method == "POST" && path.starts_with("/v3/pay/transactions/") && !path.contains("out-trade-no") {
+            if s.method == "POST"
+                && path.starts_with("/v3/pay/transactions/")
+                && !path.contains("out-trade-no")
+            {
                 let body: Value = serde_json::from_slice(&s.body).unwrap_or_default();
                 let id = body["out_trade_no"].as_str().unwrap_or("").to_owned();
                 return match path {
-                    "/v3/pay/transactions/native" => json_answer(200, &json!({"code_url": format!("weixin://wxpay/bizpayurl?pr={id}")}), now),
+                    "/v3/pay/transactions/native" => json_answer(
+                        200,
+                        &json!({"code_url": format!("weixin://wxpay/bizpayurl?pr={id}")}),
+                        now,
+                    ),
                     _ => json_answer(200, &json!({"prepay_id": format!("wx{id}")}), now),
                 };
             }
             if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
                 if let Some(id) = rest.strip_suffix("/close") {
-                    st.lock().unwrap().trades.insert(id.to_owned(), json!({"trade_state": "CLOSED"}));
-                    return Answer { status: 204, headers: vec![], body: vec![] };
+                    st.lock()
+                        .unwrap()
+                        .trades
+                        .insert(id.to_owned(), json!({"trade_state": "CLOSED"}));
+                    return Answer {
+                        status: 204,
+                        headers: vec![],
+                        body: vec![],
+                    };
                 }
                 return match st.lock().unwrap().trades.get(rest) {
-                    None => json_answer(404, &json!({"code": "ORDER_NOT_EXIST", "message": "order does not exist"}), now),
+                    None => json_answer(
+                        404,
+                        &json!({"code": "ORDER_NOT_EXIST", "message": "order does not exist"}),
+                        now,
+                    ),
                     Some(t) => {
                         let mut t = t.clone();
                         t["mchid"] = json!(MCH_ID);
@@ -150,7 +177,11 @@ impl FakeWechat {
                     }
                 };
             }
-            json_answer(404, &json!({"code": "NOT_FOUND", "message": "no such API"}), now)
+            json_answer(
+                404,
+                &json!({"code": "NOT_FOUND", "message": "no such API"}),
+                now,
+            )
         }))
         .await;
         FakeWechat { server, state }

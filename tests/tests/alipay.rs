@@ -30,7 +30,10 @@ async fn notify_raw(s: &TestServer, body: String) -> Reply {
     s.request(
         "POST",
         "/callbacks/alipay",
-        &[("content-type", "application/x-www-form-urlencoded; charset=utf-8")],
+        &[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )],
         body,
     )
     .await
@@ -46,7 +49,10 @@ async fn grants(s: &TestServer, user: &str) -> Vec<Value> {
 }
 
 async fn order_state(s: &TestServer, user: &str, id: &str) -> String {
-    let o = s.call(user, "GET", &format!("/orders/{id}"), None).await.json();
+    let o = s
+        .call(user, "GET", &format!("/orders/{id}"), None)
+        .await
+        .json();
     o["state"].as_str().unwrap_or("").to_owned()
 }
 
@@ -79,7 +85,10 @@ async fn order_string_and_pay_urls_are_signed_with_the_order_expiry() {
     assert!(ali::request_sign_ok(order_string), "RSA2 with the app key");
     let p = params(order_string);
     assert_eq!(p["method"], "alipay.trade.app.pay");
-    assert_eq!(p["notify_url"], "https://tollgate.example.com/callbacks/alipay");
+    assert_eq!(
+        p["notify_url"],
+        "https://tollgate.example.com/callbacks/alipay"
+    );
     let biz: Value = serde_json::from_str(&p["biz_content"]).unwrap();
     assert_eq!(biz["out_trade_no"], o["order_id"]);
     assert_eq!(biz["total_amount"], "9.00");
@@ -87,7 +96,10 @@ async fn order_string_and_pay_urls_are_signed_with_the_order_expiry() {
     // expires_at = T0 + 900 = 2027-01-15T08:15:00Z = 16:15:00 in China.
     assert_eq!(biz["time_expire"], "2027-01-15 16:15:00");
 
-    for (channel, method) in [("page", "alipay.trade.page.pay"), ("wap", "alipay.trade.wap.pay")] {
+    for (channel, method) in [
+        ("page", "alipay.trade.page.pay"),
+        ("wap", "alipay.trade.wap.pay"),
+    ] {
         let o = create(
             &s,
             "wang",
@@ -102,10 +114,18 @@ async fn order_string_and_pay_urls_are_signed_with_the_order_expiry() {
         let biz: Value = serde_json::from_str(&params(query)["biz_content"]).unwrap();
         assert_eq!(biz["total_amount"], "6.00");
     }
-    s.call("wang", "POST", "/orders", Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "alipay", "channel": "qr"})))
-        .await
-        .assert_problem(400);
-    assert!(fake.server.seen().is_empty(), "paying needs no call to Alipay");
+    s.call(
+        "wang",
+        "POST",
+        "/orders",
+        Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "alipay", "channel": "qr"})),
+    )
+    .await
+    .assert_problem(400);
+    assert!(
+        fake.server.seen().is_empty(),
+        "paying needs no call to Alipay"
+    );
 }
 
 #[tokio::test]
@@ -151,10 +171,13 @@ async fn every_rejection_answers_failure_and_changes_nothing() {
     let id = o["order_id"].as_str().unwrap();
     let good = ali::fields(id, "TRADE_SUCCESS", "9.00");
     // Signed by a key that is not Alipay's.
-    let forger = RsaPrivateKey::from_pem_or_base64(&tollgate_tests::wechat::key("alipay_app_key.pem")).unwrap();
+    let forger =
+        RsaPrivateKey::from_pem_or_base64(&tollgate_tests::wechat::key("alipay_app_key.pem"))
+            .unwrap();
     assert_failure(&notify_raw(&s, ali::notification(&good, &forger)).await);
     // A field changed after signing.
-    let body = ali::notification(&good, &ali::alipay_signer()).replace("total_amount=9.00", "total_amount=0.01");
+    let body = ali::notification(&good, &ali::alipay_signer())
+        .replace("total_amount=9.00", "total_amount=0.01");
     assert_failure(&notify_raw(&s, body).await);
     // Wrong app, wrong seller (signed correctly: a genuine notification of someone else's).
     let mut f = good.clone();
@@ -166,7 +189,13 @@ async fn every_rejection_answers_failure_and_changes_nothing() {
     // Amount mismatch, inexact amount, unknown order, malformed body.
     assert_failure(&notify(&s, &ali::fields(id, "TRADE_SUCCESS", "9.01")).await);
     assert_failure(&notify(&s, &ali::fields(id, "TRADE_SUCCESS", "9.001")).await);
-    assert_failure(&notify(&s, &ali::fields("01KQ000000000000000000000Z", "TRADE_SUCCESS", "9.00")).await);
+    assert_failure(
+        &notify(
+            &s,
+            &ali::fields("01KQ000000000000000000000Z", "TRADE_SUCCESS", "9.00"),
+        )
+        .await,
+    );
     assert_failure(&notify_raw(&s, "%%%garbage".into()).await);
     assert_failure(&notify_raw(&s, String::new()).await);
     let mut f = good.clone();
@@ -192,7 +221,11 @@ async fn query_and_close_reach_the_gateway_signed() {
     let id = tollgate::domain::OrderId::parse(o["order_id"].as_str().unwrap()).unwrap();
     let order = s.app.store.get_order(&id).await.unwrap().unwrap();
     let p = s.app.providers.get("alipay").unwrap().clone();
-    assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid, "ACQ.TRADE_NOT_EXIST");
+    assert_eq!(
+        p.query(&order).await.unwrap(),
+        QueryResult::NotPaid,
+        "ACQ.TRADE_NOT_EXIST"
+    );
     p.close(&order).await.unwrap();
     fake.state.lock().unwrap().trades.insert(
         id.to_string(),
@@ -205,7 +238,12 @@ async fn query_and_close_reach_the_gateway_signed() {
                "send_pay_date": "2027-01-15 16:01:00"}),
     );
     match p.query(&order).await.unwrap() {
-        QueryResult::Paid(tollgate::providers::ProviderEvent::Paid { provider_txn_id, amount, paid_at, .. }) => {
+        QueryResult::Paid(tollgate::providers::ProviderEvent::Paid {
+            provider_txn_id,
+            amount,
+            paid_at,
+            ..
+        }) => {
             assert_eq!(provider_txn_id, "2027011522001");
             assert_eq!(amount.amount, 900);
             assert_eq!(paid_at, Some(T0 + 60));
@@ -215,10 +253,27 @@ async fn query_and_close_reach_the_gateway_signed() {
     p.close(&order).await.unwrap();
     assert_eq!(p.query(&order).await.unwrap(), QueryResult::Closed);
     let seen = fake.server.seen();
-    assert!(seen.iter().all(|r| r.target == "/gateway.do" && r.method == "POST"));
-    assert!(seen.iter().all(|r| ali::request_sign_ok(&String::from_utf8_lossy(&r.body))));
-    let methods: Vec<String> = seen.iter().map(|r| ali::form(r)["method"].clone()).collect();
-    assert_eq!(methods, ["alipay.trade.query", "alipay.trade.close", "alipay.trade.query", "alipay.trade.query", "alipay.trade.close", "alipay.trade.query"]);
+    assert!(seen
+        .iter()
+        .all(|r| r.target == "/gateway.do" && r.method == "POST"));
+    assert!(seen
+        .iter()
+        .all(|r| ali::request_sign_ok(&String::from_utf8_lossy(&r.body))));
+    let methods: Vec<String> = seen
+        .iter()
+        .map(|r| ali::form(r)["method"].clone())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            "alipay.trade.query",
+            "alipay.trade.close",
+            "alipay.trade.query",
+            "alipay.trade.query",
+            "alipay.trade.close",
+            "alipay.trade.query"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -233,11 +288,19 @@ async fn unsigned_gateway_answers_are_unavailable() {
     .await;
     let store = store_for(Backend::Memory).await.unwrap();
     let s = TestServer::start(app_with(store, ManualClock::at(T0), &ali::env(&fake.base))).await;
-    let o = create(&s, "he", json!({"product_id": "pass", "plan_id": "7d", "provider": "alipay"})).await;
+    let o = create(
+        &s,
+        "he",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "alipay"}),
+    )
+    .await;
     let id = tollgate::domain::OrderId::parse(o["order_id"].as_str().unwrap()).unwrap();
     let order = s.app.store.get_order(&id).await.unwrap().unwrap();
     let p = s.app.providers.get("alipay").unwrap().clone();
-    assert!(matches!(p.query(&order).await, Err(tollgate::providers::ProviderError::Unavailable(_))));
+    assert!(matches!(
+        p.query(&order).await,
+        Err(tollgate::providers::ProviderError::Unavailable(_))
+    ));
 }
 
 async fn concurrent(backend: Backend) {

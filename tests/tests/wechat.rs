@@ -50,7 +50,10 @@ async fn grants(s: &TestServer, user: &str) -> Vec<Value> {
 }
 
 async fn order_state(s: &TestServer, user: &str, id: &str) -> String {
-    let o = s.call(user, "GET", &format!("/orders/{id}"), None).await.json();
+    let o = s
+        .call(user, "GET", &format!("/orders/{id}"), None)
+        .await
+        .json();
     o["state"].as_str().unwrap_or("").to_owned()
 }
 
@@ -77,7 +80,10 @@ async fn native_app_and_jsapi_prepay_with_signed_client_parameters() {
     );
     let seen = fake.server.seen();
     assert_eq!(seen.len(), 1);
-    assert!(wx::authorization_ok(&seen[0]), "request signed with the merchant key");
+    assert!(
+        wx::authorization_ok(&seen[0]),
+        "request signed with the merchant key"
+    );
     assert_eq!(seen[0].target, "/v3/pay/transactions/native");
     let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
     assert_eq!(body["amount"], json!({"total": 900, "currency": "CNY"}));
@@ -85,7 +91,10 @@ async fn native_app_and_jsapi_prepay_with_signed_client_parameters() {
     assert_eq!(body["mchid"], wx::MCH_ID);
     assert_eq!(body["appid"], wx::APP_ID);
     assert_eq!(body["description"], "Channel pass");
-    assert_eq!(body["notify_url"], "https://tollgate.example.com/callbacks/wechat");
+    assert_eq!(
+        body["notify_url"],
+        "https://tollgate.example.com/callbacks/wechat"
+    );
     // Order expiry (T0 + 900 s) in China time.
     assert_eq!(body["time_expire"], "2027-01-15T16:15:00+08:00");
 
@@ -148,7 +157,11 @@ async fn native_app_and_jsapi_prepay_with_signed_client_parameters() {
     assert!(wx::merchant_public().verify_sha256_b64(msg.as_bytes(), p["paySign"].as_str().unwrap()));
     let last: Value = serde_json::from_slice(&fake.server.seen().last().unwrap().body).unwrap();
     assert_eq!(last["payer"]["openid"], "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o");
-    assert_eq!(fake.server.seen().len(), 3, "refused creates never reach WeChat");
+    assert_eq!(
+        fake.server.seen().len(),
+        3,
+        "refused creates never reach WeChat"
+    );
 }
 
 #[tokio::test]
@@ -161,9 +174,13 @@ async fn a_retried_create_never_prepays_twice() {
         ("content-type", "application/json"),
         ("idempotency-key", "k-1"),
     ];
-    let first = s.request("POST", "/orders", &headers, body.to_string()).await;
+    let first = s
+        .request("POST", "/orders", &headers, body.to_string())
+        .await;
     assert_eq!(first.status, 201);
-    let again = s.request("POST", "/orders", &headers, body.to_string()).await;
+    let again = s
+        .request("POST", "/orders", &headers, body.to_string())
+        .await;
     assert_eq!(again.status, 200);
     assert_eq!(first.json()["order_id"], again.json()["order_id"]);
     assert_eq!(fake.server.seen().len(), 1);
@@ -237,22 +254,44 @@ async fn every_rejection_changes_nothing_and_answers_fail() {
 
     // Bad signature: signed by a key that is not WeChat's.
     let forger = RsaPrivateKey::from_pem_or_base64(&wx::key("alipay_app_key.pem")).unwrap();
-    assert_fail(&notify_with(&s, &body, T0, &forger, wx::PUB_KEY_ID).await, 401);
+    assert_fail(
+        &notify_with(&s, &body, T0, &forger, wx::PUB_KEY_ID).await,
+        401,
+    );
     // The right key under another serial, and an unknown serial.
-    assert_fail(&notify_with(&s, &body, T0, &signer, wx::CERT_SERIAL).await, 401);
-    assert_fail(&notify_with(&s, &body, T0, &signer, "PUB_KEY_ID_0000").await, 401);
+    assert_fail(
+        &notify_with(&s, &body, T0, &signer, wx::CERT_SERIAL).await,
+        401,
+    );
+    assert_fail(
+        &notify_with(&s, &body, T0, &signer, "PUB_KEY_ID_0000").await,
+        401,
+    );
     // Stale and future timestamps (window 300 s).
-    assert_fail(&notify_with(&s, &body, T0 - 301, &signer, wx::PUB_KEY_ID).await, 401);
-    assert_fail(&notify_with(&s, &body, T0 + 301, &signer, wx::PUB_KEY_ID).await, 401);
+    assert_fail(
+        &notify_with(&s, &body, T0 - 301, &signer, wx::PUB_KEY_ID).await,
+        401,
+    );
+    assert_fail(
+        &notify_with(&s, &body, T0 + 301, &signer, wx::PUB_KEY_ID).await,
+        401,
+    );
     // Tampered body after signing.
     let mut tampered = body.clone();
     let n = tampered.len();
     tampered[n - 2] = b' ';
     let h = wx::signed_headers(&body, T0, &signer, wx::PUB_KEY_ID);
     let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert_fail(&s.request("POST", "/callbacks/wechat", &h, tampered).await, 401);
+    assert_fail(
+        &s.request("POST", "/callbacks/wechat", &h, tampered).await,
+        401,
+    );
     // Missing headers.
-    assert_fail(&s.request("POST", "/callbacks/wechat", &[], body.clone()).await, 400);
+    assert_fail(
+        &s.request("POST", "/callbacks/wechat", &[], body.clone())
+            .await,
+        400,
+    );
     // Wrong merchant, wrong app, wrong APIv3 key (undecryptable), malformed.
     let mut wrong = good.clone();
     wrong["mchid"] = json!("1900000999");
@@ -287,7 +326,8 @@ async fn every_rejection_changes_nothing_and_answers_fail() {
     assert_eq!(order_state(&s, "qian", id).await, "PENDING");
     assert!(grants(&s, "qian").await.is_empty());
     // The genuine one still goes through, also signed by the certificate key.
-    let cert_signer = RsaPrivateKey::from_pem_or_base64(&wx::key("wechat_platform2_key.pem")).unwrap();
+    let cert_signer =
+        RsaPrivateKey::from_pem_or_base64(&wx::key("wechat_platform2_key.pem")).unwrap();
     let r = notify_with(&s, &body, T0 + 299, &cert_signer, wx::CERT_SERIAL).await;
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(grants(&s, "qian").await.len(), 1);
@@ -335,14 +375,26 @@ async fn query_and_close_reach_the_fake_signed() {
     let seen = fake.server.seen();
     let close = seen.iter().find(|r| r.target.ends_with("/close")).unwrap();
     assert_eq!(close.method, "POST");
-    assert_eq!(close.target, format!("/v3/pay/transactions/out-trade-no/{id}/close"));
-    assert_eq!(serde_json::from_slice::<Value>(&close.body).unwrap(), json!({"mchid": wx::MCH_ID}));
+    assert_eq!(
+        close.target,
+        format!("/v3/pay/transactions/out-trade-no/{id}/close")
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&close.body).unwrap(),
+        json!({"mchid": wx::MCH_ID})
+    );
     let query = seen.iter().find(|r| r.method == "GET").unwrap();
     assert_eq!(
         query.target,
-        format!("/v3/pay/transactions/out-trade-no/{id}?mchid={}", wx::MCH_ID)
+        format!(
+            "/v3/pay/transactions/out-trade-no/{id}?mchid={}",
+            wx::MCH_ID
+        )
     );
-    assert!(seen.iter().all(wx::authorization_ok), "every request signed");
+    assert!(
+        seen.iter().all(wx::authorization_ok),
+        "every request signed"
+    );
 }
 
 #[tokio::test]
@@ -352,18 +404,33 @@ async fn unreachable_or_unsigned_provider_is_unavailable() {
     let app = app_with(store, ManualClock::at(T0), &wx::env("http://127.0.0.1:9"));
     let s = TestServer::start(app).await;
     let r = s
-        .call("zhou", "POST", "/orders", Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"})))
+        .call(
+            "zhou",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"})),
+        )
         .await;
     r.assert_problem(502);
     // A fake whose answers carry no valid WeChat signature is not trusted.
-    let fake = tollgate_tests::fake::FakeServer::start(Arc::new(|_s: &tollgate_tests::fake::Seen| {
-        tollgate_tests::fake::Answer { status: 200, headers: vec![], body: br#"{"code_url":"weixin://x"}"#.to_vec() }
-    }))
-    .await;
+    let fake =
+        tollgate_tests::fake::FakeServer::start(Arc::new(|_s: &tollgate_tests::fake::Seen| {
+            tollgate_tests::fake::Answer {
+                status: 200,
+                headers: vec![],
+                body: br#"{"code_url":"weixin://x"}"#.to_vec(),
+            }
+        }))
+        .await;
     let store = store_for(Backend::Memory).await.unwrap();
     let s = TestServer::start(app_with(store, ManualClock::at(T0), &wx::env(&fake.base))).await;
     let r = s
-        .call("zhou", "POST", "/orders", Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"})))
+        .call(
+            "zhou",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"})),
+        )
         .await;
     r.assert_problem(502);
 }
@@ -376,7 +443,10 @@ fn missing_or_bad_configuration_names_the_variable() {
         ("WECHATPAY_API_V3_KEY", Some("short")),
         ("WECHATPAY_MERCHANT_PRIVATE_KEY", Some("not a key")),
         ("WECHATPAY_PLATFORM_KEYS", Some("serial-without-pem")),
-        ("WECHATPAY_NOTIFY_URL", Some("http://insecure.example.com/cb")),
+        (
+            "WECHATPAY_NOTIFY_URL",
+            Some("http://insecure.example.com/cb"),
+        ),
         ("WECHATPAY_BASE_URL", Some("ftp://x")),
     ] {
         let vars: Vec<(&str, &str)> = base
@@ -394,7 +464,10 @@ fn missing_or_bad_configuration_names_the_variable() {
         .unwrap_or_else(|| panic!("{drop} accepted"));
         assert!(err.to_string().contains(drop), "{drop}: {err}");
         let text = err.to_string();
-        assert!(!text.contains("BEGIN") && !text.contains(wx::API_V3_KEY), "{text}");
+        assert!(
+            !text.contains("BEGIN") && !text.contains(wx::API_V3_KEY),
+            "{text}"
+        );
     }
 }
 
@@ -424,7 +497,10 @@ async fn concurrent(backend: Backend) {
     }
     let g = grants(&s, "feng").await;
     assert_eq!(g.len(), 1, "exactly one grant: {g:?}");
-    assert_eq!(g[0]["valid_until"], tollgate::domain::ids::rfc3339(T0 + 30 * DAY));
+    assert_eq!(
+        g[0]["valid_until"],
+        tollgate::domain::ids::rfc3339(T0 + 30 * DAY)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -816,8 +816,7 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
 
 use super::outbound::HttpClient;
 use super::{
-    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent,
-    QueryResult,
+    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent, QueryResult,
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError as EnvError, ProviderVars};
@@ -865,7 +864,10 @@ impl Alipay {
         }
         let seller_id = vars.get("ALIPAY_SELLER_ID");
         if seller_id.is_some_and(|s| !s.bytes().all(|b| b.is_ascii_digit())) {
-            return Err(crate::config::err("ALIPAY_SELLER_ID", "must be digits (2088…)"));
+            return Err(crate::config::err(
+                "ALIPAY_SELLER_ID",
+                "must be digits (2088…)",
+            ));
         }
         let private_key = vars.require("ALIPAY_APP_PRIVATE_KEY")?;
         RsaPrivateKey::from_pem_or_base64(private_key).map_err(named("ALIPAY_APP_PRIVATE_KEY"))?;
@@ -884,8 +886,9 @@ impl Alipay {
                 Some(_) => Err(crate::config::err(name, "must be an http(s) URL")),
             }
         };
-        let notify_url = url("ALIPAY_NOTIFY_URL")?
-            .ok_or_else(|| crate::config::err("ALIPAY_NOTIFY_URL", "required by an enabled provider"))?;
+        let notify_url = url("ALIPAY_NOTIFY_URL")?.ok_or_else(|| {
+            crate::config::err("ALIPAY_NOTIFY_URL", "required by an enabled provider")
+        })?;
         Ok(Alipay {
             cfg,
             notify_url,
@@ -914,11 +917,16 @@ impl Alipay {
         let reply = self.http.send(http_req).await?;
         if reply.status.is_success() {
             Ok(reply.body)
-        } else if reply.status.is_client_error() && reply.status != StatusCode::TOO_MANY_REQUESTS
-        {
-            Err(ProviderError::Refused(format!("HTTP {}", reply.status.as_u16())))
+        } else if reply.status.is_client_error() && reply.status != StatusCode::TOO_MANY_REQUESTS {
+            Err(ProviderError::Refused(format!(
+                "HTTP {}",
+                reply.status.as_u16()
+            )))
         } else {
-            Err(ProviderError::Unavailable(format!("HTTP {}", reply.status.as_u16())))
+            Err(ProviderError::Unavailable(format!(
+                "HTTP {}",
+                reply.status.as_u16()
+            )))
         }
     }
 }
@@ -999,9 +1007,15 @@ impl Provider for Alipay {
         let refused = |e: BuildError| ProviderError::Refused(e.to_string());
         let ret = self.return_url.as_deref();
         Ok(match order.channel.as_deref().unwrap_or("app") {
-            "page" => json!({ "pay_url": self.cfg.page_pay_url(&req, &self.notify_url, ret, now).map_err(refused)? }),
-            "wap" => json!({ "pay_url": self.cfg.wap_pay_url(&req, &self.notify_url, ret, now).map_err(refused)? }),
-            _ => json!({ "order_string": self.cfg.app_pay_order_string(&req, &self.notify_url, now).map_err(refused)? }),
+            "page" => {
+                json!({ "pay_url": self.cfg.page_pay_url(&req, &self.notify_url, ret, now).map_err(refused)? })
+            }
+            "wap" => {
+                json!({ "pay_url": self.cfg.wap_pay_url(&req, &self.notify_url, ret, now).map_err(refused)? })
+            }
+            _ => {
+                json!({ "order_string": self.cfg.app_pay_order_string(&req, &self.notify_url, now).map_err(refused)? })
+            }
         })
     }
 
@@ -1100,9 +1114,9 @@ impl Provider for Alipay {
                         QueryResult::Paid(ProviderEvent::Paid {
                             order_id: order.order_id.clone(),
                             provider_txn_id: trade_no,
-                            amount: Money::new(total_amount_fen, Currency::CNY).map_err(
-                                |_| ProviderError::Unavailable("query answer amount".into()),
-                            )?,
+                            amount: Money::new(total_amount_fen, Currency::CNY).map_err(|_| {
+                                ProviderError::Unavailable("query answer amount".into())
+                            })?,
                             paid_at,
                         })
                     }

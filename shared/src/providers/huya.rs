@@ -309,8 +309,8 @@ pub fn callback_failure_response(status: u16, msg: &str) -> (u16, String) {
 // ----------------------------------------------------------------------
 
 use super::{
-    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent,
-    QueryResult, Sale,
+    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent, QueryResult,
+    Sale,
 };
 use crate::config::{ConfigError as EnvError, ProviderVars};
 use crate::domain::{Catalog, Money, Order, OrderId};
@@ -394,10 +394,12 @@ impl Huya {
             reason: what,
             status: StatusCode::UNPROCESSABLE_ENTITY,
         };
-        let goods = self
-            .goods
-            .get(&p.goods_uuid)
-            .ok_or_else(|| unknown(format!("goodsUuid {:?} is not in the catalog", clip(&p.goods_uuid))))?;
+        let goods = self.goods.get(&p.goods_uuid).ok_or_else(|| {
+            unknown(format!(
+                "goodsUuid {:?} is not in the catalog",
+                clip(&p.goods_uuid)
+            ))
+        })?;
         let (plan_id, amount) = match (goods.levels.get(&p.expense_level), goods.product_price) {
             (Some((plan, price)), _) => (plan.clone(), *price),
             (None, Some(price)) if goods.levels.is_empty() => (None, price),

@@ -5,8 +5,8 @@
 
 pub mod alipay;
 pub mod common;
-pub mod outbound;
 pub mod huya;
+pub mod outbound;
 pub mod sandbox;
 pub mod wechat;
 

@@ -1011,8 +1011,8 @@ impl Provider for WechatPay {
         order: &Order,
         payer: &Payer,
     ) -> Result<serde_json::Value, ProviderError> {
-        let trade_type = Self::trade_type(order.channel.as_deref(), payer)
-            .map_err(ProviderError::Refused)?;
+        let trade_type =
+            Self::trade_type(order.channel.as_deref(), payer).map_err(ProviderError::Refused)?;
         if order.amount.currency != Currency::CNY {
             return Err(ProviderError::Refused("WeChat Pay charges CNY only".into()));
         }
@@ -1051,12 +1051,19 @@ impl Provider for WechatPay {
                 v
             }
             (TradeType::Jsapi { .. }, PrepayResponse::PrepayId(id)) => {
-                let p = self.cfg.jsapi_pay_params(&id, now, &nonce).map_err(signing)?;
+                let p = self
+                    .cfg
+                    .jsapi_pay_params(&id, now, &nonce)
+                    .map_err(signing)?;
                 let mut v = serde_json::to_value(p).unwrap_or_default();
                 v["prepay_id"] = json!(id);
                 v
             }
-            _ => return Err(ProviderError::Unavailable("prepay answer of the wrong kind".into())),
+            _ => {
+                return Err(ProviderError::Unavailable(
+                    "prepay answer of the wrong kind".into(),
+                ))
+            }
         };
         v["trade_type"] = json!(match trade_type {
             TradeType::Native => "NATIVE",
@@ -1151,7 +1158,9 @@ impl Provider for WechatPay {
             .parse_query_response(&reply.body)
             .map_err(|e| ProviderError::Unavailable(format!("query answer: {e}")))?;
         if q.out_trade_no != order.order_id.as_str() {
-            return Err(ProviderError::Unavailable("query answer names another order".into()));
+            return Err(ProviderError::Unavailable(
+                "query answer names another order".into(),
+            ));
         }
         Ok(match q.state {
             // A refunded trade was paid first: settling it lets the refund notice revoke it.
