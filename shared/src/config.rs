@@ -289,6 +289,29 @@ mod tests {
     }
 
     #[test]
+    fn provider_variables_are_kept_but_never_printed() {
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("WECHATPAY_API_V3_KEY", "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"),
+                ("HUYA_EXT_SECRET", "  hush  "),
+                ("ALIPAY_APP_ID", " "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.provider_vars.get("HUYA_EXT_SECRET"), Some("hush"));
+        assert_eq!(c.provider_vars.get("ALIPAY_APP_ID"), None, "blank = unset");
+        let e = c.provider_vars.require("ALIPAY_APP_ID").unwrap_err();
+        assert_eq!(e.name, "ALIPAY_APP_ID");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("WECHATPAY_API_V3_KEY"));
+        assert!(
+            !shown.contains("a7cde1") && !shown.contains("hush"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn lambda_defaults_and_errors_name_the_variable() {
         let c = cfg(Profile::Lambda, &[]).unwrap();
         assert_eq!(c.auth_mode, AuthMode::Apigw);

@@ -1,6 +1,7 @@
 //! Alipay Open Platform (openapi.alipay.com, "RSA2" key mode) wire format.
 //!
-//! Pure functions only: no network, no clock (callers pass `now`), no panics.
+//! The wire format is pure: no network, no clock (callers pass `now`), no panics. [`Alipay`]
+//! at the end adds the gateway calls and maps notifications to Tollgate's events.
 //!
 //! Sources checked (stored copies via the search tool):
 //! - Notification check content = all params except `sign` and `sign_type`, **empty values

@@ -1,6 +1,7 @@
 //! Huya mini-program (虎牙小程序) in-app purchase callback verification.
 //!
-//! Pure functions only: no network, no clock (callers pass `now`), no panics.
+//! The wire format is pure: no network, no clock (callers pass `now`), no panics. [`Huya`] at
+//! the end maps a verified purchase through the catalog to a [`super::Sale`].
 //!
 //! What was confirmed and what was NOT (stored copies via the search tool):
 //! - Confirmed: Huya's in-app purchase ("小程序内购") page exists and uses `goodsUuid` for the

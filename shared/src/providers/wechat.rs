@@ -1,7 +1,8 @@
 //! WeChat Pay API v3 wire format (direct merchant / 直连商户).
 //!
-//! Pure functions only: no network, no clock (callers pass `now` in unix
-//! seconds), no panics on any input.
+//! The wire format (everything above the provider section) is pure: no network, no clock
+//! (callers pass `now` in unix seconds), no panics on any input. [`WechatPay`] at the end
+//! adds the HTTP calls and maps notifications to Tollgate's events.
 //!
 //! Sources checked (stored copies via the search tool):
 //! - Request signature, 5-line string `METHOD\nURL\nTIMESTAMP\nNONCE\nBODY\n`, URL without host
