@@ -398,6 +398,103 @@ async fn query_and_close_reach_the_fake_signed() {
 }
 
 #[tokio::test]
+async fn cancel_closes_at_wechat_first() {
+    let (s, fake) = setup(Backend::Memory).await.unwrap();
+    let o = create(
+        &s,
+        "wei",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap();
+    let r = s
+        .call("wei", "POST", &format!("/orders/{id}/cancel"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["state"], "CANCELLED");
+    let seen = fake.server.seen();
+    let close = seen.last().unwrap();
+    assert_eq!(
+        close.target,
+        format!("/v3/pay/transactions/out-trade-no/{id}/close")
+    );
+    assert!(wx::authorization_ok(close));
+
+    // WeChat failing (5xx on close): nothing is cancelled, the client is told to retry.
+    let failing =
+        tollgate_tests::fake::FakeServer::start(Arc::new(|s: &tollgate_tests::fake::Seen| {
+            let (status, body) = if s.target.ends_with("/close") {
+                (500, json!({"code": "SYSTEM_ERROR", "message": "try later"}))
+            } else {
+                (200, json!({"code_url": "weixin://wxpay/bizpayurl?pr=y"}))
+            };
+            let body = body.to_string().into_bytes();
+            tollgate_tests::fake::Answer {
+                status,
+                headers: wx::signed_headers(&body, T0, &wx::platform_signer(), wx::PUB_KEY_ID),
+                body,
+            }
+        }))
+        .await;
+    let store = store_for(Backend::Memory).await.unwrap();
+    let s = TestServer::start(app_with(
+        store,
+        ManualClock::at(T0),
+        &wx::env(&failing.base),
+    ))
+    .await;
+    let o = create(
+        &s,
+        "wei",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap();
+    let r = s
+        .call("wei", "POST", &format!("/orders/{id}/cancel"), None)
+        .await;
+    r.assert_problem(502);
+    assert_eq!(order_state(&s, "wei", id).await, "PENDING");
+}
+
+#[tokio::test]
+async fn a_base_url_with_a_path_is_signed_with_it() {
+    // The fake sits behind a "/proxy" prefix: it checks the signature over the full path.
+    let fake = FakeWechat::start(T0).await;
+    let store = store_for(Backend::Memory).await.unwrap();
+    let prefixed =
+        tollgate_tests::fake::FakeServer::start(Arc::new(|s: &tollgate_tests::fake::Seen| {
+            let ok = wx::authorization_ok(s) && s.target.starts_with("/proxy/v3/");
+            let body = if ok {
+                json!({"code_url": "weixin://wxpay/bizpayurl?pr=x"})
+            } else {
+                json!({"code": "SIGN_ERROR", "message": "bad"})
+            };
+            let body = body.to_string().into_bytes();
+            tollgate_tests::fake::Answer {
+                status: if ok { 200 } else { 401 },
+                headers: wx::signed_headers(&body, T0, &wx::platform_signer(), wx::PUB_KEY_ID),
+                body,
+            }
+        }))
+        .await;
+    drop(fake);
+    let s = TestServer::start(app_with(
+        store,
+        ManualClock::at(T0),
+        &wx::env(&format!("{}/proxy", prefixed.base)),
+    ))
+    .await;
+    let o = create(
+        &s,
+        "kong",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    assert_eq!(o["payment"]["code_url"], "weixin://wxpay/bizpayurl?pr=x");
+}
+
+#[tokio::test]
 async fn unreachable_or_unsigned_provider_is_unavailable() {
     let store = store_for(Backend::Memory).await.unwrap();
     // Nothing listens on port 9 of loopback.

@@ -839,6 +839,8 @@ pub const NAME: &str = "wechat";
 pub struct WechatPay {
     cfg: WechatConfig,
     base_url: String,
+    /// The path part of `base_url` ("" for a bare host), part of every signed URL.
+    base_path: String,
     notify_url: String,
     /// Product titles: WeChat shows the `description` to the payer.
     titles: BTreeMap<String, String>,
@@ -888,9 +890,15 @@ impl WechatPay {
                 "must be an https URL without a query (WeChat Pay's rule)",
             ));
         }
+        let base_url = super::outbound::base_url(vars, "WECHATPAY_BASE_URL", API_BASE)?;
+        let base_path = base_url
+            .parse::<http::Uri>()
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
         Ok(WechatPay {
             cfg,
-            base_url: super::outbound::base_url(vars, "WECHATPAY_BASE_URL", API_BASE)?,
+            base_url,
+            base_path,
             notify_url: notify_url.to_owned(),
             titles: catalog
                 .products()
@@ -921,9 +929,17 @@ impl WechatPay {
     /// Signs and sends one API request.
     async fn call(&self, req: PreparedRequest) -> Result<HttpReply, ProviderError> {
         let nonce = super::outbound::nonce();
+        // The signature covers the URL path as sent, including any path of the base URL.
+        let signed_path = format!("{}{}", self.base_path, req.path);
         let auth = self
             .cfg
-            .authorization_header(req.method, &req.path, &req.body, self.clock.now(), &nonce)
+            .authorization_header(
+                req.method,
+                &signed_path,
+                &req.body,
+                self.clock.now(),
+                &nonce,
+            )
             .map_err(|e| ProviderError::Refused(e.to_string()))?;
         let mut b = http::Request::builder()
             .method(req.method)

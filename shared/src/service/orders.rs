@@ -174,8 +174,12 @@ pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, Service
             order.state.as_str()
         )));
     }
-    // Sandbox orders have nothing to close at a provider; real providers close here first so
-    // that the customer can no longer pay what we are about to call cancelled.
+    // Close at the provider first, so that the customer can no longer pay what we are about
+    // to call cancelled. Providers without orders of their own (sandbox) have nothing to close.
+    // If the provider cannot be reached or refuses (e.g. already paid), nothing is cancelled.
+    if let Some(p) = app.providers.get(&order.provider) {
+        p.close(&order).await.map_err(ServiceError::Provider)?;
+    }
     match app
         .store
         .close_order(&order.order_id, OrderState::Cancelled, app.clock.now())
