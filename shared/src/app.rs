@@ -5,7 +5,8 @@ use crate::api::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
-use crate::providers::{sandbox, Providers};
+use crate::providers::outbound::HttpClient;
+use crate::providers::{alipay, huya, sandbox, wechat, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
 use crate::store::{DynamoStore, MemoryStore, Store};
 use std::sync::{Arc, OnceLock};
@@ -57,7 +58,7 @@ impl App {
         let catalog = Catalog::from_json(&config.catalog_json)
             .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
-        let providers = build_providers(&config)?;
+        let providers = build_providers(&config, &catalog, clock.clone())?;
         Ok(App {
             config,
             catalog,
@@ -114,15 +115,54 @@ impl App {
     }
 }
 
-/// Every enabled provider, configured; one that this build cannot serve stops start-up.
-fn build_providers(config: &Config) -> Result<Providers, StartupError> {
+/// Every enabled provider, configured; one that this build cannot serve, or whose variables
+/// are missing or malformed, stops start-up with a message naming the variable.
+fn build_providers(
+    config: &Config,
+    catalog: &Catalog,
+    clock: Arc<dyn Clock>,
+) -> Result<Providers, StartupError> {
     let mut providers = Providers::default();
+    let vars = &config.provider_vars;
+    let mut http = None;
+    let mut http_client = || -> Result<HttpClient, StartupError> {
+        if let Some(c) = &http {
+            return Ok(HttpClient::clone(c));
+        }
+        let secs = match vars.get("PROVIDER_HTTP_TIMEOUT_SECONDS") {
+            None => crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=25).contains(n))
+                .ok_or_else(|| ConfigError {
+                    name: "PROVIDER_HTTP_TIMEOUT_SECONDS",
+                    problem: "must be an integer in 1..=25".into(),
+                })?,
+        };
+        let c = HttpClient::new(Duration::from_secs(secs)).map_err(StartupError::Other)?;
+        http = Some(c.clone());
+        Ok(c)
+    };
     for name in &config.providers {
         match name.as_str() {
             sandbox::NAME => providers.insert(std::sync::Arc::new(sandbox::Sandbox::new(
                 config.sandbox_secret.clone(),
                 config.public_base_url.clone(),
             ))),
+            alipay::NAME => providers.insert(Arc::new(alipay::Alipay::from_vars(
+                vars,
+                catalog,
+                http_client()?,
+                clock.clone(),
+            )?)),
+            huya::NAME => providers.insert(Arc::new(huya::Huya::from_vars(vars, catalog)?)),
+            wechat::NAME => providers.insert(Arc::new(wechat::WechatPay::from_vars(
+                vars,
+                catalog,
+                http_client()?,
+                clock.clone(),
+            )?)),
             other => {
                 return Err(ConfigError {
                     name: "PROVIDERS",

@@ -69,6 +69,56 @@ pub struct Config {
     pub public_base_url: String,
     pub port: u16,
     pub sweep_interval_seconds: u64,
+    /// The providers' own variables, kept raw: each provider module parses its own (so a
+    /// bad one is reported by the module that understands it) and only when enabled.
+    pub provider_vars: ProviderVars,
+}
+
+/// Every variable a provider module may read. Values are kept as [`Secret`]s because several
+/// are keys; `Debug` shows only which names are set.
+pub const PROVIDER_VARIABLES: &[&str] = &[
+    "PROVIDER_HTTP_TIMEOUT_SECONDS",
+    "WECHATPAY_MCH_ID",
+    "WECHATPAY_APP_ID",
+    "WECHATPAY_API_V3_KEY",
+    "WECHATPAY_MERCHANT_SERIAL",
+    "WECHATPAY_MERCHANT_PRIVATE_KEY",
+    "WECHATPAY_PLATFORM_KEYS",
+    "WECHATPAY_BASE_URL",
+    "WECHATPAY_NOTIFY_URL",
+    "ALIPAY_APP_ID",
+    "ALIPAY_SELLER_ID",
+    "ALIPAY_APP_PRIVATE_KEY",
+    "ALIPAY_PUBLIC_KEY",
+    "ALIPAY_GATEWAY_URL",
+    "ALIPAY_NOTIFY_URL",
+    "ALIPAY_RETURN_URL",
+    "HUYA_APP_ID",
+    "HUYA_EXT_SECRET",
+    "HUYA_EXT_UUID",
+    "HUYA_MAX_SKEW_SECONDS",
+];
+
+#[derive(Clone, Default)]
+pub struct ProviderVars(std::collections::BTreeMap<&'static str, Secret>);
+
+impl ProviderVars {
+    /// The trimmed value of a set, non-blank variable.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.expose().trim())
+    }
+
+    /// Like [`get`](Self::get), but absence is a start-up error naming the variable.
+    pub fn require(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.get(name)
+            .ok_or_else(|| err(name, "required by an enabled provider"))
+    }
+}
+
+impl fmt::Debug for ProviderVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,7 +128,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
+pub fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         name,
         problem: problem.into(),
@@ -227,6 +277,12 @@ impl Config {
                 .to_owned(),
             port,
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
+            provider_vars: ProviderVars(
+                PROVIDER_VARIABLES
+                    .iter()
+                    .filter_map(|&name| var(name).map(|v| (name, Secret::new(v))))
+                    .collect(),
+            ),
         })
     }
 
@@ -248,6 +304,29 @@ mod tests {
         m.entry("CATALOG_JSON".into())
             .or_insert_with(|| r#"{"products":[]}"#.into());
         Config::from_lookup(profile, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn provider_variables_are_kept_but_never_printed() {
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("WECHATPAY_API_V3_KEY", "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"),
+                ("HUYA_EXT_SECRET", "  hush  "),
+                ("ALIPAY_APP_ID", " "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.provider_vars.get("HUYA_EXT_SECRET"), Some("hush"));
+        assert_eq!(c.provider_vars.get("ALIPAY_APP_ID"), None, "blank = unset");
+        let e = c.provider_vars.require("ALIPAY_APP_ID").unwrap_err();
+        assert_eq!(e.name, "ALIPAY_APP_ID");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("WECHATPAY_API_V3_KEY"));
+        assert!(
+            !shown.contains("a7cde1") && !shown.contains("hush"),
+            "{shown}"
+        );
     }
 
     #[test]

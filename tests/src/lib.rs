@@ -1,9 +1,13 @@
 //! Shared support for the end-to-end suites: a test catalog and app, the local server on a
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
+pub mod alipay;
 pub mod conformance;
+pub mod fake;
 pub mod fake_provider;
+pub mod huya;
 pub mod nginx;
+pub mod wechat;
 pub mod wrappers;
 
 use bytes::Bytes;
@@ -31,13 +35,15 @@ pub fn catalog_json() -> String {
         "products": [
             { "id": "pass", "title": "Channel pass", "kind": "pass", "grants": ["channel:main"],
               "plans": [ { "id": "7d", "days": 7, "price": { "amount": 900, "currency": "CNY" } },
-                         { "id": "30d", "days": 30, "price": { "amount": 3000, "currency": "CNY" } } ] },
+                         { "id": "30d", "days": 30, "price": { "amount": 3000, "currency": "CNY" } } ],
+              "store_ids": { "huya": { "goods_uuid": "hy-pass", "levels": { "1": "7d", "2": "30d" } } } },
             { "id": "concert", "title": "Concert", "kind": "event", "grants": ["stream:concert"],
               "price": { "amount": 1800, "currency": "CNY" },
               "window": { "starts_at": rfc3339(T0 + DAY), "ends_at": rfc3339(T0 + DAY + 3 * 3600),
                           "replay_until": rfc3339(T0 + 7 * DAY) } },
             { "id": "coins-100", "title": "100 coins", "kind": "credits", "credits": 100,
-              "price": { "amount": 600, "currency": "CNY" } },
+              "price": { "amount": 600, "currency": "CNY" },
+              "store_ids": { "huya": { "goods_uuid": "hy-coins" } } },
             { "id": "vip", "title": "VIP", "kind": "subscription", "grants": ["channel:vip"],
               "store_ids": { "apple": "com.example.vip" } }
         ],
@@ -64,6 +70,12 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
         vars.insert(k.to_string(), v.to_string());
     }
     Config::from_lookup(Profile::Local, |k| vars.get(k).cloned()).expect("test config")
+}
+
+/// An app with extra configuration (provider variables) on top of [`test_config`].
+pub fn app_with(store: Arc<dyn Store>, clock: ManualClock, extra: &[(&str, String)]) -> Arc<App> {
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Arc::new(App::new(test_config(&extra), store, Arc::new(clock)).expect("test app"))
 }
 
 pub fn test_app(store: Arc<dyn Store>, clock: ManualClock) -> Arc<App> {

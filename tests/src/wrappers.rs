@@ -92,6 +92,14 @@ impl Store for CountingStore {
         self.enter("settle")?;
         self.inner.settle(s).await
     }
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        s: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        self.enter("settle_new_order")?;
+        self.inner.settle_new_order(order, s).await
+    }
     async fn close_order(
         &self,
         id: &OrderId,

@@ -15,14 +15,14 @@ fn events_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
 
-fn seeded(id: &str) -> Order {
+fn seeded(id: &str, provider: &str) -> Order {
     Order {
         order_id: OrderId::parse(id).unwrap(),
         user_id: "event-user".into(),
         product_id: "pass".into(),
         plan_id: Some("7d".into()),
         amount: Money::new(900, Currency::CNY).unwrap(),
-        provider: "sandbox".into(),
+        provider: provider.into(),
         channel: None,
         grants: vec!["channel:main".into()],
         term: Some(tollgate::domain::Term::Days(7)),
@@ -53,23 +53,32 @@ fn routes_of(function: &str) -> Routes {
 #[tokio::test]
 async fn every_sample_event_gets_its_status() {
     let store = Arc::new(MemoryStore::new());
-    for id in [
-        "01KQ0000000000000000000001",
-        "01KQ0000000000000000000002",
-        "01KQ0000000000000000000003",
+    for (id, provider) in [
+        ("01KQ0000000000000000000001", "sandbox"),
+        ("01KQ0000000000000000000002", "sandbox"),
+        ("01KQ0000000000000000000003", "sandbox"),
+        ("01KQ0000000000000000000004", "wechat"),
+        ("01KQ0000000000000000000005", "alipay"),
     ] {
-        tollgate::store::Store::create_order(&*store, &seeded(id), None, T0)
+        tollgate::store::Store::create_order(&*store, &seeded(id, provider), None, T0)
             .await
             .unwrap();
     }
-    let mut due = seeded("01KQ0000000000000000000004");
+    let mut due = seeded("01KQ0000000000000000000006", "sandbox");
     due.expires_at = T0 - 60;
     tollgate::store::Store::create_order(&*store, &due, None, T0)
         .await
         .unwrap();
+    // The callbacks need no provider server: an unreachable base URL is fine.
+    let mut env: Vec<(&str, String)> = tollgate_tests::wechat::env("http://127.0.0.1:9");
+    env.extend(tollgate_tests::alipay::env("http://127.0.0.1:9/gateway.do"));
+    env.extend(tollgate_tests::huya::env());
+    env.push(("PROVIDERS", "sandbox,wechat,alipay,huya".into()));
+    env.push(("AUTH_MODE", "apigw".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let app = Arc::new(
         App::new(
-            test_config(&[("AUTH_MODE", "apigw")]),
+            test_config(&env),
             store.clone(),
             Arc::new(ManualClock::at(T0)),
         )
@@ -140,11 +149,16 @@ async fn every_sample_event_gets_its_status() {
             );
         }
     }
-    // The effects are real: the paid sample granted, the cancel sample cancelled.
+    // The effects are real: the paid samples granted (sandbox, WeChat, Alipay; Huya to its
+    // own buyer), the cancel sample cancelled.
     let items = tollgate::store::Store::user_items(&*store, "event-user")
         .await
         .unwrap();
-    assert_eq!(items.grants.len(), 1);
+    assert_eq!(items.grants.len(), 3);
+    let huya = tollgate::store::Store::user_items(&*store, "huya:hy-event-profile")
+        .await
+        .unwrap();
+    assert_eq!(huya.grants.len(), 1);
     let cancelled = tollgate::store::Store::get_order(
         &*store,
         &OrderId::parse("01KQ0000000000000000000002").unwrap(),

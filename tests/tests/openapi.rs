@@ -36,6 +36,7 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/orders/{id}/cancel"),
     ("POST", "/orders/{id}/confirm"),
     ("POST", "/callbacks/{provider}"),
+    ("GET", "/callbacks/huya"),
     ("GET", "/entitlements"),
     ("GET", "/entitlements/{product_id}"),
     ("POST", "/streams/{stream_id}/tokens"),

@@ -20,6 +20,16 @@ pub(super) async fn provider_callback(
             format!("provider {provider:?} is not enabled"),
         );
     };
+    if req.method() == http::Method::GET && !p.accepts_get_callbacks() {
+        let mut r = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{provider} calls back with POST"),
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return r;
+    }
     let raw = CallbackRequest {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_owned),

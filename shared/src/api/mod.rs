@@ -56,7 +56,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["orders"] => (Orders, &[Method::POST]),
         ["orders", _] => (Orders, &[Method::GET]),
         ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
-        ["callbacks", _] => (Callbacks, &[Method::POST]),
+        // GET only for providers that call back that way (Huya); checked per provider.
+        ["callbacks", _] => (Callbacks, &[Method::POST, Method::GET]),
         ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
         ["streams", "verify"] | ["streams", _, "tokens"] => (Streams, &[Method::POST]),
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),

@@ -651,6 +651,63 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        st: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        let mut txn = key(format!("TXN#{}#{}", st.provider, st.provider_txn_id), "TXN");
+        txn.insert("order_id".into(), s(order.order_id.as_str()));
+        txn.insert("user_id".into(), s(&st.user_id));
+        txn.insert("amount".into(), n(st.amount.amount));
+        txn.insert("currency".into(), s(st.amount.currency.as_str()));
+        txn.insert("recorded_at".into(), n(st.paid_at));
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(self.put(order_item(order), "attribute_not_exists(pk)"))
+                .build(),
+            TransactWriteItem::builder()
+                .put(self.put(txn, "attribute_not_exists(pk)"))
+                .build(),
+        ];
+        for g in &st.grants {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(grant_item(&st.user_id, g), "attribute_not_exists(pk)"))
+                    .build(),
+            );
+        }
+        if st.credits != 0 {
+            items.push(self.wallet_add(&st.user_id, st.credits));
+        }
+        let Some(failed) = self.transact("settle new order", items).await? else {
+            return Ok(SettleOutcome::Settled);
+        };
+        if let Some(Some(old)) = failed.get(1) {
+            let order_id = match old {
+                Some(item) => OrderId::parse(get_s(item, "order_id")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => order.order_id.clone(),
+            };
+            return Ok(SettleOutcome::TxnAlreadyRecorded { order_id });
+        }
+        match failed.first() {
+            Some(Some(Some(old))) => {
+                Ok(SettleOutcome::OrderChanged(Box::new(order_from_item(old)?)))
+            }
+            Some(Some(None)) => match self.get_order(&order.order_id).await? {
+                Some(o) => Ok(SettleOutcome::OrderChanged(Box::new(o))),
+                None => Err(StoreError::Unavailable(
+                    "settle new order: condition failed on an order that is absent".into(),
+                )),
+            },
+            _ => Err(StoreError::Corrupt(format!(
+                "new order {} failed on a grant that should not exist",
+                order.order_id
+            ))),
+        }
+    }
+
     async fn close_order(
         &self,
         id: &OrderId,

@@ -148,6 +148,42 @@ impl Store for MemoryStore {
         Ok(SettleOutcome::Settled)
     }
 
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        s: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        let mut t = self.lock();
+        let txn_key = (s.provider.clone(), s.provider_txn_id.clone());
+        if let Some(order_id) = t.txns.get(&txn_key) {
+            return Ok(SettleOutcome::TxnAlreadyRecorded {
+                order_id: order_id.clone(),
+            });
+        }
+        if let Some(existing) = t.orders.get(&order.order_id) {
+            return Ok(SettleOutcome::OrderChanged(Box::new(existing.clone())));
+        }
+        let user_grants = t.grants.entry(s.user_id.clone()).or_default();
+        if s.grants
+            .iter()
+            .any(|g| user_grants.contains_key(&(g.scope.clone(), g.source_id.clone())))
+        {
+            return Err(StoreError::Corrupt(format!(
+                "grant for order {} exists before the order",
+                s.order_id
+            )));
+        }
+        for g in &s.grants {
+            user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
+        }
+        if s.credits != 0 {
+            *t.wallets.entry(s.user_id.clone()).or_default() += s.credits;
+        }
+        t.txns.insert(txn_key, order.order_id.clone());
+        t.orders.insert(order.order_id.clone(), order.clone());
+        Ok(SettleOutcome::Settled)
+    }
+
     async fn close_order(
         &self,
         id: &OrderId,

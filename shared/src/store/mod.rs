@@ -131,6 +131,15 @@ pub trait Store: Send + Sync {
 
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError>;
 
+    /// Records a sale the provider made on its own (Huya): writes `order`, already PAID, and
+    /// `s`'s transaction claim, grants and coins, all or nothing. The claim
+    /// (`TXN#<provider>#<id>`) makes every retry of the same sale a `TxnAlreadyRecorded`.
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        s: &Settlement,
+    ) -> Result<SettleOutcome, StoreError>;
+
     /// PENDING → EXPIRED or CANCELLED; leaves the due index.
     async fn close_order(
         &self,
