@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod lambda;
 pub mod local;
+pub mod metrics;
 pub mod providers;
 pub mod queue;
 pub mod service;

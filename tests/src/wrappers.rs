@@ -147,6 +147,13 @@ impl Store for CountingStore {
         self.due_items.fetch_add(r.len() as u64, Ordering::SeqCst);
         Ok(r)
     }
+    async fn day_records(
+        &self,
+        days: &[String],
+    ) -> Result<Vec<tollgate::domain::stats::DayRecord>, StoreError> {
+        self.enter("day_records")?;
+        self.inner.day_records(days).await
+    }
     async fn user_items(&self, user: &str) -> Result<UserItems, StoreError> {
         self.enter("user_items")?;
         self.inner.user_items(user).await

@@ -43,6 +43,7 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/streams/verify"),
     ("POST", "/sandbox/orders/{id}/pay"),
     ("GET", "/healthz"),
+    ("GET", "/admin/stats"),
 ];
 
 #[tokio::test]

@@ -41,6 +41,11 @@ pub(super) async fn provider_callback(
         Ok(None) => return p.acknowledge(),
         Err(rejection) => {
             tracing::warn!(provider, code = rejection.code, reason = %rejection.reason, "callback rejected");
+            crate::metrics::count(
+                "CallbackRejected",
+                1,
+                &[("Provider", provider), ("Reason", rejection.code)],
+            );
             return p.refuse(rejection.status, &rejection.reason);
         }
     };
@@ -54,6 +59,11 @@ pub(super) async fn provider_callback(
         }
         Err(ApplyError::Rejected(r)) => {
             tracing::warn!(provider, order_id = %order_id, reason = %r, "callback rejected");
+            crate::metrics::count(
+                "CallbackRejected",
+                1,
+                &[("Provider", provider), ("Reason", r.code())],
+            );
             let status = match r {
                 Rejected::UnknownOrder => StatusCode::NOT_FOUND,
                 Rejected::AmountMismatch { .. } | Rejected::WrongProvider => {

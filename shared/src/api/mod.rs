@@ -40,6 +40,11 @@ impl Routes {
 #[derive(Debug, Clone)]
 pub struct AuthorizerSub(pub String);
 
+/// The IAM caller API Gateway's `AWS_IAM` authorizer verified (admin routes), set by the
+/// Lambda adapter.
+#[derive(Debug, Clone)]
+pub struct IamCaller(pub String);
+
 pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<Bytes> {
     if req.body().len() > MAX_BODY_BYTES {
         return problem(
@@ -62,6 +67,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["streams", "verify"] | ["streams", _, "tokens"] => (Streams, &[Method::POST]),
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
         ["healthz"] => (Local, &[Method::GET]),
+        ["admin", "stats"] => (Orders, &[Method::GET]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -84,6 +90,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
         // Media servers call this without a user JWT; the stream token is the credential.
         ["streams", "verify"] => streams::verify(app, &req).await,
+        ["admin", "stats"] => admin_stats(app, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,
@@ -139,6 +146,37 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
             };
             result.unwrap_or_else(|e| service_problem(&e))
         }
+    }
+}
+
+/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`. In AWS the route sits behind the HTTP
+/// API's IAM authorizer and we also insist on its caller identity, so a misrouted request
+/// with no IAM signature is refused; the local server serves it plainly.
+async fn admin_stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    let local = app.config.profile == crate::config::Profile::Local;
+    if !local && req.extensions().get::<IamCaller>().is_none() {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admin routes need an IAM-signed request",
+        );
+    }
+    let query = req.uri().query().unwrap_or("");
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let (Some(from), Some(to)) = (param("from"), param("to")) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "from and to are required (YYYY-MM-DD)",
+        );
+    };
+    match crate::service::stats::daily(app, &from, &to).await {
+        Ok(days) => json_response(StatusCode::OK, &json!({ "days": days })),
+        Err(e) => service_problem(&e),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod entitlements;
 pub mod jobs;
 pub mod orders;
 pub mod payments;
+pub mod stats;
 pub mod streams;
 pub mod sweep;
 

@@ -136,6 +136,7 @@ pub async fn create(
     match app.store.create_order(&order, idem.as_ref(), now).await? {
         CreateOutcome::Created => {
             tracing::info!(order_id = %order.order_id, provider = %order.provider, product = %order.product_id, "order created");
+            crate::metrics::count("OrdersCreated", 1, &[("Provider", &order.provider)]);
             Ok(Created::New(order))
         }
         CreateOutcome::KeyExists(existing) => replay(app, existing, &request_hash(&req)).await,

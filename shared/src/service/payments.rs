@@ -20,6 +20,21 @@ pub enum Applied {
 }
 
 /// Why an event was refused. Nothing was changed; the provider gets its failure answer.
+impl Rejected {
+    /// A stable label for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejected::UnknownOrder => "unknown_order",
+            Rejected::WrongProvider => "wrong_provider",
+            Rejected::AmountMismatch { .. } => "amount_mismatch",
+            Rejected::TransactionReused => "transaction_reused",
+            Rejected::AlreadyPaidByOtherTransaction => "paid_twice",
+            Rejected::NotRefundable(_) => "not_refundable",
+            Rejected::NotForSale(_) => "not_for_sale",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
     #[error("unknown order")]
@@ -131,6 +146,8 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
     match app.store.settle_new_order(&order, &st).await? {
         SettleOutcome::Settled => {
             tracing::info!(order_id = %order.order_id, provider, product = %order.product_id, "provider sale recorded");
+            crate::metrics::count("OrdersCreated", 1, &[("Provider", provider)]);
+            crate::metrics::count("OrdersPaid", 1, &[("Provider", provider)]);
             Ok(Applied::Settled { late: false })
         }
         SettleOutcome::TxnAlreadyRecorded { order_id } if order_id == order.order_id => {
@@ -196,6 +213,10 @@ async fn settle(
             SettleOutcome::Settled => {
                 let late = order.state != OrderState::Pending;
                 tracing::info!(order_id = %order.order_id, provider = %order.provider, late, "order paid");
+                crate::metrics::count("OrdersPaid", 1, &[("Provider", &order.provider)]);
+                if late {
+                    crate::metrics::count("LatePayments", 1, &[("Provider", &order.provider)]);
+                }
                 return Ok(Applied::Settled { late });
             }
             SettleOutcome::TxnAlreadyRecorded { order_id } if order_id == order.order_id => {

@@ -84,6 +84,7 @@ pub async fn issue_token(
         let admission = match session::admit(&sessions, &req) {
             Ok(a) => a,
             Err(Refusal::NotEntitled) => {
+                crate::metrics::count("TokensDenied", 1, &[("Reason", "not_entitled")]);
                 return Err(ServiceError::PaymentRequired {
                     stream_id: stream_id.to_owned(),
                     products: app
@@ -92,9 +93,12 @@ pub async fn issue_token(
                         .iter()
                         .map(|p| (p.id.clone(), p.title.clone()))
                         .collect(),
-                })
+                });
             }
-            Err(Refusal::DeviceLimit) => return Err(ServiceError::DeviceLimit(cfg.max_devices)),
+            Err(Refusal::DeviceLimit) => {
+                crate::metrics::count("TokensDenied", 1, &[("Reason", "device_limit")]);
+                return Err(ServiceError::DeviceLimit(cfg.max_devices));
+            }
         };
         if let PutSessions::Stale(current) = app
             .store
@@ -110,7 +114,9 @@ pub async fn issue_token(
             }
             continue;
         }
+        crate::metrics::count("TokensIssued", 1, &[("Format", format.as_str())]);
         if !admission.evicted.is_empty() {
+            crate::metrics::count("DevicesEvicted", admission.evicted.len() as i64, &[]);
             tracing::info!(user = %user_id, evicted = admission.evicted.len(), "device sessions evicted");
         }
         let claims = Claims {

@@ -6,11 +6,26 @@ pub mod dynamo;
 pub mod memory;
 
 use crate::domain::session::Sessions;
+use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Money, Order, OrderId, OrderState};
 use async_trait::async_trait;
 
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
+
+/// Daily counters are spread over this many items (and partitions) per day, so a busy day
+/// never concentrates its writes on one item: in DynamoDB two transactions touching the same
+/// item conflict, so a single counter would serialise every settle of the day.
+pub const STATS_SHARDS: u32 = 32;
+
+pub fn stats_shard(id: &OrderId) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.as_str().bytes().rev() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % STATS_SHARDS
+}
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_TTL: i64 = 24 * 3600;
@@ -177,6 +192,10 @@ pub trait Store: Send + Sync {
 
     /// Notes a permanent background failure on the order.
     async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError>;
+
+    /// The business record of each day in `days` (UTC `YYYY-MM-DD`), counted by the same
+    /// transactions that create, settle and refund orders.
+    async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError>;
 
     /// PENDING orders of one due-index shard due at or before `now`, oldest first.
     /// The index is eventually consistent in DynamoDB: callers re-check the order itself.
