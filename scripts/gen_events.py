@@ -6,7 +6,11 @@ every file through the real Lambda handler, so the samples cannot rot.
 The sandbox callbacks are signed with the test secret below and stamped at the tests' clock
 (T0), which the replay test sets. Re-run after changing a case: python3 scripts/gen_events.py
 """
-import base64, hashlib, hmac, json, os
+import base64, hashlib, hmac, json, os, urllib.parse
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 T0 = 1_800_000_000
 SANDBOX_SECRET = b"test-sandbox-secret"
@@ -15,7 +19,28 @@ USER = "event-user"
 SEEDED_PENDING = "01KQ0000000000000000000001"
 SEEDED_TO_CANCEL = "01KQ0000000000000000000002"
 SEEDED_TO_PAY = "01KQ0000000000000000000003"
-SEEDED_DUE = "01KQ0000000000000000000004"  # expired before T0: the sweeper's
+SEEDED_WECHAT = "01KQ0000000000000000000004"
+SEEDED_ALIPAY = "01KQ0000000000000000000005"
+
+# Test-only keys committed under tests/fixtures/keys (never used outside tests), and the
+# provider settings the replay test configures (tests/src/{wechat,alipay,huya}.rs).
+KEYS = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "keys")
+WECHAT_MCH_ID = "1900000109"
+WECHAT_APP_ID = "wxd678efh567hg6787"
+WECHAT_API_V3_KEY = b"a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"
+WECHAT_PUB_KEY_ID = "PUB_KEY_ID_0114232134912410000000000000"
+ALIPAY_APP_ID = "2021000117600000"
+ALIPAY_SELLER_ID = "2088102177800000"
+HUYA_APP_ID = "hy-app-7788"
+HUYA_EXT_SECRET = "hy-ext-secret-for-tests-only"
+HUYA_EXT_UUID = "ext-uuid-1234"
+
+
+def rsa_sign(key_file, message: bytes) -> str:
+    with open(os.path.join(KEYS, key_file), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    return base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
+SEEDED_DUE = "01KQ0000000000000000000006"  # expired before T0: the sweeper's
 
 root = os.path.join(os.path.dirname(__file__), "..", "events")
 
@@ -120,6 +145,57 @@ def google_push(notification, message_id):
                  {"authorization": f"Bearer {header}.{claims}.{b64url(sig)}"}, sub=None)
 
 
+def wechat(order_id, total, key_file="wechat_platform_key.pem"):
+    resource = {"appid": WECHAT_APP_ID, "mchid": WECHAT_MCH_ID, "out_trade_no": order_id,
+                "transaction_id": "4200000000202701150000000001", "trade_type": "NATIVE",
+                "trade_state": "SUCCESS", "trade_state_desc": "支付成功", "bank_type": "OTHERS",
+                "attach": "", "success_time": "2027-01-15T16:00:00+08:00",
+                "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+                "amount": {"total": total, "payer_total": total, "currency": "CNY", "payer_currency": "CNY"}}
+    nonce, aad = "fdasflkja484", "transaction"
+    ct = AESGCM(WECHAT_API_V3_KEY).encrypt(nonce.encode(), json.dumps(resource, ensure_ascii=False).encode(), aad.encode())
+    body = json.dumps({"id": "EV-2027011516000000001", "create_time": "2027-01-15T16:00:05+08:00",
+                       "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
+                       "summary": "支付成功",
+                       "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
+                                    "ciphertext": base64.b64encode(ct).decode(),
+                                    "associated_data": aad, "nonce": nonce}},
+                      ensure_ascii=False, separators=(",", ":"))
+    wx_nonce = "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"
+    sig = rsa_sign(key_file, f"{T0}\n{wx_nonce}\n{body}\n".encode())
+    return event("POST", "/callbacks/wechat", body,
+                 {"wechatpay-timestamp": str(T0), "wechatpay-nonce": wx_nonce,
+                  "wechatpay-serial": WECHAT_PUB_KEY_ID, "wechatpay-signature": sig,
+                  "wechatpay-signature-type": "WECHATPAY2-SHA256-RSA2048"}, sub=None)
+
+
+def alipay(order_id, total, key_file="alipay_platform_key.pem"):
+    fields = {"gmt_create": "2027-01-15 16:00:00", "charset": "utf-8", "gmt_payment": "2027-01-15 16:00:30",
+              "notify_time": "2027-01-15 16:00:31", "subject": "Channel pass", "buyer_id": "2088102177846880",
+              "version": "1.0", "notify_id": "2027011500222160031346880000000001",
+              "notify_type": "trade_status_sync", "out_trade_no": order_id, "total_amount": total,
+              "trade_status": "TRADE_SUCCESS", "trade_no": "2027011522001446880000000001",
+              "auth_app_id": ALIPAY_APP_ID, "receipt_amount": total, "app_id": ALIPAY_APP_ID,
+              "buyer_pay_amount": total, "sign_type": "RSA2", "seller_id": ALIPAY_SELLER_ID}
+    content = "&".join(f"{k}={v}" for k, v in sorted(fields.items()) if k not in ("sign", "sign_type") and v)
+    fields["sign"] = rsa_sign(key_file, content.encode())
+    body = urllib.parse.urlencode(fields)
+    return event("POST", "/callbacks/alipay", body,
+                 {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}, sub=None)
+
+
+def huya(order_id, ts, secret=HUYA_EXT_SECRET):
+    fields = [("goodsUuid", "hy-pass"), ("orderTime", "20270115160000"), ("orderId", order_id),
+              ("extUuid", HUYA_EXT_UUID), ("profileId", "hy-event-profile"), ("expenseLevel", "1"),
+              ("timestamp", str(ts))]
+    data = "{" + ",".join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields) + "}"
+    auth = hashlib.md5(f"{HUYA_APP_ID}{ts}{data}{secret}".encode()).hexdigest().upper()
+    ev = event("GET", "/callbacks/huya", None, {"authorization": auth}, sub=None,
+               query=urllib.parse.urlencode(fields))
+    ev["headers"].pop("content-type", None)
+    return ev
+
+
 cases = [
     ("create-order", "create.json", 201,
      event("POST", "/orders", json.dumps({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"}),
@@ -137,9 +213,37 @@ cases = [
     ("provider-callback", "sandbox-forged.json", 401, sandbox(SEEDED_TO_PAY, 900, secret=b"forged")),
     ("provider-callback", "sandbox-wrong-amount.json", 422, sandbox(SEEDED_TO_PAY, 1, txn="sbx-sample-2")),
     ("provider-callback", "sandbox-unknown-order.json", 404, sandbox("01KQ000000000000000000000Z", 900)),
+    ("provider-callback", "wechat-paid.json", 204, wechat(SEEDED_WECHAT, 900)),
+    ("provider-callback", "wechat-forged.json", 401, wechat(SEEDED_WECHAT, 900, key_file="alipay_platform_key.pem")),
+    ("provider-callback", "alipay-paid.json", 200, alipay(SEEDED_ALIPAY, "9.00")),
+    ("provider-callback", "alipay-wrong-amount.json", 422, alipay(SEEDED_ALIPAY, "0.01")),
+    ("provider-callback", "huya-paid.json", 200, huya("HY-EVENT-1", T0)),
+    ("provider-callback", "huya-stale.json", 401, huya("HY-EVENT-2", T0 - 3600)),
     ("stream-token", "entitlements.json", 200, event("GET", "/entitlements")),
     ("stream-token", "entitlement-product.json", 200, event("GET", "/entitlements/pass")),
     ("stream-token", "entitlements-unauthenticated.json", 401, event("GET", "/entitlements", sub=None)),
+    # USER holds no ticket for the concert, so the first token is its free preview.
+    ("stream-token", "token-preview.json", 201,
+     event("POST", "/streams/concert/tokens", json.dumps({"device_id": "phone-1"}))),
+    ("stream-token", "token-unknown-stream.json", 404,
+     event("POST", "/streams/nope/tokens", json.dumps({"device_id": "phone-1"}))),
+    ("stream-token", "token-format-not-configured.json", 422,
+     event("POST", "/streams/concert/tokens", json.dumps({"device_id": "phone-1", "format": "aliyun"}))),
+    ("stream-token", "token-unauthenticated.json", 401,
+     event("POST", "/streams/concert/tokens", json.dumps({"device_id": "phone-1"}), sub=None)),
+    # Media-server hooks (no JWT). A valid token needs a live session, which only an issue
+    # creates, so the samples show the refusals; tests/tests/http_streams.rs covers both.
+    ("stream-token", "verify-srs-on-play-denied.json", 403,
+     event("POST", "/streams/verify", json.dumps({
+         "action": "on_play", "client_id": "3g2x", "ip": "198.51.100.7", "vhost": "__defaultVhost__",
+         "app": "live", "stream": "concert", "param": "?token=v1.t1.forged.forged"}), sub=None)),
+    ("stream-token", "verify-mediamtx-denied.json", 403,
+     event("POST", "/streams/verify", json.dumps({
+         "user": "", "password": "", "token": "", "ip": "198.51.100.7", "action": "read",
+         "path": "live/concert", "protocol": "hls", "id": None, "query": "token=expired"}), sub=None)),
+    ("stream-token", "verify-auth-request-denied.json", 403,
+     event("POST", "/streams/verify", None, {"x-original-uri": "/live/concert.m3u8"}, sub=None)),
+    # After the stream samples: the App Store sample grants channel:vip, which opens the concert.
     ("store-notifications", "apple-purchase.json", 200,
      event("POST", "/purchases/apple", json.dumps({"signed_transaction": apple_jws(apple_txn("700001"))}))),
     ("store-notifications", "apple-purchase-wrong-oid.json", 400,

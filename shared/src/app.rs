@@ -7,7 +7,8 @@ use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
 use crate::providers::apple::{self, Apple};
 use crate::providers::google::{self, Google};
-use crate::providers::{sandbox, Providers};
+use crate::providers::outbound::HttpClient;
+use crate::providers::{alipay, huya, sandbox, wechat, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
 use crate::store::{DynamoStore, MemoryStore, Store};
 use std::sync::{Arc, OnceLock};
@@ -63,7 +64,7 @@ impl App {
         let catalog = Catalog::from_json(&config.catalog_json)
             .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
-        let (providers, apple, google) = build_providers(&config)?;
+        let (providers, apple, google) = build_providers(&config, &catalog, clock.clone())?;
         Ok(App {
             config,
             catalog,
@@ -122,13 +123,41 @@ impl App {
     }
 }
 
-/// Every enabled provider, configured; one that this build cannot serve stops start-up.
+/// The providers, plus the App Store verifier and Play client when those are enabled.
 type Built = (Providers, Option<Arc<Apple>>, Option<Arc<Google>>);
 
-fn build_providers(config: &Config) -> Result<Built, StartupError> {
+/// Every enabled provider, configured; one that this build cannot serve, or whose variables
+/// are missing or malformed, stops start-up with a message naming the variable. All of them
+/// share one outbound HTTPS client.
+fn build_providers(
+    config: &Config,
+    catalog: &Catalog,
+    clock: Arc<dyn Clock>,
+) -> Result<Built, StartupError> {
     let mut providers = Providers::default();
     let mut apple_verifier = None;
     let mut google_client = None;
+    let vars = &config.provider_vars;
+    let mut http = None;
+    let mut http_client = || -> Result<HttpClient, StartupError> {
+        if let Some(c) = &http {
+            return Ok(HttpClient::clone(c));
+        }
+        let secs = match vars.get("PROVIDER_HTTP_TIMEOUT_SECONDS") {
+            None => crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=25).contains(n))
+                .ok_or_else(|| ConfigError {
+                    name: "PROVIDER_HTTP_TIMEOUT_SECONDS",
+                    problem: "must be an integer in 1..=25".into(),
+                })?,
+        };
+        let c = HttpClient::new(Duration::from_secs(secs)).map_err(StartupError::Other)?;
+        http = Some(c.clone());
+        Ok(c)
+    };
     for name in &config.providers {
         match name.as_str() {
             apple::NAME => {
@@ -136,7 +165,7 @@ fn build_providers(config: &Config) -> Result<Built, StartupError> {
                     name: "APPLE_BUNDLE_ID",
                     problem: "required when the apple provider is enabled".into(),
                 })?;
-                let a = Arc::new(Apple::new(cfg)?);
+                let a = Arc::new(Apple::new(cfg, http_client()?));
                 providers.insert(a.clone());
                 apple_verifier = Some(a);
             }
@@ -145,7 +174,7 @@ fn build_providers(config: &Config) -> Result<Built, StartupError> {
                     name: "GOOGLE_PACKAGE_NAME",
                     problem: "required when the google provider is enabled".into(),
                 })?;
-                let g = Arc::new(Google::new(cfg)?);
+                let g = Arc::new(Google::new(cfg, http_client()?));
                 providers.insert(g.clone());
                 google_client = Some(g);
             }
@@ -153,6 +182,19 @@ fn build_providers(config: &Config) -> Result<Built, StartupError> {
                 config.sandbox_secret.clone(),
                 config.public_base_url.clone(),
             ))),
+            alipay::NAME => providers.insert(Arc::new(alipay::Alipay::from_vars(
+                vars,
+                catalog,
+                http_client()?,
+                clock.clone(),
+            )?)),
+            huya::NAME => providers.insert(Arc::new(huya::Huya::from_vars(vars, catalog)?)),
+            wechat::NAME => providers.insert(Arc::new(wechat::WechatPay::from_vars(
+                vars,
+                catalog,
+                http_client()?,
+                clock.clone(),
+            )?)),
             other => {
                 return Err(ConfigError {
                     name: "PROVIDERS",

@@ -38,11 +38,8 @@ pub enum AuthMode {
     Jwt,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DevicePolicy {
-    Evict,
-    Deny,
-}
+pub use crate::domain::session::DevicePolicy;
+use crate::stream::formats::SigningKeys;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -62,6 +59,11 @@ pub struct Config {
     pub stream_token_ttl_seconds: i64,
     pub max_devices: u32,
     pub device_policy: DevicePolicy,
+    /// Native stream tokens: the first key signs, all verify (rotation with overlap).
+    pub stream_signing_keys: Option<SigningKeys>,
+    pub nginx_secure_link_secret: Option<Secret>,
+    pub tencent_play_key: Option<Secret>,
+    pub aliyun_auth_key: Option<Secret>,
     pub sandbox_secret: Option<Secret>,
     /// Where clients reach this deployment (for sandbox pay URLs).
     pub public_base_url: String,
@@ -71,6 +73,56 @@ pub struct Config {
     pub apple: Option<crate::providers::apple::AppleConfig>,
     /// `GOOGLE_*`, read when the google provider is enabled.
     pub google: Option<crate::providers::google::GoogleConfig>,
+    /// The providers' own variables, kept raw: each provider module parses its own (so a
+    /// bad one is reported by the module that understands it) and only when enabled.
+    pub provider_vars: ProviderVars,
+}
+
+/// Every variable a provider module may read. Values are kept as [`Secret`]s because several
+/// are keys; `Debug` shows only which names are set.
+pub const PROVIDER_VARIABLES: &[&str] = &[
+    "PROVIDER_HTTP_TIMEOUT_SECONDS",
+    "WECHATPAY_MCH_ID",
+    "WECHATPAY_APP_ID",
+    "WECHATPAY_API_V3_KEY",
+    "WECHATPAY_MERCHANT_SERIAL",
+    "WECHATPAY_MERCHANT_PRIVATE_KEY",
+    "WECHATPAY_PLATFORM_KEYS",
+    "WECHATPAY_BASE_URL",
+    "WECHATPAY_NOTIFY_URL",
+    "ALIPAY_APP_ID",
+    "ALIPAY_SELLER_ID",
+    "ALIPAY_APP_PRIVATE_KEY",
+    "ALIPAY_PUBLIC_KEY",
+    "ALIPAY_GATEWAY_URL",
+    "ALIPAY_NOTIFY_URL",
+    "ALIPAY_RETURN_URL",
+    "HUYA_APP_ID",
+    "HUYA_EXT_SECRET",
+    "HUYA_EXT_UUID",
+    "HUYA_MAX_SKEW_SECONDS",
+];
+
+#[derive(Clone, Default)]
+pub struct ProviderVars(std::collections::BTreeMap<&'static str, Secret>);
+
+impl ProviderVars {
+    /// The trimmed value of a set, non-blank variable.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.expose().trim())
+    }
+
+    /// Like [`get`](Self::get), but absence is a start-up error naming the variable.
+    pub fn require(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.get(name)
+            .ok_or_else(|| err(name, "required by an enabled provider"))
+    }
+}
+
+impl fmt::Debug for ProviderVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -80,7 +132,7 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
+pub fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         name,
         problem: problem.into(),
@@ -90,6 +142,8 @@ fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
 /// The secret used by the local server when none is configured. Printed on start so a
 /// developer can mint tokens; never used by a Lambda deployment.
 pub const LOCAL_DEV_JWT_SECRET: &str = "tollgate-local-development-secret-do-not-deploy";
+/// Native stream-token key of the local server when none is configured (never in Lambda).
+pub const LOCAL_DEV_STREAM_KEYS: &str = "dev:dG9sbGdhdGUtbG9jYWwtc3RyZWFtLWtleS1kZXY=";
 pub const LOCAL_DEV_SANDBOX_SECRET: &str = "tollgate-local-sandbox-secret";
 
 pub const KNOWN_PROVIDERS: &[&str] = &["sandbox", "wechat", "alipay", "huya", "apple", "google"];
@@ -203,6 +257,13 @@ impl Config {
             Some("deny") => DevicePolicy::Deny,
             Some(_) => return Err(err("DEVICE_POLICY", "must be evict or deny")),
         };
+        let stream_signing_keys = match var("STREAM_SIGNING_KEYS") {
+            Some(spec) => Some(
+                SigningKeys::parse(&spec).map_err(|e| err("STREAM_SIGNING_KEYS", e.to_string()))?,
+            ),
+            None if local => SigningKeys::parse(LOCAL_DEV_STREAM_KEYS).ok(),
+            None => None,
+        };
         Ok(Config {
             profile,
             table_name: var("TABLE_NAME"),
@@ -219,6 +280,10 @@ impl Config {
             stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,
+            stream_signing_keys,
+            nginx_secure_link_secret: var("NGINX_SECURE_LINK_SECRET").map(Secret::new),
+            tencent_play_key: var("TENCENT_PLAY_KEY").map(Secret::new),
+            aliyun_auth_key: var("ALIYUN_AUTH_KEY").map(Secret::new),
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
@@ -228,6 +293,12 @@ impl Config {
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
             apple,
             google,
+            provider_vars: ProviderVars(
+                PROVIDER_VARIABLES
+                    .iter()
+                    .filter_map(|&name| var(name).map(|v| (name, Secret::new(v))))
+                    .collect(),
+            ),
         })
     }
 
@@ -249,6 +320,29 @@ mod tests {
         m.entry("CATALOG_JSON".into())
             .or_insert_with(|| r#"{"products":[]}"#.into());
         Config::from_lookup(profile, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn provider_variables_are_kept_but_never_printed() {
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("WECHATPAY_API_V3_KEY", "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb"),
+                ("HUYA_EXT_SECRET", "  hush  "),
+                ("ALIPAY_APP_ID", " "),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.provider_vars.get("HUYA_EXT_SECRET"), Some("hush"));
+        assert_eq!(c.provider_vars.get("ALIPAY_APP_ID"), None, "blank = unset");
+        let e = c.provider_vars.require("ALIPAY_APP_ID").unwrap_err();
+        assert_eq!(e.name, "ALIPAY_APP_ID");
+        let shown = format!("{c:?}");
+        assert!(shown.contains("WECHATPAY_API_V3_KEY"));
+        assert!(
+            !shown.contains("a7cde1") && !shown.contains("hush"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -279,6 +373,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.name, "AUTH_JWT_SECRET");
+        let e = cfg(Profile::Lambda, &[("STREAM_SIGNING_KEYS", "k1:short")]).unwrap_err();
+        assert_eq!(e.name, "STREAM_SIGNING_KEYS");
+        assert!(cfg(Profile::Lambda, &[])
+            .unwrap()
+            .stream_signing_keys
+            .is_none());
+        assert!(cfg(Profile::Local, &[])
+            .unwrap()
+            .stream_signing_keys
+            .is_some());
     }
 
     #[test]
@@ -300,5 +404,21 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("STREAM_SIGNING_KEYS", "k1:c3RyZWFtLXNpZ25pbmcta2V5LTE="),
+                ("NGINX_SECURE_LINK_SECRET", "nginx-hunter2"),
+                ("TENCENT_PLAY_KEY", "tencent-hunter2"),
+                ("ALIYUN_AUTH_KEY", "aliyun-hunter2"),
+            ],
+        )
+        .unwrap();
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("c3RyZWFt"),
+            "{debug}"
+        );
+        assert_eq!(c.stream_signing_keys.unwrap().signing_kid(), "k1");
     }
 }

@@ -9,8 +9,10 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::sync::Arc;
 
-/// JSON logs, level from `RUST_LOG` (default info); no ANSI colours in CloudWatch.
+/// JSON logs, level from `RUST_LOG` (default info); no ANSI colours in CloudWatch. Also
+/// turns on EMF metrics, which only mean something in CloudWatch.
 pub fn init_tracing() {
+    crate::metrics::enable();
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -44,9 +46,20 @@ pub async fn handle_event(app: &Arc<App>, routes: Routes, req: Request) -> Respo
             .cloned(),
         _ => None,
     };
+    let iam = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.iam.as_ref())
+            .and_then(|i| i.user_arn.clone().or_else(|| i.caller_id.clone())),
+        _ => None,
+    };
     let (mut parts, body) = req.into_parts();
     if let Some(sub) = sub {
         parts.extensions.insert(AuthorizerSub(sub));
+    }
+    if let Some(arn) = iam {
+        parts.extensions.insert(crate::api::IamCaller(arn));
     }
     let body = match body {
         Body::Empty => Bytes::new(),
@@ -126,6 +139,7 @@ pub async fn handle_sqs_batch(
         let failed = match crate::service::jobs::run(app, body, receives).await {
             JobOutcome::Done => false,
             JobOutcome::Retry { delay_s, reason } => {
+                crate::metrics::count("VerificationRetries", 1, &[]);
                 tracing::warn!(message_id = %id, receives, delay_s, reason, "job will be retried");
                 if let (Some(q), Some(receipt)) = (&sqs, &record.receipt_handle) {
                     if let Err(e) = q.change_visibility(receipt, delay_s).await {

@@ -106,6 +106,7 @@ pub async fn run_local_jobs(app: &App) {
         match crate::service::jobs::run(app, &delivery.body, delivery.receive_count).await {
             crate::queue::JobOutcome::Done => q.complete(delivery),
             crate::queue::JobOutcome::Retry { delay_s, reason } => {
+                crate::metrics::count("VerificationRetries", 1, &[]);
                 q.retry(delivery, delay_s, &reason)
             }
             crate::queue::JobOutcome::DeadLetter { reason } => q.dead_letter(delivery, &reason),

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use tollgate::domain::grant::Term;
+use tollgate::domain::session::{DeviceSession, Sessions};
 use tollgate::domain::{Currency, Grant, Money, Order, OrderId, OrderState};
 use tollgate::store::*;
 
@@ -80,11 +81,15 @@ pub async fn run_all(store: Arc<dyn Store>) {
     settle_checks_amount_and_txn(&*store).await;
     settle_exactly_once_concurrently(store.clone()).await;
     credits_exactly_once_concurrently(store.clone()).await;
+    sessions_round_trip(&*store).await;
+    sessions_one_writer_wins(store.clone()).await;
     due_index(&*store).await;
     user_items_and_refund(&*store).await;
     purchases_follow_the_newest_event(&*store).await;
     purchase_applied_once_concurrently(store.clone()).await;
     notes_dedupe(&*store).await;
+    settle_new_order_once(&*store).await;
+    settle_new_order_exactly_once_concurrently(store.clone()).await;
 }
 
 pub async fn create_and_read(store: &dyn Store) {
@@ -647,4 +652,175 @@ pub async fn notes_dedupe(store: &dyn Store) {
         .record_note("apple", &id, "DID_RENEW", 100 + NOTE_TTL)
         .await
         .unwrap());
+}
+
+fn device(session_id: &str, last_seen: i64) -> DeviceSession {
+    DeviceSession {
+        session_id: session_id.into(),
+        last_seen,
+    }
+}
+
+/// The SESSIONS item comes back with the user's grants in the same read, and every write is
+/// conditioned on the version read.
+pub async fn sessions_round_trip(store: &dyn Store) {
+    let user = "sess-user";
+    let empty = store.user_items(user).await.unwrap().sessions;
+    assert_eq!(empty, Sessions::default());
+    let mut s = Sessions::default();
+    s.devices.insert("phone".into(), device("s1", 10));
+    s.devices.insert("tv #2".into(), device("s2", 20));
+    s.previews.insert("concert".into(), 5);
+    assert!(store.put_sessions(user, &s, 0).await.unwrap().written());
+    assert!(
+        !store.put_sessions(user, &s, 0).await.unwrap().written(),
+        "the item exists now"
+    );
+    let read = store.user_items(user).await.unwrap().sessions;
+    assert_eq!(read.version, 1);
+    assert_eq!(read.devices, s.devices);
+    assert_eq!(read.previews, s.previews);
+    assert!(read.holds("s2") && !read.holds("s3"));
+    let mut next = read.clone();
+    next.devices.remove("phone");
+    assert!(
+        !store.put_sessions(user, &next, 7).await.unwrap().written(),
+        "stale version"
+    );
+    assert!(store.put_sessions(user, &next, 1).await.unwrap().written());
+    let read = store.user_items(user).await.unwrap();
+    assert_eq!(read.sessions.version, 2);
+    assert_eq!(read.sessions.devices.len(), 1);
+    assert!(read.grants.is_empty());
+    assert_eq!(
+        store.user_items("sess-other").await.unwrap().sessions,
+        Sessions::default()
+    );
+}
+
+/// Concurrent writers conditioned on the same version: exactly one wins.
+pub async fn sessions_one_writer_wins(store: Arc<dyn Store>) {
+    let user = "sess-race";
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sessions::default();
+            s.devices
+                .insert(format!("d{i}"), device(&format!("s{i}"), i));
+            store.put_sessions(user, &s, 0).await.unwrap().written()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+    let read = store.user_items(user).await.unwrap().sessions;
+    assert_eq!((read.version, read.devices.len()), (1, 1));
+}
+
+/// A sale made at the provider (Huya): the order as it should be stored, already PAID.
+fn sold(seed: u64, user: &str, txn: &str, paid_at: i64) -> (Order, Settlement) {
+    let mut o = pending(seed, user, paid_at);
+    o.provider = "huya".into();
+    o.payment = None;
+    o.state = OrderState::Paid;
+    o.expires_at = paid_at;
+    o.paid_at = Some(paid_at);
+    o.provider_txn_id = Some(txn.into());
+    let st = settlement(&o, OrderState::Paid, txn, paid_at);
+    (o, st)
+}
+
+pub async fn settle_new_order_once(store: &dyn Store) {
+    let (o, st) = sold(70, "sale-user", "HY-70", 2_000);
+    assert_eq!(
+        store.settle_new_order(&o, &st).await.unwrap(),
+        SettleOutcome::Settled
+    );
+    let stored = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(stored, o, "stored exactly as given");
+    assert_eq!(store.user_items("sale-user").await.unwrap().grants.len(), 2);
+    // Not in the due index: it was never pending.
+    for shard in 0..16 {
+        assert!(store
+            .due_orders(shard, i64::MAX, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.order_id != o.order_id));
+    }
+    // The same sale again: the claim answers, nothing is written twice.
+    assert_eq!(
+        store.settle_new_order(&o, &st).await.unwrap(),
+        SettleOutcome::TxnAlreadyRecorded {
+            order_id: o.order_id.clone()
+        }
+    );
+    // Another order claiming the same provider transaction is refused, and not written.
+    let (other, mut other_st) = sold(71, "sale-user-2", "HY-70", 2_000);
+    other_st.user_id = other.user_id.clone();
+    assert_eq!(
+        store.settle_new_order(&other, &other_st).await.unwrap(),
+        SettleOutcome::TxnAlreadyRecorded {
+            order_id: o.order_id.clone()
+        }
+    );
+    assert!(store.get_order(&other.order_id).await.unwrap().is_none());
+    assert!(store
+        .user_items("sale-user-2")
+        .await
+        .unwrap()
+        .grants
+        .is_empty());
+    // An existing order id with a new transaction: refused as changed, nothing written.
+    let (mut clash, _) = sold(72, "sale-user", "HY-72", 2_000);
+    clash.order_id = o.order_id.clone();
+    let clash_st = settlement(&clash, OrderState::Paid, "HY-72", 2_000);
+    assert!(matches!(
+        store.settle_new_order(&clash, &clash_st).await.unwrap(),
+        SettleOutcome::OrderChanged(_)
+    ));
+    assert_eq!(store.user_items("sale-user").await.unwrap().grants.len(), 2);
+    // It refunds like any paid order.
+    assert!(matches!(
+        store.refund(&stored, 2_100).await.unwrap(),
+        TransitionOutcome::Done(_)
+    ));
+    let items = store.user_items("sale-user").await.unwrap();
+    assert!(items.grants.iter().all(|g| g.revoked_at == Some(2_100)));
+}
+
+pub async fn settle_new_order_exactly_once_concurrently(store: Arc<dyn Store>) {
+    let (o, st) = sold(80, "sale-race-user", "HY-80", 2_000);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let store = store.clone();
+        let (o, st) = (o.clone(), st.clone());
+        tasks.push(tokio::spawn(async move {
+            store.settle_new_order(&o, &st).await
+        }));
+    }
+    let mut settled = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            SettleOutcome::Settled => settled += 1,
+            SettleOutcome::TxnAlreadyRecorded { order_id } => assert_eq!(order_id, o.order_id),
+            SettleOutcome::OrderChanged(_) => {}
+            SettleOutcome::UnknownOrder => panic!("unexpected"),
+        }
+    }
+    assert_eq!(settled, 1, "exactly one sale is recorded");
+    assert_eq!(
+        store
+            .user_items("sale-race-user")
+            .await
+            .unwrap()
+            .grants
+            .len(),
+        2
+    );
 }

@@ -196,7 +196,11 @@ impl Provider for ScriptedProvider {
     fn name(&self) -> &'static str {
         NAME
     }
-    async fn payment_params(&self, _order: &Order) -> Result<serde_json::Value, ProviderError> {
+    async fn payment_params(
+        &self,
+        _order: &Order,
+        _payer: &Payer,
+    ) -> Result<serde_json::Value, ProviderError> {
         Ok(serde_json::json!({}))
     }
     fn verify_callback(

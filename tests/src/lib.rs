@@ -1,10 +1,15 @@
 //! Shared support for the end-to-end suites: a test catalog and app, the local server on a
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
+pub mod alipay;
 pub mod apple;
 pub mod conformance;
+pub mod fake;
 pub mod fake_google;
 pub mod fake_provider;
+pub mod huya;
+pub mod nginx;
+pub mod wechat;
 pub mod wrappers;
 
 use bytes::Bytes;
@@ -22,20 +27,26 @@ pub const T0: i64 = 1_800_000_000;
 pub const DAY: i64 = 86_400;
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-at-least-32-bytes";
 pub const SANDBOX_SECRET: &str = "test-sandbox-secret";
+/// Native stream-token keys: `t1` signs, `t0` (an older key) still verifies.
+pub const STREAM_SIGNING_KEYS: &str =
+    "t1:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb25l,t0:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb2xk";
+pub const NGINX_SECRET: &str = "test-nginx-secure-link-secret";
 
 pub fn catalog_json() -> String {
     serde_json::json!({
         "products": [
             { "id": "pass", "title": "Channel pass", "kind": "pass", "grants": ["channel:main"],
               "plans": [ { "id": "7d", "days": 7, "price": { "amount": 900, "currency": "CNY" } },
-                         { "id": "30d", "days": 30, "price": { "amount": 3000, "currency": "CNY" } } ] },
+                         { "id": "30d", "days": 30, "price": { "amount": 3000, "currency": "CNY" } } ],
+              "store_ids": { "huya": { "goods_uuid": "hy-pass", "levels": { "1": "7d", "2": "30d" } } } },
             { "id": "concert", "title": "Concert", "kind": "event", "grants": ["stream:concert"],
               "price": { "amount": 1800, "currency": "CNY" },
               "window": { "starts_at": rfc3339(T0 + DAY), "ends_at": rfc3339(T0 + DAY + 3 * 3600),
                           "replay_until": rfc3339(T0 + 7 * DAY) } },
             { "id": "coins-100", "title": "100 coins", "kind": "credits", "credits": 100,
               "price": { "amount": 600, "currency": "CNY" },
-              "store_ids": { "apple": "com.example.coins100", "google": "coins_100" } },
+              "store_ids": { "apple": "com.example.coins100", "google": "coins_100",
+                             "huya": { "goods_uuid": "hy-coins" } } },
             { "id": "vip", "title": "VIP", "kind": "subscription", "grants": ["channel:vip"],
               "store_ids": { "apple": "com.example.vip", "google": "vip_monthly" } },
             { "id": "vip-plus", "title": "VIP plus", "kind": "subscription",
@@ -57,6 +68,9 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
         ("SANDBOX_SECRET".into(), SANDBOX_SECRET.into()),
         ("AUTH_MODE".into(), "jwt".into()),
         ("AUTH_JWT_SECRET".into(), JWT_SECRET.into()),
+        ("STREAM_SIGNING_KEYS".into(), STREAM_SIGNING_KEYS.into()),
+        ("NGINX_SECURE_LINK_SECRET".into(), NGINX_SECRET.into()),
+        ("TENCENT_PLAY_KEY".into(), "test-tencent-play-key".into()),
     ]);
     for (k, v) in extra {
         vars.insert(k.to_string(), v.to_string());
@@ -64,8 +78,23 @@ pub fn test_config(extra: &[(&str, &str)]) -> Config {
     Config::from_lookup(Profile::Local, |k| vars.get(k).cloned()).expect("test config")
 }
 
+/// An app with extra configuration (provider variables) on top of [`test_config`].
+pub fn app_with(store: Arc<dyn Store>, clock: ManualClock, extra: &[(&str, String)]) -> Arc<App> {
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Arc::new(App::new(test_config(&extra), store, Arc::new(clock)).expect("test app"))
+}
+
 pub fn test_app(store: Arc<dyn Store>, clock: ManualClock) -> Arc<App> {
-    Arc::new(App::new(test_config(&[]), store, Arc::new(clock)).expect("test app"))
+    test_app_with(store, clock, &[])
+}
+
+/// `test_app` with extra (or overriding) configuration; an empty value unsets a variable.
+pub fn test_app_with(
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    extra: &[(&str, &str)],
+) -> Arc<App> {
+    Arc::new(App::new(test_config(extra), store, Arc::new(clock)).expect("test app"))
 }
 
 /// A bearer token for `user`, valid for an hour of real time (JWT expiry is checked against
@@ -87,6 +116,39 @@ pub enum Backend {
 /// DynamoDB on the moto server the test command started. Without one, `None` (the suite is
 /// skipped with a message), unless `TOLLGATE_REQUIRE_MOTO` is set: then it fails.
 pub async fn moto_store() -> Option<DynamoStore> {
+    moto_store_counting().await.map(|(s, _)| s)
+}
+
+/// Counts every HTTP request (attempt) the DynamoDB client sends: the store's real round trips.
+#[derive(Debug, Default)]
+pub struct RequestCounter(pub std::sync::atomic::AtomicU64);
+
+impl RequestCounter {
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug)]
+struct CountRequests(Arc<RequestCounter>);
+
+impl aws_sdk_dynamodb::config::Intercept for CountRequests {
+    fn name(&self) -> &'static str {
+        "CountRequests"
+    }
+    fn read_before_transmit(
+        &self,
+        _ctx: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Like [`moto_store`], with a counter of the HTTP requests its client sends.
+pub async fn moto_store_counting() -> Option<(DynamoStore, Arc<RequestCounter>)> {
     let Ok(endpoint) = std::env::var("TOLLGATE_MOTO_ENDPOINT") else {
         assert!(
             std::env::var("TOLLGATE_REQUIRE_MOTO").is_err(),
@@ -103,12 +165,17 @@ pub async fn moto_store() -> Option<DynamoStore> {
         ))
         .load()
         .await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let counter = Arc::new(RequestCounter::default());
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(CountRequests(counter.clone()))
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
     let table = format!("tollgate-test-{}", unique());
     DynamoStore::create_table(&client, &table)
         .await
         .expect("create table on moto");
-    Some(DynamoStore::new(client, table))
+    counter.take();
+    Some((DynamoStore::new(client, table), counter))
 }
 
 pub async fn store_for(backend: Backend) -> Option<Arc<dyn Store>> {
@@ -219,6 +286,36 @@ impl TestServer {
             raw,
         )
         .await
+    }
+
+    /// Buys `product_id` (and `plan_id`) for `user` through the sandbox provider at the
+    /// app's current time; returns the order id.
+    pub async fn buy(&self, user: &str, product_id: &str, plan_id: Option<&str>) -> String {
+        let mut body = serde_json::json!({"product_id": product_id, "provider": "sandbox"});
+        if let Some(p) = plan_id {
+            body["plan_id"] = serde_json::json!(p);
+        }
+        let r = self.call(user, "POST", "/orders", Some(body)).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let order = r.json();
+        let cb = serde_json::json!({
+            "order_id": order["order_id"], "transaction_id": format!("txn-{}", order["order_id"].as_str().unwrap_or("")),
+            "status": "paid", "amount": order["amount"], "timestamp": self.app.clock.now()
+        });
+        let r = self.sandbox_callback(&cb).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        order["order_id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Refunds a sandbox order bought with [`TestServer::buy`].
+    pub async fn refund(&self, order_id: &str, amount: i64) {
+        let cb = serde_json::json!({
+            "order_id": order_id, "transaction_id": format!("txn-{order_id}"),
+            "status": "refunded", "amount": {"amount": amount, "currency": "CNY"},
+            "timestamp": self.app.clock.now()
+        });
+        let r = self.sandbox_callback(&cb).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     }
 
     pub async fn stop(mut self) {

@@ -35,6 +35,12 @@ impl CountingStore {
         self.calls.lock().unwrap().values().sum()
     }
 
+    /// Calls per operation since the last `take` (or `reset`), then resets.
+    pub fn take(&self) -> HashMap<&'static str, u64> {
+        self.due_items.store(0, Ordering::SeqCst);
+        std::mem::take(&mut *self.calls.lock().unwrap())
+    }
+
     pub fn reset(&self) {
         self.calls.lock().unwrap().clear();
         self.due_items.store(0, Ordering::SeqCst);
@@ -86,6 +92,14 @@ impl Store for CountingStore {
         self.enter("settle")?;
         self.inner.settle(s).await
     }
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        s: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        self.enter("settle_new_order")?;
+        self.inner.settle_new_order(order, s).await
+    }
     async fn close_order(
         &self,
         id: &OrderId,
@@ -133,6 +147,13 @@ impl Store for CountingStore {
         self.due_items.fetch_add(r.len() as u64, Ordering::SeqCst);
         Ok(r)
     }
+    async fn day_records(
+        &self,
+        days: &[String],
+    ) -> Result<Vec<tollgate::domain::stats::DayRecord>, StoreError> {
+        self.enter("day_records")?;
+        self.inner.day_records(days).await
+    }
     async fn user_items(&self, user: &str) -> Result<UserItems, StoreError> {
         self.enter("user_items")?;
         self.inner.user_items(user).await
@@ -162,5 +183,16 @@ impl Store for CountingStore {
     ) -> Result<bool, StoreError> {
         self.enter("record_note")?;
         self.inner.record_note(source, id, kind, now).await
+    }
+    async fn put_sessions(
+        &self,
+        user: &str,
+        sessions: &tollgate::domain::session::Sessions,
+        expected_version: u64,
+    ) -> Result<PutSessions, StoreError> {
+        self.enter("put_sessions")?;
+        self.inner
+            .put_sessions(user, sessions, expected_version)
+            .await
     }
 }

@@ -15,14 +15,14 @@ fn events_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
 
-fn seeded(id: &str) -> Order {
+fn seeded(id: &str, provider: &str) -> Order {
     Order {
         order_id: OrderId::parse(id).unwrap(),
         user_id: "event-user".into(),
         product_id: "pass".into(),
         plan_id: Some("7d".into()),
         amount: Money::new(900, Currency::CNY).unwrap(),
-        provider: "sandbox".into(),
+        provider: provider.into(),
         channel: None,
         grants: vec!["channel:main".into()],
         term: Some(tollgate::domain::Term::Days(7)),
@@ -54,49 +54,56 @@ fn routes_of(function: &str) -> Routes {
 #[tokio::test]
 async fn every_sample_event_gets_its_status() {
     let store = Arc::new(MemoryStore::new());
-    for id in [
-        "01KQ0000000000000000000001",
-        "01KQ0000000000000000000002",
-        "01KQ0000000000000000000003",
+    for (id, provider) in [
+        ("01KQ0000000000000000000001", "sandbox"),
+        ("01KQ0000000000000000000002", "sandbox"),
+        ("01KQ0000000000000000000003", "sandbox"),
+        ("01KQ0000000000000000000004", "wechat"),
+        ("01KQ0000000000000000000005", "alipay"),
     ] {
-        tollgate::store::Store::create_order(&*store, &seeded(id), None, T0)
+        tollgate::store::Store::create_order(&*store, &seeded(id, provider), None, T0)
             .await
             .unwrap();
     }
-    let mut due = seeded("01KQ0000000000000000000004");
+    let mut due = seeded("01KQ0000000000000000000006", "sandbox");
     due.expires_at = T0 - 60;
     tollgate::store::Store::create_order(&*store, &due, None, T0)
         .await
         .unwrap();
+    // The callbacks need no provider server: an unreachable base URL is fine.
+    let mut env: Vec<(&str, String)> = tollgate_tests::wechat::env("http://127.0.0.1:9");
+    env.extend(tollgate_tests::alipay::env("http://127.0.0.1:9/gateway.do"));
+    env.extend(tollgate_tests::huya::env());
+    env.push((
+        "PROVIDERS",
+        "sandbox,wechat,alipay,huya,apple,google".into(),
+    ));
+    env.push(("AUTH_MODE", "apigw".into()));
+    env.push(("APPLE_BUNDLE_ID", tollgate_tests::apple::BUNDLE.into()));
+    env.push(("APPLE_APP_APPLE_ID", "1234567".into()));
+    env.push((
+        "APPLE_ROOT_CERTS",
+        tollgate_tests::apple::fixture_path("root.pem"),
+    ));
+    env.push((
+        "GOOGLE_PACKAGE_NAME",
+        tollgate_tests::fake_google::PACKAGE.into(),
+    ));
+    env.push((
+        "GOOGLE_PUSH_AUDIENCE",
+        tollgate_tests::fake_google::AUDIENCE.into(),
+    ));
+    env.push((
+        "GOOGLE_PUSH_SERVICE_ACCOUNT",
+        tollgate_tests::fake_google::PUSH_ACCOUNT.into(),
+    ));
+    env.push((
+        "GOOGLE_JWKS_URL",
+        tollgate_tests::fake_google::fixture_path("push_jwks.json"),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let clock = ManualClock::at(T0);
-    let mut app = App::new(
-        test_config(&[
-            ("AUTH_MODE", "apigw"),
-            ("PROVIDERS", "sandbox,apple,google"),
-            ("APPLE_BUNDLE_ID", tollgate_tests::apple::BUNDLE),
-            ("APPLE_APP_APPLE_ID", "1234567"),
-            (
-                "APPLE_ROOT_CERTS",
-                &tollgate_tests::apple::fixture_path("root.pem"),
-            ),
-            ("GOOGLE_PACKAGE_NAME", tollgate_tests::fake_google::PACKAGE),
-            (
-                "GOOGLE_PUSH_AUDIENCE",
-                tollgate_tests::fake_google::AUDIENCE,
-            ),
-            (
-                "GOOGLE_PUSH_SERVICE_ACCOUNT",
-                tollgate_tests::fake_google::PUSH_ACCOUNT,
-            ),
-            (
-                "GOOGLE_JWKS_URL",
-                &tollgate_tests::fake_google::fixture_path("push_jwks.json"),
-            ),
-        ]),
-        store.clone(),
-        Arc::new(clock.clone()),
-    )
-    .unwrap();
+    let mut app = App::new(test_config(&env), store.clone(), Arc::new(clock.clone())).unwrap();
     // Play purchases and notifications queue verification jobs.
     let queue = Arc::new(tollgate::queue::MemoryQueue::new(Arc::new(clock)));
     app.queue = Some(tollgate::app::Queue::Memory(queue.clone()));
@@ -167,13 +174,17 @@ async fn every_sample_event_gets_its_status() {
             );
         }
     }
-    // The effects are real: the paid sample and the App Store sample granted, the cancel
-    // sample cancelled.
+    // The effects are real: the paid samples granted (sandbox, WeChat, Alipay and the App
+    // Store purchase; Huya to its own buyer), the cancel sample cancelled.
     let items = tollgate::store::Store::user_items(&*store, "event-user")
         .await
         .unwrap();
-    assert_eq!(items.grants.len(), 2, "{:?}", items.grants);
+    assert_eq!(items.grants.len(), 4, "{:?}", items.grants);
     assert!(items.grants.iter().any(|g| g.source_id == "apple:700001"));
+    let huya = tollgate::store::Store::user_items(&*store, "huya:hy-event-profile")
+        .await
+        .unwrap();
+    assert_eq!(huya.grants.len(), 1);
     // The Play purchase and the renewal push each queued one verification job.
     assert_eq!(queue.len(), 2);
     let cancelled = tollgate::store::Store::get_order(

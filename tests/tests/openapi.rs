@@ -36,14 +36,18 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/orders/{id}/cancel"),
     ("POST", "/orders/{id}/confirm"),
     ("POST", "/callbacks/{provider}"),
+    ("GET", "/callbacks/huya"),
     ("GET", "/entitlements"),
     ("GET", "/entitlements/{product_id}"),
     ("POST", "/purchases/apple"),
     ("POST", "/notifications/apple"),
     ("POST", "/purchases/google"),
     ("POST", "/notifications/google"),
+    ("POST", "/streams/{stream_id}/tokens"),
+    ("POST", "/streams/verify"),
     ("POST", "/sandbox/orders/{id}/pay"),
     ("GET", "/healthz"),
+    ("GET", "/admin/stats"),
 ];
 
 #[tokio::test]
@@ -66,7 +70,8 @@ async fn openapi_matches_the_router() {
         let concrete = path
             .replace("{id}", "01KQ0000000000000000000001")
             .replace("{provider}", "sandbox")
-            .replace("{product_id}", "pass");
+            .replace("{product_id}", "pass")
+            .replace("{stream_id}", "concert");
         let r = s
             .request(method, &concrete, &[("authorization", &auth)], "")
             .await;

@@ -20,6 +20,16 @@ pub(super) async fn provider_callback(
             format!("provider {provider:?} is not enabled"),
         );
     };
+    if req.method() == http::Method::GET && !p.accepts_get_callbacks() {
+        let mut r = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("{provider} calls back with POST"),
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        return r;
+    }
     let raw = CallbackRequest {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_owned),
@@ -31,6 +41,11 @@ pub(super) async fn provider_callback(
         Ok(None) => return p.acknowledge(),
         Err(rejection) => {
             tracing::warn!(provider, code = rejection.code, reason = %rejection.reason, "callback rejected");
+            crate::metrics::count(
+                "CallbackRejected",
+                1,
+                &[("Provider", provider), ("Reason", rejection.code)],
+            );
             return p.refuse(rejection.status, &rejection.reason);
         }
     };
@@ -44,6 +59,11 @@ pub(super) async fn provider_callback(
         }
         Err(ApplyError::Rejected(r)) => {
             tracing::warn!(provider, order_id = %order_id, reason = %r, "callback rejected");
+            crate::metrics::count(
+                "CallbackRejected",
+                1,
+                &[("Provider", provider), ("Reason", r.code())],
+            );
             let status = match r {
                 Rejected::UnknownOrder => StatusCode::NOT_FOUND,
                 Rejected::AmountMismatch { .. } | Rejected::WrongProvider => {

@@ -8,6 +8,7 @@ mod orders;
 pub mod problem;
 mod purchases;
 pub mod server;
+mod streams;
 
 use crate::app::App;
 use crate::domain::ids::rfc3339;
@@ -42,6 +43,11 @@ impl Routes {
 #[derive(Debug, Clone)]
 pub struct AuthorizerSub(pub String);
 
+/// The IAM caller API Gateway's `AWS_IAM` authorizer verified (admin routes), set by the
+/// Lambda adapter.
+#[derive(Debug, Clone)]
+pub struct IamCaller(pub String);
+
 pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<Bytes> {
     if req.body().len() > MAX_BODY_BYTES {
         return problem(
@@ -58,13 +64,16 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["orders"] => (Orders, &[Method::POST]),
         ["orders", _] => (Orders, &[Method::GET]),
         ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
-        ["callbacks", _] => (Callbacks, &[Method::POST]),
+        // GET only for providers that call back that way (Huya); checked per provider.
+        ["callbacks", _] => (Callbacks, &[Method::POST, Method::GET]),
         ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
         ["purchases", "apple" | "google"] | ["notifications", "apple" | "google"] => {
             (StoreNotifications, &[Method::POST])
         }
+        ["streams", "verify"] | ["streams", _, "tokens"] => (Streams, &[Method::POST]),
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
         ["healthz"] => (Local, &[Method::GET]),
+        ["admin", "stats"] => (Orders, &[Method::GET]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -87,6 +96,9 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["notifications", "apple"] => purchases::apple_notification(app, &req).await,
         ["notifications", "google"] => purchases::google_notification(app, &req).await,
         ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
+        // Media servers call this without a user JWT; the stream token is the credential.
+        ["streams", "verify"] => streams::verify(app, &req).await,
+        ["admin", "stats"] => admin_stats(app, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,
@@ -137,10 +149,44 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                             }),
                         )
                     }),
+                ["streams", stream_id, "tokens"] => {
+                    streams::issue(app, &user, stream_id, &req).await
+                }
                 _ => return not_found(),
             };
             result.unwrap_or_else(|e| service_problem(&e))
         }
+    }
+}
+
+/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`. In AWS the route sits behind the HTTP
+/// API's IAM authorizer and we also insist on its caller identity, so a misrouted request
+/// with no IAM signature is refused; the local server serves it plainly.
+async fn admin_stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    let local = app.config.profile == crate::config::Profile::Local;
+    if !local && req.extensions().get::<IamCaller>().is_none() {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admin routes need an IAM-signed request",
+        );
+    }
+    let query = req.uri().query().unwrap_or("");
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let (Some(from), Some(to)) = (param("from"), param("to")) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "from and to are required (YYYY-MM-DD)",
+        );
+    };
+    match crate::service::stats::daily(app, &from, &to).await {
+        Ok(days) => json_response(StatusCode::OK, &json!({ "days": days })),
+        Err(e) => service_problem(&e),
     }
 }
 
@@ -194,6 +240,48 @@ pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
             e.to_string(),
         ),
         ServiceError::Conflict(d) => problem(StatusCode::CONFLICT, "conflict", d),
+        ServiceError::PaymentRequired {
+            stream_id,
+            products,
+        } => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("stream_id".into(), json!(stream_id));
+            extra.insert(
+                "products".into(),
+                json!(products
+                    .iter()
+                    .map(|(id, title)| json!({"product_id": id, "title": title}))
+                    .collect::<Vec<_>>()),
+            );
+            problem::problem_with(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-required",
+                e.to_string(),
+                extra,
+            )
+        }
+        ServiceError::DeviceLimit(_) => {
+            problem(StatusCode::CONFLICT, "device-limit", e.to_string())
+        }
+        ServiceError::UnknownFormat(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-format",
+            e.to_string(),
+        ),
+        ServiceError::FormatNotConfigured(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "format-not-configured",
+            e.to_string(),
+        ),
+        ServiceError::Busy(d) => problem(StatusCode::SERVICE_UNAVAILABLE, "busy", d),
+        ServiceError::Internal(d) => {
+            tracing::error!(error = %d, "internal error");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
         ServiceError::Provider(p) => {
             tracing::error!(error = %p, "provider failure");
             problem(

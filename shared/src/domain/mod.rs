@@ -6,6 +6,8 @@ pub mod ids;
 pub mod money;
 pub mod order;
 pub mod retry;
+pub mod session;
+pub mod stats;
 
 pub use catalog::{Catalog, Offer, OfferError, Product, ProductKind, Stream};
 pub use grant::{Grant, GrantWindow, Term};

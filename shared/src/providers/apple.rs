@@ -268,7 +268,7 @@ pub struct VerifiedNotification {
 /// App Store Server API client.
 pub struct Apple {
     pub config: AppleConfig,
-    client: super::outbound::HttpsClient,
+    client: super::outbound::HttpClient,
 }
 
 impl std::fmt::Debug for Apple {
@@ -280,9 +280,9 @@ impl std::fmt::Debug for Apple {
 }
 
 impl Apple {
-    pub fn new(config: AppleConfig) -> Result<Self, ConfigError> {
-        let client = super::outbound::client().map_err(|e| err("APPLE_API_BASE_URL", e))?;
-        Ok(Apple { config, client })
+    /// `client` is the providers' shared outbound client.
+    pub fn new(config: AppleConfig, client: super::outbound::HttpClient) -> Self {
+        Apple { config, client }
     }
 
     /// The App Store Server API bearer token: ES256 with the in-app purchase key, valid
@@ -333,15 +333,16 @@ impl Apple {
         }
         let auth = format!("Bearer {}", self.api_token()?);
         let url = format!("{}/inApps/v1/lookup/{order_id}", self.config.api_base_url);
-        let (status, body) = super::outbound::send(
-            &self.client,
-            "App Store Server API",
-            http::Method::GET,
-            &url,
-            &[("authorization", &auth)],
-            Bytes::new(),
-        )
-        .await?;
+        let (status, body) = self
+            .client
+            .call(
+                "App Store Server API",
+                http::Method::GET,
+                &url,
+                &[("authorization", &auth)],
+                Bytes::new(),
+            )
+            .await?;
         match status.as_u16() {
             200 => {}
             401 | 403 => {
@@ -451,7 +452,11 @@ impl Provider for Apple {
         true
     }
 
-    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError> {
+    async fn payment_params(
+        &self,
+        order: &Order,
+        _payer: &super::Payer,
+    ) -> Result<serde_json::Value, ProviderError> {
         Ok(serde_json::json!({ "app_account_token": app_account_token(&order.order_id) }))
     }
 

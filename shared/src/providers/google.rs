@@ -196,11 +196,11 @@ struct PushClaims {
 #[error("{0}")]
 pub struct PushRejected(pub &'static str);
 
-use super::outbound::HttpsClient;
+use super::outbound::HttpClient;
 
 pub struct Google {
     pub config: GoogleConfig,
-    client: HttpsClient,
+    client: HttpClient,
     /// The cached access token and when (unix s, real time) to stop using it.
     token: Mutex<Option<(Secret, i64)>>,
     /// JWKS for push tokens and when it was fetched (unix s).
@@ -223,14 +223,14 @@ fn real_now() -> i64 {
 }
 
 impl Google {
-    pub fn new(config: GoogleConfig) -> Result<Self, ConfigError> {
-        let client = super::outbound::client().map_err(|e| err("GOOGLE_API_BASE_URL", e))?;
-        Ok(Google {
+    /// `client` is the providers' shared outbound client.
+    pub fn new(config: GoogleConfig, client: HttpClient) -> Self {
+        Google {
             config,
             client,
             token: Mutex::new(None),
             jwks: Mutex::new(None),
-        })
+        }
     }
 
     /// The `obfuscatedExternalAccountId` for a user: SHA-256 of the package and the user id,
@@ -250,7 +250,7 @@ impl Google {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), ProviderError> {
-        super::outbound::send(&self.client, "Google", method, url, headers, body).await
+        self.client.call("Google", method, url, headers, body).await
     }
 
     /// An OAuth access token for the Play Developer API, cached until a minute before expiry.
@@ -476,7 +476,11 @@ impl Provider for Google {
         true
     }
 
-    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError> {
+    async fn payment_params(
+        &self,
+        order: &Order,
+        _payer: &super::Payer,
+    ) -> Result<serde_json::Value, ProviderError> {
         Ok(serde_json::json!({
             "obfuscated_account_id": self.account_id(&order.user_id),
             "order_id": order.order_id,

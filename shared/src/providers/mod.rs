@@ -3,11 +3,15 @@
 //! job. The sweeper and the verifier use [`Provider::query`] and [`Provider::close`], so they
 //! work for every provider that implements them.
 
+pub mod alipay;
 pub mod apple;
 pub mod apple_jws;
+pub mod common;
 pub mod google;
+pub mod huya;
 pub mod outbound;
 pub mod sandbox;
+pub mod wechat;
 
 use crate::domain::{Money, Order, OrderId};
 use async_trait::async_trait;
@@ -31,6 +35,23 @@ pub enum ProviderEvent {
         provider_txn_id: String,
         amount: Money,
     },
+    /// A sale the provider made through its own storefront (Huya's panel): no order of ours
+    /// exists yet, so the callback creates it already paid.
+    Sold(Sale),
+}
+
+/// What a provider-side sale bought, resolved against the catalog by the provider module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sale {
+    /// Derived from the provider's own order id, so every retry names the same order.
+    pub order_id: OrderId,
+    pub user_id: String,
+    pub product_id: String,
+    pub plan_id: Option<String>,
+    pub provider_txn_id: String,
+    /// The catalog price: the provider reports none.
+    pub amount: Money,
+    pub paid_at: i64,
 }
 
 impl ProviderEvent {
@@ -39,6 +60,7 @@ impl ProviderEvent {
             ProviderEvent::Paid { order_id, .. } | ProviderEvent::Refunded { order_id, .. } => {
                 order_id
             }
+            ProviderEvent::Sold(sale) => &sale.order_id,
         }
     }
 }
@@ -108,8 +130,23 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// Whether callbacks may arrive as `GET` with the data in the query string (Huya).
+    fn accepts_get_callbacks(&self) -> bool {
+        false
+    }
+
+    /// Refuses a create request this provider cannot serve (unknown channel, missing openid)
+    /// before anything is written or sent, so the client gets a 400, not a provider error.
+    fn check_request(&self, _channel: Option<&str>, _payer: &Payer) -> Result<(), String> {
+        Ok(())
+    }
+
     /// What the client needs to pay a new order (may call the provider, e.g. a prepay).
-    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError>;
+    async fn payment_params(
+        &self,
+        order: &Order,
+        payer: &Payer,
+    ) -> Result<serde_json::Value, ProviderError>;
 
     /// Verifies a callback and parses it. `Ok(None)`: genuine, but nothing to apply (e.g.
     /// "waiting for the buyer"): acknowledge it.
@@ -130,6 +167,13 @@ pub trait Provider: Send + Sync {
     /// Makes the order unpayable at the provider. Providers without orders of their own
     /// return `Ok(())`.
     async fn close(&self, order: &Order) -> Result<(), ProviderError>;
+}
+
+/// What the client told us about the paying account, for providers that need it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Payer {
+    /// WeChat JSAPI (Official Account / Mini Program) payments name the payer's openid.
+    pub openid: Option<String>,
 }
 
 /// The enabled providers, by name.

@@ -156,7 +156,11 @@ impl Provider for Sandbox {
         NAME
     }
 
-    async fn payment_params(&self, order: &Order) -> Result<serde_json::Value, ProviderError> {
+    async fn payment_params(
+        &self,
+        order: &Order,
+        _payer: &super::Payer,
+    ) -> Result<serde_json::Value, ProviderError> {
         Ok(payment_params(&self.public_base_url, &order.order_id))
     }
 

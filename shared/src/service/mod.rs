@@ -6,7 +6,9 @@ pub mod google_purchases;
 pub mod jobs;
 pub mod orders;
 pub mod payments;
+pub mod stats;
 pub mod store_purchases;
+pub mod streams;
 pub mod sweep;
 
 use crate::domain::catalog::OfferError;
@@ -26,6 +28,22 @@ pub enum ServiceError {
     IdempotencyMismatch,
     #[error("{0}")]
     Conflict(String),
+    #[error("not entitled to stream {stream_id:?} and no free preview left")]
+    PaymentRequired {
+        stream_id: String,
+        /// (product id, title) of every product that unlocks the stream.
+        products: Vec<(String, String)>,
+    },
+    #[error("this account already plays on {0} devices")]
+    DeviceLimit(u32),
+    #[error("unknown stream token format {0:?} (native, nginx, tencent, aliyun)")]
+    UnknownFormat(String),
+    #[error("stream token format {} is not configured ({} is unset)", .0.as_str(), .0.key_variable())]
+    FormatNotConfigured(crate::stream::Format),
+    #[error("{0}")]
+    Busy(String),
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -14,6 +14,8 @@ pub struct CreateOrder {
     pub plan_id: Option<String>,
     pub provider: String,
     pub channel: Option<String>,
+    /// The payer's openid, for WeChat JSAPI payments (Official Account / Mini Program).
+    pub openid: Option<String>,
 }
 
 pub enum Created {
@@ -29,7 +31,12 @@ pub fn valid_idempotency_key(key: &str) -> bool {
 
 fn request_hash(req: &CreateOrder) -> String {
     // Canonical form of what the client asked for; field order and whitespace don't matter.
-    let canonical = serde_json::json!([req.product_id, req.plan_id, req.provider, req.channel]);
+    let canonical = match &req.openid {
+        None => serde_json::json!([req.product_id, req.plan_id, req.provider, req.channel]),
+        Some(o) => {
+            serde_json::json!([req.product_id, req.plan_id, req.provider, req.channel, o])
+        }
+    };
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -61,6 +68,24 @@ pub async fn create(
             ));
         }
     }
+    if let Some(o) = &req.openid {
+        if o.is_empty()
+            || o.len() > 128
+            || !o
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ServiceError::BadRequest(
+                "openid must be 1-128 characters of [A-Za-z0-9_-]".into(),
+            ));
+        }
+    }
+    let payer = crate::providers::Payer {
+        openid: req.openid.clone(),
+    };
+    provider
+        .check_request(req.channel.as_deref(), &payer)
+        .map_err(ServiceError::BadRequest)?;
     let offer = match app
         .catalog
         .offer(&req.product_id, req.plan_id.as_deref(), now)
@@ -116,7 +141,7 @@ pub async fn create(
         }
     }
     let mut payment = provider
-        .payment_params(&order)
+        .payment_params(&order, &payer)
         .await
         .map_err(ServiceError::Provider)?;
     if let (Some(id), Some(map)) = (store_product, payment.as_object_mut()) {
@@ -133,6 +158,7 @@ pub async fn create(
     match app.store.create_order(&order, idem.as_ref(), now).await? {
         CreateOutcome::Created => {
             tracing::info!(order_id = %order.order_id, provider = %order.provider, product = %order.product_id, "order created");
+            crate::metrics::count("OrdersCreated", 1, &[("Provider", &order.provider)]);
             Ok(Created::New(order))
         }
         CreateOutcome::KeyExists(existing) => replay(app, existing, &request_hash(&req)).await,
@@ -173,8 +199,12 @@ pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, Service
             order.state.as_str()
         )));
     }
-    // Sandbox orders have nothing to close at a provider; real providers close here first so
-    // that the customer can no longer pay what we are about to call cancelled.
+    // Close at the provider first, so that the customer can no longer pay what we are about
+    // to call cancelled. Providers without orders of their own (sandbox) have nothing to close.
+    // If the provider cannot be reached or refuses (e.g. already paid), nothing is cancelled.
+    if let Some(p) = app.providers.get(&order.provider) {
+        p.close(&order).await.map_err(ServiceError::Provider)?;
+    }
     match app
         .store
         .close_order(&order.order_id, OrderState::Cancelled, app.clock.now())

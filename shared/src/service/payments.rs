@@ -6,7 +6,7 @@
 
 use crate::app::App;
 use crate::domain::{Money, Order, OrderState};
-use crate::providers::ProviderEvent;
+use crate::providers::{ProviderEvent, Sale};
 use crate::store::{SettleOutcome, Settlement, StoreError, TransitionOutcome};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,21 @@ pub enum Applied {
 }
 
 /// Why an event was refused. Nothing was changed; the provider gets its failure answer.
+impl Rejected {
+    /// A stable label for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejected::UnknownOrder => "unknown_order",
+            Rejected::WrongProvider => "wrong_provider",
+            Rejected::AmountMismatch { .. } => "amount_mismatch",
+            Rejected::TransactionReused => "transaction_reused",
+            Rejected::AlreadyPaidByOtherTransaction => "paid_twice",
+            Rejected::NotRefundable(_) => "not_refundable",
+            Rejected::NotForSale(_) => "not_for_sale",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejected {
     #[error("unknown order")]
@@ -34,6 +49,8 @@ pub enum Rejected {
     AlreadyPaidByOtherTransaction,
     #[error("refund for an order that is {0}")]
     NotRefundable(&'static str),
+    #[error("not for sale: {0}")]
+    NotForSale(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +68,9 @@ const RACE_RETRIES: usize = 3;
 
 pub async fn apply(app: &App, provider: &str, event: ProviderEvent) -> Result<Applied, ApplyError> {
     let now = app.clock.now();
+    if let ProviderEvent::Sold(sale) = event {
+        return sell(app, provider, sale, now).await;
+    }
     let order = app
         .store
         .get_order(event.order_id())
@@ -69,6 +89,79 @@ pub async fn apply(app: &App, provider: &str, event: ProviderEvent) -> Result<Ap
         ProviderEvent::Refunded {
             provider_txn_id, ..
         } => refund(app, order, &provider_txn_id, now).await,
+        ProviderEvent::Sold(_) => Err(Rejected::UnknownOrder.into()),
+    }
+}
+
+/// A sale the provider made on its own: the order is created already paid, with its grants,
+/// in one transaction claimed by the provider's transaction id. One round trip.
+async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied, ApplyError> {
+    let offer = app
+        .catalog
+        .offer(&sale.product_id, sale.plan_id.as_deref(), now)
+        .map_err(|e| Rejected::NotForSale(e.to_string()))?;
+    if offer.price != sale.amount {
+        return Err(Rejected::AmountMismatch {
+            expected: offer.price,
+            got: sale.amount,
+        }
+        .into());
+    }
+    // Access starts when the provider says the sale happened, never later than now.
+    let paid_at = sale.paid_at.min(now);
+    let order = Order {
+        order_id: sale.order_id.clone(),
+        user_id: sale.user_id.clone(),
+        product_id: offer.product.id.clone(),
+        plan_id: offer.plan.map(|p| p.id.clone()),
+        amount: offer.price,
+        provider: provider.to_owned(),
+        channel: None,
+        grants: offer.product.grants.clone(),
+        term: offer.term(),
+        credits: offer.product.credits.unwrap_or(0),
+        state: OrderState::Paid,
+        created_at: paid_at,
+        expires_at: paid_at,
+        paid_at: Some(paid_at),
+        late: false,
+        provider_txn_id: Some(sale.provider_txn_id.clone()),
+        closed_at: None,
+        refunded_at: None,
+        payment: None,
+        sweep_attempts: 0,
+        last_error: None,
+    };
+    let st = Settlement {
+        order_id: order.order_id.clone(),
+        user_id: order.user_id.clone(),
+        expected_state: OrderState::Paid,
+        amount: order.amount,
+        provider: order.provider.clone(),
+        provider_txn_id: sale.provider_txn_id.clone(),
+        paid_at,
+        grants: order.grants_at(paid_at),
+        credits: order.credits,
+    };
+    match app.store.settle_new_order(&order, &st).await? {
+        SettleOutcome::Settled => {
+            tracing::info!(order_id = %order.order_id, provider, product = %order.product_id, "provider sale recorded");
+            crate::metrics::count("OrdersCreated", 1, &[("Provider", provider)]);
+            crate::metrics::count("OrdersPaid", 1, &[("Provider", provider)]);
+            Ok(Applied::Settled { late: false })
+        }
+        SettleOutcome::TxnAlreadyRecorded { order_id } if order_id == order.order_id => {
+            Ok(Applied::Duplicate)
+        }
+        SettleOutcome::TxnAlreadyRecorded { .. } => Err(Rejected::TransactionReused.into()),
+        SettleOutcome::OrderChanged(existing)
+            if existing.provider_txn_id.as_deref() == Some(sale.provider_txn_id.as_str()) =>
+        {
+            Ok(Applied::Duplicate)
+        }
+        SettleOutcome::OrderChanged(_) | SettleOutcome::UnknownOrder => {
+            Err(Rejected::TransactionReused.into())
+        }
     }
 }
 
@@ -120,6 +213,10 @@ async fn settle(
             SettleOutcome::Settled => {
                 let late = order.state != OrderState::Pending;
                 tracing::info!(order_id = %order.order_id, provider = %order.provider, late, "order paid");
+                crate::metrics::count("OrdersPaid", 1, &[("Provider", &order.provider)]);
+                if late {
+                    crate::metrics::count("LatePayments", 1, &[("Provider", &order.provider)]);
+                }
                 return Ok(Applied::Settled { late });
             }
             SettleOutcome::TxnAlreadyRecorded { order_id } if order_id == order.order_id => {

@@ -5,6 +5,7 @@
 //! so a duplicate learns what happened without a second read.
 
 use super::*;
+use crate::domain::session::{DeviceSession, Sessions};
 use crate::domain::Currency;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -255,6 +256,70 @@ fn grant_item(user: &str, g: &Grant) -> Item {
     item
 }
 
+/// The `SESSIONS` item: real DynamoDB maps, so an operator can read it in the console.
+fn sessions_item(user: &str, s: &Sessions, version: u64) -> Item {
+    let mut item = key(user_pk(user), "SESSIONS");
+    let devices = s
+        .devices
+        .iter()
+        .map(|(device, d)| {
+            (
+                device.clone(),
+                AttributeValue::M(HashMap::from([
+                    ("session_id".to_owned(), self::s(&d.session_id)),
+                    ("last_seen".to_owned(), n(d.last_seen)),
+                ])),
+            )
+        })
+        .collect();
+    let previews = s
+        .previews
+        .iter()
+        .map(|(stream, at)| (stream.clone(), n(*at)))
+        .collect();
+    item.insert("devices".into(), AttributeValue::M(devices));
+    item.insert("previews".into(), AttributeValue::M(previews));
+    item.insert(
+        "version".into(),
+        n(i64::try_from(version).unwrap_or(i64::MAX)),
+    );
+    item
+}
+
+fn sessions_from_item(item: &Item) -> Result<Sessions, StoreError> {
+    let mut out = Sessions {
+        version: u64::try_from(get_n(item, "version")?)
+            .map_err(|_| StoreError::Corrupt("negative sessions version".into()))?,
+        ..Sessions::default()
+    };
+    if let Some(AttributeValue::M(devices)) = item.get("devices") {
+        for (device, v) in devices {
+            let AttributeValue::M(d) = v else {
+                return Err(StoreError::Corrupt("sessions device is not a map".into()));
+            };
+            out.devices.insert(
+                device.clone(),
+                DeviceSession {
+                    session_id: get_s(d, "session_id")?.to_owned(),
+                    last_seen: get_n(d, "last_seen")?,
+                },
+            );
+        }
+    }
+    if let Some(AttributeValue::M(previews)) = item.get("previews") {
+        for (stream, v) in previews {
+            let AttributeValue::N(at) = v else {
+                return Err(StoreError::Corrupt("preview start is not a number".into()));
+            };
+            let at = at
+                .parse()
+                .map_err(|_| StoreError::Corrupt("preview start is not an integer".into()))?;
+            out.previews.insert(stream.clone(), at);
+        }
+    }
+    Ok(out)
+}
+
 fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
     Ok(Grant {
         scope: get_s(item, "scope")?.to_owned(),
@@ -434,27 +499,24 @@ impl Store for DynamoStore {
         idem: Option<&IdempotencyRecord>,
         now: i64,
     ) -> Result<CreateOutcome, StoreError> {
+        let created = self.count(
+            order.created_at,
+            stats_shard(&order.order_id),
+            &[("orders_created", 1)],
+        );
         let Some(rec) = idem else {
-            let r = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(order_item(order)))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            return match r {
-                Ok(_) => Ok(CreateOutcome::Created),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    Err(StoreError::Corrupt(format!(
-                        "order id {} generated twice",
-                        order.order_id
-                    )))
-                }
-                Err(e) => Err(unavailable("create order", e)),
+            let items = vec![
+                TransactWriteItem::builder()
+                    .put(self.put(order_item(order), "attribute_not_exists(pk)"))
+                    .build(),
+                created,
+            ];
+            return match self.transact("create order", items).await? {
+                None => Ok(CreateOutcome::Created),
+                Some(_) => Err(StoreError::Corrupt(format!(
+                    "order id {} generated twice",
+                    order.order_id
+                ))),
             };
         };
         let order_put = self.put(order_item(order), "attribute_not_exists(pk)");
@@ -469,6 +531,7 @@ impl Store for DynamoStore {
         let items = vec![
             TransactWriteItem::builder().put(order_put).build(),
             TransactWriteItem::builder().put(idem_put).build(),
+            created,
         ];
         match self.transact("create order", items).await? {
             None => Ok(CreateOutcome::Created),
@@ -560,6 +623,7 @@ impl Store for DynamoStore {
         if st.credits != 0 {
             items.push(self.wallet_add(&st.user_id, st.credits));
         }
+        items.extend(self.count_paid(st, st.expected_state != OrderState::Pending, false));
         let Some(failed) = self.transact("settle", items).await? else {
             return Ok(SettleOutcome::Settled);
         };
@@ -582,6 +646,66 @@ impl Store for DynamoStore {
             _ => Err(StoreError::Corrupt(format!(
                 "settle of {} failed on a grant that should not exist",
                 st.order_id
+            ))),
+        }
+    }
+
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        st: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        let mut txn = key(format!("TXN#{}#{}", st.provider, st.provider_txn_id), "TXN");
+        txn.insert("order_id".into(), s(order.order_id.as_str()));
+        txn.insert("user_id".into(), s(&st.user_id));
+        txn.insert("amount".into(), n(st.amount.amount));
+        txn.insert("currency".into(), s(st.amount.currency.as_str()));
+        txn.insert("recorded_at".into(), n(st.paid_at));
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(self.put(order_item(order), "attribute_not_exists(pk)"))
+                .build(),
+            TransactWriteItem::builder()
+                .put(self.put(txn, "attribute_not_exists(pk)"))
+                .build(),
+        ];
+        for g in &st.grants {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(grant_item(&st.user_id, g), "attribute_not_exists(pk)"))
+                    .build(),
+            );
+        }
+        if st.credits != 0 {
+            items.push(self.wallet_add(&st.user_id, st.credits));
+        }
+        // Sold and paid in one: both counters go in the one update of the day's shard (a
+        // transaction may touch an item only once).
+        items.extend(self.count_paid(st, false, true));
+        let Some(failed) = self.transact("settle new order", items).await? else {
+            return Ok(SettleOutcome::Settled);
+        };
+        if let Some(Some(old)) = failed.get(1) {
+            let order_id = match old {
+                Some(item) => OrderId::parse(get_s(item, "order_id")?)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => order.order_id.clone(),
+            };
+            return Ok(SettleOutcome::TxnAlreadyRecorded { order_id });
+        }
+        match failed.first() {
+            Some(Some(Some(old))) => {
+                Ok(SettleOutcome::OrderChanged(Box::new(order_from_item(old)?)))
+            }
+            Some(Some(None)) => match self.get_order(&order.order_id).await? {
+                Some(o) => Ok(SettleOutcome::OrderChanged(Box::new(o))),
+                None => Err(StoreError::Unavailable(
+                    "settle new order: condition failed on an order that is absent".into(),
+                )),
+            },
+            _ => Err(StoreError::Corrupt(format!(
+                "new order {} failed on a grant that should not exist",
+                order.order_id
             ))),
         }
     }
@@ -664,6 +788,7 @@ impl Store for DynamoStore {
         if order.credits != 0 {
             items.push(self.wallet_add(&order.user_id, -order.credits));
         }
+        items.push(self.count(at, stats_shard(&order.order_id), &[("refunds", 1)]));
         let Some(failed) = self.transact("refund", items).await? else {
             let mut done = order.clone();
             done.state = OrderState::Refunded;
@@ -683,6 +808,83 @@ impl Store for DynamoStore {
                 order.order_id
             ))),
         }
+    }
+
+    async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError> {
+        let mut records: Vec<DayRecord> = days
+            .iter()
+            .map(|d| DayRecord {
+                day: d.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let keys = days
+            .iter()
+            .flat_map(|d| (0..STATS_SHARDS).map(move |sh| key(format!("STATS#{d}#{sh}"), "STATS")))
+            .collect();
+        for item in self.batch_get(keys).await? {
+            let pk = get_s(&item, "pk")?;
+            let Some(rec) = records
+                .iter_mut()
+                .find(|r| pk.starts_with(&format!("STATS#{}#", r.day)))
+            else {
+                continue;
+            };
+            rec.orders_created += opt_n(&item, "orders_created")?.unwrap_or(0);
+            rec.orders_paid += opt_n(&item, "orders_paid")?.unwrap_or(0);
+            rec.late_payments += opt_n(&item, "late_payments")?.unwrap_or(0);
+            rec.refunds += opt_n(&item, "refunds")?.unwrap_or(0);
+            for (name, value) in &item {
+                if let (Some(cur), AttributeValue::N(v)) = (name.strip_prefix("revenue_"), value) {
+                    *rec.revenue.entry(cur.to_owned()).or_default() +=
+                        v.parse::<i64>().unwrap_or(0);
+                }
+            }
+        }
+        let mut users = std::collections::BTreeSet::new();
+        for rec in &mut records {
+            let mut start: Option<Item> = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s(format!("PAID#{}", rec.day)))
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("day payments", e))?;
+                for item in out.items() {
+                    let user = get_s(item, "user_id")?.to_owned();
+                    let at = get_n(item, "paid_at")?;
+                    let e = rec.payers.entry(user.clone()).or_insert((0, at));
+                    e.0 += 1;
+                    users.insert(user);
+                }
+                match out.last_evaluated_key() {
+                    Some(k) if !k.is_empty() => start = Some(k.clone()),
+                    _ => break,
+                }
+            }
+        }
+        let first: HashMap<String, i64> = self
+            .batch_get(users.iter().map(|u| key(user_pk(u), "PAYER")).collect())
+            .await?
+            .iter()
+            .filter_map(|item| {
+                let user = get_s(item, "pk").ok()?.strip_prefix("USER#")?.to_owned();
+                Some((user, opt_n(item, "first_paid_at").ok()??))
+            })
+            .collect();
+        for rec in &mut records {
+            for (user, entry) in rec.payers.iter_mut() {
+                if let Some(t) = first.get(user) {
+                    entry.1 = *t;
+                }
+            }
+        }
+        Ok(records)
     }
 
     async fn due_orders(
@@ -829,6 +1031,8 @@ impl Store for DynamoStore {
                     result.grants.push(grant_from_item(item)?);
                 } else if sk == "WALLET" {
                     result.credits = opt_n(item, "balance")?.unwrap_or(0);
+                } else if sk == "SESSIONS" {
+                    result.sessions = sessions_from_item(item)?;
                 }
             }
             match out.last_evaluated_key() {
@@ -836,6 +1040,16 @@ impl Store for DynamoStore {
                 _ => return Ok(result),
             }
         }
+    }
+
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<PutSessions, StoreError> {
+        self.put_sessions_item(user_id, sessions, expected_version)
+            .await
     }
 
     async fn get_purchase(
@@ -986,6 +1200,45 @@ fn purchase_from_item(item: &Item) -> Result<StorePurchase, StoreError> {
 }
 
 impl DynamoStore {
+    async fn put_sessions_item(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<PutSessions, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(sessions_item(user_id, sessions, expected_version + 1)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let put = if expected_version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :v")
+                .expression_attribute_values(
+                    ":v",
+                    n(i64::try_from(expected_version).unwrap_or(i64::MAX)),
+                )
+        };
+        match put.send().await {
+            Ok(_) => Ok(PutSessions::Written),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(PutSessions::Stale(match c.item() {
+                        Some(item) => sessions_from_item(item)?,
+                        // Emulators may omit ALL_OLD: read the item instead.
+                        None => match self.get(user_pk(user_id), "SESSIONS").await? {
+                            Some(item) => sessions_from_item(&item)?,
+                            None => Sessions::default(),
+                        },
+                    }))
+                }
+                _ => Err(unavailable("put sessions", e)),
+            },
+        }
+    }
+
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -997,6 +1250,108 @@ impl DynamoStore {
             .await
             .map_err(|e| unavailable("get item", e))?;
         Ok(out.item().cloned())
+    }
+
+    /// `ADD` to one day's counter shard; no condition, so it never fails its transaction.
+    fn count(&self, at: i64, shard: u32, adds: &[(&str, i64)]) -> TransactWriteItem {
+        let day = crate::domain::stats::day_of(at);
+        let mut expr = Vec::new();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("STATS#{day}#{shard}"), "STATS")));
+        for (i, (name, value)) in adds.iter().enumerate() {
+            expr.push(format!("#c{i} :v{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), *name)
+                .expression_attribute_values(format!(":v{i}"), n(*value));
+        }
+        let update = update
+            .update_expression(format!("ADD {}", expr.join(", ")))
+            .build()
+            .expect("key, expression and table are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// The items a payment adds for the daily figures: counters, the day's payment record
+    /// and the payer's first-payment time.
+    fn count_paid(&self, st: &Settlement, late: bool, created: bool) -> Vec<TransactWriteItem> {
+        let shard = stats_shard(&st.order_id);
+        let revenue = format!("revenue_{}", st.amount.currency.as_str());
+        let day = crate::domain::stats::day_of(st.paid_at);
+        // One item per payment (distinct items never conflict), in the day's partition.
+        let mut paid = key(format!("PAID#{day}"), st.order_id.as_str());
+        paid.insert("user_id".into(), s(&st.user_id));
+        paid.insert("amount".into(), n(st.amount.amount));
+        paid.insert("currency".into(), s(st.amount.currency.as_str()));
+        paid.insert("paid_at".into(), n(st.paid_at));
+        let payer = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(&st.user_id), "PAYER")))
+            .update_expression("SET first_paid_at = if_not_exists(first_paid_at, :t)")
+            .expression_attribute_values(":t", n(st.paid_at))
+            .build()
+            .expect("key, expression and table are set");
+        vec![
+            self.count(
+                st.paid_at,
+                shard,
+                &[
+                    ("orders_paid", 1),
+                    ("late_payments", i64::from(late)),
+                    (&revenue, st.amount.amount),
+                    ("orders_created", i64::from(created)),
+                ],
+            ),
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(paid))
+                        .build()
+                        .expect("table and item are set"),
+                )
+                .build(),
+            TransactWriteItem::builder().update(payer).build(),
+        ]
+    }
+
+    /// BatchGetItem in chunks of 100, following unprocessed keys.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending = chunk.to_vec();
+            for _ in 0..10 {
+                if pending.is_empty() {
+                    break;
+                }
+                let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(pending.clone()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let r = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("batch get", e))?;
+                if let Some(items) = r.responses().and_then(|m| m.get(&self.table)) {
+                    out.extend(items.iter().cloned());
+                }
+                pending = r
+                    .unprocessed_keys()
+                    .and_then(|m| m.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "batch get: keys left unprocessed".into(),
+                ));
+            }
+        }
+        Ok(out)
     }
 
     fn wallet_add(&self, user: &str, delta: i64) -> TransactWriteItem {

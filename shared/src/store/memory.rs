@@ -15,9 +15,12 @@ struct Tables {
     /// user → (scope, source id) → grant.
     grants: HashMap<String, BTreeMap<(String, String), Grant>>,
     wallets: HashMap<String, i64>,
+    sessions: HashMap<String, Sessions>,
     /// (shard, due_at, order id) for PENDING orders only, like the sparse GSI.
     due: BTreeSet<(u32, i64, OrderId)>,
     due_at: HashMap<OrderId, i64>,
+    days: HashMap<String, DayRecord>,
+    first_paid: HashMap<String, i64>,
     requery_requested_at: HashMap<OrderId, i64>,
     purchases: HashMap<(String, String), StorePurchase>,
     /// (source, id) → expiry.
@@ -39,6 +42,26 @@ impl MemoryStore {
         // checks first, then writes), so a poisoned lock is still consistent.
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn day(t: &mut Tables, at: i64) -> &mut DayRecord {
+    let d = crate::domain::stats::day_of(at);
+    t.days.entry(d.clone()).or_insert_with(|| DayRecord {
+        day: d,
+        ..Default::default()
+    })
+}
+
+/// The counters a settle adds, in the same critical section as the settle itself.
+fn count_paid(t: &mut Tables, user: &str, amount: Money, paid_at: i64, late: bool) {
+    t.first_paid.entry(user.to_owned()).or_insert(paid_at);
+    let rec = day(t, paid_at);
+    rec.orders_paid += 1;
+    rec.late_payments += i64::from(late);
+    *rec.revenue
+        .entry(amount.currency.as_str().to_owned())
+        .or_default() += amount.amount;
+    rec.payers.entry(user.to_owned()).or_insert((0, paid_at)).0 += 1;
 }
 
 fn leave_due(t: &mut Tables, o: &Order) {
@@ -84,6 +107,7 @@ impl Store for MemoryStore {
             enter_due(&mut t, order, order.expires_at);
         }
         t.orders.insert(order.order_id.clone(), order.clone());
+        day(&mut t, order.created_at).orders_created += 1;
         Ok(CreateOutcome::Created)
     }
 
@@ -141,12 +165,52 @@ impl Store for MemoryStore {
         t.txns.insert(txn_key, s.order_id.clone());
         let order = t.orders.get_mut(&s.order_id).expect("checked above");
         let late = order.state != OrderState::Pending;
+        let (user, amount) = (order.user_id.clone(), order.amount);
         order.state = OrderState::Paid;
         order.paid_at = Some(s.paid_at);
         order.late = late;
         order.provider_txn_id = Some(s.provider_txn_id.clone());
         let snapshot = order.clone();
         leave_due(&mut t, &snapshot);
+        count_paid(&mut t, &user, amount, s.paid_at, late);
+        Ok(SettleOutcome::Settled)
+    }
+
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        s: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        let mut t = self.lock();
+        let txn_key = (s.provider.clone(), s.provider_txn_id.clone());
+        if let Some(order_id) = t.txns.get(&txn_key) {
+            return Ok(SettleOutcome::TxnAlreadyRecorded {
+                order_id: order_id.clone(),
+            });
+        }
+        if let Some(existing) = t.orders.get(&order.order_id) {
+            return Ok(SettleOutcome::OrderChanged(Box::new(existing.clone())));
+        }
+        let user_grants = t.grants.entry(s.user_id.clone()).or_default();
+        if s.grants
+            .iter()
+            .any(|g| user_grants.contains_key(&(g.scope.clone(), g.source_id.clone())))
+        {
+            return Err(StoreError::Corrupt(format!(
+                "grant for order {} exists before the order",
+                s.order_id
+            )));
+        }
+        for g in &s.grants {
+            user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
+        }
+        if s.credits != 0 {
+            *t.wallets.entry(s.user_id.clone()).or_default() += s.credits;
+        }
+        t.txns.insert(txn_key, order.order_id.clone());
+        t.orders.insert(order.order_id.clone(), order.clone());
+        day(&mut t, order.created_at).orders_created += 1;
+        count_paid(&mut t, &s.user_id, s.amount, s.paid_at, false);
         Ok(SettleOutcome::Settled)
     }
 
@@ -197,7 +261,26 @@ impl Store for MemoryStore {
         let order = t.orders.get_mut(&stored.order_id).expect("checked above");
         order.state = OrderState::Refunded;
         order.refunded_at = Some(at);
+        day(&mut t, at).refunds += 1;
+        let order = t.orders.get_mut(&stored.order_id).expect("checked above");
         Ok(TransitionOutcome::Done(Box::new(order.clone())))
+    }
+
+    async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError> {
+        let t = self.lock();
+        Ok(days
+            .iter()
+            .map(|d| {
+                let mut rec = t.days.get(d).cloned().unwrap_or_else(|| DayRecord {
+                    day: d.clone(),
+                    ..Default::default()
+                });
+                for (user, entry) in rec.payers.iter_mut() {
+                    entry.1 = t.first_paid.get(user).copied().unwrap_or(entry.1);
+                }
+                rec
+            })
+            .collect())
     }
 
     async fn due_orders(
@@ -274,6 +357,7 @@ impl Store for MemoryStore {
                 .map(|g| g.values().cloned().collect())
                 .unwrap_or_default(),
             credits: t.wallets.get(user_id).copied().unwrap_or(0),
+            sessions: t.sessions.get(user_id).cloned().unwrap_or_default(),
         })
     }
     async fn get_purchase(
@@ -329,5 +413,22 @@ impl Store for MemoryStore {
         }
         t.notes.insert(k, now + NOTE_TTL);
         Ok(true)
+    }
+
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<PutSessions, StoreError> {
+        let mut t = self.lock();
+        let stored = t.sessions.get(user_id).cloned().unwrap_or_default();
+        if stored.version != expected_version {
+            return Ok(PutSessions::Stale(stored));
+        }
+        let mut next = sessions.clone();
+        next.version = expected_version + 1;
+        t.sessions.insert(user_id.to_owned(), next);
+        Ok(PutSessions::Written)
     }
 }

@@ -5,11 +5,27 @@
 pub mod dynamo;
 pub mod memory;
 
+use crate::domain::session::Sessions;
+use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Money, Order, OrderId, OrderState};
 use async_trait::async_trait;
 
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
+
+/// Daily counters are spread over this many items (and partitions) per day, so a busy day
+/// never concentrates its writes on one item: in DynamoDB two transactions touching the same
+/// item conflict, so a single counter would serialise every settle of the day.
+pub const STATS_SHARDS: u32 = 32;
+
+pub fn stats_shard(id: &OrderId) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.as_str().bytes().rev() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % STATS_SHARDS
+}
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_TTL: i64 = 24 * 3600;
@@ -80,6 +96,21 @@ pub struct DueEntry {
 pub struct UserItems {
     pub grants: Vec<Grant>,
     pub credits: i64,
+    /// The `SESSIONS` item (version 0 when it does not exist yet).
+    pub sessions: Sessions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutSessions {
+    Written,
+    /// The version moved on: the sessions as stored now.
+    Stale(Sessions),
+}
+
+impl PutSessions {
+    pub fn written(&self) -> bool {
+        matches!(self, PutSessions::Written)
+    }
 }
 
 /// How long a processed store notification id is remembered (its `ttl`).
@@ -147,6 +178,15 @@ pub trait Store: Send + Sync {
 
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError>;
 
+    /// Records a sale the provider made on its own (Huya): writes `order`, already PAID, and
+    /// `s`'s transaction claim, grants and coins, all or nothing. The claim
+    /// (`TXN#<provider>#<id>`) makes every retry of the same sale a `TxnAlreadyRecorded`.
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        s: &Settlement,
+    ) -> Result<SettleOutcome, StoreError>;
+
     /// PENDING → EXPIRED or CANCELLED; leaves the due index.
     async fn close_order(
         &self,
@@ -185,6 +225,10 @@ pub trait Store: Send + Sync {
     /// Notes a permanent background failure on the order.
     async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError>;
 
+    /// The business record of each day in `days` (UTC `YYYY-MM-DD`), counted by the same
+    /// transactions that create, settle and refund orders.
+    async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError>;
+
     /// PENDING orders of one due-index shard due at or before `now`, oldest first.
     /// The index is eventually consistent in DynamoDB: callers re-check the order itself.
     async fn due_orders(
@@ -194,8 +238,21 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<DueEntry>, StoreError>;
 
+    /// Grants, wallet and device sessions of one user: one strongly consistent query.
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError>;
 
+    /// Replaces the user's `SESSIONS` item with `sessions` at version `expected_version + 1`,
+    /// only if the stored version is still `expected_version` (0: the item must not exist).
+    /// When another writer got there first, nothing is written and the stored sessions come
+    /// back (from the failed condition, no extra read) to decide again on.
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<PutSessions, StoreError>;
+
+    /// The stored purchase `purchase_id` of `store` ("apple" or "google"), if any.
     async fn get_purchase(
         &self,
         store: &str,

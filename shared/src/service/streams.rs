@@ -1,0 +1,214 @@
+//! Issuing stream tokens and verifying them for media servers.
+//!
+//! Issue costs two store round trips: one query of the user's partition (grants and the
+//! `SESSIONS` item together) and one conditional write of `SESSIONS`. Verify costs one query.
+
+use super::{random_bytes, ServiceError};
+use crate::app::App;
+use crate::domain::grant;
+use crate::domain::session::{self, Access, Refusal};
+use crate::store::PutSessions;
+use crate::stream::formats::{self, Claims, TokenError};
+use crate::stream::{names_stream, Format, Signer};
+
+/// How many times a token request retries after another request changed the
+/// user's sessions between our read and our write. Each loss means another request won, so
+/// only a burst of simultaneous requests from one account can exhaust it.
+const SESSION_RETRIES: u32 = 40;
+
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub url: String,
+    pub token: String,
+    pub expires_at: i64,
+    pub session_id: String,
+    pub preview: bool,
+}
+
+/// Device ids become map keys in the user's sessions item: printable, bounded.
+fn valid_device_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+pub async fn issue_token(
+    app: &App,
+    user_id: &str,
+    stream_id: &str,
+    device_id: &str,
+    format: Option<&str>,
+) -> Result<IssuedToken, ServiceError> {
+    let stream = app
+        .catalog
+        .stream(stream_id)
+        .ok_or_else(|| ServiceError::NotFound(format!("unknown stream {stream_id:?}")))?;
+    if !valid_device_id(device_id) {
+        return Err(ServiceError::BadRequest(
+            "device_id must be 1-128 printable ASCII characters".into(),
+        ));
+    }
+    let format = match format {
+        None => Format::Native,
+        Some(name) => {
+            Format::parse(name).ok_or_else(|| ServiceError::UnknownFormat(name.to_owned()))?
+        }
+    };
+    let signer =
+        Signer::for_format(&app.config, format).ok_or(ServiceError::FormatNotConfigured(format))?;
+    let new_session_id = hex::encode(random_bytes::<16>());
+    let cfg = &app.config;
+    // One read of the user's partition; a lost race hands back the sessions as stored, so
+    // each retry costs one conditional write and no re-read.
+    let items = app.store.user_items(user_id).await?;
+    let mut sessions = items.sessions;
+    let entitled = grant::entitled(&items.grants, &stream.requires_any, app.clock.now());
+    for attempt in 0..=SESSION_RETRIES {
+        let now = app.clock.now();
+        let access = if entitled {
+            Access::Entitled
+        } else {
+            match stream.preview_seconds {
+                Some(s) if s > 0 => Access::PreviewOffered(s),
+                _ => Access::None,
+            }
+        };
+        let req = session::Request {
+            stream_id,
+            device_id,
+            new_session_id: &new_session_id,
+            access,
+            now,
+            ttl: cfg.stream_token_ttl_seconds,
+            max_devices: cfg.max_devices,
+            policy: cfg.device_policy,
+        };
+        let admission = match session::admit(&sessions, &req) {
+            Ok(a) => a,
+            Err(Refusal::NotEntitled) => {
+                crate::metrics::count("TokensDenied", 1, &[("Reason", "not_entitled")]);
+                return Err(ServiceError::PaymentRequired {
+                    stream_id: stream_id.to_owned(),
+                    products: app
+                        .catalog
+                        .products_unlocking(stream)
+                        .iter()
+                        .map(|p| (p.id.clone(), p.title.clone()))
+                        .collect(),
+                });
+            }
+            Err(Refusal::DeviceLimit) => {
+                crate::metrics::count("TokensDenied", 1, &[("Reason", "device_limit")]);
+                return Err(ServiceError::DeviceLimit(cfg.max_devices));
+            }
+        };
+        if let PutSessions::Stale(current) = app
+            .store
+            .put_sessions(user_id, &admission.sessions, sessions.version)
+            .await?
+        {
+            sessions = current;
+            if attempt < SESSION_RETRIES {
+                // Spread simultaneous retries so they do not collide again in lockstep.
+                let jitter =
+                    (u64::from(random_bytes::<1>()[0] % 8) * (1 + u64::from(attempt))).min(50);
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
+            continue;
+        }
+        crate::metrics::count("TokensIssued", 1, &[("Format", format.as_str())]);
+        if !admission.evicted.is_empty() {
+            crate::metrics::count("DevicesEvicted", admission.evicted.len() as i64, &[]);
+            tracing::info!(user = %user_id, evicted = admission.evicted.len(), "device sessions evicted");
+        }
+        let claims = Claims {
+            stream: stream_id.to_owned(),
+            sub: user_id.to_owned(),
+            sid: admission.session_id.clone(),
+            exp: admission.expires_at,
+            ip: None,
+            preview: admission.preview,
+        };
+        let rand = hex::encode(random_bytes::<8>());
+        let (url, token) = signer
+            .sign(&stream.origin, &claims, &rand)
+            .map_err(|e| ServiceError::Internal(format!("stream {stream_id} origin: {e}")))?;
+        return Ok(IssuedToken {
+            url,
+            token,
+            expires_at: admission.expires_at,
+            session_id: admission.session_id,
+            preview: admission.preview,
+        });
+    }
+    Err(ServiceError::Busy(
+        "device sessions kept changing concurrently, retry".into(),
+    ))
+}
+
+/// What a media server asked about: a native token and, when it says so, which stream.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyRequest {
+    pub token: Option<String>,
+    /// The stream name or path the media server is about to serve.
+    pub stream: Option<String>,
+    pub client_ip: Option<String>,
+}
+
+/// Why a play request is refused (logged; the media server only sees "no").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("no token")]
+    NoToken,
+    #[error("native tokens are not configured")]
+    NotConfigured,
+    #[error("{0}")]
+    Token(TokenError),
+    #[error("token is for another stream")]
+    WrongStream,
+    #[error("session ended (evicted by another device)")]
+    SessionEnded,
+    #[error("not entitled any more")]
+    NotEntitled,
+}
+
+pub async fn verify(
+    app: &App,
+    req: &VerifyRequest,
+) -> Result<Result<Claims, Denied>, ServiceError> {
+    let Some(token) = req.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(Err(Denied::NoToken));
+    };
+    let Some(keys) = app.config.stream_signing_keys.as_ref() else {
+        return Ok(Err(Denied::NotConfigured));
+    };
+    let now = app.clock.now();
+    let claims = match formats::verify(keys, token, now, req.client_ip.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(Denied::Token(e))),
+    };
+    let Some(stream) = app.catalog.stream(&claims.stream) else {
+        return Ok(Err(Denied::NotEntitled));
+    };
+    if let Some(asked) = req.stream.as_deref() {
+        if !names_stream(asked, &stream.id, &stream.origin) {
+            return Ok(Err(Denied::WrongStream));
+        }
+    }
+    let items = app.store.user_items(&claims.sub).await?;
+    if !items.sessions.holds(&claims.sid) {
+        return Ok(Err(Denied::SessionEnded));
+    }
+    let allowed = if claims.preview {
+        session::preview_open(
+            &items.sessions,
+            &stream.id,
+            stream.preview_seconds.unwrap_or(0),
+            now,
+        )
+    } else {
+        grant::entitled(&items.grants, &stream.requires_any, now)
+    };
+    if !allowed {
+        return Ok(Err(Denied::NotEntitled));
+    }
+    Ok(Ok(claims))
+}

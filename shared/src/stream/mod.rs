@@ -1,0 +1,247 @@
+//! Stream-token formats (wire formats of the CDNs and media servers that enforce them) and
+//! the glue that turns an admitted session into a signed playback URL.
+
+pub mod formats;
+
+use crate::config::{Config, Secret};
+use formats::{Claims, SigningKeys, UrlError};
+
+/// How a playback URL is signed. The media edge decides which one it understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// HMAC-SHA256 token in `?token=`, checked by `POST /streams/verify`.
+    Native,
+    /// nginx `secure_link` (`md5` + `expires`).
+    Nginx,
+    /// Tencent Cloud CSS `txSecret` + `txTime`.
+    Tencent,
+    /// Alibaba Cloud type A `auth_key`.
+    Aliyun,
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "native" => Some(Format::Native),
+            "nginx" => Some(Format::Nginx),
+            "tencent" => Some(Format::Tencent),
+            "aliyun" => Some(Format::Aliyun),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Native => "native",
+            Format::Nginx => "nginx",
+            Format::Tencent => "tencent",
+            Format::Aliyun => "aliyun",
+        }
+    }
+
+    /// The configuration variable holding this format's key.
+    pub fn key_variable(self) -> &'static str {
+        match self {
+            Format::Native => "STREAM_SIGNING_KEYS",
+            Format::Nginx => "NGINX_SECURE_LINK_SECRET",
+            Format::Tencent => "TENCENT_PLAY_KEY",
+            Format::Aliyun => "ALIYUN_AUTH_KEY",
+        }
+    }
+}
+
+/// The key material of one format, borrowed from the configuration.
+pub enum Signer<'a> {
+    Native(&'a SigningKeys),
+    Nginx(&'a Secret),
+    Tencent(&'a Secret),
+    Aliyun(&'a Secret),
+}
+
+impl<'a> Signer<'a> {
+    /// `None` when the format's key is not configured.
+    pub fn for_format(config: &'a Config, format: Format) -> Option<Self> {
+        match format {
+            Format::Native => config.stream_signing_keys.as_ref().map(Signer::Native),
+            Format::Nginx => config.nginx_secure_link_secret.as_ref().map(Signer::Nginx),
+            Format::Tencent => config.tencent_play_key.as_ref().map(Signer::Tencent),
+            Format::Aliyun => config.aliyun_auth_key.as_ref().map(Signer::Aliyun),
+        }
+    }
+
+    /// The playback URL for `origin` and the credential it carries (the native token, or the
+    /// format's signature parameter). `rand` feeds Aliyun's nonce field.
+    pub fn sign(
+        &self,
+        origin: &str,
+        claims: &Claims,
+        rand: &str,
+    ) -> Result<(String, String), UrlError> {
+        let expires = claims.exp;
+        match self {
+            Signer::Native(keys) => {
+                let token = formats::sign(keys, claims);
+                let url = formats::append_params(origin, &[("token", &token)])?;
+                Ok((url, token))
+            }
+            Signer::Nginx(secret) => {
+                let path = formats::url_path(origin);
+                let base = origin_base(origin);
+                // nginx hashes the decoded `$uri`; catalog origins are plain ASCII paths.
+                let url = formats::nginx_secure_link_url(
+                    base,
+                    path,
+                    expires,
+                    claims.ip.as_deref(),
+                    secret.expose(),
+                )?;
+                let md5 = formats::nginx_secure_link_hash(
+                    expires,
+                    path,
+                    claims.ip.as_deref(),
+                    secret.expose(),
+                );
+                Ok((url, md5))
+            }
+            Signer::Tencent(key) => {
+                let name = formats::tencent_stream_name_from_path(formats::url_path(origin))
+                    .ok_or(UrlError::InvalidComponent("stream"))?;
+                let url = formats::tencent_sign_url(origin, name, key.expose(), expires)?;
+                let tx_time = formats::tencent_tx_time(expires)?;
+                Ok((
+                    url,
+                    formats::tencent_tx_secret(key.expose(), name, &tx_time),
+                ))
+            }
+            Signer::Aliyun(key) => {
+                let auth = formats::aliyun_auth_key(
+                    formats::url_path(origin),
+                    expires,
+                    rand,
+                    "0",
+                    key.expose(),
+                )?;
+                let url = formats::append_params(origin, &[("auth_key", &auth)])?;
+                Ok((url, auth))
+            }
+        }
+    }
+}
+
+/// `scheme://host[:port]` of an absolute URL; empty for a bare path.
+fn origin_base(origin: &str) -> &str {
+    match origin.find("://") {
+        Some(i) => {
+            let rest = &origin[i + 3..];
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            &origin[..i + 3 + end]
+        }
+        None => "",
+    }
+}
+
+/// Whether a media server's stream name or request path refers to the stream whose catalog
+/// origin is `origin` (or whose id is `stream_id`), so a token for one stream cannot open
+/// another. Matches the stream name itself, a path segment equal to it (nested HLS), or an
+/// HLS fragment named `<name>-<n>.ts`.
+pub fn names_stream(path_or_name: &str, stream_id: &str, origin: &str) -> bool {
+    let origin_name = formats::tencent_stream_name_from_path(formats::url_path(origin));
+    let candidates = [Some(stream_id), origin_name];
+    let path = path_or_name.split(['?', '#']).next().unwrap_or("");
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let last = segments.last().copied().unwrap_or("");
+    let stem = last.rsplit_once('.').map_or(last, |(s, _)| s);
+    candidates.iter().flatten().any(|name| {
+        segments.contains(name)
+            || stem == *name
+            || stem
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('-'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_and_paths() {
+        let origin = "https://live.example.com/live/concert.m3u8";
+        for ok in [
+            "concert",
+            "live/concert",
+            "/live/concert.m3u8",
+            "/live/concert-17.ts",
+            "/live/concert/3.ts",
+            "/hls/c1.m3u8",
+        ] {
+            assert!(names_stream(ok, "c1", origin), "{ok}");
+        }
+        for bad in [
+            "other",
+            "live/concerts",
+            "/live/other.m3u8",
+            "",
+            "/live/concert2.ts",
+        ] {
+            assert!(!names_stream(bad, "c1", origin), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_format_signs_an_origin() {
+        let claims = Claims {
+            stream: "c1".into(),
+            sub: "u".into(),
+            sid: "s".into(),
+            exp: 1_800_000_300,
+            ip: None,
+            preview: false,
+        };
+        let origin = "https://live.example.com/live/concert.m3u8";
+        let keys = SigningKeys::parse("k1:c3RyZWFtLXNpZ25pbmcta2V5LTE=").unwrap();
+        let (url, token) = Signer::Native(&keys).sign(origin, &claims, "r").unwrap();
+        assert_eq!(url, format!("{origin}?token={token}"));
+        assert_eq!(
+            formats::verify(&keys, &token, 1_800_000_000, None),
+            Ok(claims.clone())
+        );
+
+        let secret = Secret::new("nginx-secret-1234");
+        let (url, md5) = Signer::Nginx(&secret).sign(origin, &claims, "r").unwrap();
+        assert!(
+            url.starts_with("https://live.example.com/live/concert.m3u8?md5="),
+            "{url}"
+        );
+        let q = url.split_once('?').unwrap().1;
+        assert_eq!(formats::query_param(q, "md5"), Ok(Some(md5.as_str())));
+        assert_eq!(
+            formats::verify_nginx_secure_link(
+                "/live/concert.m3u8",
+                q,
+                None,
+                secret.expose(),
+                1_800_000_000
+            ),
+            Ok(())
+        );
+
+        let key = Secret::new("tencent-key");
+        let (url, _) = Signer::Tencent(&key).sign(origin, &claims, "r").unwrap();
+        let q = url.split_once('?').unwrap().1;
+        assert!(url.contains("txTime=6B49D32C"), "{url}");
+        assert_eq!(
+            formats::verify_tencent_url("/live/concert.m3u8", q, key.expose(), 1_800_000_000),
+            Ok(())
+        );
+
+        let key = Secret::new("aliyun-key");
+        let (url, auth) = Signer::Aliyun(&key).sign(origin, &claims, "ab12").unwrap();
+        assert!(auth.starts_with("1800000300-ab12-0-"), "{auth}");
+        let q = url.split_once('?').unwrap().1;
+        assert_eq!(
+            formats::verify_aliyun_url("/live/concert.m3u8", q, key.expose(), 1_800_000_000, 0),
+            Ok(())
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! Proves the nginx `secure_link` format against a real nginx: the formatter alone, and a
+//! URL issued by Tollgate's HTTP API end to end.
+//!
+//! Skipped (with a message) when nginx is not installed, unless
+//! `TOLLGATE_REQUIRE_NGINX=1`, in which case a missing nginx fails the test.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tollgate::clock::ManualClock;
+use tollgate::stream::formats::{
+    nginx_secure_link_hash, nginx_secure_link_url, query_param, verify_nginx_secure_link, LinkError,
+};
+use tollgate_tests::nginx::NginxSecureLink;
+use tollgate_tests::{store_for, test_app_with, Backend, TestServer, DAY, NGINX_SECRET};
+
+const SECRET: &str = "s3cr3t-Tollgate_test";
+const BODY: &[u8] = b"#EXTM3U\n#EXT-X-VERSION:3\nsegment body\n";
+const CLIENT_IP: &str = "127.0.0.1";
+
+/// Returns false (after printing why) when the test should be skipped.
+fn nginx_available() -> bool {
+    if NginxSecureLink::find_binary().is_some() {
+        return true;
+    }
+    if std::env::var("TOLLGATE_REQUIRE_NGINX").as_deref() == Ok("1") {
+        panic!(
+            "TOLLGATE_REQUIRE_NGINX=1 but no nginx binary was found \
+             (looked at $TOLLGATE_NGINX_BIN if set, else /usr/sbin/nginx and $PATH); \
+             install it with `apt-get install -y nginx`"
+        );
+    }
+    eprintln!(
+        "SKIPPED: nginx is not installed (set TOLLGATE_REQUIRE_NGINX=1 to make this a failure)"
+    );
+    false
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Minimal HTTP/1.0 GET; returns (status, body).
+fn get(nginx: &NginxSecureLink, url: &str) -> (u16, Vec<u8>) {
+    let base = nginx.base_url();
+    let path = url.strip_prefix(&base).unwrap_or(url);
+    let mut s = TcpStream::connect(nginx.addr()).expect("connect to nginx");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read response");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&resp)));
+    let head = String::from_utf8_lossy(&resp[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head}"));
+    (status, resp[split + 4..].to_vec())
+}
+
+fn query_of(url: &str) -> &str {
+    url.split_once('?').map(|(_, q)| q).unwrap_or("")
+}
+
+#[test]
+fn secure_link_bound_to_remote_addr() {
+    if !nginx_available() {
+        return;
+    }
+    let nginx = NginxSecureLink::start(SECRET, &[("live/index.m3u8", BODY)]).expect("start nginx");
+    let base = nginx.base_url();
+    let uri = "/s/live/index.m3u8";
+    let log = || nginx.error_log();
+
+    // Fresh URL → 200 with the file body.
+    let url = nginx_secure_link_url(&base, uri, now() + 300, Some(CLIENT_IP), SECRET).unwrap();
+    assert_eq!(
+        verify_nginx_secure_link(uri, query_of(&url), Some(CLIENT_IP), SECRET, now()),
+        Ok(())
+    );
+    let (status, body) = get(&nginx, &url);
+    assert_eq!(status, 200, "fresh URL {url}\n{}", log());
+    assert_eq!(body, BODY);
+
+    // Tampered md5 → 403.
+    let md5 = query_param(query_of(&url), "md5").unwrap().unwrap();
+    let flipped = if md5.starts_with('A') { "B" } else { "A" };
+    let tampered = url.replacen(&format!("md5={}", &md5[..1]), &format!("md5={flipped}"), 1);
+    assert_ne!(tampered, url);
+    assert_eq!(
+        get(&nginx, &tampered).0,
+        403,
+        "tampered {tampered}\n{}",
+        log()
+    );
+
+    // Tampered expires (extending a link) → 403.
+    let exp = query_param(query_of(&url), "expires").unwrap().unwrap();
+    let extended = url.replace(&format!("expires={exp}"), "expires=2147483647");
+    assert_eq!(get(&nginx, &extended).0, 403, "extended {extended}");
+
+    // Expired (properly signed, past `expires`) → 410.
+    let expired = nginx_secure_link_url(&base, uri, now() - 60, Some(CLIENT_IP), SECRET).unwrap();
+    assert_eq!(
+        verify_nginx_secure_link(uri, query_of(&expired), Some(CLIENT_IP), SECRET, now()),
+        Err(LinkError::Expired)
+    );
+    assert_eq!(get(&nginx, &expired).0, 410, "expired {expired}\n{}", log());
+
+    // Signed for another client IP → 403.
+    let other_ip =
+        nginx_secure_link_url(&base, uri, now() + 300, Some("192.0.2.1"), SECRET).unwrap();
+    assert_eq!(get(&nginx, &other_ip).0, 403);
+
+    // Signed without IP while nginx binds IPs → 403.
+    let no_ip = nginx_secure_link_url(&base, uri, now() + 300, None, SECRET).unwrap();
+    assert_eq!(get(&nginx, &no_ip).0, 403);
+
+    // Valid signature for another path does not open this one → 403.
+    let sig_other =
+        nginx_secure_link_hash(now() + 300, "/s/live/other.m3u8", Some(CLIENT_IP), SECRET);
+    let moved = format!("{base}{uri}?md5={sig_other}&expires={}", now() + 300);
+    assert_eq!(get(&nginx, &moved).0, 403);
+
+    // Missing params → 403; wrong secret → 403.
+    assert_eq!(get(&nginx, &format!("{base}{uri}")).0, 403);
+    let wrong_secret =
+        nginx_secure_link_url(&base, uri, now() + 300, Some(CLIENT_IP), "nope").unwrap();
+    assert_eq!(get(&nginx, &wrong_secret).0, 403);
+
+    // Valid link to a file that does not exist → 404 (auth passed).
+    let missing = nginx_secure_link_url(
+        &base,
+        "/s/live/nope.ts",
+        now() + 300,
+        Some(CLIENT_IP),
+        SECRET,
+    )
+    .unwrap();
+    assert_eq!(get(&nginx, &missing).0, 404);
+}
+
+#[test]
+fn secure_link_without_remote_addr() {
+    if !nginx_available() {
+        return;
+    }
+    let nginx = NginxSecureLink::start_with(SECRET, &[("seg 1.ts", b"ts-bytes")], false)
+        .expect("start nginx");
+    let base = nginx.base_url();
+    // Path with a space: hashed decoded (as nginx $uri), sent percent-encoded.
+    let url = nginx_secure_link_url(&base, "/s/seg 1.ts", now() + 60, None, SECRET).unwrap();
+    assert!(url.contains("/s/seg%201.ts?"), "{url}");
+    let (status, body) = get(&nginx, &url);
+    assert_eq!(status, 200, "{url}\n{}", nginx.error_log());
+    assert_eq!(body, b"ts-bytes");
+
+    let bound =
+        nginx_secure_link_url(&base, "/s/seg 1.ts", now() + 60, Some(CLIENT_IP), SECRET).unwrap();
+    assert_eq!(get(&nginx, &bound).0, 403);
+    let expired = nginx_secure_link_url(&base, "/s/seg 1.ts", now() - 1, None, SECRET).unwrap();
+    assert_eq!(get(&nginx, &expired).0, 410);
+}
+
+#[test]
+fn drop_stops_nginx() {
+    if !nginx_available() {
+        return;
+    }
+    let nginx = NginxSecureLink::start(SECRET, &[("a", b"a")]).expect("start nginx");
+    let addr = nginx.addr();
+    let dir = nginx.dir().to_path_buf();
+    assert!(TcpStream::connect(addr).is_ok());
+    drop(nginx);
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "nginx still listening after drop"
+    );
+    assert!(!dir.exists(), "temp dir left behind");
+}
+
+/// A catalog whose one stream lives behind the harness nginx.
+fn catalog_with_origin(origin: &str) -> String {
+    serde_json::json!({
+        "products": [
+            { "id": "pass", "title": "Channel pass", "kind": "pass", "grants": ["channel:main"],
+              "plans": [ { "id": "7d", "days": 7, "price": { "amount": 900, "currency": "CNY" } } ] }
+        ],
+        "streams": [
+            { "id": "cam", "requires_any": ["channel:main"], "origin": origin }
+        ]
+    })
+    .to_string()
+}
+
+/// Tollgate issues an `nginx`-format URL over HTTP; the real nginx serves it (200), refuses
+/// it tampered (403), and refuses it once expired (410).
+#[tokio::test]
+async fn tollgate_issued_url_opens_nginx() {
+    if !nginx_available() {
+        return;
+    }
+    let nginx = NginxSecureLink::start_with(NGINX_SECRET, &[("live/cam.m3u8", BODY)], false)
+        .expect("start nginx");
+    let catalog = catalog_with_origin(&format!("{}/s/live/cam.m3u8", nginx.base_url()));
+    // nginx checks expiry against the real clock, so the app's clock starts at real time.
+    let clock = ManualClock::at(now() - DAY);
+    let store = store_for(Backend::Memory).await.unwrap();
+    let app = test_app_with(store, clock.clone(), &[("CATALOG_JSON", catalog.as_str())]);
+    let s = TestServer::start(app).await;
+    s.buy("viewer", "pass", Some("7d")).await;
+
+    let issue = |device: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    "viewer",
+                    "POST",
+                    "/streams/cam/tokens",
+                    Some(serde_json::json!({"device_id": device, "format": "nginx"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+            r.json()["url"].as_str().unwrap().to_owned()
+        }
+    };
+
+    clock.set(now());
+    let fresh = issue("phone").await;
+    let (status, body) = get(&nginx, &fresh);
+    assert_eq!(status, 200, "{fresh}\n{}", nginx.error_log());
+    assert_eq!(body, BODY);
+
+    let md5 = query_param(query_of(&fresh), "md5").unwrap().unwrap();
+    let flipped = if md5.starts_with('A') { "B" } else { "A" };
+    let tampered = fresh.replacen(&format!("md5={}", &md5[..1]), &format!("md5={flipped}"), 1);
+    assert_eq!(get(&nginx, &tampered).0, 403, "{tampered}");
+
+    // Issued 400 s ago with the 300 s default lifetime: signed correctly, but expired.
+    clock.set(now() - 400);
+    let expired = issue("phone").await;
+    assert_eq!(
+        get(&nginx, &expired).0,
+        410,
+        "{expired}\n{}",
+        nginx.error_log()
+    );
+}

@@ -1,0 +1,125 @@
+//! Store round-trip budgets per operation, on both stores. On DynamoDB every HTTP request the
+//! SDK sends is counted (retries included); on the embedded store every store call. A change
+//! that adds a round trip to one of these paths fails here.
+
+use serde_json::json;
+use std::sync::Arc;
+use tollgate::clock::ManualClock;
+use tollgate::service::sweep::sweep;
+use tollgate::store::Store;
+use tollgate_tests::wrappers::CountingStore;
+use tollgate_tests::*;
+
+/// Round trips since the last call.
+trait Meter: Send + Sync {
+    fn take(&self) -> u64;
+}
+
+struct Calls(Arc<CountingStore>);
+impl Meter for Calls {
+    fn take(&self) -> u64 {
+        let n = self.0.total_calls();
+        self.0.reset();
+        n
+    }
+}
+
+impl Meter for RequestCounter {
+    fn take(&self) -> u64 {
+        RequestCounter::take(self)
+    }
+}
+
+async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let clock = ManualClock::at(T0);
+    let s = TestServer::start(test_app(store, clock.clone())).await;
+    let create = json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"});
+    meter.take();
+
+    let o = s
+        .call("rt", "POST", "/orders", Some(create.clone()))
+        .await
+        .json();
+    assert_eq!(meter.take(), 1, "create order: one write");
+
+    let auth = bearer("rt");
+    let keyed = |key: &'static str| {
+        let (s, auth, body) = (&s, auth.clone(), create.to_string());
+        async move {
+            s.request(
+                "POST",
+                "/orders",
+                &[("authorization", &auth), ("idempotency-key", key)],
+                body,
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(keyed("rt-1").await, 201);
+    assert_eq!(
+        meter.take(),
+        1,
+        "create with Idempotency-Key: order and key in one transaction"
+    );
+    assert_eq!(keyed("rt-1").await, 200);
+    assert!(
+        meter.take() <= 2,
+        "replayed create: the failed transaction, then read the order"
+    );
+
+    let callback = json!({"order_id": o["order_id"], "transaction_id": "rt-t", "status": "paid",
+                          "amount": {"amount": 900, "currency": "CNY"}, "timestamp": T0});
+    assert_eq!(s.sandbox_callback(&callback).await.status, 200);
+    assert_eq!(meter.take(), 2, "settle: read the order, one transaction");
+    assert_eq!(s.sandbox_callback(&callback).await.status, 200);
+    assert_eq!(
+        meter.take(),
+        1,
+        "duplicate settle: the read shows it paid, nothing is written"
+    );
+
+    assert_eq!(s.call("rt", "GET", "/entitlements", None).await.status, 200);
+    assert_eq!(
+        meter.take(),
+        1,
+        "entitlements: one query of the user's partition"
+    );
+    assert_eq!(
+        s.call("rt", "GET", "/entitlements/pass", None).await.status,
+        200
+    );
+    assert_eq!(meter.take(), 1);
+
+    // The sweeper: one query per shard, then per due order one read and one write.
+    clock.advance(10_000);
+    meter.take();
+    let r = sweep(&s.app, i64::MAX).await;
+    assert_eq!(r.expired, 1, "{r:?}"); // the keyed order; the first one is paid
+    assert_eq!(
+        meter.take(),
+        16 + 2,
+        "sweep: 16 index queries + read and expire 1 order"
+    );
+    let r = sweep(&s.app, i64::MAX).await;
+    assert_eq!(r.examined, 0);
+    assert_eq!(
+        meter.take(),
+        16,
+        "an idle sweep costs only the 16 index queries"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trip_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    budgets(Arc::new(store), counter).await;
+}

@@ -1,0 +1,611 @@
+//! WeChat Pay v3 end to end: the local server against a fake WeChat Pay on loopback.
+//! create → prepay (signed request, checked by the fake) → notification → entitlement;
+//! refund → access gone; every rejection changes nothing and answers `{"code":"FAIL"}`;
+//! query and close reach the fake correctly signed; 64 duplicate notifications grant once.
+
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tollgate::clock::ManualClock;
+use tollgate::providers::common::RsaPrivateKey;
+use tollgate::providers::QueryResult;
+use tollgate_tests::wechat::{self as wx, FakeWechat};
+use tollgate_tests::*;
+
+async fn setup(backend: Backend) -> Option<(Arc<TestServer>, FakeWechat)> {
+    let store = store_for(backend).await?;
+    let fake = FakeWechat::start(T0).await;
+    let app = app_with(store, ManualClock::at(T0), &wx::env(&fake.server.base));
+    Some((Arc::new(TestServer::start(app).await), fake))
+}
+
+async fn create(s: &TestServer, user: &str, body: Value) -> Value {
+    let r = s.call(user, "POST", "/orders", Some(body)).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+async fn notify_with(
+    s: &TestServer,
+    body: &[u8],
+    ts: i64,
+    signer: &RsaPrivateKey,
+    serial: &str,
+) -> Reply {
+    let headers = wx::signed_headers(body, ts, signer, serial);
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    s.request("POST", "/callbacks/wechat", &h, body.to_vec())
+        .await
+}
+
+async fn notify(s: &TestServer, body: &[u8]) -> Reply {
+    notify_with(s, body, T0, &wx::platform_signer(), wx::PUB_KEY_ID).await
+}
+
+async fn grants(s: &TestServer, user: &str) -> Vec<Value> {
+    let e = s.call(user, "GET", "/entitlements", None).await.json();
+    e["grants"].as_array().cloned().unwrap_or_default()
+}
+
+async fn order_state(s: &TestServer, user: &str, id: &str) -> String {
+    let o = s
+        .call(user, "GET", &format!("/orders/{id}"), None)
+        .await
+        .json();
+    o["state"].as_str().unwrap_or("").to_owned()
+}
+
+fn assert_fail(r: &Reply, status: u16) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+    let v = r.json();
+    assert_eq!(v["code"], "FAIL", "{v}");
+    assert!(v["message"].is_string());
+}
+
+#[tokio::test]
+async fn native_app_and_jsapi_prepay_with_signed_client_parameters() {
+    let (s, fake) = setup(Backend::Memory).await.unwrap();
+    let native = create(
+        &s,
+        "wu",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = native["order_id"].as_str().unwrap();
+    assert_eq!(
+        native["payment"]["code_url"],
+        format!("weixin://wxpay/bizpayurl?pr={id}")
+    );
+    let seen = fake.server.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        wx::authorization_ok(&seen[0]),
+        "request signed with the merchant key"
+    );
+    assert_eq!(seen[0].target, "/v3/pay/transactions/native");
+    let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(body["amount"], json!({"total": 900, "currency": "CNY"}));
+    assert_eq!(body["out_trade_no"], id);
+    assert_eq!(body["mchid"], wx::MCH_ID);
+    assert_eq!(body["appid"], wx::APP_ID);
+    assert_eq!(body["description"], "Channel pass");
+    assert_eq!(
+        body["notify_url"],
+        "https://tollgate.example.com/callbacks/wechat"
+    );
+    // Order expiry (T0 + 900 s) in China time.
+    assert_eq!(body["time_expire"], "2027-01-15T16:15:00+08:00");
+
+    let app = create(
+        &s,
+        "wu",
+        json!({"product_id": "coins-100", "provider": "wechat", "channel": "app"}),
+    )
+    .await;
+    let p = &app["payment"];
+    let prepay = format!("wx{}", app["order_id"].as_str().unwrap());
+    assert_eq!(p["prepayid"], prepay);
+    assert_eq!(p["partnerid"], wx::MCH_ID);
+    assert_eq!(p["package"], "Sign=WXPay");
+    let msg = format!(
+        "{}\n{}\n{}\n{}\n",
+        wx::APP_ID,
+        p["timestamp"].as_str().unwrap(),
+        p["noncestr"].as_str().unwrap(),
+        prepay
+    );
+    assert!(wx::merchant_public().verify_sha256_b64(msg.as_bytes(), p["sign"].as_str().unwrap()));
+
+    let r = s
+        .call(
+            "wu",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat", "channel": "jsapi"})),
+        )
+        .await;
+    r.assert_problem(400);
+    let r = s
+        .call(
+            "wu",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat", "channel": "h5"})),
+        )
+        .await;
+    r.assert_problem(400);
+    let js = create(
+        &s,
+        "wu",
+        json!({"product_id": "pass", "plan_id": "30d", "provider": "wechat", "channel": "jsapi",
+               "openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}),
+    )
+    .await;
+    let p = &js["payment"];
+    assert_eq!(p["signType"], "RSA");
+    let package = format!("prepay_id=wx{}", js["order_id"].as_str().unwrap());
+    assert_eq!(p["package"], package);
+    let msg = format!(
+        "{}\n{}\n{}\n{}\n",
+        wx::APP_ID,
+        p["timeStamp"].as_str().unwrap(),
+        p["nonceStr"].as_str().unwrap(),
+        package
+    );
+    assert!(wx::merchant_public().verify_sha256_b64(msg.as_bytes(), p["paySign"].as_str().unwrap()));
+    let last: Value = serde_json::from_slice(&fake.server.seen().last().unwrap().body).unwrap();
+    assert_eq!(last["payer"]["openid"], "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o");
+    assert_eq!(
+        fake.server.seen().len(),
+        3,
+        "refused creates never reach WeChat"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_create_never_prepays_twice() {
+    let (s, fake) = setup(Backend::Memory).await.unwrap();
+    let body = json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"});
+    let auth = bearer("zhao");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+        ("idempotency-key", "k-1"),
+    ];
+    let first = s
+        .request("POST", "/orders", &headers, body.to_string())
+        .await;
+    assert_eq!(first.status, 201);
+    let again = s
+        .request("POST", "/orders", &headers, body.to_string())
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(first.json()["order_id"], again.json()["order_id"]);
+    assert_eq!(fake.server.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn pay_notify_entitled_then_refund_revokes() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let o = create(
+        &s,
+        "li",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap();
+    let paid = wx::notification(
+        "TRANSACTION.SUCCESS",
+        &wx::transaction(id, "4200000001", 900),
+        wx::API_V3_KEY,
+    );
+    let r = notify(&s, &paid).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert!(r.body.is_empty());
+    assert_eq!(order_state(&s, "li", id).await, "PAID");
+    let g = grants(&s, "li").await;
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0]["source_id"], id);
+    // A duplicate is acknowledged and changes nothing.
+    assert_eq!(notify(&s, &paid).await.status, 204);
+    assert_eq!(grants(&s, "li").await.len(), 1);
+
+    // A partial refund keeps access; REFUND.ABNORMAL changes nothing.
+    let partial = wx::notification(
+        "REFUND.SUCCESS",
+        &wx::refund(id, "4200000001", 900, 100),
+        wx::API_V3_KEY,
+    );
+    assert_eq!(notify(&s, &partial).await.status, 204);
+    let abnormal = wx::notification(
+        "REFUND.ABNORMAL",
+        &wx::refund(id, "4200000001", 900, 900),
+        wx::API_V3_KEY,
+    );
+    assert_eq!(notify(&s, &abnormal).await.status, 204);
+    assert_eq!(order_state(&s, "li", id).await, "PAID");
+
+    let refunded = wx::notification(
+        "REFUND.SUCCESS",
+        &wx::refund(id, "4200000001", 900, 900),
+        wx::API_V3_KEY,
+    );
+    assert_eq!(notify(&s, &refunded).await.status, 204);
+    assert_eq!(order_state(&s, "li", id).await, "REFUNDED");
+    assert!(grants(&s, "li").await.is_empty(), "access gone");
+    assert_eq!(notify(&s, &refunded).await.status, 204, "duplicate refund");
+}
+
+#[tokio::test]
+async fn every_rejection_changes_nothing_and_answers_fail() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let o = create(
+        &s,
+        "qian",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap();
+    let good = wx::transaction(id, "4200000002", 900);
+    let body = wx::notification("TRANSACTION.SUCCESS", &good, wx::API_V3_KEY);
+    let signer = wx::platform_signer();
+
+    // Bad signature: signed by a key that is not WeChat's.
+    let forger = RsaPrivateKey::from_pem_or_base64(&wx::key("alipay_app_key.pem")).unwrap();
+    assert_fail(
+        &notify_with(&s, &body, T0, &forger, wx::PUB_KEY_ID).await,
+        401,
+    );
+    // The right key under another serial, and an unknown serial.
+    assert_fail(
+        &notify_with(&s, &body, T0, &signer, wx::CERT_SERIAL).await,
+        401,
+    );
+    assert_fail(
+        &notify_with(&s, &body, T0, &signer, "PUB_KEY_ID_0000").await,
+        401,
+    );
+    // Stale and future timestamps (window 300 s).
+    assert_fail(
+        &notify_with(&s, &body, T0 - 301, &signer, wx::PUB_KEY_ID).await,
+        401,
+    );
+    assert_fail(
+        &notify_with(&s, &body, T0 + 301, &signer, wx::PUB_KEY_ID).await,
+        401,
+    );
+    // Tampered body after signing.
+    let mut tampered = body.clone();
+    let n = tampered.len();
+    tampered[n - 2] = b' ';
+    let h = wx::signed_headers(&body, T0, &signer, wx::PUB_KEY_ID);
+    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_fail(
+        &s.request("POST", "/callbacks/wechat", &h, tampered).await,
+        401,
+    );
+    // Missing headers.
+    assert_fail(
+        &s.request("POST", "/callbacks/wechat", &[], body.clone())
+            .await,
+        400,
+    );
+    // Wrong merchant, wrong app, wrong APIv3 key (undecryptable), malformed.
+    let mut wrong = good.clone();
+    wrong["mchid"] = json!("1900000999");
+    let b = wx::notification("TRANSACTION.SUCCESS", &wrong, wx::API_V3_KEY);
+    assert_fail(&notify(&s, &b).await, 403);
+    let mut wrong = good.clone();
+    wrong["appid"] = json!("wx0000000000000000");
+    let b = wx::notification("TRANSACTION.SUCCESS", &wrong, wx::API_V3_KEY);
+    assert_fail(&notify(&s, &b).await, 403);
+    let b = wx::notification(
+        "TRANSACTION.SUCCESS",
+        &good,
+        "00000000000000000000000000000000",
+    );
+    assert_fail(&notify(&s, &b).await, 400);
+    assert_fail(&notify(&s, b"{\"not\":\"a notification\"}").await, 400);
+    assert_fail(&notify(&s, b"\xff\xfe garbage").await, 400);
+    // Amount mismatch and an unknown order.
+    let b = wx::notification(
+        "TRANSACTION.SUCCESS",
+        &wx::transaction(id, "4200000002", 1),
+        wx::API_V3_KEY,
+    );
+    assert_fail(&notify(&s, &b).await, 422);
+    let b = wx::notification(
+        "TRANSACTION.SUCCESS",
+        &wx::transaction("01KQ000000000000000000000Z", "4200000003", 900),
+        wx::API_V3_KEY,
+    );
+    assert_fail(&notify(&s, &b).await, 404);
+
+    assert_eq!(order_state(&s, "qian", id).await, "PENDING");
+    assert!(grants(&s, "qian").await.is_empty());
+    // The genuine one still goes through, also signed by the certificate key.
+    let cert_signer =
+        RsaPrivateKey::from_pem_or_base64(&wx::key("wechat_platform2_key.pem")).unwrap();
+    let r = notify_with(&s, &body, T0 + 299, &cert_signer, wx::CERT_SERIAL).await;
+    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(grants(&s, "qian").await.len(), 1);
+}
+
+#[tokio::test]
+async fn query_and_close_reach_the_fake_signed() {
+    let (s, fake) = setup(Backend::Memory).await.unwrap();
+    let o = create(
+        &s,
+        "sun",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = tollgate::domain::OrderId::parse(o["order_id"].as_str().unwrap()).unwrap();
+    let order = s.app.store.get_order(&id).await.unwrap().unwrap();
+    let p = s.app.providers.get("wechat").unwrap().clone();
+    assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
+    fake.state.lock().unwrap().trades.insert(
+        id.to_string(),
+        json!({"trade_state": "NOTPAY", "amount": {"total": 900, "currency": "CNY"}}),
+    );
+    assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
+    fake.state.lock().unwrap().trades.insert(
+        id.to_string(),
+        json!({"trade_state": "SUCCESS", "transaction_id": "4200000009",
+               "success_time": "2027-01-15T16:01:00+08:00",
+               "amount": {"total": 900, "payer_total": 900, "currency": "CNY"}}),
+    );
+    match p.query(&order).await.unwrap() {
+        QueryResult::Paid(tollgate::providers::ProviderEvent::Paid {
+            provider_txn_id,
+            amount,
+            paid_at,
+            ..
+        }) => {
+            assert_eq!(provider_txn_id, "4200000009");
+            assert_eq!(amount.amount, 900);
+            assert_eq!(paid_at, Some(T0 + 60));
+        }
+        other => panic!("{other:?}"),
+    }
+    p.close(&order).await.unwrap();
+    assert_eq!(p.query(&order).await.unwrap(), QueryResult::Closed);
+    let seen = fake.server.seen();
+    let close = seen.iter().find(|r| r.target.ends_with("/close")).unwrap();
+    assert_eq!(close.method, "POST");
+    assert_eq!(
+        close.target,
+        format!("/v3/pay/transactions/out-trade-no/{id}/close")
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&close.body).unwrap(),
+        json!({"mchid": wx::MCH_ID})
+    );
+    let query = seen.iter().find(|r| r.method == "GET").unwrap();
+    assert_eq!(
+        query.target,
+        format!(
+            "/v3/pay/transactions/out-trade-no/{id}?mchid={}",
+            wx::MCH_ID
+        )
+    );
+    assert!(
+        seen.iter().all(wx::authorization_ok),
+        "every request signed"
+    );
+}
+
+#[tokio::test]
+async fn cancel_closes_at_wechat_first() {
+    let (s, fake) = setup(Backend::Memory).await.unwrap();
+    let o = create(
+        &s,
+        "wei",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap();
+    let r = s
+        .call("wei", "POST", &format!("/orders/{id}/cancel"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["state"], "CANCELLED");
+    let seen = fake.server.seen();
+    let close = seen.last().unwrap();
+    assert_eq!(
+        close.target,
+        format!("/v3/pay/transactions/out-trade-no/{id}/close")
+    );
+    assert!(wx::authorization_ok(close));
+
+    // WeChat failing (5xx on close): nothing is cancelled, the client is told to retry.
+    let failing =
+        tollgate_tests::fake::FakeServer::start(Arc::new(|s: &tollgate_tests::fake::Seen| {
+            let (status, body) = if s.target.ends_with("/close") {
+                (500, json!({"code": "SYSTEM_ERROR", "message": "try later"}))
+            } else {
+                (200, json!({"code_url": "weixin://wxpay/bizpayurl?pr=y"}))
+            };
+            let body = body.to_string().into_bytes();
+            tollgate_tests::fake::Answer {
+                status,
+                headers: wx::signed_headers(&body, T0, &wx::platform_signer(), wx::PUB_KEY_ID),
+                body,
+            }
+        }))
+        .await;
+    let store = store_for(Backend::Memory).await.unwrap();
+    let s = TestServer::start(app_with(
+        store,
+        ManualClock::at(T0),
+        &wx::env(&failing.base),
+    ))
+    .await;
+    let o = create(
+        &s,
+        "wei",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap();
+    let r = s
+        .call("wei", "POST", &format!("/orders/{id}/cancel"), None)
+        .await;
+    r.assert_problem(502);
+    assert_eq!(order_state(&s, "wei", id).await, "PENDING");
+}
+
+#[tokio::test]
+async fn a_base_url_with_a_path_is_signed_with_it() {
+    // The fake sits behind a "/proxy" prefix: it checks the signature over the full path.
+    let fake = FakeWechat::start(T0).await;
+    let store = store_for(Backend::Memory).await.unwrap();
+    let prefixed =
+        tollgate_tests::fake::FakeServer::start(Arc::new(|s: &tollgate_tests::fake::Seen| {
+            let ok = wx::authorization_ok(s) && s.target.starts_with("/proxy/v3/");
+            let body = if ok {
+                json!({"code_url": "weixin://wxpay/bizpayurl?pr=x"})
+            } else {
+                json!({"code": "SIGN_ERROR", "message": "bad"})
+            };
+            let body = body.to_string().into_bytes();
+            tollgate_tests::fake::Answer {
+                status: if ok { 200 } else { 401 },
+                headers: wx::signed_headers(&body, T0, &wx::platform_signer(), wx::PUB_KEY_ID),
+                body,
+            }
+        }))
+        .await;
+    drop(fake);
+    let s = TestServer::start(app_with(
+        store,
+        ManualClock::at(T0),
+        &wx::env(&format!("{}/proxy", prefixed.base)),
+    ))
+    .await;
+    let o = create(
+        &s,
+        "kong",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    assert_eq!(o["payment"]["code_url"], "weixin://wxpay/bizpayurl?pr=x");
+}
+
+#[tokio::test]
+async fn unreachable_or_unsigned_provider_is_unavailable() {
+    let store = store_for(Backend::Memory).await.unwrap();
+    // Nothing listens on port 9 of loopback.
+    let app = app_with(store, ManualClock::at(T0), &wx::env("http://127.0.0.1:9"));
+    let s = TestServer::start(app).await;
+    let r = s
+        .call(
+            "zhou",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"})),
+        )
+        .await;
+    r.assert_problem(502);
+    // A fake whose answers carry no valid WeChat signature is not trusted.
+    let fake =
+        tollgate_tests::fake::FakeServer::start(Arc::new(|_s: &tollgate_tests::fake::Seen| {
+            tollgate_tests::fake::Answer {
+                status: 200,
+                headers: vec![],
+                body: br#"{"code_url":"weixin://x"}"#.to_vec(),
+            }
+        }))
+        .await;
+    let store = store_for(Backend::Memory).await.unwrap();
+    let s = TestServer::start(app_with(store, ManualClock::at(T0), &wx::env(&fake.base))).await;
+    let r = s
+        .call(
+            "zhou",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"})),
+        )
+        .await;
+    r.assert_problem(502);
+}
+
+#[test]
+fn missing_or_bad_configuration_names_the_variable() {
+    let base = wx::env("http://127.0.0.1:1");
+    for (drop, bad) in [
+        ("WECHATPAY_MCH_ID", None),
+        ("WECHATPAY_API_V3_KEY", Some("short")),
+        ("WECHATPAY_MERCHANT_PRIVATE_KEY", Some("not a key")),
+        ("WECHATPAY_PLATFORM_KEYS", Some("serial-without-pem")),
+        (
+            "WECHATPAY_NOTIFY_URL",
+            Some("http://insecure.example.com/cb"),
+        ),
+        ("WECHATPAY_BASE_URL", Some("ftp://x")),
+    ] {
+        let vars: Vec<(&str, &str)> = base
+            .iter()
+            .filter(|(k, _)| *k != drop || bad.is_some())
+            .map(|(k, v)| (*k, if *k == drop { bad.unwrap() } else { v.as_str() }))
+            .collect();
+        let cfg = test_config(&vars);
+        let err = tollgate::app::App::new(
+            cfg,
+            Arc::new(tollgate::store::MemoryStore::new()),
+            Arc::new(ManualClock::at(T0)),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("{drop} accepted"));
+        assert!(err.to_string().contains(drop), "{drop}: {err}");
+        let text = err.to_string();
+        assert!(
+            !text.contains("BEGIN") && !text.contains(wx::API_V3_KEY),
+            "{text}"
+        );
+    }
+}
+
+async fn concurrent(backend: Backend) {
+    let Some((s, _fake)) = setup(backend).await else {
+        return;
+    };
+    let o = create(
+        &s,
+        "feng",
+        json!({"product_id": "pass", "plan_id": "30d", "provider": "wechat"}),
+    )
+    .await;
+    let body = wx::notification(
+        "TRANSACTION.SUCCESS",
+        &wx::transaction(o["order_id"].as_str().unwrap(), "4200000064", 3000),
+        wx::API_V3_KEY,
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let s = s.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move { notify(&s, &body).await.status }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 204);
+    }
+    let g = grants(&s, "feng").await;
+    assert_eq!(g.len(), 1, "exactly one grant: {g:?}");
+    assert_eq!(
+        g[0]["valid_until"],
+        tollgate::domain::ids::rfc3339(T0 + 30 * DAY)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicate_notifications_grant_once_memory() {
+    concurrent(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_duplicate_notifications_grant_once_dynamo() {
+    concurrent(Backend::Dynamo).await;
+}
