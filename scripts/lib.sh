@@ -1,4 +1,4 @@
-# Shared by scripts/test, scripts/coldstart and scripts/loadtest: the Python venv with moto and
+# Shared by the test scripts: the Python venv with moto and
 # cfn-lint, and a single-threaded moto server on a free loopback port that is stopped on exit.
 # Source it after setting `venv` and `requirements`; it defines ensure_venv and start_moto.
 
