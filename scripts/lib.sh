@@ -83,13 +83,13 @@ start_moto() {
     fi
     # One real request, so a broken moto fails here rather than as a confusing test failure.
     "$venv/bin/python" - "$moto_port" <<'PY'
-    import sys, urllib.request, urllib.error
-    url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/data.json"
-    try:
-        urllib.request.urlopen(url, timeout=20).read()
-    except urllib.error.HTTPError:
-        pass  # any HTTP answer means it serves
-    PY
+import sys, urllib.request, urllib.error
+url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/data.json"
+try:
+    urllib.request.urlopen(url, timeout=20).read()
+except urllib.error.HTTPError:
+    pass  # any HTTP answer means it serves
+PY
     echo "moto ready on port $moto_port (pid $moto_pid)"
 
     export TOLLGATE_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"
