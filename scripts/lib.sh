@@ -1,4 +1,4 @@
-# Shared by scripts/test, scripts/coldstart and scripts/loadtest: the Python venv with moto and
+# Shared by the test scripts: the Python venv with moto and
 # cfn-lint, and a single-threaded moto server on a free loopback port that is stopped on exit.
 # Source it after setting `venv` and `requirements`; it defines ensure_venv and start_moto.
 
@@ -83,13 +83,13 @@ start_moto() {
     fi
     # One real request, so a broken moto fails here rather than as a confusing test failure.
     "$venv/bin/python" - "$moto_port" <<'PY'
-    import sys, urllib.request, urllib.error
-    url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/data.json"
-    try:
-        urllib.request.urlopen(url, timeout=20).read()
-    except urllib.error.HTTPError:
-        pass  # any HTTP answer means it serves
-    PY
+import sys, urllib.request, urllib.error
+url = f"http://127.0.0.1:{sys.argv[1]}/moto-api/data.json"
+try:
+    urllib.request.urlopen(url, timeout=20).read()
+except urllib.error.HTTPError:
+    pass  # any HTTP answer means it serves
+PY
     echo "moto ready on port $moto_port (pid $moto_pid)"
 
     export TOLLGATE_MOTO_ENDPOINT="http://127.0.0.1:$moto_port"

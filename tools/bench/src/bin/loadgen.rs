@@ -237,7 +237,45 @@ async fn main() {
     .await
     .print();
 
-    let (b, t) = (base.clone(), tokens.clone());
+    // Token issue is measured for viewers who bought one pass each (a typical account);
+    // the buyers above hold hundreds of grants each, which every entitlement check folds.
+    let viewers: Arc<Vec<String>> = Arc::new(
+        (0..clients)
+            .map(|c| {
+                format!(
+                    "Bearer {}",
+                    tollgate::api::auth::mint_hs256(JWT_SECRET, &format!("viewer-{c}"), now, 3600)
+                )
+            })
+            .collect(),
+    );
+    for (c, auth) in viewers.iter().enumerate() {
+        let body = Bytes::from_static(
+            br#"{"product_id":"pass-monthly","plan_id":"7d","provider":"sandbox"}"#,
+        );
+        let req = http::Request::post(format!("{base}/orders"))
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("request");
+        let (_, created) = send(&client, req).await.expect("viewer order");
+        let id = serde_json::from_slice::<serde_json::Value>(&created).expect("order")["order_id"]
+            .as_str()
+            .expect("order id")
+            .to_owned();
+        let now = tollgate::clock::Clock::now(&tollgate::clock::SystemClock);
+        let cb = format!(
+            r#"{{"order_id":"{id}","transaction_id":"lgv-{c}","status":"paid","amount":{{"amount":900,"currency":"CNY"}},"timestamp":{now}}}"#
+        );
+        let sig = tollgate::providers::sandbox::sign(SANDBOX_SECRET, cb.as_bytes());
+        let req = http::Request::post(format!("{base}/callbacks/sandbox"))
+            .header("x-sandbox-signature", sig)
+            .body(Full::new(Bytes::from(cb)))
+            .expect("request");
+        let (status, _) = send(&client, req).await.expect("viewer payment");
+        assert_eq!(status, 200, "viewer payment accepted");
+    }
+    let (b, t) = (base.clone(), viewers.clone());
     let body = Bytes::from_static(br#"{"device_id":"loadgen-device"}"#);
     let make = Arc::new(move |c: usize, _i: usize| {
         http::Request::post(format!("{b}/streams/main/tokens"))
