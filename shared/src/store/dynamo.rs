@@ -358,6 +358,23 @@ fn classify(reasons: &[CancellationReason]) -> TxnFailure {
     )
 }
 
+/// The provider transaction was already claimed (item 1 of a payment transaction): by
+/// which order, from the failed condition's `ALL_OLD`.
+fn txn_already_recorded(
+    failed: &[Option<Option<Item>>],
+    this_order: &OrderId,
+) -> Result<Option<SettleOutcome>, StoreError> {
+    let Some(Some(old)) = failed.get(1) else {
+        return Ok(None);
+    };
+    let order_id = match old {
+        Some(item) => OrderId::parse(get_s(item, "order_id")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        None => this_order.clone(),
+    };
+    Ok(Some(SettleOutcome::TxnAlreadyRecorded { order_id }))
+}
+
 const TXN_ATTEMPTS: u32 = 5;
 
 impl DynamoStore {
@@ -601,39 +618,13 @@ impl Store for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .expect("key, expression and table are set");
-        let mut txn = key(format!("TXN#{}#{}", st.provider, st.provider_txn_id), "TXN");
-        txn.insert("order_id".into(), s(st.order_id.as_str()));
-        txn.insert("user_id".into(), s(&st.user_id));
-        txn.insert("amount".into(), n(st.amount.amount));
-        txn.insert("currency".into(), s(st.amount.currency.as_str()));
-        txn.insert("recorded_at".into(), n(st.paid_at));
-        let mut items = vec![
-            TransactWriteItem::builder().update(order_update).build(),
-            TransactWriteItem::builder()
-                .put(self.put(txn, "attribute_not_exists(pk)"))
-                .build(),
-        ];
-        for g in &st.grants {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(self.put(grant_item(&st.user_id, g), "attribute_not_exists(pk)"))
-                    .build(),
-            );
-        }
-        if st.credits != 0 {
-            items.push(self.wallet_add(&st.user_id, st.credits));
-        }
-        items.extend(self.count_paid(st, st.expected_state != OrderState::Pending, false));
+        let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
+        items.extend(self.payment_items(st, st.expected_state != OrderState::Pending, false));
         let Some(failed) = self.transact("settle", items).await? else {
             return Ok(SettleOutcome::Settled);
         };
-        if let Some(Some(old)) = failed.get(1) {
-            let order_id = match old {
-                Some(item) => OrderId::parse(get_s(item, "order_id")?)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                None => st.order_id.clone(),
-            };
-            return Ok(SettleOutcome::TxnAlreadyRecorded { order_id });
+        if let Some(recorded) = txn_already_recorded(&failed, &st.order_id)? {
+            return Ok(recorded);
         }
         match failed.first() {
             Some(Some(Some(old))) => {
@@ -655,43 +646,17 @@ impl Store for DynamoStore {
         order: &Order,
         st: &Settlement,
     ) -> Result<SettleOutcome, StoreError> {
-        let mut txn = key(format!("TXN#{}#{}", st.provider, st.provider_txn_id), "TXN");
-        txn.insert("order_id".into(), s(order.order_id.as_str()));
-        txn.insert("user_id".into(), s(&st.user_id));
-        txn.insert("amount".into(), n(st.amount.amount));
-        txn.insert("currency".into(), s(st.amount.currency.as_str()));
-        txn.insert("recorded_at".into(), n(st.paid_at));
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .put(self.put(order_item(order), "attribute_not_exists(pk)"))
-                .build(),
-            TransactWriteItem::builder()
-                .put(self.put(txn, "attribute_not_exists(pk)"))
-                .build(),
-        ];
-        for g in &st.grants {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(self.put(grant_item(&st.user_id, g), "attribute_not_exists(pk)"))
-                    .build(),
-            );
-        }
-        if st.credits != 0 {
-            items.push(self.wallet_add(&st.user_id, st.credits));
-        }
+        let mut items = vec![TransactWriteItem::builder()
+            .put(self.put(order_item(order), "attribute_not_exists(pk)"))
+            .build()];
         // Sold and paid in one: both counters go in the one update of the day's shard (a
         // transaction may touch an item only once).
-        items.extend(self.count_paid(st, false, true));
+        items.extend(self.payment_items(st, false, true));
         let Some(failed) = self.transact("settle new order", items).await? else {
             return Ok(SettleOutcome::Settled);
         };
-        if let Some(Some(old)) = failed.get(1) {
-            let order_id = match old {
-                Some(item) => OrderId::parse(get_s(item, "order_id")?)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                None => order.order_id.clone(),
-            };
-            return Ok(SettleOutcome::TxnAlreadyRecorded { order_id });
+        if let Some(recorded) = txn_already_recorded(&failed, &order.order_id)? {
+            return Ok(recorded);
         }
         match failed.first() {
             Some(Some(Some(old))) => {
@@ -1352,6 +1317,33 @@ impl DynamoStore {
             }
         }
         Ok(out)
+    }
+
+    /// What every payment writes besides the order itself, always right after it (index 1
+    /// is the provider-transaction claim, see [`txn_already_recorded`]): the claim, the
+    /// grants, the coins and the day's figures.
+    fn payment_items(&self, st: &Settlement, late: bool, created: bool) -> Vec<TransactWriteItem> {
+        let mut txn = key(format!("TXN#{}#{}", st.provider, st.provider_txn_id), "TXN");
+        txn.insert("order_id".into(), s(st.order_id.as_str()));
+        txn.insert("user_id".into(), s(&st.user_id));
+        txn.insert("amount".into(), n(st.amount.amount));
+        txn.insert("currency".into(), s(st.amount.currency.as_str()));
+        txn.insert("recorded_at".into(), n(st.paid_at));
+        let mut items = vec![TransactWriteItem::builder()
+            .put(self.put(txn, "attribute_not_exists(pk)"))
+            .build()];
+        for g in &st.grants {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(grant_item(&st.user_id, g), "attribute_not_exists(pk)"))
+                    .build(),
+            );
+        }
+        if st.credits != 0 {
+            items.push(self.wallet_add(&st.user_id, st.credits));
+        }
+        items.extend(self.count_paid(st, late, created));
+        items
     }
 
     fn wallet_add(&self, user: &str, delta: i64) -> TransactWriteItem {
