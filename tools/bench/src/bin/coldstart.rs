@@ -257,6 +257,10 @@ async fn main() {
         ("stream-token", event("stream-token/entitlements.json")),
         ("sweeper", event("sweeper/scheduled.json")),
         ("verifier", event("verifier/batch.json")),
+        (
+            "store-notifications",
+            event("store-notifications/google-purchase-unknown-product.json"),
+        ),
     ];
     println!("cold start, median of {runs} runs each (fake Runtime API on loopback)");
     println!(
