@@ -311,7 +311,7 @@ def main():
         print(f"{name:<8}  {ref:<24} {tg:>18.2f} {rf:>19.2f} {rf / tg:>11.2f}x")
     if apple is None:
         print(f"{'apple':<8}  {'app-store-server-library':<24} {'-':>18} {'-':>19} {'-':>12}"
-              "  (TODO: Apple provider not merged; not measured)")
+              "  (TODO: comparison not wired yet; Tollgate alone: cargo bench, apple_jws)")
     print("tampered body rejected: Tollgate " + "; ".join(f"{r[0]}: {r[4]}" for r in rows)
           + " | wechatpayv3 callback() -> None; python-alipay-sdk verify() -> False")
     print("work per call beyond the RSA-SHA256 check: Tollgate also checks the 5-minute timestamp "
