@@ -14,7 +14,10 @@ file, and then:
     AlipayConfig::verify_notify (asserting out_trade_no and amount every time);
   * reference: wechatpayv3 WeChatPay.callback(headers, body) in "WeChat Pay public key" mode,
     python-alipay-sdk AliPay.verify(data, sign) after parsing the raw form body (as a Flask /
-    Django view would), N times each, asserting the same fields.
+    Django view would), N times each, asserting the same fields;
+  * Apple: a StoreKit 2 signed transaction (ES256, x5c chain of the test-only CA under
+    tests/fixtures/apple) verified by Tollgate's apple_jws::verify and by
+    app-store-server-library's SignedDataVerifier (offline, Production).
 Both sides must accept the genuine inputs and reject the same one-byte-tampered body, or the
 script exits non-zero. Timings are the best of --rounds rounds (a shared, noisy machine).
 
@@ -241,15 +244,72 @@ def alipay_reference(a):
     return {"version": version("python-alipay-sdk"), "once": once, "empty_value_notify_accepted": empty_ok}
 
 
-# TODO(apple): once the Apple provider is merged, add an "apple" section to the input (a
-# signed App Store Server Notification V2 JWS built from a generated test CA chain), teach
-# verifybench to verify it with Tollgate's Apple code, and time the reference here with
-# app-store-server-library (PyPI), e.g.
-#   SignedDataVerifier([root_ca_der], enable_online_checks=False, environment=Environment.LOCAL_TESTING,
-#                      bundle_id=..., app_apple_id=...).verify_and_decode_notification(signed_payload)
-# Until then the table prints an explicit "not measured" row; nothing is faked.
-def apple_reference(_inputs):
-    return None
+APPLE_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "apple")
+APPLE_BUNDLE = "com.example.tollgate"
+APPLE_APP_ID = 1234567
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def apple_input(now: int):
+    """A StoreKit 2 signed transaction (ES256, x5c leaf/intermediate/root) made with the
+    test-only chain the Rust suites use (tests/fixtures/apple, Apple's marker OIDs)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    def der(name):
+        with open(os.path.join(APPLE_FIXTURES, name + ".pem"), "rb") as f:
+            return x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
+
+    with open(os.path.join(APPLE_FIXTURES, "leaf.p8"), "rb") as f:
+        key = serialization.load_pem_private_key(f.read(), password=None)
+    header = {"alg": "ES256", "x5c": [base64.b64encode(der(n)).decode() for n in ("leaf", "intermediate", "root")]}
+    txn_id = "2000000%09d" % (now % 1_000_000_000)
+    payload = {
+        "transactionId": txn_id, "originalTransactionId": txn_id, "bundleId": APPLE_BUNDLE,
+        "productId": "com.example.coins100", "purchaseDate": now * 1000, "originalPurchaseDate": now * 1000,
+        "quantity": 1, "type": "Consumable", "inAppOwnershipType": "PURCHASED",
+        "signedDate": now * 1000, "environment": "Production", "transactionReason": "PURCHASE",
+        "storefront": "USA", "storefrontId": "143441", "price": 990, "currency": "USD",
+    }
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(payload).encode())
+    r, s_ = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    jws = signing_input + "." + b64url(r.to_bytes(32, "big") + s_.to_bytes(32, "big"))
+    parts = jws.split(".")
+    tampered = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    tampered["price"] = 1
+    with open(os.path.join(APPLE_FIXTURES, "root.pem")) as f:
+        root_pem = f.read()
+    return {"jws": jws, "tampered_jws": ".".join([parts[0], b64url(json.dumps(tampered).encode()), parts[2]]),
+            "root_pem": root_pem, "expect_transaction_id": txn_id, "_root_der": der("root")}
+
+
+def apple_reference(a):
+    """app-store-server-library's SignedDataVerifier, offline (no OCSP), Production. Its chain
+    cache is used only with online checks on, so offline it verifies the whole chain on every
+    call, as Tollgate does."""
+    from importlib.metadata import version
+    from appstoreserverlibrary.models.Environment import Environment
+    from appstoreserverlibrary.signed_data_verifier import SignedDataVerifier
+
+    verifier = SignedDataVerifier([a["_root_der"]], False, Environment.PRODUCTION, APPLE_BUNDLE, APPLE_APP_ID)
+
+    def once():
+        t = verifier.verify_and_decode_signed_transaction(a["jws"])
+        if t.transactionId != a["expect_transaction_id"]:
+            die("app-store-server-library decoded the wrong transaction")
+        return t
+
+    once()
+    try:
+        verifier.verify_and_decode_signed_transaction(a["tampered_jws"])
+        die("app-store-server-library ACCEPTED the tampered transaction")
+    except Exception:
+        pass
+    return {"version": version("app-store-server-library"), "once": once}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,13 +323,14 @@ def main():
     args = ap.parse_args()
 
     now = int(time.time())
-    inputs = {"now": now, "wechat": wechat_input(now), "alipay": alipay_input(now)}
+    inputs = {"now": now, "wechat": wechat_input(now), "alipay": alipay_input(now), "apple": apple_input(now)}
     public = {"now": now, "wechat": inputs["wechat"],
-              "alipay": {k: v for k, v in inputs["alipay"].items() if not k.startswith("_")}}
+              "alipay": {k: v for k, v in inputs["alipay"].items() if not k.startswith("_")},
+              "apple": {k: v for k, v in inputs["apple"].items() if not k.startswith("_")}}
 
     wx = wechat_reference(inputs["wechat"])
     ali = alipay_reference(inputs["alipay"])
-    apple = apple_reference(inputs)
+    apple = apple_reference(inputs["apple"])
 
     # Rounds alternate Tollgate and the references so both see the same machine load; the
     # best round of each side is kept.
@@ -296,11 +357,15 @@ def main():
             keep("tg_alipay", tollgate["alipay_us_per_verify"])
             keep("ref_wechat", us_per_call(wx["once"], args.iterations))
             keep("ref_alipay", us_per_call(ali["once"], args.iterations))
+            keep("tg_apple", tollgate["apple_us_per_verify"])
+            keep("ref_apple", us_per_call(apple["once"], args.iterations))
 
     rows = [("wechat", f"wechatpayv3 {wx['version']}", best["tg_wechat"], best["ref_wechat"],
              tollgate["wechat_tampered_rejected"]),
             ("alipay", f"python-alipay-sdk {ali['version']}", best["tg_alipay"], best["ref_alipay"],
-             tollgate["alipay_tampered_rejected"])]
+             tollgate["alipay_tampered_rejected"]),
+            ("apple", f"app-store-server-lib {apple['version']}", best["tg_apple"], best["ref_apple"],
+             tollgate["apple_tampered_rejected"])]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"N={args.iterations} verifications per side per round, best of {args.rounds} rounds "
           f"(load average {load} on {os.cpu_count()} CPUs); inputs signed at {now}; both sides "
@@ -309,11 +374,11 @@ def main():
           f"{'ratio ref/TG':>12}")
     for name, ref, tg, rf, _ in rows:
         print(f"{name:<8}  {ref:<24} {tg:>18.2f} {rf:>19.2f} {rf / tg:>11.2f}x")
-    if apple is None:
-        print(f"{'apple':<8}  {'app-store-server-library':<24} {'-':>18} {'-':>19} {'-':>12}"
-              "  (TODO: comparison not wired yet; Tollgate alone: cargo bench, apple_jws)")
+    print("apple: a signed transaction with a 3-certificate x5c chain, verified offline (no OCSP) "
+          "by both, the whole chain on every call")
     print("tampered body rejected: Tollgate " + "; ".join(f"{r[0]}: {r[4]}" for r in rows)
-          + " | wechatpayv3 callback() -> None; python-alipay-sdk verify() -> False")
+          + " | wechatpayv3 callback() -> None; python-alipay-sdk verify() -> False;"
+          " app-store-server-library raises")
     print("work per call beyond the RSA-SHA256 check: Tollgate also checks the 5-minute timestamp "
           "window, mchid/appid, app_id/seller_id and parses the amounts; wechatpayv3 checks neither "
           "timestamp nor ids (it decrypts and parses the resource); python-alipay-sdk checks only "

@@ -1,5 +1,6 @@
-//! Verification micro-benchmark: verifies one signed WeChat Pay v3 notification and one
-//! Alipay notify with Tollgate's real provider code, N times each, and prints
+//! Verification micro-benchmark: verifies one signed WeChat Pay v3 notification, one Alipay
+//! notify and (when present) one Apple signed transaction with Tollgate's real provider code,
+//! N times each, and prints
 //! `{"wechat_us_per_verify": x, "alipay_us_per_verify": y, ...}` as one JSON line.
 //!
 //! Input is a JSON file of freshly signed inputs (written by `scripts/refcompare.py`, which
@@ -13,7 +14,8 @@
 //!                           "Wechatpay-Serial": .., "Wechatpay-Signature-Type": ..},
 //!               "body", "tampered_body", "expect": {"out_trade_no", "amount_minor"} },
 //!   "alipay": { "app_id", "seller_id", "app_private_key_pem", "alipay_public_key_pem",
-//!               "body", "tampered_body", "expect": {"out_trade_no", "amount_minor"} } }
+//!               "body", "tampered_body", "expect": {"out_trade_no", "amount_minor"} },
+//!   "apple": { "jws", "tampered_jws", "root_pem", "expect_transaction_id" } }
 //! ```
 //!
 //! Every timed call is checked: the parsed result must carry the expected out_trade_no and
@@ -160,16 +162,46 @@ fn main() {
         v
     });
 
+    // Apple: a StoreKit 2 signed transaction, verified with its x5c chain to the root on
+    // every call (Tollgate keeps no chain cache).
+    let (apple_per, apple_tampered) = match input.get("apple") {
+        None => (None, None),
+        Some(ap) => {
+            use tollgate::providers::apple_jws::{verify, TrustRoots};
+            let roots = TrustRoots::from_pem(s(ap, "root_pem")).expect("Apple root PEM");
+            let jws = s(ap, "jws");
+            let want = s(ap, "expect_transaction_id");
+            let got = verify(jws, &roots).expect("Tollgate rejected the Apple transaction");
+            assert_eq!(
+                got["transactionId"].as_str(),
+                Some(want),
+                "apple: wrong transaction"
+            );
+            let tampered = match verify(s(ap, "tampered_jws"), &roots) {
+                Err(e) => format!("{e:?}"),
+                Ok(_) => panic!("Tollgate ACCEPTED the tampered Apple transaction"),
+            };
+            let per = time_per_call(n, || {
+                let v = verify(black_box(jws), &roots).expect("Apple verify failed in the loop");
+                assert_eq!(v["transactionId"].as_str(), Some(want));
+                v
+            });
+            (Some(us(per)), Some(tampered))
+        }
+    };
+
     let reason = |e: VerifyError| e.to_string();
     println!(
         "{}",
         json!({
             "wechat_us_per_verify": us(wx_per),
             "alipay_us_per_verify": us(ali_per),
+            "apple_us_per_verify": apple_per,
             "iterations": n,
             "now": now,
             "wechat_tampered_rejected": reason(wx_tampered),
             "alipay_tampered_rejected": reason(ali_tampered),
+            "apple_tampered_rejected": apple_tampered,
         })
     );
 }
