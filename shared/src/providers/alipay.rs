@@ -323,15 +323,14 @@ impl AlipayConfig {
         return_url: Option<&str>,
         now: i64,
     ) -> Result<String, BuildError> {
-        let biz = biz_content(order, "FAST_INSTANT_TRADE_PAY")?;
-        let params = self.signed_params(
+        self.pay_url(
             "alipay.trade.page.pay",
-            biz,
-            Some(notify_url),
+            "FAST_INSTANT_TRADE_PAY",
+            order,
+            notify_url,
             return_url,
             now,
-        )?;
-        Ok(format!("{}?{}", self.gateway, encode_query(&params)))
+        )
     }
 
     /// `alipay.trade.wap.pay` (mobile web): a GET URL on the gateway.
@@ -342,14 +341,28 @@ impl AlipayConfig {
         return_url: Option<&str>,
         now: i64,
     ) -> Result<String, BuildError> {
-        let biz = biz_content(order, "QUICK_WAP_WAY")?;
-        let params = self.signed_params(
+        self.pay_url(
             "alipay.trade.wap.pay",
-            biz,
-            Some(notify_url),
+            "QUICK_WAP_WAY",
+            order,
+            notify_url,
             return_url,
             now,
-        )?;
+        )
+    }
+
+    /// A signed GET URL on the gateway for a browser pay method.
+    fn pay_url(
+        &self,
+        method: &str,
+        product_code: &str,
+        order: &OrderRequest,
+        notify_url: &str,
+        return_url: Option<&str>,
+        now: i64,
+    ) -> Result<String, BuildError> {
+        let biz = biz_content(order, product_code)?;
+        let params = self.signed_params(method, biz, Some(notify_url), return_url, now)?;
         Ok(format!("{}?{}", self.gateway, encode_query(&params)))
     }
 

@@ -8,9 +8,7 @@
 //! not already know (its own order id).
 
 use super::apple_jws::{self, JwsError, TrustRoots};
-use super::{
-    CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent, QueryResult,
-};
+use super::{CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent};
 use crate::config::{ConfigError, Secret};
 use crate::domain::{Order, OrderId};
 use async_trait::async_trait;
@@ -481,14 +479,6 @@ impl Provider for Apple {
 
     fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
         crate::api::problem::problem(status, "apple-notification-rejected", reason)
-    }
-
-    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
-        Ok(QueryResult::Unsupported)
-    }
-
-    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
-        Ok(())
     }
 }
 

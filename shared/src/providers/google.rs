@@ -3,9 +3,7 @@
 //! `purchases.products.get`, acknowledge, consume) and the Pub/Sub push OIDC check.
 //! Applying purchases is `service::google_purchases`' job.
 
-use super::{
-    CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent, QueryResult,
-};
+use super::{CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent};
 use crate::config::{ConfigError, Secret};
 use crate::domain::Order;
 use async_trait::async_trait;
@@ -508,14 +506,6 @@ impl Provider for Google {
 
     fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
         crate::api::problem::problem(status, "google-notification-rejected", reason)
-    }
-
-    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
-        Ok(QueryResult::Unsupported)
-    }
-
-    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
-        Ok(())
     }
 }
 

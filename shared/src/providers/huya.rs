@@ -310,8 +310,7 @@ pub fn callback_failure_response(status: u16, msg: &str) -> (u16, String) {
 // ----------------------------------------------------------------------
 
 use super::{
-    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent, QueryResult,
-    Sale,
+    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent, Sale,
 };
 use crate::config::{ConfigError as EnvError, ProviderVars};
 use crate::domain::{Catalog, Money, Order, OrderId};
@@ -522,14 +521,6 @@ impl Provider for Huya {
     fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
         let (status, body) = callback_failure_response(status.as_u16(), reason);
         json_answer(status, body)
-    }
-
-    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
-        Ok(QueryResult::Unsupported)
-    }
-
-    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
-        Ok(())
     }
 }
 

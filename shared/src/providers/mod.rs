@@ -162,11 +162,17 @@ pub trait Provider: Send + Sync {
     /// The provider's failure answer, so that a genuine notification is retried.
     fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes>;
 
-    async fn query(&self, order: &Order) -> Result<QueryResult, ProviderError>;
+    /// What the provider says about `order`. The default is for providers with no query API
+    /// (sandbox, Huya, the stores' own flows): the sweeper then simply expires the order.
+    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
+        Ok(QueryResult::Unsupported)
+    }
 
-    /// Makes the order unpayable at the provider. Providers without orders of their own
-    /// return `Ok(())`.
-    async fn close(&self, order: &Order) -> Result<(), ProviderError>;
+    /// Makes the order unpayable at the provider. The default is for providers without
+    /// orders of their own: nothing to close.
+    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// What the client told us about the paying account, for providers that need it.

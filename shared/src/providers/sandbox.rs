@@ -5,9 +5,7 @@
 //! raw body). It is treated exactly like a real provider: verified on the raw bytes, stale
 //! timestamps refused, and only then parsed.
 
-use super::{
-    CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent, QueryResult,
-};
+use super::{CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent};
 use crate::config::Secret;
 use crate::domain::{Money, Order, OrderId};
 use async_trait::async_trait;
@@ -204,14 +202,6 @@ impl Provider for Sandbox {
 
     fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
         crate::api::problem::problem(status, "callback-rejected", reason)
-    }
-
-    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
-        Ok(QueryResult::Unsupported)
-    }
-
-    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
-        Ok(())
     }
 }
 
