@@ -5,8 +5,8 @@ use crate::api::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
 use crate::domain::Catalog;
-use crate::providers::apple::{self, Apple};
-use crate::providers::google::{self, Google};
+use crate::providers::apple::{self, Apple, AppleConfig};
+use crate::providers::google::{self, Google, GoogleConfig};
 use crate::providers::outbound::HttpClient;
 use crate::providers::{alipay, huya, sandbox, wechat, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
@@ -161,40 +161,52 @@ fn build_providers(
     for name in &config.providers {
         match name.as_str() {
             apple::NAME => {
-                let cfg = config.apple.clone().ok_or(ConfigError {
-                    name: "APPLE_BUNDLE_ID",
-                    problem: "required when the apple provider is enabled".into(),
-                })?;
-                let a = Arc::new(Apple::new(cfg, http_client()?));
-                providers.insert(a.clone());
+                let a = Arc::new(Apple::new(AppleConfig::from_vars(vars)?, http_client()?));
+                providers.with_creator(apple::NAME, a.clone());
                 apple_verifier = Some(a);
             }
             google::NAME => {
-                let cfg = config.google.clone().ok_or(ConfigError {
-                    name: "GOOGLE_PACKAGE_NAME",
-                    problem: "required when the google provider is enabled".into(),
-                })?;
-                let g = Arc::new(Google::new(cfg, http_client()?));
-                providers.insert(g.clone());
+                let g = Arc::new(Google::new(GoogleConfig::from_vars(vars)?, http_client()?));
+                providers.with_creator(google::NAME, g.clone());
                 google_client = Some(g);
             }
-            sandbox::NAME => providers.insert(std::sync::Arc::new(sandbox::Sandbox::new(
-                config.sandbox_secret.clone(),
-                config.public_base_url.clone(),
-            ))),
-            alipay::NAME => providers.insert(Arc::new(alipay::Alipay::from_vars(
-                vars,
-                catalog,
-                http_client()?,
-                clock.clone(),
-            )?)),
-            huya::NAME => providers.insert(Arc::new(huya::Huya::from_vars(vars, catalog)?)),
-            wechat::NAME => providers.insert(Arc::new(wechat::WechatPay::from_vars(
-                vars,
-                catalog,
-                http_client()?,
-                clock.clone(),
-            )?)),
+            sandbox::NAME => {
+                let p = Arc::new(sandbox::Sandbox::new(
+                    config.sandbox_secret.clone(),
+                    config.public_base_url.clone(),
+                ));
+                providers
+                    .with_creator(sandbox::NAME, p.clone())
+                    .with_verifier(sandbox::NAME, p);
+            }
+            alipay::NAME => {
+                let p = Arc::new(alipay::Alipay::from_vars(
+                    vars,
+                    catalog,
+                    http_client()?,
+                    clock.clone(),
+                )?);
+                providers
+                    .with_creator(alipay::NAME, p.clone())
+                    .with_verifier(alipay::NAME, p.clone())
+                    .with_query(alipay::NAME, p);
+            }
+            huya::NAME => {
+                let p = Arc::new(huya::Huya::from_vars(vars, catalog)?);
+                providers.with_verifier(huya::NAME, p);
+            }
+            wechat::NAME => {
+                let p = Arc::new(wechat::WechatPay::from_vars(
+                    vars,
+                    catalog,
+                    http_client()?,
+                    clock.clone(),
+                )?);
+                providers
+                    .with_creator(wechat::NAME, p.clone())
+                    .with_verifier(wechat::NAME, p.clone())
+                    .with_query(wechat::NAME, p);
+            }
             other => {
                 return Err(ConfigError {
                     name: "PROVIDERS",

@@ -69,12 +69,9 @@ pub struct Config {
     pub public_base_url: String,
     pub port: u16,
     pub sweep_interval_seconds: u64,
-    /// `APPLE_*`, read when the apple provider is enabled.
-    pub apple: Option<crate::providers::apple::AppleConfig>,
-    /// `GOOGLE_*`, read when the google provider is enabled.
-    pub google: Option<crate::providers::google::GoogleConfig>,
     /// The providers' own variables, kept raw: each provider module parses its own (so a
-    /// bad one is reported by the module that understands it) and only when enabled.
+    /// bad one is reported by the module that understands it) and only when enabled, so
+    /// `Config` knows no provider's types.
     pub provider_vars: ProviderVars,
 }
 
@@ -101,6 +98,21 @@ pub const PROVIDER_VARIABLES: &[&str] = &[
     "HUYA_EXT_SECRET",
     "HUYA_EXT_UUID",
     "HUYA_MAX_SKEW_SECONDS",
+    "APPLE_BUNDLE_ID",
+    "APPLE_APP_APPLE_ID",
+    "APPLE_ENVIRONMENT",
+    "APPLE_ROOT_CERTS",
+    "APPLE_API_BASE_URL",
+    "APPLE_ISSUER_ID",
+    "APPLE_KEY_ID",
+    "APPLE_PRIVATE_KEY",
+    "GOOGLE_PACKAGE_NAME",
+    "GOOGLE_SERVICE_ACCOUNT_JSON",
+    "GOOGLE_PUSH_AUDIENCE",
+    "GOOGLE_PUSH_SERVICE_ACCOUNT",
+    "GOOGLE_API_BASE_URL",
+    "GOOGLE_TOKEN_URL",
+    "GOOGLE_JWKS_URL",
 ];
 
 #[derive(Clone, Default)]
@@ -241,16 +253,6 @@ impl Config {
         if matches!(&sandbox_secret, Some(s) if s.expose().len() < 16) {
             return Err(err("SANDBOX_SECRET", "must be at least 16 bytes"));
         }
-        let apple = if providers.iter().any(|p| p == "apple") {
-            Some(crate::providers::apple::AppleConfig::from_lookup(&var)?)
-        } else {
-            None
-        };
-        let google = if providers.iter().any(|p| p == "google") {
-            Some(crate::providers::google::GoogleConfig::from_lookup(&var)?)
-        } else {
-            None
-        };
         let port = int("PORT", 3000, 0, 65535)? as u16;
         let device_policy = match var("DEVICE_POLICY").as_deref() {
             None | Some("evict") => DevicePolicy::Evict,
@@ -291,8 +293,6 @@ impl Config {
                 .to_owned(),
             port,
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
-            apple,
-            google,
             provider_vars: ProviderVars(
                 PROVIDER_VARIABLES
                     .iter()

@@ -3,6 +3,7 @@ pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod crypto;
 pub mod domain;
 pub mod lambda;
 pub mod local;

@@ -47,7 +47,7 @@ fn providers(c: &mut Criterion) {
     let mut vars = wechat::env("http://127.0.0.1:9");
     vars.push(("PROVIDERS", "wechat".into()));
     let a = app(vars);
-    let p = a.providers.get("wechat").unwrap().clone();
+    let p = a.providers.verifier("wechat").unwrap().clone();
     let order = "01KQ0000000000000000000001";
     let body = String::from_utf8(wechat::notification(
         "TRANSACTION.SUCCESS",
@@ -72,7 +72,7 @@ fn providers(c: &mut Criterion) {
     let mut vars = alipay::env("http://127.0.0.1:9/gateway.do");
     vars.push(("PROVIDERS", "alipay".into()));
     let a = app(vars);
-    let p = a.providers.get("alipay").unwrap().clone();
+    let p = a.providers.verifier("alipay").unwrap().clone();
     let form = alipay::notification(
         &alipay::fields(order, "TRADE_SUCCESS", "9.00"),
         &alipay::alipay_signer(),
@@ -91,7 +91,7 @@ fn providers(c: &mut Criterion) {
 
     // Huya
     let a = app(huya::env());
-    let p = a.providers.get("huya").unwrap().clone();
+    let p = a.providers.verifier("huya").unwrap().clone();
     let (auth, body) = huya::post(
         &huya::fields("HY-1", "profile-1", "hy-pass", "1", NOW),
         huya::EXT_SECRET,
@@ -110,7 +110,7 @@ fn providers(c: &mut Criterion) {
 
     // Sandbox, for scale
     let a = app(vec![]);
-    let p = a.providers.get("sandbox").unwrap().clone();
+    let p = a.providers.verifier("sandbox").unwrap().clone();
     let body = serde_json::json!({"order_id": order, "transaction_id": "t", "status": "paid",
                                   "amount": {"amount": 900, "currency": "CNY"}, "timestamp": NOW})
     .to_string();

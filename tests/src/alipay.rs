@@ -7,7 +7,7 @@ use crate::wechat::key;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use tollgate::providers::common::{RsaPrivateKey, RsaPublicKey};
+use tollgate::providers::rsa::{RsaPrivateKey, RsaPublicKey};
 
 pub const APP_ID: &str = "2021000117600000";
 pub const SELLER_ID: &str = "2088102177800000";

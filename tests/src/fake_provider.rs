@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::Response;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -165,6 +165,12 @@ impl ScriptedProvider {
         }
     }
 
+    /// Enables the scripted provider in `providers`: it creates payments and answers queries.
+    pub fn register(base: &str, providers: &mut Providers) {
+        let p = Arc::new(ScriptedProvider::new(base));
+        providers.with_creator(NAME, p.clone()).with_query(NAME, p);
+    }
+
     async fn call(&self, path: &str) -> Result<serde_json::Value, ProviderError> {
         let req = http::Request::get(format!("{}{path}", self.base))
             .body(Full::new(Bytes::new()))
@@ -192,10 +198,7 @@ impl ScriptedProvider {
 }
 
 #[async_trait]
-impl Provider for ScriptedProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
+impl PaymentCreator for ScriptedProvider {
     async fn payment_params(
         &self,
         _order: &Order,
@@ -203,25 +206,10 @@ impl Provider for ScriptedProvider {
     ) -> Result<serde_json::Value, ProviderError> {
         Ok(serde_json::json!({}))
     }
-    fn verify_callback(
-        &self,
-        _req: &CallbackRequest,
-        _now: i64,
-    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
-        Err(CallbackRejection {
-            code: "unsupported",
-            reason: "no callbacks".into(),
-            status: StatusCode::NOT_FOUND,
-        })
-    }
-    fn acknowledge(&self) -> Response<Bytes> {
-        Response::new(Bytes::new())
-    }
-    fn refuse(&self, status: StatusCode, _reason: &str) -> Response<Bytes> {
-        let mut r = Response::new(Bytes::new());
-        *r.status_mut() = status;
-        r
-    }
+}
+
+#[async_trait]
+impl OrderQuery for ScriptedProvider {
     async fn query(&self, order: &Order) -> Result<QueryResult, ProviderError> {
         let v = self.call(&format!("/query/{}", order.order_id)).await?;
         match v["state"].as_str() {

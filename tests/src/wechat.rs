@@ -7,7 +7,8 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tollgate::providers::common::{b64_encode, RsaPrivateKey, RsaPublicKey};
+use tollgate::crypto::b64_encode;
+use tollgate::providers::rsa::{RsaPrivateKey, RsaPublicKey};
 
 pub const MCH_ID: &str = "1900000109";
 pub const APP_ID: &str = "wxd678efh567hg6787";

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
-use tollgate::providers::common::RsaPrivateKey;
+use tollgate::providers::rsa::RsaPrivateKey;
 use tollgate::providers::QueryResult;
 use tollgate_tests::alipay::{self as ali, FakeAlipay};
 use tollgate_tests::*;
@@ -220,7 +220,7 @@ async fn query_and_close_reach_the_gateway_signed() {
     .await;
     let id = tollgate::domain::OrderId::parse(o["order_id"].as_str().unwrap()).unwrap();
     let order = s.app.store.get_order(&id).await.unwrap().unwrap();
-    let p = s.app.providers.get("alipay").unwrap().clone();
+    let p = s.app.providers.query("alipay").unwrap().clone();
     assert_eq!(
         p.query(&order).await.unwrap(),
         QueryResult::NotPaid,
@@ -296,7 +296,7 @@ async fn unsigned_gateway_answers_are_unavailable() {
     .await;
     let id = tollgate::domain::OrderId::parse(o["order_id"].as_str().unwrap()).unwrap();
     let order = s.app.store.get_order(&id).await.unwrap().unwrap();
-    let p = s.app.providers.get("alipay").unwrap().clone();
+    let p = s.app.providers.query("alipay").unwrap().clone();
     assert!(matches!(
         p.query(&order).await,
         Err(tollgate::providers::ProviderError::Unavailable(_))

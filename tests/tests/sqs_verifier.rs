@@ -113,8 +113,7 @@ async fn verifier_on_sqs() {
         Arc::new(ManualClock::at(T0 + 900)),
     )
     .unwrap();
-    app.providers
-        .insert(Arc::new(ScriptedProvider::new(&fake.base)));
+    ScriptedProvider::register(&fake.base, &mut app.providers);
     app.queue = Some(Queue::Sqs(sqs.clone()));
     let app = Arc::new(app);
 

@@ -30,8 +30,7 @@ async fn env(backend: Backend) -> Option<Env> {
     let clock = ManualClock::at(T0);
     let fake = FakeServer::start().await;
     let mut app = App::new(test_config(&[]), store.clone(), Arc::new(clock.clone())).unwrap();
-    app.providers
-        .insert(Arc::new(ScriptedProvider::new(&fake.base)));
+    ScriptedProvider::register(&fake.base, &mut app.providers);
     let queue = Arc::new(MemoryQueue::new(Arc::new(clock.clone())));
     app.queue = Some(Queue::Memory(queue.clone()));
     Some(Env {

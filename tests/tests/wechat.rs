@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
-use tollgate::providers::common::RsaPrivateKey;
+use tollgate::providers::rsa::RsaPrivateKey;
 use tollgate::providers::QueryResult;
 use tollgate_tests::wechat::{self as wx, FakeWechat};
 use tollgate_tests::*;
@@ -344,7 +344,7 @@ async fn query_and_close_reach_the_fake_signed() {
     .await;
     let id = tollgate::domain::OrderId::parse(o["order_id"].as_str().unwrap()).unwrap();
     let order = s.app.store.get_order(&id).await.unwrap().unwrap();
-    let p = s.app.providers.get("wechat").unwrap().clone();
+    let p = s.app.providers.query("wechat").unwrap().clone();
     assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
     fake.state.lock().unwrap().trades.insert(
         id.to_string(),

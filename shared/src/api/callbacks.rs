@@ -3,7 +3,7 @@
 
 use super::problem::problem;
 use crate::app::App;
-use crate::providers::CallbackRequest;
+use crate::providers::{CallbackAnswer, CallbackRequest};
 use crate::service::payments::{self, Applied, ApplyError, Rejected};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -13,14 +13,15 @@ pub(super) async fn provider_callback(
     provider: &str,
     req: &Request<Bytes>,
 ) -> Response<Bytes> {
-    let Some(p) = app.providers.get(provider) else {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "provider-not-enabled",
-            format!("provider {provider:?} is not enabled"),
-        );
+    let Some(p) = app.providers.verifier(provider) else {
+        let detail = if app.providers.is_enabled(provider) {
+            format!("provider {provider:?} does not call back here")
+        } else {
+            format!("provider {provider:?} is not enabled")
+        };
+        return problem(StatusCode::NOT_FOUND, "provider-not-enabled", detail);
     };
-    if req.method() == http::Method::GET && !p.accepts_get_callbacks() {
+    if req.method() == http::Method::GET && !p.accepts_get() {
         let mut r = problem(
             StatusCode::METHOD_NOT_ALLOWED,
             "method-not-allowed",
@@ -38,7 +39,7 @@ pub(super) async fn provider_callback(
     };
     let event = match p.verify_callback(&raw, app.clock.now()) {
         Ok(Some(ev)) => ev,
-        Ok(None) => return p.acknowledge(),
+        Ok(None) => return answer(p.acknowledge()),
         Err(rejection) => {
             tracing::warn!(provider, code = rejection.code, reason = %rejection.reason, "callback rejected");
             crate::metrics::count(
@@ -46,7 +47,7 @@ pub(super) async fn provider_callback(
                 1,
                 &[("Provider", provider), ("Reason", rejection.code)],
             );
-            return p.refuse(rejection.status, &rejection.reason);
+            return answer(p.refuse(rejection.status, &rejection.reason));
         }
     };
     let order_id = event.order_id().clone();
@@ -55,7 +56,7 @@ pub(super) async fn provider_callback(
             if applied == Applied::Duplicate {
                 tracing::info!(provider, order_id = %order_id, "duplicate callback acknowledged");
             }
-            p.acknowledge()
+            answer(p.acknowledge())
         }
         Err(ApplyError::Rejected(r)) => {
             tracing::warn!(provider, order_id = %order_id, reason = %r, "callback rejected");
@@ -71,14 +72,27 @@ pub(super) async fn provider_callback(
                 }
                 _ => StatusCode::CONFLICT,
             };
-            p.refuse(status, &format!("order {order_id}: {r}"))
+            answer(p.refuse(status, &format!("order {order_id}: {r}")))
         }
         Err(ApplyError::Store(e)) => {
             tracing::error!(provider, order_id = %order_id, error = %e, "store failure during callback");
-            p.refuse(
+            answer(p.refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily unavailable, retry later",
-            )
+            ))
+        }
+    }
+}
+
+/// The provider's answer as an HTTP response. Built without a fallible builder, so a
+/// failure answer can never turn into some other status on the way out.
+fn answer(a: CallbackAnswer) -> Response<Bytes> {
+    match a.content_type {
+        Some(ct) => super::problem::response(a.status, ct, a.body),
+        None => {
+            let mut r = Response::new(a.body);
+            *r.status_mut() = a.status;
+            r
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod server;
 mod streams;
 
 use crate::app::App;
-use crate::domain::ids::rfc3339;
+use crate::domain::time::rfc3339;
 use crate::domain::Order;
 use crate::service::{entitlements, orders as order_service, ServiceError};
 use bytes::Bytes;

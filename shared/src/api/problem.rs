@@ -1,16 +1,22 @@
 //! Errors as RFC 9457 problem details: one mapping from service errors to HTTP, here.
 
 use bytes::Bytes;
-use http::{header, Response, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Bytes> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body.to_string()))
-        .unwrap_or_default()
+    response(status, "application/json", Bytes::from(body.to_string()))
+}
+
+/// A response built without a fallible builder: every part here is known valid, so there is
+/// no error to turn into some other status.
+pub fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Bytes> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
 /// `slug` names the problem type; `detail` is safe to show (never secrets or internals).
@@ -33,9 +39,5 @@ pub fn problem_with(
     if let Some(map) = body.as_object_mut() {
         map.extend(extra);
     }
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, PROBLEM_JSON)
-        .body(Bytes::from(body.to_string()))
-        .unwrap_or_default()
+    response(status, PROBLEM_JSON, Bytes::from(body.to_string()))
 }

@@ -6,7 +6,7 @@
 use super::problem::{json_response, problem};
 use super::{parse_json, service_problem};
 use crate::app::App;
-use crate::domain::ids::rfc3339;
+use crate::domain::time::rfc3339;
 use crate::service::store_purchases::{self, NotificationResult, PurchaseResult};
 use crate::service::ServiceError;
 use bytes::Bytes;

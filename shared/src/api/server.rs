@@ -152,7 +152,7 @@ pub(crate) async fn sandbox_pay(app: &App, id: &str, req: &Request<Bytes>) -> Re
             order.provider_txn_id.clone().unwrap_or_default()
         }
         (sandbox::Status::Paid, _) => {
-            format!("sbx_{}", hex::encode(crate::service::random_bytes::<8>()))
+            format!("sbx_{}", hex::encode(crate::crypto::random_bytes::<8>()))
         }
     };
     let callback =

@@ -14,7 +14,7 @@
 use super::parse_json;
 use super::problem::{json_response, problem_with};
 use crate::app::App;
-use crate::domain::ids::rfc3339;
+use crate::domain::time::rfc3339;
 use crate::service::streams::{self, VerifyRequest};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};

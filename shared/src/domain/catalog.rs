@@ -4,8 +4,8 @@
 //! message naming it instead of failing one customer's purchase at three in the morning.
 
 use super::grant::Term;
-use super::ids::parse_rfc3339;
 use super::money::Money;
+use super::time::parse_rfc3339;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 

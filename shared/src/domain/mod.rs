@@ -8,6 +8,7 @@ pub mod order;
 pub mod retry;
 pub mod session;
 pub mod stats;
+pub mod time;
 
 pub use catalog::{Catalog, Offer, OfferError, Product, ProductKind, Stream};
 pub use grant::{Grant, GrantWindow, Term};

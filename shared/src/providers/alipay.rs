@@ -31,10 +31,11 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use super::common::{
-    fen_to_yuan, format_cst_datetime, parse_cst_datetime, parse_yuan_to_fen, BuildError,
-    ConfigError, NotificationKind, RsaPrivateKey, RsaPublicKey, VerifiedNotification, VerifyError,
-};
+use super::china_time::{format_cst_datetime, parse_cst_datetime};
+use super::notification::{NotificationKind, VerifiedNotification};
+use super::rsa::{KeyError as ConfigError, RsaPrivateKey, RsaPublicKey};
+use super::wire_error::{BuildError, VerifyError};
+use crate::domain::{Currency, Money};
 
 /// Production gateway.
 pub const GATEWAY_PROD: &str = "https://openapi.alipay.com/gateway.do";
@@ -42,6 +43,13 @@ pub const GATEWAY_PROD: &str = "https://openapi.alipay.com/gateway.do";
 pub const GATEWAY_SANDBOX: &str = "https://openapi-sandbox.dl.alipaydev.com/gateway.do";
 /// Body to answer a notification we accepted (HTTP 200, `text/plain`).
 pub const NOTIFY_SUCCESS_BODY: &str = "success";
+
+/// Alipay's yuan amounts ("12.00") in fen, exactly, through [`Money`]'s one decimal parser.
+fn yuan_to_fen(s: &str) -> Option<i64> {
+    Money::parse_decimal(s, Currency::CNY)
+        .ok()
+        .map(|m| m.amount)
+}
 /// Body to answer a notification we could not process (Alipay retries).
 pub const NOTIFY_FAILURE_BODY: &str = "failure";
 
@@ -266,11 +274,14 @@ impl AlipayConfig {
         let trade_no = non_empty(get("trade_no"), "trade_no")?;
         let total = get("total_amount")
             .ok_or_else(|| VerifyError::Malformed("missing total_amount".into()))?;
-        let amount_minor = parse_yuan_to_fen(total)
-            .ok_or_else(|| VerifyError::Malformed("total_amount".into()))?;
-        if let Some(r) = get("refund_fee") {
-            parse_yuan_to_fen(r).ok_or_else(|| VerifyError::Malformed("refund_fee".into()))?;
-        }
+        let amount_minor =
+            yuan_to_fen(total).ok_or_else(|| VerifyError::Malformed("total_amount".into()))?;
+        let refunded_minor = match get("refund_fee") {
+            Some(r) => {
+                Some(yuan_to_fen(r).ok_or_else(|| VerifyError::Malformed("refund_fee".into()))?)
+            }
+            None => None,
+        };
         let time_field = match kind {
             NotificationKind::Paid => "gmt_payment",
             NotificationKind::Closed => "gmt_close",
@@ -291,8 +302,10 @@ impl AlipayConfig {
             out_trade_no,
             provider_txn_id: trade_no,
             amount_minor,
+            refunded_minor,
             currency: "CNY".into(),
             occurred_at,
+            event: status.to_owned(),
             raw: Value::Object(raw),
         })
     }
@@ -420,7 +433,11 @@ impl AlipayConfig {
             ("format".into(), "JSON".into()),
             ("charset".into(), "utf-8".into()),
             ("sign_type".into(), "RSA2".into()),
-            ("timestamp".into(), format_cst_datetime(now)),
+            (
+                "timestamp".into(),
+                format_cst_datetime(now)
+                    .ok_or_else(|| BuildError::InvalidInput("timestamp".into()))?,
+            ),
             ("version".into(), "1.0".into()),
             ("biz_content".into(), biz.to_string()),
         ];
@@ -482,7 +499,7 @@ impl AlipayConfig {
                 .ok_or_else(|| VerifyError::Malformed("missing out_trade_no".into()))?,
             trade_no: str_field(&node, "trade_no")
                 .ok_or_else(|| VerifyError::Malformed("missing trade_no".into()))?,
-            total_amount_fen: parse_yuan_to_fen(&total)
+            total_amount_fen: yuan_to_fen(&total)
                 .ok_or_else(|| VerifyError::Malformed("total_amount".into()))?,
             paid_at: str_field(&node, "send_pay_date")
                 .as_deref()
@@ -580,12 +597,19 @@ fn biz_content(order: &OrderRequest, product_code: &str) -> Result<Value, BuildE
     }
     let mut biz = json!({
         "out_trade_no": order.out_trade_no,
-        "total_amount": fen_to_yuan(order.amount_fen).ok_or_else(|| BuildError::InvalidInput("amount".into()))?,
+        "total_amount": Money::new(order.amount_fen, Currency::CNY)
+            .map_err(|_| BuildError::InvalidInput("amount".into()))?
+            .to_decimal_string(),
         "subject": order.subject,
         "product_code": product_code,
     });
     match &order.expiry {
-        Some(Expiry::At(t)) => biz["time_expire"] = Value::String(format_cst_datetime(*t)),
+        Some(Expiry::At(t)) => {
+            biz["time_expire"] = Value::String(
+                format_cst_datetime(*t)
+                    .ok_or_else(|| BuildError::InvalidInput("time_expire".into()))?,
+            )
+        }
         Some(Expiry::Relative(s)) => {
             let ok = s.len() >= 2
                 && (s.ends_with(['m', 'h', 'd'])
@@ -830,13 +854,14 @@ fn value_end(b: &[u8], i: usize) -> Option<usize> {
 
 use super::outbound::HttpClient;
 use super::{
-    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent, QueryResult,
+    CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, OrderQuery, Payer,
+    PaymentCreator, ProviderError, ProviderEvent, QueryResult,
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError as EnvError, ProviderVars};
-use crate::domain::{Catalog, Currency, Money, Order, OrderId};
+use crate::domain::{Catalog, Order, OrderId};
 use bytes::Bytes;
-use http::{header, Response, StatusCode};
+use http::{header, StatusCode};
 use http_body_util::Full;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -945,24 +970,6 @@ impl Alipay {
     }
 }
 
-fn rejection(e: VerifyError) -> CallbackRejection {
-    let (code, status) = match &e {
-        VerifyError::BadSignature | VerifyError::UnknownKey(_) => {
-            ("bad_signature", StatusCode::UNAUTHORIZED)
-        }
-        VerifyError::StaleTimestamp => ("stale_timestamp", StatusCode::UNAUTHORIZED),
-        VerifyError::WrongApp => ("wrong_app", StatusCode::FORBIDDEN),
-        VerifyError::WrongMerchant => ("wrong_seller", StatusCode::FORBIDDEN),
-        VerifyError::Malformed(_) => ("malformed", StatusCode::BAD_REQUEST),
-        VerifyError::Unsupported(_) => ("unsupported", StatusCode::BAD_REQUEST),
-    };
-    CallbackRejection {
-        code,
-        reason: e.to_string(),
-        status,
-    }
-}
-
 /// Gateway-level "service unavailable" (code 20000) is worth retrying; other codes are not.
 fn gateway_error(code: &str, sub_code: Option<&str>) -> ProviderError {
     let detail = format!("code {code} {}", sub_code.unwrap_or(""));
@@ -982,11 +989,7 @@ fn content_type_charset(req: &CallbackRequest) -> Option<&str> {
 }
 
 #[async_trait::async_trait]
-impl Provider for Alipay {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
+impl PaymentCreator for Alipay {
     fn check_request(&self, channel: Option<&str>, _payer: &Payer) -> Result<(), String> {
         match channel.unwrap_or("app") {
             "app" | "page" | "wap" => Ok(()),
@@ -1032,7 +1035,9 @@ impl Provider for Alipay {
             }
         })
     }
+}
 
+impl CallbackVerifier for Alipay {
     fn verify_callback(
         &self,
         req: &CallbackRequest,
@@ -1041,11 +1046,12 @@ impl Provider for Alipay {
         let n = self
             .cfg
             .verify_notify(&req.body, content_type_charset(req))
-            .map_err(rejection)?;
-        let order_id = OrderId::parse(&n.out_trade_no)
-            .map_err(|_| rejection(VerifyError::Malformed("out_trade_no is not ours".into())))?;
+            .map_err(CallbackRejection::from)?;
+        let order_id = OrderId::parse(&n.out_trade_no).map_err(|_| {
+            CallbackRejection::from(VerifyError::Malformed("out_trade_no is not ours".into()))
+        })?;
         let amount = Money::new(n.amount_minor, Currency::CNY)
-            .map_err(|_| rejection(VerifyError::Malformed("total_amount".into())))?;
+            .map_err(|_| CallbackRejection::from(VerifyError::Malformed("total_amount".into())))?;
         match n.kind {
             NotificationKind::Paid => Ok(Some(ProviderEvent::Paid {
                 order_id,
@@ -1053,46 +1059,39 @@ impl Provider for Alipay {
                 amount,
                 paid_at: n.occurred_at,
             })),
-            NotificationKind::Closed => {
-                // TRADE_CLOSED means "closed unpaid" or "fully refunded"; only the latter
-                // carries a refund_fee equal to the total.
-                let refunded = n.raw["refund_fee"]
-                    .as_str()
-                    .and_then(parse_yuan_to_fen)
-                    .is_some_and(|r| r == n.amount_minor);
-                if refunded {
-                    Ok(Some(ProviderEvent::Refunded {
-                        order_id,
-                        provider_txn_id: n.provider_txn_id,
-                        amount,
-                    }))
-                } else {
+            // TRADE_CLOSED means "closed unpaid" or "refunded"; only the latter carries a
+            // refund_fee. Whether the refund ends access is the service's rule.
+            NotificationKind::Closed => match n.refunded_minor {
+                Some(refunded) => Ok(Some(ProviderEvent::Refunded {
+                    order_id,
+                    provider_txn_id: n.provider_txn_id,
+                    refunded: Money::new(refunded, Currency::CNY).map_err(|_| {
+                        CallbackRejection::from(VerifyError::Malformed("refund_fee".into()))
+                    })?,
+                    order_total: amount,
+                })),
+                None => {
                     tracing::info!(order_id = %order_id, "Alipay trade closed unpaid: acknowledged");
                     Ok(None)
                 }
-            }
+            },
             // WAIT_BUYER_PAY: genuine, nothing happened yet.
             NotificationKind::Pending | NotificationKind::Refunded => Ok(None),
         }
     }
 
-    fn acknowledge(&self) -> Response<Bytes> {
-        Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Bytes::from_static(NOTIFY_SUCCESS_BODY.as_bytes()))
-            .unwrap_or_default()
+    fn acknowledge(&self) -> CallbackAnswer {
+        CallbackAnswer::text(StatusCode::OK, NOTIFY_SUCCESS_BODY)
     }
 
-    fn refuse(&self, status: StatusCode, _reason: &str) -> Response<Bytes> {
+    fn refuse(&self, status: StatusCode, _reason: &str) -> CallbackAnswer {
         // Alipay reads only the body: anything but `success` is retried later.
-        Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Bytes::from_static(NOTIFY_FAILURE_BODY.as_bytes()))
-            .unwrap_or_default()
+        CallbackAnswer::text(status, NOTIFY_FAILURE_BODY)
     }
+}
 
+#[async_trait::async_trait]
+impl OrderQuery for Alipay {
     async fn query(&self, order: &Order) -> Result<QueryResult, ProviderError> {
         let req = self
             .cfg
@@ -1162,7 +1161,7 @@ impl Provider for Alipay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::common::testkeys;
+    use crate::providers::rsa::testkeys;
 
     const APP_ID: &str = "2021001144680325";
     const SELLER: &str = "2088031940831575";

@@ -8,12 +8,11 @@
 //! not already know (its own order id).
 
 use super::apple_jws::{self, JwsError, TrustRoots};
-use super::{CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent};
-use crate::config::{ConfigError, Secret};
+use super::{PaymentCreator, ProviderError};
+use crate::config::{ConfigError, ProviderVars, Secret};
 use crate::domain::{Order, OrderId};
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Response, StatusCode};
 use serde::Deserialize;
 
 pub const NAME: &str = "apple";
@@ -73,7 +72,12 @@ fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl AppleConfig {
-    /// `APPLE_*` variables (DESIGN.md section 10). `APPLE_ENVIRONMENT` is `Production`
+    /// Reads this provider's own variables; a missing or bad one stops start-up, named.
+    pub fn from_vars(vars: &ProviderVars) -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| vars.get(name).map(str::to_owned))
+    }
+
+    /// `APPLE_*` variables. `APPLE_ENVIRONMENT` is `Production`
     /// (default) or `Sandbox`, optionally followed by further accepted environments
     /// (`Production,Sandbox` lets App Review's sandbox purchases through).
     pub fn from_lookup(var: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -441,11 +445,7 @@ impl Apple {
 }
 
 #[async_trait]
-impl Provider for Apple {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
+impl PaymentCreator for Apple {
     fn sells_store_products(&self) -> bool {
         true
     }
@@ -456,29 +456,6 @@ impl Provider for Apple {
         _payer: &super::Payer,
     ) -> Result<serde_json::Value, ProviderError> {
         Ok(serde_json::json!({ "app_account_token": app_account_token(&order.order_id) }))
-    }
-
-    fn verify_callback(
-        &self,
-        _req: &CallbackRequest,
-        _now: i64,
-    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
-        Err(CallbackRejection {
-            code: "wrong_route",
-            reason: "Apple notifications go to /notifications/apple".into(),
-            status: StatusCode::NOT_FOUND,
-        })
-    }
-
-    fn acknowledge(&self) -> Response<Bytes> {
-        Response::builder()
-            .status(StatusCode::OK)
-            .body(Bytes::new())
-            .unwrap_or_default()
-    }
-
-    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
-        crate::api::problem::problem(status, "apple-notification-rejected", reason)
     }
 }
 

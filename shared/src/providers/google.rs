@@ -3,12 +3,12 @@
 //! `purchases.products.get`, acknowledge, consume) and the Pub/Sub push OIDC check.
 //! Applying purchases is `service::google_purchases`' job.
 
-use super::{CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent};
-use crate::config::{ConfigError, Secret};
+use super::{PaymentCreator, ProviderError};
+use crate::config::{ConfigError, ProviderVars, Secret};
 use crate::domain::Order;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{Method, Response, StatusCode};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -90,6 +90,11 @@ fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 impl GoogleConfig {
+    /// Reads this provider's own variables; a missing or bad one stops start-up, named.
+    pub fn from_vars(vars: &ProviderVars) -> Result<Self, ConfigError> {
+        Self::from_lookup(&|name| vars.get(name).map(str::to_owned))
+    }
+
     pub fn from_lookup(var: &dyn Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
         let need = |name: &'static str| {
             var(name).ok_or_else(|| err(name, "required when the google provider is enabled"))
@@ -465,11 +470,7 @@ impl Google {
 }
 
 #[async_trait]
-impl Provider for Google {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
+impl PaymentCreator for Google {
     fn sells_store_products(&self) -> bool {
         true
     }
@@ -483,29 +484,6 @@ impl Provider for Google {
             "obfuscated_account_id": self.account_id(&order.user_id),
             "order_id": order.order_id,
         }))
-    }
-
-    fn verify_callback(
-        &self,
-        _req: &CallbackRequest,
-        _now: i64,
-    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
-        Err(CallbackRejection {
-            code: "wrong_route",
-            reason: "Google notifications go to /notifications/google".into(),
-            status: StatusCode::NOT_FOUND,
-        })
-    }
-
-    fn acknowledge(&self) -> Response<Bytes> {
-        Response::builder()
-            .status(StatusCode::OK)
-            .body(Bytes::new())
-            .unwrap_or_default()
-    }
-
-    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
-        crate::api::problem::problem(status, "google-notification-rejected", reason)
     }
 }
 

@@ -25,9 +25,11 @@ use std::fmt;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
-use super::common::{
-    ct_eq, parse_compact_cst, ConfigError, NotificationKind, VerifiedNotification, VerifyError,
-};
+use super::china_time::parse_compact_cst;
+use super::notification::{NotificationKind, VerifiedNotification};
+use super::rsa::KeyError as ConfigError;
+use super::wire_error::VerifyError;
+use crate::crypto::ct_eq;
 
 /// Field order used to rebuild `data` for GET callbacks (as documented in the brief).
 pub const FIELD_ORDER: [&str; 7] = [
@@ -98,8 +100,10 @@ impl HuyaPurchase {
             out_trade_no,
             provider_txn_id: self.order_id,
             amount_minor,
+            refunded_minor: None,
             currency: "CNY".into(),
             occurred_at: Some(self.order_time),
+            event: "purchase".into(),
             raw,
         }
     }
@@ -310,12 +314,11 @@ pub fn callback_failure_response(status: u16, msg: &str) -> (u16, String) {
 // ----------------------------------------------------------------------
 
 use super::{
-    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent, Sale,
+    CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, ProviderEvent, Sale,
 };
 use crate::config::{ConfigError as EnvError, ProviderVars};
-use crate::domain::{Catalog, Money, Order, OrderId};
-use bytes::Bytes;
-use http::{header, Method, Response, StatusCode};
+use crate::domain::{Catalog, Money, OrderId};
+use http::{Method, StatusCode};
 use sha2::Sha256;
 
 pub const NAME: &str = "huya";
@@ -415,7 +418,7 @@ impl Huya {
             !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
         };
         if !id_ok(&p.order_id) || !id_ok(&p.profile_id) {
-            return Err(rejection(VerifyError::Malformed(
+            return Err(CallbackRejection::from(VerifyError::Malformed(
                 "orderId and profileId must be 1-64 printable characters without '#'".into(),
             )));
         }
@@ -445,56 +448,19 @@ pub fn order_id_for(huya_order_id: &str, order_time: i64) -> OrderId {
     OrderId::from_parts((order_time.max(0) as u64).saturating_mul(1000), r)
 }
 
-fn rejection(e: VerifyError) -> CallbackRejection {
-    let (code, status) = match &e {
-        VerifyError::BadSignature | VerifyError::UnknownKey(_) => {
-            ("bad_signature", StatusCode::UNAUTHORIZED)
-        }
-        VerifyError::StaleTimestamp => ("stale_timestamp", StatusCode::UNAUTHORIZED),
-        VerifyError::WrongApp | VerifyError::WrongMerchant => {
-            ("unknown_ext", StatusCode::FORBIDDEN)
-        }
-        VerifyError::Malformed(_) | VerifyError::Unsupported(_) => {
-            ("malformed", StatusCode::BAD_REQUEST)
-        }
-    };
-    CallbackRejection {
-        code,
-        reason: e.to_string(),
-        status,
+/// Huya's answers are JSON. `callback_failure_response` clamps its status to 4xx/5xx, so
+/// the fallback is never taken.
+fn json_answer((status, body): (u16, String)) -> CallbackAnswer {
+    CallbackAnswer {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        content_type: Some("application/json"),
+        body: body.into(),
     }
 }
 
-fn json_answer(status: u16, body: String) -> Response<Bytes> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body))
-        .unwrap_or_default()
-}
-
-#[async_trait::async_trait]
-impl Provider for Huya {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn accepts_get_callbacks(&self) -> bool {
+impl CallbackVerifier for Huya {
+    fn accepts_get(&self) -> bool {
         true
-    }
-
-    fn check_request(&self, _channel: Option<&str>, _payer: &Payer) -> Result<(), String> {
-        Err("Huya sells through its own panel: its callback creates the order".into())
-    }
-
-    async fn payment_params(
-        &self,
-        _order: &Order,
-        _payer: &Payer,
-    ) -> Result<serde_json::Value, ProviderError> {
-        Err(ProviderError::Refused(
-            "Huya sells through its own panel".into(),
-        ))
     }
 
     fn verify_callback(
@@ -509,18 +475,16 @@ impl Provider for Huya {
         } else {
             self.cfg.verify_post(auth, &req.body, now)
         }
-        .map_err(rejection)?;
+        .map_err(CallbackRejection::from)?;
         Ok(Some(ProviderEvent::Sold(self.sale(purchase)?)))
     }
 
-    fn acknowledge(&self) -> Response<Bytes> {
-        let (status, body) = callback_success_response();
-        json_answer(status, body)
+    fn acknowledge(&self) -> CallbackAnswer {
+        json_answer(callback_success_response())
     }
 
-    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
-        let (status, body) = callback_failure_response(status.as_u16(), reason);
-        json_answer(status, body)
+    fn refuse(&self, status: StatusCode, reason: &str) -> CallbackAnswer {
+        json_answer(callback_failure_response(status.as_u16(), reason))
     }
 }
 

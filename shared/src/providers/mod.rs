@@ -1,24 +1,35 @@
-//! Payment providers: one module each, holding that provider's wire format and nothing else.
-//! A verified notification becomes a [`ProviderEvent`]; what to do with it is `service/`'s
-//! job. The sweeper and the verifier use [`Provider::query`] and [`Provider::close`], so they
-//! work for every provider that implements them.
+//! Payment providers. Each provider is a folder: `wire.rs` holds its wire format (types,
+//! signing, verification, parsing; pure: no HTTP, clock, configuration, store or service),
+//! `mod.rs` its configuration (read from its own variables), its outbound calls and the
+//! capability traits below that it implements. Rooms shared by several providers:
+//! [`rsa`] (RSA keys), [`china_time`] (China Standard Time formats), [`wire_error`] (why a
+//! message or request was refused), [`notification`] (what the China providers' wire
+//! modules return) and [`outbound`] (the one HTTPS client).
+//!
+//! A verified notification becomes a [`ProviderEvent`]; what it means for an order is
+//! `service/`'s job, and the HTTP answer is `api/`'s: providers answer in data
+//! ([`CallbackAnswer`]).
 
 pub mod alipay;
 pub mod apple;
 pub mod apple_jws;
-pub mod common;
+pub mod china_time;
 pub mod google;
 pub mod huya;
+pub mod notification;
 pub mod outbound;
+pub mod rsa;
 pub mod sandbox;
 pub mod wechat;
+pub mod wire_error;
 
 use crate::domain::{Money, Order, OrderId};
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Response, StatusCode};
-use std::collections::BTreeMap;
+use http::{HeaderMap, Method, StatusCode};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use wire_error::VerifyError;
 
 /// What a verified provider notification (or query) says happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,10 +41,15 @@ pub enum ProviderEvent {
         /// When the provider says the payment happened, if it says.
         paid_at: Option<i64>,
     },
+    /// Money went back to the payer. Whether access ends is the service's rule (a partial
+    /// refund keeps it), decided from these two amounts.
     Refunded {
         order_id: OrderId,
         provider_txn_id: String,
-        amount: Money,
+        /// What this refund returned.
+        refunded: Money,
+        /// The order's total as the provider states it.
+        order_total: Money,
     },
     /// A sale the provider made through its own storefront (Huya's panel): no order of ours
     /// exists yet, so the callback creates it already paid.
@@ -93,6 +109,64 @@ pub struct CallbackRejection {
     pub status: StatusCode,
 }
 
+impl From<VerifyError> for CallbackRejection {
+    /// The one mapping from a wire module's refusal to the label (logs, metrics) and status
+    /// the callback is answered with.
+    fn from(e: VerifyError) -> Self {
+        let (code, status) = match &e {
+            VerifyError::BadSignature => ("bad_signature", StatusCode::UNAUTHORIZED),
+            VerifyError::UnknownKey(_) => ("unknown_key", StatusCode::UNAUTHORIZED),
+            VerifyError::StaleTimestamp => ("stale_timestamp", StatusCode::UNAUTHORIZED),
+            VerifyError::WrongApp => ("wrong_app", StatusCode::FORBIDDEN),
+            VerifyError::WrongMerchant => ("wrong_merchant", StatusCode::FORBIDDEN),
+            VerifyError::Malformed(_) => ("malformed", StatusCode::BAD_REQUEST),
+            VerifyError::Unsupported(_) => ("unsupported", StatusCode::BAD_REQUEST),
+        };
+        CallbackRejection {
+            code,
+            reason: e.to_string(),
+            status,
+        }
+    }
+}
+
+/// The answer a provider expects to its callback, as plain data: `api/callbacks.rs` turns
+/// it into the HTTP response. Getting it wrong has a price: a success answer to a callback we
+/// failed to apply tells the provider to stop retrying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackAnswer {
+    pub status: StatusCode,
+    /// `None`: no body (WeChat Pay's 204-style success).
+    pub content_type: Option<&'static str>,
+    pub body: Bytes,
+}
+
+impl CallbackAnswer {
+    pub fn empty(status: StatusCode) -> Self {
+        CallbackAnswer {
+            status,
+            content_type: None,
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn json(status: StatusCode, body: &serde_json::Value) -> Self {
+        CallbackAnswer {
+            status,
+            content_type: Some("application/json"),
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    pub fn text(status: StatusCode, body: &'static str) -> Self {
+        CallbackAnswer {
+            status,
+            content_type: Some("text/plain; charset=utf-8"),
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+}
+
 /// What a provider says about an order when asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryResult {
@@ -100,8 +174,6 @@ pub enum QueryResult {
     NotPaid,
     /// Closed at the provider (or never known to it): it can no longer be paid.
     Closed,
-    /// This provider has no query API (sandbox, Huya, the stores' own flows).
-    Unsupported,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,10 +186,33 @@ pub enum ProviderError {
     Refused(String),
 }
 
-#[async_trait]
-pub trait Provider: Send + Sync {
-    fn name(&self) -> &'static str;
+/// A provider that calls `POST /callbacks/{provider}` (sandbox, WeChat Pay, Alipay, Huya).
+/// The app stores have their own notification routes and do not implement it.
+pub trait CallbackVerifier: Send + Sync {
+    /// Whether callbacks may arrive as `GET` with the data in the query string (Huya).
+    fn accepts_get(&self) -> bool {
+        false
+    }
 
+    /// Verifies a callback and parses it. `Ok(None)`: genuine, but nothing to apply (e.g.
+    /// "waiting for the buyer"): acknowledge it.
+    fn verify_callback(
+        &self,
+        req: &CallbackRequest,
+        now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection>;
+
+    /// The provider's "got it, stop retrying" answer.
+    fn acknowledge(&self) -> CallbackAnswer;
+
+    /// The provider's failure answer, so that a genuine notification is retried.
+    fn refuse(&self, status: StatusCode, reason: &str) -> CallbackAnswer;
+}
+
+/// A provider through which `POST /orders` creates payments (every provider but Huya, whose
+/// sales happen in its own panel and arrive by callback).
+#[async_trait]
+pub trait PaymentCreator: Send + Sync {
     /// Whether `payment_params` calls the provider (a prepay), so creates check their
     /// Idempotency-Key before it rather than only when writing.
     fn prepares_remotely(&self) -> bool {
@@ -127,11 +222,6 @@ pub trait Provider: Send + Sync {
     /// Whether this provider is an app store, which may sell store-only products
     /// (subscriptions priced by the store, not the catalog).
     fn sells_store_products(&self) -> bool {
-        false
-    }
-
-    /// Whether callbacks may arrive as `GET` with the data in the query string (Huya).
-    fn accepts_get_callbacks(&self) -> bool {
         false
     }
 
@@ -147,32 +237,18 @@ pub trait Provider: Send + Sync {
         order: &Order,
         payer: &Payer,
     ) -> Result<serde_json::Value, ProviderError>;
+}
 
-    /// Verifies a callback and parses it. `Ok(None)`: genuine, but nothing to apply (e.g.
-    /// "waiting for the buyer"): acknowledge it.
-    fn verify_callback(
-        &self,
-        req: &CallbackRequest,
-        now: i64,
-    ) -> Result<Option<ProviderEvent>, CallbackRejection>;
+/// A provider with orders of its own that can be asked about and closed (WeChat Pay,
+/// Alipay): the sweeper and the verifier's re-query jobs use it. Orders of providers without
+/// it simply expire.
+#[async_trait]
+pub trait OrderQuery: Send + Sync {
+    /// What the provider says about `order`.
+    async fn query(&self, order: &Order) -> Result<QueryResult, ProviderError>;
 
-    /// The provider's "got it, stop retrying" answer.
-    fn acknowledge(&self) -> Response<Bytes>;
-
-    /// The provider's failure answer, so that a genuine notification is retried.
-    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes>;
-
-    /// What the provider says about `order`. The default is for providers with no query API
-    /// (sandbox, Huya, the stores' own flows): the sweeper then simply expires the order.
-    async fn query(&self, _order: &Order) -> Result<QueryResult, ProviderError> {
-        Ok(QueryResult::Unsupported)
-    }
-
-    /// Makes the order unpayable at the provider. The default is for providers without
-    /// orders of their own: nothing to close.
-    async fn close(&self, _order: &Order) -> Result<(), ProviderError> {
-        Ok(())
-    }
+    /// Makes the order unpayable at the provider.
+    async fn close(&self, order: &Order) -> Result<(), ProviderError>;
 }
 
 /// What the client told us about the paying account, for providers that need it.
@@ -182,22 +258,57 @@ pub struct Payer {
     pub openid: Option<String>,
 }
 
-/// The enabled providers, by name.
+/// The enabled providers, by name, and what each of them can do.
 #[derive(Clone, Default)]
 pub struct Providers {
-    by_name: BTreeMap<&'static str, Arc<dyn Provider>>,
+    enabled: BTreeSet<&'static str>,
+    creators: BTreeMap<&'static str, Arc<dyn PaymentCreator>>,
+    verifiers: BTreeMap<&'static str, Arc<dyn CallbackVerifier>>,
+    queries: BTreeMap<&'static str, Arc<dyn OrderQuery>>,
 }
 
 impl Providers {
-    pub fn insert(&mut self, p: Arc<dyn Provider>) {
-        self.by_name.insert(p.name(), p);
+    /// Marks `name` enabled; its capabilities are added with the `with_*` calls.
+    pub fn enable(&mut self, name: &'static str) -> &mut Self {
+        self.enabled.insert(name);
+        self
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
-        self.by_name.get(name)
+    pub fn with_creator(&mut self, name: &'static str, p: Arc<dyn PaymentCreator>) -> &mut Self {
+        self.enabled.insert(name);
+        self.creators.insert(name, p);
+        self
+    }
+
+    pub fn with_verifier(&mut self, name: &'static str, p: Arc<dyn CallbackVerifier>) -> &mut Self {
+        self.enabled.insert(name);
+        self.verifiers.insert(name, p);
+        self
+    }
+
+    pub fn with_query(&mut self, name: &'static str, p: Arc<dyn OrderQuery>) -> &mut Self {
+        self.enabled.insert(name);
+        self.queries.insert(name, p);
+        self
+    }
+
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.enabled.contains(name)
+    }
+
+    pub fn creator(&self, name: &str) -> Option<&Arc<dyn PaymentCreator>> {
+        self.creators.get(name)
+    }
+
+    pub fn verifier(&self, name: &str) -> Option<&Arc<dyn CallbackVerifier>> {
+        self.verifiers.get(name)
+    }
+
+    pub fn query(&self, name: &str) -> Option<&Arc<dyn OrderQuery>> {
+        self.queries.get(name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &&'static str> {
-        self.by_name.keys()
+        self.enabled.iter()
     }
 }

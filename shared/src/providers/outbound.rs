@@ -140,8 +140,5 @@ pub fn base_url(
 
 /// 32 random alphanumerics, the nonce form WeChat Pay accepts.
 pub fn nonce() -> String {
-    let mut b = [0u8; 16];
-    // The system RNG failing is not recoverable; aws-lc aborts itself in that case.
-    aws_lc_rs::rand::fill(&mut b).expect("system random number generator");
-    hex::encode_upper(b)
+    hex::encode_upper(crate::crypto::random_bytes::<16>())
 }

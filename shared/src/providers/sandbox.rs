@@ -5,13 +5,15 @@
 //! raw body). It is treated exactly like a real provider: verified on the raw bytes, stale
 //! timestamps refused, and only then parsed.
 
-use super::{CallbackRejection, CallbackRequest, Provider, ProviderError, ProviderEvent};
+use super::{
+    CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, PaymentCreator,
+    ProviderError, ProviderEvent,
+};
 use crate::config::Secret;
 use crate::domain::{Money, Order, OrderId};
 use async_trait::async_trait;
-use bytes::Bytes;
 use hmac::{Hmac, Mac};
-use http::{Response, StatusCode};
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -97,10 +99,12 @@ pub fn verify(
             amount: cb.amount,
             paid_at: Some(cb.timestamp),
         },
+        // The sandbox refunds whole orders: the amount is both the refund and the total.
         Status::Refunded => ProviderEvent::Refunded {
             order_id,
             provider_txn_id: txn.to_owned(),
-            amount: cb.amount,
+            refunded: cb.amount,
+            order_total: cb.amount,
         },
     })
 }
@@ -149,11 +153,7 @@ impl Sandbox {
 }
 
 #[async_trait]
-impl Provider for Sandbox {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
+impl PaymentCreator for Sandbox {
     async fn payment_params(
         &self,
         order: &Order,
@@ -161,7 +161,9 @@ impl Provider for Sandbox {
     ) -> Result<serde_json::Value, ProviderError> {
         Ok(payment_params(&self.public_base_url, &order.order_id))
     }
+}
 
+impl CallbackVerifier for Sandbox {
     fn verify_callback(
         &self,
         req: &CallbackRequest,
@@ -196,12 +198,22 @@ impl Provider for Sandbox {
         })
     }
 
-    fn acknowledge(&self) -> Response<Bytes> {
-        crate::api::problem::json_response(StatusCode::OK, &serde_json::json!({"ok": true}))
+    fn acknowledge(&self) -> CallbackAnswer {
+        CallbackAnswer::json(StatusCode::OK, &serde_json::json!({"ok": true}))
     }
 
-    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
-        crate::api::problem::problem(status, "callback-rejected", reason)
+    /// A problem+json body, like the rest of Tollgate's own API.
+    fn refuse(&self, status: StatusCode, reason: &str) -> CallbackAnswer {
+        let body = serde_json::json!({
+            "type": "https://tollgate.dev/problems/callback-rejected",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": reason,
+        });
+        CallbackAnswer {
+            content_type: Some("application/problem+json"),
+            ..CallbackAnswer::json(status, &body)
+        }
     }
 }
 

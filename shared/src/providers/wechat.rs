@@ -42,10 +42,12 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::common::{
-    b64_decode, format_rfc3339_cst, normalize_serial, parse_rfc3339, BuildError, ConfigError,
-    NotificationKind, RsaPrivateKey, RsaPublicKey, VerifiedNotification, VerifyError,
-};
+use super::china_time::format_rfc3339_cst;
+use super::notification::{NotificationKind, VerifiedNotification};
+use super::rsa::{normalize_serial, KeyError as ConfigError, RsaPrivateKey, RsaPublicKey};
+use super::wire_error::{BuildError, VerifyError};
+use crate::crypto::b64_decode;
+use crate::domain::time::parse_rfc3339;
 
 /// Default accepted clock skew for `Wechatpay-Timestamp`.
 pub const DEFAULT_MAX_SKEW_SECS: i64 = 300;
@@ -215,7 +217,10 @@ impl WechatConfig {
             "amount": { "total": req.amount_fen, "currency": "CNY" },
         });
         if let Some(t) = req.time_expire {
-            body["time_expire"] = Value::String(format_rfc3339_cst(t));
+            body["time_expire"] = Value::String(
+                format_rfc3339_cst(t)
+                    .ok_or_else(|| BuildError::InvalidInput("time_expire".into()))?,
+            );
         }
         let path = match &req.trade_type {
             TradeType::Jsapi { openid } => {
@@ -519,8 +524,10 @@ impl WechatConfig {
                     out_trade_no: req_str(&r, "out_trade_no")?,
                     provider_txn_id: req_str(&r, "transaction_id")?,
                     amount_minor: total,
+                    refunded_minor: None,
                     currency: currency_of(amount),
                     occurred_at: success_time,
+                    event: env.event_type.clone(),
                     raw,
                 })
             }
@@ -532,6 +539,8 @@ impl WechatConfig {
                 };
                 let refund = opt_i64(amount, "refund")?
                     .ok_or_else(|| VerifyError::Malformed("amount.refund".into()))?;
+                let total = opt_i64(amount, "total")?
+                    .ok_or_else(|| VerifyError::Malformed("amount.total".into()))?;
                 let occurred = match r.get("success_time").and_then(Value::as_str) {
                     Some(s) => Some(
                         parse_rfc3339(s)
@@ -543,9 +552,11 @@ impl WechatConfig {
                     kind,
                     out_trade_no: req_str(&r, "out_trade_no")?,
                     provider_txn_id: req_str(&r, "transaction_id")?,
-                    amount_minor: refund,
+                    amount_minor: total,
+                    refunded_minor: Some(refund),
                     currency: currency_of(amount),
                     occurred_at: occurred,
+                    event: env.event_type.clone(),
                     raw,
                 })
             }
@@ -559,9 +570,7 @@ impl WechatConfig {
 // ----------------------------------------------------------------------
 
 /// Answer for a callback we accepted: HTTP 204, no body.
-pub fn notify_success_response() -> (u16, Option<String>) {
-    (204, None)
-}
+pub const NOTIFY_SUCCESS_STATUS: u16 = 204;
 
 /// Answer for a callback we could not accept (WeChat retries): a 4xx/5xx
 /// status (anything else becomes 500) and `{"code":"FAIL","message":..}`.
@@ -820,14 +829,14 @@ fn currency_of(amount: Option<&Value>) -> String {
 
 use super::outbound::{HttpClient, HttpReply};
 use super::{
-    CallbackRejection, CallbackRequest, Payer, Provider, ProviderError, ProviderEvent,
-    QueryResult as TollgateQuery,
+    CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, OrderQuery, Payer,
+    PaymentCreator, ProviderError, ProviderEvent, QueryResult as TollgateQuery,
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError as EnvError, ProviderVars};
 use crate::domain::{Catalog, Currency, Money, Order, OrderId};
 use bytes::Bytes;
-use http::{header, Response, StatusCode};
+use http::{header, StatusCode};
 use http_body_util::Full;
 use std::sync::Arc;
 
@@ -891,10 +900,11 @@ impl WechatPay {
             ));
         }
         let base_url = super::outbound::base_url(vars, "WECHATPAY_BASE_URL", API_BASE)?;
+        // `base_url` checked that it parses as a URI.
         let base_path = base_url
             .parse::<http::Uri>()
             .map(|u| u.path().trim_end_matches('/').to_owned())
-            .unwrap_or_default();
+            .map_err(|_| crate::config::err("WECHATPAY_BASE_URL", "must be an http(s) URL"))?;
         Ok(WechatPay {
             cfg,
             base_url,
@@ -984,25 +994,16 @@ impl WechatPay {
     }
 }
 
-fn rejection(e: VerifyError) -> CallbackRejection {
-    let (code, status) = match &e {
-        VerifyError::BadSignature => ("bad_signature", StatusCode::UNAUTHORIZED),
-        VerifyError::UnknownKey(_) => ("unknown_key", StatusCode::UNAUTHORIZED),
-        VerifyError::StaleTimestamp => ("stale_timestamp", StatusCode::UNAUTHORIZED),
-        VerifyError::WrongApp => ("wrong_app", StatusCode::FORBIDDEN),
-        VerifyError::WrongMerchant => ("wrong_merchant", StatusCode::FORBIDDEN),
-        VerifyError::Malformed(_) => ("malformed", StatusCode::BAD_REQUEST),
-        VerifyError::Unsupported(_) => ("unsupported", StatusCode::BAD_REQUEST),
-    };
-    CallbackRejection {
-        code,
-        reason: e.to_string(),
-        status,
-    }
+fn malformed(what: &str) -> CallbackRejection {
+    VerifyError::Malformed(what.into()).into()
 }
 
-fn malformed(what: &str) -> CallbackRejection {
-    rejection(VerifyError::Malformed(what.into()))
+/// Client-side pay parameters as JSON, plus the prepay id the client SDK needs too.
+fn pay_params_json(p: impl serde::Serialize, prepay_id: &str) -> Result<Value, ProviderError> {
+    let mut v = serde_json::to_value(p)
+        .map_err(|e| ProviderError::Unavailable(format!("pay parameters: {e}")))?;
+    v["prepay_id"] = json!(prepay_id);
+    Ok(v)
 }
 
 fn money(fen: i64, currency: &str) -> Option<Money> {
@@ -1010,11 +1011,7 @@ fn money(fen: i64, currency: &str) -> Option<Money> {
 }
 
 #[async_trait::async_trait]
-impl Provider for WechatPay {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
+impl PaymentCreator for WechatPay {
     fn prepares_remotely(&self) -> bool {
         true
     }
@@ -1063,18 +1060,14 @@ impl Provider for WechatPay {
             (TradeType::Native, PrepayResponse::CodeUrl(url)) => json!({ "code_url": url }),
             (TradeType::App, PrepayResponse::PrepayId(id)) => {
                 let p = self.cfg.app_pay_params(&id, now, &nonce).map_err(signing)?;
-                let mut v = serde_json::to_value(p).unwrap_or_default();
-                v["prepay_id"] = json!(id);
-                v
+                pay_params_json(p, &id)?
             }
             (TradeType::Jsapi { .. }, PrepayResponse::PrepayId(id)) => {
                 let p = self
                     .cfg
                     .jsapi_pay_params(&id, now, &nonce)
                     .map_err(signing)?;
-                let mut v = serde_json::to_value(p).unwrap_or_default();
-                v["prepay_id"] = json!(id);
-                v
+                pay_params_json(p, &id)?
             }
             _ => {
                 return Err(ProviderError::Unavailable(
@@ -1089,7 +1082,9 @@ impl Provider for WechatPay {
         });
         Ok(v)
     }
+}
 
+impl CallbackVerifier for WechatPay {
     fn verify_callback(
         &self,
         req: &CallbackRequest,
@@ -1106,7 +1101,7 @@ impl Provider for WechatPay {
         let n = self
             .cfg
             .verify_notification(&headers, &req.body, now)
-            .map_err(rejection)?;
+            .map_err(CallbackRejection::from)?;
         let order_id =
             OrderId::parse(&n.out_trade_no).map_err(|_| malformed("out_trade_no is not ours"))?;
         let amount = money(n.amount_minor, &n.currency).ok_or_else(|| malformed("currency"))?;
@@ -1118,43 +1113,42 @@ impl Provider for WechatPay {
                 paid_at: n.occurred_at,
             })),
             NotificationKind::Refunded => {
-                let total = n.raw["resource"]["amount"]["total"].as_i64();
-                if total != Some(n.amount_minor) {
-                    // Access is all or nothing: a partial refund leaves the purchase standing.
-                    tracing::warn!(order_id = %order_id, refund = n.amount_minor, ?total, "partial WeChat refund: access kept");
-                    return Ok(None);
-                }
+                let refunded = n
+                    .refunded_minor
+                    .and_then(|r| money(r, &n.currency))
+                    .ok_or_else(|| malformed("amount.refund"))?;
                 Ok(Some(ProviderEvent::Refunded {
                     order_id,
                     provider_txn_id: n.provider_txn_id,
-                    amount,
+                    refunded,
+                    order_total: amount,
                 }))
             }
             // REFUND.ABNORMAL / REFUND.CLOSED: the money did not move; nothing to apply.
             NotificationKind::Pending | NotificationKind::Closed => {
-                tracing::info!(order_id = %order_id, event = %n.raw["event_type"], "WeChat refund event acknowledged without change");
+                tracing::info!(order_id = %order_id, event = %n.event, "WeChat refund event acknowledged without change");
                 Ok(None)
             }
         }
     }
 
-    fn acknowledge(&self) -> Response<Bytes> {
-        let (status, _) = notify_success_response();
-        Response::builder()
-            .status(status)
-            .body(Bytes::new())
-            .unwrap_or_default()
+    fn acknowledge(&self) -> CallbackAnswer {
+        CallbackAnswer::empty(StatusCode::NO_CONTENT)
     }
 
-    fn refuse(&self, status: StatusCode, reason: &str) -> Response<Bytes> {
+    fn refuse(&self, status: StatusCode, reason: &str) -> CallbackAnswer {
         let (status, body) = notify_failure_response(status.as_u16(), reason);
-        Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Bytes::from(body))
-            .unwrap_or_default()
+        CallbackAnswer {
+            // `notify_failure_response` answers 4xx/5xx only.
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            content_type: Some("application/json"),
+            body: Bytes::from(body),
+        }
     }
+}
 
+#[async_trait::async_trait]
+impl OrderQuery for WechatPay {
     async fn query(&self, order: &Order) -> Result<TollgateQuery, ProviderError> {
         let prepared = self
             .cfg
@@ -1220,7 +1214,7 @@ impl Provider for WechatPay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::common::testkeys;
+    use crate::providers::rsa::testkeys;
 
     const MCH: &str = "1900000109";
     const APP: &str = "wx8888888888888888";
@@ -1266,7 +1260,7 @@ mod tests {
             &mut buf,
         )
         .unwrap();
-        crate::providers::common::b64_encode(&buf)
+        crate::crypto::b64_encode(&buf)
     }
 
     fn transaction(mchid: &str, appid: &str) -> Value {
@@ -1571,7 +1565,7 @@ mod tests {
 
     #[test]
     fn answers() {
-        assert_eq!(notify_success_response(), (204, None));
+        assert_eq!(NOTIFY_SUCCESS_STATUS, 204);
         let (s, b) = notify_failure_response(500, "busy \"x\"");
         assert_eq!(s, 500);
         assert_eq!(
@@ -1598,8 +1592,8 @@ mod tests {
         assert_eq!(n.amount_minor, 1200);
         assert_eq!(n.currency, "CNY");
         assert_eq!(n.occurred_at, Some(1704081600));
-        assert_eq!(n.raw["event_type"], "TRANSACTION.SUCCESS");
-        assert_eq!(n.raw["resource"]["amount"]["payer_total"], 1200);
+        assert_eq!(n.event, "TRANSACTION.SUCCESS");
+        assert_eq!(n.refunded_minor, None);
         // platform certificate (serial in lower case in the header also works)
         let sig = sign(
             &f.cert_signer,
@@ -1645,9 +1639,9 @@ mod tests {
                 .verify_notification(&headers(&sig, &ts, PUBKEY_ID), &body, NOW)
                 .unwrap();
             assert_eq!(n.kind, kind, "{event}");
-            assert_eq!(n.amount_minor, 500);
-            assert_eq!(n.raw["resource"]["amount"]["total"], 1200);
-            assert_eq!(n.raw["resource"]["refund_status"], status);
+            assert_eq!(n.amount_minor, 1200);
+            assert_eq!(n.refunded_minor, Some(500));
+            assert_eq!(n.event, event);
             if status == "SUCCESS" {
                 assert_eq!(n.occurred_at, Some(1704168000));
             } else {
@@ -1677,7 +1671,7 @@ mod tests {
         // bad signature bytes
         let mut bad = b64_decode(&sig).unwrap();
         bad[10] ^= 1;
-        let bad = crate::providers::common::b64_encode(&bad);
+        let bad = crate::crypto::b64_encode(&bad);
         assert_eq!(
             f.cfg
                 .verify_notification(&headers(&bad, &ts, PUBKEY_ID), &body, NOW),
@@ -1809,7 +1803,7 @@ mod tests {
             let mut c = ct.clone();
             c[idx] ^= 0x80;
             let mut e = env.clone();
-            e["resource"]["ciphertext"] = json!(crate::providers::common::b64_encode(&c));
+            e["resource"]["ciphertext"] = json!(crate::crypto::b64_encode(&c));
             variants.push(e);
         }
         let mut e = env.clone();

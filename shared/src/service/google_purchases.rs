@@ -11,7 +11,7 @@ use super::store_purchases::{create_bound_order, map_apply, settle_order};
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
-use crate::domain::ids::parse_rfc3339;
+use crate::domain::time::parse_rfc3339;
 use crate::domain::{Grant, Order, OrderId, OrderState, Term};
 use crate::providers::google::{self, Google, ProductPurchase, SubscriptionV2};
 use crate::providers::{ProviderError, ProviderEvent};
@@ -448,7 +448,9 @@ async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<&'static 
     let event = ProviderEvent::Refunded {
         order_id: order.order_id.clone(),
         provider_txn_id: token.to_owned(),
-        amount: order.amount,
+        // A voided purchase is taken back whole.
+        refunded: order.amount,
+        order_total: order.amount,
     };
     match payments::apply(app, google::NAME, event).await {
         Ok(_) | Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => Ok("revoked"),

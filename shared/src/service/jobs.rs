@@ -21,7 +21,7 @@ pub async fn run(app: &App, body: &str, receive_count: u32) -> JobOutcome {
             receive_count,
             VERIFY_BASE_S,
             VERIFY_CAP_S,
-            u32::from_le_bytes(super::random_bytes()),
+            u32::from_le_bytes(crate::crypto::random_bytes()),
         ),
         reason,
     };

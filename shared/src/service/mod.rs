@@ -52,11 +52,3 @@ pub enum ServiceError {
     #[error("{0}")]
     Unavailable(String),
 }
-
-/// 80 random bits for an order id, from the SDK's own crypto library.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    // The system RNG failing is not recoverable; aws-lc aborts itself in that case.
-    aws_lc_rs::rand::fill(&mut b).expect("system random number generator");
-    b
-}

@@ -1,7 +1,8 @@
 //! Creating, reading and cancelling orders.
 
-use super::{random_bytes, ServiceError};
+use super::ServiceError;
 use crate::app::App;
+use crate::crypto::random_bytes;
 use crate::domain::{Order, OrderId, OrderState};
 use crate::store::{CreateOutcome, IdempotencyRecord, TransitionOutcome, IDEMPOTENCY_TTL};
 use serde::Deserialize;
@@ -55,7 +56,13 @@ pub async fn create(
             ));
         }
     }
-    let Some(provider) = app.providers.get(&req.provider).cloned() else {
+    let Some(provider) = app.providers.creator(&req.provider).cloned() else {
+        if app.providers.is_enabled(&req.provider) {
+            return Err(ServiceError::BadRequest(format!(
+                "{} takes no orders here: its sales arrive by callback",
+                req.provider
+            )));
+        }
         return Err(ServiceError::ProviderNotEnabled(req.provider));
     };
     if let Some(c) = &req.channel {
@@ -202,7 +209,7 @@ pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, Service
     // Close at the provider first, so that the customer can no longer pay what we are about
     // to call cancelled. Providers without orders of their own (sandbox) have nothing to close.
     // If the provider cannot be reached or refuses (e.g. already paid), nothing is cancelled.
-    if let Some(p) = app.providers.get(&order.provider) {
+    if let Some(p) = app.providers.query(&order.provider) {
         p.close(&order).await.map_err(ServiceError::Provider)?;
     }
     match app

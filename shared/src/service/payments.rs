@@ -15,6 +15,8 @@ pub enum Applied {
         late: bool,
     },
     Refunded,
+    /// A refund of less than the order's total: the purchase stands, access is kept.
+    PartialRefundKeptAccess,
     /// Already applied: acknowledge to the provider, change nothing.
     Duplicate,
 }
@@ -87,9 +89,36 @@ pub async fn apply(app: &App, provider: &str, event: ProviderEvent) -> Result<Ap
             ..
         } => settle(app, order, &provider_txn_id, amount, paid_at, now).await,
         ProviderEvent::Refunded {
-            provider_txn_id, ..
-        } => refund(app, order, &provider_txn_id, now).await,
+            provider_txn_id,
+            refunded,
+            order_total,
+            ..
+        } => match refund_effect(refunded, order_total) {
+            RefundEffect::Revoke => refund(app, order, &provider_txn_id, now).await,
+            RefundEffect::KeepAccess => {
+                tracing::warn!(order_id = %order.order_id, %refunded, %order_total, "partial refund: access kept");
+                Ok(Applied::PartialRefundKeptAccess)
+            }
+        },
         ProviderEvent::Sold(_) => Err(Rejected::UnknownOrder.into()),
+    }
+}
+
+/// What a provider's refund means for access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundEffect {
+    /// The whole order was refunded: its grants and coins are taken back.
+    Revoke,
+    /// Less than the total came back: access is all or nothing, so the purchase stands.
+    KeepAccess,
+}
+
+/// Access is all or nothing per order: only a refund of the order's whole total revokes.
+pub fn refund_effect(refunded: Money, order_total: Money) -> RefundEffect {
+    if refunded.amount >= order_total.amount {
+        RefundEffect::Revoke
+    } else {
+        RefundEffect::KeepAccess
     }
 }
 

@@ -371,7 +371,9 @@ async fn apply_one_time(
         let event = ProviderEvent::Refunded {
             order_id: order.order_id.clone(),
             provider_txn_id: t.transaction_id.clone(),
-            amount: order.amount,
+            // A revoked transaction is taken back whole.
+            refunded: order.amount,
+            order_total: order.amount,
         };
         return match payments::apply(app, apple::NAME, event).await {
             Ok(_) => Ok(result("refunded")),

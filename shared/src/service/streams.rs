@@ -3,8 +3,9 @@
 //! Issue costs two store round trips: one query of the user's partition (grants and the
 //! `SESSIONS` item together) and one conditional write of `SESSIONS`. Verify costs one query.
 
-use super::{random_bytes, ServiceError};
+use super::ServiceError;
 use crate::app::App;
+use crate::crypto::random_bytes;
 use crate::domain::grant;
 use crate::domain::session::{self, Access, Refusal};
 use crate::store::PutSessions;

@@ -178,9 +178,15 @@ pub(crate) enum Failure {
 /// Asks the provider about an unpaid, expired order and acts on the answer. Shared by the
 /// sweeper and the verifier's re-query jobs.
 pub(crate) async fn resolve(app: &App, order: &Order, now: i64) -> Result<Resolution, Failure> {
-    let Some(provider) = app.providers.get(&order.provider).cloned() else {
-        tracing::warn!(order_id = %order.order_id, provider = %order.provider, "provider not enabled; expiring without asking");
-        return expire(app, order, now).await;
+    let Some(provider) = app.providers.query(&order.provider).cloned() else {
+        if !app.providers.is_enabled(&order.provider) {
+            tracing::warn!(order_id = %order.order_id, provider = %order.provider, "provider not enabled; expiring without asking");
+        }
+        // Nothing to ask (sandbox, Huya, the stores' own flows): the order simply expires.
+        if order.expires_at <= now {
+            return expire(app, order, now).await;
+        }
+        return Ok(Resolution::AlreadyMoved);
     };
     match provider.query(order).await {
         Ok(QueryResult::Paid(event)) => match payments::apply(app, &order.provider, event).await {
@@ -200,10 +206,8 @@ pub(crate) async fn resolve(app: &App, order: &Order, now: i64) -> Result<Resolu
             Ok(()) => expire(app, order, now).await,
             Err(e) => Err(Failure::Provider(format!("close failed: {e}"))),
         },
-        Ok(QueryResult::Closed | QueryResult::Unsupported) if order.expires_at <= now => {
-            expire(app, order, now).await
-        }
-        Ok(QueryResult::Closed | QueryResult::Unsupported) => Ok(Resolution::AlreadyMoved),
+        Ok(QueryResult::Closed) if order.expires_at <= now => expire(app, order, now).await,
+        Ok(QueryResult::Closed) => Ok(Resolution::AlreadyMoved),
         Err(ProviderError::Unavailable(e)) => Err(Failure::Provider(e)),
         Err(ProviderError::Refused(e)) => {
             let reason = format!("provider refused the query: {e}");
