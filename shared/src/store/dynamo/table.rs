@@ -1,5 +1,4 @@
-//! The table itself: its schema (keys, the due index, TTL), created here for tests and local
-//! runs exactly as `template.yaml` declares it for deployments.
+//! The table's schema: keys, the due index and TTL, as `template.yaml` declares them.
 
 use super::errors::unavailable;
 use super::DynamoStore;
