@@ -1,0 +1,262 @@
+//! Domain types ⇄ DynamoDB items: what each stored kind of item holds, attribute by
+//! attribute, and how it is read back (a malformed item is `Corrupt`, never a panic).
+
+use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
+use super::keys::{due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_pk};
+use crate::domain::session::{DeviceSession, Sessions};
+use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState};
+use crate::store::{IdempotencyRecord, StoreError, StorePurchase};
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+
+pub(super) fn order_item(o: &Order) -> Item {
+    let mut item = key(order_pk(&o.order_id), "ORDER");
+    let mut put = |k: &str, v: AttributeValue| {
+        item.insert(k.to_owned(), v);
+    };
+    put("order_id", s(o.order_id.as_str()));
+    put("user_id", s(&o.user_id));
+    put("product_id", s(&o.product_id));
+    if let Some(p) = &o.plan_id {
+        put("plan_id", s(p));
+    }
+    put("amount", n(o.amount.amount));
+    put("currency", s(o.amount.currency.as_str()));
+    put("provider", s(&o.provider));
+    if let Some(c) = &o.channel {
+        put("channel", s(c));
+    }
+    put(
+        "grants",
+        AttributeValue::L(o.grants.iter().map(s).collect()),
+    );
+    if let Some(t) = &o.term {
+        put("term", s(serde_json::to_string(t).unwrap_or_default()));
+    }
+    put("credits", n(o.credits));
+    put("state", s(o.state.as_str()));
+    put("created_at", n(o.created_at));
+    put("expires_at", n(o.expires_at));
+    if let Some(v) = o.paid_at {
+        put("paid_at", n(v));
+    }
+    put("late", AttributeValue::Bool(o.late));
+    if let Some(v) = &o.provider_txn_id {
+        put("provider_txn_id", s(v));
+    }
+    if let Some(v) = o.closed_at {
+        put("closed_at", n(v));
+    }
+    if let Some(v) = o.refunded_at {
+        put("refunded_at", n(v));
+    }
+    if let Some(p) = &o.payment {
+        put("payment", s(p.to_string()));
+    }
+    put("sweep_attempts", n(i64::from(o.sweep_attempts)));
+    if let Some(e) = &o.last_error {
+        put("last_error", s(e));
+    }
+    if o.state == OrderState::Pending {
+        put("gsi1pk", s(due_pk(o.due_shard())));
+        put("gsi1sk", s(due_sk(o.expires_at, &o.order_id)));
+    }
+    item
+}
+
+pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
+    let currency = Currency::parse(get_s(item, "currency")?)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let grants = match item.get("grants") {
+        Some(AttributeValue::L(list)) => list
+            .iter()
+            .map(|v| match v {
+                AttributeValue::S(s) => Ok(s.clone()),
+                _ => Err(StoreError::Corrupt("grants holds a non-string".into())),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    Ok(Order {
+        order_id: OrderId::parse(get_s(item, "order_id")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        user_id: get_s(item, "user_id")?.to_owned(),
+        product_id: get_s(item, "product_id")?.to_owned(),
+        plan_id: opt_s(item, "plan_id"),
+        amount: Money::new(get_n(item, "amount")?, currency)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        provider: get_s(item, "provider")?.to_owned(),
+        channel: opt_s(item, "channel"),
+        grants,
+        term: json_attr(item, "term")?,
+        credits: opt_n(item, "credits")?.unwrap_or(0),
+        state: OrderState::parse(get_s(item, "state")?)
+            .ok_or_else(|| StoreError::Corrupt("unknown order state".into()))?,
+        created_at: get_n(item, "created_at")?,
+        expires_at: get_n(item, "expires_at")?,
+        paid_at: opt_n(item, "paid_at")?,
+        late: matches!(item.get("late"), Some(AttributeValue::Bool(true))),
+        provider_txn_id: opt_s(item, "provider_txn_id"),
+        closed_at: opt_n(item, "closed_at")?,
+        refunded_at: opt_n(item, "refunded_at")?,
+        payment: json_attr(item, "payment")?,
+        sweep_attempts: opt_n(item, "sweep_attempts")?
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(0),
+        last_error: opt_s(item, "last_error"),
+    })
+}
+
+pub(super) fn idem_item(r: &IdempotencyRecord) -> Item {
+    let mut item = key(idem_pk(&r.user_id, &r.key), "IDEM");
+    item.insert("user_id".into(), s(&r.user_id));
+    item.insert("idempotency_key".into(), s(&r.key));
+    item.insert("request_hash".into(), s(&r.request_hash));
+    item.insert("order_id".into(), s(r.order_id.as_str()));
+    item.insert("expires_at".into(), n(r.expires_at));
+    // TTL is garbage collection only (it deletes days late); logic reads expires_at.
+    item.insert("ttl".into(), n(r.expires_at));
+    item
+}
+
+pub(super) fn idem_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    Ok(IdempotencyRecord {
+        user_id: get_s(item, "user_id")?.to_owned(),
+        key: get_s(item, "idempotency_key")?.to_owned(),
+        request_hash: get_s(item, "request_hash")?.to_owned(),
+        order_id: OrderId::parse(get_s(item, "order_id")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        expires_at: get_n(item, "expires_at")?,
+    })
+}
+
+pub(super) fn grant_item(user: &str, g: &Grant) -> Item {
+    let mut item = key(user_pk(user), &grant_sk(&g.scope, &g.source_id));
+    item.insert("scope".into(), s(&g.scope));
+    item.insert("product_id".into(), s(&g.product_id));
+    item.insert("source_id".into(), s(&g.source_id));
+    item.insert("paid_at".into(), n(g.paid_at));
+    item.insert(
+        "term".into(),
+        s(serde_json::to_string(&g.term).unwrap_or_default()),
+    );
+    if let Some(r) = g.revoked_at {
+        item.insert("revoked_at".into(), n(r));
+    }
+    item
+}
+
+pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
+    Ok(Grant {
+        scope: get_s(item, "scope")?.to_owned(),
+        product_id: get_s(item, "product_id")?.to_owned(),
+        source_id: get_s(item, "source_id")?.to_owned(),
+        paid_at: get_n(item, "paid_at")?,
+        term: json_attr(item, "term")?
+            .ok_or_else(|| StoreError::Corrupt("grant without term".into()))?,
+        revoked_at: opt_n(item, "revoked_at")?,
+    })
+}
+
+/// The `SESSIONS` item: real DynamoDB maps, so an operator can read it in the console.
+pub(super) fn sessions_item(user: &str, s: &Sessions, version: u64) -> Item {
+    let mut item = key(user_pk(user), "SESSIONS");
+    let devices = s
+        .devices
+        .iter()
+        .map(|(device, d)| {
+            (
+                device.clone(),
+                AttributeValue::M(HashMap::from([
+                    ("session_id".to_owned(), self::s(&d.session_id)),
+                    ("last_seen".to_owned(), n(d.last_seen)),
+                ])),
+            )
+        })
+        .collect();
+    let previews = s
+        .previews
+        .iter()
+        .map(|(stream, at)| (stream.clone(), n(*at)))
+        .collect();
+    item.insert("devices".into(), AttributeValue::M(devices));
+    item.insert("previews".into(), AttributeValue::M(previews));
+    item.insert(
+        "version".into(),
+        n(i64::try_from(version).unwrap_or(i64::MAX)),
+    );
+    item
+}
+
+pub(super) fn sessions_from_item(item: &Item) -> Result<Sessions, StoreError> {
+    let mut out = Sessions {
+        version: u64::try_from(get_n(item, "version")?)
+            .map_err(|_| StoreError::Corrupt("negative sessions version".into()))?,
+        ..Sessions::default()
+    };
+    if let Some(AttributeValue::M(devices)) = item.get("devices") {
+        for (device, v) in devices {
+            let AttributeValue::M(d) = v else {
+                return Err(StoreError::Corrupt("sessions device is not a map".into()));
+            };
+            out.devices.insert(
+                device.clone(),
+                DeviceSession {
+                    session_id: get_s(d, "session_id")?.to_owned(),
+                    last_seen: get_n(d, "last_seen")?,
+                },
+            );
+        }
+    }
+    if let Some(AttributeValue::M(previews)) = item.get("previews") {
+        for (stream, v) in previews {
+            let AttributeValue::N(at) = v else {
+                return Err(StoreError::Corrupt("preview start is not a number".into()));
+            };
+            let at = at
+                .parse()
+                .map_err(|_| StoreError::Corrupt("preview start is not an integer".into()))?;
+            out.previews.insert(stream.clone(), at);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn purchase_item(p: &StorePurchase) -> Item {
+    let mut item = key(purchase_pk(&p.store, &p.purchase_id), "PURCHASE");
+    item.insert("store".into(), s(&p.store));
+    item.insert("purchase_id".into(), s(&p.purchase_id));
+    item.insert("user_id".into(), s(&p.user_id));
+    item.insert("product_id".into(), s(&p.product_id));
+    item.insert("state".into(), s(&p.state));
+    item.insert("last_event_at".into(), n(p.last_event_at));
+    if let Some(e) = p.expires_at {
+        item.insert("expires_at".into(), n(e));
+    }
+    if let Some(t) = &p.last_txn_id {
+        item.insert("last_txn_id".into(), s(t));
+    }
+    if let Some(o) = &p.order_id {
+        item.insert("order_id".into(), s(o));
+    }
+    item.insert(
+        "grants".into(),
+        s(serde_json::to_string(&p.grants).unwrap_or_default()),
+    );
+    item
+}
+
+pub(super) fn purchase_from_item(item: &Item) -> Result<StorePurchase, StoreError> {
+    Ok(StorePurchase {
+        store: get_s(item, "store")?.to_owned(),
+        purchase_id: get_s(item, "purchase_id")?.to_owned(),
+        user_id: get_s(item, "user_id")?.to_owned(),
+        product_id: get_s(item, "product_id")?.to_owned(),
+        state: get_s(item, "state")?.to_owned(),
+        expires_at: opt_n(item, "expires_at")?,
+        last_event_at: get_n(item, "last_event_at")?,
+        last_txn_id: opt_s(item, "last_txn_id"),
+        order_id: opt_s(item, "order_id"),
+        grants: json_attr(item, "grants")?.unwrap_or_default(),
+    })
+}

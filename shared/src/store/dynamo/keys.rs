@@ -1,0 +1,59 @@
+//! The single table's key layout: which `pk`/`sk` each kind of item lives under. Items that
+//! must be read together share a partition (everything a user may watch is under `USER#`).
+
+use super::attrs::{s, Item};
+use crate::domain::OrderId;
+use std::collections::HashMap;
+
+pub(super) fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+pub(super) fn order_pk(id: &OrderId) -> String {
+    format!("ORDER#{id}")
+}
+
+pub(super) fn user_pk(user: &str) -> String {
+    format!("USER#{user}")
+}
+
+pub(super) fn grant_sk(scope: &str, source: &str) -> String {
+    format!("GRANT#{scope}#{source}")
+}
+
+/// Partition key in the due index: one of the due shards a PENDING order is filed under.
+pub(super) fn due_pk(shard: u32) -> String {
+    format!("DUE#{shard}")
+}
+
+/// Sort key in the due index: zero-padded so that string order is time order.
+pub(super) fn due_sk(expires_at: i64, id: &OrderId) -> String {
+    format!("{expires_at:012}#{id}")
+}
+
+pub(super) fn idem_pk(user: &str, key: &str) -> String {
+    format!("IDEM#{user}#{key}")
+}
+
+/// The claim on one provider transaction: its existence is what makes a payment count once.
+pub(super) fn txn_pk(provider: &str, txn_id: &str) -> String {
+    format!("TXN#{provider}#{txn_id}")
+}
+
+/// One of a day's [`crate::store::STATS_SHARDS`] counter items.
+pub(super) fn stats_pk(day: &str, shard: u32) -> String {
+    format!("STATS#{day}#{shard}")
+}
+
+/// The partition holding one item per payment of the day.
+pub(super) fn paid_pk(day: &str) -> String {
+    format!("PAID#{day}")
+}
+
+pub(super) fn purchase_pk(store: &str, id: &str) -> String {
+    format!("PURCHASE#{store}#{id}")
+}
+
+pub(super) fn note_pk(source: &str, id: &str) -> String {
+    format!("NOTE#{source}#{id}")
+}

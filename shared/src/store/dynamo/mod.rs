@@ -1,0 +1,246 @@
+//! DynamoDB single-table store.
+//!
+//! Every state change is one conditional write or one `TransactWriteItems`; a failed
+//! condition comes back with the stored item (`ReturnValuesOnConditionCheckFailure=ALL_OLD`),
+//! so a duplicate learns what happened without a second read.
+//!
+//! This module holds the store handle and dispatches each [`Store`] method to the module
+//! for what it touches; the item format lives in `keys`, `attrs` and `items`.
+
+mod attrs;
+mod errors;
+mod items;
+mod keys;
+mod notes;
+mod orders;
+mod payments;
+mod purchases;
+mod stats;
+mod table;
+mod transact;
+mod users;
+
+pub use table::GSI1;
+
+use crate::domain::session::Sessions;
+use crate::domain::stats::DayRecord;
+use crate::domain::{Order, OrderId, OrderState};
+use crate::store::{
+    CreateOutcome, DueEntry, IdempotencyRecord, PurchaseOutcome, PutSessions, SettleOutcome,
+    Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems,
+};
+use async_trait::async_trait;
+use attrs::Item;
+use aws_sdk_dynamodb::Client;
+use errors::unavailable;
+use keys::key;
+
+/// The store on one DynamoDB table; cheap to clone (the SDK client is shared).
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl std::fmt::Debug for DynamoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoStore")
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// One strongly consistent read of one item.
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get item", e))?;
+        Ok(out.item().cloned())
+    }
+
+    /// BatchGetItem in chunks of 100, following unprocessed keys.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(100) {
+            let mut pending = chunk.to_vec();
+            for _ in 0..10 {
+                if pending.is_empty() {
+                    break;
+                }
+                let ka = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(pending.clone()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let r = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("batch get", e))?;
+                if let Some(items) = r.responses().and_then(|m| m.get(&self.table)) {
+                    out.extend(items.iter().cloned());
+                }
+                pending = r
+                    .unprocessed_keys()
+                    .and_then(|m| m.get(&self.table))
+                    .map(|k| k.keys().to_vec())
+                    .unwrap_or_default();
+            }
+            if !pending.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "batch get: keys left unprocessed".into(),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        orders::create_order(self, order, idem, now).await
+    }
+
+    async fn get_idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        orders::get_idempotency(self, user_id, key, now).await
+    }
+
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        orders::get_order(self, id).await
+    }
+
+    async fn settle(&self, st: &Settlement) -> Result<SettleOutcome, StoreError> {
+        payments::settle(self, st).await
+    }
+
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        st: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        payments::settle_new_order(self, order, st).await
+    }
+
+    async fn close_order(
+        &self,
+        id: &OrderId,
+        to: OrderState,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        orders::close_order(self, id, to, at).await
+    }
+
+    async fn refund(&self, order: &Order, at: i64) -> Result<TransitionOutcome, StoreError> {
+        payments::refund(self, order, at).await
+    }
+
+    async fn defer_due(
+        &self,
+        id: &OrderId,
+        attempts: u32,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        orders::defer_due(self, id, attempts, next_at).await
+    }
+
+    async fn mark_requery(
+        &self,
+        id: &OrderId,
+        user_id: &str,
+        now: i64,
+        min_interval: i64,
+    ) -> Result<bool, StoreError> {
+        orders::mark_requery(self, id, user_id, now, min_interval).await
+    }
+
+    async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError> {
+        orders::record_error(self, id, reason).await
+    }
+
+    async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError> {
+        stats::day_records(self, days).await
+    }
+
+    async fn due_orders(
+        &self,
+        shard: u32,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        orders::due_orders(self, shard, now, limit).await
+    }
+
+    async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {
+        users::user_items(self, user_id).await
+    }
+
+    async fn put_sessions(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+    ) -> Result<PutSessions, StoreError> {
+        users::put_sessions(self, user_id, sessions, expected_version).await
+    }
+
+    async fn get_purchase(
+        &self,
+        store: &str,
+        purchase_id: &str,
+    ) -> Result<Option<StorePurchase>, StoreError> {
+        purchases::get_purchase(self, store, purchase_id).await
+    }
+
+    async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError> {
+        purchases::put_purchase(self, p).await
+    }
+
+    async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        notes::note_seen(self, source, id, now).await
+    }
+
+    async fn record_note(
+        &self,
+        source: &str,
+        id: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        notes::record_note(self, source, id, kind, now).await
+    }
+}

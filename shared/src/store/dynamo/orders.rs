@@ -1,0 +1,262 @@
+//! Orders: creating one (with its idempotency key), reading it, closing it unpaid, and the
+//! due index the sweeper walks. Paying and refunding are in `payments`.
+
+use super::attrs::{get_s, n, s, Item};
+use super::errors::{condition_held, unavailable};
+use super::items::{idem_from_item, idem_item, order_from_item, order_item};
+use super::keys::{due_pk, due_sk, idem_pk, key, order_pk};
+use super::table::GSI1;
+use super::DynamoStore;
+use crate::domain::{Order, OrderId, OrderState};
+use crate::store::{
+    stats_shard, CreateOutcome, DueEntry, IdempotencyRecord, StoreError, TransitionOutcome,
+};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+
+pub(super) async fn create_order(
+    db: &DynamoStore,
+    order: &Order,
+    idem: Option<&IdempotencyRecord>,
+    now: i64,
+) -> Result<CreateOutcome, StoreError> {
+    let created = db.count(
+        order.created_at,
+        stats_shard(&order.order_id),
+        &[("orders_created", 1)],
+    );
+    let Some(rec) = idem else {
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(db.put(order_item(order), "attribute_not_exists(pk)"))
+                .build(),
+            created,
+        ];
+        return match db.transact("create order", items).await? {
+            None => Ok(CreateOutcome::Created),
+            Some(_) => Err(StoreError::Corrupt(format!(
+                "order id {} generated twice",
+                order.order_id
+            ))),
+        };
+    };
+    let order_put = db.put(order_item(order), "attribute_not_exists(pk)");
+    let idem_put = Put::builder()
+        .table_name(&db.table)
+        .set_item(Some(idem_item(rec)))
+        .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+        .expression_attribute_values(":now", n(now))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("table, item and condition are set");
+    let items = vec![
+        TransactWriteItem::builder().put(order_put).build(),
+        TransactWriteItem::builder().put(idem_put).build(),
+        created,
+    ];
+    match db.transact("create order", items).await? {
+        None => Ok(CreateOutcome::Created),
+        Some(failed) => match failed.get(1) {
+            Some(Some(old)) => {
+                let old = match old {
+                    Some(item) => item.clone(),
+                    // Emulators may omit ALL_OLD: read the key instead.
+                    None => db
+                        .get(idem_pk(&rec.user_id, &rec.key), "IDEM")
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Unavailable("idempotency key vanished".into())
+                        })?,
+                };
+                Ok(CreateOutcome::KeyExists(idem_from_item(&old)?))
+            }
+            _ => Err(StoreError::Corrupt(format!(
+                "order id {} generated twice",
+                order.order_id
+            ))),
+        },
+    }
+}
+
+pub(super) async fn get_idempotency(
+    db: &DynamoStore,
+    user_id: &str,
+    key: &str,
+    now: i64,
+) -> Result<Option<IdempotencyRecord>, StoreError> {
+    match db.get(idem_pk(user_id, key), "IDEM").await? {
+        Some(item) => Ok(Some(idem_from_item(&item)?).filter(|r| r.expires_at > now)),
+        None => Ok(None),
+    }
+}
+
+pub(super) async fn get_order(db: &DynamoStore, id: &OrderId) -> Result<Option<Order>, StoreError> {
+    db.get(order_pk(id), "ORDER")
+        .await?
+        .map(|item| order_from_item(&item))
+        .transpose()
+}
+
+/// The order as stored when a write's condition on it failed: from the failed condition's
+/// `ALL_OLD` when it came back, else read again (emulators may omit it). `None`: there is
+/// no such order.
+pub(super) async fn order_as_stored(
+    db: &DynamoStore,
+    old: Option<&Item>,
+    id: &OrderId,
+) -> Result<Option<Order>, StoreError> {
+    match old {
+        Some(item) => order_from_item(item).map(Some),
+        None => get_order(db, id).await,
+    }
+}
+
+/// A refused order transition: the order as stored, or that there is none.
+pub(super) fn conflict(stored: Option<Order>) -> TransitionOutcome {
+    match stored {
+        Some(o) => TransitionOutcome::Conflict(Box::new(o)),
+        None => TransitionOutcome::UnknownOrder,
+    }
+}
+
+pub(super) async fn close_order(
+    db: &DynamoStore,
+    id: &OrderId,
+    to: OrderState,
+    at: i64,
+) -> Result<TransitionOutcome, StoreError> {
+    if !matches!(to, OrderState::Expired | OrderState::Cancelled) {
+        return Ok(conflict(get_order(db, id).await?));
+    }
+    let r = db
+        .client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
+        .update_expression("SET #state = :to, closed_at = :at REMOVE gsi1pk, gsi1sk")
+        .condition_expression("#state = :pending")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":to", s(to.as_str()))
+        .expression_attribute_values(":at", n(at))
+        .expression_attribute_values(":pending", s(OrderState::Pending.as_str()))
+        .return_values(ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match r {
+        Ok(out) => Ok(TransitionOutcome::Done(Box::new(order_from_item(
+            out.attributes()
+                .ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?,
+        )?))),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                Ok(conflict(order_as_stored(db, c.item(), id).await?))
+            }
+            _ => Err(unavailable("close order", e)),
+        },
+    }
+}
+
+pub(super) async fn due_orders(
+    db: &DynamoStore,
+    shard: u32,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<DueEntry>, StoreError> {
+    let out = db
+        .client
+        .query()
+        .table_name(&db.table)
+        .index_name(GSI1)
+        .key_condition_expression("gsi1pk = :pk AND gsi1sk <= :upto")
+        .expression_attribute_values(":pk", s(due_pk(shard)))
+        // '~' sorts after every id character, so orders due exactly at `now` are included.
+        .expression_attribute_values(":upto", s(format!("{now:012}#~")))
+        .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+        .send()
+        .await
+        .map_err(|e| unavailable("due orders", e))?;
+    out.items()
+        .iter()
+        .map(|item| {
+            let sk = get_s(item, "gsi1sk")?;
+            let (exp, id) = sk
+                .split_once('#')
+                .ok_or_else(|| StoreError::Corrupt("bad due index key".into()))?;
+            Ok(DueEntry {
+                order_id: OrderId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                due_at: exp
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt("bad due index time".into()))?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn defer_due(
+    db: &DynamoStore,
+    id: &OrderId,
+    attempts: u32,
+    next_at: i64,
+) -> Result<bool, StoreError> {
+    let r = db
+        .client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
+        .update_expression("SET sweep_attempts = :a, gsi1sk = :sk")
+        .condition_expression("#state = :pending")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":a", n(i64::from(attempts)))
+        .expression_attribute_values(":sk", s(due_sk(next_at, id)))
+        .expression_attribute_values(":pending", s(OrderState::Pending.as_str()))
+        .send()
+        .await;
+    condition_held("defer due", r)
+}
+
+pub(super) async fn mark_requery(
+    db: &DynamoStore,
+    id: &OrderId,
+    user_id: &str,
+    now: i64,
+    min_interval: i64,
+) -> Result<bool, StoreError> {
+    let r = db
+        .client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
+        .update_expression("SET requery_requested_at = :now")
+        .condition_expression(
+            "user_id = :user AND (attribute_not_exists(requery_requested_at) OR requery_requested_at <= :cutoff)",
+        )
+        .expression_attribute_values(":now", n(now))
+        .expression_attribute_values(":user", s(user_id))
+        .expression_attribute_values(":cutoff", n(now - min_interval))
+        .send()
+        .await;
+    condition_held("mark requery", r)
+}
+
+pub(super) async fn record_error(
+    db: &DynamoStore,
+    id: &OrderId,
+    reason: &str,
+) -> Result<(), StoreError> {
+    let r = db
+        .client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
+        .update_expression("SET last_error = :e")
+        .condition_expression("attribute_exists(pk)")
+        .expression_attribute_values(":e", s(reason.chars().take(500).collect::<String>()))
+        .send()
+        .await;
+    // An order that does not exist has nowhere to note the error: nothing to do.
+    condition_held("record error", r)?;
+    Ok(())
+}

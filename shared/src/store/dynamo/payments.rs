@@ -1,0 +1,204 @@
+//! Payments: settling an order (or recording a sale made at the provider, order and payment
+//! at once) and refunding one. Each is one transaction: the order's conditional change plus
+//! the items every payment writes (the provider-transaction claim, grants, coins, figures).
+
+use super::attrs::{get_s, n, s, Item};
+use super::items::{grant_item, order_item};
+use super::keys::{grant_sk, key, order_pk, txn_pk, user_pk};
+use super::orders::{conflict, order_as_stored};
+use super::DynamoStore;
+use crate::domain::{Order, OrderId, OrderState};
+use crate::store::{stats_shard, SettleOutcome, Settlement, StoreError, TransitionOutcome};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+
+pub(super) async fn settle(db: &DynamoStore, st: &Settlement) -> Result<SettleOutcome, StoreError> {
+    let order_update = Update::builder()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(&st.order_id), "ORDER")))
+        .update_expression(
+            "SET #state = :paid, paid_at = :paid_at, late = :late, provider_txn_id = :txn \
+             REMOVE gsi1pk, gsi1sk",
+        )
+        .condition_expression("#state = :expected AND amount = :amount AND currency = :currency")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
+        .expression_attribute_values(":paid_at", n(st.paid_at))
+        .expression_attribute_values(
+            ":late",
+            AttributeValue::Bool(st.expected_state != OrderState::Pending),
+        )
+        .expression_attribute_values(":txn", s(&st.provider_txn_id))
+        .expression_attribute_values(":expected", s(st.expected_state.as_str()))
+        .expression_attribute_values(":amount", n(st.amount.amount))
+        .expression_attribute_values(":currency", s(st.amount.currency.as_str()))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("key, expression and table are set");
+    let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
+    items.extend(db.payment_items(st, st.expected_state != OrderState::Pending, false));
+    let Some(failed) = db.transact("settle", items).await? else {
+        return Ok(SettleOutcome::Settled);
+    };
+    if let Some(recorded) = txn_already_recorded(&failed, &st.order_id)? {
+        return Ok(recorded);
+    }
+    match failed.first() {
+        Some(Some(old)) => match order_as_stored(db, old.as_ref(), &st.order_id).await? {
+            Some(order) => Ok(SettleOutcome::OrderChanged(Box::new(order))),
+            None => Ok(SettleOutcome::UnknownOrder),
+        },
+        _ => Err(StoreError::Corrupt(format!(
+            "settle of {} failed on a grant that should not exist",
+            st.order_id
+        ))),
+    }
+}
+
+pub(super) async fn settle_new_order(
+    db: &DynamoStore,
+    order: &Order,
+    st: &Settlement,
+) -> Result<SettleOutcome, StoreError> {
+    let mut items = vec![TransactWriteItem::builder()
+        .put(db.put(order_item(order), "attribute_not_exists(pk)"))
+        .build()];
+    // Sold and paid in one: both counters go in the one update of the day's shard (a
+    // transaction may touch an item only once).
+    items.extend(db.payment_items(st, false, true));
+    let Some(failed) = db.transact("settle new order", items).await? else {
+        return Ok(SettleOutcome::Settled);
+    };
+    if let Some(recorded) = txn_already_recorded(&failed, &order.order_id)? {
+        return Ok(recorded);
+    }
+    match failed.first() {
+        Some(Some(old)) => match order_as_stored(db, old.as_ref(), &order.order_id).await? {
+            Some(o) => Ok(SettleOutcome::OrderChanged(Box::new(o))),
+            None => Err(StoreError::Unavailable(
+                "settle new order: condition failed on an order that is absent".into(),
+            )),
+        },
+        _ => Err(StoreError::Corrupt(format!(
+            "new order {} failed on a grant that should not exist",
+            order.order_id
+        ))),
+    }
+}
+
+pub(super) async fn refund(
+    db: &DynamoStore,
+    order: &Order,
+    at: i64,
+) -> Result<TransitionOutcome, StoreError> {
+    let order_update = Update::builder()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
+        .update_expression("SET #state = :refunded, refunded_at = :at")
+        .condition_expression("#state = :paid")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":refunded", s(OrderState::Refunded.as_str()))
+        .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
+        .expression_attribute_values(":at", n(at))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("key, expression and table are set");
+    let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
+    let source = order.order_id.to_string();
+    for scope in &order.grants {
+        let revoke = Update::builder()
+            .table_name(&db.table)
+            .set_key(Some(key(
+                user_pk(&order.user_id),
+                &grant_sk(scope, &source),
+            )))
+            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", n(at))
+            .build()
+            .expect("key, expression and table are set");
+        items.push(TransactWriteItem::builder().update(revoke).build());
+    }
+    if order.credits != 0 {
+        items.push(db.wallet_add(&order.user_id, -order.credits));
+    }
+    items.push(db.count(at, stats_shard(&order.order_id), &[("refunds", 1)]));
+    let Some(failed) = db.transact("refund", items).await? else {
+        let mut done = order.clone();
+        done.state = OrderState::Refunded;
+        done.refunded_at = Some(at);
+        return Ok(TransitionOutcome::Done(Box::new(done)));
+    };
+    match failed.first() {
+        Some(Some(old)) => Ok(conflict(
+            order_as_stored(db, old.as_ref(), &order.order_id).await?,
+        )),
+        _ => Err(StoreError::Corrupt(format!(
+            "refund of {}: a grant the order made is missing",
+            order.order_id
+        ))),
+    }
+}
+
+/// The provider transaction was already claimed (item 1 of a payment transaction): by
+/// which order, from the failed condition's `ALL_OLD`.
+fn txn_already_recorded(
+    failed: &[Option<Option<Item>>],
+    this_order: &OrderId,
+) -> Result<Option<SettleOutcome>, StoreError> {
+    let Some(Some(old)) = failed.get(1) else {
+        return Ok(None);
+    };
+    let order_id = match old {
+        Some(item) => OrderId::parse(get_s(item, "order_id")?)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        None => this_order.clone(),
+    };
+    Ok(Some(SettleOutcome::TxnAlreadyRecorded { order_id }))
+}
+
+impl DynamoStore {
+    /// What every payment writes besides the order itself, always right after it (index 1
+    /// is the provider-transaction claim, see [`txn_already_recorded`]): the claim, the
+    /// grants, the coins and the day's figures.
+    pub(super) fn payment_items(
+        &self,
+        st: &Settlement,
+        late: bool,
+        created: bool,
+    ) -> Vec<TransactWriteItem> {
+        let mut txn = key(txn_pk(&st.provider, &st.provider_txn_id), "TXN");
+        txn.insert("order_id".into(), s(st.order_id.as_str()));
+        txn.insert("user_id".into(), s(&st.user_id));
+        txn.insert("amount".into(), n(st.amount.amount));
+        txn.insert("currency".into(), s(st.amount.currency.as_str()));
+        txn.insert("recorded_at".into(), n(st.paid_at));
+        let mut items = vec![TransactWriteItem::builder()
+            .put(self.put(txn, "attribute_not_exists(pk)"))
+            .build()];
+        for g in &st.grants {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(self.put(grant_item(&st.user_id, g), "attribute_not_exists(pk)"))
+                    .build(),
+            );
+        }
+        if st.credits != 0 {
+            items.push(self.wallet_add(&st.user_id, st.credits));
+        }
+        items.extend(self.count_paid(st, late, created));
+        items
+    }
+
+    pub(super) fn wallet_add(&self, user: &str, delta: i64) -> TransactWriteItem {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(user), "WALLET")))
+            .update_expression("ADD balance :delta")
+            .expression_attribute_values(":delta", n(delta))
+            .build()
+            .expect("key, expression and table are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+}

@@ -1,0 +1,160 @@
+//! The daily figures: counter shards and payment records written inside the transactions
+//! that create, settle and refund orders, and the reads that add them up per day.
+
+use super::attrs::{get_n, get_s, n, opt_n, s, Item};
+use super::errors::unavailable;
+use super::keys::{key, paid_pk, stats_pk, user_pk};
+use super::DynamoStore;
+use crate::domain::stats::DayRecord;
+use crate::store::{stats_shard, Settlement, StoreError, STATS_SHARDS};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use std::collections::HashMap;
+
+impl DynamoStore {
+    /// `ADD` to one day's counter shard; no condition, so it never fails its transaction.
+    pub(super) fn count(&self, at: i64, shard: u32, adds: &[(&str, i64)]) -> TransactWriteItem {
+        let day = crate::domain::stats::day_of(at);
+        let mut expr = Vec::new();
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(stats_pk(&day, shard), "STATS")));
+        for (i, (name, value)) in adds.iter().enumerate() {
+            expr.push(format!("#c{i} :v{i}"));
+            update = update
+                .expression_attribute_names(format!("#c{i}"), *name)
+                .expression_attribute_values(format!(":v{i}"), n(*value));
+        }
+        let update = update
+            .update_expression(format!("ADD {}", expr.join(", ")))
+            .build()
+            .expect("key, expression and table are set");
+        TransactWriteItem::builder().update(update).build()
+    }
+
+    /// The items a payment adds for the daily figures: counters, the day's payment record
+    /// and the payer's first-payment time.
+    pub(super) fn count_paid(
+        &self,
+        st: &Settlement,
+        late: bool,
+        created: bool,
+    ) -> Vec<TransactWriteItem> {
+        let shard = stats_shard(&st.order_id);
+        let revenue = format!("revenue_{}", st.amount.currency.as_str());
+        let day = crate::domain::stats::day_of(st.paid_at);
+        // One item per payment (distinct items never conflict), in the day's partition.
+        let mut paid = key(paid_pk(&day), st.order_id.as_str());
+        paid.insert("user_id".into(), s(&st.user_id));
+        paid.insert("amount".into(), n(st.amount.amount));
+        paid.insert("currency".into(), s(st.amount.currency.as_str()));
+        paid.insert("paid_at".into(), n(st.paid_at));
+        let payer = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(user_pk(&st.user_id), "PAYER")))
+            .update_expression("SET first_paid_at = if_not_exists(first_paid_at, :t)")
+            .expression_attribute_values(":t", n(st.paid_at))
+            .build()
+            .expect("key, expression and table are set");
+        vec![
+            self.count(
+                st.paid_at,
+                shard,
+                &[
+                    ("orders_paid", 1),
+                    ("late_payments", i64::from(late)),
+                    (&revenue, st.amount.amount),
+                    ("orders_created", i64::from(created)),
+                ],
+            ),
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(paid))
+                        .build()
+                        .expect("table and item are set"),
+                )
+                .build(),
+            TransactWriteItem::builder().update(payer).build(),
+        ]
+    }
+}
+
+pub(super) async fn day_records(
+    db: &DynamoStore,
+    days: &[String],
+) -> Result<Vec<DayRecord>, StoreError> {
+    let mut records: Vec<DayRecord> = days
+        .iter()
+        .map(|d| DayRecord {
+            day: d.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let keys = days
+        .iter()
+        .flat_map(|d| (0..STATS_SHARDS).map(move |sh| key(stats_pk(d, sh), "STATS")))
+        .collect();
+    for item in db.batch_get(keys).await? {
+        let pk = get_s(&item, "pk")?;
+        let Some(rec) = records
+            .iter_mut()
+            .find(|r| pk.starts_with(&format!("STATS#{}#", r.day)))
+        else {
+            continue;
+        };
+        rec.orders_created += opt_n(&item, "orders_created")?.unwrap_or(0);
+        rec.orders_paid += opt_n(&item, "orders_paid")?.unwrap_or(0);
+        rec.late_payments += opt_n(&item, "late_payments")?.unwrap_or(0);
+        rec.refunds += opt_n(&item, "refunds")?.unwrap_or(0);
+        for (name, value) in &item {
+            if let (Some(cur), AttributeValue::N(v)) = (name.strip_prefix("revenue_"), value) {
+                *rec.revenue.entry(cur.to_owned()).or_default() += v.parse::<i64>().unwrap_or(0);
+            }
+        }
+    }
+    let mut users = std::collections::BTreeSet::new();
+    for rec in &mut records {
+        let mut start: Option<Item> = None;
+        loop {
+            let out = db
+                .client
+                .query()
+                .table_name(&db.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(paid_pk(&rec.day)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("day payments", e))?;
+            for item in out.items() {
+                let user = get_s(item, "user_id")?.to_owned();
+                let at = get_n(item, "paid_at")?;
+                let e = rec.payers.entry(user.clone()).or_insert((0, at));
+                e.0 += 1;
+                users.insert(user);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+    }
+    let first: HashMap<String, i64> = db
+        .batch_get(users.iter().map(|u| key(user_pk(u), "PAYER")).collect())
+        .await?
+        .iter()
+        .filter_map(|item| {
+            let user = get_s(item, "pk").ok()?.strip_prefix("USER#")?.to_owned();
+            Some((user, opt_n(item, "first_paid_at").ok()??))
+        })
+        .collect();
+    for rec in &mut records {
+        for (user, entry) in rec.payers.iter_mut() {
+            if let Some(t) = first.get(user) {
+                entry.1 = *t;
+            }
+        }
+    }
+    Ok(records)
+}

@@ -1,0 +1,83 @@
+//! One user's partition: the single query that answers what they may watch (grants, wallet,
+//! device sessions) and the versioned write of their sessions.
+
+use super::attrs::{get_s, n, opt_n, s, Item};
+use super::errors::unavailable;
+use super::items::{grant_from_item, sessions_from_item, sessions_item};
+use super::keys::user_pk;
+use super::DynamoStore;
+use crate::domain::session::Sessions;
+use crate::store::{PutSessions, StoreError, UserItems};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+
+pub(super) async fn user_items(db: &DynamoStore, user_id: &str) -> Result<UserItems, StoreError> {
+    let mut result = UserItems::default();
+    let mut start: Option<Item> = None;
+    loop {
+        let out = db
+            .client
+            .query()
+            .table_name(&db.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(|e| unavailable("user items", e))?;
+        for item in out.items() {
+            let sk = get_s(item, "sk")?;
+            if sk.starts_with("GRANT#") {
+                result.grants.push(grant_from_item(item)?);
+            } else if sk == "WALLET" {
+                result.credits = opt_n(item, "balance")?.unwrap_or(0);
+            } else if sk == "SESSIONS" {
+                result.sessions = sessions_from_item(item)?;
+            }
+        }
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return Ok(result),
+        }
+    }
+}
+
+pub(super) async fn put_sessions(
+    db: &DynamoStore,
+    user_id: &str,
+    sessions: &Sessions,
+    expected_version: u64,
+) -> Result<PutSessions, StoreError> {
+    let put = db
+        .client
+        .put_item()
+        .table_name(&db.table)
+        .set_item(Some(sessions_item(user_id, sessions, expected_version + 1)))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    let put = if expected_version == 0 {
+        put.condition_expression("attribute_not_exists(pk)")
+    } else {
+        put.condition_expression("version = :v")
+            .expression_attribute_values(
+                ":v",
+                n(i64::try_from(expected_version).unwrap_or(i64::MAX)),
+            )
+    };
+    match put.send().await {
+        Ok(_) => Ok(PutSessions::Written),
+        Err(e) => match e.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(c)) => {
+                Ok(PutSessions::Stale(match c.item() {
+                    Some(item) => sessions_from_item(item)?,
+                    // Emulators may omit ALL_OLD: read the item instead.
+                    None => match db.get(user_pk(user_id), "SESSIONS").await? {
+                        Some(item) => sessions_from_item(&item)?,
+                        None => Sessions::default(),
+                    },
+                }))
+            }
+            _ => Err(unavailable("put sessions", e)),
+        },
+    }
+}
