@@ -231,7 +231,8 @@ async fn verifier_on_sqs() {
             Job::RequeryOrder {
                 order_id: failing.order_id.to_string(),
             }
-            .to_body(),
+            .to_body()
+            .unwrap(),
         )
         .send()
         .await

@@ -1,11 +1,14 @@
 //! `/orders` routes.
 
+use super::parse_json;
 use super::problem::json_response;
-use super::{order_json, parse_json};
 use crate::app::App;
+use crate::domain::time::rfc3339;
+use crate::domain::Order;
 use crate::service::{orders, ServiceError};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
+use serde_json::json;
 
 pub(super) async fn create_order(
     app: &App,
@@ -35,4 +38,50 @@ pub(super) async fn create_order(
         }
         orders::Created::Replayed(o) => json_response(StatusCode::OK, &order_json(&o)),
     })
+}
+
+pub(super) async fn get(app: &App, user: &str, id: &str) -> Result<Response<Bytes>, ServiceError> {
+    let o = orders::get(app, user, id).await?;
+    Ok(json_response(StatusCode::OK, &order_json(&o)))
+}
+
+pub(super) async fn cancel(
+    app: &App,
+    user: &str,
+    id: &str,
+) -> Result<Response<Bytes>, ServiceError> {
+    let o = orders::cancel(app, user, id).await?;
+    Ok(json_response(StatusCode::OK, &order_json(&o)))
+}
+
+pub(super) async fn confirm(
+    app: &App,
+    user: &str,
+    id: &str,
+) -> Result<Response<Bytes>, ServiceError> {
+    let o = orders::confirm(app, user, id).await?;
+    Ok(json_response(StatusCode::ACCEPTED, &order_json(&o)))
+}
+
+pub(crate) fn order_json(o: &Order) -> serde_json::Value {
+    let mut v = json!({
+        "order_id": o.order_id,
+        "state": o.state,
+        "product_id": o.product_id,
+        "plan_id": o.plan_id,
+        "amount": o.amount,
+        "provider": o.provider,
+        "created_at": rfc3339(o.created_at),
+        "expires_at": rfc3339(o.expires_at),
+    });
+    if let Some(map) = v.as_object_mut() {
+        if let Some(p) = o.paid_at {
+            map.insert("paid_at".into(), json!(rfc3339(p)));
+            map.insert("late".into(), json!(o.late));
+        }
+        if let Some(p) = &o.payment {
+            map.insert("payment".into(), p.clone());
+        }
+    }
+    v
 }

@@ -1,7 +1,10 @@
-//! Errors as RFC 9457 problem details: one mapping from service errors to HTTP, here.
+//! Errors as RFC 9457 problem details: one mapping from service errors to HTTP, here, and
+//! the plain JSON response every route answers with.
 
+use crate::service::ServiceError;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
+use serde_json::json;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -40,4 +43,98 @@ pub fn problem_with(
         map.extend(extra);
     }
     response(status, PROBLEM_JSON, Bytes::from(body.to_string()))
+}
+
+pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
+    use crate::domain::OfferError as O;
+    match e {
+        ServiceError::BadRequest(d) => problem(StatusCode::BAD_REQUEST, "bad-request", d),
+        ServiceError::NotFound(d) => problem(StatusCode::NOT_FOUND, "not-found", d),
+        ServiceError::Offer(o) => {
+            let slug = match o {
+                O::UnknownProduct(_) => "unknown-product",
+                O::UnknownPlan { .. } | O::PlanRequired(_) | O::PlanNotAllowed(_) => "invalid-plan",
+                O::StoreOnly(_) => "store-only-product",
+                O::NoLongerOnSale(_) => "not-on-sale",
+            };
+            problem(StatusCode::UNPROCESSABLE_ENTITY, slug, o.to_string())
+        }
+        ServiceError::ProviderNotEnabled(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "provider-not-enabled",
+            e.to_string(),
+        ),
+        ServiceError::IdempotencyMismatch => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            e.to_string(),
+        ),
+        ServiceError::Conflict(d) => problem(StatusCode::CONFLICT, "conflict", d),
+        ServiceError::PaymentRequired {
+            stream_id,
+            products,
+        } => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("stream_id".into(), json!(stream_id));
+            extra.insert(
+                "products".into(),
+                json!(products
+                    .iter()
+                    .map(|(id, title)| json!({"product_id": id, "title": title}))
+                    .collect::<Vec<_>>()),
+            );
+            problem_with(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-required",
+                e.to_string(),
+                extra,
+            )
+        }
+        ServiceError::DeviceLimit(_) => {
+            problem(StatusCode::CONFLICT, "device-limit", e.to_string())
+        }
+        ServiceError::UnknownFormat(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-format",
+            e.to_string(),
+        ),
+        ServiceError::FormatNotConfigured(_) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "format-not-configured",
+            e.to_string(),
+        ),
+        ServiceError::Busy(d) => problem(StatusCode::SERVICE_UNAVAILABLE, "busy", d),
+        ServiceError::Internal(d) => {
+            tracing::error!(error = %d, "internal error");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+        }
+        ServiceError::Provider(p) => {
+            tracing::error!(error = %p, "provider failure");
+            problem(
+                StatusCode::BAD_GATEWAY,
+                "provider-unavailable",
+                "the payment provider could not be reached, retry later",
+            )
+        }
+        ServiceError::Unavailable(d) => {
+            tracing::error!(error = %d, "dependency unavailable");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "temporarily unavailable, retry later",
+            )
+        }
+        ServiceError::Store(s) => {
+            tracing::error!(error = %s, "store failure");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "temporarily unavailable, retry later",
+            )
+        }
+    }
 }

@@ -3,8 +3,9 @@
 //! `POST /purchases/google` (a Play purchase token, verified in the background) and
 //! `POST /notifications/google` (Pub/Sub push of Play RTDN, OIDC bearer token).
 
+use super::parse_json;
+use super::problem::service_problem;
 use super::problem::{json_response, problem};
-use super::{parse_json, service_problem};
 use crate::app::App;
 use crate::domain::time::rfc3339;
 use crate::service::store_purchases::{self, NotificationResult, PurchaseResult};

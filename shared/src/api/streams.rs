@@ -181,7 +181,7 @@ pub(crate) async fn verify(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     let outcome = match parsed {
         Ok(v) => match streams::verify(app, &v).await {
             Ok(result) => result.map_err(|d| d.to_string()),
-            Err(e) => return super::service_problem(&e),
+            Err(e) => return super::problem::service_problem(&e),
         },
         Err(reason) => Err(reason.to_owned()),
     };

@@ -8,6 +8,7 @@
 //! Money the provider took is always honoured: a payment that lands after expiry or after a
 //! cancel (the close raced the payment) settles the order as a late payment, never dropped.
 
+use super::catalog::Offer;
 use super::grant::Term;
 use super::ids::OrderId;
 use super::money::Money;
@@ -124,6 +125,60 @@ pub struct Order {
 }
 
 impl Order {
+    /// A new unpaid order for `offer`, payable until `expires_at`. What it grants is fixed
+    /// now, from the catalog as it is, so a later catalog edit never changes it.
+    pub fn pending(
+        order_id: OrderId,
+        user_id: &str,
+        offer: &Offer<'_>,
+        provider: &str,
+        channel: Option<String>,
+        created_at: i64,
+        expires_at: i64,
+    ) -> Order {
+        Order {
+            order_id,
+            user_id: user_id.to_owned(),
+            product_id: offer.product.id.clone(),
+            plan_id: offer.plan.map(|p| p.id.clone()),
+            amount: offer.price,
+            provider: provider.to_owned(),
+            channel,
+            grants: offer.product.grants.clone(),
+            term: offer.term(),
+            credits: offer.product.credits.unwrap_or(0),
+            state: OrderState::Pending,
+            created_at,
+            expires_at,
+            paid_at: None,
+            late: false,
+            provider_txn_id: None,
+            closed_at: None,
+            refunded_at: None,
+            payment: None,
+            sweep_attempts: 0,
+            last_error: None,
+        }
+    }
+
+    /// An order a provider sold through its own storefront (Huya's panel): it exists only
+    /// once paid, by `provider_txn_id` at `paid_at`.
+    pub fn sold(
+        order_id: OrderId,
+        user_id: &str,
+        offer: &Offer<'_>,
+        provider: &str,
+        provider_txn_id: &str,
+        paid_at: i64,
+    ) -> Order {
+        Order {
+            state: OrderState::Paid,
+            paid_at: Some(paid_at),
+            provider_txn_id: Some(provider_txn_id.to_owned()),
+            ..Order::pending(order_id, user_id, offer, provider, None, paid_at, paid_at)
+        }
+    }
+
     /// The grants a payment at `paid_at` creates: one per scope, sourced by this order.
     pub fn grants_at(&self, paid_at: i64) -> Vec<super::grant::Grant> {
         match self.term {

@@ -11,7 +11,7 @@ pub fn full_jitter(attempt: u32, base_s: u32, cap_s: u32, random: u32) -> u32 {
     (u64::from(random) % (ceiling + 1)) as u32
 }
 
-/// The verifier's policy (DESIGN.md section 9): base 10 s, cap 15 min.
+/// The verifier's policy: base 10 s, cap 15 min.
 pub const VERIFY_BASE_S: u32 = 10;
 pub const VERIFY_CAP_S: u32 = 900;
 /// Receives before SQS moves a message to the dead-letter queue (template.yaml).

@@ -175,7 +175,7 @@ impl JobQueue for MemoryQueue {
     async fn send(&self, job: &Job, delay_s: u32) -> Result<(), QueueError> {
         self.push(
             Delivery {
-                body: job.to_body(),
+                body: job.to_body()?,
                 receive_count: 0,
             },
             delay_s.min(900),
@@ -203,7 +203,10 @@ mod tests {
         q.send(&job(2), 0).await.unwrap();
         q.send(&job(3), 0).await.unwrap();
         let now: Vec<_> = q.receive_due().into_iter().map(|d| d.body).collect();
-        assert_eq!(now, vec![job(2).to_body(), job(3).to_body()]);
+        assert_eq!(
+            now,
+            vec![job(2).to_body().unwrap(), job(3).to_body().unwrap()]
+        );
         assert!(q.receive_due().is_empty());
         clock.advance(10);
         let later = q.receive_due();
@@ -226,7 +229,7 @@ mod tests {
         assert_eq!(after.load(&path).unwrap(), 0);
         assert_eq!(after.receive_due().len(), 1);
         clock.advance(30);
-        assert_eq!(after.receive_due()[0].body, job(1).to_body());
+        assert_eq!(after.receive_due()[0].body, job(1).to_body().unwrap());
     }
 
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Background jobs (DESIGN.md section 9): one SQS queue with a dead-letter queue in AWS, an
+//! Background jobs: one SQS queue with a dead-letter queue in AWS, an
 //! in-process queue with the same retry semantics in the local server.
 
 pub mod memory;
@@ -34,8 +34,10 @@ pub enum Job {
 }
 
 impl Job {
-    pub fn to_body(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// The message body. A job that cannot be encoded is refused, never sent as an empty
+    /// message (which the verifier could only dead-letter).
+    pub fn to_body(&self) -> Result<String, QueueError> {
+        serde_json::to_string(self).map_err(|e| QueueError(format!("encoding job: {e}")))
     }
 }
 

@@ -86,7 +86,7 @@ impl JobQueue for SqsQueue {
         self.client
             .send_message()
             .queue_url(&self.url)
-            .message_body(job.to_body())
+            .message_body(job.to_body()?)
             .delay_seconds(delay_s.min(900) as i32)
             .send()
             .await

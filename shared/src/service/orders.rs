@@ -117,29 +117,15 @@ pub async fn create(
         None
     };
     let order_id = OrderId::from_parts(now_ms.max(0) as u64, random_bytes());
-    let mut order = Order {
-        order_id: order_id.clone(),
-        user_id: user_id.to_owned(),
-        product_id: offer.product.id.clone(),
-        plan_id: offer.plan.map(|p| p.id.clone()),
-        amount: offer.price,
-        provider: req.provider.clone(),
-        channel: req.channel.clone(),
-        grants: offer.product.grants.clone(),
-        term: offer.term(),
-        credits: offer.product.credits.unwrap_or(0),
-        state: OrderState::Pending,
-        created_at: now,
-        expires_at: now + app.config.order_ttl_seconds,
-        paid_at: None,
-        late: false,
-        provider_txn_id: None,
-        closed_at: None,
-        refunded_at: None,
-        payment: None,
-        sweep_attempts: 0,
-        last_error: None,
-    };
+    let mut order = Order::pending(
+        order_id.clone(),
+        user_id,
+        &offer,
+        &req.provider,
+        req.channel.clone(),
+        now,
+        now + app.config.order_ttl_seconds,
+    );
     // A provider that prepares payments remotely (a prepay) is asked only once per key: a
     // retried create finds the key first. Local ones skip this read.
     if let Some(k) = idempotency_key.filter(|_| provider.prepares_remotely()) {

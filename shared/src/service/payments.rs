@@ -138,29 +138,14 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
     }
     // Access starts when the provider says the sale happened, never later than now.
     let paid_at = sale.paid_at.min(now);
-    let order = Order {
-        order_id: sale.order_id.clone(),
-        user_id: sale.user_id.clone(),
-        product_id: offer.product.id.clone(),
-        plan_id: offer.plan.map(|p| p.id.clone()),
-        amount: offer.price,
-        provider: provider.to_owned(),
-        channel: None,
-        grants: offer.product.grants.clone(),
-        term: offer.term(),
-        credits: offer.product.credits.unwrap_or(0),
-        state: OrderState::Paid,
-        created_at: paid_at,
-        expires_at: paid_at,
-        paid_at: Some(paid_at),
-        late: false,
-        provider_txn_id: Some(sale.provider_txn_id.clone()),
-        closed_at: None,
-        refunded_at: None,
-        payment: None,
-        sweep_attempts: 0,
-        last_error: None,
-    };
+    let order = Order::sold(
+        sale.order_id.clone(),
+        &sale.user_id,
+        &offer,
+        provider,
+        &sale.provider_txn_id,
+        paid_at,
+    );
     let st = Settlement {
         order_id: order.order_id.clone(),
         user_id: order.user_id.clone(),
@@ -282,5 +267,25 @@ async fn refund(app: &App, order: Order, txn: &str, now: i64) -> Result<Applied,
         }
         TransitionOutcome::Conflict(o) => Ok(check(&o)?.unwrap_or(Applied::Duplicate)),
         TransitionOutcome::UnknownOrder => Err(Rejected::UnknownOrder.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Currency;
+
+    fn cny(fen: i64) -> Money {
+        Money::new(fen, Currency::CNY).unwrap()
+    }
+
+    #[test]
+    fn only_a_refund_of_the_whole_total_revokes() {
+        assert_eq!(refund_effect(cny(1200), cny(1200)), RefundEffect::Revoke);
+        assert_eq!(refund_effect(cny(500), cny(1200)), RefundEffect::KeepAccess);
+        assert_eq!(refund_effect(cny(1), cny(1200)), RefundEffect::KeepAccess);
+        // Store voids of store-priced products carry no money of ours: whole by definition.
+        let none = Money::new(0, Currency::parse("XXX").unwrap()).unwrap();
+        assert_eq!(refund_effect(none, none), RefundEffect::Revoke);
     }
 }

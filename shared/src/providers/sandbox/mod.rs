@@ -1,0 +1,111 @@
+//! Tollgate's own test-mode provider, so the whole flow runs with no account anywhere: it
+//! creates "payments" whose pay URL makes the local server sign and send the callback, and
+//! verifies those callbacks ([`wire`]) like any real provider's. It has no orders of its own
+//! to query or close.
+
+pub mod wire;
+
+use super::{
+    CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, PaymentCreator,
+    ProviderError, ProviderEvent,
+};
+use crate::config::Secret;
+use crate::domain::{Order, OrderId};
+use async_trait::async_trait;
+use http::StatusCode;
+pub use wire::{callback_body, sign, verify, Status, SIGNATURE_HEADER};
+
+pub const NAME: &str = "sandbox";
+
+/// What a client needs to "pay" a sandbox order.
+pub fn payment_params(public_base_url: &str, order_id: &OrderId) -> serde_json::Value {
+    serde_json::json!({ "pay_url": format!("{public_base_url}/sandbox/orders/{order_id}/pay") })
+}
+
+/// The sandbox provider: it creates payments and verifies their callbacks.
+pub struct Sandbox {
+    /// Absent in functions that never verify callbacks (only provider-callback gets the key).
+    secret: Option<Secret>,
+    public_base_url: String,
+}
+
+impl Sandbox {
+    pub fn new(secret: Option<Secret>, public_base_url: impl Into<String>) -> Self {
+        Sandbox {
+            secret,
+            public_base_url: public_base_url.into(),
+        }
+    }
+
+    pub fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+}
+
+#[async_trait]
+impl PaymentCreator for Sandbox {
+    async fn payment_params(
+        &self,
+        order: &Order,
+        _payer: &super::Payer,
+    ) -> Result<serde_json::Value, ProviderError> {
+        Ok(payment_params(&self.public_base_url, &order.order_id))
+    }
+}
+
+impl CallbackVerifier for Sandbox {
+    fn verify_callback(
+        &self,
+        req: &CallbackRequest,
+        now: i64,
+    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
+        let Some(secret) = &self.secret else {
+            tracing::error!("sandbox callback received but SANDBOX_SECRET is not configured");
+            return Err(CallbackRejection {
+                code: "not_configured",
+                reason: "sandbox callbacks are not configured".into(),
+                status: StatusCode::SERVICE_UNAVAILABLE,
+            });
+        };
+        let v = verify(
+            secret.expose(),
+            &req.body,
+            req.header(SIGNATURE_HEADER),
+            now,
+        )
+        .map_err(CallbackRejection::from)?;
+        Ok(Some(match v.status {
+            Status::Paid => ProviderEvent::Paid {
+                order_id: v.order_id,
+                provider_txn_id: v.transaction_id,
+                amount: v.amount,
+                paid_at: Some(v.timestamp),
+            },
+            // The sandbox refunds whole orders: the amount is both the refund and the total.
+            Status::Refunded => ProviderEvent::Refunded {
+                order_id: v.order_id,
+                provider_txn_id: v.transaction_id,
+                refunded: v.amount,
+                order_total: v.amount,
+            },
+        }))
+    }
+
+    fn acknowledge(&self) -> CallbackAnswer {
+        CallbackAnswer::json(StatusCode::OK, &serde_json::json!({"ok": true}))
+    }
+
+    /// A problem+json body, like the rest of Tollgate's own API.
+    fn refuse(&self, status: StatusCode, reason: &str) -> CallbackAnswer {
+        let body = serde_json::json!({
+            "type": "https://tollgate.dev/problems/callback-rejected",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": reason,
+        });
+        CallbackAnswer {
+            content_type: Some("application/problem+json"),
+            ..CallbackAnswer::json(status, &body)
+        }
+    }
+}
