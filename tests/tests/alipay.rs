@@ -172,7 +172,7 @@ async fn every_rejection_answers_failure_and_changes_nothing() {
     let good = ali::fields(id, "TRADE_SUCCESS", "9.00");
     // Signed by a key that is not Alipay's.
     let forger =
-        RsaPrivateKey::from_pem_or_base64(&tollgate_tests::wechat::key("alipay_app_key.pem"))
+        RsaPrivateKey::from_pem_or_base64(&tollgate_tests::fake::key("alipay_app_key.pem"))
             .unwrap();
     assert_failure(&notify_raw(&s, ali::notification(&good, &forger)).await);
     // A field changed after signing.
@@ -227,13 +227,13 @@ async fn query_and_close_reach_the_gateway_signed() {
         "ACQ.TRADE_NOT_EXIST"
     );
     p.close(&order).await.unwrap();
-    fake.state.lock().unwrap().trades.insert(
-        id.to_string(),
+    fake.trades.set(
+        id.as_str(),
         json!({"trade_status": "WAIT_BUYER_PAY", "trade_no": "2027011522001", "total_amount": "9.00"}),
     );
     assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
-    fake.state.lock().unwrap().trades.insert(
-        id.to_string(),
+    fake.trades.set(
+        id.as_str(),
         json!({"trade_status": "TRADE_SUCCESS", "trade_no": "2027011522001", "total_amount": "9.00",
                "send_pay_date": "2027-01-15 16:01:00"}),
     );

@@ -253,7 +253,9 @@ async fn every_rejection_changes_nothing_and_answers_fail() {
     let signer = wx::platform_signer();
 
     // Bad signature: signed by a key that is not WeChat's.
-    let forger = RsaPrivateKey::from_pem_or_base64(&wx::key("alipay_app_key.pem")).unwrap();
+    let forger =
+        RsaPrivateKey::from_pem_or_base64(&tollgate_tests::fake::key("alipay_app_key.pem"))
+            .unwrap();
     assert_fail(
         &notify_with(&s, &body, T0, &forger, wx::PUB_KEY_ID).await,
         401,
@@ -327,7 +329,8 @@ async fn every_rejection_changes_nothing_and_answers_fail() {
     assert!(grants(&s, "qian").await.is_empty());
     // The genuine one still goes through, also signed by the certificate key.
     let cert_signer =
-        RsaPrivateKey::from_pem_or_base64(&wx::key("wechat_platform2_key.pem")).unwrap();
+        RsaPrivateKey::from_pem_or_base64(&tollgate_tests::fake::key("wechat_platform2_key.pem"))
+            .unwrap();
     let r = notify_with(&s, &body, T0 + 299, &cert_signer, wx::CERT_SERIAL).await;
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(grants(&s, "qian").await.len(), 1);
@@ -346,13 +349,13 @@ async fn query_and_close_reach_the_fake_signed() {
     let order = s.app.store.get_order(&id).await.unwrap().unwrap();
     let p = s.app.providers.get("wechat").unwrap().clone();
     assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
-    fake.state.lock().unwrap().trades.insert(
-        id.to_string(),
+    fake.trades.set(
+        id.as_str(),
         json!({"trade_state": "NOTPAY", "amount": {"total": 900, "currency": "CNY"}}),
     );
     assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
-    fake.state.lock().unwrap().trades.insert(
-        id.to_string(),
+    fake.trades.set(
+        id.as_str(),
         json!({"trade_state": "SUCCESS", "transaction_id": "4200000009",
                "success_time": "2027-01-15T16:01:00+08:00",
                "amount": {"total": 900, "payer_total": 900, "currency": "CNY"}}),
