@@ -3,7 +3,7 @@
 
 use super::{create_order, Bad, Callback, Conformant, Order, Plan};
 use crate::alipay::{self as ali, FakeAlipay};
-use crate::{Reply, TestServer};
+use crate::{Reply, TestServer, T0};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 
@@ -48,10 +48,16 @@ impl Conformant for Alipay {
         create_order(s, who, Self::NAME, plan).await
     }
 
+    /// `gmt_payment` says 2027-01-15 16:00:30 (China time), 30 s after the app's clock:
+    /// access never starts after Tollgate learned of the payment, so it is clamped to T0.
+    fn paid_at(&self) -> i64 {
+        T0
+    }
+
     /// Alipay notifies TRADE_SUCCESS, and TRADE_FINISHED once refunds are no longer
     /// possible: both say the order is paid, so deliveries alternate between them.
     fn paid(&self, order: &Order, n: usize) -> Callback {
-        let status = if n % 2 == 0 {
+        let status = if n.is_multiple_of(2) {
             "TRADE_SUCCESS"
         } else {
             "TRADE_FINISHED"

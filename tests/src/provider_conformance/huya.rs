@@ -76,10 +76,15 @@ impl Conformant for Huya {
         }
     }
 
+    /// `orderTime` 20270115160000 (China time).
+    fn paid_at(&self) -> i64 {
+        T0
+    }
+
     /// Huya may call back by POST (JSON body) or GET (query): deliveries alternate.
     fn paid(&self, order: &Order, n: usize) -> Callback {
         let f = fields(order, T0);
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             post(&f, hy::EXT_SECRET)
         } else {
             get(&f, hy::EXT_SECRET)

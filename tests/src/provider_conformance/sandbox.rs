@@ -49,6 +49,11 @@ impl Conformant for Sandbox {
         create_order(s, who, Self::NAME, plan).await
     }
 
+    /// The callback's `timestamp`.
+    fn paid_at(&self) -> i64 {
+        T0
+    }
+
     fn paid(&self, order: &Order, _n: usize) -> Callback {
         signed(&body(order, "paid", order.amount, T0))
     }

@@ -40,6 +40,11 @@ impl Conformant for Wechat {
         create_order(s, who, Self::NAME, plan).await
     }
 
+    /// `success_time` 2027-01-15T16:00:00+08:00.
+    fn paid_at(&self) -> i64 {
+        T0
+    }
+
     fn paid(&self, order: &Order, _n: usize) -> Callback {
         signed_at(
             paid_body(&wx::transaction(&order.id, TXN, order.amount)),
