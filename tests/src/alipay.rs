@@ -2,11 +2,10 @@
 //! with the app's public key and answers signed with the Alipay key, and builds asynchronous
 //! notifications the way Alipay does.
 
-use crate::fake::{Answer, FakeServer, Seen};
-use crate::wechat::key;
+use crate::fake::{key, Answer, FakeServer, Seen, Trades};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use tollgate::providers::rsa::{RsaPrivateKey, RsaPublicKey};
 
 pub const APP_ID: &str = "2021000117600000";
@@ -29,6 +28,11 @@ pub fn env(gateway: &str) -> Vec<(&'static str, String)> {
 
 pub fn alipay_signer() -> RsaPrivateKey {
     RsaPrivateKey::from_pem_or_base64(&key("alipay_platform_key.pem")).unwrap()
+}
+
+/// A key that is not Alipay's (the app's own), to forge notifications with.
+pub fn forger() -> RsaPrivateKey {
+    RsaPrivateKey::from_pem_or_base64(&key("alipay_app_key.pem")).unwrap()
 }
 
 pub fn app_public() -> RsaPublicKey {
@@ -64,21 +68,16 @@ pub fn form(s: &Seen) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// What the fake answers to trade.query by out_trade_no (absent = ACQ.TRADE_NOT_EXIST).
-#[derive(Default)]
-pub struct State {
-    pub trades: HashMap<String, Value>,
-}
-
 pub struct FakeAlipay {
     pub server: FakeServer,
-    pub state: Arc<Mutex<State>>,
+    /// What the fake answers to trade.query (absent = ACQ.TRADE_NOT_EXIST).
+    pub trades: Trades,
 }
 
 impl FakeAlipay {
     pub async fn start() -> Self {
-        let state: Arc<Mutex<State>> = Arc::default();
-        let st = state.clone();
+        let trades = Trades::default();
+        let st = trades.clone();
         let server = FakeServer::start(Arc::new(move |s: &Seen| {
             let body = String::from_utf8_lossy(&s.body).into_owned();
             let p = form(s);
@@ -90,19 +89,18 @@ impl FakeAlipay {
             }
             let biz: Value = p.get("biz_content").and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
             let id = biz["out_trade_no"].as_str().unwrap_or("").to_owned();
-            let mut st = st.lock().unwrap();
-            let node = match (method.as_str(), st.trades.get(&id)) {
+            let node = match (method.as_str(), st.get(&id)) {
                 (_, None) => json!({"code": "40004", "msg": "Business Failed",
                     "sub_code": "ACQ.TRADE_NOT_EXIST", "sub_msg": "交易不存在"}),
                 ("alipay.trade.query", Some(t)) => {
-                    let mut t = t.clone();
+                    let mut t = t;
                     t["code"] = json!("10000");
                     t["msg"] = json!("Success");
                     t["out_trade_no"] = json!(id);
                     t
                 }
                 ("alipay.trade.close", Some(_)) => {
-                    st.trades.insert(id.clone(), json!({"trade_status": "TRADE_CLOSED", "trade_no": "2027011522001", "total_amount": "9.00"}));
+                    st.set(&id, json!({"trade_status": "TRADE_CLOSED", "trade_no": "2027011522001", "total_amount": "9.00"}));
                     json!({"code": "10000", "msg": "Success", "out_trade_no": id, "trade_no": "2027011522001"})
                 }
                 _ => json!({"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.UNKNOWN"}),
@@ -110,7 +108,7 @@ impl FakeAlipay {
             signed(&node_name, &node)
         }))
         .await;
-        FakeAlipay { server, state }
+        FakeAlipay { server, trades }
     }
 }
 

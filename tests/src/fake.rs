@@ -1,10 +1,16 @@
-//! A fake provider server on a loopback port: real HTTP, a handler the test supplies, and a
-//! log of every request it received so tests can check what Tollgate sent.
+//! What every fake provider server on loopback shares: real HTTP on an ephemeral port, a
+//! handler the test supplies (plain, or async for answers that take time), a log of every
+//! request it received so tests can check what Tollgate sent, the trades a fake knows, and
+//! the fixture keys the fakes sign and verify with.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
@@ -31,8 +37,24 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+impl Answer {
+    /// An answer with no headers.
+    pub fn plain(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Answer {
+            status,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+}
+
 pub type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
 
+/// A handler whose answer may take time (a provider that hangs past the client's timeout).
+pub type AsyncHandler =
+    Arc<dyn Fn(Seen) -> Pin<Box<dyn Future<Output = Answer> + Send>> + Send + Sync>;
+
+/// The server; stopped when dropped.
 pub struct FakeServer {
     pub base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -41,6 +63,14 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub async fn start(handler: Handler) -> Self {
+        Self::start_async(Arc::new(move |s: Seen| {
+            let a = handler(&s);
+            Box::pin(async move { a })
+        }))
+        .await
+    }
+
+    pub async fn start_async(handler: AsyncHandler) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -74,8 +104,8 @@ impl FakeServer {
                             headers: parts.headers,
                             body,
                         };
-                        let a = handler(&s);
-                        log.lock().unwrap().push(s);
+                        log.lock().unwrap().push(s.clone());
+                        let a = handler(s).await;
                         let mut r = http::Response::builder().status(a.status);
                         for (k, v) in a.headers {
                             r = r.header(k, v);
@@ -104,4 +134,30 @@ impl Drop for FakeServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The trades a fake provider knows, by `out_trade_no`: what it answers to queries. Absent
+/// means the provider never heard of the order.
+#[derive(Clone, Default)]
+pub struct Trades(Arc<Mutex<HashMap<String, Value>>>);
+
+impl Trades {
+    pub fn set(&self, out_trade_no: &str, trade: Value) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(out_trade_no.to_owned(), trade);
+    }
+
+    pub fn get(&self, out_trade_no: &str) -> Option<Value> {
+        self.0.lock().unwrap().get(out_trade_no).cloned()
+    }
+}
+
+/// A key from `fixtures/keys` (test-only keys the fakes and the app are configured with).
+pub fn key(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/keys")
+        .join(name);
+    std::fs::read_to_string(path).expect("test key fixture")
 }

@@ -2,12 +2,10 @@
 //! making real HTTP calls to a fake provider server on loopback, whose answers the test
 //! scripts per order (paid, not paid, 500s, hangs, garbage).
 
+use crate::fake;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::Response;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,43 +36,27 @@ pub struct Script {
     pub closes: HashMap<String, u32>,
 }
 
-/// The fake server; stopped when dropped.
+/// The fake server (on [`crate::fake::FakeServer`]); stopped when dropped.
 pub struct FakeServer {
     pub base: String,
     pub script: Arc<Mutex<Script>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: fake::FakeServer,
 }
 
 impl FakeServer {
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let script = Arc::new(Mutex::new(Script::default()));
         let s = script.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                        let s = s.clone();
-                        async move { Ok::<_, std::convert::Infallible>(answer(&s, req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        FakeServer { base, script, task }
+        let server = fake::FakeServer::start_async(Arc::new(move |seen: fake::Seen| {
+            let s = s.clone();
+            Box::pin(async move { answer(&s, &seen).await })
+        }))
+        .await;
+        FakeServer {
+            base: server.base.clone(),
+            script,
+            _server: server,
+        }
     }
 
     pub fn script(&self, order_id: &str, answers: Vec<Answer>) {
@@ -106,14 +88,9 @@ impl FakeServer {
     }
 }
 
-async fn answer(script: &Mutex<Script>, req: http::Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    let reply = |status: u16, body: String| {
-        Response::builder()
-            .status(status)
-            .body(Full::new(Bytes::from(body)))
-            .unwrap()
-    };
+async fn answer(script: &Mutex<Script>, seen: &fake::Seen) -> fake::Answer {
+    let path = seen.target.split('?').next().unwrap_or("");
+    let reply = |status: u16, body: &str| fake::Answer::plain(status, body.as_bytes());
     if let Some(id) = path.strip_prefix("/close/") {
         *script
             .lock()
@@ -121,10 +98,10 @@ async fn answer(script: &Mutex<Script>, req: http::Request<Incoming>) -> Respons
             .closes
             .entry(id.to_owned())
             .or_default() += 1;
-        return reply(200, "{}".into());
+        return reply(200, "{}");
     }
     let Some(id) = path.strip_prefix("/query/") else {
-        return reply(404, "{}".into());
+        return reply(404, "{}");
     };
     let a = {
         let mut s = script.lock().unwrap();
@@ -140,16 +117,16 @@ async fn answer(script: &Mutex<Script>, req: http::Request<Incoming>) -> Respons
     match a {
         Answer::Paid { txn, amount } => reply(
             200,
-            serde_json::json!({"state": "paid", "txn": txn, "amount": amount}).to_string(),
+            &serde_json::json!({"state": "paid", "txn": txn, "amount": amount}).to_string(),
         ),
-        Answer::NotPaid => reply(200, r#"{"state":"notpaid"}"#.into()),
-        Answer::Closed => reply(200, r#"{"state":"closed"}"#.into()),
-        Answer::ServerError => reply(500, "oops".into()),
+        Answer::NotPaid => reply(200, r#"{"state":"notpaid"}"#),
+        Answer::Closed => reply(200, r#"{"state":"closed"}"#),
+        Answer::ServerError => reply(500, "oops"),
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            reply(200, r#"{"state":"notpaid"}"#.into())
+            reply(200, r#"{"state":"notpaid"}"#)
         }
-        Answer::Garbage => reply(200, "<html>not json".into()),
+        Answer::Garbage => reply(200, "<html>not json"),
     }
 }
 

@@ -18,8 +18,13 @@ pub fn env() -> Vec<(&'static str, String)> {
 }
 
 pub fn authorization(secret: &str, timestamp: &str, data: &[u8]) -> String {
+    authorization_for(APP_ID, secret, timestamp, data)
+}
+
+/// The authorization as another Huya app (`app_id`) would compute it.
+pub fn authorization_for(app_id: &str, secret: &str, timestamp: &str, data: &[u8]) -> String {
     let mut h = Md5::new();
-    h.update(APP_ID.as_bytes());
+    h.update(app_id.as_bytes());
     h.update(timestamp.as_bytes());
     h.update(data);
     h.update(secret.as_bytes());

@@ -9,6 +9,7 @@ pub mod fake_google;
 pub mod fake_provider;
 pub mod huya;
 pub mod nginx;
+pub mod provider_conformance;
 pub mod wechat;
 pub mod wrappers;
 

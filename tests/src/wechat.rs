@@ -2,11 +2,11 @@
 //! `WECHATPAY2-SHA256-RSA2048` Authorization against the merchant's public key, answers
 //! signed with a platform key, and builds notifications the way WeChat Pay does.
 
-use crate::fake::{Answer, FakeServer, Seen};
+use crate::fake::{key, Answer, FakeServer, Seen, Trades};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tollgate::crypto::b64_encode;
 use tollgate::providers::rsa::{RsaPrivateKey, RsaPublicKey};
 
@@ -16,13 +16,6 @@ pub const API_V3_KEY: &str = "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb";
 pub const MERCHANT_SERIAL: &str = "3775B6A45ACD588826D15E583A95F5DD12345678";
 pub const PUB_KEY_ID: &str = "PUB_KEY_ID_0114232134912410000000000000";
 pub const CERT_SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
-
-pub fn key(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/keys")
-        .join(name);
-    std::fs::read_to_string(path).expect("test key fixture")
-}
 
 /// The `WECHATPAY_*` variables for a deployment talking to `base`.
 pub fn env(base: &str) -> Vec<(&'static str, String)> {
@@ -54,6 +47,11 @@ pub fn env(base: &str) -> Vec<(&'static str, String)> {
 
 pub fn platform_signer() -> RsaPrivateKey {
     RsaPrivateKey::from_pem_or_base64(&key("wechat_platform_key.pem")).unwrap()
+}
+
+/// A key that is not WeChat Pay's, to forge signatures with.
+pub fn forger() -> RsaPrivateKey {
+    RsaPrivateKey::from_pem_or_base64(&key("alipay_app_key.pem")).unwrap()
 }
 
 pub fn merchant_public() -> RsaPublicKey {
@@ -111,22 +109,17 @@ pub fn signed_headers(
     ]
 }
 
-/// What the fake answers to queries, by out_trade_no (absent = ORDER_NOT_EXIST).
-#[derive(Default)]
-pub struct State {
-    pub trades: HashMap<String, Value>,
-}
-
 pub struct FakeWechat {
     pub server: FakeServer,
-    pub state: Arc<Mutex<State>>,
+    /// What the fake answers to queries (absent = ORDER_NOT_EXIST).
+    pub trades: Trades,
 }
 
 impl FakeWechat {
     /// `now` stamps the signed answers (the app's clock).
     pub async fn start(now: i64) -> Self {
-        let state: Arc<Mutex<State>> = Arc::default();
-        let st = state.clone();
+        let trades = Trades::default();
+        let st = trades.clone();
         let server = FakeServer::start(Arc::new(move |s: &Seen| {
             if !authorization_ok(s) {
                 return json_answer(
@@ -153,24 +146,21 @@ impl FakeWechat {
             }
             if let Some(rest) = path.strip_prefix("/v3/pay/transactions/out-trade-no/") {
                 if let Some(id) = rest.strip_suffix("/close") {
-                    st.lock()
-                        .unwrap()
-                        .trades
-                        .insert(id.to_owned(), json!({"trade_state": "CLOSED"}));
+                    st.set(id, json!({"trade_state": "CLOSED"}));
                     return Answer {
                         status: 204,
                         headers: vec![],
                         body: vec![],
                     };
                 }
-                return match st.lock().unwrap().trades.get(rest) {
+                return match st.get(rest) {
                     None => json_answer(
                         404,
                         &json!({"code": "ORDER_NOT_EXIST", "message": "order does not exist"}),
                         now,
                     ),
                     Some(t) => {
-                        let mut t = t.clone();
+                        let mut t = t;
                         t["mchid"] = json!(MCH_ID);
                         t["appid"] = json!(APP_ID);
                         t["out_trade_no"] = json!(rest);
@@ -185,7 +175,7 @@ impl FakeWechat {
             )
         }))
         .await;
-        FakeWechat { server, state }
+        FakeWechat { server, trades }
     }
 }
 

@@ -1,9 +1,9 @@
-//! End to end over HTTP against the local server: orders, sandbox payments, entitlements,
-//! and every rejection path changing nothing. Runs on the embedded store, and the
-//! concurrency case also on DynamoDB (moto).
+//! End to end over HTTP against the local server: orders, the sandbox payment page,
+//! entitlements, and request and callback refusals changing nothing, on the embedded store.
+//! The sandbox's genuine, duplicate, forged, refunded and concurrent callbacks are in the
+//! provider conformance suite.
 
 use serde_json::{json, Value};
-use std::sync::Arc;
 use tollgate::clock::ManualClock;
 use tollgate_tests::*;
 
@@ -326,8 +326,12 @@ async fn orders_are_private_and_cancellable_once() {
     );
 }
 
+/// What the sandbox refuses beyond the provider conformance suite (which has forged,
+/// tampered, unsigned, stale, wrong-amount, unknown-order and malformed callbacks): another
+/// currency, bodies of the wrong shape, a refund of an unpaid order, and a second, different
+/// payment of a paid one.
 #[tokio::test]
-async fn rejected_callbacks_change_nothing() {
+async fn currency_refund_of_unpaid_and_second_payment_are_refused() {
     let (s, clock) = server().await;
     let o = create(
         &s,
@@ -336,51 +340,16 @@ async fn rejected_callbacks_change_nothing() {
     )
     .await;
     let good = paid_callback(&o, "t1", 900, T0);
-    // Forged signature.
-    s.request(
-        "POST",
-        "/callbacks/sandbox",
-        &[("x-sandbox-signature", &"0".repeat(64))],
-        good.to_string(),
-    )
-    .await
-    .assert_problem(401);
-    s.request("POST", "/callbacks/sandbox", &[], good.to_string())
-        .await
-        .assert_problem(401);
-    // Signed, but with a different secret.
-    let forged = tollgate::providers::sandbox::sign("guessed-secret", good.to_string().as_bytes());
-    s.request(
-        "POST",
-        "/callbacks/sandbox",
-        &[("x-sandbox-signature", &forged)],
-        good.to_string(),
-    )
-    .await
-    .assert_problem(401);
-    // Wrong amount, wrong currency.
-    s.sandbox_callback(&paid_callback(&o, "t1", 1, T0))
-        .await
-        .assert_problem(422);
     let mut usd = good.clone();
     usd["amount"]["currency"] = json!("USD");
     s.sandbox_callback(&usd).await.assert_problem(422);
-    // Unknown order.
-    let mut ghost = good.clone();
-    ghost["order_id"] = json!("01KAAAAAAAAAAAAAAAAAAAAAAA");
-    s.sandbox_callback(&ghost).await.assert_problem(404);
     // Malformed bodies, correctly signed.
     for bad in [
-        json!({"order_id": o["order_id"]}),
         json!([]),
         json!({"order_id": "x", "transaction_id": "t", "status": "paid", "amount": {"amount": 900, "currency": "CNY"}, "timestamp": T0}),
     ] {
         s.sandbox_callback(&bad).await.assert_problem(400);
     }
-    // Stale timestamp (a replay from long ago).
-    s.sandbox_callback(&paid_callback(&o, "t1", 900, T0 - 3600))
-        .await
-        .assert_problem(401);
     // Refund of an unpaid order.
     let mut refund = good.clone();
     refund["status"] = json!("refunded");
@@ -395,9 +364,7 @@ async fn rejected_callbacks_change_nothing() {
         s.call("heidi", "GET", "/entitlements", None).await.json()["grants"],
         json!([])
     );
-    // The genuine callback still works, and a replay of it is acknowledged with no effect.
     clock.advance(5);
-    assert_eq!(s.sandbox_callback(&good).await.status, 200);
     assert_eq!(s.sandbox_callback(&good).await.status, 200);
     // A second, different payment for a paid order is refused (it needs a refund, not a grant).
     s.sandbox_callback(&paid_callback(&o, "t2", 900, T0))
@@ -410,49 +377,4 @@ async fn rejected_callbacks_change_nothing() {
             .len(),
         1
     );
-}
-
-async fn concurrent_callbacks(backend: Backend) {
-    let Some(store) = store_for(backend).await else {
-        return;
-    };
-    let s = Arc::new(TestServer::start(test_app(store, ManualClock::at(T0))).await);
-    let o = create(
-        &s,
-        "ivan",
-        json!({"product_id": "pass", "plan_id": "30d", "provider": "sandbox"}),
-    )
-    .await;
-    let cb = paid_callback(&o, "dup-txn", 3000, T0);
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let s = s.clone();
-        let cb = cb.clone();
-        tasks.push(tokio::spawn(
-            async move { s.sandbox_callback(&cb).await.status },
-        ));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200, "every duplicate is acknowledged");
-    }
-    let ent = s.call("ivan", "GET", "/entitlements", None).await.json();
-    assert_eq!(
-        ent["grants"].as_array().unwrap().len(),
-        1,
-        "exactly one grant: {ent}"
-    );
-    assert_eq!(
-        ent["grants"][0]["valid_until"],
-        tollgate::domain::ids::rfc3339(T0 + 30 * DAY)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_duplicate_callbacks_grant_once_memory() {
-    concurrent_callbacks(Backend::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_duplicate_callbacks_grant_once_dynamo() {
-    concurrent_callbacks(Backend::Dynamo).await;
 }

@@ -1,6 +1,8 @@
-//! Huya end to end: a callback (GET or POST) creates the paid order and its grant for
-//! `huya:<profileId>` in one transaction, deduped by Huya's orderId; durations stack;
-//! every rejection changes nothing; 64 concurrent duplicates grant once on both stores.
+//! Huya end to end, what only Huya has: callbacks by GET as well as POST, durations that
+//! stack across sales, goods and levels resolved against the catalog, a configurable
+//! timestamp window. That a callback creates the paid order and its grant once (also under
+//! 64 concurrent duplicates), and refuses forgeries changing nothing, is in the provider
+//! conformance suite.
 
 use serde_json::Value;
 use std::sync::Arc;
@@ -65,22 +67,6 @@ async fn post_and_get_callbacks_create_paid_orders_whose_durations_stack() {
         )
         .await,
     );
-    let e = entitlements(&s, user).await;
-    assert_eq!(e["grants"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        e["grants"][0]["valid_until"],
-        tollgate::domain::ids::rfc3339(T0 + 7 * DAY)
-    );
-    // The order exists, already paid, at the catalog price, and belongs to the buyer.
-    let id = tollgate::providers::huya::order_id_for("HY-1", T0);
-    let o = s
-        .call(user, "GET", &format!("/orders/{id}"), None)
-        .await
-        .json();
-    assert_eq!(o["state"], "PAID");
-    assert_eq!(o["provider"], "huya");
-    assert_eq!(o["plan_id"], "7d");
-    assert_eq!(o["amount"]["amount"], 900);
 
     // A second purchase (level 2 = 30 days) by GET stacks after the first.
     assert_ok(
@@ -128,51 +114,14 @@ async fn post_and_get_callbacks_create_paid_orders_whose_durations_stack() {
     r.assert_problem(405);
 }
 
+/// Huya's own ways to be wrong: goods or a level the catalog does not sell, a bad
+/// orderTime, a GET with a wrong secret or a missing field. Forged, tampered, unsigned,
+/// stale, other-extension and other-app callbacks are in the provider conformance suite.
 #[tokio::test]
-async fn every_rejection_changes_nothing() {
+async fn unknown_goods_and_malformed_fields_change_nothing() {
     let s = setup(Backend::Memory).await.unwrap();
     let good = hy::fields("HY-9", "profile-7", "hy-pass", "1", T0);
-    assert_refused(&post(&s, &good, "wrong-secret").await, 401);
     assert_refused(&get(&s, &good, "wrong-secret").await, 401);
-    // Tampered after signing: the level changed.
-    let (auth, body) = hy::post(&good, hy::EXT_SECRET);
-    let r = s
-        .request(
-            "POST",
-            "/callbacks/huya",
-            &[("authorization", &auth)],
-            body.replace("\"expenseLevel\":\"1\"", "\"expenseLevel\":\"2\""),
-        )
-        .await;
-    assert_refused(&r, 401);
-    assert_refused(
-        &s.request("POST", "/callbacks/huya", &[], hy::json_body(&good))
-            .await,
-        401,
-    );
-    // Stale and future timestamps (default window 300 s).
-    assert_refused(
-        &post(
-            &s,
-            &hy::fields("HY-9", "profile-7", "hy-pass", "1", T0 - 301),
-            hy::EXT_SECRET,
-        )
-        .await,
-        401,
-    );
-    assert_refused(
-        &post(
-            &s,
-            &hy::fields("HY-9", "profile-7", "hy-pass", "1", T0 + 301),
-            hy::EXT_SECRET,
-        )
-        .await,
-        401,
-    );
-    // Unknown extUuid, goods, level.
-    let mut f = good.clone();
-    f[3].1 = "someone-elses-ext".into();
-    assert_refused(&post(&s, &f, hy::EXT_SECRET).await, 403);
     assert_refused(
         &post(
             &s,
@@ -191,14 +140,6 @@ async fn every_rejection_changes_nothing() {
         .await,
         422,
     );
-    // Malformed: not JSON, missing field, bad orderTime.
-    let junk = "not json";
-    let auth = hy::authorization(hy::EXT_SECRET, &T0.to_string(), junk.as_bytes());
-    assert_refused(
-        &s.request("POST", "/callbacks/huya", &[("authorization", &auth)], junk)
-            .await,
-        400,
-    );
     let mut f = good.clone();
     f[1].1 = "2027-01-15".into();
     assert_refused(&post(&s, &f, hy::EXT_SECRET).await, 400);
@@ -215,7 +156,7 @@ async fn every_rejection_changes_nothing() {
     s.call("huya:profile-7", "GET", &format!("/orders/{id}"), None)
         .await
         .assert_problem(404);
-    assert_ok(&post(&s, &good, hy::EXT_SECRET).await);
+    assert_ok(&get(&s, &good, hy::EXT_SECRET).await);
 }
 
 #[tokio::test]
@@ -241,47 +182,4 @@ async fn the_timestamp_window_is_configurable() {
         )
         .await,
     );
-}
-
-async fn concurrent(backend: Backend) {
-    let Some(s) = setup(backend).await else {
-        return;
-    };
-    let f = hy::fields("HY-64", "profile-64", "hy-pass", "2", T0);
-    let mut tasks = Vec::new();
-    for i in 0..64 {
-        let s = s.clone();
-        let f = f.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = if i % 2 == 0 {
-                post(&s, &f, hy::EXT_SECRET).await
-            } else {
-                get(&s, &f, hy::EXT_SECRET).await
-            };
-            r.status
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 200);
-    }
-    let e = entitlements(&s, "huya:profile-64").await;
-    assert_eq!(
-        e["grants"].as_array().unwrap().len(),
-        1,
-        "exactly one grant: {e}"
-    );
-    assert_eq!(
-        e["grants"][0]["valid_until"],
-        tollgate::domain::ids::rfc3339(T0 + 30 * DAY)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_duplicate_callbacks_grant_once_memory() {
-    concurrent(Backend::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_duplicate_callbacks_grant_once_dynamo() {
-    concurrent(Backend::Dynamo).await;
 }

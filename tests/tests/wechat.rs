@@ -1,7 +1,8 @@
-//! WeChat Pay v3 end to end: the local server against a fake WeChat Pay on loopback.
-//! create → prepay (signed request, checked by the fake) → notification → entitlement;
-//! refund → access gone; every rejection changes nothing and answers `{"code":"FAIL"}`;
-//! query and close reach the fake correctly signed; 64 duplicate notifications grant once.
+//! WeChat Pay v3 end to end, what only WeChat Pay has: the local server against a fake
+//! WeChat Pay on loopback. Prepay channels and their signed client parameters, platform keys
+//! by serial and rotation, partial refunds, query and close reaching the fake correctly
+//! signed, configuration errors. Paying, duplicates, refused notifications, refunds and
+//! concurrent duplicates are in the provider conformance suite.
 
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -187,7 +188,7 @@ async fn a_retried_create_never_prepays_twice() {
 }
 
 #[tokio::test]
-async fn pay_notify_entitled_then_refund_revokes() {
+async fn partial_and_abnormal_refunds_keep_access() {
     let (s, _fake) = setup(Backend::Memory).await.unwrap();
     let o = create(
         &s,
@@ -201,17 +202,7 @@ async fn pay_notify_entitled_then_refund_revokes() {
         &wx::transaction(id, "4200000001", 900),
         wx::API_V3_KEY,
     );
-    let r = notify(&s, &paid).await;
-    assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
-    assert!(r.body.is_empty());
-    assert_eq!(order_state(&s, "li", id).await, "PAID");
-    let g = grants(&s, "li").await;
-    assert_eq!(g.len(), 1);
-    assert_eq!(g[0]["source_id"], id);
-    // A duplicate is acknowledged and changes nothing.
     assert_eq!(notify(&s, &paid).await.status, 204);
-    assert_eq!(grants(&s, "li").await.len(), 1);
-
     // A partial refund keeps access; REFUND.ABNORMAL changes nothing.
     let partial = wx::notification(
         "REFUND.SUCCESS",
@@ -226,20 +217,15 @@ async fn pay_notify_entitled_then_refund_revokes() {
     );
     assert_eq!(notify(&s, &abnormal).await.status, 204);
     assert_eq!(order_state(&s, "li", id).await, "PAID");
-
-    let refunded = wx::notification(
-        "REFUND.SUCCESS",
-        &wx::refund(id, "4200000001", 900, 900),
-        wx::API_V3_KEY,
-    );
-    assert_eq!(notify(&s, &refunded).await.status, 204);
-    assert_eq!(order_state(&s, "li", id).await, "REFUNDED");
-    assert!(grants(&s, "li").await.is_empty(), "access gone");
-    assert_eq!(notify(&s, &refunded).await.status, 204, "duplicate refund");
+    assert_eq!(grants(&s, "li").await.len(), 1);
 }
 
+/// Platform keys are found by serial, a retired certificate key still verifies (rotation),
+/// and the notification must decrypt under the APIv3 key. Forged, tampered, unsigned,
+/// stale, wrong-merchant/app/amount and unknown-order notifications are in the provider
+/// conformance suite.
 #[tokio::test]
-async fn every_rejection_changes_nothing_and_answers_fail() {
+async fn platform_keys_by_serial_and_the_apiv3_key() {
     let (s, _fake) = setup(Backend::Memory).await.unwrap();
     let o = create(
         &s,
@@ -252,12 +238,6 @@ async fn every_rejection_changes_nothing_and_answers_fail() {
     let body = wx::notification("TRANSACTION.SUCCESS", &good, wx::API_V3_KEY);
     let signer = wx::platform_signer();
 
-    // Bad signature: signed by a key that is not WeChat's.
-    let forger = RsaPrivateKey::from_pem_or_base64(&wx::key("alipay_app_key.pem")).unwrap();
-    assert_fail(
-        &notify_with(&s, &body, T0, &forger, wx::PUB_KEY_ID).await,
-        401,
-    );
     // The right key under another serial, and an unknown serial.
     assert_fail(
         &notify_with(&s, &body, T0, &signer, wx::CERT_SERIAL).await,
@@ -267,67 +247,21 @@ async fn every_rejection_changes_nothing_and_answers_fail() {
         &notify_with(&s, &body, T0, &signer, "PUB_KEY_ID_0000").await,
         401,
     );
-    // Stale and future timestamps (window 300 s).
-    assert_fail(
-        &notify_with(&s, &body, T0 - 301, &signer, wx::PUB_KEY_ID).await,
-        401,
-    );
-    assert_fail(
-        &notify_with(&s, &body, T0 + 301, &signer, wx::PUB_KEY_ID).await,
-        401,
-    );
-    // Tampered body after signing.
-    let mut tampered = body.clone();
-    let n = tampered.len();
-    tampered[n - 2] = b' ';
-    let h = wx::signed_headers(&body, T0, &signer, wx::PUB_KEY_ID);
-    let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    assert_fail(
-        &s.request("POST", "/callbacks/wechat", &h, tampered).await,
-        401,
-    );
-    // Missing headers.
-    assert_fail(
-        &s.request("POST", "/callbacks/wechat", &[], body.clone())
-            .await,
-        400,
-    );
-    // Wrong merchant, wrong app, wrong APIv3 key (undecryptable), malformed.
-    let mut wrong = good.clone();
-    wrong["mchid"] = json!("1900000999");
-    let b = wx::notification("TRANSACTION.SUCCESS", &wrong, wx::API_V3_KEY);
-    assert_fail(&notify(&s, &b).await, 403);
-    let mut wrong = good.clone();
-    wrong["appid"] = json!("wx0000000000000000");
-    let b = wx::notification("TRANSACTION.SUCCESS", &wrong, wx::API_V3_KEY);
-    assert_fail(&notify(&s, &b).await, 403);
+    // Wrong APIv3 key (undecryptable), and bytes that are not JSON.
     let b = wx::notification(
         "TRANSACTION.SUCCESS",
         &good,
         "00000000000000000000000000000000",
     );
     assert_fail(&notify(&s, &b).await, 400);
-    assert_fail(&notify(&s, b"{\"not\":\"a notification\"}").await, 400);
     assert_fail(&notify(&s, b"\xff\xfe garbage").await, 400);
-    // Amount mismatch and an unknown order.
-    let b = wx::notification(
-        "TRANSACTION.SUCCESS",
-        &wx::transaction(id, "4200000002", 1),
-        wx::API_V3_KEY,
-    );
-    assert_fail(&notify(&s, &b).await, 422);
-    let b = wx::notification(
-        "TRANSACTION.SUCCESS",
-        &wx::transaction("01KQ000000000000000000000Z", "4200000003", 900),
-        wx::API_V3_KEY,
-    );
-    assert_fail(&notify(&s, &b).await, 404);
 
     assert_eq!(order_state(&s, "qian", id).await, "PENDING");
     assert!(grants(&s, "qian").await.is_empty());
-    // The genuine one still goes through, also signed by the certificate key.
+    // The genuine one goes through signed by the certificate key, at the window's edge.
     let cert_signer =
-        RsaPrivateKey::from_pem_or_base64(&wx::key("wechat_platform2_key.pem")).unwrap();
+        RsaPrivateKey::from_pem_or_base64(&tollgate_tests::fake::key("wechat_platform2_key.pem"))
+            .unwrap();
     let r = notify_with(&s, &body, T0 + 299, &cert_signer, wx::CERT_SERIAL).await;
     assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(grants(&s, "qian").await.len(), 1);
@@ -346,13 +280,13 @@ async fn query_and_close_reach_the_fake_signed() {
     let order = s.app.store.get_order(&id).await.unwrap().unwrap();
     let p = s.app.providers.query("wechat").unwrap().clone();
     assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
-    fake.state.lock().unwrap().trades.insert(
-        id.to_string(),
+    fake.trades.set(
+        id.as_str(),
         json!({"trade_state": "NOTPAY", "amount": {"total": 900, "currency": "CNY"}}),
     );
     assert_eq!(p.query(&order).await.unwrap(), QueryResult::NotPaid);
-    fake.state.lock().unwrap().trades.insert(
-        id.to_string(),
+    fake.trades.set(
+        id.as_str(),
         json!({"trade_state": "SUCCESS", "transaction_id": "4200000009",
                "success_time": "2027-01-15T16:01:00+08:00",
                "amount": {"total": 900, "payer_total": 900, "currency": "CNY"}}),
@@ -566,46 +500,4 @@ fn missing_or_bad_configuration_names_the_variable() {
             "{text}"
         );
     }
-}
-
-async fn concurrent(backend: Backend) {
-    let Some((s, _fake)) = setup(backend).await else {
-        return;
-    };
-    let o = create(
-        &s,
-        "feng",
-        json!({"product_id": "pass", "plan_id": "30d", "provider": "wechat"}),
-    )
-    .await;
-    let body = wx::notification(
-        "TRANSACTION.SUCCESS",
-        &wx::transaction(o["order_id"].as_str().unwrap(), "4200000064", 3000),
-        wx::API_V3_KEY,
-    );
-    let mut tasks = Vec::new();
-    for _ in 0..64 {
-        let s = s.clone();
-        let body = body.clone();
-        tasks.push(tokio::spawn(async move { notify(&s, &body).await.status }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 204);
-    }
-    let g = grants(&s, "feng").await;
-    assert_eq!(g.len(), 1, "exactly one grant: {g:?}");
-    assert_eq!(
-        g[0]["valid_until"],
-        tollgate::domain::ids::rfc3339(T0 + 30 * DAY)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_duplicate_notifications_grant_once_memory() {
-    concurrent(Backend::Memory).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_duplicate_notifications_grant_once_dynamo() {
-    concurrent(Backend::Dynamo).await;
 }
