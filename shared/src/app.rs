@@ -180,32 +180,18 @@ fn build_providers(
                     .with_verifier(sandbox::NAME, p);
             }
             alipay::NAME => {
-                let p = Arc::new(alipay::Alipay::from_vars(
-                    vars,
-                    catalog,
-                    http_client()?,
-                    clock.clone(),
-                )?);
-                providers
-                    .with_creator(alipay::NAME, p.clone())
-                    .with_verifier(alipay::NAME, p.clone())
-                    .with_query(alipay::NAME, p);
+                let http = http_client()?;
+                let p = alipay::Alipay::from_vars(vars, catalog, http, clock.clone())?;
+                providers.with_full_service(alipay::NAME, Arc::new(p));
             }
             huya::NAME => {
                 let p = Arc::new(huya::Huya::from_vars(vars, catalog)?);
                 providers.with_verifier(huya::NAME, p);
             }
             wechat::NAME => {
-                let p = Arc::new(wechat::WechatPay::from_vars(
-                    vars,
-                    catalog,
-                    http_client()?,
-                    clock.clone(),
-                )?);
-                providers
-                    .with_creator(wechat::NAME, p.clone())
-                    .with_verifier(wechat::NAME, p.clone())
-                    .with_query(wechat::NAME, p);
+                let http = http_client()?;
+                let p = wechat::WechatPay::from_vars(vars, catalog, http, clock.clone())?;
+                providers.with_full_service(wechat::NAME, Arc::new(p));
             }
             other => {
                 return Err(ConfigError {

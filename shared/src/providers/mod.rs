@@ -292,6 +292,16 @@ impl Providers {
         self
     }
 
+    /// A provider with orders of its own: it creates payments, calls back and can be queried.
+    pub fn with_full_service<P>(&mut self, name: &'static str, p: Arc<P>) -> &mut Self
+    where
+        P: PaymentCreator + CallbackVerifier + OrderQuery + 'static,
+    {
+        self.with_creator(name, p.clone())
+            .with_verifier(name, p.clone())
+            .with_query(name, p)
+    }
+
     pub fn is_enabled(&self, name: &str) -> bool {
         self.enabled.contains(name)
     }
