@@ -10,6 +10,7 @@ pub mod local;
 pub mod metrics;
 pub mod providers;
 pub mod queue;
+pub mod recovery;
 pub mod service;
 pub mod store;
 pub mod stream;
