@@ -391,3 +391,269 @@ impl OrderQuery for WechatPay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::wire::fixture::*;
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{Config, Profile};
+    use crate::providers::rsa::testkeys;
+    use http::{HeaderMap, HeaderValue, Method};
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    const NOTIFY_URL: &str = "https://tollgate.example.com/callbacks/wechat";
+
+    /// The `WECHATPAY_*` variables of the wire fixture's merchant, with `changes` applied
+    /// (an empty value unsets the variable).
+    fn vars(changes: &[(&str, &str)]) -> ProviderVars {
+        let (merchant_sk, _) = testkeys::rsa_pem(0);
+        let mut m: HashMap<String, String> = [
+            ("CATALOG_JSON", r#"{"products":[]}"#.to_owned()),
+            ("WECHATPAY_MCH_ID", MCH.into()),
+            ("WECHATPAY_APP_ID", APP.into()),
+            ("WECHATPAY_API_V3_KEY", V3KEY.into()),
+            ("WECHATPAY_MERCHANT_SERIAL", "MERCHANTSERIAL01".into()),
+            ("WECHATPAY_MERCHANT_PRIVATE_KEY", merchant_sk),
+            ("WECHATPAY_PLATFORM_KEYS", platform_keys_env()),
+            ("WECHATPAY_NOTIFY_URL", NOTIFY_URL.into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in changes {
+            m.insert(k.to_string(), v.to_string());
+        }
+        Config::from_lookup(Profile::Lambda, |k| m.get(k).cloned())
+            .unwrap()
+            .provider_vars
+    }
+
+    fn build(vars: &ProviderVars) -> Result<WechatPay, ConfigError> {
+        let catalog = Catalog::from_json(r#"{"products":[]}"#).unwrap();
+        let http = HttpClient::new(Duration::from_secs(1)).unwrap();
+        WechatPay::from_vars(vars, &catalog, http, Arc::new(ManualClock::at(NOW)))
+    }
+
+    fn wechat() -> WechatPay {
+        build(&vars(&[])).unwrap()
+    }
+
+    #[test]
+    fn configuration_names_the_bad_variable() {
+        let w = wechat();
+        assert_eq!((w.base_url.as_str(), w.base_path.as_str()), (API_BASE, ""));
+        let shown = format!("{w:?}");
+        assert!(!shown.contains(V3KEY) && !shown.contains("MII"), "{shown}");
+        let w = build(&vars(&[("WECHATPAY_BASE_URL", "http://127.0.0.1:9/wx/")])).unwrap();
+        assert_eq!(w.base_path, "/wx");
+        for (name, value) in [
+            ("WECHATPAY_MCH_ID", ""),
+            ("WECHATPAY_MCH_ID", "19/00"),
+            ("WECHATPAY_API_V3_KEY", "short"),
+            ("WECHATPAY_MERCHANT_PRIVATE_KEY", "not a key"),
+            ("WECHATPAY_PLATFORM_KEYS", "ABCDEF=not a key"),
+            ("WECHATPAY_NOTIFY_URL", "http://tollgate.example.com/cb"),
+            (
+                "WECHATPAY_NOTIFY_URL",
+                "https://tollgate.example.com/cb?x=1",
+            ),
+            ("WECHATPAY_BASE_URL", "ftp://api.mch.weixin.qq.com"),
+        ] {
+            let e = build(&vars(&[(name, value)])).unwrap_err();
+            assert_eq!(e.name, name, "{name}={value}: {e}");
+            assert!(!e.to_string().contains("MII"), "{e}");
+        }
+    }
+
+    #[test]
+    fn channels_pick_the_trade_type() {
+        let w = wechat();
+        let with_openid = Payer {
+            openid: Some("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into()),
+        };
+        let anonymous = Payer::default();
+        assert!(w.check_request(None, &anonymous).is_ok());
+        assert!(w.check_request(Some("native"), &anonymous).is_ok());
+        assert!(w.check_request(Some("app"), &anonymous).is_ok());
+        assert!(w.check_request(Some("jsapi"), &with_openid).is_ok());
+        assert!(w.check_request(Some("jsapi"), &anonymous).is_err());
+        assert!(w.check_request(Some("h5"), &with_openid).is_err());
+        assert_eq!(
+            WechatPay::trade_type(Some("jsapi"), &with_openid),
+            Ok(TradeType::Jsapi {
+                openid: "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o".into()
+            })
+        );
+        assert!(w.prepares_remotely() && !w.sells_store_products());
+    }
+
+    fn callback(f: &Fixture, body: Vec<u8>) -> CallbackRequest {
+        let mut headers = HeaderMap::new();
+        let ts = NOW.to_string();
+        let sig = signed(f, &body, NOW);
+        for (k, v) in [
+            ("wechatpay-signature", sig.as_str()),
+            ("wechatpay-timestamp", ts.as_str()),
+            ("wechatpay-nonce", NONCE),
+            ("wechatpay-serial", PUBKEY_ID),
+            ("content-type", "application/json"),
+        ] {
+            headers.insert(k, HeaderValue::from_str(v).unwrap());
+        }
+        CallbackRequest {
+            method: Method::POST,
+            query: None,
+            headers,
+            body: body.into(),
+        }
+    }
+
+    fn ours(mut resource: Value, order_id: &OrderId) -> Value {
+        resource["out_trade_no"] = json!(order_id.as_str());
+        resource
+    }
+
+    #[test]
+    fn callbacks_become_events() {
+        let (w, f) = (wechat(), fixture());
+        let id = OrderId::from_parts(1_700_000_000_000, [7; 10]);
+        let cny = |fen| Money::new(fen, Currency::CNY).unwrap();
+
+        let paid = envelope(
+            "TRANSACTION.SUCCESS",
+            &ours(transaction(MCH, APP), &id),
+            V3KEY,
+        );
+        assert_eq!(
+            w.verify_callback(&callback(&f, paid), NOW),
+            Ok(Some(ProviderEvent::Paid {
+                order_id: id.clone(),
+                provider_txn_id: "4200000000202401010000000001".into(),
+                amount: cny(1200),
+                paid_at: Some(1704081600),
+            }))
+        );
+        let refunded = envelope("REFUND.SUCCESS", &ours(refund(MCH, "SUCCESS"), &id), V3KEY);
+        assert_eq!(
+            w.verify_callback(&callback(&f, refunded), NOW),
+            Ok(Some(ProviderEvent::Refunded {
+                order_id: id.clone(),
+                provider_txn_id: "4200000000202401010000000001".into(),
+                refunded: cny(500),
+                order_total: cny(1200),
+            }))
+        );
+        for (event, status) in [("REFUND.CLOSED", "CLOSED"), ("REFUND.ABNORMAL", "ABNORMAL")] {
+            let body = envelope(event, &ours(refund(MCH, status), &id), V3KEY);
+            assert_eq!(w.verify_callback(&callback(&f, body), NOW), Ok(None));
+        }
+
+        // Refusals carry the label and status the API answers with.
+        let code = |req: &CallbackRequest| {
+            let e = w.verify_callback(req, NOW).unwrap_err();
+            (e.code, e.status)
+        };
+        let paid = envelope(
+            "TRANSACTION.SUCCESS",
+            &ours(transaction(MCH, APP), &id),
+            V3KEY,
+        );
+        let mut unsigned = callback(&f, paid.clone());
+        unsigned.headers.remove("wechatpay-signature");
+        assert_eq!(code(&unsigned), ("malformed", StatusCode::BAD_REQUEST));
+        let mut tampered = callback(&f, paid.clone());
+        tampered.body = [&paid[..], b" "].concat().into();
+        assert_eq!(code(&tampered), ("bad_signature", StatusCode::UNAUTHORIZED));
+        assert_eq!(
+            code(&callback(
+                &f,
+                envelope("TRANSACTION.SUCCESS", &transaction("1", APP), V3KEY)
+            )),
+            ("wrong_merchant", StatusCode::FORBIDDEN)
+        );
+        let not_ours = envelope("TRANSACTION.SUCCESS", &transaction(MCH, APP), V3KEY);
+        let e = w.verify_callback(&callback(&f, not_ours), NOW).unwrap_err();
+        assert!(e.reason.contains("out_trade_no is not ours"), "{e}");
+        let mut tx = ours(transaction(MCH, APP), &id);
+        tx["amount"]["currency"] = json!("USDX");
+        let e = w
+            .verify_callback(
+                &callback(&f, envelope("TRANSACTION.SUCCESS", &tx, V3KEY)),
+                NOW,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, "malformed");
+    }
+
+    #[test]
+    fn callback_answers() {
+        let w = wechat();
+        assert_eq!(
+            w.acknowledge(),
+            CallbackAnswer::empty(StatusCode::NO_CONTENT)
+        );
+        let a = w.refuse(StatusCode::SERVICE_UNAVAILABLE, "busy");
+        assert_eq!(
+            (a.status, a.content_type),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("application/json"))
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&a.body).unwrap(),
+            json!({"code": "FAIL", "message": "busy"})
+        );
+        // A success status would tell WeChat Pay to stop retrying.
+        assert_eq!(
+            w.refuse(StatusCode::OK, "x").status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    fn reply(status: u16, body: &[u8], headers: &[(&'static str, &str)]) -> HttpReply {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        HttpReply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: h,
+            body: Bytes::copy_from_slice(body),
+        }
+    }
+
+    #[test]
+    fn api_answers_must_be_signed_and_errors_are_classified() {
+        let (w, f) = (wechat(), fixture());
+        let body = br#"{"prepay_id":"wx1"}"#;
+        let sig = signed(&f, body, NOW);
+        let ts = NOW.to_string();
+        let headers = [
+            ("wechatpay-signature", sig.as_str()),
+            ("wechatpay-timestamp", ts.as_str()),
+            ("wechatpay-nonce", NONCE),
+            ("wechatpay-serial", PUBKEY_ID),
+        ];
+        assert_eq!(w.check_signed(&reply(200, body, &headers)), Ok(()));
+        for bad in [reply(200, body, &[]), reply(200, b"{}", &headers)] {
+            assert!(matches!(
+                w.check_signed(&bad),
+                Err(ProviderError::Unavailable(m)) if m.starts_with("answer not trusted")
+            ));
+        }
+
+        let not_exist = br#"{"code":"ORDER_NOT_EXIST","message":"no such order"}"#;
+        assert_eq!(
+            WechatPay::error_of(&reply(404, not_exist, &[])),
+            ProviderError::Refused("404 ORDER_NOT_EXIST: no such order".into())
+        );
+        assert!(matches!(
+            WechatPay::error_of(&reply(429, b"", &[])),
+            ProviderError::Unavailable(m) if m == "HTTP 429"
+        ));
+        assert!(matches!(
+            WechatPay::error_of(&reply(502, b"<html>", &[])),
+            ProviderError::Unavailable(_)
+        ));
+    }
+}
