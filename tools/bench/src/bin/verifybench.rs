@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tollgate::providers::alipay::AlipayConfig;
 use tollgate::providers::notification::VerifiedNotification;
-use tollgate::providers::wechat::{SignatureHeaders, WechatConfig};
+use tollgate::providers::wechat::wire::{SignatureHeaders, WechatConfig};
 use tollgate::providers::wire_error::VerifyError;
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
