@@ -39,7 +39,7 @@ pub enum AuthMode {
 }
 
 pub use crate::domain::session::DevicePolicy;
-use crate::stream::formats::SigningKeys;
+use crate::stream::native::SigningKeys;
 
 #[derive(Debug, Clone)]
 pub struct Config {

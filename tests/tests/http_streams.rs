@@ -130,7 +130,7 @@ async fn aliyun_format_when_configured() {
     let url = t["url"].as_str().unwrap();
     let query = url.split_once('?').unwrap().1;
     assert_eq!(
-        tollgate::stream::formats::verify_aliyun_url(
+        tollgate::stream::aliyun::verify_aliyun_url(
             "/live/concert.m3u8",
             query,
             "test-aliyun-key",

@@ -9,9 +9,10 @@ use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tollgate::clock::ManualClock;
-use tollgate::stream::formats::{
-    nginx_secure_link_hash, nginx_secure_link_url, query_param, verify_nginx_secure_link, LinkError,
+use tollgate::stream::nginx::{
+    nginx_secure_link_hash, nginx_secure_link_url, verify_nginx_secure_link,
 };
+use tollgate::stream::url::{query_param, LinkError};
 use tollgate_tests::nginx::NginxSecureLink;
 use tollgate_tests::{store_for, test_app_with, Backend, TestServer, DAY, NGINX_SECRET};
 

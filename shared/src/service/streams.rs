@@ -8,7 +8,7 @@ use crate::app::App;
 use crate::domain::grant;
 use crate::domain::session::{self, Access, Refusal};
 use crate::store::PutSessions;
-use crate::stream::formats::{self, Claims, TokenError};
+use crate::stream::native::{self, Claims, TokenError};
 use crate::stream::{names_stream, Format, Signer};
 
 /// How many times a token request retries after another request changed the
@@ -181,7 +181,7 @@ pub async fn verify(
         return Ok(Err(Denied::NotConfigured));
     };
     let now = app.clock.now();
-    let claims = match formats::verify(keys, token, now, req.client_ip.as_deref()) {
+    let claims = match native::verify(keys, token, now, req.client_ip.as_deref()) {
         Ok(c) => c,
         Err(e) => return Ok(Err(Denied::Token(e))),
     };
