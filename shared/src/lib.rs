@@ -9,6 +9,7 @@ pub mod local;
 pub mod metrics;
 pub mod providers;
 pub mod queue;
+pub mod secret;
 pub mod service;
 pub mod store;
 pub mod stream;

@@ -52,8 +52,8 @@ pub async fn issue_token(
             Format::parse(name).ok_or_else(|| ServiceError::UnknownFormat(name.to_owned()))?
         }
     };
-    let signer =
-        Signer::for_format(&app.config, format).ok_or(ServiceError::FormatNotConfigured(format))?;
+    let signer = Signer::for_format(&app.config.stream_keys, format)
+        .ok_or(ServiceError::FormatNotConfigured(format))?;
     let new_session_id = hex::encode(random_bytes::<16>());
     let cfg = &app.config;
     // One read of the user's partition; a lost race hands back the sessions as stored, so
@@ -177,7 +177,7 @@ pub async fn verify(
     let Some(token) = req.token.as_deref().filter(|t| !t.is_empty()) else {
         return Ok(Err(Denied::NoToken));
     };
-    let Some(keys) = app.config.stream_signing_keys.as_ref() else {
+    let Some(keys) = app.config.stream_keys.native.as_ref() else {
         return Ok(Err(Denied::NotConfigured));
     };
     let now = app.clock.now();

@@ -23,7 +23,7 @@ pub mod nginx;
 pub mod tencent;
 pub mod url;
 
-use crate::config::{Config, Secret};
+use crate::secret::Secret;
 use native::{Claims, SigningKeys};
 use url::UrlError;
 
@@ -71,7 +71,21 @@ impl Format {
     }
 }
 
-/// The key material of one format, borrowed from the configuration.
+/// The key of each format, as configured; a format without one cannot be issued. `Debug`
+/// shows native key ids only and no secret.
+#[derive(Debug, Clone, Default)]
+pub struct StreamKeys {
+    /// Native tokens: the first key signs, all verify (rotation with overlap).
+    pub native: Option<SigningKeys>,
+    /// nginx `secure_link` secret.
+    pub nginx: Option<Secret>,
+    /// Tencent CSS play key.
+    pub tencent: Option<Secret>,
+    /// Alibaba Cloud type A private key.
+    pub aliyun: Option<Secret>,
+}
+
+/// The key material of one format, borrowed from [`StreamKeys`].
 pub enum Signer<'a> {
     Native(&'a SigningKeys),
     Nginx(&'a Secret),
@@ -81,12 +95,12 @@ pub enum Signer<'a> {
 
 impl<'a> Signer<'a> {
     /// `None` when the format's key is not configured.
-    pub fn for_format(config: &'a Config, format: Format) -> Option<Self> {
+    pub fn for_format(keys: &'a StreamKeys, format: Format) -> Option<Self> {
         match format {
-            Format::Native => config.stream_signing_keys.as_ref().map(Signer::Native),
-            Format::Nginx => config.nginx_secure_link_secret.as_ref().map(Signer::Nginx),
-            Format::Tencent => config.tencent_play_key.as_ref().map(Signer::Tencent),
-            Format::Aliyun => config.aliyun_auth_key.as_ref().map(Signer::Aliyun),
+            Format::Native => keys.native.as_ref().map(Signer::Native),
+            Format::Nginx => keys.nginx.as_ref().map(Signer::Nginx),
+            Format::Tencent => keys.tencent.as_ref().map(Signer::Tencent),
+            Format::Aliyun => keys.aliyun.as_ref().map(Signer::Aliyun),
         }
     }
 
