@@ -13,7 +13,7 @@ use tollgate::stream::nginx::{
     nginx_secure_link_hash, nginx_secure_link_url, verify_nginx_secure_link,
 };
 use tollgate::stream::url::{query_param, LinkError};
-use tollgate_tests::nginx::NginxSecureLink;
+use tollgate_tests::nginx::Nginx;
 use tollgate_tests::{store_for, test_app_with, Backend, TestServer, DAY, NGINX_SECRET};
 
 const SECRET: &str = "s3cr3t-Tollgate_test";
@@ -22,7 +22,7 @@ const CLIENT_IP: &str = "127.0.0.1";
 
 /// Returns false (after printing why) when the test should be skipped.
 fn nginx_available() -> bool {
-    if NginxSecureLink::find_binary().is_some() {
+    if Nginx::find_binary().is_some() {
         return true;
     }
     if std::env::var("TOLLGATE_REQUIRE_NGINX").as_deref() == Ok("1") {
@@ -46,7 +46,7 @@ fn now() -> i64 {
 }
 
 /// Minimal HTTP/1.0 GET; returns (status, body).
-fn get(nginx: &NginxSecureLink, url: &str) -> (u16, Vec<u8>) {
+fn get(nginx: &Nginx, url: &str) -> (u16, Vec<u8>) {
     let base = nginx.base_url();
     let path = url.strip_prefix(&base).unwrap_or(url);
     let mut s = TcpStream::connect(nginx.addr()).expect("connect to nginx");
@@ -77,7 +77,7 @@ fn secure_link_bound_to_remote_addr() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start(SECRET, &[("live/index.m3u8", BODY)]).expect("start nginx");
+    let nginx = Nginx::start(SECRET, &[("live/index.m3u8", BODY)]).expect("start nginx");
     let base = nginx.base_url();
     let uri = "/s/live/index.m3u8";
     let log = || nginx.error_log();
@@ -155,8 +155,8 @@ fn secure_link_without_remote_addr() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start_with(SECRET, &[("seg 1.ts", b"ts-bytes")], false)
-        .expect("start nginx");
+    let nginx =
+        Nginx::start_with(SECRET, &[("seg 1.ts", b"ts-bytes")], false).expect("start nginx");
     let base = nginx.base_url();
     // Path with a space: hashed decoded (as nginx $uri), sent percent-encoded.
     let url = nginx_secure_link_url(&base, "/s/seg 1.ts", now() + 60, None, SECRET).unwrap();
@@ -177,7 +177,7 @@ fn drop_stops_nginx() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start(SECRET, &[("a", b"a")]).expect("start nginx");
+    let nginx = Nginx::start(SECRET, &[("a", b"a")]).expect("start nginx");
     let addr = nginx.addr();
     let dir = nginx.dir().to_path_buf();
     assert!(TcpStream::connect(addr).is_ok());
@@ -210,8 +210,8 @@ async fn tollgate_issued_url_opens_nginx() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start_with(NGINX_SECRET, &[("live/cam.m3u8", BODY)], false)
-        .expect("start nginx");
+    let nginx =
+        Nginx::start_with(NGINX_SECRET, &[("live/cam.m3u8", BODY)], false).expect("start nginx");
     let catalog = catalog_with_origin(&format!("{}/s/live/cam.m3u8", nginx.base_url()));
     // nginx checks expiry against the real clock, so the app's clock starts at real time.
     let clock = ManualClock::at(now() - DAY);
