@@ -9,7 +9,7 @@ use crate::domain::grant;
 use crate::domain::session::{self, Access, Refusal};
 use crate::store::PutSessions;
 use crate::stream::native::{self, Claims, TokenError};
-use crate::stream::{names_stream, Format, Signer};
+use crate::stream::{names_stream, Asked, Format, Signer};
 
 /// How many times a token request retries after another request changed the
 /// user's sessions between our read and our write. Each loss means another request won, so
@@ -149,7 +149,7 @@ pub async fn issue_token(
 pub struct VerifyRequest {
     pub token: Option<String>,
     /// The stream name or path the media server is about to serve.
-    pub stream: Option<String>,
+    pub stream: Option<Asked>,
     pub client_ip: Option<String>,
 }
 
@@ -188,8 +188,14 @@ pub async fn verify(
     let Some(stream) = app.catalog.stream(&claims.stream) else {
         return Ok(Err(Denied::NotEntitled));
     };
-    if let Some(asked) = req.stream.as_deref() {
-        if !names_stream(asked, &stream.id, &stream.origin) {
+    if let Some(asked) = &req.stream {
+        let others = app
+            .catalog
+            .streams()
+            .iter()
+            .filter(|s| s.id != stream.id)
+            .map(|s| s.origin.as_str());
+        if !names_stream(asked, &stream.origin, others) {
             return Ok(Err(Denied::WrongStream));
         }
     }
