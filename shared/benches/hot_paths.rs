@@ -6,7 +6,7 @@ use std::hint::black_box;
 use tollgate::domain::grant::{self, Grant, Term};
 use tollgate::domain::{Currency, Money, OrderId};
 use tollgate::providers::sandbox;
-use tollgate::stream::formats;
+use tollgate::stream::{aliyun, native, nginx, tencent};
 
 fn callbacks(c: &mut Criterion) {
     let body = sandbox::callback_body(
@@ -28,8 +28,8 @@ fn callbacks(c: &mut Criterion) {
 }
 
 fn stream_formats(c: &mut Criterion) {
-    let keys = formats::SigningKeys::parse("k1:c2VjcmV0LXNlY3JldC1zZWNyZXQtMzI=").unwrap();
-    let claims = formats::Claims {
+    let keys = native::SigningKeys::parse("k1:c2VjcmV0LXNlY3JldC1zZWNyZXQtMzI=").unwrap();
+    let claims = native::Claims {
         stream: "concert-1201".into(),
         sub: "user-123".into(),
         sid: "sess-0123456789".into(),
@@ -37,16 +37,16 @@ fn stream_formats(c: &mut Criterion) {
         ip: None,
         preview: false,
     };
-    let token = formats::sign(&keys, &claims);
+    let token = native::sign(&keys, &claims);
     c.bench_function("native token sign", |b| {
-        b.iter(|| formats::sign(&keys, black_box(&claims)))
+        b.iter(|| native::sign(&keys, black_box(&claims)))
     });
     c.bench_function("native token verify", |b| {
-        b.iter(|| formats::verify(&keys, black_box(&token), 1_800_000_000, None).unwrap())
+        b.iter(|| native::verify(&keys, black_box(&token), 1_800_000_000, None).unwrap())
     });
     c.bench_function("nginx secure_link md5", |b| {
         b.iter(|| {
-            formats::nginx_secure_link_hash(
+            nginx::nginx_secure_link_hash(
                 black_box(1_800_000_300),
                 "/s/live/main.m3u8",
                 Some("127.0.0.1"),
@@ -56,7 +56,7 @@ fn stream_formats(c: &mut Criterion) {
     });
     c.bench_function("tencent txSecret", |b| {
         b.iter(|| {
-            formats::tencent_tx_secret(
+            tencent::tencent_tx_secret(
                 "e12c46f2612d5106e2034781ab261ca3",
                 black_box("concert"),
                 "6B49D2AC",
@@ -65,7 +65,7 @@ fn stream_formats(c: &mut Criterion) {
     });
     c.bench_function("aliyun type A md5", |b| {
         b.iter(|| {
-            formats::aliyun_md5hash(
+            aliyun::aliyun_md5hash(
                 black_box("/live/concert.flv"),
                 1_800_000_000,
                 "0",

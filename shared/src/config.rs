@@ -4,24 +4,7 @@
 
 use std::fmt;
 
-/// A secret value: printable only on purpose.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(v: impl Into<String>) -> Self {
-        Secret(v.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Where the process runs: defaults differ between a Lambda and the laptop server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +22,8 @@ pub enum AuthMode {
 }
 
 pub use crate::domain::session::DevicePolicy;
-use crate::stream::formats::SigningKeys;
+use crate::stream::native::SigningKeys;
+use crate::stream::StreamKeys;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -59,11 +43,9 @@ pub struct Config {
     pub stream_token_ttl_seconds: i64,
     pub max_devices: u32,
     pub device_policy: DevicePolicy,
-    /// Native stream tokens: the first key signs, all verify (rotation with overlap).
-    pub stream_signing_keys: Option<SigningKeys>,
-    pub nginx_secure_link_secret: Option<Secret>,
-    pub tencent_play_key: Option<Secret>,
-    pub aliyun_auth_key: Option<Secret>,
+    /// The key of each stream-token format (`STREAM_SIGNING_KEYS`, `NGINX_SECURE_LINK_SECRET`,
+    /// `TENCENT_PLAY_KEY`, `ALIYUN_AUTH_KEY`).
+    pub stream_keys: StreamKeys,
     pub sandbox_secret: Option<Secret>,
     /// Where clients reach this deployment (for sandbox pay URLs).
     pub public_base_url: String,
@@ -259,12 +241,18 @@ impl Config {
             Some("deny") => DevicePolicy::Deny,
             Some(_) => return Err(err("DEVICE_POLICY", "must be evict or deny")),
         };
-        let stream_signing_keys = match var("STREAM_SIGNING_KEYS") {
-            Some(spec) => Some(
-                SigningKeys::parse(&spec).map_err(|e| err("STREAM_SIGNING_KEYS", e.to_string()))?,
-            ),
-            None if local => SigningKeys::parse(LOCAL_DEV_STREAM_KEYS).ok(),
-            None => None,
+        let stream_keys = StreamKeys {
+            native: match var("STREAM_SIGNING_KEYS") {
+                Some(spec) => Some(
+                    SigningKeys::parse(&spec)
+                        .map_err(|e| err("STREAM_SIGNING_KEYS", e.to_string()))?,
+                ),
+                None if local => SigningKeys::parse(LOCAL_DEV_STREAM_KEYS).ok(),
+                None => None,
+            },
+            nginx: var("NGINX_SECURE_LINK_SECRET").map(Secret::new),
+            tencent: var("TENCENT_PLAY_KEY").map(Secret::new),
+            aliyun: var("ALIYUN_AUTH_KEY").map(Secret::new),
         };
         Ok(Config {
             profile,
@@ -282,10 +270,7 @@ impl Config {
             stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,
-            stream_signing_keys,
-            nginx_secure_link_secret: var("NGINX_SECURE_LINK_SECRET").map(Secret::new),
-            tencent_play_key: var("TENCENT_PLAY_KEY").map(Secret::new),
-            aliyun_auth_key: var("ALIYUN_AUTH_KEY").map(Secret::new),
+            stream_keys,
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
                 .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
@@ -377,11 +362,13 @@ mod tests {
         assert_eq!(e.name, "STREAM_SIGNING_KEYS");
         assert!(cfg(Profile::Lambda, &[])
             .unwrap()
-            .stream_signing_keys
+            .stream_keys
+            .native
             .is_none());
         assert!(cfg(Profile::Local, &[])
             .unwrap()
-            .stream_signing_keys
+            .stream_keys
+            .native
             .is_some());
     }
 
@@ -419,6 +406,6 @@ mod tests {
             !debug.contains("hunter2") && !debug.contains("c3RyZWFt"),
             "{debug}"
         );
-        assert_eq!(c.stream_signing_keys.unwrap().signing_kid(), "k1");
+        assert_eq!(c.stream_keys.native.unwrap().signing_kid(), "k1");
     }
 }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod providers;
 pub mod queue;
 pub mod recovery;
+pub mod secret;
 pub mod service;
 pub mod store;
 pub mod stream;

@@ -1,7 +1,7 @@
-//! Test support: a real nginx serving files behind `secure_link` (test crate only: it must
-//! never ship in a Lambda).
+//! Test support: a real nginx serving files behind `secure_link`, or behind whatever
+//! `server` directives a test gives it (test crate only: it must never ship in a Lambda).
 //!
-//! [`NginxSecureLink::start`] writes a config into a fresh temp dir, starts
+//! [`Nginx::start`] writes a config into a fresh temp dir, starts
 //! nginx in the foreground (`daemon off; master_process off;`, so the process
 //! we spawn is the one serving and killing it leaves nothing behind) on
 //! `127.0.0.1:<free port>`, and waits until the port accepts connections.
@@ -10,8 +10,8 @@
 //! Dropping the value kills nginx, waits for it, and removes the dir.
 //!
 //! The nginx binary is looked up in `$TOLLGATE_NGINX_BIN`, then
-//! `/usr/sbin/nginx`, then `$PATH`. It needs `ngx_http_secure_link_module`
-//! (Debian's `nginx` package has it).
+//! `/usr/sbin/nginx`, then `$PATH`. It needs `ngx_http_secure_link_module` and
+//! `ngx_http_auth_request_module` (Debian's `nginx` package has both).
 
 use std::fs;
 use std::io::{self, Read};
@@ -26,15 +26,16 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts with a new port when nginx loses a race for the one we picked.
 const PORT_ATTEMPTS: usize = 5;
 
-/// A running nginx with `location /s/` protected by `secure_link`.
+/// A running nginx: [`start`](Nginx::start) protects `location /s/` with `secure_link`,
+/// [`start_server`](Nginx::start_server) runs a test's own `server` directives.
 #[derive(Debug)]
-pub struct NginxSecureLink {
+pub struct Nginx {
     child: Option<Child>,
     dir: PathBuf,
     port: u16,
 }
 
-impl NginxSecureLink {
+impl Nginx {
     /// Finds the nginx binary, or `None` if it is not installed.
     pub fn find_binary() -> Option<PathBuf> {
         if let Some(p) = std::env::var_os("TOLLGATE_NGINX_BIN") {
@@ -67,12 +68,6 @@ impl NginxSecureLink {
         files: &[(&str, &[u8])],
         bind_remote_addr: bool,
     ) -> io::Result<Self> {
-        let bin = Self::find_binary().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "nginx binary not found (set TOLLGATE_NGINX_BIN, or install the Debian `nginx` package)",
-            )
-        })?;
         if secret.is_empty()
             || !secret.bytes().all(|b| {
                 b.is_ascii_graphic() && !matches!(b, b'"' | b'\\' | b'$' | b'{' | b'}' | b';')
@@ -82,9 +77,28 @@ impl NginxSecureLink {
                 "secret must be printable ASCII without \" \\ $ { } ; or spaces",
             ));
         }
+        let names: Vec<String> = files.iter().map(|(name, _)| format!("s/{name}")).collect();
+        let files: Vec<(&str, &[u8])> = names
+            .iter()
+            .zip(files)
+            .map(|(name, (_, body))| (name.as_str(), *body))
+            .collect();
+        Self::start_server(&secure_link_location(secret, bind_remote_addr), &files)
+    }
+
+    /// Starts nginx with `directives` inside its `server {}` block, after `listen`,
+    /// `server_name` and `root`. `files` are `(path, body)` pairs relative to the root, e.g.
+    /// `("live/main.m3u8", b"...")` is served as `/live/main.m3u8`.
+    pub fn start_server(directives: &str, files: &[(&str, &[u8])]) -> io::Result<Self> {
+        let bin = Self::find_binary().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                "nginx binary not found (set TOLLGATE_NGINX_BIN, or install the Debian `nginx` package)",
+            )
+        })?;
         let dir = make_temp_dir()?;
         // From here on, clean the dir up on every error path.
-        let mut this = NginxSecureLink {
+        let mut this = Nginx {
             child: None,
             dir,
             port: 0,
@@ -95,7 +109,7 @@ impl NginxSecureLink {
             let port = free_port()?;
             fs::write(
                 this.dir.join("nginx.conf"),
-                render_config(&this.dir, port, secret, bind_remote_addr),
+                render_config(&this.dir, port, directives),
             )?;
             match this.spawn_and_wait(&bin, port) {
                 Ok(()) => return Ok(this),
@@ -106,7 +120,7 @@ impl NginxSecureLink {
         Err(last_err.unwrap_or_else(|| io::Error::other("nginx did not start")))
     }
 
-    /// `http://127.0.0.1:<port>`, to be joined with a `/s/...` path.
+    /// `http://127.0.0.1:<port>`, to be joined with a path.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -127,7 +141,7 @@ impl NginxSecureLink {
     }
 
     fn write_files(&self, files: &[(&str, &[u8])]) -> io::Result<()> {
-        let root = self.dir.join("www").join("s");
+        let root = self.dir.join("www");
         fs::create_dir_all(&root)?;
         for (name, body) in files {
             let rel = Path::new(name);
@@ -209,7 +223,7 @@ impl NginxSecureLink {
     }
 }
 
-impl Drop for NginxSecureLink {
+impl Drop for Nginx {
     fn drop(&mut self) {
         self.stop();
         let _ = fs::remove_dir_all(&self.dir);
@@ -274,11 +288,29 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The nginx config used by the harness (exposed for documentation/tests).
-pub fn render_config(dir: &Path, port: u16, secret: &str, bind_remote_addr: bool) -> String {
+/// The `secure_link` location of [`Nginx::start`].
+pub fn secure_link_location(secret: &str, bind_remote_addr: bool) -> String {
+    let remote = if bind_remote_addr { "$remote_addr" } else { "" };
+    format!(
+        r#"location /s/ {{
+    secure_link $arg_md5,$arg_expires;
+    secure_link_md5 "$secure_link_expires$uri{remote} {secret}";
+    if ($secure_link = "") {{ return 403; }}
+    if ($secure_link = "0") {{ return 410; }}
+}}
+
+location / {{
+    return 404;
+}}
+"#
+    )
+}
+
+/// The nginx config used by the harness: `directives` inside one `server` on `port`.
+pub fn render_config(dir: &Path, port: u16, directives: &str) -> String {
     let d = dir.display();
     let user = if is_root() { "user root;\n" } else { "" };
-    let remote = if bind_remote_addr { "$remote_addr" } else { "" };
+    let directives = directives.replace('\n', "\n        ");
     format!(
         r#"daemon off;
 master_process off;
@@ -305,16 +337,7 @@ http {{
         server_name localhost;
         root {d}/www;
 
-        location /s/ {{
-            secure_link $arg_md5,$arg_expires;
-            secure_link_md5 "$secure_link_expires$uri{remote} {secret}";
-            if ($secure_link = "") {{ return 403; }}
-            if ($secure_link = "0") {{ return 410; }}
-        }}
-
-        location / {{
-            return 404;
-        }}
+        {directives}
     }}
 }}
 "#

@@ -130,7 +130,7 @@ async fn aliyun_format_when_configured() {
     let url = t["url"].as_str().unwrap();
     let query = url.split_once('?').unwrap().1;
     assert_eq!(
-        tollgate::stream::formats::verify_aliyun_url(
+        tollgate::stream::aliyun::verify_aliyun_url(
             "/live/concert.m3u8",
             query,
             "test-aliyun-key",
@@ -349,6 +349,8 @@ async fn verify_speaks_every_media_server() {
     for body in [
         srs(&bad, "concert", "on_play"),
         srs(&tok, "other", "on_play"),
+        srs(&tok, "concert/../other", "on_play"),
+        srs(&tok, "live/concert", "on_play"),
         srs(&tok, "concert", "on_publish"),
     ] {
         let p = verify_as(&s, &json_ct, body).await.assert_problem(403);
@@ -378,6 +380,13 @@ async fn verify_speaks_every_media_server() {
     verify_as(
         &s,
         &form_ct,
+        format!("call=play&app=live&name=concert%2F..%2Fother&token={tok}"),
+    )
+    .await
+    .assert_problem(403);
+    verify_as(
+        &s,
+        &form_ct,
         format!("call=publish&app=live&name=concert&token={tok}"),
     )
     .await
@@ -403,6 +412,8 @@ async fn verify_speaks_every_media_server() {
         mtx("read", "live/concert", &format!("token={bad}")),
         mtx("publish", "live/concert", &format!("token={tok}")),
         mtx("read", "live/other", &format!("token={tok}")),
+        mtx("read", "live/concert/../other", &format!("token={tok}")),
+        mtx("read", "concert", &format!("token={tok}")),
         mtx("read", "live/concert", ""),
     ] {
         verify_as(&s, &json_ct, body).await.assert_problem(403);
@@ -412,6 +423,8 @@ async fn verify_speaks_every_media_server() {
     for uri in [
         format!("/live/concert.m3u8?token={tok}"),
         format!("/live/concert-17.ts?x=1&token={tok}"),
+        format!("/live/concert/index.m3u8?token={tok}"),
+        format!("/live/concert/17.ts?token={tok}"),
     ] {
         let r = verify_as(&s, &[("x-original-uri", uri.as_str())], String::new()).await;
         assert_eq!(r.status, 200, "{uri}");
@@ -420,6 +433,15 @@ async fn verify_speaks_every_media_server() {
         format!("/live/concert.m3u8?token={bad}"),
         format!("/live/other.m3u8?token={tok}"),
         "/live/concert.m3u8".to_owned(),
+        // A path that names the concert but makes nginx serve another file.
+        format!("/live/concert/../other.m3u8?token={tok}"),
+        format!("/live/concert/%2e%2e/other.m3u8?token={tok}"),
+        format!("/live/concert%2F..%2Fother.m3u8?token={tok}"),
+        format!("/live/other.m3u8/concert?token={tok}"),
+        format!("/live/concert-anything.m3u8?token={tok}"),
+        format!("/live//concert.m3u8?token={tok}"),
+        format!("/hls/concert.m3u8?token={tok}"),
+        format!("/live/concert.m3u8\u{e9}?token={tok}"),
     ] {
         verify_as(&s, &[("x-original-uri", uri.as_str())], String::new())
             .await

@@ -1,5 +1,6 @@
-//! Proves the nginx `secure_link` format against a real nginx: the formatter alone, and a
-//! URL issued by Tollgate's HTTP API end to end.
+//! Proves the nginx side against a real nginx: the `secure_link` formatter alone, a
+//! `secure_link` URL issued by Tollgate's HTTP API end to end, and native tokens checked by
+//! Tollgate's verify hook through the README's `auth_request` block.
 //!
 //! Skipped (with a message) when nginx is not installed, unless
 //! `TOLLGATE_REQUIRE_NGINX=1`, in which case a missing nginx fails the test.
@@ -9,11 +10,12 @@ use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tollgate::clock::ManualClock;
-use tollgate::stream::formats::{
-    nginx_secure_link_hash, nginx_secure_link_url, query_param, verify_nginx_secure_link, LinkError,
+use tollgate::stream::nginx::{
+    nginx_secure_link_hash, nginx_secure_link_url, verify_nginx_secure_link,
 };
-use tollgate_tests::nginx::NginxSecureLink;
-use tollgate_tests::{store_for, test_app_with, Backend, TestServer, DAY, NGINX_SECRET};
+use tollgate::stream::url::{query_param, LinkError};
+use tollgate_tests::nginx::Nginx;
+use tollgate_tests::{store_for, test_app_with, Backend, TestServer, DAY, NGINX_SECRET, T0};
 
 const SECRET: &str = "s3cr3t-Tollgate_test";
 const BODY: &[u8] = b"#EXTM3U\n#EXT-X-VERSION:3\nsegment body\n";
@@ -21,7 +23,7 @@ const CLIENT_IP: &str = "127.0.0.1";
 
 /// Returns false (after printing why) when the test should be skipped.
 fn nginx_available() -> bool {
-    if NginxSecureLink::find_binary().is_some() {
+    if Nginx::find_binary().is_some() {
         return true;
     }
     if std::env::var("TOLLGATE_REQUIRE_NGINX").as_deref() == Ok("1") {
@@ -45,7 +47,7 @@ fn now() -> i64 {
 }
 
 /// Minimal HTTP/1.0 GET; returns (status, body).
-fn get(nginx: &NginxSecureLink, url: &str) -> (u16, Vec<u8>) {
+fn get(nginx: &Nginx, url: &str) -> (u16, Vec<u8>) {
     let base = nginx.base_url();
     let path = url.strip_prefix(&base).unwrap_or(url);
     let mut s = TcpStream::connect(nginx.addr()).expect("connect to nginx");
@@ -76,7 +78,7 @@ fn secure_link_bound_to_remote_addr() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start(SECRET, &[("live/index.m3u8", BODY)]).expect("start nginx");
+    let nginx = Nginx::start(SECRET, &[("live/index.m3u8", BODY)]).expect("start nginx");
     let base = nginx.base_url();
     let uri = "/s/live/index.m3u8";
     let log = || nginx.error_log();
@@ -154,8 +156,8 @@ fn secure_link_without_remote_addr() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start_with(SECRET, &[("seg 1.ts", b"ts-bytes")], false)
-        .expect("start nginx");
+    let nginx =
+        Nginx::start_with(SECRET, &[("seg 1.ts", b"ts-bytes")], false).expect("start nginx");
     let base = nginx.base_url();
     // Path with a space: hashed decoded (as nginx $uri), sent percent-encoded.
     let url = nginx_secure_link_url(&base, "/s/seg 1.ts", now() + 60, None, SECRET).unwrap();
@@ -176,7 +178,7 @@ fn drop_stops_nginx() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start(SECRET, &[("a", b"a")]).expect("start nginx");
+    let nginx = Nginx::start(SECRET, &[("a", b"a")]).expect("start nginx");
     let addr = nginx.addr();
     let dir = nginx.dir().to_path_buf();
     assert!(TcpStream::connect(addr).is_ok());
@@ -209,8 +211,8 @@ async fn tollgate_issued_url_opens_nginx() {
     if !nginx_available() {
         return;
     }
-    let nginx = NginxSecureLink::start_with(NGINX_SECRET, &[("live/cam.m3u8", BODY)], false)
-        .expect("start nginx");
+    let nginx =
+        Nginx::start_with(NGINX_SECRET, &[("live/cam.m3u8", BODY)], false).expect("start nginx");
     let catalog = catalog_with_origin(&format!("{}/s/live/cam.m3u8", nginx.base_url()));
     // nginx checks expiry against the real clock, so the app's clock starts at real time.
     let clock = ManualClock::at(now() - DAY);
@@ -254,5 +256,125 @@ async fn tollgate_issued_url_opens_nginx() {
         410,
         "{expired}\n{}",
         nginx.error_log()
+    );
+}
+
+/// The `auth_request` block of README.md, verbatim but for `https://<api>`, which becomes
+/// `api_base`: the test runs what the README tells operators to copy.
+fn readme_auth_request_block(api_base: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("read README.md");
+    let marker = "For the native format behind nginx, use `auth_request`";
+    let after = readme
+        .split_once(marker)
+        .unwrap_or_else(|| panic!("README.md has no line starting {marker:?}"))
+        .1;
+    let block = after
+        .split_once("```nginx\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(block, _)| block)
+        .expect("an nginx code block after the auth_request paragraph");
+    assert!(block.contains("https://<api>"), "{block}");
+    block.replace("https://<api>", api_base)
+}
+
+/// Two streams side by side, as in catalog.example.json: a pass opens `main` only.
+fn two_stream_catalog() -> String {
+    serde_json::json!({
+        "products": [
+            { "id": "pass", "title": "Channel pass", "kind": "pass", "grants": ["channel:main"],
+              "plans": [ { "id": "7d", "days": 7, "price": { "amount": 900, "currency": "CNY" } } ] },
+            { "id": "concert-1201", "title": "Concert", "kind": "event",
+              "grants": ["stream:concert-1201"], "price": { "amount": 1800, "currency": "CNY" },
+              "window": { "starts_at": "2027-01-16T08:00:00Z", "ends_at": "2027-01-16T11:00:00Z" } }
+        ],
+        "streams": [
+            { "id": "concert-1201", "requires_any": ["stream:concert-1201"],
+              "origin": "https://live.example.com/live/concert-1201.m3u8" },
+            { "id": "main", "requires_any": ["channel:main"],
+              "origin": "https://live.example.com/live/main.m3u8" }
+        ]
+    })
+    .to_string()
+}
+
+/// nginx in front of the media files with the README's `auth_request` block, asking
+/// Tollgate's `POST /streams/verify`: a token for `main` plays `main`, and no spelling of a
+/// path (sent as is, like `curl --path-as-is`) makes it open the concert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_request_token_opens_only_its_stream() {
+    if !nginx_available() {
+        return;
+    }
+    const MAIN: &[u8] = b"#EXTM3U\nmain playlist\n";
+    const MAIN_SEGMENT: &[u8] = b"main segment 17";
+    const CONCERT: &[u8] = b"#EXTM3U\nconcert playlist\n";
+    let clock = ManualClock::at(T0);
+    let store = store_for(Backend::Memory).await.unwrap();
+    let catalog = two_stream_catalog();
+    let app = test_app_with(store, clock, &[("CATALOG_JSON", catalog.as_str())]);
+    let s = TestServer::start(app).await;
+    s.buy("viewer", "pass", Some("7d")).await;
+    let r = s
+        .call(
+            "viewer",
+            "POST",
+            "/streams/main/tokens",
+            Some(serde_json::json!({"device_id": "phone"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let nginx = Nginx::start_server(
+        &readme_auth_request_block(&s.base),
+        &[
+            ("live/main.m3u8", MAIN),
+            ("live/main-17.ts", MAIN_SEGMENT),
+            ("live/concert-1201.m3u8", CONCERT),
+        ],
+    )
+    .expect("start nginx");
+    // nginx calls back into the server on this runtime while the request blocks.
+    let fetch = |path: &str| tokio::task::block_in_place(|| get(&nginx, path));
+
+    for (path, body) in [
+        ("/live/main.m3u8", MAIN),
+        ("/live/main-17.ts", MAIN_SEGMENT),
+    ] {
+        let url = format!("{path}?token={token}");
+        let (status, got) = fetch(&url);
+        assert_eq!(status, 200, "{url}\n{}", nginx.error_log());
+        assert_eq!(got, body, "{url}");
+    }
+    let mut opened = Vec::new();
+    for path in [
+        "/live/main/../concert-1201.m3u8",
+        "/live/main/%2e%2e/concert-1201.m3u8",
+        "/live/main/%2E%2E/concert-1201.m3u8",
+        "/live/main%2F..%2Fconcert-1201.m3u8",
+        "/live/main/./../concert-1201.m3u8",
+        "/live//concert-1201.m3u8",
+        "/live/concert-1201.m3u8",
+        "/live/concert-1201.m3u8/main",
+        "/live/main-anything.m3u8",
+    ] {
+        let (status, got) = fetch(&format!("{path}?token={token}"));
+        if status != 403 {
+            opened.push(format!(
+                "{path}: {status} {:?}",
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    assert!(
+        opened.is_empty(),
+        "a token for `main` was not refused (403):\n{}",
+        opened.join("\n")
+    );
+    assert_eq!(fetch("/live/main.m3u8").0, 403, "no token");
+    assert_eq!(
+        fetch("/live/main.m3u8?token=v1.t1.e30.AAAA").0,
+        403,
+        "forged token"
     );
 }

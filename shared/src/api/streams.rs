@@ -8,7 +8,8 @@
 //!   (`token=...` as its own field, or inside `args`); any 2xx allows.
 //! - MediaMTX HTTP auth: JSON with `action`, `path`, `query` (and `token`/`password`);
 //!   2xx allows.
-//! - nginx `auth_request`: the original URI in `X-Original-URI`; 2xx allows.
+//! - nginx `auth_request`: the request as sent (`$request_uri`) in `X-Original-URI`; 2xx
+//!   allows. Its path must be the one nginx serves: see [`crate::stream::names`].
 //! - anything else: `{"token": "..."}` or `?token=` on the verify URL itself.
 
 use super::parse_json;
@@ -16,6 +17,7 @@ use super::problem::{json_response, problem_with};
 use crate::app::App;
 use crate::domain::time::rfc3339;
 use crate::service::streams::{self, VerifyRequest};
+use crate::stream::Asked;
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use serde::Deserialize;
@@ -82,13 +84,20 @@ fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
 /// What the caller asks and who it is; `Err` names why the request itself is refused.
 fn read_request(req: &Request<Bytes>) -> (Caller, Result<VerifyRequest, &'static str>) {
     let header_str = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if let Some(uri) = header_str("x-original-uri") {
+    if let Some(uri) = req.headers().get("x-original-uri") {
+        // nginx sends `$request_uri` as the client sent it: visible ASCII, percent-encoded.
+        let Ok(uri) = uri.to_str() else {
+            return (
+                Caller::AuthRequest,
+                Err("X-Original-URI is not visible ASCII"),
+            );
+        };
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         return (
             Caller::AuthRequest,
             Ok(VerifyRequest {
                 token: token_in_query(query),
-                stream: Some(path.to_owned()),
+                stream: Some(Asked::RequestPath(path.to_owned())),
                 client_ip: None,
             }),
         );
@@ -114,7 +123,7 @@ fn read_request(req: &Request<Bytes>) -> (Caller, Result<VerifyRequest, &'static
             Caller::NginxRtmp,
             Ok(VerifyRequest {
                 token,
-                stream: field("name").map(str::to_owned),
+                stream: field("name").map(|n| Asked::Name(n.to_owned())),
                 client_ip: None,
             }),
         );
@@ -141,7 +150,7 @@ fn read_request(req: &Request<Bytes>) -> (Caller, Result<VerifyRequest, &'static
             Caller::Srs,
             Ok(VerifyRequest {
                 token: str_field(&v, "param").and_then(token_in_query),
-                stream: str_field(&v, "stream").map(str::to_owned),
+                stream: str_field(&v, "stream").map(|n| Asked::Name(n.to_owned())),
                 client_ip: None,
             }),
         );
@@ -162,7 +171,7 @@ fn read_request(req: &Request<Bytes>) -> (Caller, Result<VerifyRequest, &'static
             Caller::MediaMtx,
             Ok(VerifyRequest {
                 token,
-                stream: str_field(&v, "path").map(str::to_owned),
+                stream: str_field(&v, "path").map(|p| Asked::Path(p.to_owned())),
                 client_ip: None,
             }),
         );

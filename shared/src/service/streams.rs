@@ -9,8 +9,8 @@ use crate::crypto::random_bytes;
 use crate::domain::grant;
 use crate::domain::session::{self, Access, Refusal};
 use crate::store::PutSessions;
-use crate::stream::formats::{self, Claims, TokenError};
-use crate::stream::{names_stream, Format, Signer};
+use crate::stream::native::{self, Claims, TokenError};
+use crate::stream::{names_stream, Asked, Format, Signer};
 
 /// How many times a token request retries after another request changed the
 /// user's sessions between our read and our write. Each loss means another request won, so
@@ -53,8 +53,8 @@ pub async fn issue_token(
             Format::parse(name).ok_or_else(|| ServiceError::UnknownFormat(name.to_owned()))?
         }
     };
-    let signer =
-        Signer::for_format(&app.config, format).ok_or(ServiceError::FormatNotConfigured(format))?;
+    let signer = Signer::for_format(&app.config.stream_keys, format)
+        .ok_or(ServiceError::FormatNotConfigured(format))?;
     let new_session_id = hex::encode(random_bytes::<16>());
     let cfg = &app.config;
     // One read of the user's partition; a lost race hands back the sessions as stored, so
@@ -150,7 +150,7 @@ pub async fn issue_token(
 pub struct VerifyRequest {
     pub token: Option<String>,
     /// The stream name or path the media server is about to serve.
-    pub stream: Option<String>,
+    pub stream: Option<Asked>,
     pub client_ip: Option<String>,
 }
 
@@ -178,19 +178,25 @@ pub async fn verify(
     let Some(token) = req.token.as_deref().filter(|t| !t.is_empty()) else {
         return Ok(Err(Denied::NoToken));
     };
-    let Some(keys) = app.config.stream_signing_keys.as_ref() else {
+    let Some(keys) = app.config.stream_keys.native.as_ref() else {
         return Ok(Err(Denied::NotConfigured));
     };
     let now = app.clock.now();
-    let claims = match formats::verify(keys, token, now, req.client_ip.as_deref()) {
+    let claims = match native::verify(keys, token, now, req.client_ip.as_deref()) {
         Ok(c) => c,
         Err(e) => return Ok(Err(Denied::Token(e))),
     };
     let Some(stream) = app.catalog.stream(&claims.stream) else {
         return Ok(Err(Denied::NotEntitled));
     };
-    if let Some(asked) = req.stream.as_deref() {
-        if !names_stream(asked, &stream.id, &stream.origin) {
+    if let Some(asked) = &req.stream {
+        let others = app
+            .catalog
+            .streams()
+            .iter()
+            .filter(|s| s.id != stream.id)
+            .map(|s| s.origin.as_str());
+        if !names_stream(asked, &stream.origin, others) {
             return Ok(Err(Denied::WrongStream));
         }
     }

@@ -1,10 +1,37 @@
-//! Stream-token formats (wire formats of the CDNs and media servers that enforce them) and
-//! the glue that turns an admitted session into a signed playback URL.
+//! Stream tokens: the wire formats of the CDNs and media servers that enforce them, and the
+//! glue that turns an admitted session into a signed playback URL.
+//!
+//! The formats are pure code: no I/O, no async, no clocks (callers pass `now` as unix
+//! seconds), and no panics on caller- or attacker-controlled input. Each lives in its own
+//! module:
+//!
+//! * [`native`]: Tollgate's own HMAC-SHA256 tokens (`v1.{kid}.{payload}.{mac}`), key rotation
+//!   by `kid`, checked by `POST /streams/verify`;
+//! * [`nginx`]: nginx `secure_link` (`md5` + `expires` query args);
+//! * [`tencent`]: Tencent Cloud CSS hotlink protection (`txSecret` + `txTime`);
+//! * [`aliyun`]: Alibaba Cloud CDN / ApsaraVideo Live type A (`auth_key`);
+//! * [`url`]: the query-string and URL helpers they share, [`digest`] their digest helpers.
+//!
+//! [`names`] decides which stream a media server's play request names, so that a native token
+//! for one stream opens no other.
+//!
+//! The CDN formats treat the expiry second itself as still valid, like nginx does (rejected
+//! once `now > expiry`); native tokens follow the JWT `exp` convention (rejected once
+//! `now >= exp`).
 
-pub mod formats;
+pub mod aliyun;
+pub mod digest;
+pub mod names;
+pub mod native;
+pub mod nginx;
+pub mod tencent;
+pub mod url;
 
-use crate::config::{Config, Secret};
-use formats::{Claims, SigningKeys, UrlError};
+pub use names::{names_stream, Asked};
+
+use crate::secret::Secret;
+use native::{Claims, SigningKeys};
+use url::UrlError;
 
 /// How a playback URL is signed. The media edge decides which one it understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +77,21 @@ impl Format {
     }
 }
 
-/// The key material of one format, borrowed from the configuration.
+/// The key of each format, as configured; a format without one cannot be issued. `Debug`
+/// shows native key ids only and no secret.
+#[derive(Debug, Clone, Default)]
+pub struct StreamKeys {
+    /// Native tokens: the first key signs, all verify (rotation with overlap).
+    pub native: Option<SigningKeys>,
+    /// nginx `secure_link` secret.
+    pub nginx: Option<Secret>,
+    /// Tencent CSS play key.
+    pub tencent: Option<Secret>,
+    /// Alibaba Cloud type A private key.
+    pub aliyun: Option<Secret>,
+}
+
+/// The key material of one format, borrowed from [`StreamKeys`].
 pub enum Signer<'a> {
     Native(&'a SigningKeys),
     Nginx(&'a Secret),
@@ -60,12 +101,12 @@ pub enum Signer<'a> {
 
 impl<'a> Signer<'a> {
     /// `None` when the format's key is not configured.
-    pub fn for_format(config: &'a Config, format: Format) -> Option<Self> {
+    pub fn for_format(keys: &'a StreamKeys, format: Format) -> Option<Self> {
         match format {
-            Format::Native => config.stream_signing_keys.as_ref().map(Signer::Native),
-            Format::Nginx => config.nginx_secure_link_secret.as_ref().map(Signer::Nginx),
-            Format::Tencent => config.tencent_play_key.as_ref().map(Signer::Tencent),
-            Format::Aliyun => config.aliyun_auth_key.as_ref().map(Signer::Aliyun),
+            Format::Native => keys.native.as_ref().map(Signer::Native),
+            Format::Nginx => keys.nginx.as_ref().map(Signer::Nginx),
+            Format::Tencent => keys.tencent.as_ref().map(Signer::Tencent),
+            Format::Aliyun => keys.aliyun.as_ref().map(Signer::Aliyun),
         }
     }
 
@@ -80,22 +121,22 @@ impl<'a> Signer<'a> {
         let expires = claims.exp;
         match self {
             Signer::Native(keys) => {
-                let token = formats::sign(keys, claims);
-                let url = formats::append_params(origin, &[("token", &token)])?;
+                let token = native::sign(keys, claims);
+                let url = url::append_params(origin, &[("token", &token)])?;
                 Ok((url, token))
             }
             Signer::Nginx(secret) => {
-                let path = formats::url_path(origin);
+                let path = url::url_path(origin);
                 let base = origin_base(origin);
                 // nginx hashes the decoded `$uri`; catalog origins are plain ASCII paths.
-                let url = formats::nginx_secure_link_url(
+                let url = nginx::nginx_secure_link_url(
                     base,
                     path,
                     expires,
                     claims.ip.as_deref(),
                     secret.expose(),
                 )?;
-                let md5 = formats::nginx_secure_link_hash(
+                let md5 = nginx::nginx_secure_link_hash(
                     expires,
                     path,
                     claims.ip.as_deref(),
@@ -104,24 +145,24 @@ impl<'a> Signer<'a> {
                 Ok((url, md5))
             }
             Signer::Tencent(key) => {
-                let name = formats::tencent_stream_name_from_path(formats::url_path(origin))
+                let name = tencent::tencent_stream_name_from_path(url::url_path(origin))
                     .ok_or(UrlError::InvalidComponent("stream"))?;
-                let url = formats::tencent_sign_url(origin, name, key.expose(), expires)?;
-                let tx_time = formats::tencent_tx_time(expires)?;
+                let url = tencent::tencent_sign_url(origin, name, key.expose(), expires)?;
+                let tx_time = tencent::tencent_tx_time(expires)?;
                 Ok((
                     url,
-                    formats::tencent_tx_secret(key.expose(), name, &tx_time),
+                    tencent::tencent_tx_secret(key.expose(), name, &tx_time),
                 ))
             }
             Signer::Aliyun(key) => {
-                let auth = formats::aliyun_auth_key(
-                    formats::url_path(origin),
+                let auth = aliyun::aliyun_auth_key(
+                    url::url_path(origin),
                     expires,
                     rand,
                     "0",
                     key.expose(),
                 )?;
-                let url = formats::append_params(origin, &[("auth_key", &auth)])?;
+                let url = url::append_params(origin, &[("auth_key", &auth)])?;
                 Ok((url, auth))
             }
         }
@@ -140,53 +181,9 @@ fn origin_base(origin: &str) -> &str {
     }
 }
 
-/// Whether a media server's stream name or request path refers to the stream whose catalog
-/// origin is `origin` (or whose id is `stream_id`), so a token for one stream cannot open
-/// another. Matches the stream name itself, a path segment equal to it (nested HLS), or an
-/// HLS fragment named `<name>-<n>.ts`.
-pub fn names_stream(path_or_name: &str, stream_id: &str, origin: &str) -> bool {
-    let origin_name = formats::tencent_stream_name_from_path(formats::url_path(origin));
-    let candidates = [Some(stream_id), origin_name];
-    let path = path_or_name.split(['?', '#']).next().unwrap_or("");
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let last = segments.last().copied().unwrap_or("");
-    let stem = last.rsplit_once('.').map_or(last, |(s, _)| s);
-    candidates.iter().flatten().any(|name| {
-        segments.contains(name)
-            || stem == *name
-            || stem
-                .strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('-'))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stream_names_and_paths() {
-        let origin = "https://live.example.com/live/concert.m3u8";
-        for ok in [
-            "concert",
-            "live/concert",
-            "/live/concert.m3u8",
-            "/live/concert-17.ts",
-            "/live/concert/3.ts",
-            "/hls/c1.m3u8",
-        ] {
-            assert!(names_stream(ok, "c1", origin), "{ok}");
-        }
-        for bad in [
-            "other",
-            "live/concerts",
-            "/live/other.m3u8",
-            "",
-            "/live/concert2.ts",
-        ] {
-            assert!(!names_stream(bad, "c1", origin), "{bad}");
-        }
-    }
 
     #[test]
     fn every_format_signs_an_origin() {
@@ -203,7 +200,7 @@ mod tests {
         let (url, token) = Signer::Native(&keys).sign(origin, &claims, "r").unwrap();
         assert_eq!(url, format!("{origin}?token={token}"));
         assert_eq!(
-            formats::verify(&keys, &token, 1_800_000_000, None),
+            native::verify(&keys, &token, 1_800_000_000, None),
             Ok(claims.clone())
         );
 
@@ -214,9 +211,9 @@ mod tests {
             "{url}"
         );
         let q = url.split_once('?').unwrap().1;
-        assert_eq!(formats::query_param(q, "md5"), Ok(Some(md5.as_str())));
+        assert_eq!(url::query_param(q, "md5"), Ok(Some(md5.as_str())));
         assert_eq!(
-            formats::verify_nginx_secure_link(
+            nginx::verify_nginx_secure_link(
                 "/live/concert.m3u8",
                 q,
                 None,
@@ -231,7 +228,7 @@ mod tests {
         let q = url.split_once('?').unwrap().1;
         assert!(url.contains("txTime=6B49D32C"), "{url}");
         assert_eq!(
-            formats::verify_tencent_url("/live/concert.m3u8", q, key.expose(), 1_800_000_000),
+            tencent::verify_tencent_url("/live/concert.m3u8", q, key.expose(), 1_800_000_000),
             Ok(())
         );
 
@@ -240,7 +237,7 @@ mod tests {
         assert!(auth.starts_with("1800000300-ab12-0-"), "{auth}");
         let q = url.split_once('?').unwrap().1;
         assert_eq!(
-            formats::verify_aliyun_url("/live/concert.m3u8", q, key.expose(), 1_800_000_000, 0),
+            aliyun::verify_aliyun_url("/live/concert.m3u8", q, key.expose(), 1_800_000_000, 0),
             Ok(())
         );
     }
