@@ -84,8 +84,15 @@ async fn walkthrough_create_pay_entitled() {
         .json();
     assert_eq!(
         st,
-        json!({"product_id": "pass", "can_use": true, "expires_at": tollgate::domain::ids::rfc3339(T0 + 7 * DAY), "had_bought": true})
+        json!({"product_id": "pass", "can_use": true, "expires_at": tollgate::domain::ids::rfc3339(T0 + 7 * DAY), "had_bought": true, "expire": T0 + 7 * DAY})
     );
+    // Huya's front-end contract: -1 for a product never bought.
+    let never = s
+        .call("bob", "GET", "/entitlements/pass", None)
+        .await
+        .json();
+    assert_eq!(never["expire"], -1);
+    assert_eq!(never["had_bought"], false);
     // Another user sees nothing of it.
     let bob = s.call("bob", "GET", "/entitlements", None).await.json();
     assert_eq!(bob, json!({"grants": [], "credits": 0}));

@@ -43,6 +43,7 @@ pub(super) async fn product(
                 "can_use": s.can_use,
                 "expires_at": s.expires_at.map(rfc3339),
                 "had_bought": s.had_bought,
+                "expire": s.expire,
             }),
         )
     })

@@ -127,6 +127,10 @@ pub struct ProductStatus {
     /// The end of the product's continuous access from now; `None` when not usable or forever.
     pub expires_at: Option<i64>,
     pub had_bought: bool,
+    /// Huya's `checkStreamerGoodsExpire` answer, for mini-program front ends written against
+    /// it: the unix second the product's access ends (in the past once over), `-1` when never
+    /// bought, `None` when a purchase never ends.
+    pub expire: Option<i64>,
 }
 
 pub fn product_status(grants: &[Grant], product_id: &str, now: i64) -> ProductStatus {
@@ -146,10 +150,18 @@ pub fn product_status(grants: &[Grant], product_id: &str, now: i64) -> ProductSt
     } else {
         None
     };
+    let expire = if !had_bought {
+        Some(-1)
+    } else if mine.iter().all(|w| w.valid_until.is_some()) {
+        mine.iter().filter_map(|w| w.valid_until).max()
+    } else {
+        None
+    };
     ProductStatus {
         can_use,
         expires_at,
         had_bought,
+        expire,
     }
 }
 
@@ -222,7 +234,8 @@ mod tests {
             ProductStatus {
                 can_use: true,
                 expires_at: Some(200),
-                had_bought: true
+                had_bought: true,
+                expire: Some(200),
             }
         );
         let st = product_status(&g, "c", 250);
@@ -231,10 +244,13 @@ mod tests {
             ProductStatus {
                 can_use: false,
                 expires_at: None,
-                had_bought: true
+                had_bought: true,
+                expire: Some(200),
             }
         );
-        assert!(!product_status(&g, "other", 150).had_bought);
+        let never = product_status(&g, "other", 150);
+        assert!(!never.had_bought);
+        assert_eq!(never.expire, Some(-1), "Huya's answer for never bought");
     }
 }
 
@@ -271,7 +287,8 @@ mod subscription_tests {
             ProductStatus {
                 can_use: true,
                 expires_at: Some(1_000),
-                had_bought: true
+                had_bought: true,
+                expire: Some(1_000),
             }
         );
         assert_eq!(
@@ -279,7 +296,8 @@ mod subscription_tests {
             ProductStatus {
                 can_use: true,
                 expires_at: None,
-                had_bought: true
+                had_bought: true,
+                expire: None,
             }
         );
         // A refund or revocation removes the grant at once, before its expiry.
@@ -292,7 +310,8 @@ mod subscription_tests {
             ProductStatus {
                 can_use: false,
                 expires_at: None,
-                had_bought: false
+                had_bought: false,
+                expire: Some(-1),
             }
         );
     }
