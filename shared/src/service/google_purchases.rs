@@ -13,13 +13,13 @@ use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
 use crate::domain::time::parse_rfc3339;
 use crate::domain::{Grant, Order, OrderId, OrderState, Term};
-use crate::providers::google::{self, Google, ProductPurchase, SubscriptionV2};
+use crate::providers::google::wire::{self, ProductPurchase, SubscriptionV2};
+use crate::providers::google::{self, Google};
 use crate::providers::{ProviderError, ProviderEvent};
 use crate::queue::Job;
 use crate::service::payments::{self, ApplyError, Rejected};
 use crate::store::{PurchaseOutcome, StorePurchase};
 use base64::Engine;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// How a background step ended when it did not succeed.
@@ -88,7 +88,7 @@ pub async fn submit(
     order_id: Option<&str>,
 ) -> Result<(), ServiceError> {
     client(app)?;
-    if !google::valid_token(purchase_token) {
+    if !wire::valid_token(purchase_token) {
         return Err(ServiceError::BadRequest(
             "purchase_token must be 1-1024 characters of [A-Za-z0-9._-]".into(),
         ));
@@ -520,57 +520,6 @@ async fn paid_order_of(app: &App, token: &str) -> Result<Option<Order>, Failure>
         .filter(|o| o.provider == google::NAME))
 }
 
-#[derive(Deserialize)]
-struct Push {
-    message: PushMessage,
-}
-
-/// Pub/Sub sends the id both as `messageId` and `message_id`.
-#[derive(Deserialize)]
-struct PushMessage {
-    data: String,
-    #[serde(rename = "messageId", default)]
-    message_id: Option<String>,
-    #[serde(rename = "message_id", default)]
-    message_id_snake: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeveloperNotification {
-    package_name: String,
-    #[serde(default)]
-    subscription_notification: Option<SubNote>,
-    #[serde(default)]
-    one_time_product_notification: Option<OneTimeNote>,
-    #[serde(default)]
-    voided_purchase_notification: Option<VoidNote>,
-    #[serde(default)]
-    test_notification: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubNote {
-    purchase_token: String,
-    subscription_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OneTimeNote {
-    purchase_token: String,
-    sku: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VoidNote {
-    purchase_token: String,
-    #[serde(default)]
-    product_type: Option<i64>,
-}
-
 /// Why a push was refused (the answer is 4xx: Pub/Sub redelivers, an attacker learns
 /// nothing).
 #[derive(Debug, thiserror::Error)]
@@ -593,28 +542,10 @@ pub async fn notification(
     g.verify_push(authorization)
         .await
         .map_err(|e| PushError::Unauthenticated(e.to_string()))?;
-    let push: Push = serde_json::from_slice(body)
-        .map_err(|e| PushError::Malformed(format!("not a Pub/Sub push: {e}")))?;
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(push.message.data.as_bytes())
-        .map_err(|_| PushError::Malformed("message.data is not base64".into()))?;
-    let n: DeveloperNotification = serde_json::from_slice(&data)
-        .map_err(|e| PushError::Malformed(format!("not a DeveloperNotification: {e}")))?;
-    if n.package_name != g.config.package_name {
-        return Err(PushError::Malformed(
-            "notification for another package".into(),
-        ));
-    }
+    let push = wire::decode_push(body, &g.config.package_name).map_err(PushError::Malformed)?;
+    let n = &push.notification;
+    let id = &push.message_id;
     let now = app.clock.now();
-    let id = match push.message.message_id.or(push.message.message_id_snake) {
-        Some(id) if !id.is_empty() && id.len() <= 256 && !id.contains('#') => id,
-        _ => {
-            return Err(PushError::Malformed(
-                "message has no usable messageId".into(),
-            ))
-        }
-    };
-    let id = &id;
     if app
         .store
         .note_seen(google::NAME, id, now)
@@ -631,7 +562,7 @@ pub async fn notification(
     } else if let Some(o) = &n.one_time_product_notification {
         ("one_time", Some((o.purchase_token.clone(), o.sku.clone())))
     } else if let Some(v) = &n.voided_purchase_notification {
-        if !google::valid_token(&v.purchase_token) {
+        if !wire::valid_token(&v.purchase_token) {
             return Err(PushError::Malformed("bad purchase token".into()));
         }
         match void(
@@ -653,7 +584,7 @@ pub async fn notification(
         ("unknown", None)
     };
     if let Some((token, product_id)) = job {
-        if !google::valid_token(&token) {
+        if !wire::valid_token(&token) {
             return Err(PushError::Malformed("bad purchase token".into()));
         }
         queue(

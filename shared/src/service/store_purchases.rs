@@ -12,7 +12,8 @@ use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Offer, Plan, Product, ProductKind};
 use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, Term};
-use crate::providers::apple::{self, Apple, AppleRejection, RenewalInfo, Transaction};
+use crate::providers::apple::wire::{self, AppleRejection, RenewalInfo, Transaction};
+use crate::providers::apple::{self, Apple};
 use crate::providers::ProviderEvent;
 use crate::store::{PurchaseOutcome, StorePurchase};
 use serde::Serialize;
@@ -148,7 +149,7 @@ async fn find_order(
     let id = match t
         .app_account_token
         .as_deref()
-        .and_then(apple::order_of_token)
+        .and_then(wire::order_of_token)
     {
         Some(id) => Some(id),
         None => ctx.order_hint.clone(),
