@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use tollgate::app::App;
 use tollgate::clock::ManualClock;
-use tollgate::service::store_purchases::apple_recover;
+use tollgate::service::apple_purchases::apple_recover;
 use tollgate::service::ServiceError;
 use tollgate_tests::apple::*;
 use tollgate_tests::*;

@@ -26,8 +26,11 @@ async fn main() {
         .as_slice()
     {
         ["apple-order", order_id, user] => {
-            match tollgate::service::store_purchases::apple_recover(&app, user, order_id).await {
-                Ok(results) => serde_json::to_value(results).unwrap_or_default(),
+            match tollgate::service::apple_purchases::apple_recover(&app, user, order_id).await {
+                Ok(results) => match serde_json::to_value(results) {
+                    Ok(v) => v,
+                    Err(e) => fail(&e.to_string()),
+                },
                 Err(e) => fail(&e.to_string()),
             }
         }

@@ -7,7 +7,9 @@
 //! through `TXN#google#<token>`. Acknowledging (and consuming) is its own job, retried until
 //! Google confirms, because Google refunds purchases left unacknowledged for 3 days.
 
-use super::store_purchases::{create_bound_order, map_apply, settle_order};
+use super::payments::{self, ApplyError, Rejected};
+use super::store_orders::{create_bound_order, map_apply, settle_order};
+use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
@@ -17,7 +19,6 @@ use crate::providers::google::wire::{self, ProductPurchase, SubscriptionV2};
 use crate::providers::google::{self, Google};
 use crate::providers::{ProviderError, ProviderEvent};
 use crate::queue::Job;
-use crate::service::payments::{self, ApplyError, Rejected};
 use crate::store::{PurchaseOutcome, StorePurchase};
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -56,16 +57,9 @@ fn client(app: &App) -> Result<&Google, ServiceError> {
         .ok_or_else(|| ServiceError::ProviderNotEnabled(google::NAME.into()))
 }
 
+/// The catalog product (and plan) a Play product id sells.
 fn by_google_id<'a>(app: &'a App, id: &str) -> Option<(&'a Product, Option<&'a Plan>)> {
-    app.catalog.products().iter().find_map(|p| {
-        if p.store_ids.google.as_deref() == Some(id) {
-            return Some((p, None));
-        }
-        p.plans
-            .iter()
-            .find(|pl| pl.store_ids.google.as_deref() == Some(id))
-            .map(|pl| (p, Some(pl)))
-    })
+    by_store_id(app, google::NAME, id)
 }
 
 async fn queue(app: &App, job: &Job) -> Result<(), ServiceError> {

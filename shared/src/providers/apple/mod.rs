@@ -1,7 +1,7 @@
 //! Apple App Store (StoreKit 2, App Store Server Notifications V2): the `APPLE_*`
 //! configuration, the verifier of this app's signed data, the App Store Server API call used
 //! by recovery, and the pre-order's payment parameters. The wire format is [`wire`]; applying
-//! purchases is `service::store_purchases`' job.
+//! purchases is `service::apple_purchases`' job.
 
 pub mod wire;
 

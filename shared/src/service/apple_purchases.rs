@@ -8,58 +8,18 @@
 //! change nothing — a late DID_RENEW never undoes a REFUND signed after it.
 
 use super::payments::{self, Applied, ApplyError, Rejected};
+use super::store_orders::{create_bound_order, map_apply, settle_order};
+use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
-use crate::domain::catalog::{Offer, Plan, Product, ProductKind};
-use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, Term};
+use crate::domain::catalog::{Plan, Product, ProductKind};
+use crate::domain::{Grant, Order, OrderId, OrderState, Term};
 use crate::providers::apple::wire::{self, AppleRejection, RenewalInfo, Transaction};
 use crate::providers::apple::{self, Apple};
 use crate::providers::ProviderEvent;
 use crate::store::{PurchaseOutcome, StorePurchase};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-
-/// The store's own product id for an offer (`store_ids` on the plan, or on the product).
-pub fn store_product_id(offer: &Offer<'_>, store: &str) -> Option<String> {
-    let ids = offer
-        .plan
-        .map(|p| &p.store_ids)
-        .unwrap_or(&offer.product.store_ids);
-    match store {
-        apple::NAME => ids.apple.clone(),
-        "google" => ids.google.clone(),
-        _ => None,
-    }
-}
-
-/// The offer of a store-only product (no catalog price): the order carries 0 XXX.
-pub fn store_only_offer<'a>(app: &'a App, product_id: &str) -> Result<Offer<'a>, ServiceError> {
-    let product = app.catalog.product(product_id).ok_or_else(|| {
-        ServiceError::Offer(crate::domain::OfferError::UnknownProduct(
-            product_id.to_owned(),
-        ))
-    })?;
-    let xxx = Currency::parse("XXX").map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-    let price = Money::new(0, xxx).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-    Ok(Offer {
-        product,
-        plan: None,
-        price,
-    })
-}
-
-/// The catalog product (and plan) an App Store product id sells.
-fn by_apple_id<'a>(app: &'a App, id: &str) -> Option<(&'a Product, Option<&'a Plan>)> {
-    app.catalog.products().iter().find_map(|p| {
-        if p.store_ids.apple.as_deref() == Some(id) {
-            return Some((p, None));
-        }
-        p.plans
-            .iter()
-            .find(|pl| pl.store_ids.apple.as_deref() == Some(id))
-            .map(|pl| (p, Some(pl)))
-    })
-}
 
 /// What applying a verified transaction did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -122,7 +82,7 @@ async fn apply_transaction(
     t: &Transaction,
     ctx: &Context<'_>,
 ) -> Result<PurchaseResult, ServiceError> {
-    let (product, plan) = by_apple_id(app, &t.product_id).ok_or_else(|| {
+    let (product, plan) = by_store_id(app, apple::NAME, &t.product_id).ok_or_else(|| {
         ServiceError::BadRequest(format!(
             "App Store product {:?} is not in the catalog",
             t.product_id
@@ -288,33 +248,6 @@ async fn apply_subscription(
     })
 }
 
-pub(super) async fn settle_order(
-    app: &App,
-    order: &Order,
-    txn: &str,
-    paid_at: i64,
-) -> Result<Applied, ServiceError> {
-    let event = ProviderEvent::Paid {
-        order_id: order.order_id.clone(),
-        provider_txn_id: txn.to_owned(),
-        // Stores charge in the buyer's currency; the order keeps the catalog's price.
-        amount: order.amount,
-        paid_at: Some(paid_at),
-    };
-    map_apply(payments::apply(app, &order.provider, event).await)
-}
-
-pub(super) fn map_apply(r: Result<Applied, ApplyError>) -> Result<Applied, ServiceError> {
-    match r {
-        Ok(a) => Ok(a),
-        Err(ApplyError::Store(e)) => Err(e.into()),
-        Err(ApplyError::Rejected(Rejected::UnknownOrder)) => {
-            Err(ServiceError::NotFound("order not found".into()))
-        }
-        Err(ApplyError::Rejected(r)) => Err(ServiceError::Conflict(r.to_string())),
-    }
-}
-
 /// The order a one-time purchase made without a pre-order settles: its id is derived from
 /// the transaction id, so every retry and duplicate finds the same order.
 fn derived_order_id(t: &Transaction) -> OrderId {
@@ -394,61 +327,6 @@ async fn apply_one_time(
             Ok(result(status))
         }
         _ => Ok(result("granted")),
-    }
-}
-
-pub(super) async fn create_bound_order(
-    app: &App,
-    id: OrderId,
-    user: &str,
-    product: &Product,
-    plan: Option<&Plan>,
-    provider: &str,
-) -> Result<Order, ServiceError> {
-    let now = app.clock.now();
-    let offer = match app
-        .catalog
-        .offer(&product.id, plan.map(|p| p.id.as_str()), i64::MIN)
-    {
-        Ok(o) => o,
-        Err(crate::domain::OfferError::StoreOnly(_)) => store_only_offer(app, &product.id)?,
-        Err(e) => return Err(e.into()),
-    };
-    let order = Order {
-        order_id: id.clone(),
-        user_id: user.to_owned(),
-        product_id: product.id.clone(),
-        plan_id: plan.map(|p| p.id.clone()),
-        amount: offer.price,
-        provider: provider.into(),
-        channel: None,
-        grants: product.grants.clone(),
-        term: offer.term(),
-        credits: product.credits.unwrap_or(0),
-        state: OrderState::Pending,
-        created_at: now,
-        expires_at: now + app.config.order_ttl_seconds,
-        paid_at: None,
-        late: false,
-        provider_txn_id: None,
-        closed_at: None,
-        refunded_at: None,
-        payment: None,
-        sweep_attempts: 0,
-        last_error: None,
-    };
-    if let Err(e) = app.store.create_order(&order, None, now).await {
-        // A concurrent duplicate created it first: use theirs.
-        tracing::debug!(error = %e, "bound order already created");
-    }
-    match app.store.get_order(&id).await? {
-        Some(o) if o.user_id == user => Ok(o),
-        Some(_) => Err(ServiceError::Conflict(
-            "this purchase belongs to another account".into(),
-        )),
-        None => Err(ServiceError::Unavailable(
-            "order could not be created".into(),
-        )),
     }
 }
 
