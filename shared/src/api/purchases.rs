@@ -66,7 +66,7 @@ pub(super) async fn apple_notification(app: &App, req: &Request<Bytes>) -> Respo
     match apple_purchases::apple_notification(app, &body.signed_payload).await {
         Ok(result) => {
             let status = match &result {
-                NotificationResult::Applied(r) => r.status,
+                NotificationResult::Applied(r) => r.status.as_str(),
                 NotificationResult::Duplicate => "duplicate",
                 NotificationResult::Recorded => "recorded",
             };

@@ -13,7 +13,7 @@ use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
-use crate::domain::{Grant, Order, OrderId, OrderState, Term};
+use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
 use crate::providers::apple::wire::{self, AppleRejection, RenewalInfo, Transaction};
 use crate::providers::apple::{self, Apple};
 use crate::providers::ProviderEvent;
@@ -24,8 +24,7 @@ use sha2::{Digest, Sha256};
 /// What applying a verified transaction did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurchaseResult {
-    /// granted, duplicate, revoked, expired, refunded, unattributed.
-    pub status: &'static str,
+    pub status: PurchaseStatus,
     pub product_id: String,
     pub source_id: Option<String>,
     pub order_id: Option<String>,
@@ -168,10 +167,10 @@ async fn apply_subscription(
     let end = grace_until.map_or(expires, |g| g.max(expires));
     let revoked_at = t.revocation_date.map(|ms| ms.div_euclid(1000));
     let state = match (revoked_at, grace_until) {
-        (Some(_), _) => "revoked",
-        _ if end <= now => "expired",
-        (None, Some(g)) if g > expires => "grace",
-        _ => "active",
+        (Some(_), _) => PurchaseState::Revoked,
+        _ if end <= now => PurchaseState::Expired,
+        (None, Some(g)) if g > expires => PurchaseState::Grace,
+        _ => PurchaseState::Active,
     };
     let paid_at = t
         .original_purchase_date
@@ -206,7 +205,7 @@ async fn apply_subscription(
         purchase_id: otid.clone(),
         user_id: user,
         product_id: product.id.clone(),
-        state: state.into(),
+        state,
         expires_at: Some(end),
         last_event_at: ctx.signed_at_ms,
         last_txn_id: Some(t.transaction_id.clone()),
@@ -218,10 +217,13 @@ async fn apply_subscription(
     };
     let status = match app.store.put_purchase(&purchase).await? {
         PurchaseOutcome::Applied => {
-            tracing::info!(original_transaction_id = %otid, state, expires_at = end, "App Store subscription updated");
-            state
+            tracing::info!(original_transaction_id = %otid, state = state.as_str(), expires_at = end, "App Store subscription updated");
+            match state {
+                PurchaseState::Active => PurchaseStatus::Granted,
+                other => PurchaseStatus::Subscription(other),
+            }
         }
-        PurchaseOutcome::Stale(_) => "duplicate",
+        PurchaseOutcome::Stale(_) => PurchaseStatus::Duplicate,
         PurchaseOutcome::OwnedByOther(_) => {
             tracing::warn!(original_transaction_id = %otid, "App Store subscription claimed by a second account");
             return Err(ServiceError::Conflict(
@@ -236,11 +238,7 @@ async fn apply_subscription(
         }
     }
     Ok(PurchaseResult {
-        status: if status == "active" {
-            "granted"
-        } else {
-            status
-        },
+        status,
         product_id: product.id.clone(),
         source_id: Some(source_id),
         order_id: purchase.order_id,
@@ -310,10 +308,12 @@ async fn apply_one_time(
             order_total: order.amount,
         };
         return match payments::apply(app, apple::NAME, event).await {
-            Ok(_) => Ok(result("refunded")),
+            Ok(_) => Ok(result(PurchaseStatus::Refunded)),
             // Never settled here (or already refunded): nothing to take back.
-            Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => Ok(result("refunded")),
-            Err(e) => map_apply(Err(e)).map(|_| result("refunded")),
+            Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => {
+                Ok(result(PurchaseStatus::Refunded))
+            }
+            Err(e) => map_apply(Err(e)).map(|_| result(PurchaseStatus::Refunded)),
         };
     }
     let paid_at = t.purchase_date.div_euclid(1000);
@@ -321,18 +321,18 @@ async fn apply_one_time(
         Applied::Duplicate => {
             // A refunded order stays refunded: a replayed purchase never re-grants it.
             let status = match app.store.get_order(&order.order_id).await? {
-                Some(o) if o.state == OrderState::Refunded => "refunded",
-                _ => "duplicate",
+                Some(o) if o.state == OrderState::Refunded => PurchaseStatus::Refunded,
+                _ => PurchaseStatus::Duplicate,
             };
             Ok(result(status))
         }
-        _ => Ok(result("granted")),
+        _ => Ok(result(PurchaseStatus::Granted)),
     }
 }
 
 fn unattributed(product: &Product) -> PurchaseResult {
     PurchaseResult {
-        status: "unattributed",
+        status: PurchaseStatus::Unattributed,
         product_id: product.id.clone(),
         source_id: None,
         order_id: None,

@@ -14,7 +14,7 @@ use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
 use crate::domain::time::parse_rfc3339;
-use crate::domain::{Grant, Order, OrderId, OrderState, Term};
+use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
 use crate::providers::google::wire::{self, ProductPurchase, SubscriptionV2};
 use crate::providers::google::{self, Google};
 use crate::providers::{ProviderError, ProviderEvent};
@@ -123,7 +123,7 @@ pub async fn verify(
     product_id: &str,
     user: Option<&str>,
     order_id: Option<&str>,
-) -> Result<&'static str, Failure> {
+) -> Result<PurchaseStatus, Failure> {
     let g = client(app)?;
     let Some((product, plan)) = by_google_id(app, product_id) else {
         return Err(Failure::Permanent(format!(
@@ -174,7 +174,7 @@ async fn apply_subscription(
     user: Option<&str>,
     order: Option<Order>,
     sub: &SubscriptionV2,
-) -> Result<&'static str, Failure> {
+) -> Result<PurchaseStatus, Failure> {
     let now_ms = app.clock.now_ms();
     let now = now_ms.div_euclid(1000);
     let existing = app
@@ -188,7 +188,7 @@ async fn apply_subscription(
         (None, None, Some(u)) => u.to_owned(),
         (None, None, None) => {
             tracing::warn!("Play subscription with no known owner yet");
-            return Ok("unattributed");
+            return Ok(PurchaseStatus::Unattributed);
         }
     };
     if user.is_some_and(|u| u != owner) {
@@ -218,14 +218,14 @@ async fn apply_subscription(
         .max()
         .unwrap_or(now);
     let (state, end) = match sub.subscription_state.as_str() {
-        "SUBSCRIPTION_STATE_ACTIVE" => ("active", expiry),
+        "SUBSCRIPTION_STATE_ACTIVE" => (PurchaseState::Active, expiry),
         // Cancelled but paid up: access to the end of the period.
-        "SUBSCRIPTION_STATE_CANCELED" => ("canceled", expiry),
-        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" => ("grace", expiry),
-        "SUBSCRIPTION_STATE_ON_HOLD" => ("on_hold", expiry.min(now)),
-        "SUBSCRIPTION_STATE_PAUSED" => ("paused", expiry.min(now)),
-        "SUBSCRIPTION_STATE_EXPIRED" => ("expired", expiry.min(now)),
-        "SUBSCRIPTION_STATE_PENDING" => return Ok("pending"),
+        "SUBSCRIPTION_STATE_CANCELED" => (PurchaseState::Canceled, expiry),
+        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" => (PurchaseState::Grace, expiry),
+        "SUBSCRIPTION_STATE_ON_HOLD" => (PurchaseState::OnHold, expiry.min(now)),
+        "SUBSCRIPTION_STATE_PAUSED" => (PurchaseState::Paused, expiry.min(now)),
+        "SUBSCRIPTION_STATE_EXPIRED" => (PurchaseState::Expired, expiry.min(now)),
+        "SUBSCRIPTION_STATE_PENDING" => return Ok(PurchaseStatus::Pending),
         other => {
             return Err(Failure::Permanent(format!(
                 "unknown subscription state {other}"
@@ -255,7 +255,7 @@ async fn apply_subscription(
         purchase_id: token.to_owned(),
         user_id: owner.clone(),
         product_id: product.id.clone(),
-        state: state.into(),
+        state,
         expires_at: Some(end),
         last_event_at: now_ms,
         last_txn_id: None,
@@ -268,8 +268,8 @@ async fn apply_subscription(
         .await
         .map_err(ServiceError::from)?
     {
-        PurchaseOutcome::Applied => state,
-        PurchaseOutcome::Stale(_) => "duplicate",
+        PurchaseOutcome::Applied => PurchaseStatus::Subscription(state),
+        PurchaseOutcome::Stale(_) => PurchaseStatus::Duplicate,
         PurchaseOutcome::OwnedByOther(_) => {
             return Err(conflict(app, order.as_ref(), "purchase is bound to another account").await)
         }
@@ -281,12 +281,17 @@ async fn apply_subscription(
     }
     if let Some(o) = &order {
         if OrderState::PAYABLE.contains(&o.state)
-            && matches!(state, "active" | "canceled" | "grace")
+            && matches!(
+                state,
+                PurchaseState::Active | PurchaseState::Canceled | PurchaseState::Grace
+            )
         {
             settle_order(app, o, token, paid_at).await?;
         }
     }
-    if sub.acknowledgement_state == "ACKNOWLEDGEMENT_STATE_PENDING" && state == "active" {
+    if sub.acknowledgement_state == "ACKNOWLEDGEMENT_STATE_PENDING"
+        && state == PurchaseState::Active
+    {
         queue(
             app,
             &Job::AcknowledgeGooglePurchase {
@@ -319,11 +324,11 @@ async fn retire(app: &App, old: &str, owner: &str, now_ms: i64) -> Result<(), Fa
         tracing::warn!("linkedPurchaseToken belongs to another account: left alone");
         return Ok(());
     }
-    if p.state == "replaced" {
+    if p.state == PurchaseState::Replaced {
         return Ok(());
     }
     let now = now_ms.div_euclid(1000);
-    p.state = "replaced".into();
+    p.state = PurchaseState::Replaced;
     p.last_event_at = now_ms;
     for g in &mut p.grants {
         g.revoked_at.get_or_insert(now);
@@ -346,7 +351,7 @@ async fn apply_product(
     user: Option<&str>,
     order: Option<Order>,
     p: &ProductPurchase,
-) -> Result<&'static str, Failure> {
+) -> Result<PurchaseStatus, Failure> {
     if p.quantity.unwrap_or(1) != 1 {
         return Err(Failure::Permanent(
             "quantity above 1 is not supported".into(),
@@ -362,7 +367,7 @@ async fn apply_product(
                     (Some(u), 0) => {
                         create_bound_order(app, id, u, product, plan, google::NAME).await?
                     }
-                    _ => return Ok("unattributed"),
+                    _ => return Ok(PurchaseStatus::Unattributed),
                 },
             }
         }
@@ -396,7 +401,7 @@ async fn apply_product(
                 purchase_id: token.to_owned(),
                 user_id: order.user_id.clone(),
                 product_id: product.id.clone(),
-                state: "purchased".into(),
+                state: PurchaseState::Purchased,
                 expires_at: None,
                 last_event_at: 0,
                 last_txn_id: p.order_id.clone(),
@@ -428,17 +433,17 @@ async fn apply_product(
                 .await?;
             }
             Ok(if applied == payments::Applied::Duplicate {
-                "duplicate"
+                PurchaseStatus::Duplicate
             } else {
-                "granted"
+                PurchaseStatus::Granted
             })
         }
         1 => revoke_order(app, &order, token).await,
-        _ => Ok("pending"),
+        _ => Ok(PurchaseStatus::Pending),
     }
 }
 
-async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<&'static str, Failure> {
+async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<PurchaseStatus, Failure> {
     let event = ProviderEvent::Refunded {
         order_id: order.order_id.clone(),
         provider_txn_id: token.to_owned(),
@@ -447,8 +452,12 @@ async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<&'static 
         order_total: order.amount,
     };
     match payments::apply(app, google::NAME, event).await {
-        Ok(_) | Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => Ok("revoked"),
-        Err(e) => map_apply(Err(e)).map(|_| "revoked").map_err(Failure::from),
+        Ok(_) | Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => {
+            Ok(PurchaseStatus::Revoked)
+        }
+        Err(e) => map_apply(Err(e))
+            .map(|_| PurchaseStatus::Revoked)
+            .map_err(Failure::from),
     }
 }
 
@@ -479,7 +488,7 @@ async fn void(app: &App, token: &str, product_type: i64, now_ms: i64) -> Result<
             .map_err(ServiceError::from)?
         {
             let now = now_ms.div_euclid(1000);
-            p.state = "revoked".into();
+            p.state = PurchaseState::Revoked;
             p.last_event_at = now_ms;
             for g in &mut p.grants {
                 g.revoked_at.get_or_insert(now);
