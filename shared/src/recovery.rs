@@ -20,7 +20,7 @@ pub async fn run(args: &[String]) -> Result<serde_json::Value, String> {
         .map_err(|e| e.to_string())?;
     match args.as_slice() {
         ["apple-order", order_id, user] => {
-            let results = crate::service::store_purchases::apple_recover(&app, user, order_id)
+            let results = crate::service::apple_purchases::apple_recover(&app, user, order_id)
                 .await
                 .map_err(|e| e.to_string())?;
             serde_json::to_value(results).map_err(|e| format!("encoding the results: {e}"))

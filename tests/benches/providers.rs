@@ -121,7 +121,7 @@ fn providers(c: &mut Criterion) {
     });
 
     // Apple StoreKit 2 JWS with its certificate chain
-    let roots = tollgate::providers::apple_jws::TrustRoots::from_pem(
+    let roots = tollgate::providers::apple::wire::TrustRoots::from_pem(
         &std::fs::read_to_string(apple::fixture_path("root.pem")).unwrap(),
     )
     .unwrap();
@@ -133,9 +133,9 @@ fn providers(c: &mut Criterion) {
         Some(NOW + 30 * DAY),
         NOW,
     ));
-    tollgate::providers::apple_jws::verify(&jws, &roots).unwrap();
+    tollgate::providers::apple::wire::verify_jws(&jws, &roots).unwrap();
     c.bench_function("apple signed transaction (ES256 + x5c chain of 3)", |b| {
-        b.iter(|| tollgate::providers::apple_jws::verify(black_box(&jws), &roots).unwrap())
+        b.iter(|| tollgate::providers::apple::wire::verify_jws(black_box(&jws), &roots).unwrap())
     });
 
     // Google Pub/Sub push OIDC token

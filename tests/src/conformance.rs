@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use tollgate::domain::grant::Term;
 use tollgate::domain::session::{DeviceSession, Sessions};
-use tollgate::domain::{Currency, Grant, Money, Order, OrderId, OrderState};
+use tollgate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, PurchaseState};
 use tollgate::store::*;
 
 fn cny(amount: i64) -> Money {
@@ -535,11 +535,10 @@ fn purchase(id: &str, user: &str, at: i64, until: i64, revoked: Option<i64>) -> 
         user_id: user.into(),
         product_id: "vip".into(),
         state: if revoked.is_some() {
-            "revoked"
+            PurchaseState::Revoked
         } else {
-            "active"
-        }
-        .into(),
+            PurchaseState::Active
+        },
         expires_at: Some(until),
         last_event_at: at,
         last_txn_id: Some(format!("t-{at}")),

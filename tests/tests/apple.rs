@@ -5,8 +5,7 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
-use tollgate::providers::apple::{AppleRejection, Environment};
-use tollgate::providers::apple_jws::JwsError;
+use tollgate::providers::apple::wire::{AppleRejection, Environment, JwsError};
 use tollgate::store::Store;
 use tollgate_tests::apple::*;
 use tollgate_tests::*;

@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
+use tollgate::domain::{PurchaseState, PurchaseStatus};
 use tollgate::store::Store;
 use tollgate_tests::fake_google::*;
 use tollgate_tests::*;
@@ -413,10 +414,19 @@ async fn concurrent(backend: Backend) {
     let (mut granted, mut active) = (0, 0);
     for t in tasks {
         let (a, b) = t.await.unwrap();
-        granted += usize::from(a == Ok("granted"));
-        active += usize::from(b == Ok("active"));
-        assert!(matches!(a, Ok("granted" | "duplicate")), "{a:?}");
-        assert!(matches!(b, Ok("active" | "duplicate")), "{b:?}");
+        granted += usize::from(a == Ok(PurchaseStatus::Granted));
+        active += usize::from(b == Ok(PurchaseStatus::Subscription(PurchaseState::Active)));
+        assert!(
+            matches!(a, Ok(PurchaseStatus::Granted | PurchaseStatus::Duplicate)),
+            "{a:?}"
+        );
+        assert!(
+            matches!(
+                b,
+                Ok(PurchaseStatus::Subscription(PurchaseState::Active) | PurchaseStatus::Duplicate)
+            ),
+            "{b:?}"
+        );
     }
     assert_eq!((granted, active), (1, 1));
     let e = s.call("dup", "GET", "/entitlements", None).await.json();

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use tollgate::app::App;
 use tollgate::clock::ManualClock;
-use tollgate::service::store_purchases::apple_recover;
+use tollgate::domain::PurchaseStatus;
+use tollgate::service::apple_purchases::apple_recover;
 use tollgate::service::ServiceError;
 use tollgate_tests::apple::*;
 use tollgate_tests::*;
@@ -31,9 +32,15 @@ async fn apple_order_id_lookup_grants_once_through_the_verified_path() {
 
     let r = apple_recover(&app, "ann", "MK5TTTVWJH").await.unwrap();
     let statuses: Vec<_> = r.iter().map(|p| p.status).collect();
-    assert_eq!(statuses, vec!["granted", "granted"]);
+    assert_eq!(
+        statuses,
+        vec![PurchaseStatus::Granted, PurchaseStatus::Granted]
+    );
     let again = apple_recover(&app, "ann", "MK5TTTVWJH").await.unwrap();
-    assert!(again.iter().all(|p| p.status == "duplicate"), "{again:?}");
+    assert!(
+        again.iter().all(|p| p.status == PurchaseStatus::Duplicate),
+        "{again:?}"
+    );
     let items = app.store.user_items("ann").await.unwrap();
     assert_eq!(items.credits, 100);
     assert_eq!(items.grants.len(), 1);
@@ -90,11 +97,11 @@ async fn google_token_is_reverified_for_the_customer() {
     use tollgate::service::google_purchases::verify;
     assert_eq!(
         verify(&app, "lost-tok", "coins_100", Some("ann"), None).await,
-        Ok("granted")
+        Ok(PurchaseStatus::Granted)
     );
     assert_eq!(
         verify(&app, "lost-tok", "coins_100", Some("ann"), None).await,
-        Ok("duplicate")
+        Ok(PurchaseStatus::Duplicate)
     );
     assert!(verify(&app, "lost-tok", "coins_100", Some("eve"), None)
         .await

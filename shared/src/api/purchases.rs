@@ -8,7 +8,7 @@ use super::problem::service_problem;
 use super::problem::{json_response, problem};
 use crate::app::App;
 use crate::domain::time::rfc3339;
-use crate::service::store_purchases::{self, NotificationResult, PurchaseResult};
+use crate::service::apple_purchases::{self, NotificationResult, PurchaseResult};
 use crate::service::ServiceError;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -41,7 +41,7 @@ pub(super) async fn apple_purchase(
         Ok(b) => b,
         Err(r) => return Ok(r),
     };
-    let r = store_purchases::apple_purchase(
+    let r = apple_purchases::apple_purchase(
         app,
         user,
         &body.signed_transaction,
@@ -64,10 +64,10 @@ pub(super) async fn apple_notification(app: &App, req: &Request<Bytes>) -> Respo
         Ok(b) => b,
         Err(r) => return r,
     };
-    match store_purchases::apple_notification(app, &body.signed_payload).await {
+    match apple_purchases::apple_notification(app, &body.signed_payload).await {
         Ok(result) => {
             let status = match &result {
-                NotificationResult::Applied(r) => r.status,
+                NotificationResult::Applied(r) => r.status.as_str(),
                 NotificationResult::Duplicate => "duplicate",
                 NotificationResult::Recorded => "recorded",
             };

@@ -12,7 +12,6 @@
 
 pub mod alipay;
 pub mod apple;
-pub mod apple_jws;
 pub mod china_time;
 pub mod google;
 pub mod huya;

@@ -7,19 +7,20 @@
 //! through `TXN#google#<token>`. Acknowledging (and consuming) is its own job, retried until
 //! Google confirms, because Google refunds purchases left unacknowledged for 3 days.
 
-use super::store_purchases::{create_bound_order, map_apply, settle_order};
+use super::payments::{self, ApplyError, Rejected};
+use super::store_orders::{create_bound_order, map_apply, settle_order};
+use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
 use crate::domain::time::parse_rfc3339;
-use crate::domain::{Grant, Order, OrderId, OrderState, Term};
-use crate::providers::google::{self, Google, ProductPurchase, SubscriptionV2};
+use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
+use crate::providers::google::wire::{self, ProductPurchase, SubscriptionV2};
+use crate::providers::google::{self, Google};
 use crate::providers::{ProviderError, ProviderEvent};
 use crate::queue::Job;
-use crate::service::payments::{self, ApplyError, Rejected};
 use crate::store::{PurchaseOutcome, StorePurchase};
 use base64::Engine;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// How a background step ended when it did not succeed.
@@ -56,16 +57,9 @@ fn client(app: &App) -> Result<&Google, ServiceError> {
         .ok_or_else(|| ServiceError::ProviderNotEnabled(google::NAME.into()))
 }
 
+/// The catalog product (and plan) a Play product id sells.
 fn by_google_id<'a>(app: &'a App, id: &str) -> Option<(&'a Product, Option<&'a Plan>)> {
-    app.catalog.products().iter().find_map(|p| {
-        if p.store_ids.google.as_deref() == Some(id) {
-            return Some((p, None));
-        }
-        p.plans
-            .iter()
-            .find(|pl| pl.store_ids.google.as_deref() == Some(id))
-            .map(|pl| (p, Some(pl)))
-    })
+    by_store_id(app, google::NAME, id)
 }
 
 async fn queue(app: &App, job: &Job) -> Result<(), ServiceError> {
@@ -88,7 +82,7 @@ pub async fn submit(
     order_id: Option<&str>,
 ) -> Result<(), ServiceError> {
     client(app)?;
-    if !google::valid_token(purchase_token) {
+    if !wire::valid_token(purchase_token) {
         return Err(ServiceError::BadRequest(
             "purchase_token must be 1-1024 characters of [A-Za-z0-9._-]".into(),
         ));
@@ -129,7 +123,7 @@ pub async fn verify(
     product_id: &str,
     user: Option<&str>,
     order_id: Option<&str>,
-) -> Result<&'static str, Failure> {
+) -> Result<PurchaseStatus, Failure> {
     let g = client(app)?;
     let Some((product, plan)) = by_google_id(app, product_id) else {
         return Err(Failure::Permanent(format!(
@@ -180,7 +174,7 @@ async fn apply_subscription(
     user: Option<&str>,
     order: Option<Order>,
     sub: &SubscriptionV2,
-) -> Result<&'static str, Failure> {
+) -> Result<PurchaseStatus, Failure> {
     let now_ms = app.clock.now_ms();
     let now = now_ms.div_euclid(1000);
     let existing = app
@@ -194,7 +188,7 @@ async fn apply_subscription(
         (None, None, Some(u)) => u.to_owned(),
         (None, None, None) => {
             tracing::warn!("Play subscription with no known owner yet");
-            return Ok("unattributed");
+            return Ok(PurchaseStatus::Unattributed);
         }
     };
     if user.is_some_and(|u| u != owner) {
@@ -224,14 +218,14 @@ async fn apply_subscription(
         .max()
         .unwrap_or(now);
     let (state, end) = match sub.subscription_state.as_str() {
-        "SUBSCRIPTION_STATE_ACTIVE" => ("active", expiry),
+        "SUBSCRIPTION_STATE_ACTIVE" => (PurchaseState::Active, expiry),
         // Cancelled but paid up: access to the end of the period.
-        "SUBSCRIPTION_STATE_CANCELED" => ("canceled", expiry),
-        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" => ("grace", expiry),
-        "SUBSCRIPTION_STATE_ON_HOLD" => ("on_hold", expiry.min(now)),
-        "SUBSCRIPTION_STATE_PAUSED" => ("paused", expiry.min(now)),
-        "SUBSCRIPTION_STATE_EXPIRED" => ("expired", expiry.min(now)),
-        "SUBSCRIPTION_STATE_PENDING" => return Ok("pending"),
+        "SUBSCRIPTION_STATE_CANCELED" => (PurchaseState::Canceled, expiry),
+        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD" => (PurchaseState::Grace, expiry),
+        "SUBSCRIPTION_STATE_ON_HOLD" => (PurchaseState::OnHold, expiry.min(now)),
+        "SUBSCRIPTION_STATE_PAUSED" => (PurchaseState::Paused, expiry.min(now)),
+        "SUBSCRIPTION_STATE_EXPIRED" => (PurchaseState::Expired, expiry.min(now)),
+        "SUBSCRIPTION_STATE_PENDING" => return Ok(PurchaseStatus::Pending),
         other => {
             return Err(Failure::Permanent(format!(
                 "unknown subscription state {other}"
@@ -261,7 +255,7 @@ async fn apply_subscription(
         purchase_id: token.to_owned(),
         user_id: owner.clone(),
         product_id: product.id.clone(),
-        state: state.into(),
+        state,
         expires_at: Some(end),
         last_event_at: now_ms,
         last_txn_id: None,
@@ -274,8 +268,8 @@ async fn apply_subscription(
         .await
         .map_err(ServiceError::from)?
     {
-        PurchaseOutcome::Applied => state,
-        PurchaseOutcome::Stale(_) => "duplicate",
+        PurchaseOutcome::Applied => PurchaseStatus::Subscription(state),
+        PurchaseOutcome::Stale(_) => PurchaseStatus::Duplicate,
         PurchaseOutcome::OwnedByOther(_) => {
             return Err(conflict(app, order.as_ref(), "purchase is bound to another account").await)
         }
@@ -287,12 +281,17 @@ async fn apply_subscription(
     }
     if let Some(o) = &order {
         if OrderState::PAYABLE.contains(&o.state)
-            && matches!(state, "active" | "canceled" | "grace")
+            && matches!(
+                state,
+                PurchaseState::Active | PurchaseState::Canceled | PurchaseState::Grace
+            )
         {
             settle_order(app, o, token, paid_at).await?;
         }
     }
-    if sub.acknowledgement_state == "ACKNOWLEDGEMENT_STATE_PENDING" && state == "active" {
+    if sub.acknowledgement_state == "ACKNOWLEDGEMENT_STATE_PENDING"
+        && state == PurchaseState::Active
+    {
         queue(
             app,
             &Job::AcknowledgeGooglePurchase {
@@ -325,11 +324,11 @@ async fn retire(app: &App, old: &str, owner: &str, now_ms: i64) -> Result<(), Fa
         tracing::warn!("linkedPurchaseToken belongs to another account: left alone");
         return Ok(());
     }
-    if p.state == "replaced" {
+    if p.state == PurchaseState::Replaced {
         return Ok(());
     }
     let now = now_ms.div_euclid(1000);
-    p.state = "replaced".into();
+    p.state = PurchaseState::Replaced;
     p.last_event_at = now_ms;
     for g in &mut p.grants {
         g.revoked_at.get_or_insert(now);
@@ -352,7 +351,7 @@ async fn apply_product(
     user: Option<&str>,
     order: Option<Order>,
     p: &ProductPurchase,
-) -> Result<&'static str, Failure> {
+) -> Result<PurchaseStatus, Failure> {
     if p.quantity.unwrap_or(1) != 1 {
         return Err(Failure::Permanent(
             "quantity above 1 is not supported".into(),
@@ -368,7 +367,7 @@ async fn apply_product(
                     (Some(u), 0) => {
                         create_bound_order(app, id, u, product, plan, google::NAME).await?
                     }
-                    _ => return Ok("unattributed"),
+                    _ => return Ok(PurchaseStatus::Unattributed),
                 },
             }
         }
@@ -402,7 +401,7 @@ async fn apply_product(
                 purchase_id: token.to_owned(),
                 user_id: order.user_id.clone(),
                 product_id: product.id.clone(),
-                state: "purchased".into(),
+                state: PurchaseState::Purchased,
                 expires_at: None,
                 last_event_at: 0,
                 last_txn_id: p.order_id.clone(),
@@ -434,17 +433,17 @@ async fn apply_product(
                 .await?;
             }
             Ok(if applied == payments::Applied::Duplicate {
-                "duplicate"
+                PurchaseStatus::Duplicate
             } else {
-                "granted"
+                PurchaseStatus::Granted
             })
         }
         1 => revoke_order(app, &order, token).await,
-        _ => Ok("pending"),
+        _ => Ok(PurchaseStatus::Pending),
     }
 }
 
-async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<&'static str, Failure> {
+async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<PurchaseStatus, Failure> {
     let event = ProviderEvent::Refunded {
         order_id: order.order_id.clone(),
         provider_txn_id: token.to_owned(),
@@ -453,8 +452,12 @@ async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<&'static 
         order_total: order.amount,
     };
     match payments::apply(app, google::NAME, event).await {
-        Ok(_) | Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => Ok("revoked"),
-        Err(e) => map_apply(Err(e)).map(|_| "revoked").map_err(Failure::from),
+        Ok(_) | Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => {
+            Ok(PurchaseStatus::Revoked)
+        }
+        Err(e) => map_apply(Err(e))
+            .map(|_| PurchaseStatus::Revoked)
+            .map_err(Failure::from),
     }
 }
 
@@ -485,7 +488,7 @@ async fn void(app: &App, token: &str, product_type: i64, now_ms: i64) -> Result<
             .map_err(ServiceError::from)?
         {
             let now = now_ms.div_euclid(1000);
-            p.state = "revoked".into();
+            p.state = PurchaseState::Revoked;
             p.last_event_at = now_ms;
             for g in &mut p.grants {
                 g.revoked_at.get_or_insert(now);
@@ -520,57 +523,6 @@ async fn paid_order_of(app: &App, token: &str) -> Result<Option<Order>, Failure>
         .filter(|o| o.provider == google::NAME))
 }
 
-#[derive(Deserialize)]
-struct Push {
-    message: PushMessage,
-}
-
-/// Pub/Sub sends the id both as `messageId` and `message_id`.
-#[derive(Deserialize)]
-struct PushMessage {
-    data: String,
-    #[serde(rename = "messageId", default)]
-    message_id: Option<String>,
-    #[serde(rename = "message_id", default)]
-    message_id_snake: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeveloperNotification {
-    package_name: String,
-    #[serde(default)]
-    subscription_notification: Option<SubNote>,
-    #[serde(default)]
-    one_time_product_notification: Option<OneTimeNote>,
-    #[serde(default)]
-    voided_purchase_notification: Option<VoidNote>,
-    #[serde(default)]
-    test_notification: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SubNote {
-    purchase_token: String,
-    subscription_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct OneTimeNote {
-    purchase_token: String,
-    sku: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct VoidNote {
-    purchase_token: String,
-    #[serde(default)]
-    product_type: Option<i64>,
-}
-
 /// Why a push was refused (the answer is 4xx: Pub/Sub redelivers, an attacker learns
 /// nothing).
 #[derive(Debug, thiserror::Error)]
@@ -593,28 +545,10 @@ pub async fn notification(
     g.verify_push(authorization)
         .await
         .map_err(|e| PushError::Unauthenticated(e.to_string()))?;
-    let push: Push = serde_json::from_slice(body)
-        .map_err(|e| PushError::Malformed(format!("not a Pub/Sub push: {e}")))?;
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(push.message.data.as_bytes())
-        .map_err(|_| PushError::Malformed("message.data is not base64".into()))?;
-    let n: DeveloperNotification = serde_json::from_slice(&data)
-        .map_err(|e| PushError::Malformed(format!("not a DeveloperNotification: {e}")))?;
-    if n.package_name != g.config.package_name {
-        return Err(PushError::Malformed(
-            "notification for another package".into(),
-        ));
-    }
+    let push = wire::decode_push(body, &g.config.package_name).map_err(PushError::Malformed)?;
+    let n = &push.notification;
+    let id = &push.message_id;
     let now = app.clock.now();
-    let id = match push.message.message_id.or(push.message.message_id_snake) {
-        Some(id) if !id.is_empty() && id.len() <= 256 && !id.contains('#') => id,
-        _ => {
-            return Err(PushError::Malformed(
-                "message has no usable messageId".into(),
-            ))
-        }
-    };
-    let id = &id;
     if app
         .store
         .note_seen(google::NAME, id, now)
@@ -631,7 +565,7 @@ pub async fn notification(
     } else if let Some(o) = &n.one_time_product_notification {
         ("one_time", Some((o.purchase_token.clone(), o.sku.clone())))
     } else if let Some(v) = &n.voided_purchase_notification {
-        if !google::valid_token(&v.purchase_token) {
+        if !wire::valid_token(&v.purchase_token) {
             return Err(PushError::Malformed("bad purchase token".into()));
         }
         match void(
@@ -653,7 +587,7 @@ pub async fn notification(
         ("unknown", None)
     };
     if let Some((token, product_id)) = job {
-        if !google::valid_token(&token) {
+        if !wire::valid_token(&token) {
             return Err(PushError::Malformed("bad purchase token".into()));
         }
         queue(

@@ -49,7 +49,7 @@ pub async fn run(app: &App, body: &str, receive_count: u32) -> JobOutcome {
             )
             .await;
             if let Ok(status) = &r {
-                tracing::info!(status, "Play purchase verified");
+                tracing::info!(status = status.as_str(), "Play purchase verified");
             }
             store_outcome(r.map(|_| ()))
         }

@@ -1,13 +1,15 @@
 //! Use cases. Nothing here knows whether the store is DynamoDB or memory, or whether the
 //! caller is a Lambda or the local server.
 
+pub mod apple_purchases;
 pub mod entitlements;
 pub mod google_purchases;
 pub mod jobs;
 pub mod orders;
 pub mod payments;
 pub mod stats;
-pub mod store_purchases;
+pub mod store_orders;
+pub mod store_products;
 pub mod streams;
 pub mod sweep;
 

@@ -100,13 +100,13 @@ pub async fn create(
         // A store-only product (a subscription the store prices) can be pre-ordered
         // through that store: the order records no money of ours.
         Err(crate::domain::OfferError::StoreOnly(_)) if provider.sells_store_products() => {
-            super::store_purchases::store_only_offer(app, &req.product_id)?
+            super::store_products::store_only_offer(app, &req.product_id)?
         }
         other => other?,
     };
     let store_product = if provider.sells_store_products() {
         Some(
-            super::store_purchases::store_product_id(&offer, &req.provider).ok_or_else(|| {
+            super::store_products::store_product_id(&offer, &req.provider).ok_or_else(|| {
                 ServiceError::BadRequest(format!(
                     "product {:?} is not sold through {}",
                     req.product_id, req.provider

@@ -7,7 +7,7 @@ pub mod memory;
 
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
-use crate::domain::{Grant, Money, Order, OrderId, OrderState};
+use crate::domain::{Grant, Money, Order, OrderId, OrderState, PurchaseState};
 use async_trait::async_trait;
 
 pub use dynamo::DynamoStore;
@@ -125,8 +125,7 @@ pub struct StorePurchase {
     pub purchase_id: String,
     pub user_id: String,
     pub product_id: String,
-    /// active, grace, billing_retry, expired, revoked.
-    pub state: String,
+    pub state: PurchaseState,
     pub expires_at: Option<i64>,
     /// The store's signing time (ms) of the newest message applied: the ordering guard.
     pub last_event_at: i64,

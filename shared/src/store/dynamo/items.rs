@@ -4,7 +4,7 @@
 use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
 use super::keys::{due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_pk};
 use crate::domain::session::{DeviceSession, Sessions};
-use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState};
+use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, PurchaseState};
 use crate::store::{IdempotencyRecord, StoreError, StorePurchase};
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -228,7 +228,7 @@ pub(super) fn purchase_item(p: &StorePurchase) -> Item {
     item.insert("purchase_id".into(), s(&p.purchase_id));
     item.insert("user_id".into(), s(&p.user_id));
     item.insert("product_id".into(), s(&p.product_id));
-    item.insert("state".into(), s(&p.state));
+    item.insert("state".into(), s(p.state.as_str()));
     item.insert("last_event_at".into(), n(p.last_event_at));
     if let Some(e) = p.expires_at {
         item.insert("expires_at".into(), n(e));
@@ -252,7 +252,8 @@ pub(super) fn purchase_from_item(item: &Item) -> Result<StorePurchase, StoreErro
         purchase_id: get_s(item, "purchase_id")?.to_owned(),
         user_id: get_s(item, "user_id")?.to_owned(),
         product_id: get_s(item, "product_id")?.to_owned(),
-        state: get_s(item, "state")?.to_owned(),
+        state: PurchaseState::parse(get_s(item, "state")?)
+            .ok_or_else(|| StoreError::Corrupt("unknown purchase state".into()))?,
         expires_at: opt_n(item, "expires_at")?,
         last_event_at: get_n(item, "last_event_at")?,
         last_txn_id: opt_s(item, "last_txn_id"),

@@ -168,22 +168,23 @@ fn main() {
     let (apple_per, apple_tampered) = match input.get("apple") {
         None => (None, None),
         Some(ap) => {
-            use tollgate::providers::apple_jws::{verify, TrustRoots};
+            use tollgate::providers::apple::wire::{verify_jws, TrustRoots};
             let roots = TrustRoots::from_pem(s(ap, "root_pem")).expect("Apple root PEM");
             let jws = s(ap, "jws");
             let want = s(ap, "expect_transaction_id");
-            let got = verify(jws, &roots).expect("Tollgate rejected the Apple transaction");
+            let got = verify_jws(jws, &roots).expect("Tollgate rejected the Apple transaction");
             assert_eq!(
                 got["transactionId"].as_str(),
                 Some(want),
                 "apple: wrong transaction"
             );
-            let tampered = match verify(s(ap, "tampered_jws"), &roots) {
+            let tampered = match verify_jws(s(ap, "tampered_jws"), &roots) {
                 Err(e) => format!("{e:?}"),
                 Ok(_) => panic!("Tollgate ACCEPTED the tampered Apple transaction"),
             };
             let per = time_per_call(n, || {
-                let v = verify(black_box(jws), &roots).expect("Apple verify failed in the loop");
+                let v =
+                    verify_jws(black_box(jws), &roots).expect("Apple verify failed in the loop");
                 assert_eq!(v["transactionId"].as_str(), Some(want));
                 v
             });

@@ -1,8 +1,12 @@
-//! Google Play: configuration, the pre-order's `obfuscatedExternalAccountId`, the Play
-//! Developer API (OAuth 2 service-account JWT bearer flow, `purchases.subscriptionsv2.get`,
-//! `purchases.products.get`, acknowledge, consume) and the Pub/Sub push OIDC check.
-//! Applying purchases is `service::google_purchases`' job.
+//! Google Play: the `GOOGLE_*` configuration, the Play Developer API client (OAuth 2
+//! service-account JWT bearer flow with a cached access token,
+//! `purchases.subscriptionsv2.get`, `purchases.products.get`, acknowledge, consume), the
+//! Pub/Sub push OIDC token check, and the pre-order's payment parameters. The wire format is
+//! [`wire`]; applying purchases is `service::google_purchases`' job.
 
+pub mod wire;
+
+use super::outbound::HttpClient;
 use super::{PaymentCreator, ProviderError};
 use crate::config::{ConfigError, ProviderVars, Secret};
 use crate::domain::Order;
@@ -10,8 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
+use wire::{ProductPurchase, PushClaims, SubscriptionV2};
 
 pub const NAME: &str = "google";
 const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
@@ -122,85 +126,12 @@ impl GoogleConfig {
     }
 }
 
-/// A purchase token as it may appear in a URL path and a store key.
-pub fn valid_token(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 1024
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// `purchases.subscriptionsv2` resource (the fields used).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct SubscriptionV2 {
-    #[serde(default)]
-    pub line_items: Vec<LineItem>,
-    #[serde(default)]
-    pub subscription_state: String,
-    #[serde(default)]
-    pub linked_purchase_token: Option<String>,
-    #[serde(default)]
-    pub acknowledgement_state: String,
-    #[serde(default)]
-    pub external_account_identifiers: Option<ExternalIds>,
-    #[serde(default)]
-    pub start_time: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct LineItem {
-    pub product_id: String,
-    #[serde(default)]
-    pub expiry_time: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ExternalIds {
-    #[serde(default)]
-    pub obfuscated_external_account_id: Option<String>,
-}
-
-/// `purchases.products` resource (the fields used).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ProductPurchase {
-    /// 0 purchased, 1 canceled, 2 pending.
-    #[serde(default)]
-    pub purchase_state: i64,
-    /// 0 yet to be consumed, 1 consumed.
-    #[serde(default)]
-    pub consumption_state: i64,
-    /// 0 yet to be acknowledged, 1 acknowledged.
-    #[serde(default)]
-    pub acknowledgement_state: i64,
-    #[serde(default)]
-    pub purchase_time_millis: Option<String>,
-    #[serde(default)]
-    pub order_id: Option<String>,
-    #[serde(default)]
-    pub obfuscated_external_account_id: Option<String>,
-    #[serde(default)]
-    pub quantity: Option<i64>,
-}
-
-/// Claims of a Pub/Sub push OIDC token.
-#[derive(Debug, Deserialize)]
-struct PushClaims {
-    #[serde(default)]
-    email: Option<String>,
-    #[serde(default)]
-    email_verified: Option<bool>,
-}
-
+/// Why a Pub/Sub push's token was refused (safe to log: never the token).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct PushRejected(pub &'static str);
 
-use super::outbound::HttpClient;
-
+/// The Play Developer API client and push verifier for this app.
 pub struct Google {
     pub config: GoogleConfig,
     client: HttpClient,
@@ -236,14 +167,9 @@ impl Google {
         }
     }
 
-    /// The `obfuscatedExternalAccountId` for a user: SHA-256 of the package and the user id,
-    /// never the raw id. It depends on nothing that rotates (keys), so purchases made years
-    /// ago still match; it is a pseudonym, not a secret.
+    /// The `obfuscatedExternalAccountId` for a user of this app ([`wire::account_id`]).
     pub fn account_id(&self, user: &str) -> String {
-        let d = Sha256::digest(
-            format!("tollgate-play-account:{}:{user}", self.config.package_name).as_bytes(),
-        );
-        hex::encode(&d[..24])
+        wire::account_id(&self.config.package_name, user)
     }
 
     async fn send(
@@ -490,14 +416,6 @@ impl PaymentCreator for Google {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_path_safe() {
-        assert!(valid_token("abc.DEF-ghi_123"));
-        for bad in ["", "a/b", "a b", "a%2F", "a?b", "ä"] {
-            assert!(!valid_token(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn config_names_the_variable() {

@@ -8,63 +8,23 @@
 //! change nothing — a late DID_RENEW never undoes a REFUND signed after it.
 
 use super::payments::{self, Applied, ApplyError, Rejected};
+use super::store_orders::{create_bound_order, map_apply, settle_order};
+use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
-use crate::domain::catalog::{Offer, Plan, Product, ProductKind};
-use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, Term};
-use crate::providers::apple::{self, Apple, AppleRejection, RenewalInfo, Transaction};
+use crate::domain::catalog::{Plan, Product, ProductKind};
+use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
+use crate::providers::apple::wire::{self, AppleRejection, RenewalInfo, Transaction};
+use crate::providers::apple::{self, Apple};
 use crate::providers::ProviderEvent;
 use crate::store::{PurchaseOutcome, StorePurchase};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// The store's own product id for an offer (`store_ids` on the plan, or on the product).
-pub fn store_product_id(offer: &Offer<'_>, store: &str) -> Option<String> {
-    let ids = offer
-        .plan
-        .map(|p| &p.store_ids)
-        .unwrap_or(&offer.product.store_ids);
-    match store {
-        apple::NAME => ids.apple.clone(),
-        "google" => ids.google.clone(),
-        _ => None,
-    }
-}
-
-/// The offer of a store-only product (no catalog price): the order carries 0 XXX.
-pub fn store_only_offer<'a>(app: &'a App, product_id: &str) -> Result<Offer<'a>, ServiceError> {
-    let product = app.catalog.product(product_id).ok_or_else(|| {
-        ServiceError::Offer(crate::domain::OfferError::UnknownProduct(
-            product_id.to_owned(),
-        ))
-    })?;
-    let xxx = Currency::parse("XXX").map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-    let price = Money::new(0, xxx).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
-    Ok(Offer {
-        product,
-        plan: None,
-        price,
-    })
-}
-
-/// The catalog product (and plan) an App Store product id sells.
-fn by_apple_id<'a>(app: &'a App, id: &str) -> Option<(&'a Product, Option<&'a Plan>)> {
-    app.catalog.products().iter().find_map(|p| {
-        if p.store_ids.apple.as_deref() == Some(id) {
-            return Some((p, None));
-        }
-        p.plans
-            .iter()
-            .find(|pl| pl.store_ids.apple.as_deref() == Some(id))
-            .map(|pl| (p, Some(pl)))
-    })
-}
-
 /// What applying a verified transaction did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PurchaseResult {
-    /// granted, duplicate, revoked, expired, refunded, unattributed.
-    pub status: &'static str,
+    pub status: PurchaseStatus,
     pub product_id: String,
     pub source_id: Option<String>,
     pub order_id: Option<String>,
@@ -121,7 +81,7 @@ async fn apply_transaction(
     t: &Transaction,
     ctx: &Context<'_>,
 ) -> Result<PurchaseResult, ServiceError> {
-    let (product, plan) = by_apple_id(app, &t.product_id).ok_or_else(|| {
+    let (product, plan) = by_store_id(app, apple::NAME, &t.product_id).ok_or_else(|| {
         ServiceError::BadRequest(format!(
             "App Store product {:?} is not in the catalog",
             t.product_id
@@ -148,7 +108,7 @@ async fn find_order(
     let id = match t
         .app_account_token
         .as_deref()
-        .and_then(apple::order_of_token)
+        .and_then(wire::order_of_token)
     {
         Some(id) => Some(id),
         None => ctx.order_hint.clone(),
@@ -207,10 +167,10 @@ async fn apply_subscription(
     let end = grace_until.map_or(expires, |g| g.max(expires));
     let revoked_at = t.revocation_date.map(|ms| ms.div_euclid(1000));
     let state = match (revoked_at, grace_until) {
-        (Some(_), _) => "revoked",
-        _ if end <= now => "expired",
-        (None, Some(g)) if g > expires => "grace",
-        _ => "active",
+        (Some(_), _) => PurchaseState::Revoked,
+        _ if end <= now => PurchaseState::Expired,
+        (None, Some(g)) if g > expires => PurchaseState::Grace,
+        _ => PurchaseState::Active,
     };
     let paid_at = t
         .original_purchase_date
@@ -245,7 +205,7 @@ async fn apply_subscription(
         purchase_id: otid.clone(),
         user_id: user,
         product_id: product.id.clone(),
-        state: state.into(),
+        state,
         expires_at: Some(end),
         last_event_at: ctx.signed_at_ms,
         last_txn_id: Some(t.transaction_id.clone()),
@@ -257,10 +217,13 @@ async fn apply_subscription(
     };
     let status = match app.store.put_purchase(&purchase).await? {
         PurchaseOutcome::Applied => {
-            tracing::info!(original_transaction_id = %otid, state, expires_at = end, "App Store subscription updated");
-            state
+            tracing::info!(original_transaction_id = %otid, state = state.as_str(), expires_at = end, "App Store subscription updated");
+            match state {
+                PurchaseState::Active => PurchaseStatus::Granted,
+                other => PurchaseStatus::Subscription(other),
+            }
         }
-        PurchaseOutcome::Stale(_) => "duplicate",
+        PurchaseOutcome::Stale(_) => PurchaseStatus::Duplicate,
         PurchaseOutcome::OwnedByOther(_) => {
             tracing::warn!(original_transaction_id = %otid, "App Store subscription claimed by a second account");
             return Err(ServiceError::Conflict(
@@ -275,43 +238,12 @@ async fn apply_subscription(
         }
     }
     Ok(PurchaseResult {
-        status: if status == "active" {
-            "granted"
-        } else {
-            status
-        },
+        status,
         product_id: product.id.clone(),
         source_id: Some(source_id),
         order_id: purchase.order_id,
         expires_at: Some(end),
     })
-}
-
-pub(super) async fn settle_order(
-    app: &App,
-    order: &Order,
-    txn: &str,
-    paid_at: i64,
-) -> Result<Applied, ServiceError> {
-    let event = ProviderEvent::Paid {
-        order_id: order.order_id.clone(),
-        provider_txn_id: txn.to_owned(),
-        // Stores charge in the buyer's currency; the order keeps the catalog's price.
-        amount: order.amount,
-        paid_at: Some(paid_at),
-    };
-    map_apply(payments::apply(app, &order.provider, event).await)
-}
-
-pub(super) fn map_apply(r: Result<Applied, ApplyError>) -> Result<Applied, ServiceError> {
-    match r {
-        Ok(a) => Ok(a),
-        Err(ApplyError::Store(e)) => Err(e.into()),
-        Err(ApplyError::Rejected(Rejected::UnknownOrder)) => {
-            Err(ServiceError::NotFound("order not found".into()))
-        }
-        Err(ApplyError::Rejected(r)) => Err(ServiceError::Conflict(r.to_string())),
-    }
 }
 
 /// The order a one-time purchase made without a pre-order settles: its id is derived from
@@ -376,10 +308,12 @@ async fn apply_one_time(
             order_total: order.amount,
         };
         return match payments::apply(app, apple::NAME, event).await {
-            Ok(_) => Ok(result("refunded")),
+            Ok(_) => Ok(result(PurchaseStatus::Refunded)),
             // Never settled here (or already refunded): nothing to take back.
-            Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => Ok(result("refunded")),
-            Err(e) => map_apply(Err(e)).map(|_| result("refunded")),
+            Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => {
+                Ok(result(PurchaseStatus::Refunded))
+            }
+            Err(e) => map_apply(Err(e)).map(|_| result(PurchaseStatus::Refunded)),
         };
     }
     let paid_at = t.purchase_date.div_euclid(1000);
@@ -387,73 +321,18 @@ async fn apply_one_time(
         Applied::Duplicate => {
             // A refunded order stays refunded: a replayed purchase never re-grants it.
             let status = match app.store.get_order(&order.order_id).await? {
-                Some(o) if o.state == OrderState::Refunded => "refunded",
-                _ => "duplicate",
+                Some(o) if o.state == OrderState::Refunded => PurchaseStatus::Refunded,
+                _ => PurchaseStatus::Duplicate,
             };
             Ok(result(status))
         }
-        _ => Ok(result("granted")),
-    }
-}
-
-pub(super) async fn create_bound_order(
-    app: &App,
-    id: OrderId,
-    user: &str,
-    product: &Product,
-    plan: Option<&Plan>,
-    provider: &str,
-) -> Result<Order, ServiceError> {
-    let now = app.clock.now();
-    let offer = match app
-        .catalog
-        .offer(&product.id, plan.map(|p| p.id.as_str()), i64::MIN)
-    {
-        Ok(o) => o,
-        Err(crate::domain::OfferError::StoreOnly(_)) => store_only_offer(app, &product.id)?,
-        Err(e) => return Err(e.into()),
-    };
-    let order = Order {
-        order_id: id.clone(),
-        user_id: user.to_owned(),
-        product_id: product.id.clone(),
-        plan_id: plan.map(|p| p.id.clone()),
-        amount: offer.price,
-        provider: provider.into(),
-        channel: None,
-        grants: product.grants.clone(),
-        term: offer.term(),
-        credits: product.credits.unwrap_or(0),
-        state: OrderState::Pending,
-        created_at: now,
-        expires_at: now + app.config.order_ttl_seconds,
-        paid_at: None,
-        late: false,
-        provider_txn_id: None,
-        closed_at: None,
-        refunded_at: None,
-        payment: None,
-        sweep_attempts: 0,
-        last_error: None,
-    };
-    if let Err(e) = app.store.create_order(&order, None, now).await {
-        // A concurrent duplicate created it first: use theirs.
-        tracing::debug!(error = %e, "bound order already created");
-    }
-    match app.store.get_order(&id).await? {
-        Some(o) if o.user_id == user => Ok(o),
-        Some(_) => Err(ServiceError::Conflict(
-            "this purchase belongs to another account".into(),
-        )),
-        None => Err(ServiceError::Unavailable(
-            "order could not be created".into(),
-        )),
+        _ => Ok(result(PurchaseStatus::Granted)),
     }
 }
 
 fn unattributed(product: &Product) -> PurchaseResult {
     PurchaseResult {
-        status: "unattributed",
+        status: PurchaseStatus::Unattributed,
         product_id: product.id.clone(),
         source_id: None,
         order_id: None,

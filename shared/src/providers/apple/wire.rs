@@ -1,18 +1,163 @@
-//! Verification of Apple's signed data (StoreKit 2 transactions, renewal info, App Store
-//! Server Notifications V2): a compact JWS, ES256 only, whose `x5c` header carries exactly
-//! three certificates. The leaf must be signed by the intermediate, the intermediate by one
-//! of the configured roots (the `x5c` root itself is not trusted), all three valid at the
-//! payload's `signedDate`, the leaf marked 1.2.840.113635.100.6.11.1 and the intermediate
-//! 1.2.840.113635.100.6.2.1 — the same steps as Apple's own App Store Server Library.
+//! The App Store's wire format (StoreKit 2, App Store Server Notifications V2): the signed
+//! payloads Tollgate reads, their JWS verification, and the pre-order's `appAccountToken`.
+//! Pure: the verifier in `mod.rs` supplies the trust roots and checks the app.
 //!
+//! Signed data is a compact JWS, ES256 only, whose `x5c` header carries exactly three
+//! certificates. The leaf must be signed by the intermediate, the intermediate by one of the
+//! configured roots (the `x5c` root itself is not trusted), all three valid at the payload's
+//! `signedDate`, the leaf marked 1.2.840.113635.100.6.11.1 and the intermediate
+//! 1.2.840.113635.100.6.2.1 — the same steps as Apple's own App Store Server Library.
 //! Certificates are parsed with `x509-cert`; every signature is checked with aws-lc-rs.
+//!
+//! The `appAccountToken` is the order id itself: a ULID is 128 bits, exactly a UUID, so the
+//! token is the order id's value in UUID notation. Nothing extra is stored at create time,
+//! the token maps back to the order with no lookup, and it reveals nothing the client does
+//! not already know (its own order id).
 
+use crate::domain::OrderId;
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use serde::Deserialize;
 use x509_cert::der::asn1::ObjectIdentifier;
 use x509_cert::der::Decode;
 use x509_cert::Certificate;
+
+/// The order id as a UUID string (lowercase, 8-4-4-4-12).
+pub fn app_account_token(id: &OrderId) -> String {
+    let h = format!("{:032x}", id.to_u128());
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// The order an `appAccountToken` names, if it is a UUID.
+pub fn order_of_token(token: &str) -> Option<OrderId> {
+    let hex: String = token.chars().filter(|c| *c != '-').collect();
+    if token.len() != 36 || hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok().map(OrderId::from_u128)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Environment {
+    Production,
+    Sandbox,
+    Xcode,
+    LocalTesting,
+}
+
+/// JWSTransactionDecodedPayload: the fields Tollgate uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transaction {
+    pub transaction_id: String,
+    pub original_transaction_id: String,
+    pub bundle_id: String,
+    pub product_id: String,
+    pub purchase_date: i64,
+    #[serde(default)]
+    pub original_purchase_date: Option<i64>,
+    #[serde(default)]
+    pub expires_date: Option<i64>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub app_account_token: Option<String>,
+    pub environment: Environment,
+    pub signed_date: i64,
+    #[serde(default)]
+    pub revocation_date: Option<i64>,
+    #[serde(default)]
+    pub quantity: Option<i64>,
+}
+
+/// JWSRenewalInfoDecodedPayload: the fields Tollgate uses.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewalInfo {
+    pub original_transaction_id: String,
+    #[serde(default)]
+    pub auto_renew_status: Option<i64>,
+    #[serde(default)]
+    pub grace_period_expires_date: Option<i64>,
+    #[serde(default)]
+    pub is_in_billing_retry_period: Option<bool>,
+    pub environment: Environment,
+    pub signed_date: i64,
+}
+
+/// responseBodyV2DecodedPayload.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub notification_type: String,
+    #[serde(default)]
+    pub subtype: Option<String>,
+    #[serde(rename = "notificationUUID")]
+    pub notification_uuid: String,
+    pub signed_date: i64,
+    #[serde(default)]
+    pub data: Option<NotificationData>,
+    /// Sent instead of `data` by summary notifications (e.g. RENEWAL_EXTENSION).
+    #[serde(default)]
+    pub summary: Option<NotificationSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationSummary {
+    #[serde(default)]
+    pub app_apple_id: Option<i64>,
+    #[serde(default)]
+    pub bundle_id: Option<String>,
+    pub environment: Environment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationData {
+    #[serde(default)]
+    pub app_apple_id: Option<i64>,
+    #[serde(default)]
+    pub bundle_id: Option<String>,
+    pub environment: Environment,
+    #[serde(default)]
+    pub signed_transaction_info: Option<String>,
+    #[serde(default)]
+    pub signed_renewal_info: Option<String>,
+}
+
+/// Why signed data was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppleRejection {
+    #[error(transparent)]
+    Jws(#[from] JwsError),
+    #[error("payload is not the expected shape: {0}")]
+    Shape(String),
+    #[error("bundle id does not match this app")]
+    BundleId,
+    #[error("app Apple id does not match this app")]
+    AppAppleId,
+    #[error("environment {0:?} is not accepted by this deployment")]
+    Environment(Environment),
+}
+
+/// Verifies `jws` under `roots` and reads its payload as `T`. Which app and environment it
+/// names is the caller's check.
+pub fn decode_payload<T: serde::de::DeserializeOwned>(
+    jws: &str,
+    roots: &TrustRoots,
+) -> Result<T, AppleRejection> {
+    let payload = verify_jws(jws, roots)?;
+    serde_json::from_value(payload).map_err(|e| AppleRejection::Shape(e.to_string()))
+}
 
 pub const LEAF_MARKER_OID: &str = "1.2.840.113635.100.6.11.1";
 pub const INTERMEDIATE_MARKER_OID: &str = "1.2.840.113635.100.6.2.1";
@@ -94,7 +239,7 @@ impl TrustRoots {
 
 /// Verifies `jws` and returns its payload. The effective time is the payload's `signedDate`
 /// (milliseconds), as in Apple's library when it runs without online revocation checks.
-pub fn verify(jws: &str, roots: &TrustRoots) -> Result<serde_json::Value, JwsError> {
+pub fn verify_jws(jws: &str, roots: &TrustRoots) -> Result<serde_json::Value, JwsError> {
     let mut parts = jws.trim().split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -315,6 +460,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn token_round_trips_to_the_order() {
+        let id = OrderId::from_parts(1_800_000_000_123, [7; 10]);
+        let t = app_account_token(&id);
+        assert_eq!(t.len(), 36);
+        assert_eq!(order_of_token(&t), Some(id.clone()));
+        assert_eq!(order_of_token(&t.to_uppercase()), Some(id));
+        assert_eq!(order_of_token("not-a-uuid"), None);
+        assert_eq!(order_of_token("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"), None);
+        assert_eq!(order_of_token("+0000000-0000-0000-0000-000000000000"), None);
+    }
+
+    #[test]
     fn default_root_is_apple_root_ca_g3() {
         use sha2::{Digest, Sha256};
         let roots = TrustRoots::apple_default();
@@ -329,7 +486,7 @@ mod tests {
     fn garbage_is_rejected_without_panicking() {
         let roots = TrustRoots::apple_default();
         for input in ["", "a.b", "a.b.c.d", "...", "eyJ9.e30.AA", "e30.e30.e30"] {
-            assert!(verify(input, &roots).is_err(), "{input}");
+            assert!(verify_jws(input, &roots).is_err(), "{input}");
         }
         assert!(TrustRoots::from_pem("nothing").is_err());
         assert!(tlv(&[0x30, 0x85, 1, 1, 1, 1, 1]).is_none());

@@ -1,38 +1,27 @@
-//! Apple App Store (StoreKit 2, App Store Server Notifications V2): configuration, the
-//! pre-order's `appAccountToken`, and the wire format of Apple's signed payloads. Applying
-//! them is `service::store_purchases`' job.
-//!
-//! The `appAccountToken` is the order id itself: a ULID is 128 bits, exactly a UUID, so the
-//! token is the order id's value in UUID notation. Nothing extra is stored at create time,
-//! the token maps back to the order with no lookup, and it reveals nothing the client does
-//! not already know (its own order id).
+//! Apple App Store (StoreKit 2, App Store Server Notifications V2): the `APPLE_*`
+//! configuration, the verifier of this app's signed data, the App Store Server API call used
+//! by recovery, and the pre-order's payment parameters. The wire format is [`wire`]; applying
+//! purchases is `service::apple_purchases`' job.
 
-use super::apple_jws::{self, JwsError, TrustRoots};
+pub mod wire;
+
 use super::{PaymentCreator, ProviderError};
 use crate::config::{ConfigError, ProviderVars, Secret};
-use crate::domain::{Order, OrderId};
+use crate::domain::Order;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
+use wire::{AppleRejection, Environment, Notification, RenewalInfo, Transaction, TrustRoots};
 
 pub const NAME: &str = "apple";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Environment {
-    Production,
-    Sandbox,
-    Xcode,
-    LocalTesting,
-}
-
-impl Environment {
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "Production" => Environment::Production,
-            "Sandbox" => Environment::Sandbox,
-            _ => return None,
-        })
-    }
+/// The environments a deployment can be configured to accept (`APPLE_ENVIRONMENT`).
+fn accepted_environment(s: &str) -> Option<Environment> {
+    Some(match s {
+        "Production" => Environment::Production,
+        "Sandbox" => Environment::Sandbox,
+        _ => return None,
+    })
 }
 
 #[derive(Clone)]
@@ -91,7 +80,7 @@ impl AppleConfig {
             .unwrap_or_else(|| "Production".into())
             .split(',')
             .map(|e| {
-                Environment::parse(e.trim()).ok_or_else(|| {
+                accepted_environment(e.trim()).ok_or_else(|| {
                     err(
                         "APPLE_ENVIRONMENT",
                         "must be Production or Sandbox (comma separated to accept both)",
@@ -139,123 +128,6 @@ impl AppleConfig {
             private_key: var("APPLE_PRIVATE_KEY").map(Secret::new),
         })
     }
-}
-
-/// The order id as a UUID string (lowercase, 8-4-4-4-12).
-pub fn app_account_token(id: &OrderId) -> String {
-    let h = format!("{:032x}", id.to_u128());
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
-/// The order an `appAccountToken` names, if it is a UUID.
-pub fn order_of_token(token: &str) -> Option<OrderId> {
-    let hex: String = token.chars().filter(|c| *c != '-').collect();
-    if token.len() != 36 || hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u128::from_str_radix(&hex, 16).ok().map(OrderId::from_u128)
-}
-
-/// JWSTransactionDecodedPayload: the fields Tollgate uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Transaction {
-    pub transaction_id: String,
-    pub original_transaction_id: String,
-    pub bundle_id: String,
-    pub product_id: String,
-    pub purchase_date: i64,
-    #[serde(default)]
-    pub original_purchase_date: Option<i64>,
-    #[serde(default)]
-    pub expires_date: Option<i64>,
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub app_account_token: Option<String>,
-    pub environment: Environment,
-    pub signed_date: i64,
-    #[serde(default)]
-    pub revocation_date: Option<i64>,
-    #[serde(default)]
-    pub quantity: Option<i64>,
-}
-
-/// JWSRenewalInfoDecodedPayload: the fields Tollgate uses.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RenewalInfo {
-    pub original_transaction_id: String,
-    #[serde(default)]
-    pub auto_renew_status: Option<i64>,
-    #[serde(default)]
-    pub grace_period_expires_date: Option<i64>,
-    #[serde(default)]
-    pub is_in_billing_retry_period: Option<bool>,
-    pub environment: Environment,
-    pub signed_date: i64,
-}
-
-/// responseBodyV2DecodedPayload.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Notification {
-    pub notification_type: String,
-    #[serde(default)]
-    pub subtype: Option<String>,
-    #[serde(rename = "notificationUUID")]
-    pub notification_uuid: String,
-    pub signed_date: i64,
-    #[serde(default)]
-    pub data: Option<NotificationData>,
-    /// Sent instead of `data` by summary notifications (e.g. RENEWAL_EXTENSION).
-    #[serde(default)]
-    pub summary: Option<NotificationSummary>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationSummary {
-    #[serde(default)]
-    pub app_apple_id: Option<i64>,
-    #[serde(default)]
-    pub bundle_id: Option<String>,
-    pub environment: Environment,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationData {
-    #[serde(default)]
-    pub app_apple_id: Option<i64>,
-    #[serde(default)]
-    pub bundle_id: Option<String>,
-    pub environment: Environment,
-    #[serde(default)]
-    pub signed_transaction_info: Option<String>,
-    #[serde(default)]
-    pub signed_renewal_info: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AppleRejection {
-    #[error(transparent)]
-    Jws(#[from] JwsError),
-    #[error("payload is not the expected shape: {0}")]
-    Shape(String),
-    #[error("bundle id does not match this app")]
-    BundleId,
-    #[error("app Apple id does not match this app")]
-    AppAppleId,
-    #[error("environment {0:?} is not accepted by this deployment")]
-    Environment(Environment),
 }
 
 /// A notification and what it carries, all verified.
@@ -388,8 +260,7 @@ impl Apple {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(&self, jws: &str) -> Result<T, AppleRejection> {
-        let payload = apple_jws::verify(jws, &self.config.roots)?;
-        serde_json::from_value(payload).map_err(|e| AppleRejection::Shape(e.to_string()))
+        wire::decode_payload(jws, &self.config.roots)
     }
 
     pub fn verify_transaction(&self, jws: &str) -> Result<Transaction, AppleRejection> {
@@ -455,25 +326,13 @@ impl PaymentCreator for Apple {
         order: &Order,
         _payer: &super::Payer,
     ) -> Result<serde_json::Value, ProviderError> {
-        Ok(serde_json::json!({ "app_account_token": app_account_token(&order.order_id) }))
+        Ok(serde_json::json!({ "app_account_token": wire::app_account_token(&order.order_id) }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_round_trips_to_the_order() {
-        let id = OrderId::from_parts(1_800_000_000_123, [7; 10]);
-        let t = app_account_token(&id);
-        assert_eq!(t.len(), 36);
-        assert_eq!(order_of_token(&t), Some(id.clone()));
-        assert_eq!(order_of_token(&t.to_uppercase()), Some(id));
-        assert_eq!(order_of_token("not-a-uuid"), None);
-        assert_eq!(order_of_token("zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"), None);
-        assert_eq!(order_of_token("+0000000-0000-0000-0000-000000000000"), None);
-    }
 
     #[test]
     fn config_names_the_variable() {
