@@ -328,7 +328,6 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::config::{Config, Profile};
-    use crate::domain::OrderState;
     use crate::providers::china_time::format_cst_datetime;
     use crate::providers::rsa::testkeys;
     use bytes::Bytes;
@@ -373,28 +372,13 @@ mod tests {
     }
 
     fn order(channel: Option<&str>, amount: Money) -> Order {
+        let catalog = Catalog::from_json(CATALOG).unwrap();
+        let offer = catalog.offer("ticket", None, NOW).unwrap();
+        let id = OrderId::parse(ORDER_ID).unwrap();
+        let channel = channel.map(str::to_owned);
         Order {
-            order_id: OrderId::parse(ORDER_ID).unwrap(),
-            user_id: "u1".into(),
-            product_id: "ticket".into(),
-            plan_id: None,
             amount,
-            provider: NAME.into(),
-            channel: channel.map(str::to_owned),
-            grants: Vec::new(),
-            term: None,
-            credits: 1,
-            state: OrderState::Pending,
-            created_at: NOW,
-            expires_at: NOW + 900,
-            paid_at: None,
-            late: false,
-            provider_txn_id: None,
-            closed_at: None,
-            refunded_at: None,
-            payment: None,
-            sweep_attempts: 0,
-            last_error: None,
+            ..Order::pending(id, "u1", &offer, NAME, channel, NOW, NOW + 900)
         }
     }
 
