@@ -30,7 +30,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tollgate::providers::alipay::AlipayConfig;
+use tollgate::providers::alipay::wire::AlipayConfig;
 use tollgate::providers::notification::VerifiedNotification;
 use tollgate::providers::wechat::wire::{SignatureHeaders, WechatConfig};
 use tollgate::providers::wire_error::VerifyError;

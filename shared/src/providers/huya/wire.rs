@@ -1,23 +1,36 @@
-//! Huya mini-program (虎牙小程序) in-app purchase callback verification.
+//! Huya mini-program (虎牙小程序) in-app purchase callbacks: the wire format.
 //!
-//! The wire format is pure: no network, no clock (callers pass `now`), no panics. [`Huya`] at
-//! the end maps a verified purchase through the catalog to a [`super::Sale`].
+//! Pure: no network, no clock (callers pass `now`), no panics.
 //!
-//! What was confirmed and what was NOT (stored copies via the search tool):
-//! - Confirmed: Huya's in-app purchase ("小程序内购") page exists and uses `goodsUuid` for the
-//!   purchasable item (`hyExt.revenue.checkStreamerCanUseGoods({goodsUuid})`), with prepaid
-//!   goods sold for several validity periods:
-//!   <https://hd.huya.com/h5/hy-open-doc/miniapp/pay/dev>.
-//! - NOT confirmed (the stored copy of that page stops before its server-callback section, and no
-//!   other stored page/code mentions it): the callback field list, the `authorization`
-//!   formula `UPPER(hex(MD5(appId + timestamp + data + extSecret)))`, the timestamp unit and the
-//!   answer body. These come from the integration brief and are implemented as specified.
-//!   Timestamps are accepted in seconds (10 digits) or milliseconds (13 digits).
-//! - The answer Huya expects is unknown; [`callback_success_response`] returns HTTP 200 with
-//!   `{"code":0,"msg":"success"}` as an ASSUMPTION (Huya open-API responses use `code`/`msg`;
-//!   verify against the console's callback tester before going live).
-//! - The callback carries no amount: the price must come from our own catalogue keyed by
-//!   (`goodsUuid`, `expenseLevel`), see [`HuyaPurchase::into_notification`].
+//! Confirmed by Huya's documentation, "小程序内购技术接入说明", section 6 "支付回调接入"
+//! (<https://hd.huya.com/h5/hy-open-doc/miniapp/pay/dev>):
+//! - The callback URL is configured by the developer as GET or POST. GET: the fields are
+//!   appended to the URL. POST: they are the body, `content-type: application/json`. Every
+//!   value is a string ("回调的参数类型统一按字符串处理").
+//! - The fields, in the documented order ([`FIELD_ORDER`]): `goodsUuid` (the goods),
+//!   `orderTime` (`yyyyMMddHHmmss`), `orderId`, `extUuid` (the mini-program), `profileId`
+//!   (the buying streamer's unionId), `expenseLevel` (the level of the goods bought) and
+//!   `timestamp` (unix **seconds**: "精确到秒"). There is no amount and no currency.
+//! - The signature is the `authorization` HTTP header: uppercase hex
+//!   `MD5(UTF-8(appId + timestamp + data + extSecret))`, where `data` is the callback's JSON
+//!   string with string values (the documented Java sample, `getHuyaPayCallBackSign`, lists
+//!   the seven fields in the order above).
+//!
+//! Not documented there, so assumed here:
+//! - Which `timestamp` is signed: the sample signs a `timestamp` argument and no header
+//!   carries one, so the `timestamp` field of the callback is used.
+//! - `data` of a POST is the body exactly as received; `data` of a GET is rebuilt as compact
+//!   JSON of the seven fields in the documented order (alphabetical order is also accepted).
+//! - `orderTime` is China Standard Time.
+//! - The accepted clock skew ([`DEFAULT_MAX_SKEW_SECS`]) is ours: Huya documents no delivery
+//!   delay and no retries.
+//! - The answer: Huya documents none. [`callback_success_response`] answers HTTP 200 with
+//!   `{"code":0,"msg":"success"}` and [`callback_failure_response`] a 4xx/5xx with
+//!   `{"code":<status>,"msg":…}` (Huya's open-API answers use `code`/`msg`); check them with
+//!   the console's callback tester before going live.
+//! - Accepted beyond the documentation, to be lenient with what is sent: a 13-digit
+//!   millisecond `timestamp`, a lowercase `authorization`, and JSON numbers (read as their
+//!   text) or nulls (ignored) in a POST body.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,13 +38,14 @@ use std::fmt;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
-use super::china_time::parse_compact_cst;
-use super::notification::{NotificationKind, VerifiedNotification};
-use super::rsa::KeyError as ConfigError;
-use super::wire_error::VerifyError;
 use crate::crypto::ct_eq;
+use crate::providers::china_time::parse_compact_cst;
+use crate::providers::notification::{NotificationKind, VerifiedNotification};
+use crate::providers::rsa::KeyError as ConfigError;
+use crate::providers::wire_error::VerifyError;
 
-/// Field order used to rebuild `data` for GET callbacks (as documented in the brief).
+/// The callback's fields in Huya's documented order, which is the order of `data` when a
+/// GET callback's `data` is rebuilt.
 pub const FIELD_ORDER: [&str; 7] = [
     "goodsUuid",
     "orderTime",
@@ -42,7 +56,7 @@ pub const FIELD_ORDER: [&str; 7] = [
     "timestamp",
 ];
 
-/// Default accepted |now - timestamp|.
+/// Default accepted |now - timestamp|, in seconds.
 pub const DEFAULT_MAX_SKEW_SECS: i64 = 300;
 
 /// Mini-program configuration. `Debug` never prints `ext_secret`.
@@ -291,12 +305,13 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     }
 }
 
-/// Answer for an accepted callback (ASSUMED format, see module docs).
+/// Answer for an accepted callback (an assumption: Huya documents none, see the module docs).
 pub fn callback_success_response() -> (u16, String) {
     (200, r#"{"code":0,"msg":"success"}"#.to_string())
 }
 
-/// Answer for a rejected callback (ASSUMED format): non-2xx so Huya can retry.
+/// Answer for a rejected callback (an assumption, like the success answer): non-2xx, so that
+/// a genuine callback can be sent again.
 pub fn callback_failure_response(status: u16, msg: &str) -> (u16, String) {
     let status = if (400..=599).contains(&status) {
         status
@@ -307,185 +322,6 @@ pub fn callback_failure_response(status: u16, msg: &str) -> (u16, String) {
         status,
         serde_json::json!({ "code": status, "msg": msg }).to_string(),
     )
-}
-
-// ----------------------------------------------------------------------
-// The provider: configuration, catalog mapping and Tollgate's events
-// ----------------------------------------------------------------------
-
-use super::{
-    CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, ProviderEvent, Sale,
-};
-use crate::config::{ConfigError as EnvError, ProviderVars};
-use crate::domain::{Catalog, Money, OrderId};
-use http::{Method, StatusCode};
-use sha2::Sha256;
-
-pub const NAME: &str = "huya";
-
-/// What one Huya `goodsUuid` sells: `expenseLevel` → (plan, price).
-#[derive(Debug, Clone)]
-struct Goods {
-    product_id: String,
-    /// Empty for a product without plans: any level buys the product itself.
-    levels: BTreeMap<String, (Option<String>, Money)>,
-    product_price: Option<Money>,
-}
-
-/// Huya's mini-program purchases as a [`Provider`]. Huya sells through its own panel, so
-/// there is nothing to prepare, query or close: the callback itself is the sale.
-pub struct Huya {
-    cfg: HuyaConfig,
-    goods: BTreeMap<String, Goods>,
-}
-
-impl fmt::Debug for Huya {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Huya")
-            .field("cfg", &self.cfg)
-            .field("goods", &self.goods.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Huya {
-    /// Reads the `HUYA_*` variables; a bad one stops start-up, named.
-    pub fn from_vars(vars: &ProviderVars, catalog: &Catalog) -> Result<Self, EnvError> {
-        let app_id = vars.require("HUYA_APP_ID")?;
-        let secret = vars.require("HUYA_EXT_SECRET")?;
-        let uuids: Vec<&str> = vars
-            .require("HUYA_EXT_UUID")?
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
-        let mut cfg = HuyaConfig::new(app_id, secret, &uuids)
-            .map_err(|e| crate::config::err("HUYA_EXT_UUID", e.0))?;
-        if let Some(v) = vars.get("HUYA_MAX_SKEW_SECONDS") {
-            cfg.max_skew_secs = v
-                .parse()
-                .ok()
-                .filter(|n| (1..=86_400).contains(n))
-                .ok_or_else(|| {
-                    crate::config::err("HUYA_MAX_SKEW_SECONDS", "must be an integer in 1..=86400")
-                })?;
-        }
-        let mut goods = BTreeMap::new();
-        for p in catalog.products() {
-            let Some(h) = &p.store_ids.huya else { continue };
-            let mut levels = BTreeMap::new();
-            for (level, plan_id) in &h.levels {
-                if let Some(plan) = p.plans.iter().find(|pl| &pl.id == plan_id) {
-                    levels.insert(level.clone(), (Some(plan.id.clone()), plan.price));
-                }
-            }
-            goods.insert(
-                h.goods_uuid.clone(),
-                Goods {
-                    product_id: p.id.clone(),
-                    levels,
-                    product_price: p.price.filter(|_| p.plans.is_empty()),
-                },
-            );
-        }
-        Ok(Huya { cfg, goods })
-    }
-
-    fn sale(&self, p: HuyaPurchase) -> Result<Sale, CallbackRejection> {
-        let unknown = |what: String| CallbackRejection {
-            code: "unknown_goods",
-            reason: what,
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        let goods = self.goods.get(&p.goods_uuid).ok_or_else(|| {
-            unknown(format!(
-                "goodsUuid {:?} is not in the catalog",
-                clip(&p.goods_uuid)
-            ))
-        })?;
-        let (plan_id, amount) = match (goods.levels.get(&p.expense_level), goods.product_price) {
-            (Some((plan, price)), _) => (plan.clone(), *price),
-            (None, Some(price)) if goods.levels.is_empty() => (None, price),
-            _ => {
-                return Err(unknown(format!(
-                    "expenseLevel {:?} of goodsUuid {:?} is not in the catalog",
-                    clip(&p.expense_level),
-                    clip(&p.goods_uuid)
-                )))
-            }
-        };
-        let id_ok = |s: &str| {
-            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() && b != b'#')
-        };
-        if !id_ok(&p.order_id) || !id_ok(&p.profile_id) {
-            return Err(CallbackRejection::from(VerifyError::Malformed(
-                "orderId and profileId must be 1-64 printable characters without '#'".into(),
-            )));
-        }
-        Ok(Sale {
-            order_id: order_id_for(&p.order_id, p.order_time),
-            user_id: format!("huya:{}", p.profile_id),
-            product_id: goods.product_id.clone(),
-            plan_id,
-            provider_txn_id: p.order_id,
-            amount,
-            paid_at: p.order_time,
-        })
-    }
-}
-
-fn clip(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
-/// Our order id for a Huya order: a ULID stamped with the order time whose random part is a
-/// hash of Huya's orderId, so every retry of the callback names the same order.
-pub fn order_id_for(huya_order_id: &str, order_time: i64) -> OrderId {
-    use sha2::Digest;
-    let h = Sha256::digest(format!("huya#{huya_order_id}").as_bytes());
-    let mut r = [0u8; 10];
-    r.copy_from_slice(&h[..10]);
-    OrderId::from_parts((order_time.max(0) as u64).saturating_mul(1000), r)
-}
-
-/// Huya's answers are JSON. `callback_failure_response` clamps its status to 4xx/5xx, so
-/// the fallback is never taken.
-fn json_answer((status, body): (u16, String)) -> CallbackAnswer {
-    CallbackAnswer {
-        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        content_type: Some("application/json"),
-        body: body.into(),
-    }
-}
-
-impl CallbackVerifier for Huya {
-    fn accepts_get(&self) -> bool {
-        true
-    }
-
-    fn verify_callback(
-        &self,
-        req: &CallbackRequest,
-        now: i64,
-    ) -> Result<Option<ProviderEvent>, CallbackRejection> {
-        let auth = req.header("authorization").unwrap_or("");
-        let purchase = if req.method == Method::GET {
-            self.cfg
-                .verify_get(auth, req.query.as_deref().unwrap_or(""), now)
-        } else {
-            self.cfg.verify_post(auth, &req.body, now)
-        }
-        .map_err(CallbackRejection::from)?;
-        Ok(Some(ProviderEvent::Sold(self.sale(purchase)?)))
-    }
-
-    fn acknowledge(&self) -> CallbackAnswer {
-        json_answer(callback_success_response())
-    }
-
-    fn refuse(&self, status: StatusCode, reason: &str) -> CallbackAnswer {
-        json_answer(callback_failure_response(status.as_u16(), reason))
-    }
 }
 
 #[cfg(test)]
@@ -652,6 +488,33 @@ mod tests {
             c.verify_get(&a1, q, NOW + 1000),
             Err(VerifyError::StaleTimestamp)
         );
+    }
+
+    /// The example of Huya's documentation: its `data`, signed as its Java sample signs it.
+    #[test]
+    fn documented_sample() {
+        let data = r#"{"goodsUuid":"xxxxxxx","orderTime":"20210316170234","orderId":"21031617023426027961","extUuid":"xxxxxx","profileId":"zzzzzzzzzzzzz","expenseLevel":"1","timestamp":"1615885355"}"#;
+        let c = HuyaConfig::new("hyapp123", "s3cr3t-ext", &["xxxxxx"]).unwrap();
+        // String.format("%s%s%s%s", appId, timestamp, data, extSecret), MD5, hex, upper case.
+        let mut h = Md5::new();
+        h.update(format!("hyapp1231615885355{data}s3cr3t-ext").as_bytes());
+        let auth = hex::encode_upper(h.finalize());
+        assert_eq!(c.compute_authorization("1615885355", data.as_bytes()), auth);
+
+        let p = c
+            .verify_post(&auth, data.as_bytes(), 1_615_885_355)
+            .unwrap();
+        assert_eq!(p.order_id, "21031617023426027961");
+        assert_eq!(p.order_time, 1_615_885_354);
+        assert_eq!(p.timestamp, 1_615_885_355);
+
+        // The same fields by GET: the rebuilt `data` is the documented JSON, byte for byte.
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(p.fields.iter())
+            .finish();
+        let rebuilt = rebuild_data(&p.fields, &FIELD_ORDER);
+        assert_eq!(rebuilt, data);
+        assert_eq!(c.verify_get(&auth, &q, 1_615_885_355).unwrap(), p);
     }
 
     #[test]
