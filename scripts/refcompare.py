@@ -16,7 +16,7 @@ file, and then:
     python-alipay-sdk AliPay.verify(data, sign) after parsing the raw form body (as a Flask /
     Django view would), N times each, asserting the same fields;
   * Apple: a StoreKit 2 signed transaction (ES256, x5c chain of the test-only CA under
-    tests/fixtures/apple) verified by Tollgate's apple_jws::verify and by
+    tests/fixtures/apple) verified by Tollgate's apple::wire::verify_jws and by
     app-store-server-library's SignedDataVerifier (offline, Production).
 Both sides must accept the genuine inputs and reject the same one-byte-tampered body, or the
 script exits non-zero. Timings are the best of --rounds rounds (a shared, noisy machine).
