@@ -250,6 +250,30 @@ pub trait OrderQuery: Send + Sync {
     async fn close(&self, order: &Order) -> Result<(), ProviderError>;
 }
 
+/// Product titles as the payer sees them on the provider's page (WeChat Pay's
+/// `description`, Alipay's `subject`), taken from the catalog at start-up.
+#[derive(Debug, Clone, Default)]
+pub struct ProductTitles(BTreeMap<String, String>);
+
+impl ProductTitles {
+    pub fn from_catalog(catalog: &crate::domain::Catalog) -> Self {
+        ProductTitles(
+            catalog
+                .products()
+                .iter()
+                .map(|p| (p.id.clone(), p.title.clone()))
+                .collect(),
+        )
+    }
+
+    /// The title of `product_id` (its id when the catalog has none), cut to the provider's
+    /// limit of `max` characters.
+    pub fn get(&self, product_id: &str, max: usize) -> String {
+        let title = self.0.get(product_id).map_or(product_id, String::as_str);
+        title.chars().take(max).collect()
+    }
+}
+
 /// What the client told us about the paying account, for providers that need it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Payer {

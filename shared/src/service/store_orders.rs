@@ -8,7 +8,7 @@ use super::store_products::store_only_offer;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product};
-use crate::domain::{Order, OrderId, OrderState};
+use crate::domain::{Order, OrderId};
 use crate::providers::ProviderEvent;
 
 /// Settles `order` as paid by the store transaction `txn` (at `paid_at`, unix seconds).
@@ -61,29 +61,15 @@ pub(super) async fn create_bound_order(
         Err(crate::domain::OfferError::StoreOnly(_)) => store_only_offer(app, &product.id)?,
         Err(e) => return Err(e.into()),
     };
-    let order = Order {
-        order_id: id.clone(),
-        user_id: user.to_owned(),
-        product_id: product.id.clone(),
-        plan_id: plan.map(|p| p.id.clone()),
-        amount: offer.price,
-        provider: provider.into(),
-        channel: None,
-        grants: product.grants.clone(),
-        term: offer.term(),
-        credits: product.credits.unwrap_or(0),
-        state: OrderState::Pending,
-        created_at: now,
-        expires_at: now + app.config.order_ttl_seconds,
-        paid_at: None,
-        late: false,
-        provider_txn_id: None,
-        closed_at: None,
-        refunded_at: None,
-        payment: None,
-        sweep_attempts: 0,
-        last_error: None,
-    };
+    let order = Order::pending(
+        id.clone(),
+        user,
+        &offer,
+        provider,
+        None,
+        now,
+        now + app.config.order_ttl_seconds,
+    );
     if let Err(e) = app.store.create_order(&order, None, now).await {
         // A concurrent duplicate created it first: use theirs.
         tracing::debug!(error = %e, "bound order already created");

@@ -5,7 +5,6 @@
 
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use super::rsa::{KeyError, RsaPrivateKey, RsaPublicKey};
 use super::wire_error::{BuildError, VerifyError};
 use super::{
     CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, OrderQuery, Payer,
-    PaymentCreator, ProviderError, ProviderEvent, QueryResult,
+    PaymentCreator, ProductTitles, ProviderError, ProviderEvent, QueryResult,
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError as EnvError, ProviderVars};
@@ -39,7 +38,7 @@ pub struct Alipay {
     cfg: AlipayConfig,
     notify_url: String,
     return_url: Option<String>,
-    titles: BTreeMap<String, String>,
+    titles: ProductTitles,
     http: HttpClient,
     clock: Arc<dyn Clock>,
 }
@@ -96,11 +95,7 @@ impl Alipay {
             cfg,
             notify_url,
             return_url: url("ALIPAY_RETURN_URL")?,
-            titles: catalog
-                .products()
-                .iter()
-                .map(|p| (p.id.clone(), p.title.clone()))
-                .collect(),
+            titles: ProductTitles::from_catalog(catalog),
             http,
             clock,
         })
@@ -173,13 +168,7 @@ impl PaymentCreator for Alipay {
         }
         let req = OrderRequest {
             out_trade_no: order.order_id.to_string(),
-            subject: self
-                .titles
-                .get(&order.product_id)
-                .unwrap_or(&order.product_id)
-                .chars()
-                .take(256)
-                .collect(),
+            subject: self.titles.get(&order.product_id, 256),
             amount_fen: order.amount.amount,
             // The buyer can pay exactly as long as our order waits for the money.
             expiry: Some(Expiry::At(order.expires_at)),
@@ -332,6 +321,7 @@ mod tests {
     use crate::providers::rsa::testkeys;
     use bytes::Bytes;
     use http::{HeaderMap, HeaderValue, Method};
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     const NOW: i64 = 1_800_000_000;

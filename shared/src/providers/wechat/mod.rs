@@ -5,7 +5,6 @@
 
 pub mod wire;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -20,7 +19,7 @@ use super::rsa::{KeyError, RsaPrivateKey};
 use super::wire_error::{BuildError, VerifyError};
 use super::{
     CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, OrderQuery, Payer,
-    PaymentCreator, ProviderError, ProviderEvent, QueryResult,
+    PaymentCreator, ProductTitles, ProviderError, ProviderEvent, QueryResult,
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError, ProviderVars};
@@ -42,7 +41,7 @@ pub struct WechatPay {
     base_path: String,
     notify_url: String,
     /// Product titles: WeChat shows the `description` to the payer.
-    titles: BTreeMap<String, String>,
+    titles: ProductTitles,
     http: HttpClient,
     clock: Arc<dyn Clock>,
 }
@@ -101,11 +100,7 @@ impl WechatPay {
             base_url,
             base_path,
             notify_url: notify_url.to_owned(),
-            titles: catalog
-                .products()
-                .iter()
-                .map(|p| (p.id.clone(), p.title.clone()))
-                .collect(),
+            titles: ProductTitles::from_catalog(catalog),
             http,
             clock,
         })
@@ -223,14 +218,11 @@ impl PaymentCreator for WechatPay {
         if order.amount.currency != Currency::CNY {
             return Err(ProviderError::Refused("WeChat Pay charges CNY only".into()));
         }
-        let title = self
-            .titles
-            .get(&order.product_id)
-            .unwrap_or(&order.product_id);
+        let description = self.titles.get(&order.product_id, 127);
         let req = PrepayRequest {
             trade_type: trade_type.clone(),
             out_trade_no: order.order_id.to_string(),
-            description: title.chars().take(127).collect(),
+            description,
             amount_fen: order.amount.amount,
             time_expire: Some(order.expires_at),
             notify_url: self.notify_url.clone(),
