@@ -27,7 +27,7 @@
 //! URL up to `expiry + console validity`: keep the console validity short.
 //! [`verify_aliyun_url`] takes that validity as a parameter.
 
-use super::digest::{ct_eq, decode_hex16, md5_bytes};
+use super::digest::{check_digest, decode_hex16, md5_bytes};
 use super::url::{append_params, parse_decimal, required_param, url_path, LinkError, UrlError};
 
 fn is_aliyun_field(s: &str) -> bool {
@@ -141,13 +141,12 @@ pub fn verify_aliyun_url(
     }
     let given = decode_hex16(hash).ok_or(LinkError::Malformed(P))?;
     let expected = aliyun_digest(path, ts_raw, rand, uid, private_key);
-    if !ct_eq(&given, &expected) {
-        return Err(LinkError::BadSignature);
-    }
-    if now > ts.saturating_add(validity_secs.max(0)) {
-        return Err(LinkError::Expired);
-    }
-    Ok(())
+    check_digest(
+        &given,
+        &expected,
+        now,
+        ts.saturating_add(validity_secs.max(0)),
+    )
 }
 
 #[cfg(test)]

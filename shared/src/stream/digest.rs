@@ -17,7 +17,25 @@ pub(super) const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-pub(super) use crate::crypto::ct_eq;
+use super::url::LinkError;
+use crate::crypto::ct_eq;
+
+/// The last two checks of every CDN format: the digest the URL carries must be the one we
+/// compute (compared in constant time), and the link must not be past `expires`.
+pub(super) fn check_digest(
+    given: &[u8],
+    expected: &[u8],
+    now: i64,
+    expires: i64,
+) -> Result<(), LinkError> {
+    if !ct_eq(given, expected) {
+        return Err(LinkError::BadSignature);
+    }
+    if now > expires {
+        return Err(LinkError::Expired);
+    }
+    Ok(())
+}
 
 pub(super) fn md5_bytes(parts: &[&[u8]]) -> [u8; 16] {
     let mut h = Md5::new();

@@ -23,7 +23,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use super::digest::{ct_eq, md5_bytes, URL_SAFE_LENIENT};
+use super::digest::{check_digest, md5_bytes, URL_SAFE_LENIENT};
 use super::url::{parse_decimal, required_param, trim_base, LinkError, UrlError};
 
 fn nginx_digest(expires: &str, uri: &str, remote_addr: Option<&str>, secret: &str) -> [u8; 16] {
@@ -150,13 +150,7 @@ pub fn verify_nginx_secure_link(
     }
     // nginx hashes the raw `expires` text, so do the same.
     let expected = nginx_digest(expires_raw, uri, remote_addr, secret);
-    if !ct_eq(&given, &expected) {
-        return Err(LinkError::BadSignature);
-    }
-    if now > expires {
-        return Err(LinkError::Expired);
-    }
-    Ok(())
+    check_digest(&given, &expected, now, expires)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! period configured for the key in the console; [`verify_tencent_url`] is
 //! strict and stops at `txTime` (the second itself still valid).
 
-use super::digest::{ct_eq, decode_hex16, md5_bytes};
+use super::digest::{check_digest, decode_hex16, md5_bytes};
 use super::url::{append_params, required_param, trim_base, LinkError, UrlError};
 
 /// Parses a non-empty run of ASCII hex digits (either case, no sign, no `0x`).
@@ -132,13 +132,7 @@ pub fn verify_tencent_url(path: &str, query: &str, key: &str, now: i64) -> Resul
     .ok_or(LinkError::Malformed("txTime"))?;
     let given = decode_hex16(secret).ok_or(LinkError::Malformed("txSecret"))?;
     let expected = md5_bytes(&[key.as_bytes(), stream.as_bytes(), tx_time.as_bytes()]);
-    if !ct_eq(&given, &expected) {
-        return Err(LinkError::BadSignature);
-    }
-    if now > expires {
-        return Err(LinkError::Expired);
-    }
-    Ok(())
+    check_digest(&given, &expected, now, expires)
 }
 
 #[cfg(test)]
