@@ -382,6 +382,17 @@ mod tests {
     }
 
     #[test]
+    fn stream_bind_ip_is_off_unless_true() {
+        assert!(!cfg(Profile::Lambda, &[]).unwrap().stream_bind_ip);
+        let on = cfg(Profile::Lambda, &[("STREAM_BIND_IP", "true")]).unwrap();
+        assert!(on.stream_bind_ip);
+        let off = cfg(Profile::Lambda, &[("STREAM_BIND_IP", "false")]).unwrap();
+        assert!(!off.stream_bind_ip);
+        let e = cfg(Profile::Lambda, &[("STREAM_BIND_IP", "yes")]).unwrap_err();
+        assert_eq!(e.name, "STREAM_BIND_IP");
+    }
+
+    #[test]
     fn local_defaults() {
         let c = cfg(Profile::Local, &[("PORT", "4000")]).unwrap();
         assert_eq!(c.auth_mode, AuthMode::Jwt);

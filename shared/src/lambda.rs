@@ -64,7 +64,9 @@ pub async fn handle_event(app: &Arc<App>, routes: Routes, req: Request) -> Respo
     };
     let (mut parts, body) = req.into_parts();
     if let Some(ip) = source_ip {
-        parts.extensions.insert(crate::api::ClientAddr(ip.to_canonical()));
+        parts
+            .extensions
+            .insert(crate::api::ClientAddr(ip.to_canonical()));
     }
     if let Some(sub) = sub {
         parts.extensions.insert(AuthorizerSub(sub));

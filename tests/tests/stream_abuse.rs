@@ -84,7 +84,8 @@ async fn ip_binding(backend: Backend) {
         "an IPv4-mapped address is the same client"
     );
     let uri = format!("/live/concert.m3u8?token={tok}");
-    let auth_request = |ip: &'static str| [("x-original-uri", uri.clone()), ("x-real-ip", ip.into())];
+    let auth_request =
+        |ip: &'static str| [("x-original-uri", uri.clone()), ("x-real-ip", ip.into())];
     let h = auth_request("127.0.0.1");
     let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(verify(&s, &h, String::new()).await.status, 200);
@@ -96,7 +97,10 @@ async fn ip_binding(backend: Backend) {
         verify(&s, &[JSON], mtx("read", "2001:db8::7", &q)).await,
         verify(
             &s,
-            &[("x-original-uri", uri.as_str()), ("x-real-ip", "198.51.100.7")],
+            &[
+                ("x-original-uri", uri.as_str()),
+                ("x-real-ip", "198.51.100.7"),
+            ],
             String::new(),
         )
         .await,
@@ -130,7 +134,12 @@ async fn without_stream_bind_ip_tokens_are_not_bound() {
         .unwrap()
         .to_owned();
     assert!(claims(&tok).get("ip").is_none());
-    let r = verify(&s, &[JSON], srs("on_play", "198.51.100.7", &format!("?token={tok}"))).await;
+    let r = verify(
+        &s,
+        &[JSON],
+        srs("on_play", "198.51.100.7", &format!("?token={tok}")),
+    )
+    .await;
     assert_eq!(r.status, 200);
 }
 
@@ -182,7 +191,10 @@ async fn publish_keys(backend: Backend) {
     let (s, _) = server_on(store.clone(), &[]).await;
     let pushes = |key: &str| {
         vec![
-            (vec![JSON], srs("on_publish", "198.51.100.9", &format!("?key={key}"))),
+            (
+                vec![JSON],
+                srs("on_publish", "198.51.100.9", &format!("?key={key}")),
+            ),
             (
                 vec![FORM],
                 format!("call=publish&addr=198.51.100.9&app=live&name=concert&key={key}"),
@@ -191,13 +203,19 @@ async fn publish_keys(backend: Backend) {
                 vec![FORM],
                 format!("call=publish&app=live&name=concert&args=key%3D{key}"),
             ),
-            (vec![JSON], mtx("publish", "198.51.100.9", &format!("key={key}"))),
+            (
+                vec![JSON],
+                mtx("publish", "198.51.100.9", &format!("key={key}")),
+            ),
         ]
     };
     // No key set for the stream yet: every push is refused.
     for (headers, body) in pushes("anything") {
         let p = verify(&s, &headers, body).await.assert_problem(403);
-        assert!(p["detail"].as_str().unwrap().contains("no publish key"), "{p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains("no publish key"),
+            "{p}"
+        );
     }
 
     let r = rotate(&s, "concert").await;
@@ -207,14 +225,29 @@ async fn publish_keys(backend: Backend) {
     let key1 = first["publish_key"].as_str().unwrap().to_owned();
     for (headers, body) in pushes(&key1) {
         let r = verify(&s, &headers, body.clone()).await;
-        assert_eq!(r.status, 200, "{body}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{body}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
     }
-    let r = verify(&s, &[JSON], srs("on_publish", "198.51.100.9", &format!("?key={key1}"))).await;
+    let r = verify(
+        &s,
+        &[JSON],
+        srs("on_publish", "198.51.100.9", &format!("?key={key1}")),
+    )
+    .await;
     assert_eq!(&r.body[..], b"0", "SRS reads 0 as allowed");
     s.stop().await;
 
     let (s, _) = server_on(store, &[]).await;
-    let r = verify(&s, &[JSON], mtx("publish", "198.51.100.9", &format!("key={key1}"))).await;
+    let r = verify(
+        &s,
+        &[JSON],
+        mtx("publish", "198.51.100.9", &format!("key={key1}")),
+    )
+    .await;
     assert_eq!(r.status, 200, "the key is still there for another process");
     // Wrong key, no key, or another stream's name: refused.
     let mut refused = pushes(&key1[1..]);
@@ -245,7 +278,12 @@ async fn publish_keys(backend: Backend) {
         assert_eq!(verify(&s, &headers, body).await.status, 200);
     }
     // A publish key never opens a play, and a token never opens a publish.
-    let r = verify(&s, &[JSON], srs("on_play", "198.51.100.9", &format!("?token={key2}"))).await;
+    let r = verify(
+        &s,
+        &[JSON],
+        srs("on_play", "198.51.100.9", &format!("?token={key2}")),
+    )
+    .await;
     r.assert_problem(403);
     rotate(&s, "no-such-stream").await.assert_problem(404);
     s.stop().await;
@@ -297,7 +335,12 @@ async fn bans(backend: Backend) {
     assert_eq!(verify(&s, &[JSON], play()).await.status, 200);
 
     // A ban of this stream: no new token, and the token already out stops at once.
-    let r = ban(&s, &user, json!({"stream_id": "concert", "reason": "restreaming"})).await;
+    let r = ban(
+        &s,
+        &user,
+        json!({"stream_id": "concert", "reason": "restreaming"}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["stream_id"], "concert");
     let p = token(&s, &user, "phone").await.assert_problem(403);
@@ -326,7 +369,12 @@ async fn bans(backend: Backend) {
     assert_eq!(p["until"], until);
     verify(&s, &[JSON], play()).await.assert_problem(403);
     // Banning the same scope again replaces the ban (200).
-    let r = ban(&s, &user, json!({"stream_id": "*", "until": until, "reason": "chargeback x2"})).await;
+    let r = ban(
+        &s,
+        &user,
+        json!({"stream_id": "*", "until": until, "reason": "chargeback x2"}),
+    )
+    .await;
     assert_eq!(r.status, 200);
     clock.set(LIVE + 600);
     assert_eq!(token(&s, &user, "phone").await.status, 201);
@@ -336,13 +384,19 @@ async fn bans(backend: Backend) {
     ban(&s, &user, json!({"stream_id": "nope", "reason": "x"}))
         .await
         .assert_problem(404);
-    ban(&s, &user, json!({"reason": ""})).await.assert_problem(400);
+    ban(&s, &user, json!({"reason": ""}))
+        .await
+        .assert_problem(400);
     ban(&s, &user, json!({"reason": "x", "until": "soon"}))
         .await
         .assert_problem(400);
-    ban(&s, &user, json!({"reason": "x", "until": tollgate::domain::time::rfc3339(T0)}))
-        .await
-        .assert_problem(400);
+    ban(
+        &s,
+        &user,
+        json!({"reason": "x", "until": tollgate::domain::time::rfc3339(T0)}),
+    )
+    .await
+    .assert_problem(400);
     ban(&s, &user, json!({"reason": "x", "extra": 1}))
         .await
         .assert_problem(400);
@@ -382,7 +436,12 @@ async fn bans_cost_no_extra_round_trip() {
     let calls = counting.take();
     assert_eq!(calls.values().sum::<u64>(), 2, "{calls:?}");
     let tok = r.json()["token"].as_str().unwrap().to_owned();
-    let r = verify(&s, &[JSON], srs("on_play", "198.51.100.7", &format!("?token={tok}"))).await;
+    let r = verify(
+        &s,
+        &[JSON],
+        srs("on_play", "198.51.100.7", &format!("?token={tok}")),
+    )
+    .await;
     assert_eq!(r.status, 200);
     let calls = counting.take();
     assert_eq!(calls.values().sum::<u64>(), 1, "{calls:?}");
@@ -395,15 +454,17 @@ async fn lambda_binds_the_source_ip_and_guards_admin_routes() {
     let store: Arc<dyn Store> = Arc::new(tollgate::store::MemoryStore::new());
     let clock = ManualClock::at(T0);
     let config = test_config(&[("STREAM_BIND_IP", "true"), ("AUTH_MODE", "apigw")]);
-    let app = Arc::new(tollgate::app::App::new(
-        tollgate::config::Config {
-            profile: tollgate::config::Profile::Lambda,
-            ..config
-        },
-        store,
-        Arc::new(clock.clone()),
-    )
-    .unwrap());
+    let app = Arc::new(
+        tollgate::app::App::new(
+            tollgate::config::Config {
+                profile: tollgate::config::Profile::Lambda,
+                ..config
+            },
+            store,
+            Arc::new(clock.clone()),
+        )
+        .unwrap(),
+    );
     let event = |method: &str, path: &str, body: &str, authorizer: Value| {
         let e = json!({
             "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path,
@@ -433,12 +494,20 @@ async fn lambda_binds_the_source_ip_and_guards_admin_routes() {
     let r = tollgate::lambda::handle_event(
         &app,
         routes,
-        event("POST", "/streams/concert/tokens", r#"{"device_id":"phone"}"#, viewer.clone()),
+        event(
+            "POST",
+            "/streams/concert/tokens",
+            r#"{"device_id":"phone"}"#,
+            viewer.clone(),
+        ),
     )
     .await;
     assert_eq!(r.status(), 201, "{:?}", r.body());
     let body: Value = serde_json::from_slice(r.body().as_ref()).unwrap();
-    assert_eq!(claims(body["token"].as_str().unwrap())["ip"], "203.0.113.10");
+    assert_eq!(
+        claims(body["token"].as_str().unwrap())["ip"],
+        "203.0.113.10"
+    );
 
     // Admin routes: the viewer's JWT is not enough, the IAM caller is.
     for (method, path, body) in [
@@ -446,17 +515,27 @@ async fn lambda_binds_the_source_ip_and_guards_admin_routes() {
         ("POST", "/admin/users/lambda-fan/bans", r#"{"reason":"x"}"#),
         ("DELETE", "/admin/users/lambda-fan/bans/*", ""),
     ] {
-        let r = tollgate::lambda::handle_event(&app, routes, event(method, path, body, viewer.clone()))
-            .await;
+        let r =
+            tollgate::lambda::handle_event(&app, routes, event(method, path, body, viewer.clone()))
+                .await;
         assert_eq!(r.status(), 403, "{method} {path}");
     }
     for (method, path, body, status) in [
         ("POST", "/admin/streams/concert/publish-key", "", 201),
-        ("POST", "/admin/users/lambda-fan/bans", r#"{"reason":"x"}"#, 201),
+        (
+            "POST",
+            "/admin/users/lambda-fan/bans",
+            r#"{"reason":"x"}"#,
+            201,
+        ),
         ("DELETE", "/admin/users/lambda-fan/bans/*", "", 204),
     ] {
-        let r = tollgate::lambda::handle_event(&app, routes, event(method, path, body, operator.clone()))
-            .await;
+        let r = tollgate::lambda::handle_event(
+            &app,
+            routes,
+            event(method, path, body, operator.clone()),
+        )
+        .await;
         assert_eq!(r.status(), status, "{method} {path}: {:?}", r.body());
     }
 }

@@ -111,13 +111,9 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         // Media servers call this without a user JWT; the stream token is the credential.
         ["streams", "verify"] => streams::verify(app, &req).await,
         ["admin", "stats"] => admin::stats(app, &req).await,
-        ["admin", "streams", id, "publish-key"] => {
-            admin::rotate_publish_key(app, id, &req).await
-        }
+        ["admin", "streams", id, "publish-key"] => admin::rotate_publish_key(app, id, &req).await,
         ["admin", "users", user, "bans"] => admin::ban(app, user, &req).await,
-        ["admin", "users", user, "bans", scope] => {
-            admin::lift_ban(app, user, scope, &req).await
-        }
+        ["admin", "users", user, "bans", scope] => admin::lift_ban(app, user, scope, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,

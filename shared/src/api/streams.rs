@@ -16,8 +16,8 @@
 //!   [`crate::stream::names`].
 //! - anything else: `{"token": "...", "ip": "..."}` or `?token=` on the verify URL itself.
 
-use super::{parse_json, ClientAddr};
 use super::problem::{json_response, problem_with};
+use super::{parse_json, ClientAddr};
 use crate::app::App;
 use crate::domain::time::rfc3339;
 use crate::service::streams::{self, Denied, PublishRequest, VerifyRequest};
@@ -160,7 +160,10 @@ fn read_request(req: &Request<Bytes>) -> (Caller, Result<Asks, &'static str>) {
                     client_ip: field("addr").map(str::to_owned),
                 })),
             ),
-            Some(_) => (Caller::NginxRtmp, Err("only play and publish are verified here")),
+            Some(_) => (
+                Caller::NginxRtmp,
+                Err("only play and publish are verified here"),
+            ),
         };
     }
     let query_token = req.uri().query().and_then(token_in_query);
@@ -201,7 +204,10 @@ fn read_request(req: &Request<Bytes>) -> (Caller, Result<Asks, &'static str>) {
                     None => Err("on_publish without a stream"),
                 },
             ),
-            Some(_) => (Caller::Srs, Err("only on_play and on_publish are verified here")),
+            Some(_) => (
+                Caller::Srs,
+                Err("only on_play and on_publish are verified here"),
+            ),
         };
     }
     if v.get("query").is_some() || v.get("path").is_some() {

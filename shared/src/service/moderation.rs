@@ -17,7 +17,9 @@ pub struct RotatedKey {
 /// returns.
 pub async fn rotate_publish_key(app: &App, stream_id: &str) -> Result<RotatedKey, ServiceError> {
     if app.catalog.stream(stream_id).is_none() {
-        return Err(ServiceError::NotFound(format!("unknown stream {stream_id:?}")));
+        return Err(ServiceError::NotFound(format!(
+            "unknown stream {stream_id:?}"
+        )));
     }
     let key = publish_key::generate();
     let stored = app
@@ -46,11 +48,7 @@ fn valid_user_id(id: &str) -> bool {
 }
 
 /// Bans `user_id`, replacing a ban of the same scope. `(ban, replaced)`.
-pub async fn ban(
-    app: &App,
-    user_id: &str,
-    req: BanRequest,
-) -> Result<(Ban, bool), ServiceError> {
+pub async fn ban(app: &App, user_id: &str, req: BanRequest) -> Result<(Ban, bool), ServiceError> {
     if !valid_user_id(user_id) {
         return Err(ServiceError::BadRequest("invalid user id".into()));
     }
@@ -63,7 +61,9 @@ pub async fn ban(
     }
     let now = app.clock.now();
     if req.until.is_some_and(|u| u <= now) {
-        return Err(ServiceError::BadRequest("until is not in the future".into()));
+        return Err(ServiceError::BadRequest(
+            "until is not in the future".into(),
+        ));
     }
     let b = Ban {
         scope,

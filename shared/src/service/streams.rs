@@ -7,11 +7,11 @@
 use super::ServiceError;
 use crate::app::App;
 use crate::crypto::random_bytes;
-use crate::domain::{ban, grant};
 use crate::domain::session::{self, Access, Refusal};
+use crate::domain::{ban, grant};
 use crate::store::PutSessions;
-use crate::stream::native::{self, Claims, TokenError};
 use crate::stream::names::{naming, Naming};
+use crate::stream::native::{self, Claims, TokenError};
 use crate::stream::{names_stream, Asked, Format, Signer};
 use std::net::IpAddr;
 

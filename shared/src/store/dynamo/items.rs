@@ -2,9 +2,7 @@
 //! attribute, and how it is read back (a malformed item is `Corrupt`, never a panic).
 
 use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
-use super::keys::{
-    ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_pk,
-};
+use super::keys::{ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_pk};
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::session::{DeviceSession, Sessions};

@@ -106,7 +106,11 @@ pub(super) async fn put_ban(
         .transpose()
 }
 
-pub(super) async fn lift_ban(db: &DynamoStore, user_id: &str, scope: &str) -> Result<bool, StoreError> {
+pub(super) async fn lift_ban(
+    db: &DynamoStore,
+    user_id: &str,
+    scope: &str,
+) -> Result<bool, StoreError> {
     let out = db
         .client
         .delete_item()
