@@ -43,6 +43,9 @@ pub struct Config {
     pub stream_token_ttl_seconds: i64,
     pub max_devices: u32,
     pub device_policy: DevicePolicy,
+    /// `STREAM_BIND_IP`: put the caller's address in each issued token, so that it only plays
+    /// from that address (native and nginx formats).
+    pub stream_bind_ip: bool,
     /// The key of each stream-token format (`STREAM_SIGNING_KEYS`, `NGINX_SECURE_LINK_SECRET`,
     /// `TENCENT_PLAY_KEY`, `ALIYUN_AUTH_KEY`).
     pub stream_keys: StreamKeys,
@@ -241,6 +244,11 @@ impl Config {
             Some("deny") => DevicePolicy::Deny,
             Some(_) => return Err(err("DEVICE_POLICY", "must be evict or deny")),
         };
+        let stream_bind_ip = match var("STREAM_BIND_IP").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(err("STREAM_BIND_IP", "must be true or false")),
+        };
         let stream_keys = StreamKeys {
             native: match var("STREAM_SIGNING_KEYS") {
                 Some(spec) => Some(
@@ -270,6 +278,7 @@ impl Config {
             stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,
+            stream_bind_ip,
             stream_keys,
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
@@ -370,6 +379,17 @@ mod tests {
             .stream_keys
             .native
             .is_some());
+    }
+
+    #[test]
+    fn stream_bind_ip_is_off_unless_true() {
+        assert!(!cfg(Profile::Lambda, &[]).unwrap().stream_bind_ip);
+        let on = cfg(Profile::Lambda, &[("STREAM_BIND_IP", "true")]).unwrap();
+        assert!(on.stream_bind_ip);
+        let off = cfg(Profile::Lambda, &[("STREAM_BIND_IP", "false")]).unwrap();
+        assert!(!off.stream_bind_ip);
+        let e = cfg(Profile::Lambda, &[("STREAM_BIND_IP", "yes")]).unwrap_err();
+        assert_eq!(e.name, "STREAM_BIND_IP");
     }
 
     #[test]

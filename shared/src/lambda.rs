@@ -54,7 +54,20 @@ pub async fn handle_event(app: &Arc<App>, routes: Routes, req: Request) -> Respo
             .and_then(|i| i.user_arn.clone().or_else(|| i.caller_id.clone())),
         _ => None,
     };
+    let source_ip = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
+        _ => None,
+    };
     let (mut parts, body) = req.into_parts();
+    if let Some(ip) = source_ip {
+        parts
+            .extensions
+            .insert(crate::api::ClientAddr(ip.to_canonical()));
+    }
     if let Some(sub) = sub {
         parts.extensions.insert(AuthorizerSub(sub));
     }

@@ -90,6 +90,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     notes_dedupe(&*store).await;
     settle_new_order_once(&*store).await;
     settle_new_order_exactly_once_concurrently(store.clone()).await;
+    bans_live_in_the_users_partition(&*store).await;
+    publish_keys_rotate(&*store).await;
 }
 
 pub async fn create_and_read(store: &dyn Store) {
@@ -822,4 +824,63 @@ pub async fn settle_new_order_exactly_once_concurrently(store: Arc<dyn Store>) {
             .len(),
         2
     );
+}
+
+pub async fn bans_live_in_the_users_partition(store: &dyn Store) {
+    use tollgate::domain::ban::Ban;
+    let user = "ban-user";
+    let ban = |scope: &str, until: Option<i64>, reason: &str| Ban {
+        scope: scope.into(),
+        until,
+        reason: reason.into(),
+        created_at: 1_000,
+    };
+    assert!(store.user_items(user).await.unwrap().bans.is_empty());
+    assert_eq!(
+        store
+            .put_ban(user, &ban("concert", Some(5_000), "spam"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.put_ban(user, &ban("*", None, "fraud")).await.unwrap(),
+        None
+    );
+    let replaced = store
+        .put_ban(user, &ban("concert", None, "spam again"))
+        .await
+        .unwrap();
+    assert_eq!(replaced, Some(ban("concert", Some(5_000), "spam")));
+    let mut bans = store.user_items(user).await.unwrap().bans;
+    bans.sort_by(|a, b| a.scope.cmp(&b.scope));
+    assert_eq!(
+        bans,
+        vec![ban("*", None, "fraud"), ban("concert", None, "spam again")]
+    );
+    assert!(store.user_items("ban-other").await.unwrap().bans.is_empty());
+    assert!(store.lift_ban(user, "*").await.unwrap());
+    assert!(!store.lift_ban(user, "*").await.unwrap(), "already lifted");
+    assert!(!store.lift_ban("ban-other", "concert").await.unwrap());
+    let bans = store.user_items(user).await.unwrap().bans;
+    assert_eq!(bans, vec![ban("concert", None, "spam again")]);
+}
+
+pub async fn publish_keys_rotate(store: &dyn Store) {
+    assert_eq!(store.publish_key("pk-stream").await.unwrap(), None);
+    let first = store
+        .rotate_publish_key("pk-stream", "h1", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.hash.as_str(), first.version, first.rotated_at),
+        ("h1", 1, 100)
+    );
+    let second = store
+        .rotate_publish_key("pk-stream", "h2", 200)
+        .await
+        .unwrap();
+    assert_eq!((second.hash.as_str(), second.version), ("h2", 2));
+    assert_eq!(store.publish_key("pk-stream").await.unwrap(), Some(second));
+    assert_eq!(store.publish_key("pk-other").await.unwrap(), None);
 }

@@ -195,4 +195,32 @@ impl Store for CountingStore {
             .put_sessions(user, sessions, expected_version)
             .await
     }
+    async fn put_ban(
+        &self,
+        user: &str,
+        ban: &tollgate::domain::ban::Ban,
+    ) -> Result<Option<tollgate::domain::ban::Ban>, StoreError> {
+        self.enter("put_ban")?;
+        self.inner.put_ban(user, ban).await
+    }
+    async fn lift_ban(&self, user: &str, scope: &str) -> Result<bool, StoreError> {
+        self.enter("lift_ban")?;
+        self.inner.lift_ban(user, scope).await
+    }
+    async fn publish_key(
+        &self,
+        stream_id: &str,
+    ) -> Result<Option<tollgate::domain::publish_key::PublishKey>, StoreError> {
+        self.enter("publish_key")?;
+        self.inner.publish_key(stream_id).await
+    }
+    async fn rotate_publish_key(
+        &self,
+        stream_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<tollgate::domain::publish_key::PublishKey, StoreError> {
+        self.enter("rotate_publish_key")?;
+        self.inner.rotate_publish_key(stream_id, hash, now).await
+    }
 }

@@ -378,3 +378,110 @@ async fn auth_request_token_opens_only_its_stream() {
         "forged token"
     );
 }
+
+/// GET through nginx from another loopback address (127.0.0.2), as a second client would;
+/// the status.
+async fn get_from_other_address(nginx: &Nginx, path: &str) -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let s = socket
+        .connect(nginx.addr())
+        .await
+        .expect("connect to nginx");
+    let mut s = s.into_std().unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tokio::task::block_in_place(|| {
+        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).expect("read response");
+        String::from_utf8_lossy(&resp)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// With `STREAM_BIND_IP`, a token plays through the README's `auth_request` block only for
+/// the address it was issued to: nginx passes `$remote_addr` in `X-Real-IP`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_request_bound_token_plays_only_from_its_address() {
+    if !nginx_available() {
+        return;
+    }
+    const MAIN: &[u8] = b"#EXTM3U\nmain playlist\n";
+    let store = store_for(Backend::Memory).await.unwrap();
+    let catalog = two_stream_catalog();
+    let app = test_app_with(
+        store,
+        ManualClock::at(T0),
+        &[
+            ("CATALOG_JSON", catalog.as_str()),
+            ("STREAM_BIND_IP", "true"),
+        ],
+    );
+    let s = TestServer::start(app).await;
+    s.buy("viewer", "pass", Some("7d")).await;
+    let r = s
+        .call(
+            "viewer",
+            "POST",
+            "/streams/main/tokens",
+            Some(serde_json::json!({"device_id": "phone"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let nginx = Nginx::start_server(
+        &readme_auth_request_block(&s.base),
+        &[("live/main.m3u8", MAIN)],
+    )
+    .expect("start nginx");
+    let url = format!("/live/main.m3u8?token={token}");
+    // Issued to 127.0.0.1 (the test client's address towards Tollgate).
+    let (status, body) = tokio::task::block_in_place(|| get(&nginx, &url));
+    assert_eq!(status, 200, "{}", nginx.error_log());
+    assert_eq!(body, MAIN);
+    assert_eq!(get_from_other_address(&nginx, &url).await, 403);
+}
+
+/// With `STREAM_BIND_IP`, an `nginx`-format URL carries the address in its hash, so nginx
+/// with `$remote_addr` in `secure_link_md5` serves it to that address only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_secure_link_url_opens_nginx_only_from_its_address() {
+    if !nginx_available() {
+        return;
+    }
+    let nginx =
+        Nginx::start_with(NGINX_SECRET, &[("live/cam.m3u8", BODY)], true).expect("start nginx");
+    let catalog = catalog_with_origin(&format!("{}/s/live/cam.m3u8", nginx.base_url()));
+    let clock = ManualClock::at(now() - DAY);
+    let store = store_for(Backend::Memory).await.unwrap();
+    let app = test_app_with(
+        store,
+        clock.clone(),
+        &[
+            ("CATALOG_JSON", catalog.as_str()),
+            ("STREAM_BIND_IP", "true"),
+        ],
+    );
+    let s = TestServer::start(app).await;
+    s.buy("viewer", "pass", Some("7d")).await;
+    clock.set(now());
+    let r = s
+        .call(
+            "viewer",
+            "POST",
+            "/streams/cam/tokens",
+            Some(serde_json::json!({"device_id": "tv", "format": "nginx"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let url = r.json()["url"].as_str().unwrap().to_owned();
+    let (status, body) = get(&nginx, &url);
+    assert_eq!(status, 200, "{url}\n{}", nginx.error_log());
+    assert_eq!(body, BODY);
+    let path = url.strip_prefix(&nginx.base_url()).unwrap();
+    assert_eq!(get_from_other_address(&nginx, path).await, 403);
+}

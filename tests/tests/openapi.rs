@@ -48,6 +48,9 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/sandbox/orders/{id}/pay"),
     ("GET", "/healthz"),
     ("GET", "/admin/stats"),
+    ("POST", "/admin/streams/{stream_id}/publish-key"),
+    ("POST", "/admin/users/{user_id}/bans"),
+    ("DELETE", "/admin/users/{user_id}/bans/{scope}"),
 ];
 
 #[tokio::test]
@@ -71,7 +74,9 @@ async fn openapi_matches_the_router() {
             .replace("{id}", "01KQ0000000000000000000001")
             .replace("{provider}", "sandbox")
             .replace("{product_id}", "pass")
-            .replace("{stream_id}", "concert");
+            .replace("{stream_id}", "concert")
+            .replace("{user_id}", "openapi-user")
+            .replace("{scope}", "*");
         let r = s
             .request(method, &concrete, &[("authorization", &auth)], "")
             .await;

@@ -91,6 +91,42 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     );
     assert_eq!(meter.take(), 1);
 
+    // Operators against abuse: each admin change is one write; a publish check one read.
+    let r = s
+        .request("POST", "/admin/streams/concert/publish-key", &[], "")
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(meter.take(), 1, "rotate a publish key: one UpdateItem");
+    let key = r.json()["publish_key"].as_str().unwrap().to_owned();
+    let push = json!({"action": "on_publish", "ip": "198.51.100.9", "app": "live",
+                      "stream": "concert", "param": format!("?key={key}")});
+    let r = s
+        .request(
+            "POST",
+            "/streams/verify",
+            &[("content-type", "application/json")],
+            push.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(meter.take(), 1, "verify a publish: read the stream's key");
+    let ban = json!({"stream_id": "concert", "reason": "restreaming"});
+    let r = s
+        .request(
+            "POST",
+            "/admin/users/rt/bans",
+            &[("content-type", "application/json")],
+            ban.to_string(),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(meter.take(), 1, "ban: one PutItem in the user's partition");
+    let r = s
+        .request("DELETE", "/admin/users/rt/bans/concert", &[], "")
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(meter.take(), 1, "unban: one conditional DeleteItem");
+
     // The sweeper: one query per shard, then per due order one read and one write.
     clock.advance(10_000);
     meter.take();

@@ -1,23 +1,38 @@
-//! Operators' routes: `GET /admin/stats`.
+//! Operators' routes: `GET /admin/stats`, `POST /admin/streams/{id}/publish-key`,
+//! `POST /admin/users/{user}/bans`, `DELETE /admin/users/{user}/bans/{stream_id|*}`.
+//!
+//! In AWS every admin route sits behind the HTTP API's IAM authorizer and we also insist on
+//! its caller identity, so a misrouted request with no IAM signature is refused; the local
+//! server serves them plainly.
 
 use super::problem::{json_response, problem, service_problem};
-use super::IamCaller;
+use super::{parse_json, IamCaller};
 use crate::app::App;
+use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::service::moderation::{self, BanRequest};
+use crate::stream::names::percent_decode;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
+use serde::Deserialize;
 use serde_json::json;
 
-/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`. In AWS the route sits behind the HTTP
-/// API's IAM authorizer and we also insist on its caller identity, so a misrouted request
-/// with no IAM signature is refused; the local server serves it plainly.
-pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+/// The refusal of a request that did not come through the IAM authorizer (outside the local
+/// server), or `None` to go on.
+fn refused(app: &App, req: &Request<Bytes>) -> Option<Response<Bytes>> {
     let local = app.config.profile == crate::config::Profile::Local;
-    if !local && req.extensions().get::<IamCaller>().is_none() {
-        return problem(
+    (!local && req.extensions().get::<IamCaller>().is_none()).then(|| {
+        problem(
             StatusCode::FORBIDDEN,
             "forbidden",
             "admin routes need an IAM-signed request",
-        );
+        )
+    })
+}
+
+/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Some(r) = refused(app, req) {
+        return r;
     }
     let query = req.uri().query().unwrap_or("");
     let param = |name: &str| {
@@ -34,6 +49,124 @@ pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     };
     match crate::service::stats::daily(app, &from, &to).await {
         Ok(days) => json_response(StatusCode::OK, &json!({ "days": days })),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// `POST /admin/streams/{id}/publish-key`: a new key, shown once; the old one stops working.
+pub(super) async fn rotate_publish_key(
+    app: &App,
+    stream_id: &str,
+    req: &Request<Bytes>,
+) -> Response<Bytes> {
+    if let Some(r) = refused(app, req) {
+        return r;
+    }
+    match moderation::rotate_publish_key(app, stream_id).await {
+        Ok(k) => json_response(
+            StatusCode::CREATED,
+            &json!({
+                "stream_id": stream_id,
+                "publish_key": k.key,
+                "version": k.stored.version,
+                "rotated_at": rfc3339(k.stored.rotated_at),
+            }),
+        ),
+        Err(e) => service_problem(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanBody {
+    stream_id: Option<String>,
+    /// RFC 3339; absent: until lifted.
+    until: Option<String>,
+    reason: String,
+}
+
+/// A user id from the path, percent-decoded (identity providers' ids hold `|` or `:`).
+// The error is the finished response, as in `authenticate`: boxing would only add noise.
+#[allow(clippy::result_large_err)]
+fn user_segment(raw: &str) -> Result<String, Response<Bytes>> {
+    percent_decode(raw).ok_or_else(|| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "the user id is not percent-encoded UTF-8",
+        )
+    })
+}
+
+/// `POST /admin/users/{user}/bans`: 201 for a new ban, 200 when it replaced one of the same
+/// scope.
+pub(super) async fn ban(app: &App, user: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Some(r) = refused(app, req) {
+        return r;
+    }
+    let user = match user_segment(user) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let body: BanBody = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let until = match body.until.as_deref().map(parse_rfc3339) {
+        None => None,
+        Some(Some(t)) => Some(t),
+        Some(None) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "until must be an RFC 3339 time",
+            )
+        }
+    };
+    let asked = BanRequest {
+        stream_id: body.stream_id,
+        until,
+        reason: body.reason,
+    };
+    match moderation::ban(app, &user, asked).await {
+        Ok((b, replaced)) => json_response(
+            if replaced {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            },
+            &json!({
+                "user_id": user,
+                "stream_id": b.scope,
+                "until": b.until.map(rfc3339),
+                "reason": b.reason,
+                "created_at": rfc3339(b.created_at),
+            }),
+        ),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// `DELETE /admin/users/{user}/bans/{stream_id|*}`: 204, or 404 when there is no such ban.
+pub(super) async fn lift_ban(
+    app: &App,
+    user: &str,
+    scope: &str,
+    req: &Request<Bytes>,
+) -> Response<Bytes> {
+    if let Some(r) = refused(app, req) {
+        return r;
+    }
+    let (user, scope) = match (user_segment(user), user_segment(scope)) {
+        (Ok(u), Ok(s)) => (u, s),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    match moderation::lift_ban(app, &user, &scope).await {
+        Ok(()) => {
+            let mut r = Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
         Err(e) => service_problem(&e),
     }
 }

@@ -45,6 +45,12 @@ impl Routes {
 #[derive(Debug, Clone)]
 pub struct AuthorizerSub(pub String);
 
+/// The address the request came from: the TCP peer on the local server, API Gateway's
+/// `requestContext.http.sourceIp` in Lambda. Stream tokens are bound to it with
+/// `STREAM_BIND_IP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// The IAM caller API Gateway's `AWS_IAM` authorizer verified (admin routes), set by the
 /// Lambda adapter.
 #[derive(Debug, Clone)]
@@ -76,6 +82,10 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
         ["healthz"] => (Local, &[Method::GET]),
         ["admin", "stats"] => (Orders, &[Method::GET]),
+        ["admin", "streams", _, "publish-key"] | ["admin", "users", _, "bans"] => {
+            (Streams, &[Method::POST])
+        }
+        ["admin", "users", _, "bans", _] => (Streams, &[Method::DELETE]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -101,6 +111,9 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         // Media servers call this without a user JWT; the stream token is the credential.
         ["streams", "verify"] => streams::verify(app, &req).await,
         ["admin", "stats"] => admin::stats(app, &req).await,
+        ["admin", "streams", id, "publish-key"] => admin::rotate_publish_key(app, id, &req).await,
+        ["admin", "users", user, "bans"] => admin::ban(app, user, &req).await,
+        ["admin", "users", user, "bans", scope] => admin::lift_ban(app, user, scope, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,

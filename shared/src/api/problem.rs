@@ -90,6 +90,17 @@ pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
                 extra,
             )
         }
+        ServiceError::Banned(ban) => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("reason".into(), ban.reason.clone().into());
+            extra.insert(
+                "until".into(),
+                ban.until
+                    .map(crate::domain::time::rfc3339)
+                    .map_or(serde_json::Value::Null, Into::into),
+            );
+            problem_with(StatusCode::FORBIDDEN, "banned", e.to_string(), extra)
+        }
         ServiceError::DeviceLimit(_) => {
             problem(StatusCode::CONFLICT, "device-limit", e.to_string())
         }

@@ -23,7 +23,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -34,8 +34,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
             _ = &mut shutdown => break,
         };
         let app = app.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
+            req.extensions_mut()
+                .insert(super::ClientAddr(peer.ip().to_canonical()));
             async move { Ok::<_, std::convert::Infallible>(to_hyper(serve_one(&app, req).await)) }
         });
         let conn = hyper::server::conn::http1::Builder::new()

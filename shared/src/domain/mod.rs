@@ -1,10 +1,12 @@
 //! Pure types and rules. No I/O, no async: anything that needs the time takes `now`.
 
+pub mod ban;
 pub mod catalog;
 pub mod grant;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod publish_key;
 pub mod purchase;
 pub mod retry;
 pub mod session;

@@ -5,6 +5,7 @@ pub mod apple_purchases;
 pub mod entitlements;
 pub mod google_purchases;
 pub mod jobs;
+pub mod moderation;
 pub mod orders;
 pub mod payments;
 pub mod stats;
@@ -36,6 +37,9 @@ pub enum ServiceError {
         /// (product id, title) of every product that unlocks the stream.
         products: Vec<(String, String)>,
     },
+    /// An operator banned the user from the stream (or from every stream).
+    #[error("banned: {}", .0.reason)]
+    Banned(crate::domain::ban::Ban),
     #[error("this account already plays on {0} devices")]
     DeviceLimit(u32),
     #[error("unknown stream token format {0:?} (native, nginx, tencent, aliyun)")]

@@ -1,16 +1,19 @@
 //! Issuing stream tokens and verifying them for media servers.
 //!
-//! Issue costs two store round trips: one query of the user's partition (grants and the
-//! `SESSIONS` item together) and one conditional write of `SESSIONS`. Verify costs one query.
+//! Issue costs two store round trips: one query of the user's partition (grants, bans and the
+//! `SESSIONS` item together) and one conditional write of `SESSIONS`. Verifying a play costs
+//! one query (the same partition), verifying a publish one read (the stream's publish key).
 
 use super::ServiceError;
 use crate::app::App;
 use crate::crypto::random_bytes;
-use crate::domain::grant;
 use crate::domain::session::{self, Access, Refusal};
+use crate::domain::{ban, grant};
 use crate::store::PutSessions;
+use crate::stream::names::{naming, Naming};
 use crate::stream::native::{self, Claims, TokenError};
 use crate::stream::{names_stream, Asked, Format, Signer};
+use std::net::IpAddr;
 
 /// How many times a token request retries after another request changed the
 /// user's sessions between our read and our write. Each loss means another request won, so
@@ -37,6 +40,7 @@ pub async fn issue_token(
     stream_id: &str,
     device_id: &str,
     format: Option<&str>,
+    client: Option<IpAddr>,
 ) -> Result<IssuedToken, ServiceError> {
     let stream = app
         .catalog
@@ -55,11 +59,25 @@ pub async fn issue_token(
     };
     let signer = Signer::for_format(&app.config.stream_keys, format)
         .ok_or(ServiceError::FormatNotConfigured(format))?;
+    let bound_ip = match (app.config.stream_bind_ip, client) {
+        (false, _) => None,
+        (true, Some(ip)) => Some(ip.to_string()),
+        // Issuing an unbound token would quietly undo what the operator asked for.
+        (true, None) => {
+            return Err(ServiceError::Internal(
+                "STREAM_BIND_IP is set but the request carries no client address".into(),
+            ))
+        }
+    };
     let new_session_id = hex::encode(random_bytes::<16>());
     let cfg = &app.config;
     // One read of the user's partition; a lost race hands back the sessions as stored, so
     // each retry costs one conditional write and no re-read.
     let items = app.store.user_items(user_id).await?;
+    if let Some(b) = ban::active(&items.bans, stream_id, app.clock.now()) {
+        crate::metrics::count("TokensDenied", 1, &[("Reason", "banned")]);
+        return Err(ServiceError::Banned(b.clone()));
+    }
     let mut sessions = items.sessions;
     let entitled = grant::entitled(&items.grants, &stream.requires_any, app.clock.now());
     for attempt in 0..=SESSION_RETRIES {
@@ -125,7 +143,7 @@ pub async fn issue_token(
             sub: user_id.to_owned(),
             sid: admission.session_id.clone(),
             exp: admission.expires_at,
-            ip: None,
+            ip: bound_ip.clone(),
             preview: admission.preview,
         };
         let rand = hex::encode(random_bytes::<8>());
@@ -169,6 +187,19 @@ pub enum Denied {
     SessionEnded,
     #[error("not entitled any more")]
     NotEntitled,
+    #[error("banned: {0}")]
+    Banned(String),
+    #[error("no catalog stream has this name")]
+    UnknownStream,
+    #[error("no publish key given")]
+    NoPublishKey,
+    #[error("the stream has no publish key (an operator sets one)")]
+    PublishKeyNotSet,
+    #[error("wrong publish key")]
+    WrongPublishKey,
+    /// The media server's request itself could not be understood.
+    #[error("{0}")]
+    Request(&'static str),
 }
 
 pub async fn verify(
@@ -201,6 +232,9 @@ pub async fn verify(
         }
     }
     let items = app.store.user_items(&claims.sub).await?;
+    if let Some(b) = ban::active(&items.bans, &stream.id, now) {
+        return Ok(Err(Denied::Banned(b.reason.clone())));
+    }
     if !items.sessions.holds(&claims.sid) {
         return Ok(Err(Denied::SessionEnded));
     }
@@ -218,4 +252,40 @@ pub async fn verify(
         return Ok(Err(Denied::NotEntitled));
     }
     Ok(Ok(claims))
+}
+
+/// What a media server asks before it accepts a stream pushed to it.
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    /// The stream name or path being published.
+    pub stream: Asked,
+    /// The key the encoder presented.
+    pub key: Option<String>,
+}
+
+/// Allows a publish only with the named stream's current publish key: one read (the key).
+/// Returns the catalog id of the stream.
+pub async fn verify_publish(
+    app: &App,
+    req: &PublishRequest,
+) -> Result<Result<String, Denied>, ServiceError> {
+    // Only the stream itself is published, never one of its fragments.
+    let Some(stream) = app
+        .catalog
+        .streams()
+        .iter()
+        .find(|s| naming(&req.stream, &s.origin) == Some(Naming::Stream))
+    else {
+        return Ok(Err(Denied::UnknownStream));
+    };
+    let Some(presented) = req.key.as_deref().filter(|k| !k.is_empty()) else {
+        return Ok(Err(Denied::NoPublishKey));
+    };
+    let Some(stored) = app.store.publish_key(&stream.id).await? else {
+        return Ok(Err(Denied::PublishKeyNotSet));
+    };
+    if !stored.matches(presented) {
+        return Ok(Err(Denied::WrongPublishKey));
+    }
+    Ok(Ok(stream.id.clone()))
 }

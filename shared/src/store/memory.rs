@@ -25,6 +25,10 @@ struct Tables {
     purchases: HashMap<(String, String), StorePurchase>,
     /// (source, id) → expiry.
     notes: HashMap<(String, String), i64>,
+    /// user → scope → ban.
+    bans: HashMap<String, BTreeMap<String, Ban>>,
+    /// stream → its publish key.
+    publish_keys: HashMap<String, PublishKey>,
 }
 
 #[derive(Default)]
@@ -358,6 +362,11 @@ impl Store for MemoryStore {
                 .unwrap_or_default(),
             credits: t.wallets.get(user_id).copied().unwrap_or(0),
             sessions: t.sessions.get(user_id).cloned().unwrap_or_default(),
+            bans: t
+                .bans
+                .get(user_id)
+                .map(|b| b.values().cloned().collect())
+                .unwrap_or_default(),
         })
     }
     async fn get_purchase(
@@ -430,5 +439,43 @@ impl Store for MemoryStore {
         next.version = expected_version + 1;
         t.sessions.insert(user_id.to_owned(), next);
         Ok(PutSessions::Written)
+    }
+
+    async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError> {
+        Ok(self
+            .lock()
+            .bans
+            .entry(user_id.to_owned())
+            .or_default()
+            .insert(ban.scope.clone(), ban.clone()))
+    }
+
+    async fn lift_ban(&self, user_id: &str, scope: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .bans
+            .get_mut(user_id)
+            .is_some_and(|b| b.remove(scope).is_some()))
+    }
+
+    async fn publish_key(&self, stream_id: &str) -> Result<Option<PublishKey>, StoreError> {
+        Ok(self.lock().publish_keys.get(stream_id).cloned())
+    }
+
+    async fn rotate_publish_key(
+        &self,
+        stream_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<PublishKey, StoreError> {
+        let mut t = self.lock();
+        let version = t.publish_keys.get(stream_id).map_or(0, |k| k.version) + 1;
+        let key = PublishKey {
+            hash: hash.to_owned(),
+            version,
+            rotated_at: now,
+        };
+        t.publish_keys.insert(stream_id.to_owned(), key.clone());
+        Ok(key)
     }
 }

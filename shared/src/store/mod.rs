@@ -5,6 +5,8 @@
 pub mod dynamo;
 pub mod memory;
 
+use crate::domain::ban::Ban;
+use crate::domain::publish_key::PublishKey;
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Money, Order, OrderId, OrderState, PurchaseState};
@@ -98,6 +100,8 @@ pub struct UserItems {
     pub credits: i64,
     /// The `SESSIONS` item (version 0 when it does not exist yet).
     pub sessions: Sessions,
+    /// The user's bans (`BAN#<stream or *>`), expired ones included: callers judge them.
+    pub bans: Vec<Ban>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,7 +241,7 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<DueEntry>, StoreError>;
 
-    /// Grants, wallet and device sessions of one user: one strongly consistent query.
+    /// Grants, wallet, device sessions and bans of one user: one strongly consistent query.
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError>;
 
     /// Replaces the user's `SESSIONS` item with `sessions` at version `expected_version + 1`,
@@ -273,4 +277,23 @@ pub trait Store: Send + Sync {
         kind: &str,
         now: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Writes the user's ban of `ban.scope`, replacing one of the same scope: one write. The
+    /// replaced ban, if there was one.
+    async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError>;
+
+    /// Deletes the user's ban of `scope`, only if there is one: `false` when there was none.
+    async fn lift_ban(&self, user_id: &str, scope: &str) -> Result<bool, StoreError>;
+
+    /// The stored publish key of a stream, if one was ever set.
+    async fn publish_key(&self, stream_id: &str) -> Result<Option<PublishKey>, StoreError>;
+
+    /// Replaces the stream's publish key with `hash` in one atomic write that also counts the
+    /// version up, so the previous key stops working at once: the key as stored now.
+    async fn rotate_publish_key(
+        &self,
+        stream_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<PublishKey, StoreError>;
 }

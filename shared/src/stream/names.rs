@@ -190,7 +190,7 @@ fn clean_path(raw: &str) -> Option<String> {
 
 /// `%XX` escapes decoded once (`+` stays `+`, as in a path); `None` for a `%` not followed by
 /// two hex digits or a result that is not UTF-8.
-fn percent_decode(raw: &str) -> Option<String> {
+pub(crate) fn percent_decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

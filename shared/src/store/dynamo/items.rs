@@ -2,7 +2,9 @@
 //! attribute, and how it is read back (a malformed item is `Corrupt`, never a panic).
 
 use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
-use super::keys::{due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_pk};
+use super::keys::{ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_pk};
+use crate::domain::ban::Ban;
+use crate::domain::publish_key::PublishKey;
 use crate::domain::session::{DeviceSession, Sessions};
 use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, PurchaseState};
 use crate::store::{IdempotencyRecord, StoreError, StorePurchase};
@@ -259,5 +261,36 @@ pub(super) fn purchase_from_item(item: &Item) -> Result<StorePurchase, StoreErro
         last_txn_id: opt_s(item, "last_txn_id"),
         order_id: opt_s(item, "order_id"),
         grants: json_attr(item, "grants")?.unwrap_or_default(),
+    })
+}
+
+/// A `BAN#<scope>` item in the user's partition.
+pub(super) fn ban_item(user: &str, b: &Ban) -> Item {
+    let mut item = key(user_pk(user), &ban_sk(&b.scope));
+    item.insert("scope".into(), s(&b.scope));
+    item.insert("reason".into(), s(&b.reason));
+    item.insert("created_at".into(), n(b.created_at));
+    if let Some(u) = b.until {
+        item.insert("until".into(), n(u));
+    }
+    item
+}
+
+pub(super) fn ban_from_item(item: &Item) -> Result<Ban, StoreError> {
+    Ok(Ban {
+        scope: get_s(item, "scope")?.to_owned(),
+        until: opt_n(item, "until")?,
+        reason: get_s(item, "reason")?.to_owned(),
+        created_at: get_n(item, "created_at")?,
+    })
+}
+
+/// The `STREAM#<id>` / `PUBLISH_KEY` item holds only the key's hash.
+pub(super) fn publish_key_from_item(item: &Item) -> Result<PublishKey, StoreError> {
+    Ok(PublishKey {
+        hash: get_s(item, "key_hash")?.to_owned(),
+        version: u64::try_from(get_n(item, "version")?)
+            .map_err(|_| StoreError::Corrupt("negative publish key version".into()))?,
+        rotated_at: get_n(item, "rotated_at")?,
     })
 }

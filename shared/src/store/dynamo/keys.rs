@@ -21,6 +21,16 @@ pub(super) fn grant_sk(scope: &str, source: &str) -> String {
     format!("GRANT#{scope}#{source}")
 }
 
+/// A user's ban of one stream (or of `*`, every stream), beside their grants and sessions.
+pub(super) fn ban_sk(scope: &str) -> String {
+    format!("BAN#{scope}")
+}
+
+/// Items about one catalog stream (its `PUBLISH_KEY`).
+pub(super) fn stream_pk(stream_id: &str) -> String {
+    format!("STREAM#{stream_id}")
+}
+
 /// Partition key in the due index: one of the due shards a PENDING order is filed under.
 pub(super) fn due_pk(shard: u32) -> String {
     format!("DUE#{shard}")

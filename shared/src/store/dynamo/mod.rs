@@ -14,6 +14,7 @@ mod keys;
 mod notes;
 mod orders;
 mod payments;
+mod publish_keys;
 mod purchases;
 mod stats;
 mod table;
@@ -22,6 +23,8 @@ mod users;
 
 pub use table::GSI1;
 
+use crate::domain::ban::Ban;
+use crate::domain::publish_key::PublishKey;
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Order, OrderId, OrderState};
@@ -242,5 +245,26 @@ impl Store for DynamoStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         notes::record_note(self, source, id, kind, now).await
+    }
+
+    async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError> {
+        users::put_ban(self, user_id, ban).await
+    }
+
+    async fn lift_ban(&self, user_id: &str, scope: &str) -> Result<bool, StoreError> {
+        users::lift_ban(self, user_id, scope).await
+    }
+
+    async fn publish_key(&self, stream_id: &str) -> Result<Option<PublishKey>, StoreError> {
+        publish_keys::publish_key(self, stream_id).await
+    }
+
+    async fn rotate_publish_key(
+        &self,
+        stream_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<PublishKey, StoreError> {
+        publish_keys::rotate_publish_key(self, stream_id, hash, now).await
     }
 }

@@ -1,15 +1,17 @@
 //! One user's partition: the single query that answers what they may watch (grants, wallet,
-//! device sessions) and the versioned write of their sessions.
+//! device sessions, bans), the versioned write of their sessions, and bans.
 
 use super::attrs::{get_s, n, opt_n, s, Item};
 use super::errors::unavailable;
-use super::items::{grant_from_item, sessions_from_item, sessions_item};
-use super::keys::user_pk;
+use super::items::{ban_from_item, ban_item, grant_from_item, sessions_from_item, sessions_item};
+use super::keys::{ban_sk, key, user_pk};
 use super::DynamoStore;
+use crate::domain::ban::Ban;
 use crate::domain::session::Sessions;
 use crate::store::{PutSessions, StoreError, UserItems};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 pub(super) async fn user_items(db: &DynamoStore, user_id: &str) -> Result<UserItems, StoreError> {
     let mut result = UserItems::default();
@@ -34,6 +36,8 @@ pub(super) async fn user_items(db: &DynamoStore, user_id: &str) -> Result<UserIt
                 result.credits = opt_n(item, "balance")?.unwrap_or(0);
             } else if sk == "SESSIONS" {
                 result.sessions = sessions_from_item(item)?;
+            } else if sk.starts_with("BAN#") {
+                result.bans.push(ban_from_item(item)?);
             }
         }
         match out.last_evaluated_key() {
@@ -78,6 +82,48 @@ pub(super) async fn put_sessions(
                 }))
             }
             _ => Err(unavailable("put sessions", e)),
+        },
+    }
+}
+
+pub(super) async fn put_ban(
+    db: &DynamoStore,
+    user_id: &str,
+    ban: &Ban,
+) -> Result<Option<Ban>, StoreError> {
+    let out = db
+        .client
+        .put_item()
+        .table_name(&db.table)
+        .set_item(Some(ban_item(user_id, ban)))
+        .return_values(ReturnValue::AllOld)
+        .send()
+        .await
+        .map_err(|e| unavailable("put ban", e))?;
+    out.attributes()
+        .filter(|old| !old.is_empty())
+        .map(ban_from_item)
+        .transpose()
+}
+
+pub(super) async fn lift_ban(
+    db: &DynamoStore,
+    user_id: &str,
+    scope: &str,
+) -> Result<bool, StoreError> {
+    let out = db
+        .client
+        .delete_item()
+        .table_name(&db.table)
+        .set_key(Some(key(user_pk(user_id), &ban_sk(scope))))
+        .condition_expression("attribute_exists(pk)")
+        .send()
+        .await;
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) => match e.as_service_error() {
+            Some(DeleteItemError::ConditionalCheckFailedException(_)) => Ok(false),
+            _ => Err(unavailable("lift ban", e)),
         },
     }
 }
