@@ -44,10 +44,10 @@ pub struct Alipay {
 }
 
 impl fmt::Debug for Alipay {
+    /// The configuration's own `Debug` redacts the keys; the rest is plumbing.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Alipay")
-            .field("cfg", &self.cfg)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Alipay");
+        d.field("cfg", &self.cfg).finish_non_exhaustive()
     }
 }
 

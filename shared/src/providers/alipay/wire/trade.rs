@@ -162,18 +162,7 @@ impl AlipayConfig {
         out_trade_no: &str,
         now: i64,
     ) -> Result<GatewayRequest, BuildError> {
-        check_out_trade_no(out_trade_no)?;
-        let params = self.signed_params(
-            "alipay.trade.query",
-            json!({ "out_trade_no": out_trade_no }),
-            None,
-            None,
-            now,
-        )?;
-        Ok(GatewayRequest {
-            url: self.gateway.clone(),
-            form_body: encode_query(&params),
-        })
+        self.by_out_trade_no("alipay.trade.query", out_trade_no, now)
     }
 
     /// `alipay.trade.close` by out_trade_no.
@@ -182,14 +171,19 @@ impl AlipayConfig {
         out_trade_no: &str,
         now: i64,
     ) -> Result<GatewayRequest, BuildError> {
+        self.by_out_trade_no("alipay.trade.close", out_trade_no, now)
+    }
+
+    /// A signed gateway call whose only business parameter is our order id.
+    fn by_out_trade_no(
+        &self,
+        method: &str,
+        out_trade_no: &str,
+        now: i64,
+    ) -> Result<GatewayRequest, BuildError> {
         check_out_trade_no(out_trade_no)?;
-        let params = self.signed_params(
-            "alipay.trade.close",
-            json!({ "out_trade_no": out_trade_no }),
-            None,
-            None,
-            now,
-        )?;
+        let biz = json!({ "out_trade_no": out_trade_no });
+        let params = self.signed_params(method, biz, None, None, now)?;
         Ok(GatewayRequest {
             url: self.gateway.clone(),
             form_body: encode_query(&params),
