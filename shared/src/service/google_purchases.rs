@@ -327,12 +327,7 @@ async fn retire(app: &App, old: &str, owner: &str, now_ms: i64) -> Result<(), Fa
     if p.state == PurchaseState::Replaced {
         return Ok(());
     }
-    let now = now_ms.div_euclid(1000);
-    p.state = PurchaseState::Replaced;
-    p.last_event_at = now_ms;
-    for g in &mut p.grants {
-        g.revoked_at.get_or_insert(now);
-    }
+    p.end(PurchaseState::Replaced, now_ms);
     app.store
         .put_purchase(&p)
         .await
@@ -487,12 +482,7 @@ async fn void(app: &App, token: &str, product_type: i64, now_ms: i64) -> Result<
             .await
             .map_err(ServiceError::from)?
         {
-            let now = now_ms.div_euclid(1000);
-            p.state = PurchaseState::Revoked;
-            p.last_event_at = now_ms;
-            for g in &mut p.grants {
-                g.revoked_at.get_or_insert(now);
-            }
+            p.end(PurchaseState::Revoked, now_ms);
             app.store
                 .put_purchase(&p)
                 .await

@@ -139,6 +139,19 @@ pub struct StorePurchase {
     pub grants: Vec<Grant>,
 }
 
+impl StorePurchase {
+    /// Ends the purchase's access as of the store message signed at `now_ms` (a void, or
+    /// a token replaced by a newer one): every grant is revoked, earlier revocations kept.
+    pub fn end(&mut self, state: PurchaseState, now_ms: i64) {
+        let now = now_ms.div_euclid(1000);
+        self.state = state;
+        self.last_event_at = now_ms;
+        for g in &mut self.grants {
+            g.revoked_at.get_or_insert(now);
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PurchaseOutcome {
     Applied,
