@@ -56,6 +56,9 @@ pub struct Config {
     pub auth_jwks_path: Option<String>,
     pub auth_issuer: Option<String>,
     pub auth_audience: Option<String>,
+    /// The longest lifetime a verified token may have (`exp` − `iat`, or `exp` − now): a
+    /// leaked long-lived token would otherwise stay usable for as long as its issuer chose.
+    pub auth_max_lifetime_seconds: i64,
     pub stream_token_ttl_seconds: i64,
     pub max_devices: u32,
     pub device_policy: DevicePolicy,
@@ -244,6 +247,18 @@ impl Config {
                 return Err(err("AUTH_JWT_SECRET", "must be at least 32 bytes"));
             }
         }
+        let auth_issuer = var("AUTH_JWT_ISSUER");
+        let auth_audience = var("AUTH_JWT_AUDIENCE");
+        // A deployment that verifies tokens itself must know whose tokens, for whom: without
+        // both, any token signed by the same key (another app's, another stage's) is accepted.
+        if !local && auth_mode == AuthMode::Jwt {
+            if auth_issuer.is_none() {
+                return Err(err("AUTH_JWT_ISSUER", "required with AUTH_MODE=jwt"));
+            }
+            if auth_audience.is_none() {
+                return Err(err("AUTH_JWT_AUDIENCE", "required with AUTH_MODE=jwt"));
+            }
+        }
         // Only the function that verifies sandbox callbacks is given the key (template.yaml),
         // so its absence is an error there, at the callback, not at every function's start.
         let mut sandbox_secret = var("SANDBOX_SECRET").map(Secret::new);
@@ -277,8 +292,14 @@ impl Config {
             auth_mode,
             auth_jwt_secret,
             auth_jwks_path,
-            auth_issuer: var("AUTH_JWT_ISSUER"),
-            auth_audience: var("AUTH_JWT_AUDIENCE"),
+            auth_issuer,
+            auth_audience,
+            auth_max_lifetime_seconds: int(
+                "AUTH_JWT_MAX_LIFETIME_SECONDS",
+                86_400,
+                60,
+                30 * 86_400,
+            )?,
             stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,
@@ -385,6 +406,37 @@ mod tests {
             .is_some());
     }
 
+    #[test]
+    fn lambda_jwt_mode_requires_issuer_and_audience() {
+        let secret = ("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let e = cfg(Profile::Lambda, &[("AUTH_MODE", "jwt"), secret]).unwrap_err();
+        assert_eq!(e.name, "AUTH_JWT_ISSUER");
+        let e = cfg(
+            Profile::Lambda,
+            &[
+                ("AUTH_MODE", "jwt"),
+                secret,
+                ("AUTH_JWT_ISSUER", "https://issuer.example"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(e.name, "AUTH_JWT_AUDIENCE");
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("AUTH_MODE", "jwt"),
+                secret,
+                ("AUTH_JWT_ISSUER", "https://issuer.example"),
+                ("AUTH_JWT_AUDIENCE", "tollgate"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.auth_issuer.as_deref(), Some("https://issuer.example"));
+        assert_eq!(c.auth_audience.as_deref(), Some("tollgate"));
+        // API Gateway's authorizer checks them in apigw mode; the local server may omit them.
+        assert!(cfg(Profile::Lambda, &[]).is_ok());
+        assert!(cfg(Profile::Local, &[secret]).is_ok());
+    }
     #[test]
     fn local_defaults() {
         let c = cfg(Profile::Local, &[("PORT", "4000")]).unwrap();

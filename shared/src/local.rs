@@ -31,8 +31,15 @@ pub async fn run() -> Result<(), StartupError> {
             if secret.expose() == LOCAL_DEV_JWT_SECRET {
                 println!("  auth: HS256 with the built-in development secret (set AUTH_JWT_SECRET to change)");
             }
-            let token = mint_hs256(secret.expose(), "demo-user", app.clock.now(), 24 * 3600);
-            println!("  demo bearer token (user demo-user, 24 h):\n    export TOKEN={token}");
+            // A day, unless tokens may not live that long.
+            let ttl = app.config.auth_max_lifetime_seconds.min(24 * 3600);
+            let token = mint_hs256(secret.expose(), "demo-user", app.clock.now(), ttl);
+            let valid = if ttl % 3600 == 0 {
+                format!("{} h", ttl / 3600)
+            } else {
+                format!("{} min", ttl / 60)
+            };
+            println!("  demo bearer token (user demo-user, {valid}):\n    export TOKEN={token}");
         }
     }
     println!(
