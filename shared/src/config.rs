@@ -175,6 +175,22 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
         let local = profile == Profile::Local;
+        // The built-in development secrets are public (they are in this file): the local
+        // server may use them only on data that dies with the process. With a real table or
+        // queue (named here), each must be configured like in a deployment.
+        let real_backend = ["TABLE_NAME", "QUEUE_URL"]
+            .into_iter()
+            .find(|name| local && var(name).is_some());
+        let development_secrets = local && real_backend.is_none();
+        let needed = |name: &'static str, backend: &str| {
+            err(
+                name,
+                format!(
+                    "must be set when {backend} is set: the local server's built-in \
+                     development value is public"
+                ),
+            )
+        };
         let int =
             |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, ConfigError> {
                 match var(name) {
@@ -233,8 +249,10 @@ impl Config {
         let mut auth_jwt_secret = var("AUTH_JWT_SECRET").map(Secret::new);
         let auth_jwks_path = var("AUTH_JWKS_PATH");
         if auth_mode == AuthMode::Jwt && auth_jwt_secret.is_none() && auth_jwks_path.is_none() {
-            if local {
+            if development_secrets {
                 auth_jwt_secret = Some(Secret::new(LOCAL_DEV_JWT_SECRET));
+            } else if let Some(backend) = real_backend {
+                return Err(needed("AUTH_JWT_SECRET", backend));
             } else {
                 return Err(err(
                     "AUTH_JWT_SECRET",
@@ -263,10 +281,16 @@ impl Config {
         // so its absence is an error there, at the callback, not at every function's start.
         let mut sandbox_secret = var("SANDBOX_SECRET").map(Secret::new);
         if local && sandbox_secret.is_none() && providers.iter().any(|p| p == "sandbox") {
+            if let Some(backend) = real_backend {
+                return Err(needed("SANDBOX_SECRET", backend));
+            }
             sandbox_secret = Some(Secret::new(LOCAL_DEV_SANDBOX_SECRET));
         }
         if matches!(&sandbox_secret, Some(s) if s.expose().len() < 16) {
             return Err(err("SANDBOX_SECRET", "must be at least 16 bytes"));
+        }
+        if let (Some(backend), None) = (real_backend, var("STREAM_SIGNING_KEYS")) {
+            return Err(needed("STREAM_SIGNING_KEYS", backend));
         }
         let port = int("PORT", 3000, 0, 65535)? as u16;
         let device_policy = match var("DEVICE_POLICY").as_deref() {
@@ -437,6 +461,45 @@ mod tests {
         assert!(cfg(Profile::Lambda, &[]).is_ok());
         assert!(cfg(Profile::Local, &[secret]).is_ok());
     }
+
+    #[test]
+    fn the_local_server_keeps_development_secrets_to_its_embedded_store() {
+        const JWT: (&str, &str) = ("AUTH_JWT_SECRET", "a-real-secret-of-at-least-32-bytes!");
+        const SANDBOX: (&str, &str) = ("SANDBOX_SECRET", "a-real-sandbox-secret");
+        const STREAM: (&str, &str) = ("STREAM_SIGNING_KEYS", "k1:c3RyZWFtLXNpZ25pbmcta2V5LTE=");
+        for backend in [
+            ("TABLE_NAME", "tollgate"),
+            ("QUEUE_URL", "https://sqs.example/q"),
+        ] {
+            let e = cfg(Profile::Local, &[backend]).unwrap_err();
+            assert_eq!(e.name, "AUTH_JWT_SECRET");
+            assert!(e.problem.contains(backend.0), "{e}");
+            let e = cfg(Profile::Local, &[backend, JWT]).unwrap_err();
+            assert_eq!(e.name, "SANDBOX_SECRET");
+            let e = cfg(Profile::Local, &[backend, JWT, SANDBOX]).unwrap_err();
+            assert_eq!(e.name, "STREAM_SIGNING_KEYS");
+            let c = cfg(Profile::Local, &[backend, JWT, SANDBOX, STREAM]).unwrap();
+            assert_eq!(c.auth_jwt_secret.unwrap().expose(), JWT.1);
+            assert_eq!(c.sandbox_secret.unwrap().expose(), SANDBOX.1);
+            assert_eq!(c.stream_signing_keys.unwrap().signing_kid(), "k1");
+            // Without the sandbox, its key is not needed.
+            let no_sandbox = cfg(
+                Profile::Local,
+                &[backend, JWT, STREAM, ("PROVIDERS", "huya")],
+            );
+            assert!(no_sandbox.is_ok(), "{no_sandbox:?}");
+            let jwks = cfg(
+                Profile::Local,
+                &[backend, ("AUTH_JWKS_PATH", "/keys.json"), SANDBOX, STREAM],
+            );
+            assert!(jwks.is_ok(), "{jwks:?}");
+        }
+        // The embedded store keeps them.
+        let c = cfg(Profile::Local, &[]).unwrap();
+        assert_eq!(c.auth_jwt_secret.unwrap().expose(), LOCAL_DEV_JWT_SECRET);
+        assert_eq!(c.sandbox_secret.unwrap().expose(), LOCAL_DEV_SANDBOX_SECRET);
+    }
+
     #[test]
     fn local_defaults() {
         let c = cfg(Profile::Local, &[("PORT", "4000")]).unwrap();

@@ -1,4 +1,6 @@
 //! The laptop server: all routes on `PORT`, embedded store unless `TABLE_NAME` is set.
+//! With the embedded store and in-process queue it runs on built-in development secrets;
+//! with a real table or queue, configuration refuses them (see `Config::from_lookup`).
 
 use crate::api::auth::mint_hs256;
 use crate::app::{App, StartupError};
@@ -26,7 +28,10 @@ pub async fn run() -> Result<(), StartupError> {
     println!("tollgate-local listening on http://{bound}");
     println!("  store: {store}");
     println!("  providers: {}", app.config.providers.join(", "));
-    if app.config.auth_mode == AuthMode::Jwt {
+    // A demo token only for data that dies with the process: with a real table, a token
+    // printed to the terminal (and to whatever collects it) would be a real credential.
+    let embedded = app.config.table_name.is_none() && app.config.queue_url.is_none();
+    if app.config.auth_mode == AuthMode::Jwt && embedded {
         if let Some(secret) = &app.config.auth_jwt_secret {
             if secret.expose() == LOCAL_DEV_JWT_SECRET {
                 println!("  auth: HS256 with the built-in development secret (set AUTH_JWT_SECRET to change)");

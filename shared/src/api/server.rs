@@ -4,7 +4,7 @@
 use super::problem::{json_response, problem};
 use super::{handle, Routes, MAX_BODY_BYTES};
 use crate::app::App;
-use crate::domain::{OrderId, OrderState};
+use crate::domain::OrderState;
 use crate::providers::sandbox;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -94,8 +94,14 @@ struct PayRequest {
 /// `POST /sandbox/orders/{id}/pay`: plays the customer and the provider. It signs a sandbox
 /// callback for the order's amount and POSTs it over HTTP to this server's own
 /// `/callbacks/sandbox`, so the demo exercises exactly the path a real provider takes.
-/// `{"status":"refunded"}` refunds a paid order the same way.
+/// `{"status":"refunded"}` refunds a paid order the same way. Only the order's owner may
+/// (bearer token): anyone else could otherwise pay or refund other people's orders. Another
+/// user's order is not found, as with `GET /orders/{id}`.
 pub(crate) async fn sandbox_pay(app: &App, id: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    let user = match super::authenticate(app, req) {
+        Ok(user) => user,
+        Err(r) => return r,
+    };
     let Some(secret) = app
         .config
         .sandbox_secret
@@ -116,12 +122,8 @@ pub(crate) async fn sandbox_pay(app: &App, id: &str, req: &Request<Bytes>) -> Re
             Err(e) => return problem(StatusCode::BAD_REQUEST, "malformed-json", e.to_string()),
         }
     };
-    let order = match OrderId::parse(id) {
-        Ok(id) => app.store.get_order(&id).await,
-        Err(_) => Ok(None),
-    };
-    let order = match order {
-        Ok(Some(o)) if o.provider == sandbox::NAME => o,
+    let order = match crate::service::orders::get(app, &user, id).await {
+        Ok(o) if o.provider == sandbox::NAME => o,
         Ok(_) => {
             return problem(
                 StatusCode::NOT_FOUND,
@@ -129,14 +131,7 @@ pub(crate) async fn sandbox_pay(app: &App, id: &str, req: &Request<Bytes>) -> Re
                 format!("sandbox order {id:?} not found"),
             )
         }
-        Err(e) => {
-            tracing::error!(error = %e, "store failure");
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "temporarily unavailable",
-            );
-        }
+        Err(e) => return super::problem::service_problem(&e),
     };
     let status = body.status.unwrap_or(sandbox::Status::Paid);
     let txn = match (status, &order.provider_txn_id) {
