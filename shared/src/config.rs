@@ -68,8 +68,9 @@ pub struct Config {
     pub tencent_play_key: Option<Secret>,
     pub aliyun_auth_key: Option<Secret>,
     pub sandbox_secret: Option<Secret>,
-    /// Where clients reach this deployment (for sandbox pay URLs).
-    pub public_base_url: String,
+    /// Where clients reach this deployment (for sandbox pay URLs), when set. Unset, the
+    /// local server uses the address it bound, which only it knows, and only once bound.
+    pub public_base_url: Option<String>,
     pub port: u16,
     pub sweep_interval_seconds: u64,
     /// The providers' own variables, kept raw: each provider module parses its own (so a
@@ -333,9 +334,7 @@ impl Config {
             aliyun_auth_key: var("ALIYUN_AUTH_KEY").map(Secret::new),
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
-                .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
-                .trim_end_matches('/')
-                .to_owned(),
+                .map(|u| u.trim().trim_end_matches('/').to_owned()),
             port,
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
             provider_vars: ProviderVars(
@@ -505,7 +504,14 @@ mod tests {
         let c = cfg(Profile::Local, &[("PORT", "4000")]).unwrap();
         assert_eq!(c.auth_mode, AuthMode::Jwt);
         assert_eq!(c.providers, vec!["sandbox"]);
-        assert_eq!(c.public_base_url, "http://127.0.0.1:4000");
+        // The server knows its address once bound (PORT may be 0).
+        assert_eq!(c.public_base_url, None);
+        let c = cfg(
+            Profile::Local,
+            &[("PUBLIC_BASE_URL", "https://pay.example/ ")],
+        )
+        .unwrap();
+        assert_eq!(c.public_base_url.as_deref(), Some("https://pay.example"));
     }
 
     #[test]

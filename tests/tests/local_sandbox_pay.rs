@@ -1,5 +1,6 @@
 //! The local server's sandbox payment page: only the order's owner may pay or refund it (as
-//! only the owner may read it).
+//! only the owner may read it), and the `pay_url` it hands out names the address the server
+//! is really bound to.
 
 use serde_json::json;
 use tollgate::clock::ManualClock;
@@ -18,6 +19,22 @@ async fn server_and_order() -> (TestServer, String) {
         .await;
     assert_eq!(created.status, 201);
     (s, created.json().to_string())
+}
+
+#[tokio::test]
+async fn the_pay_url_names_the_bound_address() {
+    let (s, order) = server_and_order().await;
+    let order: serde_json::Value = serde_json::from_str(&order).unwrap();
+    // The test server listens on an ephemeral port, not on the configured PORT (3000).
+    assert_eq!(
+        order["payment"]["pay_url"],
+        format!(
+            "{}/sandbox/orders/{}/pay",
+            s.base,
+            order["order_id"].as_str().unwrap()
+        ),
+    );
+    s.stop().await;
 }
 
 #[tokio::test]
