@@ -3,6 +3,7 @@
 //! or `Debug` output.
 
 use std::fmt;
+use std::time::Duration;
 
 /// A secret value: printable only on purpose.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct Config {
     pub public_base_url: Option<String>,
     pub port: u16,
     pub sweep_interval_seconds: u64,
+    /// What one client may hold of the local server.
+    pub server_limits: ServerLimits,
     /// The providers' own variables, kept raw: each provider module parses its own (so a
     /// bad one is reported by the module that understands it) and only when enabled, so
     /// `Config` knows no provider's types.
@@ -118,6 +121,29 @@ pub const PROVIDER_VARIABLES: &[&str] = &[
     "GOOGLE_TOKEN_URL",
     "GOOGLE_JWKS_URL",
 ];
+
+/// Limits of the local server's HTTP listener, so that slow or greedy clients cannot hold its
+/// connections, memory or file descriptors (the Lambdas sit behind API Gateway, which has
+/// its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time to receive a request's whole head (`LOCAL_HEADER_TIMEOUT_SECONDS`). hyper starts
+    /// this timer as soon as a connection waits for a request, including a kept-alive one
+    /// between requests, so it is also the idle keep-alive timeout.
+    pub header_timeout: Duration,
+    /// Time to receive a request's whole body once its head has arrived
+    /// (`LOCAL_BODY_TIMEOUT_SECONDS`); then 408 and the connection is closed.
+    pub body_timeout: Duration,
+    /// The largest request head, and so the read buffer, of one connection
+    /// (`LOCAL_MAX_HEADER_BYTES`); a larger head gets 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once (`LOCAL_MAX_CONNECTIONS`); the next ones wait, unaccepted,
+    /// in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+/// hyper refuses a read buffer below 8 KiB.
+pub const MIN_HEADER_BYTES: i64 = 8 * 1024;
 
 #[derive(Clone, Default)]
 pub struct ProviderVars(std::collections::BTreeMap<&'static str, Secret>);
@@ -337,6 +363,21 @@ impl Config {
                 .map(|u| u.trim().trim_end_matches('/').to_owned()),
             port,
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
+            server_limits: ServerLimits {
+                header_timeout: Duration::from_secs(
+                    int("LOCAL_HEADER_TIMEOUT_SECONDS", 10, 1, 300)? as u64,
+                ),
+                body_timeout: Duration::from_secs(
+                    int("LOCAL_BODY_TIMEOUT_SECONDS", 10, 1, 300)? as u64
+                ),
+                max_header_bytes: int(
+                    "LOCAL_MAX_HEADER_BYTES",
+                    16 * 1024,
+                    MIN_HEADER_BYTES,
+                    1024 * 1024,
+                )? as usize,
+                max_connections: int("LOCAL_MAX_CONNECTIONS", 512, 1, 65_535)? as usize,
+            },
             provider_vars: ProviderVars(
                 PROVIDER_VARIABLES
                     .iter()
@@ -512,6 +553,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.public_base_url.as_deref(), Some("https://pay.example"));
+    }
+
+    #[test]
+    fn local_server_limits_have_defaults_and_bounds() {
+        let c = cfg(Profile::Local, &[]).unwrap();
+        assert_eq!(
+            c.server_limits,
+            ServerLimits {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+                max_header_bytes: 16 * 1024,
+                max_connections: 512,
+            }
+        );
+        assert_eq!(c.auth_max_lifetime_seconds, 86_400);
+        let c = cfg(
+            Profile::Local,
+            &[
+                ("LOCAL_HEADER_TIMEOUT_SECONDS", "1"),
+                ("LOCAL_BODY_TIMEOUT_SECONDS", "2"),
+                ("LOCAL_MAX_HEADER_BYTES", "8192"),
+                ("LOCAL_MAX_CONNECTIONS", "3"),
+                ("AUTH_JWT_MAX_LIFETIME_SECONDS", "3600"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server_limits.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.server_limits.body_timeout, Duration::from_secs(2));
+        assert_eq!(c.server_limits.max_header_bytes, 8192);
+        assert_eq!(c.server_limits.max_connections, 3);
+        assert_eq!(c.auth_max_lifetime_seconds, 3600);
+        for (name, bad) in [
+            ("LOCAL_HEADER_TIMEOUT_SECONDS", "0"),
+            ("LOCAL_BODY_TIMEOUT_SECONDS", "forever"),
+            ("LOCAL_MAX_HEADER_BYTES", "4096"),
+            ("LOCAL_MAX_CONNECTIONS", "0"),
+            ("AUTH_JWT_MAX_LIFETIME_SECONDS", "0"),
+        ] {
+            assert_eq!(cfg(Profile::Local, &[(name, bad)]).unwrap_err().name, name);
+        }
     }
 
     #[test]
