@@ -42,8 +42,9 @@ pub struct App {
     pub google: Option<Arc<Google>>,
     /// The job queue: SQS when `QUEUE_URL` is set, in-process in the local server.
     pub queue: Option<Queue>,
-    /// Where this process itself listens (local server only; set once bound).
-    pub self_url: OnceLock<String>,
+    /// Where this process itself listens (local server only; set once bound). Shared with
+    /// the sandbox provider, whose pay URLs default to it.
+    pub self_url: Arc<OnceLock<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,9 @@ impl App {
         let catalog = Catalog::from_json(&config.catalog_json)
             .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
-        let (providers, apple, google) = build_providers(&config, &catalog, clock.clone())?;
+        let self_url = Arc::new(OnceLock::new());
+        let (providers, apple, google) =
+            build_providers(&config, &catalog, clock.clone(), &self_url)?;
         Ok(App {
             config,
             catalog,
@@ -75,7 +78,7 @@ impl App {
             apple,
             google,
             queue: None,
-            self_url: OnceLock::new(),
+            self_url,
         })
     }
 
@@ -128,11 +131,13 @@ type Built = (Providers, Option<Arc<Apple>>, Option<Arc<Google>>);
 
 /// Every enabled provider, configured; one that this build cannot serve, or whose variables
 /// are missing or malformed, stops start-up with a message naming the variable. All of them
-/// share one outbound HTTPS client.
+/// share one outbound HTTPS client. `self_url` is where the local server will listen, once
+/// bound.
 fn build_providers(
     config: &Config,
     catalog: &Catalog,
     clock: Arc<dyn Clock>,
+    self_url: &Arc<OnceLock<String>>,
 ) -> Result<Built, StartupError> {
     let mut providers = Providers::default();
     let mut apple_verifier = None;
@@ -171,10 +176,19 @@ fn build_providers(
                 google_client = Some(g);
             }
             sandbox::NAME => {
-                let p = Arc::new(sandbox::Sandbox::new(
-                    config.sandbox_secret.clone(),
-                    config.public_base_url.clone(),
-                ));
+                let secret = config.sandbox_secret.clone();
+                let p = Arc::new(match &config.public_base_url {
+                    Some(base) => sandbox::Sandbox::new(secret, base.clone()),
+                    // The bound address, known only once the local server listens (PORT may
+                    // be 0). A Lambda has no pay page: the configured port stands in.
+                    None => {
+                        let own = self_url.clone();
+                        let fallback = format!("http://127.0.0.1:{}", config.port);
+                        sandbox::Sandbox::with_base_url(secret, move || {
+                            own.get().cloned().unwrap_or_else(|| fallback.clone())
+                        })
+                    }
+                });
                 providers
                     .with_creator(sandbox::NAME, p.clone())
                     .with_verifier(sandbox::NAME, p);

@@ -3,6 +3,7 @@
 //! or `Debug` output.
 
 use std::fmt;
+use std::time::Duration;
 
 pub use crate::secret::Secret;
 
@@ -40,6 +41,9 @@ pub struct Config {
     pub auth_jwks_path: Option<String>,
     pub auth_issuer: Option<String>,
     pub auth_audience: Option<String>,
+    /// The longest lifetime a verified token may have (`exp` − `iat`, or `exp` − now): a
+    /// leaked long-lived token would otherwise stay usable for as long as its issuer chose.
+    pub auth_max_lifetime_seconds: i64,
     pub stream_token_ttl_seconds: i64,
     pub max_devices: u32,
     pub device_policy: DevicePolicy,
@@ -50,10 +54,13 @@ pub struct Config {
     /// `TENCENT_PLAY_KEY`, `ALIYUN_AUTH_KEY`).
     pub stream_keys: StreamKeys,
     pub sandbox_secret: Option<Secret>,
-    /// Where clients reach this deployment (for sandbox pay URLs).
-    pub public_base_url: String,
+    /// Where clients reach this deployment (for sandbox pay URLs), when set. Unset, the
+    /// local server uses the address it bound, which only it knows, and only once bound.
+    pub public_base_url: Option<String>,
     pub port: u16,
     pub sweep_interval_seconds: u64,
+    /// What one client may hold of the local server.
+    pub server_limits: ServerLimits,
     /// The providers' own variables, kept raw: each provider module parses its own (so a
     /// bad one is reported by the module that understands it) and only when enabled, so
     /// `Config` knows no provider's types.
@@ -99,6 +106,29 @@ pub const PROVIDER_VARIABLES: &[&str] = &[
     "GOOGLE_TOKEN_URL",
     "GOOGLE_JWKS_URL",
 ];
+
+/// Limits of the local server's HTTP listener, so that slow or greedy clients cannot hold its
+/// connections, memory or file descriptors (the Lambdas sit behind API Gateway, which has
+/// its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// Time to receive a request's whole head (`LOCAL_HEADER_TIMEOUT_SECONDS`). hyper starts
+    /// this timer as soon as a connection waits for a request, including a kept-alive one
+    /// between requests, so it is also the idle keep-alive timeout.
+    pub header_timeout: Duration,
+    /// Time to receive a request's whole body once its head has arrived
+    /// (`LOCAL_BODY_TIMEOUT_SECONDS`); then 408 and the connection is closed.
+    pub body_timeout: Duration,
+    /// The largest request head, and so the read buffer, of one connection
+    /// (`LOCAL_MAX_HEADER_BYTES`); a larger head gets 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once (`LOCAL_MAX_CONNECTIONS`); the next ones wait, unaccepted,
+    /// in the listen backlog until one closes.
+    pub max_connections: usize,
+}
+
+/// hyper refuses a read buffer below 8 KiB.
+pub const MIN_HEADER_BYTES: i64 = 8 * 1024;
 
 #[derive(Clone, Default)]
 pub struct ProviderVars(std::collections::BTreeMap<&'static str, Secret>);
@@ -157,6 +187,22 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let var = |name: &'static str| get(name).filter(|v| !v.trim().is_empty());
         let local = profile == Profile::Local;
+        // The built-in development secrets are public (they are in this file): the local
+        // server may use them only on data that dies with the process. With a real table or
+        // queue (named here), each must be configured like in a deployment.
+        let real_backend = ["TABLE_NAME", "QUEUE_URL"]
+            .into_iter()
+            .find(|name| local && var(name).is_some());
+        let development_secrets = local && real_backend.is_none();
+        let needed = |name: &'static str, backend: &str| {
+            err(
+                name,
+                format!(
+                    "must be set when {backend} is set: the local server's built-in \
+                     development value is public"
+                ),
+            )
+        };
         let int =
             |name: &'static str, default: i64, min: i64, max: i64| -> Result<i64, ConfigError> {
                 match var(name) {
@@ -215,8 +261,10 @@ impl Config {
         let mut auth_jwt_secret = var("AUTH_JWT_SECRET").map(Secret::new);
         let auth_jwks_path = var("AUTH_JWKS_PATH");
         if auth_mode == AuthMode::Jwt && auth_jwt_secret.is_none() && auth_jwks_path.is_none() {
-            if local {
+            if development_secrets {
                 auth_jwt_secret = Some(Secret::new(LOCAL_DEV_JWT_SECRET));
+            } else if let Some(backend) = real_backend {
+                return Err(needed("AUTH_JWT_SECRET", backend));
             } else {
                 return Err(err(
                     "AUTH_JWT_SECRET",
@@ -229,14 +277,32 @@ impl Config {
                 return Err(err("AUTH_JWT_SECRET", "must be at least 32 bytes"));
             }
         }
+        let auth_issuer = var("AUTH_JWT_ISSUER");
+        let auth_audience = var("AUTH_JWT_AUDIENCE");
+        // A deployment that verifies tokens itself must know whose tokens, for whom: without
+        // both, any token signed by the same key (another app's, another stage's) is accepted.
+        if !local && auth_mode == AuthMode::Jwt {
+            if auth_issuer.is_none() {
+                return Err(err("AUTH_JWT_ISSUER", "required with AUTH_MODE=jwt"));
+            }
+            if auth_audience.is_none() {
+                return Err(err("AUTH_JWT_AUDIENCE", "required with AUTH_MODE=jwt"));
+            }
+        }
         // Only the function that verifies sandbox callbacks is given the key (template.yaml),
         // so its absence is an error there, at the callback, not at every function's start.
         let mut sandbox_secret = var("SANDBOX_SECRET").map(Secret::new);
         if local && sandbox_secret.is_none() && providers.iter().any(|p| p == "sandbox") {
+            if let Some(backend) = real_backend {
+                return Err(needed("SANDBOX_SECRET", backend));
+            }
             sandbox_secret = Some(Secret::new(LOCAL_DEV_SANDBOX_SECRET));
         }
         if matches!(&sandbox_secret, Some(s) if s.expose().len() < 16) {
             return Err(err("SANDBOX_SECRET", "must be at least 16 bytes"));
+        }
+        if let (Some(backend), None) = (real_backend, var("STREAM_SIGNING_KEYS")) {
+            return Err(needed("STREAM_SIGNING_KEYS", backend));
         }
         let port = int("PORT", 3000, 0, 65535)? as u16;
         let device_policy = match var("DEVICE_POLICY").as_deref() {
@@ -273,8 +339,14 @@ impl Config {
             auth_mode,
             auth_jwt_secret,
             auth_jwks_path,
-            auth_issuer: var("AUTH_JWT_ISSUER"),
-            auth_audience: var("AUTH_JWT_AUDIENCE"),
+            auth_issuer,
+            auth_audience,
+            auth_max_lifetime_seconds: int(
+                "AUTH_JWT_MAX_LIFETIME_SECONDS",
+                86_400,
+                60,
+                30 * 86_400,
+            )?,
             stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,
@@ -282,11 +354,24 @@ impl Config {
             stream_keys,
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
-                .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
-                .trim_end_matches('/')
-                .to_owned(),
+                .map(|u| u.trim().trim_end_matches('/').to_owned()),
             port,
             sweep_interval_seconds: int("SWEEP_INTERVAL_SECONDS", 60, 1, 86_400)? as u64,
+            server_limits: ServerLimits {
+                header_timeout: Duration::from_secs(
+                    int("LOCAL_HEADER_TIMEOUT_SECONDS", 10, 1, 300)? as u64,
+                ),
+                body_timeout: Duration::from_secs(
+                    int("LOCAL_BODY_TIMEOUT_SECONDS", 10, 1, 300)? as u64
+                ),
+                max_header_bytes: int(
+                    "LOCAL_MAX_HEADER_BYTES",
+                    16 * 1024,
+                    MIN_HEADER_BYTES,
+                    1024 * 1024,
+                )? as usize,
+                max_connections: int("LOCAL_MAX_CONNECTIONS", 512, 1, 65_535)? as usize,
+            },
             provider_vars: ProviderVars(
                 PROVIDER_VARIABLES
                     .iter()
@@ -393,11 +478,128 @@ mod tests {
     }
 
     #[test]
+    fn lambda_jwt_mode_requires_issuer_and_audience() {
+        let secret = ("AUTH_JWT_SECRET", "0123456789abcdef0123456789abcdef");
+        let e = cfg(Profile::Lambda, &[("AUTH_MODE", "jwt"), secret]).unwrap_err();
+        assert_eq!(e.name, "AUTH_JWT_ISSUER");
+        let e = cfg(
+            Profile::Lambda,
+            &[
+                ("AUTH_MODE", "jwt"),
+                secret,
+                ("AUTH_JWT_ISSUER", "https://issuer.example"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(e.name, "AUTH_JWT_AUDIENCE");
+        let c = cfg(
+            Profile::Lambda,
+            &[
+                ("AUTH_MODE", "jwt"),
+                secret,
+                ("AUTH_JWT_ISSUER", "https://issuer.example"),
+                ("AUTH_JWT_AUDIENCE", "tollgate"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.auth_issuer.as_deref(), Some("https://issuer.example"));
+        assert_eq!(c.auth_audience.as_deref(), Some("tollgate"));
+        // API Gateway's authorizer checks them in apigw mode; the local server may omit them.
+        assert!(cfg(Profile::Lambda, &[]).is_ok());
+        assert!(cfg(Profile::Local, &[secret]).is_ok());
+    }
+
+    #[test]
+    fn the_local_server_keeps_development_secrets_to_its_embedded_store() {
+        const JWT: (&str, &str) = ("AUTH_JWT_SECRET", "a-real-secret-of-at-least-32-bytes!");
+        const SANDBOX: (&str, &str) = ("SANDBOX_SECRET", "a-real-sandbox-secret");
+        const STREAM: (&str, &str) = ("STREAM_SIGNING_KEYS", "k1:c3RyZWFtLXNpZ25pbmcta2V5LTE=");
+        for backend in [
+            ("TABLE_NAME", "tollgate"),
+            ("QUEUE_URL", "https://sqs.example/q"),
+        ] {
+            let e = cfg(Profile::Local, &[backend]).unwrap_err();
+            assert_eq!(e.name, "AUTH_JWT_SECRET");
+            assert!(e.problem.contains(backend.0), "{e}");
+            let e = cfg(Profile::Local, &[backend, JWT]).unwrap_err();
+            assert_eq!(e.name, "SANDBOX_SECRET");
+            let e = cfg(Profile::Local, &[backend, JWT, SANDBOX]).unwrap_err();
+            assert_eq!(e.name, "STREAM_SIGNING_KEYS");
+            let c = cfg(Profile::Local, &[backend, JWT, SANDBOX, STREAM]).unwrap();
+            assert_eq!(c.auth_jwt_secret.unwrap().expose(), JWT.1);
+            assert_eq!(c.sandbox_secret.unwrap().expose(), SANDBOX.1);
+            assert_eq!(c.stream_keys.native.unwrap().signing_kid(), "k1");
+            // Without the sandbox, its key is not needed.
+            let no_sandbox = cfg(
+                Profile::Local,
+                &[backend, JWT, STREAM, ("PROVIDERS", "huya")],
+            );
+            assert!(no_sandbox.is_ok(), "{no_sandbox:?}");
+            let jwks = cfg(
+                Profile::Local,
+                &[backend, ("AUTH_JWKS_PATH", "/keys.json"), SANDBOX, STREAM],
+            );
+            assert!(jwks.is_ok(), "{jwks:?}");
+        }
+        // The embedded store keeps them.
+        let c = cfg(Profile::Local, &[]).unwrap();
+        assert_eq!(c.auth_jwt_secret.unwrap().expose(), LOCAL_DEV_JWT_SECRET);
+        assert_eq!(c.sandbox_secret.unwrap().expose(), LOCAL_DEV_SANDBOX_SECRET);
+    }
+
+    #[test]
     fn local_defaults() {
         let c = cfg(Profile::Local, &[("PORT", "4000")]).unwrap();
         assert_eq!(c.auth_mode, AuthMode::Jwt);
         assert_eq!(c.providers, vec!["sandbox"]);
-        assert_eq!(c.public_base_url, "http://127.0.0.1:4000");
+        // The server knows its address once bound (PORT may be 0).
+        assert_eq!(c.public_base_url, None);
+        let c = cfg(
+            Profile::Local,
+            &[("PUBLIC_BASE_URL", "https://pay.example/ ")],
+        )
+        .unwrap();
+        assert_eq!(c.public_base_url.as_deref(), Some("https://pay.example"));
+    }
+
+    #[test]
+    fn local_server_limits_have_defaults_and_bounds() {
+        let c = cfg(Profile::Local, &[]).unwrap();
+        assert_eq!(
+            c.server_limits,
+            ServerLimits {
+                header_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+                max_header_bytes: 16 * 1024,
+                max_connections: 512,
+            }
+        );
+        assert_eq!(c.auth_max_lifetime_seconds, 86_400);
+        let c = cfg(
+            Profile::Local,
+            &[
+                ("LOCAL_HEADER_TIMEOUT_SECONDS", "1"),
+                ("LOCAL_BODY_TIMEOUT_SECONDS", "2"),
+                ("LOCAL_MAX_HEADER_BYTES", "8192"),
+                ("LOCAL_MAX_CONNECTIONS", "3"),
+                ("AUTH_JWT_MAX_LIFETIME_SECONDS", "3600"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server_limits.header_timeout, Duration::from_secs(1));
+        assert_eq!(c.server_limits.body_timeout, Duration::from_secs(2));
+        assert_eq!(c.server_limits.max_header_bytes, 8192);
+        assert_eq!(c.server_limits.max_connections, 3);
+        assert_eq!(c.auth_max_lifetime_seconds, 3600);
+        for (name, bad) in [
+            ("LOCAL_HEADER_TIMEOUT_SECONDS", "0"),
+            ("LOCAL_BODY_TIMEOUT_SECONDS", "forever"),
+            ("LOCAL_MAX_HEADER_BYTES", "4096"),
+            ("LOCAL_MAX_CONNECTIONS", "0"),
+            ("AUTH_JWT_MAX_LIFETIME_SECONDS", "0"),
+        ] {
+            assert_eq!(cfg(Profile::Local, &[(name, bad)]).unwrap_err().name, name);
+        }
     }
 
     #[test]

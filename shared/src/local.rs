@@ -1,4 +1,6 @@
 //! The laptop server: all routes on `PORT`, embedded store unless `TABLE_NAME` is set.
+//! With the embedded store and in-process queue it runs on built-in development secrets;
+//! with a real table or queue, configuration refuses them (see `Config::from_lookup`).
 
 use crate::api::auth::mint_hs256;
 use crate::app::{App, StartupError};
@@ -26,13 +28,23 @@ pub async fn run() -> Result<(), StartupError> {
     println!("tollgate-local listening on http://{bound}");
     println!("  store: {store}");
     println!("  providers: {}", app.config.providers.join(", "));
-    if app.config.auth_mode == AuthMode::Jwt {
+    // A demo token only for data that dies with the process: with a real table, a token
+    // printed to the terminal (and to whatever collects it) would be a real credential.
+    let embedded = app.config.table_name.is_none() && app.config.queue_url.is_none();
+    if app.config.auth_mode == AuthMode::Jwt && embedded {
         if let Some(secret) = &app.config.auth_jwt_secret {
             if secret.expose() == LOCAL_DEV_JWT_SECRET {
                 println!("  auth: HS256 with the built-in development secret (set AUTH_JWT_SECRET to change)");
             }
-            let token = mint_hs256(secret.expose(), "demo-user", app.clock.now(), 24 * 3600);
-            println!("  demo bearer token (user demo-user, 24 h):\n    export TOKEN={token}");
+            // A day, unless tokens may not live that long.
+            let ttl = app.config.auth_max_lifetime_seconds.min(24 * 3600);
+            let token = mint_hs256(secret.expose(), "demo-user", app.clock.now(), ttl);
+            let valid = if ttl % 3600 == 0 {
+                format!("{} h", ttl / 3600)
+            } else {
+                format!("{} min", ttl / 60)
+            };
+            println!("  demo bearer token (user demo-user, {valid}):\n    export TOKEN={token}");
         }
     }
     println!(
@@ -67,12 +79,15 @@ pub async fn run() -> Result<(), StartupError> {
 /// first; jobs still waiting are reported, as an in-memory queue cannot keep them.
 async fn background(app: std::sync::Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     use std::time::Duration;
-    let mut sweep = tokio::time::interval(Duration::from_secs(app.config.sweep_interval_seconds));
+    let interval = app.config.sweep_interval_seconds;
+    let mut sweep = tokio::time::interval(Duration::from_secs(interval));
+    // A sweep that overran its interval is followed by one, not by a burst of catch-ups.
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut work = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = sweep.tick() => {
-                let deadline = app.clock.now_ms() + app.config.sweep_interval_seconds as i64 * 1000;
+                let deadline = sweep_deadline(app.clock.now_ms(), interval);
                 let report = crate::service::sweep::sweep(&app, deadline).await;
                 if report != Default::default() {
                     tracing::info!(?report, "sweep finished");
@@ -97,6 +112,19 @@ async fn background(app: std::sync::Arc<App>, mut stop: tokio::sync::watch::Rece
     }
 }
 
+/// When a local sweep starting at `now_ms` must stop: it may work for a whole interval. The
+/// sweeper keeps a reserve before its deadline (sized for a Lambda's, whose end is hard);
+/// here nothing ends the process at the deadline, so the reserve is added on top, and every
+/// interval from one second up leaves time to work.
+fn sweep_deadline(now_ms: i64, interval_seconds: u64) -> i64 {
+    let interval_ms = i64::try_from(interval_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1000);
+    now_ms
+        .saturating_add(interval_ms)
+        .saturating_add(crate::service::sweep::DEADLINE_MARGIN_MS)
+}
+
 /// Runs every job due now on the in-process queue, with the same outcomes as SQS.
 pub async fn run_local_jobs(app: &App) {
     let Some(crate::app::Queue::Memory(q)) = &app.queue else {
@@ -111,5 +139,26 @@ pub async fn run_local_jobs(app: &App) {
             }
             crate::queue::JobOutcome::DeadLetter { reason } => q.dead_letter(delivery, &reason),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::sweep::DEADLINE_MARGIN_MS;
+
+    #[test]
+    fn every_sweep_interval_leaves_the_sweeper_time_to_work() {
+        let now = 1_800_000_000_000;
+        for interval in [1, 2, 3, 60, 86_400] {
+            let deadline = sweep_deadline(now, interval);
+            // The sweeper starts no order after `deadline - DEADLINE_MARGIN_MS`.
+            assert_eq!(
+                deadline - DEADLINE_MARGIN_MS - now,
+                interval as i64 * 1000,
+                "interval {interval}"
+            );
+        }
+        assert_eq!(sweep_deadline(i64::MAX - 5, 60), i64::MAX);
     }
 }

@@ -55,7 +55,11 @@ async fn walkthrough_create_pay_entitled() {
         "/sandbox/orders/{}/pay",
         order["order_id"].as_str().unwrap()
     );
-    let paid = s.request("POST", &path, &[], "").await;
+    // The owner pays (only the owner may: see local_sandbox_pay.rs).
+    let alice = bearer("alice");
+    let paid = s
+        .request("POST", &path, &[("authorization", &alice)], "")
+        .await;
     assert_eq!(paid.status, 200, "{}", String::from_utf8_lossy(&paid.body));
     assert_eq!(paid.json()["callback_status"], 200);
 
@@ -99,7 +103,12 @@ async fn walkthrough_create_pay_entitled() {
 
     // Refund through the sandbox revokes the access at once.
     let refunded = s
-        .request("POST", &path, &[], r#"{"status":"refunded"}"#)
+        .request(
+            "POST",
+            &path,
+            &[("authorization", &alice)],
+            r#"{"status":"refunded"}"#,
+        )
         .await;
     assert_eq!(refunded.json()["callback_status"], 200);
     let ent = s.call("alice", "GET", "/entitlements", None).await.json();

@@ -22,16 +22,35 @@ enum Keys {
         keys: Vec<(Option<String>, DecodingKey, Algorithm)>,
         issuer: Option<String>,
         audience: Option<String>,
+        /// Seconds; see [`Config::auth_max_lifetime_seconds`].
+        max_lifetime: i64,
     },
 }
+
+/// Clock skew forgiven on `exp`, `nbf` and the lifetime check, in seconds.
+const LEEWAY: u64 = 30;
 
 pub struct Authenticator {
     keys: Keys,
 }
 
+/// NumericDates may be fractional; jsonwebtoken accepts them, so these do too.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: f64,
+    iat: Option<f64>,
+}
+
+impl Claims {
+    /// Whether the token lives longer than `max` seconds: counted from `iat` when present,
+    /// and always from now, so that an `iat` set in the future cannot stretch it.
+    fn outlives(&self, max: i64, now: i64) -> bool {
+        let max = max as f64;
+        let from_iat = self.iat.is_some_and(|iat| self.exp - iat > max);
+        let from_now = self.exp - now as f64 > max + LEEWAY as f64;
+        from_iat || from_now
+    }
 }
 
 /// User ids become parts of store keys (`USER#<id>`, `IDEM#<id>#<key>`): keep them printable
@@ -80,6 +99,7 @@ impl Authenticator {
                 keys,
                 issuer: config.auth_issuer.clone(),
                 audience: config.auth_audience.clone(),
+                max_lifetime: config.auth_max_lifetime_seconds,
             },
         })
     }
@@ -97,6 +117,7 @@ impl Authenticator {
                 keys,
                 issuer,
                 audience,
+                max_lifetime,
             } => {
                 let token = authorization
                     .and_then(|h| {
@@ -114,20 +135,33 @@ impl Authenticator {
                     })
                     .ok_or(AuthError::Invalid)?;
                 let mut v = Validation::new(*alg);
-                v.leeway = 30;
-                v.set_required_spec_claims(&["exp", "sub"]);
+                v.leeway = LEEWAY;
+                v.validate_nbf = true;
+                // jsonwebtoken checks `iss` and `aud` only when the token has them: a
+                // configured one must also be present.
+                let mut required = vec!["exp", "sub"];
                 match issuer {
-                    Some(i) => v.set_issuer(&[i]),
+                    Some(i) => {
+                        v.set_issuer(&[i]);
+                        required.push("iss");
+                    }
                     None => v.iss = None,
                 }
                 match audience {
-                    Some(a) => v.set_audience(&[a]),
+                    Some(a) => {
+                        v.set_audience(&[a]);
+                        required.push("aud");
+                    }
                     None => v.validate_aud = false,
                 }
-                decode::<Claims>(token, key, &v)
+                v.set_required_spec_claims(&required);
+                let claims = decode::<Claims>(token, key, &v)
                     .map_err(|_| AuthError::Invalid)?
-                    .claims
-                    .sub
+                    .claims;
+                if claims.outlives(*max_lifetime, chrono::Utc::now().timestamp()) {
+                    return Err(AuthError::Invalid);
+                }
+                claims.sub
             }
         };
         if valid_user_id(&sub) {
@@ -166,8 +200,8 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     fn jwt_auth() -> Authenticator {
-        let c = Config::from_lookup(Profile::Lambda, |k| match k {
-            "AUTH_MODE" => Some("jwt".into()),
+        // The local server verifies tokens itself, with no issuer or audience required.
+        let c = Config::from_lookup(Profile::Local, |k| match k {
             "AUTH_JWT_SECRET" => Some(SECRET.into()),
             "CATALOG_JSON" => Some(r#"{"products":[]}"#.into()),
             _ => None,
@@ -206,6 +240,122 @@ mod tests {
             Err(AuthError::Invalid)
         );
         assert_eq!(a.user(None, Some("Basic abc")), Err(AuthError::Missing));
+    }
+
+    /// An HS256 token with exactly these claims.
+    fn token(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn bearer(t: &str) -> String {
+        format!("Bearer {t}")
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_not_before_time() {
+        let a = jwt_auth();
+        let now = chrono::Utc::now().timestamp();
+        let early = token(
+            serde_json::json!({"sub": "alice", "iat": now, "nbf": now + 600, "exp": now + 3600}),
+        );
+        assert_eq!(a.user(None, Some(&bearer(&early))), Err(AuthError::Invalid));
+        // The same leeway as for `exp`: a few seconds of clock skew are forgiven.
+        let skewed = token(
+            serde_json::json!({"sub": "alice", "iat": now, "nbf": now + 10, "exp": now + 3600}),
+        );
+        assert_eq!(a.user(None, Some(&bearer(&skewed))), Ok("alice".into()));
+        let started = token(
+            serde_json::json!({"sub": "alice", "iat": now, "nbf": now - 10, "exp": now + 3600}),
+        );
+        assert_eq!(a.user(None, Some(&bearer(&started))), Ok("alice".into()));
+    }
+
+    #[test]
+    fn a_token_may_live_at_most_the_maximum_lifetime() {
+        let a = jwt_auth();
+        let now = chrono::Utc::now().timestamp();
+        let day = 86_400;
+        let ok = token(serde_json::json!({"sub": "alice", "iat": now, "exp": now + day}));
+        assert_eq!(a.user(None, Some(&bearer(&ok))), Ok("alice".into()));
+        // Issued with a lifetime over the default maximum of a day, even if issued long ago.
+        let long = token(serde_json::json!({"sub": "alice", "iat": now - 1000, "exp": now + day}));
+        assert_eq!(a.user(None, Some(&bearer(&long))), Err(AuthError::Invalid));
+        let year = token(serde_json::json!({"sub": "alice", "iat": now, "exp": now + 365 * day}));
+        assert_eq!(a.user(None, Some(&bearer(&year))), Err(AuthError::Invalid));
+        // Without `iat`, what is left of it counts.
+        let no_iat = token(serde_json::json!({"sub": "alice", "exp": now + 3600}));
+        assert_eq!(a.user(None, Some(&bearer(&no_iat))), Ok("alice".into()));
+        let no_iat_long = token(serde_json::json!({"sub": "alice", "exp": now + 2 * day}));
+        assert_eq!(
+            a.user(None, Some(&bearer(&no_iat_long))),
+            Err(AuthError::Invalid)
+        );
+        // An `iat` in the future does not stretch the allowance.
+        let future_iat = token(
+            serde_json::json!({"sub": "alice", "iat": now + 300 * day, "exp": now + 301 * day}),
+        );
+        assert_eq!(
+            a.user(None, Some(&bearer(&future_iat))),
+            Err(AuthError::Invalid)
+        );
+        // The maximum is configurable.
+        let c = Config::from_lookup(Profile::Local, |k| match k {
+            "AUTH_JWT_SECRET" => Some(SECRET.into()),
+            "AUTH_JWT_MAX_LIFETIME_SECONDS" => Some("600".into()),
+            "CATALOG_JSON" => Some(r#"{"products":[]}"#.into()),
+            _ => None,
+        })
+        .unwrap();
+        let short = Authenticator::from_config(&c).unwrap();
+        let hour = token(serde_json::json!({"sub": "alice", "iat": now, "exp": now + 3600}));
+        assert_eq!(
+            short.user(None, Some(&bearer(&hour))),
+            Err(AuthError::Invalid)
+        );
+        let minutes = token(serde_json::json!({"sub": "alice", "iat": now, "exp": now + 600}));
+        assert_eq!(
+            short.user(None, Some(&bearer(&minutes))),
+            Ok("alice".into())
+        );
+    }
+
+    #[test]
+    fn issuer_and_audience_are_checked() {
+        let c = Config::from_lookup(Profile::Lambda, |k| match k {
+            "AUTH_MODE" => Some("jwt".into()),
+            "AUTH_JWT_SECRET" => Some(SECRET.into()),
+            "AUTH_JWT_ISSUER" => Some("https://issuer.example".into()),
+            "AUTH_JWT_AUDIENCE" => Some("tollgate".into()),
+            "CATALOG_JSON" => Some(r#"{"products":[]}"#.into()),
+            _ => None,
+        })
+        .unwrap();
+        let a = Authenticator::from_config(&c).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let claims = |iss: &str, aud: &str| {
+            token(
+                serde_json::json!({"sub": "alice", "iss": iss, "aud": aud, "iat": now, "exp": now + 60}),
+            )
+        };
+        let good = claims("https://issuer.example", "tollgate");
+        assert_eq!(a.user(None, Some(&bearer(&good))), Ok("alice".into()));
+        let other_iss = claims("https://evil.example", "tollgate");
+        assert_eq!(
+            a.user(None, Some(&bearer(&other_iss))),
+            Err(AuthError::Invalid)
+        );
+        let other_aud = claims("https://issuer.example", "another-app");
+        assert_eq!(
+            a.user(None, Some(&bearer(&other_aud))),
+            Err(AuthError::Invalid)
+        );
+        let none = mint_hs256(SECRET, "alice", now, 60);
+        assert_eq!(a.user(None, Some(&bearer(&none))), Err(AuthError::Invalid));
     }
 
     #[test]

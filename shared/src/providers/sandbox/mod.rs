@@ -26,14 +26,27 @@ pub fn payment_params(public_base_url: &str, order_id: &OrderId) -> serde_json::
 pub struct Sandbox {
     /// Absent in functions that never verify callbacks (only provider-callback gets the key).
     secret: Option<Secret>,
-    public_base_url: String,
+    /// Asked at each payment: see [`Sandbox::with_base_url`].
+    public_base_url: Box<dyn Fn() -> String + Send + Sync>,
 }
 
 impl Sandbox {
+    /// A sandbox whose pay URLs start with `public_base_url`.
     pub fn new(secret: Option<Secret>, public_base_url: impl Into<String>) -> Self {
+        let base: String = public_base_url.into();
+        Self::with_base_url(secret, move || base.clone())
+    }
+
+    /// A sandbox that asks `public_base_url` for the base of each pay URL, because the
+    /// local server learns its own address only once it has bound its port, after the
+    /// providers were built.
+    pub fn with_base_url(
+        secret: Option<Secret>,
+        public_base_url: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Self {
         Sandbox {
             secret,
-            public_base_url: public_base_url.into(),
+            public_base_url: Box::new(public_base_url),
         }
     }
 
@@ -49,7 +62,7 @@ impl PaymentCreator for Sandbox {
         order: &Order,
         _payer: &super::Payer,
     ) -> Result<serde_json::Value, ProviderError> {
-        Ok(payment_params(&self.public_base_url, &order.order_id))
+        Ok(payment_params(&(self.public_base_url)(), &order.order_id))
     }
 }
 
