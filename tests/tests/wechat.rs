@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
+use tollgate::domain::OrderId;
 use tollgate::providers::rsa::RsaPrivateKey;
 use tollgate::providers::QueryResult;
 use tollgate_tests::wechat::{self as wx, FakeWechat};
@@ -218,6 +219,8 @@ async fn partial_and_abnormal_refunds_keep_access() {
     assert_eq!(notify(&s, &abnormal).await.status, 204);
     assert_eq!(order_state(&s, "li", id).await, "PAID");
     assert_eq!(grants(&s, "li").await.len(), 1);
+    // The partial refund is counted; the abnormal one is not.
+    assert_eq!(counted(&s, id).await, (100, 1));
 }
 
 const TXN: &str = "4200000001";
@@ -263,6 +266,18 @@ async fn refunds_counted(s: &TestServer) -> i64 {
         .sum()
 }
 
+/// What the order records of its refunds: the total counted and how many refunds.
+async fn counted(s: &TestServer, id: &str) -> (i64, usize) {
+    let o = s
+        .app
+        .store
+        .get_order(&OrderId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    (o.refunded_amount, o.refund_ids.len())
+}
+
 async fn assert_refunded(s: &TestServer, user: &str, id: &str) {
     assert_eq!(order_state(s, user, id).await, "REFUNDED");
     assert!(grants(s, user).await.is_empty(), "access revoked");
@@ -281,9 +296,11 @@ async fn a_one_fen_refund_keeps_access_and_is_counted() {
     let id = paid_order(&s, "zhou").await;
     assert_eq!(notify(&s, &refunded(&id, 1, "R-1")).await.status, 204);
     assert_access_kept(&s, "zhou", &id).await;
+    assert_eq!(counted(&s, &id).await, (1, 1));
     // The fen was counted: the other 8.99 is exactly what remains, and it revokes.
     assert_eq!(notify(&s, &refunded(&id, 899, "R-2")).await.status, 204);
     assert_refunded(&s, "zhou", &id).await;
+    assert_eq!(counted(&s, &id).await, (900, 2));
 }
 
 #[tokio::test]
@@ -292,6 +309,7 @@ async fn partial_refunds_adding_up_to_the_total_revoke() {
     let id = paid_order(&s, "wu").await;
     assert_eq!(notify(&s, &refunded(&id, 400, "R-a")).await.status, 204);
     assert_access_kept(&s, "wu", &id).await;
+    assert_eq!(counted(&s, &id).await, (400, 1));
     assert_eq!(notify(&s, &refunded(&id, 500, "R-b")).await.status, 204);
     assert_refunded(&s, "wu", &id).await;
 }
@@ -303,12 +321,14 @@ async fn a_repeated_partial_refund_notification_counts_once() {
     for _ in 0..3 {
         assert_eq!(notify(&s, &refunded(&id, 300, "R-x")).await.status, 204);
         assert_access_kept(&s, "zheng", &id).await;
+        assert_eq!(counted(&s, &id).await, (300, 1));
     }
     // Counted once, 600 remain: a 601 refund is more than that, 600 ends it.
     assert_fail(&notify(&s, &refunded(&id, 601, "R-y")).await, 409);
     assert_access_kept(&s, "zheng", &id).await;
     assert_eq!(notify(&s, &refunded(&id, 600, "R-z")).await.status, 204);
     assert_refunded(&s, "zheng", &id).await;
+    assert_eq!(counted(&s, &id).await, (900, 2));
     // Repeats after the end are still acknowledged without a second effect.
     assert_eq!(notify(&s, &refunded(&id, 300, "R-x")).await.status, 204);
     assert_eq!(notify(&s, &refunded(&id, 600, "R-z")).await.status, 204);
@@ -325,6 +345,7 @@ async fn a_refund_in_another_currency_is_refused_and_changes_nothing() {
         let body = wx::notification("REFUND.SUCCESS", &r, wx::API_V3_KEY);
         assert_fail(&notify(&s, &body).await, 409);
         assert_access_kept(&s, "feng", &id).await;
+        assert_eq!(counted(&s, &id).await, (0, 0));
     }
     // Nothing was counted: the whole 9.00 CNY still refunds in one.
     assert_eq!(notify(&s, &refunded(&id, 900, "R-cny")).await.status, 204);
@@ -337,9 +358,11 @@ async fn a_refund_above_what_was_paid_is_refused() {
     let id = paid_order(&s, "chen").await;
     assert_fail(&notify(&s, &refunded(&id, 901, "R-big")).await, 409);
     assert_access_kept(&s, "chen", &id).await;
+    assert_eq!(counted(&s, &id).await, (0, 0));
     assert_eq!(notify(&s, &refunded(&id, 500, "R-1")).await.status, 204);
     assert_fail(&notify(&s, &refunded(&id, 401, "R-2")).await, 409);
     assert_access_kept(&s, "chen", &id).await;
+    assert_eq!(counted(&s, &id).await, (500, 1));
     assert_eq!(notify(&s, &refunded(&id, 400, "R-3")).await.status, 204);
     assert_refunded(&s, "chen", &id).await;
     // Nothing remains once refunded whole.
@@ -364,6 +387,7 @@ async fn concurrent_partial_refunds(backend: Backend) {
         assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
     }
     assert_refunded(&s, "han", &id).await;
+    assert_eq!(counted(&s, &id).await, (900, 30));
     // Nothing more remains to refund.
     assert_fail(&notify(&s, &refunded(&id, 30, "R-30")).await, 409);
 }
