@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use tollgate::domain::grant::Term;
+use tollgate::domain::refund::RefundCount;
 use tollgate::domain::session::{DeviceSession, Sessions};
 use tollgate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, PurchaseState};
 use tollgate::store::*;
@@ -43,6 +44,8 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         provider_txn_id: None,
         closed_at: None,
         refunded_at: None,
+        refunded_amount: 0,
+        refund_ids: Default::default(),
         payment: Some(serde_json::json!({"pay_url": "http://x/pay"})),
         sweep_attempts: 0,
         last_error: None,
@@ -60,6 +63,17 @@ fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settl
         paid_at,
         grants: o.grants_at(paid_at),
         credits: o.credits,
+    }
+}
+
+/// The refund of `o`'s whole amount at once, as the service counts a refund that names no
+/// refund of its own.
+fn whole(o: &Order) -> RefundCount {
+    RefundCount {
+        refund_id: "whole".into(),
+        add: o.amount.amount,
+        before_min: 0,
+        before_max: 0,
     }
 }
 
@@ -92,6 +106,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     settle_new_order_exactly_once_concurrently(store.clone()).await;
     bans_live_in_the_users_partition(&*store).await;
     publish_keys_rotate(&*store).await;
+    refunds_add_up(&*store).await;
+    refunds_counted_once_concurrently(store.clone()).await;
 }
 
 pub async fn create_and_read(store: &dyn Store) {
@@ -217,15 +233,20 @@ pub async fn legal_transitions(store: &dyn Store) {
     );
     let paid_b = store.get_order(&b.order_id).await.unwrap().unwrap();
     assert!(paid_b.late);
-    match store.refund(&paid_b, 3_000).await.unwrap() {
+    match store.refund(&paid_b, &whole(&paid_b), 3_000).await.unwrap() {
         TransitionOutcome::Done(o) => assert_eq!(o.state, OrderState::Refunded),
         other => panic!("{other:?}"),
     }
     let refunded = store.get_order(&b.order_id).await.unwrap().unwrap();
     assert_eq!(
-        (refunded.state, refunded.refunded_at),
-        (OrderState::Refunded, Some(3_000))
+        (
+            refunded.state,
+            refunded.refunded_at,
+            refunded.refunded_amount
+        ),
+        (OrderState::Refunded, Some(3_000), 900)
     );
+    assert_eq!(refunded.refund_ids, ["whole".to_owned()].into());
     // PENDING → PAID on time.
     let c = pending(22, "lt-user", 1_000);
     store.create_order(&c, None, 1_000).await.unwrap();
@@ -244,7 +265,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
     store.create_order(&o, None, 1_000).await.unwrap();
     // Refund of an unpaid order.
     assert!(
-        matches!(store.refund(&o, 1_001).await.unwrap(), TransitionOutcome::Conflict(c) if c.state == OrderState::Pending)
+        matches!(store.refund(&o, &whole(&o), 1_001).await.unwrap(), TransitionOutcome::Conflict(c) if c.state == OrderState::Pending)
     );
     // Closing to a state that is not a close.
     assert!(matches!(
@@ -287,10 +308,10 @@ pub async fn illegal_transitions(store: &dyn Store) {
         SettleOutcome::OrderChanged(c) if c.state == OrderState::Paid
     ));
     let paid = store.get_order(&o.order_id).await.unwrap().unwrap();
-    store.refund(&paid, 1_008).await.unwrap();
+    store.refund(&paid, &whole(&paid), 1_008).await.unwrap();
     // REFUNDED is final.
     assert!(
-        matches!(store.refund(&paid, 1_009).await.unwrap(), TransitionOutcome::Conflict(c) if c.state == OrderState::Refunded)
+        matches!(store.refund(&paid, &whole(&paid), 1_009).await.unwrap(), TransitionOutcome::Conflict(c) if c.state == OrderState::Refunded)
     );
     assert!(matches!(
         store.settle(&settlement(&o, OrderState::Expired, "il-3", 1_010)).await.unwrap(),
@@ -306,7 +327,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
         TransitionOutcome::UnknownOrder
     );
     assert_eq!(
-        store.refund(&ghost, 1).await.unwrap(),
+        store.refund(&ghost, &whole(&ghost), 1).await.unwrap(),
         TransitionOutcome::UnknownOrder
     );
     assert_eq!(
@@ -410,7 +431,7 @@ pub async fn credits_exactly_once_concurrently(store: Arc<dyn Store>) {
     assert_eq!(settled, 1);
     assert_eq!(store.user_items("coin-user").await.unwrap().credits, 100);
     let paid = store.get_order(&o.order_id).await.unwrap().unwrap();
-    store.refund(&paid, 1_200).await.unwrap();
+    store.refund(&paid, &whole(&paid), 1_200).await.unwrap();
     assert_eq!(store.user_items("coin-user").await.unwrap().credits, 0);
 }
 
@@ -516,7 +537,7 @@ pub async fn user_items_and_refund(store: &dyn Store) {
         assert!(items.grants.contains(g), "missing {g:?}");
     }
     let paid_a = store.get_order(&a.order_id).await.unwrap().unwrap();
-    store.refund(&paid_a, 3_000).await.unwrap();
+    store.refund(&paid_a, &whole(&paid_a), 3_000).await.unwrap();
     let items = store.user_items("ui-user").await.unwrap();
     for g in &items.grants {
         let expect = (g.source_id == a.order_id.to_string()).then_some(3_000);
@@ -788,7 +809,7 @@ pub async fn settle_new_order_once(store: &dyn Store) {
     assert_eq!(store.user_items("sale-user").await.unwrap().grants.len(), 2);
     // It refunds like any paid order.
     assert!(matches!(
-        store.refund(&stored, 2_100).await.unwrap(),
+        store.refund(&stored, &whole(&stored), 2_100).await.unwrap(),
         TransitionOutcome::Done(_)
     ));
     let items = store.user_items("sale-user").await.unwrap();
@@ -883,4 +904,189 @@ pub async fn publish_keys_rotate(store: &dyn Store) {
     assert_eq!((second.hash.as_str(), second.version), ("h2", 2));
     assert_eq!(store.publish_key("pk-stream").await.unwrap(), Some(second));
     assert_eq!(store.publish_key("pk-other").await.unwrap(), None);
+}
+
+/// Refunds are counted on the order under `RefundCount`'s conditions.
+fn counting(id: &str, add: i64, before_min: i64, before_max: i64) -> RefundCount {
+    RefundCount {
+        refund_id: id.into(),
+        add,
+        before_min,
+        before_max,
+    }
+}
+
+/// A day no other case writes figures on.
+const REFUND_DAY: i64 = 40 * 86_400;
+
+async fn refunds_on_refund_day(store: &dyn Store) -> i64 {
+    let day = tollgate::domain::stats::day_of(REFUND_DAY);
+    store.day_records(&[day]).await.unwrap()[0].refunds
+}
+
+/// Partial refunds add up on a PAID order, each id once and only within the bounds it was
+/// decided on; the refund that completes the total makes it REFUNDED and revokes.
+pub async fn refunds_add_up(store: &dyn Store) {
+    let before_day = refunds_on_refund_day(store).await;
+    let o = pending(300, "rf-user", 1_000);
+    store.create_order(&o, None, 1_000).await.unwrap();
+    // Not paid yet: nothing to count.
+    assert!(matches!(
+        store.count_refund(&o.order_id, &counting("r1", 300, 0, 599)).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.state == OrderState::Pending && c.refunded_amount == 0
+    ));
+    store
+        .settle(&settlement(&o, OrderState::Pending, "rf-txn", 1_100))
+        .await
+        .unwrap();
+    match store
+        .count_refund(&o.order_id, &counting("r1", 300, 0, 599))
+        .await
+        .unwrap()
+    {
+        TransitionOutcome::Done(c) => {
+            assert_eq!((c.state, c.refunded_amount), (OrderState::Paid, 300));
+            assert_eq!(c.refund_ids, ["r1".to_owned()].into());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same refund again: refused, with the order as stored.
+    assert!(matches!(
+        store.count_refund(&o.order_id, &counting("r1", 300, 0, 599)).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.refunded_amount == 300
+    ));
+    // Bounds the stored total is outside of: above, and below.
+    assert!(matches!(
+        store.count_refund(&o.order_id, &counting("r2", 600, 0, 299)).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.refunded_amount == 300
+    ));
+    assert!(matches!(
+        store.count_refund(&o.order_id, &counting("r2", 100, 400, 500)).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.refunded_amount == 300
+    ));
+    assert!(matches!(
+        store.count_refund(&o.order_id, &counting("r2", 500, 300, 300)).await.unwrap(),
+        TransitionOutcome::Done(c) if c.refunded_amount == 800
+    ));
+    let stored = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.refunded_amount),
+        (OrderState::Paid, 800)
+    );
+    assert_eq!(stored.refund_ids, ["r1".to_owned(), "r2".to_owned()].into());
+    assert_eq!(store.user_items("rf-user").await.unwrap().grants.len(), 2);
+    // The completing refund, decided on a total that moved on: nothing happens.
+    assert!(matches!(
+        store.refund(&stored, &counting("r3", 200, 700, 700), REFUND_DAY).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.state == OrderState::Paid && c.refunded_amount == 800
+    ));
+    assert!(store
+        .user_items("rf-user")
+        .await
+        .unwrap()
+        .grants
+        .iter()
+        .all(|g| g.revoked_at.is_none()));
+    match store
+        .refund(&stored, &counting("r3", 100, 800, 800), REFUND_DAY)
+        .await
+        .unwrap()
+    {
+        TransitionOutcome::Done(c) => {
+            assert_eq!((c.state, c.refunded_amount), (OrderState::Refunded, 900))
+        }
+        other => panic!("{other:?}"),
+    }
+    let refunded = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            refunded.state,
+            refunded.refunded_amount,
+            refunded.refunded_at
+        ),
+        (OrderState::Refunded, 900, Some(REFUND_DAY))
+    );
+    assert_eq!(refunded.refund_ids.len(), 3);
+    let grants = store.user_items("rf-user").await.unwrap().grants;
+    assert!(grants.iter().all(|g| g.revoked_at == Some(REFUND_DAY)));
+    assert_eq!(refunds_on_refund_day(store).await, before_day + 1);
+    // Nothing more is counted on a REFUNDED order.
+    assert!(matches!(
+        store.count_refund(&o.order_id, &counting("r4", 0, 0, 900)).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.state == OrderState::Refunded
+    ));
+    assert_eq!(
+        store
+            .count_refund(&new_id(998), &counting("r1", 1, 0, 0))
+            .await
+            .unwrap(),
+        TransitionOutcome::UnknownOrder
+    );
+}
+
+/// 29 distinct partial refunds of one order, each sent twice, all at once: each counts
+/// exactly once. Then 8 concurrent copies of the refund that completes the total: exactly one
+/// revokes, and the day counts one refund.
+pub async fn refunds_counted_once_concurrently(store: Arc<dyn Store>) {
+    let before_day = refunds_on_refund_day(&*store).await;
+    let o = pending(301, "rfc-user", 1_000);
+    store.create_order(&o, None, 1_000).await.unwrap();
+    store
+        .settle(&settlement(&o, OrderState::Pending, "rfc-txn", 1_100))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..58 {
+        let store = store.clone();
+        let id = o.order_id.clone();
+        let c = counting(&format!("r{}", i % 29), 30, 0, 900 - 30 - 1);
+        tasks.push(tokio::spawn(
+            async move { store.count_refund(&id, &c).await },
+        ));
+    }
+    let mut counted = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            TransitionOutcome::Done(_) => counted += 1,
+            TransitionOutcome::Conflict(c) => assert_eq!(c.state, OrderState::Paid),
+            TransitionOutcome::UnknownOrder => panic!("order vanished"),
+        }
+    }
+    assert_eq!(counted, 29, "each refund counted once");
+    let stored = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.state,
+            stored.refunded_amount,
+            stored.refund_ids.len()
+        ),
+        (OrderState::Paid, 870, 29)
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, stored) = (store.clone(), stored.clone());
+        let c = counting("r29", 30, 870, 870);
+        tasks.push(tokio::spawn(async move {
+            store.refund(&stored, &c, REFUND_DAY).await
+        }));
+    }
+    let mut revoked = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            TransitionOutcome::Done(_) => revoked += 1,
+            TransitionOutcome::Conflict(c) => assert_eq!(c.state, OrderState::Refunded),
+            TransitionOutcome::UnknownOrder => panic!("order vanished"),
+        }
+    }
+    assert_eq!(revoked, 1, "revoked once");
+    let refunded = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            refunded.state,
+            refunded.refunded_amount,
+            refunded.refund_ids.len()
+        ),
+        (OrderState::Refunded, 900, 30)
+    );
+    assert_eq!(refunds_on_refund_day(&*store).await, before_day + 1);
 }

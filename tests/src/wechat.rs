@@ -213,9 +213,27 @@ pub fn transaction(order_id: &str, txn: &str, total: i64) -> Value {
 
 /// The decrypted `resource` of a REFUND.* notification.
 pub fn refund(order_id: &str, txn: &str, total: i64, refunded: i64) -> Value {
+    refund_numbered(
+        order_id,
+        txn,
+        total,
+        refunded,
+        "50000000382019052709732678859",
+    )
+}
+
+/// The decrypted `resource` of a REFUND.* notification of WeChat Pay's refund `refund_id`
+/// (an order may have several partial refunds, each with its own id).
+pub fn refund_numbered(
+    order_id: &str,
+    txn: &str,
+    total: i64,
+    refunded: i64,
+    refund_id: &str,
+) -> Value {
     json!({
         "mchid": MCH_ID, "out_trade_no": order_id, "transaction_id": txn,
-        "out_refund_no": format!("R{order_id}"), "refund_id": "50000000382019052709732678859",
+        "out_refund_no": format!("R{order_id}-{refund_id}"), "refund_id": refund_id,
         "refund_status": "SUCCESS", "success_time": "2027-01-15T16:30:00+08:00",
         "user_received_account": "招商银行信用卡0403",
         "amount": {"total": total, "refund": refunded, "payer_total": total, "payer_refund": refunded}

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use tollgate::domain::refund::RefundCount;
 use tollgate::domain::{Order, OrderId, OrderState};
 use tollgate::store::*;
 
@@ -109,9 +110,22 @@ impl Store for CountingStore {
         self.enter("close_order")?;
         self.inner.close_order(id, to, at).await
     }
-    async fn refund(&self, order: &Order, at: i64) -> Result<TransitionOutcome, StoreError> {
+    async fn count_refund(
+        &self,
+        id: &OrderId,
+        count: &RefundCount,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.enter("count_refund")?;
+        self.inner.count_refund(id, count).await
+    }
+    async fn refund(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
         self.enter("refund")?;
-        self.inner.refund(order, at).await
+        self.inner.refund(order, count, at).await
     }
     async fn defer_due(
         &self,

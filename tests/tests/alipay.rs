@@ -1,13 +1,15 @@
 //! Alipay end to end, what only Alipay has: the local server against a fake Alipay gateway
 //! on loopback. Signed order strings and page/wap pay URLs, WAIT_BUYER_PAY, Alipay's own
-//! malformed notifications, query and close reaching the gateway correctly signed. Paying,
-//! duplicates (TRADE_FINISHED), refused notifications, refunds (TRADE_CLOSED with
-//! refund_fee) and concurrent duplicates are in the provider conformance suite.
+//! malformed notifications, `refund_fee` as the running total of refunds, query and close
+//! reaching the gateway correctly signed. Paying, duplicates (TRADE_FINISHED), refused
+//! notifications, refunds (TRADE_CLOSED with refund_fee) and concurrent duplicates are in the
+//! provider conformance suite.
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
+use tollgate::domain::OrderId;
 use tollgate::providers::QueryResult;
 use tollgate_tests::alipay::{self as ali, FakeAlipay};
 use tollgate_tests::*;
@@ -147,6 +149,59 @@ async fn waiting_for_the_buyer_is_acknowledged_without_change() {
 /// Alipay's own ways to be wrong: an amount with more than two decimals, an empty body, a
 /// `sign_type` other than RSA2. Forged, tampered, unsigned, wrong app/seller/amount and
 /// unknown-order notifications are in the provider conformance suite.
+/// Alipay's `refund_fee` is the total refunded on the trade so far: each notification counts
+/// only what it adds, a repeated or older one nothing, and access ends at the whole 9.00.
+#[tokio::test]
+async fn refund_fee_is_the_running_total() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let o = create(
+        &s,
+        "lu",
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "alipay"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap();
+    assert_success(&notify(&s, &ali::fields(id, "TRADE_SUCCESS", "9.00")).await);
+    let refunded = |fee: &str, request: Option<&str>| {
+        let mut f = ali::fields(id, "TRADE_CLOSED", "9.00");
+        f.insert("refund_fee".into(), fee.into());
+        f.insert("gmt_refund".into(), "2027-01-15 17:00:00.123".into());
+        if let Some(r) = request {
+            f.insert("out_biz_no".into(), r.into());
+        }
+        f
+    };
+    let counted = |s: Arc<TestServer>| async move {
+        let o = s
+            .app
+            .store
+            .get_order(&OrderId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        (o.refunded_amount, o.refund_ids.len())
+    };
+    for (fee, request, expect) in [
+        ("3.00", Some("RQ1"), (300, 1)),
+        ("3.00", Some("RQ1"), (300, 1)),
+        ("5.00", Some("RQ2"), (500, 2)),
+        ("3.00", Some("RQ1"), (500, 2)),
+    ] {
+        assert_success(&notify(&s, &refunded(fee, request)).await);
+        assert_eq!(order_state(&s, "lu", id).await, "PAID");
+        assert_eq!(grants(&s, "lu").await.len(), 1, "access kept");
+        assert_eq!(counted(s.clone()).await, expect, "refund_fee {fee}");
+    }
+    assert_success(&notify(&s, &refunded("9.00", None)).await);
+    assert_eq!(order_state(&s, "lu", id).await, "REFUNDED");
+    assert!(grants(&s, "lu").await.is_empty(), "access revoked");
+    assert_eq!(counted(s.clone()).await, (900, 3));
+    assert_success(&notify(&s, &refunded("9.00", None)).await);
+    // More than was paid is refused, and changes nothing.
+    assert_failure(&notify(&s, &refunded("9.01", None)).await);
+    assert_eq!(counted(s.clone()).await, (900, 3));
+}
+
 #[tokio::test]
 async fn inexact_amounts_empty_bodies_and_rsa1_are_refused() {
     let (s, _fake) = setup(Backend::Memory).await.unwrap();

@@ -35,6 +35,8 @@ fn seeded(id: &str, provider: &str) -> Order {
         provider_txn_id: None,
         closed_at: None,
         refunded_at: None,
+        refunded_amount: 0,
+        refund_ids: Default::default(),
         payment: None,
         sweep_attempts: 0,
         last_error: None,

@@ -5,6 +5,10 @@
 use serde_json::json;
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
+use tollgate::domain::refund::RefundRef;
+use tollgate::domain::{Currency, Money, OrderId};
+use tollgate::providers::ProviderEvent;
+use tollgate::service::payments::{apply, Applied};
 use tollgate::service::sweep::sweep;
 use tollgate::store::Store;
 use tollgate_tests::wrappers::CountingStore;
@@ -126,6 +130,50 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(meter.take(), 1, "unban: one conditional DeleteItem");
+
+    // Refunds add up on the order: each is the read and one conditional write; the one that
+    // completes what was paid is the read and one transaction (order, grants, figures).
+    let order_id = OrderId::parse(o["order_id"].as_str().unwrap()).unwrap();
+    let refund = |fen: i64, id: &str| ProviderEvent::Refunded {
+        order_id: order_id.clone(),
+        provider_txn_id: "rt-t".into(),
+        refunded: Money::new(fen, Currency::CNY).unwrap(),
+        order_total: Money::new(900, Currency::CNY).unwrap(),
+        refund: RefundRef::Single(id.into()),
+    };
+    assert_eq!(
+        apply(&s.app, "sandbox", refund(300, "rt-r1"))
+            .await
+            .unwrap(),
+        Applied::PartialRefundKeptAccess
+    );
+    assert_eq!(
+        meter.take(),
+        2,
+        "partial refund: read the order, one conditional update"
+    );
+    assert_eq!(
+        apply(&s.app, "sandbox", refund(300, "rt-r1"))
+            .await
+            .unwrap(),
+        Applied::Duplicate
+    );
+    assert_eq!(
+        meter.take(),
+        1,
+        "repeated partial refund: the read shows it counted"
+    );
+    assert_eq!(
+        apply(&s.app, "sandbox", refund(600, "rt-r2"))
+            .await
+            .unwrap(),
+        Applied::Refunded
+    );
+    assert_eq!(
+        meter.take(),
+        2,
+        "the refund that completes the total: read the order, one transaction"
+    );
 
     // The sweeper: one query per shard, then per due order one read and one write.
     clock.advance(10_000);

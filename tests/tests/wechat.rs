@@ -7,6 +7,7 @@
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tollgate::clock::ManualClock;
+use tollgate::domain::OrderId;
 use tollgate::providers::rsa::RsaPrivateKey;
 use tollgate::providers::QueryResult;
 use tollgate_tests::wechat::{self as wx, FakeWechat};
@@ -218,6 +219,187 @@ async fn partial_and_abnormal_refunds_keep_access() {
     assert_eq!(notify(&s, &abnormal).await.status, 204);
     assert_eq!(order_state(&s, "li", id).await, "PAID");
     assert_eq!(grants(&s, "li").await.len(), 1);
+    // The partial refund is counted; the abnormal one is not.
+    assert_eq!(counted(&s, id).await, (100, 1));
+}
+
+const TXN: &str = "4200000001";
+
+/// A paid 9.00 CNY WeChat order of `user`; returns its id.
+async fn paid_order(s: &TestServer, user: &str) -> String {
+    let o = create(
+        s,
+        user,
+        json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"}),
+    )
+    .await;
+    let id = o["order_id"].as_str().unwrap().to_owned();
+    let paid = wx::notification(
+        "TRANSACTION.SUCCESS",
+        &wx::transaction(&id, TXN, 900),
+        wx::API_V3_KEY,
+    );
+    assert_eq!(notify(s, &paid).await.status, 204);
+    id
+}
+
+/// WeChat Pay's REFUND.SUCCESS for refund `refund_id` of `refunded` fen of the 900.
+fn refunded(id: &str, refunded: i64, refund_id: &str) -> Vec<u8> {
+    wx::notification(
+        "REFUND.SUCCESS",
+        &wx::refund_numbered(id, TXN, 900, refunded, refund_id),
+        wx::API_V3_KEY,
+    )
+}
+
+/// Refunds counted by the day's figures around T0.
+async fn refunds_counted(s: &TestServer) -> i64 {
+    let r = s
+        .request("GET", "/admin/stats?from=2027-01-14&to=2027-01-16", &[], "")
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["refunds"].as_i64())
+        .sum()
+}
+
+/// What the order records of its refunds: the total counted and how many refunds.
+async fn counted(s: &TestServer, id: &str) -> (i64, usize) {
+    let o = s
+        .app
+        .store
+        .get_order(&OrderId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    (o.refunded_amount, o.refund_ids.len())
+}
+
+async fn assert_refunded(s: &TestServer, user: &str, id: &str) {
+    assert_eq!(order_state(s, user, id).await, "REFUNDED");
+    assert!(grants(s, user).await.is_empty(), "access revoked");
+    assert_eq!(refunds_counted(s).await, 1, "revoked exactly once");
+}
+
+async fn assert_access_kept(s: &TestServer, user: &str, id: &str) {
+    assert_eq!(order_state(s, user, id).await, "PAID");
+    assert_eq!(grants(s, user).await.len(), 1, "access kept");
+    assert_eq!(refunds_counted(s).await, 0);
+}
+
+#[tokio::test]
+async fn a_one_fen_refund_keeps_access_and_is_counted() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let id = paid_order(&s, "zhou").await;
+    assert_eq!(notify(&s, &refunded(&id, 1, "R-1")).await.status, 204);
+    assert_access_kept(&s, "zhou", &id).await;
+    assert_eq!(counted(&s, &id).await, (1, 1));
+    // The fen was counted: the other 8.99 is exactly what remains, and it revokes.
+    assert_eq!(notify(&s, &refunded(&id, 899, "R-2")).await.status, 204);
+    assert_refunded(&s, "zhou", &id).await;
+    assert_eq!(counted(&s, &id).await, (900, 2));
+}
+
+#[tokio::test]
+async fn partial_refunds_adding_up_to_the_total_revoke() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let id = paid_order(&s, "wu").await;
+    assert_eq!(notify(&s, &refunded(&id, 400, "R-a")).await.status, 204);
+    assert_access_kept(&s, "wu", &id).await;
+    assert_eq!(counted(&s, &id).await, (400, 1));
+    assert_eq!(notify(&s, &refunded(&id, 500, "R-b")).await.status, 204);
+    assert_refunded(&s, "wu", &id).await;
+}
+
+#[tokio::test]
+async fn a_repeated_partial_refund_notification_counts_once() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let id = paid_order(&s, "zheng").await;
+    for _ in 0..3 {
+        assert_eq!(notify(&s, &refunded(&id, 300, "R-x")).await.status, 204);
+        assert_access_kept(&s, "zheng", &id).await;
+        assert_eq!(counted(&s, &id).await, (300, 1));
+    }
+    // Counted once, 600 remain: a 601 refund is more than that, 600 ends it.
+    assert_fail(&notify(&s, &refunded(&id, 601, "R-y")).await, 409);
+    assert_access_kept(&s, "zheng", &id).await;
+    assert_eq!(notify(&s, &refunded(&id, 600, "R-z")).await.status, 204);
+    assert_refunded(&s, "zheng", &id).await;
+    assert_eq!(counted(&s, &id).await, (900, 2));
+    // Repeats after the end are still acknowledged without a second effect.
+    assert_eq!(notify(&s, &refunded(&id, 300, "R-x")).await.status, 204);
+    assert_eq!(notify(&s, &refunded(&id, 600, "R-z")).await.status, 204);
+    assert_refunded(&s, "zheng", &id).await;
+}
+
+#[tokio::test]
+async fn a_refund_in_another_currency_is_refused_and_changes_nothing() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let id = paid_order(&s, "feng").await;
+    for (refund, total) in [(900, 900), (1, 900), (100_000_000_000_000, 900)] {
+        let mut r = wx::refund_numbered(&id, TXN, total, refund, "R-usd");
+        r["amount"]["currency"] = json!("USD");
+        let body = wx::notification("REFUND.SUCCESS", &r, wx::API_V3_KEY);
+        assert_fail(&notify(&s, &body).await, 409);
+        assert_access_kept(&s, "feng", &id).await;
+        assert_eq!(counted(&s, &id).await, (0, 0));
+    }
+    // Nothing was counted: the whole 9.00 CNY still refunds in one.
+    assert_eq!(notify(&s, &refunded(&id, 900, "R-cny")).await.status, 204);
+    assert_refunded(&s, "feng", &id).await;
+}
+
+#[tokio::test]
+async fn a_refund_above_what_was_paid_is_refused() {
+    let (s, _fake) = setup(Backend::Memory).await.unwrap();
+    let id = paid_order(&s, "chen").await;
+    assert_fail(&notify(&s, &refunded(&id, 901, "R-big")).await, 409);
+    assert_access_kept(&s, "chen", &id).await;
+    assert_eq!(counted(&s, &id).await, (0, 0));
+    assert_eq!(notify(&s, &refunded(&id, 500, "R-1")).await.status, 204);
+    assert_fail(&notify(&s, &refunded(&id, 401, "R-2")).await, 409);
+    assert_access_kept(&s, "chen", &id).await;
+    assert_eq!(counted(&s, &id).await, (500, 1));
+    assert_eq!(notify(&s, &refunded(&id, 400, "R-3")).await.status, 204);
+    assert_refunded(&s, "chen", &id).await;
+    // Nothing remains once refunded whole.
+    assert_fail(&notify(&s, &refunded(&id, 1, "R-4")).await, 409);
+    assert_refunded(&s, "chen", &id).await;
+}
+
+/// 30 partial refunds of 0.30 each, every notification delivered twice, all at once: each
+/// refund counts once, and the one that completes the 9.00 revokes, once.
+async fn concurrent_partial_refunds(backend: Backend) {
+    let Some((s, _fake)) = setup(backend).await else {
+        return;
+    };
+    let id = paid_order(&s, "han").await;
+    let mut tasks = Vec::new();
+    for n in 0..60 {
+        let (s, body) = (s.clone(), refunded(&id, 30, &format!("R-{}", n % 30)));
+        tasks.push(tokio::spawn(async move { notify(&s, &body).await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 204, "{}", String::from_utf8_lossy(&r.body));
+    }
+    assert_refunded(&s, "han", &id).await;
+    assert_eq!(counted(&s, &id).await, (900, 30));
+    // Nothing more remains to refund.
+    assert_fail(&notify(&s, &refunded(&id, 30, "R-30")).await, 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_partial_refunds_count_once_memory() {
+    concurrent_partial_refunds(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_partial_refunds_count_once_dynamo() {
+    concurrent_partial_refunds(Backend::Dynamo).await;
 }
 
 /// Platform keys are found by serial, a retired certificate key still verifies (rotation),

@@ -8,6 +8,7 @@ pub mod money;
 pub mod order;
 pub mod publish_key;
 pub mod purchase;
+pub mod refund;
 pub mod retry;
 pub mod session;
 pub mod stats;

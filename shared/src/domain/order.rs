@@ -13,6 +13,7 @@ use super::grant::Term;
 use super::ids::OrderId;
 use super::money::Money;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -116,6 +117,12 @@ pub struct Order {
     /// Set when the order leaves PENDING/PAID other than by payment.
     pub closed_at: Option<i64>,
     pub refunded_at: Option<i64>,
+    /// Refunds counted so far, in minor units of `amount`'s currency: partial refunds add up
+    /// here while the order stays PAID; the one that reaches `amount` makes it REFUNDED.
+    pub refunded_amount: i64,
+    /// The ids of the refunds counted in `refunded_amount`, so a repeated notification of
+    /// the same refund is never counted twice.
+    pub refund_ids: BTreeSet<String>,
     /// What the client needs to pay with the provider (prepay id, pay URL...).
     pub payment: Option<serde_json::Value>,
     /// Times the sweeper could not reach the provider for this order.
@@ -155,6 +162,8 @@ impl Order {
             provider_txn_id: None,
             closed_at: None,
             refunded_at: None,
+            refunded_amount: 0,
+            refund_ids: BTreeSet::new(),
             payment: None,
             sweep_attempts: 0,
             last_error: None,

@@ -22,6 +22,7 @@ pub mod sandbox;
 pub mod wechat;
 pub mod wire_error;
 
+use crate::domain::refund::RefundRef;
 use crate::domain::{Money, Order, OrderId};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,15 +41,19 @@ pub enum ProviderEvent {
         /// When the provider says the payment happened, if it says.
         paid_at: Option<i64>,
     },
-    /// Money went back to the payer. Whether access ends is the service's rule (a partial
-    /// refund keeps it), decided from these two amounts.
+    /// Money went back to the payer. What it does to the order is the service's rule
+    /// (`domain::refund`): refunds add up on the order, and access ends when they reach what
+    /// was paid.
     Refunded {
         order_id: OrderId,
+        /// The payment refunded.
         provider_txn_id: String,
-        /// What this refund returned.
+        /// This refund's amount, or all refunds so far, as `refund` says.
         refunded: Money,
         /// The order's total as the provider states it.
         order_total: Money,
+        /// Which refund this is, so that a repeated notification counts once.
+        refund: RefundRef,
     },
     /// A sale the provider made through its own storefront (Huya's panel): no order of ours
     /// exists yet, so the callback creates it already paid.

@@ -23,8 +23,12 @@ pub struct VerifiedNotification {
     pub provider_txn_id: String,
     /// The order's total as the provider states it, in minor units (fen).
     pub amount_minor: i64,
-    /// For refund events: the amount this refund returned, in minor units.
+    /// For refund events, in minor units: what this refund returned (WeChat Pay), or what
+    /// was refunded on the trade so far (Alipay's `refund_fee`).
     pub refunded_minor: Option<i64>,
+    /// For refund events: the provider's id of the refund (WeChat Pay's `refund_id`, Alipay's
+    /// `out_biz_no`), so that a repeated notification of one refund counts once.
+    pub refund_id: Option<String>,
     /// ISO currency, "CNY" for all three providers.
     pub currency: String,
     /// Unix seconds, if the provider states when the event happened.

@@ -13,6 +13,7 @@ use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
+use crate::domain::refund::RefundRef;
 use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
 use crate::providers::apple::wire::{self, AppleRejection, RenewalInfo, Transaction};
 use crate::providers::apple::{self, Apple};
@@ -306,6 +307,7 @@ async fn apply_one_time(
             // A revoked transaction is taken back whole.
             refunded: order.amount,
             order_total: order.amount,
+            refund: RefundRef::SoFar(None),
         };
         return match payments::apply(app, apple::NAME, event).await {
             Ok(_) => Ok(result(PurchaseStatus::Refunded)),

@@ -13,6 +13,7 @@ use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
+use crate::domain::refund::RefundRef;
 use crate::domain::time::parse_rfc3339;
 use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
 use crate::providers::google::wire::{self, ProductPurchase, SubscriptionV2};
@@ -445,6 +446,7 @@ async fn revoke_order(app: &App, order: &Order, token: &str) -> Result<PurchaseS
         // A voided purchase is taken back whole.
         refunded: order.amount,
         order_total: order.amount,
+        refund: RefundRef::SoFar(None),
     };
     match payments::apply(app, google::NAME, event).await {
         Ok(_) | Err(ApplyError::Rejected(Rejected::NotRefundable(_))) => {

@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod moderation;
 pub mod orders;
 pub mod payments;
+pub mod refunds;
 pub mod stats;
 pub mod store_orders;
 pub mod store_products;

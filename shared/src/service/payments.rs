@@ -1,13 +1,15 @@
-//! Applying verified provider events: settle exactly once, refund exactly once.
+//! Applying verified provider events: settle exactly once; refunds go through
+//! [`super::refunds`].
 //!
 //! A settle is two store round trips: read the order, then one transaction. Duplicates and
 //! races fail the transaction's conditions and come back as `Duplicate`, never as a second
 //! grant.
 
 use crate::app::App;
+use crate::domain::refund::{RefundRefused, RefundReport};
 use crate::domain::{Money, Order, OrderState};
 use crate::providers::{ProviderEvent, Sale};
-use crate::store::{SettleOutcome, Settlement, StoreError, TransitionOutcome};
+use crate::store::{SettleOutcome, Settlement, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -15,7 +17,8 @@ pub enum Applied {
         late: bool,
     },
     Refunded,
-    /// A refund of less than the order's total: the purchase stands, access is kept.
+    /// A refund of less than remains: counted on the order, the purchase stands, access is
+    /// kept.
     PartialRefundKeptAccess,
     /// Already applied: acknowledge to the provider, change nothing.
     Duplicate,
@@ -32,6 +35,7 @@ impl Rejected {
             Rejected::TransactionReused => "transaction_reused",
             Rejected::AlreadyPaidByOtherTransaction => "paid_twice",
             Rejected::NotRefundable(_) => "not_refundable",
+            Rejected::Refund(r) => r.code(),
             Rejected::NotForSale(_) => "not_for_sale",
         }
     }
@@ -51,6 +55,9 @@ pub enum Rejected {
     AlreadyPaidByOtherTransaction,
     #[error("refund for an order that is {0}")]
     NotRefundable(&'static str),
+    /// A refund whose money cannot be right for the order (see `domain::refund`).
+    #[error(transparent)]
+    Refund(RefundRefused),
     #[error("not for sale: {0}")]
     NotForSale(String),
 }
@@ -92,33 +99,18 @@ pub async fn apply(app: &App, provider: &str, event: ProviderEvent) -> Result<Ap
             provider_txn_id,
             refunded,
             order_total,
+            refund,
             ..
-        } => match refund_effect(refunded, order_total) {
-            RefundEffect::Revoke => refund(app, order, &provider_txn_id, now).await,
-            RefundEffect::KeepAccess => {
-                tracing::warn!(order_id = %order.order_id, %refunded, %order_total, "partial refund: access kept");
-                Ok(Applied::PartialRefundKeptAccess)
-            }
-        },
+        } => {
+            let report = RefundReport {
+                provider_txn_id,
+                refunded,
+                order_total,
+                refund,
+            };
+            super::refunds::refund(app, order, &report).await
+        }
         ProviderEvent::Sold(_) => Err(Rejected::UnknownOrder.into()),
-    }
-}
-
-/// What a provider's refund means for access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefundEffect {
-    /// The whole order was refunded: its grants and coins are taken back.
-    Revoke,
-    /// Less than the total came back: access is all or nothing, so the purchase stands.
-    KeepAccess,
-}
-
-/// Access is all or nothing per order: only a refund of the order's whole total revokes.
-pub fn refund_effect(refunded: Money, order_total: Money) -> RefundEffect {
-    if refunded.amount >= order_total.amount {
-        RefundEffect::Revoke
-    } else {
-        RefundEffect::KeepAccess
     }
 }
 
@@ -244,48 +236,4 @@ async fn settle(
         }
     }
     Err(StoreError::Unavailable("order kept changing during settle".into()).into())
-}
-
-async fn refund(app: &App, order: Order, txn: &str, now: i64) -> Result<Applied, ApplyError> {
-    let check = |o: &Order| -> Result<Option<Applied>, ApplyError> {
-        match o.state {
-            OrderState::Refunded => Ok(Some(Applied::Duplicate)),
-            OrderState::Paid if o.provider_txn_id.as_deref() != Some(txn) => {
-                Err(Rejected::NotRefundable("paid by another transaction").into())
-            }
-            OrderState::Paid => Ok(None),
-            other => Err(Rejected::NotRefundable(other.as_str()).into()),
-        }
-    };
-    if let Some(done) = check(&order)? {
-        return Ok(done);
-    }
-    match app.store.refund(&order, now).await? {
-        TransitionOutcome::Done(o) => {
-            tracing::info!(order_id = %o.order_id, provider = %o.provider, "order refunded");
-            Ok(Applied::Refunded)
-        }
-        TransitionOutcome::Conflict(o) => Ok(check(&o)?.unwrap_or(Applied::Duplicate)),
-        TransitionOutcome::UnknownOrder => Err(Rejected::UnknownOrder.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::Currency;
-
-    fn cny(fen: i64) -> Money {
-        Money::new(fen, Currency::CNY).unwrap()
-    }
-
-    #[test]
-    fn only_a_refund_of_the_whole_total_revokes() {
-        assert_eq!(refund_effect(cny(1200), cny(1200)), RefundEffect::Revoke);
-        assert_eq!(refund_effect(cny(500), cny(1200)), RefundEffect::KeepAccess);
-        assert_eq!(refund_effect(cny(1), cny(1200)), RefundEffect::KeepAccess);
-        // Store voids of store-priced products carry no money of ours: whole by definition.
-        let none = Money::new(0, Currency::parse("XXX").unwrap()).unwrap();
-        assert_eq!(refund_effect(none, none), RefundEffect::Revoke);
-    }
 }

@@ -243,12 +243,34 @@ impl Store for MemoryStore {
         Ok(TransitionOutcome::Done(Box::new(snapshot)))
     }
 
-    async fn refund(&self, order: &Order, at: i64) -> Result<TransitionOutcome, StoreError> {
+    async fn count_refund(
+        &self,
+        id: &OrderId,
+        count: &RefundCount,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let mut t = self.lock();
+        let Some(order) = t.orders.get_mut(id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
+        if !count.applies_to(order) {
+            return Ok(TransitionOutcome::Conflict(Box::new(order.clone())));
+        }
+        order.refunded_amount += count.add;
+        order.refund_ids.insert(count.refund_id.clone());
+        Ok(TransitionOutcome::Done(Box::new(order.clone())))
+    }
+
+    async fn refund(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
         let mut t = self.lock();
         let Some(stored) = t.orders.get(&order.order_id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
-        if next_state(stored.state, OrderEvent::Refund).is_err() {
+        if next_state(stored.state, OrderEvent::Refund).is_err() || !count.applies_to(stored) {
             return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
         }
         let stored = stored.clone();
@@ -265,6 +287,8 @@ impl Store for MemoryStore {
         let order = t.orders.get_mut(&stored.order_id).expect("checked above");
         order.state = OrderState::Refunded;
         order.refunded_at = Some(at);
+        order.refunded_amount += count.add;
+        order.refund_ids.insert(count.refund_id.clone());
         day(&mut t, at).refunds += 1;
         let order = t.orders.get_mut(&stored.order_id).expect("checked above");
         Ok(TransitionOutcome::Done(Box::new(order.clone())))

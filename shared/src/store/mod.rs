@@ -7,6 +7,7 @@ pub mod memory;
 
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
+use crate::domain::refund::RefundCount;
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Money, Order, OrderId, OrderState, PurchaseState};
@@ -211,11 +212,24 @@ pub trait Store: Send + Sync {
         at: i64,
     ) -> Result<TransitionOutcome, StoreError>;
 
-    /// PAID → REFUNDED, revoking exactly the grants `order` made and taking back its coins.
-    /// `order` is the caller's read of the stored order; the write is conditioned on PAID.
+    /// Counts a refund that leaves the order PAID: adds `count.add` to its `refunded_amount`
+    /// and records `count.refund_id`, in one conditional write on the order (PAID, the id
+    /// not recorded yet, the total before within `count`'s bounds). `Done` with the order
+    /// as written, `Conflict` with the stored order when a condition failed.
+    async fn count_refund(
+        &self,
+        id: &OrderId,
+        count: &RefundCount,
+    ) -> Result<TransitionOutcome, StoreError>;
+
+    /// PAID → REFUNDED by the refund `count` that completes what was paid: counts it as
+    /// [`Store::count_refund`] does, revokes exactly the grants `order` made and takes back
+    /// its coins, all in one transaction under `count`'s conditions. `order` is the
+    /// caller's read of the stored order.
     async fn refund(
         &self,
         order: &Order,
+        count: &RefundCount,
         refunded_at: i64,
     ) -> Result<TransitionOutcome, StoreError>;
 

@@ -27,6 +27,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError as EnvError, ProviderVars};
+use crate::domain::refund::RefundRef;
 use crate::domain::{Catalog, Currency, Money, Order, OrderId};
 
 pub const NAME: &str = "alipay";
@@ -213,7 +214,8 @@ impl CallbackVerifier for Alipay {
                 paid_at: n.occurred_at,
             })),
             // TRADE_CLOSED means "closed unpaid" or "refunded"; only the latter carries a
-            // refund_fee. Whether the refund ends access is the service's rule.
+            // refund_fee, the total refunded on the trade so far. What the refund does to
+            // the order is the service's rule.
             NotificationKind::Closed => match n.refunded_minor {
                 Some(refunded) => Ok(Some(ProviderEvent::Refunded {
                     order_id,
@@ -222,6 +224,7 @@ impl CallbackVerifier for Alipay {
                         CallbackRejection::from(VerifyError::Malformed("refund_fee".into()))
                     })?,
                     order_total: amount,
+                    refund: RefundRef::SoFar(n.refund_id),
                 })),
                 None => {
                     tracing::info!(order_id = %order_id, "Alipay trade closed unpaid: acknowledged");
@@ -496,6 +499,7 @@ mod tests {
                 provider_txn_id: "2020032522001456380542497258".into(),
                 refunded: cny(500),
                 order_total: cny(1200),
+                refund: RefundRef::SoFar(None),
             })
         );
         assert_eq!(verify(notification(closed, id)).unwrap(), None);

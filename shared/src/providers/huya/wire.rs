@@ -115,6 +115,7 @@ impl HuyaPurchase {
             provider_txn_id: self.order_id,
             amount_minor,
             refunded_minor: None,
+            refund_id: None,
             currency: "CNY".into(),
             occurred_at: Some(self.order_time),
             event: "purchase".into(),

@@ -10,6 +10,7 @@ use super::{
     ProviderError, ProviderEvent,
 };
 use crate::config::Secret;
+use crate::domain::refund::RefundRef;
 use crate::domain::{Order, OrderId};
 use async_trait::async_trait;
 use http::StatusCode;
@@ -94,12 +95,14 @@ impl CallbackVerifier for Sandbox {
                 amount: v.amount,
                 paid_at: Some(v.timestamp),
             },
-            // The sandbox refunds whole orders: the amount is both the refund and the total.
+            // The sandbox names no refunds: its amount is what was refunded in all, and the
+            // pay page refunds whole orders.
             Status::Refunded => ProviderEvent::Refunded {
                 order_id: v.order_id,
                 provider_txn_id: v.transaction_id,
                 refunded: v.amount,
                 order_total: v.amount,
+                refund: RefundRef::SoFar(None),
             },
         }))
     }

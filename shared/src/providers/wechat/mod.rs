@@ -23,6 +23,7 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError, ProviderVars};
+use crate::domain::refund::RefundRef;
 use crate::domain::{Catalog, Currency, Money, Order, OrderId};
 use wire::{
     notify_failure_response, parse_api_error, parse_platform_keys, PreparedRequest, PrepayRequest,
@@ -292,11 +293,14 @@ impl CallbackVerifier for WechatPay {
                     .refunded_minor
                     .and_then(|r| money(r, &n.currency))
                     .ok_or_else(|| malformed("amount.refund"))?;
+                // Each refund has its own id: a repeated notification counts once.
+                let refund_id = n.refund_id.ok_or_else(|| malformed("refund_id"))?;
                 Ok(Some(ProviderEvent::Refunded {
                     order_id,
                     provider_txn_id: n.provider_txn_id,
                     refunded,
                     order_total: amount,
+                    refund: RefundRef::Single(refund_id),
                 }))
             }
             // REFUND.ABNORMAL / REFUND.CLOSED: the money did not move; nothing to apply.
@@ -535,6 +539,7 @@ mod tests {
                 provider_txn_id: "4200000000202401010000000001".into(),
                 refunded: cny(500),
                 order_total: cny(1200),
+                refund: RefundRef::Single("50000000382019052709732678859".into()),
             }))
         );
         for (event, status) in [("REFUND.CLOSED", "CLOSED"), ("REFUND.ABNORMAL", "ABNORMAL")] {

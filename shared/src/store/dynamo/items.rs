@@ -9,7 +9,7 @@ use crate::domain::session::{DeviceSession, Sessions};
 use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, PurchaseState};
 use crate::store::{IdempotencyRecord, StoreError, StorePurchase};
 use aws_sdk_dynamodb::types::AttributeValue;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 pub(super) fn order_item(o: &Order) -> Item {
     let mut item = key(order_pk(&o.order_id), "ORDER");
@@ -51,6 +51,16 @@ pub(super) fn order_item(o: &Order) -> Item {
     }
     if let Some(v) = o.refunded_at {
         put("refunded_at", n(v));
+    }
+    if o.refunded_amount != 0 {
+        put("refunded_amount", n(o.refunded_amount));
+    }
+    // A string set: DynamoDB has no empty sets, so an order without refunds has none.
+    if !o.refund_ids.is_empty() {
+        put(
+            "refund_ids",
+            AttributeValue::Ss(o.refund_ids.iter().cloned().collect()),
+        );
     }
     if let Some(p) = &o.payment {
         put("payment", s(p.to_string()));
@@ -101,6 +111,13 @@ pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
         provider_txn_id: opt_s(item, "provider_txn_id"),
         closed_at: opt_n(item, "closed_at")?,
         refunded_at: opt_n(item, "refunded_at")?,
+        // Absent until a refund is counted (and on orders refunded before refunds were).
+        refunded_amount: opt_n(item, "refunded_amount")?.unwrap_or(0),
+        refund_ids: match item.get("refund_ids") {
+            Some(AttributeValue::Ss(ids)) => ids.iter().cloned().collect(),
+            Some(_) => return Err(StoreError::Corrupt("refund_ids is not a string set".into())),
+            None => BTreeSet::new(),
+        },
         payment: json_attr(item, "payment")?,
         sweep_attempts: opt_n(item, "sweep_attempts")?
             .and_then(|v| u32::try_from(v).ok())

@@ -25,6 +25,7 @@ pub use table::GSI1;
 
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
+use crate::domain::refund::RefundCount;
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Order, OrderId, OrderState};
@@ -168,8 +169,21 @@ impl Store for DynamoStore {
         orders::close_order(self, id, to, at).await
     }
 
-    async fn refund(&self, order: &Order, at: i64) -> Result<TransitionOutcome, StoreError> {
-        payments::refund(self, order, at).await
+    async fn count_refund(
+        &self,
+        id: &OrderId,
+        count: &RefundCount,
+    ) -> Result<TransitionOutcome, StoreError> {
+        payments::count_refund(self, id, count).await
+    }
+
+    async fn refund(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        payments::refund(self, order, count, at).await
     }
 
     async fn defer_due(

@@ -1,17 +1,22 @@
 //! Payments: settling an order (or recording a sale made at the provider, order and payment
 //! at once) and refunding one. Each is one transaction: the order's conditional change plus
 //! the items every payment writes (the provider-transaction claim, grants, coins, figures).
+//! A partial refund is counted on the order alone, with one conditional update.
 
 use super::attrs::{get_s, n, s, Item};
-use super::items::{grant_item, order_item};
+use super::errors::unavailable;
+use super::items::{grant_item, order_from_item, order_item};
 use super::keys::{grant_sk, key, order_pk, txn_pk, user_pk};
 use super::orders::{conflict, order_as_stored};
 use super::DynamoStore;
+use crate::domain::refund::RefundCount;
 use crate::domain::{Order, OrderId, OrderState};
 use crate::store::{stats_shard, SettleOutcome, Settlement, StoreError, TransitionOutcome};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
+use std::collections::HashMap;
 
 pub(super) async fn settle(db: &DynamoStore, st: &Settlement) -> Result<SettleOutcome, StoreError> {
     let order_update = Update::builder()
@@ -87,20 +92,96 @@ pub(super) async fn settle_new_order(
     }
 }
 
+/// The order item's side of counting a refund: `ADD` the amount and the id, under the
+/// conditions [`RefundCount`] states (PAID, id not recorded, total before within bounds).
+/// `also_set` is what else the same update sets (the refund's state change), if anything.
+struct RefundWrite {
+    update: String,
+    condition: String,
+    values: Item,
+}
+
+impl RefundWrite {
+    fn new(count: &RefundCount, also_set: Option<&str>) -> Self {
+        let mut values: Item = HashMap::from([
+            (":paid".to_owned(), s(OrderState::Paid.as_str())),
+            (":add".to_owned(), n(count.add)),
+            (
+                ":ids".to_owned(),
+                AttributeValue::Ss(vec![count.refund_id.clone()]),
+            ),
+            (":id".to_owned(), s(&count.refund_id)),
+            (":before_max".to_owned(), n(count.before_max)),
+        ]);
+        // An order without counted refunds has no `refunded_amount` yet: it counts as 0.
+        let before = if count.before_min <= 0 {
+            "(attribute_not_exists(refunded_amount) OR refunded_amount <= :before_max)"
+        } else {
+            values.insert(":before_min".to_owned(), n(count.before_min));
+            "refunded_amount BETWEEN :before_min AND :before_max"
+        };
+        let add = "ADD refunded_amount :add, refund_ids :ids";
+        RefundWrite {
+            update: match also_set {
+                Some(set) => format!("SET {set} {add}"),
+                None => add.to_owned(),
+            },
+            condition: format!("#state = :paid AND NOT contains(refund_ids, :id) AND {before}"),
+            values,
+        }
+    }
+}
+
+pub(super) async fn count_refund(
+    db: &DynamoStore,
+    id: &OrderId,
+    count: &RefundCount,
+) -> Result<TransitionOutcome, StoreError> {
+    let w = RefundWrite::new(count, None);
+    let r = db
+        .client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
+        .update_expression(w.update)
+        .condition_expression(w.condition)
+        .expression_attribute_names("#state", "state")
+        .set_expression_attribute_values(Some(w.values))
+        .return_values(ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match r {
+        Ok(out) => Ok(TransitionOutcome::Done(Box::new(order_from_item(
+            out.attributes()
+                .ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?,
+        )?))),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                Ok(conflict(order_as_stored(db, c.item(), id).await?))
+            }
+            _ => Err(unavailable("count refund", e)),
+        },
+    }
+}
+
 pub(super) async fn refund(
     db: &DynamoStore,
     order: &Order,
+    count: &RefundCount,
     at: i64,
 ) -> Result<TransitionOutcome, StoreError> {
+    let mut w = RefundWrite::new(count, Some("#state = :refunded, refunded_at = :at"));
+    w.values
+        .insert(":refunded".to_owned(), s(OrderState::Refunded.as_str()));
+    w.values.insert(":at".to_owned(), n(at));
     let order_update = Update::builder()
         .table_name(&db.table)
         .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
-        .update_expression("SET #state = :refunded, refunded_at = :at")
-        .condition_expression("#state = :paid")
+        .update_expression(w.update)
+        .condition_expression(w.condition)
         .expression_attribute_names("#state", "state")
-        .expression_attribute_values(":refunded", s(OrderState::Refunded.as_str()))
-        .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
-        .expression_attribute_values(":at", n(at))
+        .set_expression_attribute_values(Some(w.values))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .build()
         .expect("key, expression and table are set");
@@ -128,6 +209,8 @@ pub(super) async fn refund(
         let mut done = order.clone();
         done.state = OrderState::Refunded;
         done.refunded_at = Some(at);
+        done.refunded_amount += count.add;
+        done.refund_ids.insert(count.refund_id.clone());
         return Ok(TransitionOutcome::Done(Box::new(done)));
     };
     match failed.first() {

@@ -104,6 +104,12 @@ impl AlipayConfig {
             provider_txn_id: trade_no,
             amount_minor,
             refunded_minor,
+            // A refund's notification names its refund request (`out_request_no` of the
+            // refund call) as `out_biz_no`.
+            refund_id: get("out_biz_no")
+                .or(get("out_request_no"))
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
             currency: "CNY".into(),
             occurred_at,
             event: status.to_owned(),
@@ -213,6 +219,13 @@ mod tests {
             .unwrap();
         assert_eq!(n.kind, NotificationKind::Closed);
         assert_eq!(n.refunded_minor, Some(1200));
+        assert_eq!(n.refund_id, None);
+        let named = with(p, "out_biz_no", "HZ01RF001");
+        let n = f
+            .cfg
+            .verify_notify(&notify_body(&f, &named, encoding_rs::UTF_8), None)
+            .unwrap();
+        assert_eq!(n.refund_id.as_deref(), Some("HZ01RF001"));
         assert_eq!(n.raw["refund_fee"], "12.00");
         assert_eq!(n.raw["gmt_refund"], "2020-03-26 10:00:00.123");
     }

@@ -56,8 +56,8 @@ impl WechatConfig {
     /// Mapping: `TRANSACTION.SUCCESS` → `Paid`; `REFUND.SUCCESS` → `Refunded`,
     /// `REFUND.ABNORMAL` → `Pending`, `REFUND.CLOSED` → `Closed` (the *refund* closed; the
     /// order is still paid!). `amount_minor` is always the order's `amount.total`; refund
-    /// events carry `amount.refund` in `refunded_minor`. The time is `success_time`, else the
-    /// envelope's `create_time`.
+    /// events carry `amount.refund` in `refunded_minor` and the refund's own `refund_id`.
+    /// The time is `success_time`, else the envelope's `create_time`.
     pub fn verify_notification(
         &self,
         h: &SignatureHeaders<'_>,
@@ -83,7 +83,7 @@ impl WechatConfig {
         }
         let create_time = env.create_time.as_deref().and_then(parse_rfc3339);
         let amount = r.get("amount");
-        let (kind, refunded_minor) = match env.event_type.as_str() {
+        let (kind, refunded_minor, refund_id) = match env.event_type.as_str() {
             "TRANSACTION.SUCCESS" => {
                 if req_str(&r, "appid")? != self.app_id {
                     return Err(VerifyError::WrongApp);
@@ -94,7 +94,7 @@ impl WechatConfig {
                         "TRANSACTION.SUCCESS with trade_state {state}"
                     )));
                 }
-                (NotificationKind::Paid, None)
+                (NotificationKind::Paid, None, None)
             }
             event @ ("REFUND.SUCCESS" | "REFUND.ABNORMAL" | "REFUND.CLOSED") => {
                 let kind = match event {
@@ -104,7 +104,7 @@ impl WechatConfig {
                 };
                 let refund = opt_i64(amount, "refund")?
                     .ok_or_else(|| VerifyError::Malformed("amount.refund".into()))?;
-                (kind, Some(refund))
+                (kind, Some(refund), Some(req_str(&r, "refund_id")?))
             }
             other => return Err(VerifyError::Unsupported(format!("event_type {other}"))),
         };
@@ -117,6 +117,7 @@ impl WechatConfig {
             provider_txn_id: req_str(&r, "transaction_id")?,
             amount_minor: total,
             refunded_minor,
+            refund_id,
             currency: currency_of(amount),
             occurred_at,
             event: env.event_type.clone(),
@@ -173,6 +174,7 @@ mod tests {
         assert_eq!(n.occurred_at, Some(1704081600));
         assert_eq!(n.event, "TRANSACTION.SUCCESS");
         assert_eq!(n.refunded_minor, None);
+        assert_eq!(n.refund_id, None);
         assert_eq!(n.raw["event_type"], "TRANSACTION.SUCCESS");
         assert_eq!(n.raw["resource"]["mchid"], MCH);
         // platform certificate (serial in lower case in the header also works)
@@ -212,6 +214,10 @@ mod tests {
             assert_eq!(n.kind, kind, "{event}");
             assert_eq!(n.amount_minor, 1200);
             assert_eq!(n.refunded_minor, Some(500));
+            assert_eq!(
+                n.refund_id.as_deref(),
+                Some("50000000382019052709732678859")
+            );
             assert_eq!(n.event, event);
             if status == "SUCCESS" {
                 assert_eq!(n.occurred_at, Some(1704168000));
