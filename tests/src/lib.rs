@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod fake;
 pub mod fake_google;
 pub mod fake_provider;
+pub mod fuzz;
 pub mod huya;
 pub mod nginx;
 pub mod provider_conformance;
