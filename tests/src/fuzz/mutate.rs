@@ -49,7 +49,8 @@ fn random_field(rng: &mut Rng) -> Vec<u8> {
         _ => {
             while out.len() < len {
                 if rng.chance(1, 2) {
-                    out.extend_from_slice(*rng.pick(DICTIONARY));
+                    let word: &&[u8] = rng.pick(DICTIONARY);
+                    out.extend_from_slice(word);
                 } else {
                     out.push(b' ' + (rng.byte() % 95));
                 }

@@ -2,7 +2,7 @@
 //! configured secret and RS256 under the configured JWK set.
 
 use super::super::{Input, Target, Verdict};
-use crate::{DAY, JWT_SECRET};
+use crate::JWT_SECRET;
 use serde_json::json;
 use std::sync::Arc;
 use tollgate::app::App;
@@ -67,17 +67,20 @@ impl Target for Jwt {
     }
 }
 
-/// Tokens valid for 30 days of real time: expiry is checked against the system clock.
+/// Tokens valid for 12 hours of real time (under the default maximum lifetime): expiry is
+/// checked against the system clock.
+const LIFETIME: i64 = 12 * 3600;
+
 pub fn jwt() -> Jwt {
     use tollgate::clock::Clock;
     let now = tollgate::clock::SystemClock.now();
-    let hs = tollgate::api::auth::mint_hs256(JWT_SECRET, "fan-1", now, 30 * DAY);
+    let hs = tollgate::api::auth::mint_hs256(JWT_SECRET, "fan-1", now, LIFETIME);
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("push-key-1".into());
     let rsa = super::app_stores::push_key();
     let rs = jsonwebtoken::encode(
         &header,
-        &json!({"sub": "fan-2", "iat": now, "exp": now + 30 * DAY}),
+        &json!({"sub": "fan-2", "iat": now, "exp": now + LIFETIME}),
         &rsa,
     )
     .expect("RS256 token");

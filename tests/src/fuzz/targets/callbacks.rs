@@ -126,7 +126,7 @@ impl Made {
     /// Seeds are the plain seeds, signed.
     fn new(plain: Vec<Input>, sealer: Sealer) -> Self {
         Made {
-            seeds: plain.iter().map(|p| sealer(p)).collect(),
+            seeds: plain.iter().map(&sealer).collect(),
             plain,
             sealer,
         }

@@ -8,7 +8,7 @@ use serde_json::json;
 use std::sync::Arc;
 use tollgate::api::{handle, Routes};
 use tollgate::app::App;
-use tollgate::stream::formats as native;
+use tollgate::stream::native;
 
 /// The native token verifier (`v1.{kid}.{claims}.{hmac}`) with the test keys, at T0.
 pub struct StreamToken {
