@@ -11,6 +11,7 @@ use crate::domain::{Order, OrderId, OrderState};
 use crate::store::{
     stats_shard, CreateOutcome, DueEntry, IdempotencyRecord, StoreError, TransitionOutcome,
 };
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
@@ -114,6 +115,42 @@ pub(super) async fn order_as_stored(
 }
 
 /// A refused order transition: the order as stored, or that there is none.
+/// An `UpdateItem` of order `id`'s item; the caller adds the expressions.
+pub(super) fn update_order(db: &DynamoStore, id: &OrderId) -> UpdateItemFluentBuilder {
+    db.client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
+}
+
+/// Sends a conditional update of order `id` and reads it as a transition: the order as
+/// written, or, when the condition failed, the order as stored (returned with the failure,
+/// so no second read).
+pub(super) async fn transition(
+    db: &DynamoStore,
+    id: &OrderId,
+    what: &str,
+    update: UpdateItemFluentBuilder,
+) -> Result<TransitionOutcome, StoreError> {
+    let r = update
+        .return_values(ReturnValue::AllNew)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match r {
+        Ok(out) => Ok(TransitionOutcome::Done(Box::new(order_from_item(
+            out.attributes()
+                .ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?,
+        )?))),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                Ok(conflict(order_as_stored(db, c.item(), id).await?))
+            }
+            _ => Err(unavailable(what, e)),
+        },
+    }
+}
+
 pub(super) fn conflict(stored: Option<Order>) -> TransitionOutcome {
     match stored {
         Some(o) => TransitionOutcome::Conflict(Box::new(o)),
@@ -130,33 +167,14 @@ pub(super) async fn close_order(
     if !matches!(to, OrderState::Expired | OrderState::Cancelled) {
         return Ok(conflict(get_order(db, id).await?));
     }
-    let r = db
-        .client
-        .update_item()
-        .table_name(&db.table)
-        .set_key(Some(key(order_pk(id), "ORDER")))
+    let update = update_order(db, id)
         .update_expression("SET #state = :to, closed_at = :at REMOVE gsi1pk, gsi1sk")
         .condition_expression("#state = :pending")
         .expression_attribute_names("#state", "state")
         .expression_attribute_values(":to", s(to.as_str()))
         .expression_attribute_values(":at", n(at))
-        .expression_attribute_values(":pending", s(OrderState::Pending.as_str()))
-        .return_values(ReturnValue::AllNew)
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    match r {
-        Ok(out) => Ok(TransitionOutcome::Done(Box::new(order_from_item(
-            out.attributes()
-                .ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?,
-        )?))),
-        Err(e) => match e.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                Ok(conflict(order_as_stored(db, c.item(), id).await?))
-            }
-            _ => Err(unavailable("close order", e)),
-        },
-    }
+        .expression_attribute_values(":pending", s(OrderState::Pending.as_str()));
+    transition(db, id, "close order", update).await
 }
 
 pub(super) async fn due_orders(
@@ -201,11 +219,7 @@ pub(super) async fn defer_due(
     attempts: u32,
     next_at: i64,
 ) -> Result<bool, StoreError> {
-    let r = db
-        .client
-        .update_item()
-        .table_name(&db.table)
-        .set_key(Some(key(order_pk(id), "ORDER")))
+    let r = update_order(db, id)
         .update_expression("SET sweep_attempts = :a, gsi1sk = :sk")
         .condition_expression("#state = :pending")
         .expression_attribute_names("#state", "state")
@@ -224,11 +238,7 @@ pub(super) async fn mark_requery(
     now: i64,
     min_interval: i64,
 ) -> Result<bool, StoreError> {
-    let r = db
-        .client
-        .update_item()
-        .table_name(&db.table)
-        .set_key(Some(key(order_pk(id), "ORDER")))
+    let r = update_order(db, id)
         .update_expression("SET requery_requested_at = :now")
         .condition_expression(
             "user_id = :user AND (attribute_not_exists(requery_requested_at) OR requery_requested_at <= :cutoff)",
@@ -246,11 +256,7 @@ pub(super) async fn record_error(
     id: &OrderId,
     reason: &str,
 ) -> Result<(), StoreError> {
-    let r = db
-        .client
-        .update_item()
-        .table_name(&db.table)
-        .set_key(Some(key(order_pk(id), "ORDER")))
+    let r = update_order(db, id)
         .update_expression("SET last_error = :e")
         .condition_expression("attribute_exists(pk)")
         .expression_attribute_values(":e", s(reason.chars().take(500).collect::<String>()))

@@ -4,17 +4,15 @@
 //! A partial refund is counted on the order alone, with one conditional update.
 
 use super::attrs::{get_s, n, s, Item};
-use super::errors::unavailable;
-use super::items::{grant_item, order_from_item, order_item};
+use super::items::{grant_item, order_item};
 use super::keys::{grant_sk, key, order_pk, txn_pk, user_pk};
-use super::orders::{conflict, order_as_stored};
+use super::orders::{conflict, order_as_stored, transition, update_order};
 use super::DynamoStore;
 use crate::domain::refund::RefundCount;
 use crate::domain::{Order, OrderId, OrderState};
 use crate::store::{stats_shard, SettleOutcome, Settlement, StoreError, TransitionOutcome};
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use std::collections::HashMap;
 
@@ -138,31 +136,12 @@ pub(super) async fn count_refund(
     count: &RefundCount,
 ) -> Result<TransitionOutcome, StoreError> {
     let w = RefundWrite::new(count, None);
-    let r = db
-        .client
-        .update_item()
-        .table_name(&db.table)
-        .set_key(Some(key(order_pk(id), "ORDER")))
+    let update = update_order(db, id)
         .update_expression(w.update)
         .condition_expression(w.condition)
         .expression_attribute_names("#state", "state")
-        .set_expression_attribute_values(Some(w.values))
-        .return_values(ReturnValue::AllNew)
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    match r {
-        Ok(out) => Ok(TransitionOutcome::Done(Box::new(order_from_item(
-            out.attributes()
-                .ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?,
-        )?))),
-        Err(e) => match e.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                Ok(conflict(order_as_stored(db, c.item(), id).await?))
-            }
-            _ => Err(unavailable("count refund", e)),
-        },
-    }
+        .set_expression_attribute_values(Some(w.values));
+    transition(db, id, "count refund", update).await
 }
 
 pub(super) async fn refund(
