@@ -44,6 +44,10 @@ pub struct Config {
     /// The longest lifetime a verified token may have (`exp` − `iat`, or `exp` − now): a
     /// leaked long-lived token would otherwise stay usable for as long as its issuer chose.
     pub auth_max_lifetime_seconds: i64,
+    /// `AUTH_ROLES_CLAIM`: the claim that carries a caller's roles (`scope`, space-separated,
+    /// by default; or an array such as `roles`). Admin routes need `tollgate:admin` in it, or
+    /// `tollgate:support` to read.
+    pub auth_roles_claim: String,
     pub stream_token_ttl_seconds: i64,
     pub max_devices: u32,
     pub device_policy: DevicePolicy,
@@ -289,6 +293,16 @@ impl Config {
                 return Err(err("AUTH_JWT_AUDIENCE", "required with AUTH_MODE=jwt"));
             }
         }
+        let auth_roles_claim = var("AUTH_ROLES_CLAIM").unwrap_or_else(|| "scope".into());
+        if auth_roles_claim.is_empty()
+            || auth_roles_claim.len() > 64
+            || !auth_roles_claim.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(err(
+                "AUTH_ROLES_CLAIM",
+                "must be a claim name of 1-64 printable characters",
+            ));
+        }
         // Only the function that verifies sandbox callbacks is given the key (template.yaml),
         // so its absence is an error there, at the callback, not at every function's start.
         let mut sandbox_secret = var("SANDBOX_SECRET").map(Secret::new);
@@ -347,6 +361,7 @@ impl Config {
                 60,
                 30 * 86_400,
             )?,
+            auth_roles_claim,
             stream_token_ttl_seconds: int("STREAM_TOKEN_TTL_SECONDS", 300, 1, 86_400)?,
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,

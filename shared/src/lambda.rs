@@ -1,7 +1,7 @@
 //! The Lambda side of `api`: turns API Gateway events into plain HTTP requests for
-//! [`crate::api::handle`], carrying the authorizer's verified `sub` along.
+//! [`crate::api::handle`], carrying the authorizer's verified `sub` and roles along.
 
-use crate::api::{handle, AuthorizerSub, Routes};
+use crate::api::{handle, AuthorizerIdentity, Routes};
 use crate::app::App;
 use crate::config::Profile;
 use bytes::Bytes;
@@ -37,13 +37,17 @@ pub async fn run_http(routes: Routes) -> Result<(), lambda_http::Error> {
 }
 
 pub async fn handle_event(app: &Arc<App>, routes: Routes, req: Request) -> Response<Body> {
-    let sub = match req.request_context_ref() {
+    let identity = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx
             .authorizer
             .as_ref()
             .and_then(|a| a.jwt.as_ref())
-            .and_then(|j| j.claims.get("sub"))
-            .cloned(),
+            .and_then(|j| {
+                Some(AuthorizerIdentity {
+                    sub: j.claims.get("sub")?.clone(),
+                    roles: j.claims.get(app.auth.roles_claim()).cloned(),
+                })
+            }),
         _ => None,
     };
     let iam = match req.request_context_ref() {
@@ -68,8 +72,8 @@ pub async fn handle_event(app: &Arc<App>, routes: Routes, req: Request) -> Respo
             .extensions
             .insert(crate::api::ClientAddr(ip.to_canonical()));
     }
-    if let Some(sub) = sub {
-        parts.extensions.insert(AuthorizerSub(sub));
+    if let Some(identity) = identity {
+        parts.extensions.insert(identity);
     }
     if let Some(arn) = iam {
         parts.extensions.insert(crate::api::IamCaller(arn));

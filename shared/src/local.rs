@@ -2,7 +2,7 @@
 //! With the embedded store and in-process queue it runs on built-in development secrets;
 //! with a real table or queue, configuration refuses them (see `Config::from_lookup`).
 
-use crate::api::auth::mint_hs256;
+use crate::api::auth::{mint_hs256, mint_hs256_scoped, ADMIN_ROLE};
 use crate::app::{App, StartupError};
 use crate::config::{AuthMode, Profile, LOCAL_DEV_JWT_SECRET};
 
@@ -38,13 +38,22 @@ pub async fn run() -> Result<(), StartupError> {
             }
             // A day, unless tokens may not live that long.
             let ttl = app.config.auth_max_lifetime_seconds.min(24 * 3600);
-            let token = mint_hs256(secret.expose(), "demo-user", app.clock.now(), ttl);
+            let now = app.clock.now();
+            let minted = mint_hs256(secret.expose(), "demo-user", now, ttl).and_then(|user| {
+                mint_hs256_scoped(secret.expose(), "demo-admin", Some(ADMIN_ROLE), now, ttl)
+                    .map(|admin| (user, admin))
+            });
+            let (token, admin) = minted
+                .map_err(|e| StartupError::Other(format!("cannot make the demo tokens: {e}")))?;
             let valid = if ttl % 3600 == 0 {
                 format!("{} h", ttl / 3600)
             } else {
                 format!("{} min", ttl / 60)
             };
             println!("  demo bearer token (user demo-user, {valid}):\n    export TOKEN={token}");
+            println!(
+                "  demo operator token (demo-admin, {ADMIN_ROLE}, {valid}):\n    export ADMIN_TOKEN={admin}"
+            );
         }
     }
     println!(

@@ -855,6 +855,7 @@ pub async fn bans_live_in_the_users_partition(store: &dyn Store) {
         until,
         reason: reason.into(),
         created_at: 1_000,
+        created_by: Some(format!("op-{reason}")),
     };
     assert!(store.user_items(user).await.unwrap().bans.is_empty());
     assert_eq!(
@@ -890,18 +891,20 @@ pub async fn bans_live_in_the_users_partition(store: &dyn Store) {
 pub async fn publish_keys_rotate(store: &dyn Store) {
     assert_eq!(store.publish_key("pk-stream").await.unwrap(), None);
     let first = store
-        .rotate_publish_key("pk-stream", "h1", 100)
+        .rotate_publish_key("pk-stream", "h1", "op-1", 100)
         .await
         .unwrap();
     assert_eq!(
         (first.hash.as_str(), first.version, first.rotated_at),
         ("h1", 1, 100)
     );
+    assert_eq!(first.rotated_by.as_deref(), Some("op-1"));
     let second = store
-        .rotate_publish_key("pk-stream", "h2", 200)
+        .rotate_publish_key("pk-stream", "h2", "op-2", 200)
         .await
         .unwrap();
     assert_eq!((second.hash.as_str(), second.version), ("h2", 2));
+    assert_eq!(second.rotated_by.as_deref(), Some("op-2"));
     assert_eq!(store.publish_key("pk-stream").await.unwrap(), Some(second));
     assert_eq!(store.publish_key("pk-other").await.unwrap(), None);
 }

@@ -10,6 +10,7 @@ pub mod fake_provider;
 pub mod fuzz;
 pub mod huya;
 pub mod nginx;
+pub mod openapi;
 pub mod provider_conformance;
 pub mod wechat;
 pub mod wrappers;
@@ -102,11 +103,20 @@ pub fn test_app_with(
 /// A bearer token for `user`, valid for an hour of real time (JWT expiry is checked against
 /// the system clock, not the app's).
 pub fn bearer(user: &str) -> String {
+    bearer_with_scope(user, None)
+}
+
+/// A bearer token for an operator `user` with the role `tollgate:admin`.
+pub fn admin_bearer(user: &str) -> String {
+    bearer_with_scope(user, Some(tollgate::api::auth::ADMIN_ROLE))
+}
+
+/// A bearer token for `user` whose `scope` claim is `scope`, valid for an hour of real time.
+pub fn bearer_with_scope(user: &str, scope: Option<&str>) -> String {
     let now = tollgate::clock::SystemClock.now();
-    format!(
-        "Bearer {}",
-        tollgate::api::auth::mint_hs256(JWT_SECRET, user, now, 3600)
-    )
+    let token = tollgate::api::auth::mint_hs256_scoped(JWT_SECRET, user, scope, now, 3600)
+        .expect("an HS256 token");
+    format!("Bearer {token}")
 }
 
 /// Which stores a suite runs on: always memory, DynamoDB when moto is available.
@@ -250,6 +260,17 @@ impl TestServer {
             headers,
             body,
         }
+    }
+
+    /// An operator's request (`ops`, role `tollgate:admin`), JSON when `body` is given.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> Reply {
+        let auth = admin_bearer("ops");
+        let mut headers = vec![("authorization", auth.as_str())];
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.request(method, path, &headers, body).await
     }
 
     /// An authenticated JSON request as `user`.

@@ -378,11 +378,10 @@ async fn totals(s: &TestServer) -> Totals {
     let from = rfc3339(T0 - DAY);
     let to = rfc3339(T0 + DAY);
     let r = s
-        .request(
+        .admin(
             "GET",
             &format!("/admin/stats?from={}&to={}", &from[..10], &to[..10]),
-            &[],
-            "",
+            None,
         )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

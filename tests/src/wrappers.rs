@@ -232,9 +232,12 @@ impl Store for CountingStore {
         &self,
         stream_id: &str,
         hash: &str,
+        by: &str,
         now: i64,
     ) -> Result<tollgate::domain::publish_key::PublishKey, StoreError> {
         self.enter("rotate_publish_key")?;
-        self.inner.rotate_publish_key(stream_id, hash, now).await
+        self.inner
+            .rotate_publish_key(stream_id, hash, by, now)
+            .await
     }
 }

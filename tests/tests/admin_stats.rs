@@ -42,7 +42,7 @@ async fn history(backend: Backend) {
     assert_eq!(s.sandbox_callback(&refund).await.status, 200);
 
     let r = s
-        .request("GET", "/admin/stats?from=2027-01-14&to=2027-01-16", &[], "")
+        .admin("GET", "/admin/stats?from=2027-01-14&to=2027-01-16", None)
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let days = r.json()["days"].clone();
@@ -78,13 +78,13 @@ async fn history(backend: Backend) {
     assert_eq!(d2["revenue_per_paying_user"], json!({"CNY": 1200}));
     assert_eq!(d2["refunds"], 1);
     // Bad ranges are refused.
-    s.request("GET", "/admin/stats?from=2027-01-16&to=2027-01-14", &[], "")
+    s.admin("GET", "/admin/stats?from=2027-01-16&to=2027-01-14", None)
         .await
         .assert_problem(400);
-    s.request("GET", "/admin/stats?from=2027-01-01", &[], "")
+    s.admin("GET", "/admin/stats?from=2027-01-01", None)
         .await
         .assert_problem(400);
-    s.request("GET", "/admin/stats?from=2026-01-01&to=2027-01-01", &[], "")
+    s.admin("GET", "/admin/stats?from=2026-01-01&to=2027-01-01", None)
         .await
         .assert_problem(400);
 }
@@ -99,15 +99,31 @@ async fn stats_from_a_seeded_history_dynamo() {
     history(Backend::Dynamo).await;
 }
 
-fn admin_event(iam: bool) -> String {
+/// Who calls `GET /admin/stats` through API Gateway.
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Nobody,
+    Iam,
+    /// The JWT authorizer's claims, with this `scope`.
+    Jwt(&'static str),
+}
+
+fn admin_event(via: Via) -> String {
     let mut ctx = json!({
         "accountId": "123456789012", "apiId": "x", "domainName": "x.example.com", "domainPrefix": "x",
         "http": {"method": "GET", "path": "/admin/stats", "protocol": "HTTP/1.1", "sourceIp": "203.0.113.1", "userAgent": "t"},
         "requestId": "r", "routeKey": "GET /admin/stats", "stage": "$default", "time": "15/Jan/2027:08:00:00 +0000", "timeEpoch": 0
     });
-    if iam {
-        ctx["authorizer"] = json!({"iam": {"accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
-                                            "userArn": "arn:aws:iam::123456789012:user/ops", "userId": "AIDA"}});
+    match via {
+        Via::Nobody => {}
+        Via::Iam => {
+            ctx["authorizer"] = json!({"iam": {"accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
+                                                "userArn": "arn:aws:iam::123456789012:user/ops", "userId": "AIDA"}});
+        }
+        Via::Jwt(scope) => {
+            ctx["authorizer"] =
+                json!({"jwt": {"claims": {"sub": "someone", "scope": scope}, "scopes": null}});
+        }
     }
     json!({"version": "2.0", "routeKey": "GET /admin/stats", "rawPath": "/admin/stats",
            "rawQueryString": "from=2027-01-15&to=2027-01-15", "queryStringParameters": {"from": "2027-01-15", "to": "2027-01-15"},
@@ -116,7 +132,7 @@ fn admin_event(iam: bool) -> String {
 }
 
 #[tokio::test]
-async fn in_lambda_the_admin_route_needs_an_iam_caller() {
+async fn in_lambda_the_admin_route_needs_an_iam_caller_or_an_operators_role() {
     let mut vars = std::collections::HashMap::from([("CATALOG_JSON".to_string(), catalog_json())]);
     vars.insert("AUTH_MODE".into(), "apigw".into());
     let config = tollgate::config::Config::from_lookup(tollgate::config::Profile::Lambda, |k| {
@@ -131,9 +147,16 @@ async fn in_lambda_the_admin_route_needs_an_iam_caller() {
         )
         .unwrap(),
     );
-    for (iam, status) in [(false, 403), (true, 200)] {
-        let req = lambda_http::request::from_str(&admin_event(iam)).unwrap();
+    for (via, status) in [
+        (Via::Nobody, 401),
+        (Via::Jwt("openid profile"), 403),
+        (Via::Jwt("tollgate:supporter"), 403),
+        (Via::Iam, 200),
+        (Via::Jwt("openid tollgate:support"), 200),
+        (Via::Jwt("tollgate:admin"), 200),
+    ] {
+        let req = lambda_http::request::from_str(&admin_event(via)).unwrap();
         let resp = tollgate::lambda::handle_event(&app, tollgate::api::Routes::Orders, req).await;
-        assert_eq!(resp.status().as_u16(), status, "iam={iam}");
+        assert_eq!(resp.status().as_u16(), status, "{via:?}");
     }
 }

@@ -97,7 +97,7 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
 
     // Operators against abuse: each admin change is one write; a publish check one read.
     let r = s
-        .request("POST", "/admin/streams/concert/publish-key", &[], "")
+        .admin("POST", "/admin/streams/concert/publish-key", None)
         .await;
     assert_eq!(r.status, 201);
     assert_eq!(meter.take(), 1, "rotate a publish key: one UpdateItem");
@@ -115,18 +115,11 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     assert_eq!(r.status, 200);
     assert_eq!(meter.take(), 1, "verify a publish: read the stream's key");
     let ban = json!({"stream_id": "concert", "reason": "restreaming"});
-    let r = s
-        .request(
-            "POST",
-            "/admin/users/rt/bans",
-            &[("content-type", "application/json")],
-            ban.to_string(),
-        )
-        .await;
+    let r = s.admin("POST", "/admin/users/rt/bans", Some(ban)).await;
     assert_eq!(r.status, 201);
     assert_eq!(meter.take(), 1, "ban: one PutItem in the user's partition");
     let r = s
-        .request("DELETE", "/admin/users/rt/bans/concert", &[], "")
+        .admin("DELETE", "/admin/users/rt/bans/concert", None)
         .await;
     assert_eq!(r.status, 204);
     assert_eq!(meter.take(), 1, "unban: one conditional DeleteItem");

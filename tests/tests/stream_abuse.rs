@@ -174,11 +174,10 @@ async fn stream_bind_ip_binds_the_nginx_format_too() {
 }
 
 async fn rotate(s: &TestServer, stream: &str) -> Reply {
-    s.request(
+    s.admin(
         "POST",
         &format!("/admin/streams/{stream}/publish-key"),
-        &[],
-        "",
+        None,
     )
     .await
 }
@@ -300,23 +299,13 @@ async fn publish_needs_the_streams_current_key_dynamo() {
 }
 
 async fn ban(s: &TestServer, user: &str, body: Value) -> Reply {
-    s.request(
-        "POST",
-        &format!("/admin/users/{user}/bans"),
-        &[JSON],
-        body.to_string(),
-    )
-    .await
+    s.admin("POST", &format!("/admin/users/{user}/bans"), Some(body))
+        .await
 }
 
 async fn unban(s: &TestServer, user: &str, scope: &str) -> Reply {
-    s.request(
-        "DELETE",
-        &format!("/admin/users/{user}/bans/{scope}"),
-        &[],
-        "",
-    )
-    .await
+    s.admin("DELETE", &format!("/admin/users/{user}/bans/{scope}"), None)
+        .await
 }
 
 async fn bans(backend: Backend) {
@@ -538,4 +527,30 @@ async fn lambda_binds_the_source_ip_and_guards_admin_routes() {
         .await;
         assert_eq!(r.status(), status, "{method} {path}: {:?}", r.body());
     }
+    // Behind a JWT authorizer, an operator's role claim does it too, and the operator is
+    // recorded with the change.
+    let admin = json!({"jwt": {"claims": {"sub": "ops-1", "scope": "openid tollgate:admin"}, "scopes": null}});
+    let r = tollgate::lambda::handle_event(
+        &app,
+        routes,
+        event(
+            "POST",
+            "/admin/users/lambda-fan/bans",
+            r#"{"reason":"x"}"#,
+            admin,
+        ),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{:?}", r.body());
+    let body: Value = serde_json::from_slice(r.body().as_ref()).unwrap();
+    assert_eq!(body["created_by"], "ops-1");
+    let support =
+        json!({"jwt": {"claims": {"sub": "help-1", "scope": "tollgate:support"}, "scopes": null}});
+    let r = tollgate::lambda::handle_event(
+        &app,
+        routes,
+        event("DELETE", "/admin/users/lambda-fan/bans/*", "", support),
+    )
+    .await;
+    assert_eq!(r.status(), 403, "support reads, never changes");
 }

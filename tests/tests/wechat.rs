@@ -255,7 +255,7 @@ fn refunded(id: &str, refunded: i64, refund_id: &str) -> Vec<u8> {
 /// Refunds counted by the day's figures around T0.
 async fn refunds_counted(s: &TestServer) -> i64 {
     let r = s
-        .request("GET", "/admin/stats?from=2027-01-14&to=2027-01-16", &[], "")
+        .admin("GET", "/admin/stats?from=2027-01-14&to=2027-01-16", None)
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()["days"]

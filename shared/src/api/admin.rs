@@ -1,10 +1,11 @@
 //! Operators' routes: `GET /admin/stats`, `POST /admin/streams/{id}/publish-key`,
 //! `POST /admin/users/{user}/bans`, `DELETE /admin/users/{user}/bans/{stream_id|*}`.
 //!
-//! In AWS every admin route sits behind the HTTP API's IAM authorizer and we also insist on
-//! its caller identity, so a misrouted request with no IAM signature is refused; the local
-//! server serves them plainly.
+//! Each route needs an operator: an IAM-signed request (the HTTP API's IAM authorizer in
+//! AWS), or a bearer token whose roles claim names `tollgate:admin` (`tollgate:support` may
+//! read). Whoever changes something is recorded with the change.
 
+use super::auth::{ADMIN_ROLE, SUPPORT_ROLE};
 use super::problem::{json_response, problem, service_problem};
 use super::{parse_json, IamCaller};
 use crate::app::App;
@@ -16,22 +17,49 @@ use http::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-/// The refusal of a request that did not come through the IAM authorizer (outside the local
-/// server), or `None` to go on.
-fn refused(app: &App, req: &Request<Bytes>) -> Option<Response<Bytes>> {
-    let local = app.config.profile == crate::config::Profile::Local;
-    (!local && req.extensions().get::<IamCaller>().is_none()).then(|| {
-        problem(
+/// What an admin route needs of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Reading: support staff or admins.
+    Read,
+    /// Changing anything: admins only.
+    Change,
+}
+
+/// Who is asking, when they may: an IAM-signed request (API Gateway's `AWS_IAM` authorizer
+/// vouches for the operator's AWS identity, its ARN is the actor), or a caller whose roles
+/// claim names [`ADMIN_ROLE`] (or [`SUPPORT_ROLE`] to read). Otherwise the answer: 401
+/// without credentials, 403 for a caller without the role. The same rule on the local server
+/// and in Lambda, so a viewer's token opens no admin route anywhere.
+// The error is the finished response, as in `authenticate`: boxing would only add noise.
+#[allow(clippy::result_large_err)]
+fn authorize(app: &App, req: &Request<Bytes>, need: Need) -> Result<String, Response<Bytes>> {
+    if let Some(iam) = req.extensions().get::<IamCaller>() {
+        return Ok(iam.0.clone());
+    }
+    let caller = super::caller(app, req)?;
+    let allowed = match need {
+        Need::Read => caller.roles.may_read(),
+        Need::Change => caller.roles.admin,
+    };
+    if allowed {
+        Ok(caller.user_id)
+    } else {
+        let wanted = match need {
+            Need::Read => format!("{ADMIN_ROLE} or {SUPPORT_ROLE}"),
+            Need::Change => ADMIN_ROLE.to_owned(),
+        };
+        Err(problem(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "admin routes need an IAM-signed request",
-        )
-    })
+            format!("this admin route needs the role {wanted}"),
+        ))
+    }
 }
 
 /// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`.
 pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
-    if let Some(r) = refused(app, req) {
+    if let Err(r) = authorize(app, req, Need::Read) {
         return r;
     }
     let query = req.uri().query().unwrap_or("");
@@ -59,10 +87,11 @@ pub(super) async fn rotate_publish_key(
     stream_id: &str,
     req: &Request<Bytes>,
 ) -> Response<Bytes> {
-    if let Some(r) = refused(app, req) {
-        return r;
-    }
-    match moderation::rotate_publish_key(app, stream_id).await {
+    let actor = match authorize(app, req, Need::Change) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    match moderation::rotate_publish_key(app, stream_id, &actor).await {
         Ok(k) => json_response(
             StatusCode::CREATED,
             &json!({
@@ -70,6 +99,7 @@ pub(super) async fn rotate_publish_key(
                 "publish_key": k.key,
                 "version": k.stored.version,
                 "rotated_at": rfc3339(k.stored.rotated_at),
+                "rotated_by": k.stored.rotated_by,
             }),
         ),
         Err(e) => service_problem(&e),
@@ -101,9 +131,10 @@ fn user_segment(raw: &str) -> Result<String, Response<Bytes>> {
 /// `POST /admin/users/{user}/bans`: 201 for a new ban, 200 when it replaced one of the same
 /// scope.
 pub(super) async fn ban(app: &App, user: &str, req: &Request<Bytes>) -> Response<Bytes> {
-    if let Some(r) = refused(app, req) {
-        return r;
-    }
+    let actor = match authorize(app, req, Need::Change) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let user = match user_segment(user) {
         Ok(u) => u,
         Err(r) => return r,
@@ -128,7 +159,7 @@ pub(super) async fn ban(app: &App, user: &str, req: &Request<Bytes>) -> Response
         until,
         reason: body.reason,
     };
-    match moderation::ban(app, &user, asked).await {
+    match moderation::ban(app, &user, asked, &actor).await {
         Ok((b, replaced)) => json_response(
             if replaced {
                 StatusCode::OK
@@ -141,6 +172,7 @@ pub(super) async fn ban(app: &App, user: &str, req: &Request<Bytes>) -> Response
                 "until": b.until.map(rfc3339),
                 "reason": b.reason,
                 "created_at": rfc3339(b.created_at),
+                "created_by": b.created_by,
             }),
         ),
         Err(e) => service_problem(&e),
@@ -154,14 +186,15 @@ pub(super) async fn lift_ban(
     scope: &str,
     req: &Request<Bytes>,
 ) -> Response<Bytes> {
-    if let Some(r) = refused(app, req) {
-        return r;
-    }
+    let actor = match authorize(app, req, Need::Change) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
     let (user, scope) = match (user_segment(user), user_segment(scope)) {
         (Ok(u), Ok(s)) => (u, s),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    match moderation::lift_ban(app, &user, &scope).await {
+    match moderation::lift_ban(app, &user, &scope, &actor).await {
         Ok(()) => {
             let mut r = Response::new(Bytes::new());
             *r.status_mut() = StatusCode::NO_CONTENT;

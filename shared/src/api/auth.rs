@@ -32,14 +32,81 @@ const LEEWAY: u64 = 30;
 
 pub struct Authenticator {
     keys: Keys,
+    /// The claim that names the caller's roles ([`Config::auth_roles_claim`]).
+    roles_claim: String,
 }
 
-/// NumericDates may be fractional; jsonwebtoken accepts them, so these do too.
+/// The role that may use every admin route.
+pub const ADMIN_ROLE: &str = "tollgate:admin";
+/// The role that may read admin routes (customer support) but change nothing.
+pub const SUPPORT_ROLE: &str = "tollgate:support";
+
+/// What a caller may do besides watching: read from the roles claim, nothing by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    pub admin: bool,
+    pub support: bool,
+}
+
+impl Roles {
+    /// Roles named in a claim's text: OAuth's space-separated `scope`, or an array as API
+    /// Gateway's JWT authorizer hands it on (`[a b]`), so both spellings of one token agree.
+    pub fn from_text(text: &str) -> Roles {
+        Self::from_names(
+            text.split(|c: char| c.is_whitespace() || c == ',')
+                .map(|n| n.trim_matches(|c| c == '[' || c == ']' || c == '"')),
+        )
+    }
+
+    /// Roles in a verified token's claim: a string as [`Roles::from_text`], or an array of
+    /// strings; any other shape names none.
+    fn from_claim(v: &serde_json::Value) -> Roles {
+        match v {
+            serde_json::Value::String(s) => Self::from_text(s),
+            serde_json::Value::Array(a) => Self::from_names(a.iter().filter_map(|n| n.as_str())),
+            _ => Roles::default(),
+        }
+    }
+
+    fn from_names<'a>(names: impl Iterator<Item = &'a str>) -> Roles {
+        let mut r = Roles::default();
+        for n in names {
+            r.admin |= n == ADMIN_ROLE;
+            r.support |= n == SUPPORT_ROLE;
+        }
+        r
+    }
+
+    /// Whether the caller may read operators' data (support or admin).
+    pub fn may_read(&self) -> bool {
+        self.admin || self.support
+    }
+}
+
+/// Who is calling: the user id (`sub`) and their roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub roles: Roles,
+}
+
+/// What API Gateway's JWT authorizer verified (Lambda only): the `sub` claim and the text
+/// of the roles claim, as the authorizer passes claims on.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizerClaims<'a> {
+    pub sub: Option<&'a str>,
+    pub roles: Option<&'a str>,
+}
+
+/// NumericDates may be fractional; jsonwebtoken accepts them, so these do too. The rest of
+/// the claims are kept to find the roles claim, whose name is configured.
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
     exp: f64,
     iat: Option<f64>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Claims {
@@ -61,9 +128,11 @@ pub fn valid_user_id(sub: &str) -> bool {
 
 impl Authenticator {
     pub fn from_config(config: &Config) -> Result<Self, String> {
+        let roles_claim = config.auth_roles_claim.clone();
         if config.auth_mode == AuthMode::Apigw {
             return Ok(Authenticator {
                 keys: Keys::Trusted,
+                roles_claim,
             });
         }
         let mut keys = Vec::new();
@@ -101,7 +170,13 @@ impl Authenticator {
                 audience: config.auth_audience.clone(),
                 max_lifetime: config.auth_max_lifetime_seconds,
             },
+            roles_claim,
         })
+    }
+
+    /// The claim whose value names the caller's roles.
+    pub fn roles_claim(&self) -> &str {
+        &self.roles_claim
     }
 
     /// The caller's user id. `authorizer_sub` is the `sub` claim API Gateway's authorizer put
@@ -111,8 +186,25 @@ impl Authenticator {
         authorizer_sub: Option<&str>,
         authorization: Option<&str>,
     ) -> Result<String, AuthError> {
-        let sub = match &self.keys {
-            Keys::Trusted => authorizer_sub.ok_or(AuthError::Missing)?.to_owned(),
+        let claims = AuthorizerClaims {
+            sub: authorizer_sub,
+            roles: None,
+        };
+        self.caller(&claims, authorization).map(|c| c.user_id)
+    }
+
+    /// The caller and their roles: from what API Gateway's authorizer verified (Lambda
+    /// behind a JWT authorizer), or from the bearer token in `authorization`.
+    pub fn caller(
+        &self,
+        authorizer: &AuthorizerClaims<'_>,
+        authorization: Option<&str>,
+    ) -> Result<Caller, AuthError> {
+        let (sub, roles) = match &self.keys {
+            Keys::Trusted => (
+                authorizer.sub.ok_or(AuthError::Missing)?.to_owned(),
+                authorizer.roles.map(Roles::from_text).unwrap_or_default(),
+            ),
             Keys::Verify {
                 keys,
                 issuer,
@@ -161,11 +253,19 @@ impl Authenticator {
                 if claims.outlives(*max_lifetime, chrono::Utc::now().timestamp()) {
                     return Err(AuthError::Invalid);
                 }
-                claims.sub
+                let roles = claims
+                    .rest
+                    .get(&self.roles_claim)
+                    .map(Roles::from_claim)
+                    .unwrap_or_default();
+                (claims.sub, roles)
             }
         };
         if valid_user_id(&sub) {
-            Ok(sub)
+            Ok(Caller {
+                user_id: sub,
+                roles,
+            })
         } else {
             Err(AuthError::BadSubject)
         }
@@ -173,12 +273,30 @@ impl Authenticator {
 }
 
 /// An HS256 token for `sub`, valid `ttl` seconds: the local server's demo token and tests.
-pub fn mint_hs256(secret: &str, sub: &str, now: i64, ttl: i64) -> String {
+pub fn mint_hs256(
+    secret: &str,
+    sub: &str,
+    now: i64,
+    ttl: i64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    mint_hs256_scoped(secret, sub, None, now, ttl)
+}
+
+/// [`mint_hs256`] with a `scope` claim (space-separated roles, e.g. [`ADMIN_ROLE`]).
+pub fn mint_hs256_scoped(
+    secret: &str,
+    sub: &str,
+    scope: Option<&str>,
+    now: i64,
+    ttl: i64,
+) -> Result<String, jsonwebtoken::errors::Error> {
     #[derive(serde::Serialize)]
     struct C<'a> {
         sub: &'a str,
         iat: i64,
         exp: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        scope: Option<&'a str>,
     }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(Algorithm::HS256),
@@ -186,10 +304,10 @@ pub fn mint_hs256(secret: &str, sub: &str, now: i64, ttl: i64) -> String {
             sub,
             iat: now,
             exp: now + ttl,
+            scope,
         },
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
-    .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -214,23 +332,23 @@ mod tests {
     fn verifies_hs256() {
         let a = jwt_auth();
         let now = chrono::Utc::now().timestamp();
-        let t = mint_hs256(SECRET, "alice", now, 60);
+        let t = mint_hs256(SECRET, "alice", now, 60).unwrap();
         assert_eq!(
             a.user(None, Some(&format!("Bearer {t}"))),
             Ok("alice".into())
         );
         assert_eq!(a.user(Some("mallory"), None), Err(AuthError::Missing));
-        let other = mint_hs256("another-secret-of-32-bytes-long!!", "alice", now, 60);
+        let other = mint_hs256("another-secret-of-32-bytes-long!!", "alice", now, 60).unwrap();
         assert_eq!(
             a.user(None, Some(&format!("Bearer {other}"))),
             Err(AuthError::Invalid)
         );
-        let expired = mint_hs256(SECRET, "alice", now - 3600, 60);
+        let expired = mint_hs256(SECRET, "alice", now - 3600, 60).unwrap();
         assert_eq!(
             a.user(None, Some(&format!("Bearer {expired}"))),
             Err(AuthError::Invalid)
         );
-        let hashy = mint_hs256(SECRET, "a#b", now, 60);
+        let hashy = mint_hs256(SECRET, "a#b", now, 60).unwrap();
         assert_eq!(
             a.user(None, Some(&format!("Bearer {hashy}"))),
             Err(AuthError::BadSubject)
@@ -354,7 +472,7 @@ mod tests {
             a.user(None, Some(&bearer(&other_aud))),
             Err(AuthError::Invalid)
         );
-        let none = mint_hs256(SECRET, "alice", now, 60);
+        let none = mint_hs256(SECRET, "alice", now, 60).unwrap();
         assert_eq!(a.user(None, Some(&bearer(&none))), Err(AuthError::Invalid));
     }
 
@@ -367,5 +485,88 @@ mod tests {
         let a = Authenticator::from_config(&c).unwrap();
         assert_eq!(a.user(Some("bob"), None), Ok("bob".into()));
         assert_eq!(a.user(None, Some("Bearer x")), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn roles_come_from_the_configured_claim_only() {
+        let a = jwt_auth();
+        let now = chrono::Utc::now().timestamp();
+        let caller = |claims: serde_json::Value| {
+            a.caller(&AuthorizerClaims::default(), Some(&bearer(&token(claims))))
+                .unwrap()
+                .roles
+        };
+        let base = |extra: serde_json::Value| {
+            let mut c = serde_json::json!({"sub": "op", "iat": now, "exp": now + 60});
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            c
+        };
+        let admin = caller(base(serde_json::json!({"scope": "openid tollgate:admin"})));
+        assert!(admin.admin && !admin.support);
+        let support = caller(base(serde_json::json!({"scope": "tollgate:support"})));
+        assert!(support.support && !support.admin && support.may_read());
+        // Near misses name no role.
+        for scope in ["tollgate:administrator", "TOLLGATE:ADMIN", "admin", ""] {
+            let r = caller(base(serde_json::json!({ "scope": scope })));
+            assert_eq!(r, Roles::default(), "{scope:?}");
+        }
+        // By default a `roles` array is just another claim.
+        let ignored = caller(base(serde_json::json!({"roles": ["tollgate:admin"]})));
+        assert_eq!(ignored, Roles::default());
+        // A viewer's token: no roles, and still a user.
+        let viewer = mint_hs256(SECRET, "fan", now, 60).unwrap();
+        let c = a
+            .caller(&AuthorizerClaims::default(), Some(&bearer(&viewer)))
+            .unwrap();
+        assert_eq!(c.user_id, "fan");
+        assert!(!c.roles.may_read());
+
+        let c = Config::from_lookup(Profile::Local, |k| match k {
+            "AUTH_JWT_SECRET" => Some(SECRET.into()),
+            "AUTH_ROLES_CLAIM" => Some("roles".into()),
+            "CATALOG_JSON" => Some(r#"{"products":[]}"#.into()),
+            _ => None,
+        })
+        .unwrap();
+        let by_roles = Authenticator::from_config(&c).unwrap();
+        let t = token(base(serde_json::json!({"roles": ["x", "tollgate:admin"]})));
+        let r = by_roles
+            .caller(&AuthorizerClaims::default(), Some(&bearer(&t)))
+            .unwrap()
+            .roles;
+        assert!(r.admin);
+        let t = token(base(serde_json::json!({"scope": "tollgate:admin"})));
+        let r = by_roles
+            .caller(&AuthorizerClaims::default(), Some(&bearer(&t)))
+            .unwrap()
+            .roles;
+        assert_eq!(r, Roles::default(), "only the configured claim counts");
+    }
+
+    #[test]
+    fn authorizer_claims_name_roles_as_api_gateway_passes_them() {
+        assert!(Roles::from_text("openid tollgate:admin").admin);
+        assert!(Roles::from_text("[tollgate:support other]").support);
+        assert!(Roles::from_text(r#"["tollgate:admin","x"]"#).admin);
+        assert_eq!(Roles::from_text("[tollgate:admins]"), Roles::default());
+        let c = Config::from_lookup(Profile::Lambda, |k| {
+            (k == "CATALOG_JSON").then(|| r#"{"products":[]}"#.to_string())
+        })
+        .unwrap();
+        let a = Authenticator::from_config(&c).unwrap();
+        let claims = AuthorizerClaims {
+            sub: Some("op"),
+            roles: Some("[tollgate:admin]"),
+        };
+        let caller = a.caller(&claims, None).unwrap();
+        assert_eq!(caller.user_id, "op");
+        assert!(caller.roles.admin);
+        let no_sub = AuthorizerClaims {
+            sub: None,
+            roles: Some("tollgate:admin"),
+        };
+        assert_eq!(a.caller(&no_sub, None), Err(AuthError::Missing));
     }
 }

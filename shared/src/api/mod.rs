@@ -41,9 +41,13 @@ impl Routes {
     }
 }
 
-/// The `sub` claim that API Gateway's JWT authorizer verified, set by the Lambda adapter.
+/// What API Gateway's JWT authorizer verified, set by the Lambda adapter: the `sub` claim and
+/// the text of the roles claim ([`crate::config::Config::auth_roles_claim`]), if any.
 #[derive(Debug, Clone)]
-pub struct AuthorizerSub(pub String);
+pub struct AuthorizerIdentity {
+    pub sub: String,
+    pub roles: Option<String>,
+}
 
 /// The address the request came from: the TCP peer on the local server, API Gateway's
 /// `requestContext.http.sourceIp` in Lambda. Stream tokens are bound to it with
@@ -145,15 +149,22 @@ fn not_found() -> Response<Bytes> {
 // The error is the finished response, built once per request: boxing would only add noise.
 #[allow(clippy::result_large_err)]
 fn authenticate(app: &App, req: &Request<Bytes>) -> Result<String, Response<Bytes>> {
-    let sub = req
-        .extensions()
-        .get::<AuthorizerSub>()
-        .map(|s| s.0.as_str());
+    caller(app, req).map(|c| c.user_id)
+}
+
+/// The caller and their roles, or the 401 that tells them to authenticate.
+#[allow(clippy::result_large_err)]
+pub(crate) fn caller(app: &App, req: &Request<Bytes>) -> Result<auth::Caller, Response<Bytes>> {
+    let identity = req.extensions().get::<AuthorizerIdentity>();
+    let claims = auth::AuthorizerClaims {
+        sub: identity.map(|i| i.sub.as_str()),
+        roles: identity.and_then(|i| i.roles.as_deref()),
+    };
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    app.auth.user(sub, header).map_err(|e| {
+    app.auth.caller(&claims, header).map_err(|e| {
         let mut r = problem(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,

@@ -14,6 +14,9 @@ pub struct Ban {
     /// Why, as the operator wrote it; shown to the banned user.
     pub reason: String,
     pub created_at: i64,
+    /// The operator who wrote it (their user id, or their IAM ARN); `None` for bans written
+    /// before operators were recorded.
+    pub created_by: Option<String>,
 }
 
 impl Ban {
@@ -47,6 +50,7 @@ mod tests {
             until,
             reason: "spam".into(),
             created_at: 100,
+            created_by: None,
         }
     }
 

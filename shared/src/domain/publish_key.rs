@@ -12,6 +12,9 @@ pub struct PublishKey {
     /// 1 for the first key, one more with each rotation.
     pub version: u64,
     pub rotated_at: i64,
+    /// The operator who rotated it last (user id or IAM ARN); `None` for keys rotated before
+    /// operators were recorded.
+    pub rotated_by: Option<String>,
 }
 
 /// A fresh key: 32 random bytes, hex (URL- and form-safe as it is).
@@ -44,6 +47,7 @@ mod tests {
             hash: hash(&key),
             version: 1,
             rotated_at: 0,
+            rotated_by: None,
         };
         assert!(stored.matches(&key));
         assert!(!stored.matches(&generate()));

@@ -14,8 +14,12 @@ pub struct RotatedKey {
 }
 
 /// Replaces the stream's publish key; the previous one is refused from the moment this
-/// returns.
-pub async fn rotate_publish_key(app: &App, stream_id: &str) -> Result<RotatedKey, ServiceError> {
+/// returns. `actor` (the operator) is stored with the key.
+pub async fn rotate_publish_key(
+    app: &App,
+    stream_id: &str,
+    actor: &str,
+) -> Result<RotatedKey, ServiceError> {
     if app.catalog.stream(stream_id).is_none() {
         return Err(ServiceError::NotFound(format!(
             "unknown stream {stream_id:?}"
@@ -24,9 +28,9 @@ pub async fn rotate_publish_key(app: &App, stream_id: &str) -> Result<RotatedKey
     let key = publish_key::generate();
     let stored = app
         .store
-        .rotate_publish_key(stream_id, &publish_key::hash(&key), app.clock.now())
+        .rotate_publish_key(stream_id, &publish_key::hash(&key), actor, app.clock.now())
         .await?;
-    tracing::info!(stream = %stream_id, version = stored.version, "publish key rotated");
+    tracing::info!(stream = %stream_id, version = stored.version, actor, "publish key rotated");
     Ok(RotatedKey { key, stored })
 }
 
@@ -47,8 +51,14 @@ fn valid_user_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 256 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Bans `user_id`, replacing a ban of the same scope. `(ban, replaced)`.
-pub async fn ban(app: &App, user_id: &str, req: BanRequest) -> Result<(Ban, bool), ServiceError> {
+/// Bans `user_id`, replacing a ban of the same scope; `actor` (the operator) is stored with
+/// the ban. `(ban, replaced)`.
+pub async fn ban(
+    app: &App,
+    user_id: &str,
+    req: BanRequest,
+    actor: &str,
+) -> Result<(Ban, bool), ServiceError> {
     if !valid_user_id(user_id) {
         return Err(ServiceError::BadRequest("invalid user id".into()));
     }
@@ -70,14 +80,21 @@ pub async fn ban(app: &App, user_id: &str, req: BanRequest) -> Result<(Ban, bool
         until: req.until,
         reason: reason.to_owned(),
         created_at: now,
+        created_by: Some(actor.to_owned()),
     };
     let replaced = app.store.put_ban(user_id, &b).await?.is_some();
-    tracing::info!(user = %user_id, scope = %b.scope, until = ?b.until, replaced, "user banned");
+    tracing::info!(user = %user_id, scope = %b.scope, until = ?b.until, replaced, actor, "user banned");
     Ok((b, replaced))
 }
 
 /// Lifts the user's ban of `scope` (a stream id or `*`); `NotFound` when there is none.
-pub async fn lift_ban(app: &App, user_id: &str, scope: &str) -> Result<(), ServiceError> {
+/// `actor` (the operator) is logged.
+pub async fn lift_ban(
+    app: &App,
+    user_id: &str,
+    scope: &str,
+    actor: &str,
+) -> Result<(), ServiceError> {
     if !valid_user_id(user_id) || !ban::valid_scope(scope) {
         return Err(ServiceError::NotFound("no such ban".into()));
     }
@@ -86,7 +103,7 @@ pub async fn lift_ban(app: &App, user_id: &str, scope: &str) -> Result<(), Servi
             "user {user_id:?} has no ban of {scope:?}"
         )));
     }
-    tracing::info!(user = %user_id, scope = %scope, "ban lifted");
+    tracing::info!(user = %user_id, scope = %scope, actor, "ban lifted");
     Ok(())
 }
 

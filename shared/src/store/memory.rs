@@ -490,6 +490,7 @@ impl Store for MemoryStore {
         &self,
         stream_id: &str,
         hash: &str,
+        by: &str,
         now: i64,
     ) -> Result<PublishKey, StoreError> {
         let mut t = self.lock();
@@ -498,6 +499,7 @@ impl Store for MemoryStore {
             hash: hash.to_owned(),
             version,
             rotated_at: now,
+            rotated_by: Some(by.to_owned()),
         };
         t.publish_keys.insert(stream_id.to_owned(), key.clone());
         Ok(key)

@@ -316,11 +316,13 @@ pub trait Store: Send + Sync {
     async fn publish_key(&self, stream_id: &str) -> Result<Option<PublishKey>, StoreError>;
 
     /// Replaces the stream's publish key with `hash` in one atomic write that also counts the
-    /// version up, so the previous key stops working at once: the key as stored now.
+    /// version up, so the previous key stops working at once, and records `by` (the operator):
+    /// the key as stored now.
     async fn rotate_publish_key(
         &self,
         stream_id: &str,
         hash: &str,
+        by: &str,
         now: i64,
     ) -> Result<PublishKey, StoreError>;
 }

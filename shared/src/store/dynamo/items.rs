@@ -290,6 +290,9 @@ pub(super) fn ban_item(user: &str, b: &Ban) -> Item {
     if let Some(u) = b.until {
         item.insert("until".into(), n(u));
     }
+    if let Some(by) = &b.created_by {
+        item.insert("created_by".into(), s(by));
+    }
     item
 }
 
@@ -299,6 +302,7 @@ pub(super) fn ban_from_item(item: &Item) -> Result<Ban, StoreError> {
         until: opt_n(item, "until")?,
         reason: get_s(item, "reason")?.to_owned(),
         created_at: get_n(item, "created_at")?,
+        created_by: opt_s(item, "created_by"),
     })
 }
 
@@ -309,5 +313,6 @@ pub(super) fn publish_key_from_item(item: &Item) -> Result<PublishKey, StoreErro
         version: u64::try_from(get_n(item, "version")?)
             .map_err(|_| StoreError::Corrupt("negative publish key version".into()))?,
         rotated_at: get_n(item, "rotated_at")?,
+        rotated_by: opt_s(item, "rotated_by"),
     })
 }

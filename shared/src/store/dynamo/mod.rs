@@ -277,8 +277,9 @@ impl Store for DynamoStore {
         &self,
         stream_id: &str,
         hash: &str,
+        by: &str,
         now: i64,
     ) -> Result<PublishKey, StoreError> {
-        publish_keys::rotate_publish_key(self, stream_id, hash, now).await
+        publish_keys::rotate_publish_key(self, stream_id, hash, by, now).await
     }
 }

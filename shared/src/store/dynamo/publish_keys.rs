@@ -28,6 +28,7 @@ pub(super) async fn rotate_publish_key(
     db: &DynamoStore,
     stream_id: &str,
     hash: &str,
+    by: &str,
     now: i64,
 ) -> Result<PublishKey, StoreError> {
     let out = db
@@ -35,8 +36,9 @@ pub(super) async fn rotate_publish_key(
         .update_item()
         .table_name(&db.table)
         .set_key(Some(key(stream_pk(stream_id), SK)))
-        .update_expression("SET key_hash = :h, rotated_at = :t ADD version :one")
+        .update_expression("SET key_hash = :h, rotated_at = :t, rotated_by = :by ADD version :one")
         .expression_attribute_values(":h", s(hash))
+        .expression_attribute_values(":by", s(by))
         .expression_attribute_values(":t", n(now))
         .expression_attribute_values(":one", n(1))
         .return_values(ReturnValue::AllNew)

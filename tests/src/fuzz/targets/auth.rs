@@ -74,7 +74,8 @@ const LIFETIME: i64 = 12 * 3600;
 pub fn jwt() -> Jwt {
     use tollgate::clock::Clock;
     let now = tollgate::clock::SystemClock.now();
-    let hs = tollgate::api::auth::mint_hs256(JWT_SECRET, "fan-1", now, LIFETIME);
+    let hs = tollgate::api::auth::mint_hs256(JWT_SECRET, "fan-1", now, LIFETIME)
+        .expect("an HS256 token");
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some("push-key-1".into());
     let rsa = super::app_stores::push_key();

@@ -171,6 +171,7 @@ async fn main() {
                 format!(
                     "Bearer {}",
                     tollgate::api::auth::mint_hs256(JWT_SECRET, &format!("load-{c}"), now, 3600)
+                        .expect("an HS256 token")
                 )
             })
             .collect(),
@@ -245,6 +246,7 @@ async fn main() {
                 format!(
                     "Bearer {}",
                     tollgate::api::auth::mint_hs256(JWT_SECRET, &format!("viewer-{c}"), now, 3600)
+                        .expect("an HS256 token")
                 )
             })
             .collect(),
