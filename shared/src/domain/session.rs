@@ -53,6 +53,9 @@ pub enum Access {
 pub struct Admission {
     /// What to write back (version is the one read; the store bumps it).
     pub sessions: Sessions,
+    /// Whether `sessions` must be written: `false` for a renewal that changes nothing but
+    /// a recent `last_seen` (see [`renewal_window`]), which costs no write.
+    pub write: bool,
     pub session_id: String,
     pub expires_at: i64,
     pub preview: bool,
@@ -80,21 +83,45 @@ pub struct Request<'a> {
     pub policy: DevicePolicy,
 }
 
+/// How long after a device's `last_seen` was written a renewal for it writes nothing: half a
+/// token's life. Players renew every few minutes, and every write of the one `SESSIONS` item
+/// contends with the user's other writes; a renewal inside this window only would move
+/// `last_seen` forward a little.
+pub fn renewal_window(ttl: i64) -> i64 {
+    ttl / 2
+}
+
+/// Whether a device's session may still hold an unexpired token at `now`. A token lives
+/// `ttl` from its issue, and a renewal may issue one up to [`renewal_window`] after the
+/// stored `last_seen` without writing: so a session is live for `ttl` plus that window, and
+/// no token outlives the session it was issued for.
+fn live(d: &DeviceSession, now: i64, ttl: i64) -> bool {
+    d.last_seen
+        .saturating_add(ttl)
+        .saturating_add(renewal_window(ttl))
+        > now
+}
+
 /// Admits `device_id` to a session for one token, or refuses.
 ///
-/// A session idle for longer than a token lives holds no valid token any more, so it no
-/// longer counts against the limit (otherwise, under `Deny`, a phone left in a drawer would
-/// lock its owner out). Re-issuing for a device renews its session and keeps its id, so the
-/// token it already plays with stays valid.
+/// A session idle for longer than its tokens can live holds no valid token any more, so it
+/// no longer counts against the limit (otherwise, under `Deny`, a phone left in a drawer
+/// would lock its owner out). Re-issuing for a device renews its session and keeps its id,
+/// so the token it already plays with stays valid; a renewal soon after the last write
+/// changes nothing stored (`write: false`).
 pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal> {
     let mut next = current.clone();
+    let mut preview_started = false;
     let (expires_at, preview) = match req.access {
         Access::Entitled => (req.now.saturating_add(req.ttl), false),
         Access::PreviewOffered(seconds) if seconds > 0 => {
             let started = *next
                 .previews
                 .entry(req.stream_id.to_owned())
-                .or_insert(req.now);
+                .or_insert_with(|| {
+                    preview_started = true;
+                    req.now
+                });
             let ends = started.saturating_add(i64::from(seconds));
             if req.now >= ends {
                 return Err(Refusal::NotEntitled);
@@ -103,8 +130,22 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
         }
         Access::PreviewOffered(_) | Access::None => return Err(Refusal::NotEntitled),
     };
-    next.devices
-        .retain(|_, d| d.last_seen.saturating_add(req.ttl) > req.now);
+    // A renewal of a live session, soon after its last write, with no preview to start:
+    // nothing worth a write.
+    if let Some(d) = current.devices.get(req.device_id) {
+        let recent = req.now.saturating_sub(d.last_seen) < renewal_window(req.ttl);
+        if !preview_started && recent && live(d, req.now, req.ttl) {
+            return Ok(Admission {
+                sessions: current.clone(),
+                write: false,
+                session_id: d.session_id.clone(),
+                expires_at,
+                preview,
+                evicted: Vec::new(),
+            });
+        }
+    }
+    next.devices.retain(|_, d| live(d, req.now, req.ttl));
     let mut evicted = Vec::new();
     let session_id = match next.devices.get_mut(req.device_id) {
         Some(d) => {
@@ -140,6 +181,7 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
     };
     Ok(Admission {
         sessions: next,
+        write: true,
         session_id,
         expires_at,
         preview,
@@ -185,11 +227,12 @@ mod tests {
         s = run(&s, &req("b", "sb", 10, DevicePolicy::Evict))
             .unwrap()
             .sessions;
-        // a renews: same session id, now the most recent.
-        let a = run(&s, &req("a", "ignored", 20, DevicePolicy::Evict)).unwrap();
+        // a renews past the renewal window: same session id, now the most recent.
+        let a = run(&s, &req("a", "ignored", 200, DevicePolicy::Evict)).unwrap();
         assert_eq!(a.session_id, "sa");
+        assert!(a.write);
         s = a.sessions;
-        let c = run(&s, &req("c", "sc", 30, DevicePolicy::Evict)).unwrap();
+        let c = run(&s, &req("c", "sc", 210, DevicePolicy::Evict)).unwrap();
         assert_eq!(c.evicted, vec!["b".to_string()]);
         assert!(c.sessions.holds("sa") && c.sessions.holds("sc") && !c.sessions.holds("sb"));
     }
@@ -207,8 +250,42 @@ mod tests {
             Err(Refusal::DeviceLimit)
         );
         assert!(run(&s, &req("a", "x", 1, DevicePolicy::Deny)).is_ok());
+        // A renewal without a write at 149 issued a token that lives until 449: the session
+        // holds its slot until then.
+        assert_eq!(
+            run(&s, &req("c", "sc", 449, DevicePolicy::Deny)),
+            Err(Refusal::DeviceLimit)
+        );
         // Idle sessions (no valid token left) free their slot.
-        assert!(run(&s, &req("c", "sc", 300, DevicePolicy::Deny)).is_ok());
+        assert!(run(&s, &req("c", "sc", 450, DevicePolicy::Deny)).is_ok());
+    }
+
+    #[test]
+    fn a_renewal_soon_after_the_last_write_writes_nothing() {
+        let s = run(&Sessions::default(), &req("a", "sa", 0, DevicePolicy::Deny))
+            .unwrap()
+            .sessions;
+        for now in [1, 100, 149] {
+            let r = run(&s, &req("a", "other", now, DevicePolicy::Deny)).unwrap();
+            assert!(!r.write, "at {now}");
+            assert_eq!(r.sessions, s, "nothing changes");
+            assert_eq!((r.session_id.as_str(), r.expires_at), ("sa", now + 300));
+            // The token issued never outlives the stored session.
+            assert!(live(&s.devices["a"], r.expires_at - 1, 300));
+        }
+        let r = run(&s, &req("a", "other", 150, DevicePolicy::Deny)).unwrap();
+        assert!(r.write, "past half a token's life the renewal is written");
+        assert_eq!(r.sessions.devices["a"].last_seen, 150);
+        // A new device, or a preview that starts, is always written.
+        let b = run(&s, &req("b", "sb", 1, DevicePolicy::Deny)).unwrap();
+        assert!(b.write);
+        let mut p = req("a", "sa", 2, DevicePolicy::Deny);
+        p.access = Access::PreviewOffered(60);
+        let started = run(&s, &p).unwrap();
+        assert!(started.write && started.preview);
+        p.now = 3;
+        let again = run(&started.sessions, &p).unwrap();
+        assert!(!again.write, "the preview already started");
     }
 
     #[test]

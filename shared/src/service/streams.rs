@@ -1,7 +1,8 @@
 //! Issuing stream tokens and verifying them for media servers.
 //!
 //! Issue costs two store round trips: one query of the user's partition (grants, bans and the
-//! `SESSIONS` item together) and one conditional write of `SESSIONS`. Verifying a play costs
+//! `SESSIONS` item together) and one conditional write of `SESSIONS`; a renewal within half a
+//! token's life of the device's last write costs only the query. Verifying a play costs
 //! one query (the same partition), verifying a publish one read (the stream's publish key).
 
 use super::ServiceError;
@@ -119,11 +120,14 @@ pub async fn issue_token(
                 return Err(ServiceError::DeviceLimit(cfg.max_devices));
             }
         };
-        if let PutSessions::Stale(current) = app
-            .store
-            .put_sessions(user_id, &admission.sessions, sessions.version)
-            .await?
-        {
+        let written = if admission.write {
+            app.store
+                .put_sessions(user_id, &admission.sessions, sessions.version)
+                .await?
+        } else {
+            PutSessions::Written
+        };
+        if let PutSessions::Stale(current) = written {
             sessions = current;
             if attempt < SESSION_RETRIES {
                 // Spread simultaneous retries so they do not collide again in lockstep.
