@@ -3,6 +3,7 @@
 //! sorted form), Huya (MD5), Apple (JWS with its x5c chain to the root), Google (Pub/Sub push
 //! OIDC token, RS256 against the cached JWKS). `cargo bench -p tollgate-tests`.
 
+use base64::Engine as _;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
@@ -133,9 +134,53 @@ fn providers(c: &mut Criterion) {
         Some(NOW + 30 * DAY),
         NOW,
     ));
+    c.bench_function(
+        "apple signed transaction, chain not seen before (ES256 + x5c chain of 3)",
+        |b| {
+            b.iter_batched(
+                || {
+                    tollgate::providers::apple::wire::TrustRoots::from_pem(
+                        &std::fs::read_to_string(apple::fixture_path("root.pem")).unwrap(),
+                    )
+                    .unwrap()
+                },
+                |fresh| tollgate::providers::apple::wire::verify_jws(black_box(&jws), &fresh),
+                criterion::BatchSize::SmallInput,
+            )
+        },
+    );
     tollgate::providers::apple::wire::verify_jws(&jws, &roots).unwrap();
-    c.bench_function("apple signed transaction (ES256 + x5c chain of 3)", |b| {
+    c.bench_function("apple signed transaction, chain verified before", |b| {
         b.iter(|| tollgate::providers::apple::wire::verify_jws(black_box(&jws), &roots).unwrap())
+    });
+    // What the warm path is measured against: one ES256 verification of the same JWS by
+    // the leaf's key, nothing else.
+    let (input, sig) = jws.rsplit_once('.').unwrap();
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(sig)
+        .unwrap();
+    let leaf_point = {
+        use x509_cert::der::Decode;
+        let pem = std::fs::read_to_string(apple::fixture_path("leaf.pem")).unwrap();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        let cert = x509_cert::Certificate::from_der(&der).unwrap();
+        cert.tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .as_bytes()
+            .unwrap()
+            .to_vec()
+    };
+    let leaf_key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        leaf_point,
+    );
+    leaf_key.verify(input.as_bytes(), &sig).unwrap();
+    c.bench_function("bare ES256 verify (the same JWS, the leaf's key)", |b| {
+        b.iter(|| leaf_key.verify(black_box(input.as_bytes()), &sig).unwrap())
     });
 
     // Google Pub/Sub push OIDC token

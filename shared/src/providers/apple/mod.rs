@@ -3,6 +3,7 @@
 //! by recovery, and the pre-order's payment parameters. The wire format is [`wire`]; applying
 //! purchases is `service::apple_purchases`' job.
 
+mod chains;
 pub mod wire;
 
 use super::{PaymentCreator, ProviderError};

@@ -7,13 +7,16 @@
 //! configured roots (the `x5c` root itself is not trusted), all three valid at the payload's
 //! `signedDate`, the leaf marked 1.2.840.113635.100.6.11.1 and the intermediate
 //! 1.2.840.113635.100.6.2.1 — the same steps as Apple's own App Store Server Library.
-//! Certificates are parsed with `x509-cert`; every signature is checked with aws-lc-rs.
+//! Certificates are parsed with `x509-cert`; every signature is checked with aws-lc-rs. A
+//! chain that passed is remembered with its roots (`chains.rs`), so a repeat costs one
+//! signature check.
 //!
 //! The `appAccountToken` is the order id itself: a ULID is 128 bits, exactly a UUID, so the
 //! token is the order id's value in UUID notation. Nothing extra is stored at create time,
 //! the token maps back to the order with no lookup, and it reveals nothing the client does
 //! not already know (its own order id).
 
+use super::chains::{self, LeafKey, Verified, VerifiedChains};
 use crate::domain::OrderId;
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -196,10 +199,12 @@ pub enum JwsError {
     Signature,
 }
 
-/// The certificates Apple's chains must end in (DER).
+/// The certificates Apple's chains must end in (DER), and the chains already verified
+/// against them (shared by clones: the same roots).
 #[derive(Clone)]
 pub struct TrustRoots {
     roots: Vec<Vec<u8>>,
+    verified: std::sync::Arc<VerifiedChains>,
 }
 
 impl std::fmt::Debug for TrustRoots {
@@ -229,11 +234,17 @@ impl TrustRoots {
         if roots.is_empty() {
             return Err("no CERTIFICATE block found".into());
         }
-        Ok(TrustRoots { roots })
+        Ok(TrustRoots {
+            roots,
+            verified: Default::default(),
+        })
     }
 
     pub fn apple_default() -> Self {
-        Self::from_pem(APPLE_ROOT_CA_G3_PEM).unwrap_or(TrustRoots { roots: Vec::new() })
+        Self::from_pem(APPLE_ROOT_CA_G3_PEM).unwrap_or(TrustRoots {
+            roots: Vec::new(),
+            verified: Default::default(),
+        })
     }
 }
 
@@ -300,18 +311,40 @@ fn decode_json(part: &str) -> Result<serde_json::Value, JwsError> {
 }
 
 /// Checks leaf ← intermediate ← configured root at `at` (unix seconds); returns the leaf's
-/// curve OID and public point.
+/// curve OID and public point. A chain verified before against these roots is only checked
+/// for validity at `at`: every other check does not depend on time.
 fn verify_chain(
     leaf_der: &[u8],
     inter_der: &[u8],
     roots: &TrustRoots,
     at: i64,
-) -> Result<(String, Vec<u8>), JwsError> {
+) -> Result<LeafKey, JwsError> {
+    let fingerprint = chains::fingerprint(leaf_der, inter_der);
+    if let Some(known) = roots.verified.get(&fingerprint) {
+        if at < known.valid_from || at > known.valid_until {
+            return Err(JwsError::Chain("certificate not valid at signedDate"));
+        }
+        return Ok(known.key);
+    }
+    let verified = verify_chain_in_full(leaf_der, inter_der, roots, at)?;
+    let key = verified.key.clone();
+    roots.verified.insert(fingerprint, verified);
+    Ok(key)
+}
+
+/// Every check of [`verify_chain`], and the window in which the three certificates are all
+/// valid.
+fn verify_chain_in_full(
+    leaf_der: &[u8],
+    inter_der: &[u8],
+    roots: &TrustRoots,
+    at: i64,
+) -> Result<Verified, JwsError> {
     let leaf = Certificate::from_der(leaf_der).map_err(|_| JwsError::Chain("leaf is not X.509"))?;
     let inter = Certificate::from_der(inter_der)
         .map_err(|_| JwsError::Chain("intermediate is not X.509"))?;
-    check_cert(&leaf, at, false)?;
-    check_cert(&inter, at, true)?;
+    let leaf_window = check_cert(&leaf, at, false)?;
+    let inter_window = check_cert(&inter, at, true)?;
     if !has_extension(&leaf, LEAF_MARKER_OID) {
         return Err(JwsError::Chain("leaf lacks Apple's marker extension"));
     }
@@ -324,7 +357,7 @@ fn verify_chain(
         return Err(JwsError::Chain("leaf was not issued by the intermediate"));
     }
     check_signature(leaf_der, &leaf, &inter)?;
-    let mut anchored = false;
+    let mut anchored = None;
     for root_der in &roots.roots {
         let Ok(root) = Certificate::from_der(root_der) else {
             continue;
@@ -333,17 +366,21 @@ fn verify_chain(
             continue;
         }
         if check_signature(inter_der, &inter, &root).is_ok() {
-            check_cert(&root, at, true)?;
-            anchored = true;
+            anchored = Some(check_cert(&root, at, true)?);
             break;
         }
     }
-    if !anchored {
+    let Some(root_window) = anchored else {
         return Err(JwsError::Chain(
             "intermediate does not chain to a trusted root",
         ));
-    }
-    public_key(&leaf)
+    };
+    let windows = [leaf_window, inter_window, root_window];
+    Ok(Verified {
+        key: public_key(&leaf)?,
+        valid_from: windows.iter().map(|w| w.0).max().unwrap_or(i64::MAX),
+        valid_until: windows.iter().map(|w| w.1).min().unwrap_or(i64::MIN),
+    })
 }
 
 fn oid(s: &str) -> ObjectIdentifier {
@@ -359,7 +396,8 @@ fn has_extension(cert: &Certificate, id: &str) -> bool {
         .any(|e| e.extn_id == id)
 }
 
-fn check_cert(cert: &Certificate, at: i64, must_be_ca: bool) -> Result<(), JwsError> {
+/// Checks one certificate at `at`; its validity window (unix seconds, inclusive).
+fn check_cert(cert: &Certificate, at: i64, must_be_ca: bool) -> Result<(i64, i64), JwsError> {
     let v = &cert.tbs_certificate.validity;
     let from = v.not_before.to_unix_duration().as_secs() as i64;
     let until = v.not_after.to_unix_duration().as_secs() as i64;
@@ -381,7 +419,7 @@ fn check_cert(cert: &Certificate, at: i64, must_be_ca: bool) -> Result<(), JwsEr
     if must_be_ca && !is_ca {
         return Err(JwsError::Chain("issuer is not a CA"));
     }
-    Ok(())
+    Ok((from, until))
 }
 
 /// The EC curve OID and uncompressed point of a certificate's key.
