@@ -124,6 +124,9 @@ fn signed(node_name: &str, node: &Value) -> Answer {
 }
 
 /// The fields of a notification for `order_id`.
+/// Alipay's `trade_no` in every notification [`fields`] builds.
+pub const TRADE_NO: &str = "2027011522001446880000000001";
+
 pub fn fields(order_id: &str, status: &str, total: &str) -> BTreeMap<String, String> {
     [
         ("gmt_create", "2027-01-15 16:00:00"),
@@ -143,7 +146,7 @@ pub fn fields(order_id: &str, status: &str, total: &str) -> BTreeMap<String, Str
         ("out_trade_no", order_id),
         ("total_amount", total),
         ("trade_status", status),
-        ("trade_no", "2027011522001446880000000001"),
+        ("trade_no", TRADE_NO),
         ("auth_app_id", APP_ID),
         ("receipt_amount", total),
         ("point_amount", "0.00"),

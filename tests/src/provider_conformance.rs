@@ -191,6 +191,10 @@ pub trait Conformant: Send + Sync + Sized + 'static {
     /// When the genuine "paid" callback says the payment happened.
     fn paid_at(&self) -> i64;
 
+    /// The provider's own id of the payment `paid` reports (what the customer's receipt
+    /// shows), by which support finds the order.
+    fn transaction_id(&self, order: &Order) -> String;
+
     /// The `n`th delivery of a genuine "paid" callback for `order`. A provider whose retries
     /// may take several genuine forms varies them with `n`.
     fn paid(&self, order: &Order, n: usize) -> Callback;
@@ -262,6 +266,24 @@ pub async fn paid_callback_settles_once<P: Conformant>(h: &Harness<P>) {
     h.provider
         .assert_success(&h.provider.paid(&o, 0).send(s).await);
     assert_paid_once(h, &o).await;
+    // Support finds it by the provider's transaction id, and by its own.
+    let txn = h.provider.transaction_id(&o);
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("provider", P::NAME)
+        .append_pair("transaction_id", &txn)
+        .finish();
+    let r = s
+        .admin("GET", &format!("/admin/lookup?{query}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let found = r.json();
+    assert_eq!(found["order_id"], o.id.as_str(), "{found}");
+    assert_eq!(found["user_id"], o.user.as_str(), "{found}");
+    assert_eq!(found["provider_txn_id"], txn.as_str(), "{found}");
+    let r = s
+        .admin("GET", &format!("/admin/orders/{}", o.id), None)
+        .await;
+    assert_eq!(r.json(), found);
 }
 
 /// Duplicates of a paid callback are acknowledged and change nothing: one grant, its

@@ -89,6 +89,14 @@ impl Store for CountingStore {
         self.enter("get_order")?;
         self.inner.get_order(id).await
     }
+    async fn order_for_txn(
+        &self,
+        provider: &str,
+        txn_id: &str,
+    ) -> Result<Option<OrderId>, StoreError> {
+        self.enter("order_for_txn")?;
+        self.inner.order_for_txn(provider, txn_id).await
+    }
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
         self.enter("settle")?;
         self.inner.settle(s).await

@@ -59,7 +59,12 @@ async fn only_operators_reach_admin_routes() {
         }
         let r = call(&s, &method, &path, Some(&support)).await;
         if method == "GET" {
-            assert_eq!(r.status, 200, "{method} {path}: support may read");
+            // Past the role check (the answer itself may be a 404 for a made-up id).
+            assert!(
+                r.status != 401 && r.status != 403,
+                "{method} {path}: support may read, got {}",
+                r.status
+            );
         } else {
             r.assert_problem(403);
         }

@@ -95,6 +95,33 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     );
     assert_eq!(meter.take(), 1);
 
+    // Support's lookups: an order one read, by transaction id two, a user one query.
+    let id = o["order_id"].as_str().unwrap();
+    let r = s.admin("GET", &format!("/admin/orders/{id}"), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(meter.take(), 1, "admin order: one GetItem");
+    let r = s
+        .admin(
+            "GET",
+            "/admin/lookup?provider=sandbox&transaction_id=rt-t",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["order_id"], id);
+    assert_eq!(
+        meter.take(),
+        2,
+        "lookup: the transaction claim, then the order"
+    );
+    let r = s.admin("GET", "/admin/users/rt", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        meter.take(),
+        1,
+        "admin user: one query of the user's partition"
+    );
+
     // Operators against abuse: each admin change is one write; a publish check one read.
     let r = s
         .admin("POST", "/admin/streams/concert/publish-key", None)

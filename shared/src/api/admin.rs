@@ -1,5 +1,7 @@
-//! Operators' routes: `GET /admin/stats`, `POST /admin/streams/{id}/publish-key`,
-//! `POST /admin/users/{user}/bans`, `DELETE /admin/users/{user}/bans/{stream_id|*}`.
+//! Operators' routes: `GET /admin/stats`, support's lookups (`GET /admin/orders/{id}`,
+//! `GET /admin/lookup?provider=&transaction_id=`, `GET /admin/users/{user}`),
+//! `POST /admin/streams/{id}/publish-key`, `POST /admin/users/{user}/bans`,
+//! `DELETE /admin/users/{user}/bans/{stream_id|*}`.
 //!
 //! Each route needs an operator: an IAM-signed request (the HTTP API's IAM authorizer in
 //! AWS), or a bearer token whose roles claim names `tollgate:admin` (`tollgate:support` may
@@ -10,7 +12,9 @@ use super::problem::{json_response, problem, service_problem};
 use super::{parse_json, IamCaller};
 use crate::app::App;
 use crate::domain::time::{parse_rfc3339, rfc3339};
+use crate::domain::Order;
 use crate::service::moderation::{self, BanRequest};
+use crate::service::support;
 use crate::stream::names::percent_decode;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -79,6 +83,142 @@ pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
         Ok(days) => json_response(StatusCode::OK, &json!({ "days": days })),
         Err(e) => service_problem(&e),
     }
+}
+
+/// An order as support sees it: what its owner sees, plus whose it is and its history.
+fn order_for_support(o: &Order) -> serde_json::Value {
+    let mut v = super::orders::order_json(o);
+    if let Some(map) = v.as_object_mut() {
+        map.insert("user_id".into(), json!(o.user_id));
+        map.insert("channel".into(), json!(o.channel));
+        map.insert("grants".into(), json!(o.grants));
+        map.insert("credits".into(), json!(o.credits));
+        map.insert("provider_txn_id".into(), json!(o.provider_txn_id));
+        map.insert("closed_at".into(), json!(o.closed_at.map(rfc3339)));
+        map.insert("refunded_at".into(), json!(o.refunded_at.map(rfc3339)));
+        map.insert("refunded_amount".into(), json!(o.refunded_amount));
+        map.insert("refund_ids".into(), json!(o.refund_ids));
+        map.insert("sweep_attempts".into(), json!(o.sweep_attempts));
+        map.insert("last_error".into(), json!(o.last_error));
+    }
+    v
+}
+
+/// `GET /admin/orders/{id}`: any user's order (support may read).
+pub(super) async fn order(app: &App, id: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Err(r) = authorize(app, req, Need::Read) {
+        return r;
+    }
+    match support::order(app, id).await {
+        Ok(o) => json_response(StatusCode::OK, &order_for_support(&o)),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// `GET /admin/lookup?provider=wechat&transaction_id=4200…`: the order a provider's
+/// transaction paid.
+pub(super) async fn lookup(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Err(r) = authorize(app, req, Need::Read) {
+        return r;
+    }
+    let query = req.uri().query().unwrap_or("");
+    let param = |name: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let (Some(provider), Some(txn)) = (param("provider"), param("transaction_id")) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "provider and transaction_id are required",
+        );
+    };
+    match support::order_by_transaction(app, &provider, &txn).await {
+        Ok(o) => json_response(StatusCode::OK, &order_for_support(&o)),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// `GET /admin/users/{user}`: every grant (revoked ones with when), what the user may watch
+/// now, coins, device sessions and bans.
+pub(super) async fn user(app: &App, user: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Err(r) = authorize(app, req, Need::Read) {
+        return r;
+    }
+    let user = match user_segment(user) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let view = match support::user(app, &user).await {
+        Ok(v) => v,
+        Err(e) => return service_problem(&e),
+    };
+    let items = &view.items;
+    let grants: Vec<_> = items
+        .grants
+        .iter()
+        .map(|g| {
+            json!({
+                "scope": g.scope,
+                "product_id": g.product_id,
+                "source_id": g.source_id,
+                "paid_at": rfc3339(g.paid_at),
+                "term": g.term,
+                "revoked_at": g.revoked_at.map(rfc3339),
+            })
+        })
+        .collect();
+    let entitlements: Vec<_> = view
+        .live
+        .iter()
+        .map(|w| {
+            json!({
+                "scope": w.scope,
+                "product_id": w.product_id,
+                "source_id": w.source_id,
+                "valid_from": rfc3339(w.valid_from),
+                "valid_until": w.valid_until.map(rfc3339),
+            })
+        })
+        .collect();
+    let devices: Vec<_> = items
+        .sessions
+        .devices
+        .iter()
+        .map(|(device, d)| json!({"device_id": device, "last_seen": rfc3339(d.last_seen)}))
+        .collect();
+    let previews: serde_json::Map<_, _> = items
+        .sessions
+        .previews
+        .iter()
+        .map(|(stream, started)| (stream.clone(), json!(rfc3339(*started))))
+        .collect();
+    let bans: Vec<_> = items
+        .bans
+        .iter()
+        .map(|b| {
+            json!({
+                "stream_id": b.scope,
+                "until": b.until.map(rfc3339),
+                "reason": b.reason,
+                "created_at": rfc3339(b.created_at),
+                "created_by": b.created_by,
+            })
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "user_id": user,
+            "grants": grants,
+            "entitlements": entitlements,
+            "credits": items.credits,
+            "devices": devices,
+            "previews_started": previews,
+            "bans": bans,
+        }),
+    )
 }
 
 /// `POST /admin/streams/{id}/publish-key`: a new key, shown once; the old one stops working.

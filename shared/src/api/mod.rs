@@ -85,7 +85,10 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["streams", "verify"] | ["streams", _, "tokens"] => (Streams, &[Method::POST]),
         ["sandbox", "orders", _, "pay"] => (Local, &[Method::POST]),
         ["healthz"] => (Local, &[Method::GET]),
-        ["admin", "stats"] => (Orders, &[Method::GET]),
+        ["admin", "stats"] | ["admin", "orders", _] | ["admin", "lookup"] => {
+            (Orders, &[Method::GET])
+        }
+        ["admin", "users", _] => (Streams, &[Method::GET]),
         ["admin", "streams", _, "publish-key"] | ["admin", "users", _, "bans"] => {
             (Streams, &[Method::POST])
         }
@@ -115,6 +118,9 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         // Media servers call this without a user JWT; the stream token is the credential.
         ["streams", "verify"] => streams::verify(app, &req).await,
         ["admin", "stats"] => admin::stats(app, &req).await,
+        ["admin", "orders", id] => admin::order(app, id, &req).await,
+        ["admin", "lookup"] => admin::lookup(app, &req).await,
+        ["admin", "users", user] => admin::user(app, user, &req).await,
         ["admin", "streams", id, "publish-key"] => admin::rotate_publish_key(app, id, &req).await,
         ["admin", "users", user, "bans"] => admin::ban(app, user, &req).await,
         ["admin", "users", user, "bans", scope] => admin::lift_ban(app, user, scope, &req).await,

@@ -13,6 +13,7 @@ pub mod stats;
 pub mod store_orders;
 pub mod store_products;
 pub mod streams;
+pub mod support;
 pub mod sweep;
 
 use crate::domain::catalog::OfferError;

@@ -133,6 +133,18 @@ impl Store for MemoryStore {
         Ok(self.lock().orders.get(id).cloned())
     }
 
+    async fn order_for_txn(
+        &self,
+        provider: &str,
+        txn_id: &str,
+    ) -> Result<Option<OrderId>, StoreError> {
+        Ok(self
+            .lock()
+            .txns
+            .get(&(provider.to_owned(), txn_id.to_owned()))
+            .cloned())
+    }
+
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
         let mut t = self.lock();
         let txn_key = (s.provider.clone(), s.provider_txn_id.clone());

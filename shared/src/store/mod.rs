@@ -193,6 +193,14 @@ pub trait Store: Send + Sync {
     /// Strongly consistent read.
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
 
+    /// The order a provider transaction was recorded for (its `TXN#<provider>#<id>` claim,
+    /// written by the settle), if any: one strongly consistent read.
+    async fn order_for_txn(
+        &self,
+        provider: &str,
+        txn_id: &str,
+    ) -> Result<Option<OrderId>, StoreError>;
+
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError>;
 
     /// Records a sale the provider made on its own (Huya): writes `order`, already PAID, and

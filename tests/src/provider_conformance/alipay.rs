@@ -56,6 +56,10 @@ impl Conformant for Alipay {
 
     /// Alipay notifies TRADE_SUCCESS, and TRADE_FINISHED once refunds are no longer
     /// possible: both say the order is paid, so deliveries alternate between them.
+    fn transaction_id(&self, _order: &Order) -> String {
+        ali::TRADE_NO.into()
+    }
+
     fn paid(&self, order: &Order, n: usize) -> Callback {
         let status = if n.is_multiple_of(2) {
             "TRADE_SUCCESS"

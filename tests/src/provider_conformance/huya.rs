@@ -81,6 +81,11 @@ impl Conformant for Huya {
         T0
     }
 
+    /// Huya's `orderId`.
+    fn transaction_id(&self, order: &Order) -> String {
+        order.reference.clone()
+    }
+
     /// Huya may call back by POST (JSON body) or GET (query): deliveries alternate.
     fn paid(&self, order: &Order, n: usize) -> Callback {
         let f = fields(order, T0);

@@ -54,6 +54,10 @@ impl Conformant for Sandbox {
         T0
     }
 
+    fn transaction_id(&self, order: &Order) -> String {
+        format!("txn-{}", order.id)
+    }
+
     fn paid(&self, order: &Order, _n: usize) -> Callback {
         signed(&body(order, "paid", order.amount, T0))
     }

@@ -45,6 +45,10 @@ impl Conformant for Wechat {
         T0
     }
 
+    fn transaction_id(&self, _order: &Order) -> String {
+        TXN.into()
+    }
+
     fn paid(&self, order: &Order, _n: usize) -> Callback {
         signed_at(
             paid_body(&wx::transaction(&order.id, TXN, order.amount)),

@@ -148,6 +148,14 @@ impl Store for DynamoStore {
         orders::get_order(self, id).await
     }
 
+    async fn order_for_txn(
+        &self,
+        provider: &str,
+        txn_id: &str,
+    ) -> Result<Option<OrderId>, StoreError> {
+        payments::order_for_txn(self, provider, txn_id).await
+    }
+
     async fn settle(&self, st: &Settlement) -> Result<SettleOutcome, StoreError> {
         payments::settle(self, st).await
     }

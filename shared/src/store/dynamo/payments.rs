@@ -16,6 +16,21 @@ use aws_sdk_dynamodb::types::{
 };
 use std::collections::HashMap;
 
+/// The `order_id` of the `TXN#<provider>#<id>` claim: one consistent `GetItem`.
+pub(super) async fn order_for_txn(
+    db: &DynamoStore,
+    provider: &str,
+    txn_id: &str,
+) -> Result<Option<OrderId>, StoreError> {
+    let Some(item) = db.get(txn_pk(provider, txn_id), "TXN").await? else {
+        return Ok(None);
+    };
+    let id = get_s(&item, "order_id")?;
+    OrderId::parse(id)
+        .map(Some)
+        .map_err(|_| StoreError::Corrupt(format!("transaction claim names order {id:?}")))
+}
+
 pub(super) async fn settle(db: &DynamoStore, st: &Settlement) -> Result<SettleOutcome, StoreError> {
     let order_update = Update::builder()
         .table_name(&db.table)
