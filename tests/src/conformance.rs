@@ -108,6 +108,52 @@ pub async fn run_all(store: Arc<dyn Store>) {
     publish_keys_rotate(&*store).await;
     refunds_add_up(&*store).await;
     refunds_counted_once_concurrently(store.clone()).await;
+    order_history_pages_newest_first(&*store).await;
+}
+
+/// Every order of a user, newest first, page by page; nobody else's.
+pub async fn order_history_pages_newest_first(store: &dyn Store) {
+    let mut mine = Vec::new();
+    for seed in 5_001..=5_005 {
+        let o = pending(seed, "hist-user", 1_000 + seed as i64);
+        store.create_order(&o, None, 1_000).await.unwrap();
+        mine.push(o);
+        let other = pending(seed + 100, "hist-other", 1_000);
+        store.create_order(&other, None, 1_000).await.unwrap();
+    }
+    // A paid order stays in the history, as it is now.
+    let paid = &mine[1];
+    let s = settlement(paid, OrderState::Pending, "hist-txn", 2_000);
+    assert_eq!(store.settle(&s).await.unwrap(), SettleOutcome::Settled);
+    let paid_now = store.get_order(&paid.order_id).await.unwrap().unwrap();
+    mine[1] = paid_now;
+    mine.reverse();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .user_orders("hist-user", 2, before.as_ref())
+            .await
+            .unwrap();
+        assert!(page.orders.len() <= 2);
+        seen.extend(page.orders.iter().cloned());
+        if !page.more {
+            break;
+        }
+        before = Some(page.orders.last().unwrap().order_id.clone());
+    }
+    assert_eq!(seen, mine, "newest first, each once, as stored");
+    // A page that ends exactly at the last order says there is no more.
+    let last_two = store
+        .user_orders("hist-user", 2, Some(&mine[2].order_id))
+        .await
+        .unwrap();
+    assert_eq!(last_two.orders, mine[3..].to_vec());
+    assert!(!last_two.more);
+    let all = store.user_orders("hist-user", 100, None).await.unwrap();
+    assert_eq!((all.orders.len(), all.more), (5, false));
+    let none = store.user_orders("hist-nobody", 10, None).await.unwrap();
+    assert!(none.orders.is_empty() && !none.more);
 }
 
 pub async fn create_and_read(store: &dyn Store) {

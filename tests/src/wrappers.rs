@@ -89,6 +89,15 @@ impl Store for CountingStore {
         self.enter("get_order")?;
         self.inner.get_order(id).await
     }
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&OrderId>,
+    ) -> Result<tollgate::store::OrderPage, StoreError> {
+        self.enter("user_orders")?;
+        self.inner.user_orders(user_id, limit, before).await
+    }
     async fn order_for_txn(
         &self,
         provider: &str,

@@ -8,6 +8,7 @@ use tollgate_tests::*;
 /// openapi.yaml, or this test fails.
 const SERVED: &[(&str, &str)] = &[
     ("POST", "/orders"),
+    ("GET", "/orders"),
     ("GET", "/orders/{id}"),
     ("POST", "/orders/{id}/cancel"),
     ("POST", "/orders/{id}/confirm"),
@@ -27,6 +28,7 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/admin/orders/{id}"),
     ("GET", "/admin/lookup"),
     ("GET", "/admin/users/{user_id}"),
+    ("GET", "/admin/users/{user_id}/orders"),
     ("POST", "/admin/streams/{stream_id}/publish-key"),
     ("POST", "/admin/users/{user_id}/bans"),
     ("DELETE", "/admin/users/{user_id}/bans/{scope}"),

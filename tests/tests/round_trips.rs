@@ -121,6 +121,9 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         1,
         "admin user: one query of the user's partition"
     );
+    let r = s.call("rt", "GET", "/orders?limit=5", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(meter.take(), 1, "order history: one query of its index");
 
     // Operators against abuse: each admin change is one write; a publish check one read.
     let r = s

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::Order;
 use crate::service::moderation::{self, BanRequest};
-use crate::service::support;
+use crate::service::{order_history, support};
 use crate::stream::names::percent_decode;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -66,12 +66,7 @@ pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     if let Err(r) = authorize(app, req, Need::Read) {
         return r;
     }
-    let query = req.uri().query().unwrap_or("");
-    let param = |name: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
+    let param = |name: &str| super::query_param(req, name);
     let (Some(from), Some(to)) = (param("from"), param("to")) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -121,12 +116,7 @@ pub(super) async fn lookup(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     if let Err(r) = authorize(app, req, Need::Read) {
         return r;
     }
-    let query = req.uri().query().unwrap_or("");
-    let param = |name: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
+    let param = |name: &str| super::query_param(req, name);
     let (Some(provider), Some(txn)) = (param("provider"), param("transaction_id")) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -136,6 +126,26 @@ pub(super) async fn lookup(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     };
     match support::order_by_transaction(app, &provider, &txn).await {
         Ok(o) => json_response(StatusCode::OK, &order_for_support(&o)),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// `GET /admin/users/{user}/orders?limit=&cursor=`: any user's orders, newest first.
+pub(super) async fn user_orders(app: &App, user: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Err(r) = authorize(app, req, Need::Read) {
+        return r;
+    }
+    let user = match user_segment(user) {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let limit = super::query_param(req, "limit");
+    let cursor = super::query_param(req, "cursor");
+    match order_history::list(app, &user, limit.as_deref(), cursor.as_deref()).await {
+        Ok(page) => json_response(
+            StatusCode::OK,
+            &super::orders::page_json(&page, order_for_support),
+        ),
         Err(e) => service_problem(&e),
     }
 }

@@ -73,7 +73,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
     let method = req.method().clone();
     use Routes::*;
     let (group, allowed): (Routes, &[Method]) = match segments.as_slice() {
-        ["orders"] => (Orders, &[Method::POST]),
+        ["orders"] => (Orders, &[Method::POST, Method::GET]),
         ["orders", _] => (Orders, &[Method::GET]),
         ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
         // GET only for providers that call back that way (Huya); checked per provider.
@@ -89,6 +89,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
             (Orders, &[Method::GET])
         }
         ["admin", "users", _] => (Streams, &[Method::GET]),
+        ["admin", "users", _, "orders"] => (Orders, &[Method::GET]),
         ["admin", "streams", _, "publish-key"] | ["admin", "users", _, "bans"] => {
             (Streams, &[Method::POST])
         }
@@ -121,6 +122,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["admin", "orders", id] => admin::order(app, id, &req).await,
         ["admin", "lookup"] => admin::lookup(app, &req).await,
         ["admin", "users", user] => admin::user(app, user, &req).await,
+        ["admin", "users", user, "orders"] => admin::user_orders(app, user, &req).await,
         ["admin", "streams", id, "publish-key"] => admin::rotate_publish_key(app, id, &req).await,
         ["admin", "users", user, "bans"] => admin::ban(app, user, &req).await,
         ["admin", "users", user, "bans", scope] => admin::lift_ban(app, user, scope, &req).await,
@@ -130,6 +132,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                 Err(r) => return r,
             };
             let result = match segments.as_slice() {
+                ["orders"] if method == Method::GET => orders::list(app, &user, &req).await,
                 ["orders"] => orders::create_order(app, &user, &req).await,
                 ["orders", id] => orders::get(app, &user, id).await,
                 ["orders", id, "cancel"] => orders::cancel(app, &user, id).await,
@@ -178,6 +181,13 @@ pub(crate) fn caller(app: &App, req: &Request<Bytes>) -> Result<auth::Caller, Re
         );
         r
     })
+}
+
+/// A query parameter's value, percent-decoded; the first when repeated.
+pub(crate) fn query_param(req: &Request<Bytes>, name: &str) -> Option<String> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[allow(clippy::result_large_err)]

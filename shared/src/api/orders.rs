@@ -5,7 +5,7 @@ use super::problem::json_response;
 use crate::app::App;
 use crate::domain::time::rfc3339;
 use crate::domain::Order;
-use crate::service::{orders, ServiceError};
+use crate::service::{order_history, orders, ServiceError};
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
 use serde_json::json;
@@ -38,6 +38,29 @@ pub(super) async fn create_order(
         }
         orders::Created::Replayed(o) => json_response(StatusCode::OK, &order_json(&o)),
     })
+}
+
+/// A page of orders as JSON, each shown by `show`.
+pub(super) fn page_json(
+    page: &order_history::Page,
+    show: fn(&Order) -> serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "orders": page.orders.iter().map(show).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    })
+}
+
+/// `GET /orders?limit=&cursor=`: the caller's own orders, newest first.
+pub(super) async fn list(
+    app: &App,
+    user: &str,
+    req: &Request<Bytes>,
+) -> Result<Response<Bytes>, ServiceError> {
+    let limit = super::query_param(req, "limit");
+    let cursor = super::query_param(req, "cursor");
+    let page = order_history::list(app, user, limit.as_deref(), cursor.as_deref()).await?;
+    Ok(json_response(StatusCode::OK, &page_json(&page, order_json)))
 }
 
 pub(super) async fn get(app: &App, user: &str, id: &str) -> Result<Response<Bytes>, ServiceError> {

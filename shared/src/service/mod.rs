@@ -6,6 +6,7 @@ pub mod entitlements;
 pub mod google_purchases;
 pub mod jobs;
 pub mod moderation;
+pub mod order_history;
 pub mod orders;
 pub mod payments;
 pub mod refunds;

@@ -133,6 +133,25 @@ impl Store for MemoryStore {
         Ok(self.lock().orders.get(id).cloned())
     }
 
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&OrderId>,
+    ) -> Result<OrderPage, StoreError> {
+        let t = self.lock();
+        let mut mine: Vec<&Order> = t
+            .orders
+            .values()
+            .filter(|o| o.user_id == user_id && before.is_none_or(|b| o.order_id < *b))
+            .collect();
+        mine.sort_by(|a, b| b.order_id.cmp(&a.order_id));
+        Ok(OrderPage {
+            more: mine.len() > limit,
+            orders: mine.into_iter().take(limit).cloned().collect(),
+        })
+    }
+
     async fn order_for_txn(
         &self,
         provider: &str,

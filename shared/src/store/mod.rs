@@ -87,6 +87,14 @@ pub enum TransitionOutcome {
     UnknownOrder,
 }
 
+/// One page of a user's orders, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// Whether older orders follow (the next page starts before the last one here).
+    pub more: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueEntry {
     pub order_id: OrderId,
@@ -192,6 +200,15 @@ pub trait Store: Send + Sync {
 
     /// Strongly consistent read.
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError>;
+
+    /// Up to `limit` of the user's orders, newest first, older than `before` when given: one
+    /// query. In DynamoDB the index behind it is eventually consistent.
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&OrderId>,
+    ) -> Result<OrderPage, StoreError>;
 
     /// The order a provider transaction was recorded for (its `TXN#<provider>#<id>` claim,
     /// written by the settle), if any: one strongly consistent read.

@@ -2,7 +2,9 @@
 //! attribute, and how it is read back (a malformed item is `Corrupt`, never a panic).
 
 use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
-use super::keys::{ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_pk};
+use super::keys::{
+    ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_orders_pk, user_pk,
+};
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::session::{DeviceSession, Sessions};
@@ -69,6 +71,9 @@ pub(super) fn order_item(o: &Order) -> Item {
     if let Some(e) = &o.last_error {
         put("last_error", s(e));
     }
+    // Every order is in its user's history (newest first: ULIDs sort by creation time).
+    put("gsi2pk", s(user_orders_pk(&o.user_id)));
+    put("gsi2sk", s(o.order_id.as_str()));
     if o.state == OrderState::Pending {
         put("gsi1pk", s(due_pk(o.due_shard())));
         put("gsi1sk", s(due_sk(o.expires_at, &o.order_id)));

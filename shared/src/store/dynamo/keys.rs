@@ -13,6 +13,11 @@ pub(super) fn order_pk(id: &OrderId) -> String {
     format!("ORDER#{id}")
 }
 
+/// Partition key in the order-history index: every order of one user.
+pub(super) fn user_orders_pk(user: &str) -> String {
+    format!("ORDERS#{user}")
+}
+
 pub(super) fn user_pk(user: &str) -> String {
     format!("USER#{user}")
 }

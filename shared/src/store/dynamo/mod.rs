@@ -12,6 +12,7 @@ mod errors;
 mod items;
 mod keys;
 mod notes;
+mod order_history;
 mod orders;
 mod payments;
 mod publish_keys;
@@ -30,8 +31,8 @@ use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Order, OrderId, OrderState};
 use crate::store::{
-    CreateOutcome, DueEntry, IdempotencyRecord, PurchaseOutcome, PutSessions, SettleOutcome,
-    Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems,
+    CreateOutcome, DueEntry, IdempotencyRecord, OrderPage, PurchaseOutcome, PutSessions,
+    SettleOutcome, Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems,
 };
 use async_trait::async_trait;
 use attrs::Item;
@@ -154,6 +155,15 @@ impl Store for DynamoStore {
         txn_id: &str,
     ) -> Result<Option<OrderId>, StoreError> {
         payments::order_for_txn(self, provider, txn_id).await
+    }
+
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&OrderId>,
+    ) -> Result<OrderPage, StoreError> {
+        order_history::user_orders(self, user_id, limit, before).await
     }
 
     async fn settle(&self, st: &Settlement) -> Result<SettleOutcome, StoreError> {

@@ -1,4 +1,5 @@
-//! The table's schema: keys, the due index and TTL, as `template.yaml` declares them.
+//! The table's schema: keys, the due index, the order-history index and TTL, as
+//! `template.yaml` declares them.
 
 use super::errors::unavailable;
 use super::DynamoStore;
@@ -11,6 +12,10 @@ use aws_sdk_dynamodb::Client;
 
 /// The due index: PENDING orders by shard (`gsi1pk`) and expiry (`gsi1sk`), keys only.
 pub const GSI1: &str = "gsi1";
+
+/// The order-history index: every order by user (`gsi2pk`) and id (`gsi2sk`, a ULID, so
+/// newest last), whole orders.
+pub const GSI2: &str = "gsi2";
 
 impl DynamoStore {
     /// Creates the table with the same schema as `template.yaml` (for tests and local runs
@@ -38,6 +43,16 @@ impl DynamoStore {
                     .build(),
             )
             .build();
+        let history = GlobalSecondaryIndex::builder()
+            .index_name(GSI2)
+            .key_schema(build(key_el("gsi2pk", KeyType::Hash))?)
+            .key_schema(build(key_el("gsi2sk", KeyType::Range))?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build();
         client
             .create_table()
             .table_name(table)
@@ -46,9 +61,12 @@ impl DynamoStore {
             .attribute_definitions(build(attr("sk"))?)
             .attribute_definitions(build(attr("gsi1pk"))?)
             .attribute_definitions(build(attr("gsi1sk"))?)
+            .attribute_definitions(build(attr("gsi2pk"))?)
+            .attribute_definitions(build(attr("gsi2sk"))?)
             .key_schema(build(key_el("pk", KeyType::Hash))?)
             .key_schema(build(key_el("sk", KeyType::Range))?)
             .global_secondary_indexes(build(gsi)?)
+            .global_secondary_indexes(build(history)?)
             .send()
             .await
             .map_err(|e| unavailable("create table", e))?;
