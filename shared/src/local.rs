@@ -72,7 +72,7 @@ pub async fn serve(
 ) -> Result<(), StartupError> {
     if let (Some(crate::app::Queue::Memory(q)), Some(path)) = (&app.queue, &queue_file) {
         let n = q
-            .load(path)
+            .keep_in(path)
             .map_err(|e| StartupError::Other(format!("LOCAL_QUEUE_FILE: {e}")))?;
         println!(
             "  queue: in process, {n} job(s) restored from {}",
