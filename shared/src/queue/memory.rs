@@ -212,19 +212,14 @@ impl MemoryQueue {
         Ok(n)
     }
 
-    /// Writes every waiting message to `path`, so a restart can pick them up (what SQS
-    /// would have kept across a restart of its consumers).
+    /// Writes every message, waiting or in flight, to `path`, so a restart can pick them up
+    /// (what SQS would have kept across a restart of its consumers).
     pub fn save(&self, path: &std::path::Path) -> std::io::Result<usize> {
-        let saved: Vec<Saved> = self
-            .pending()
-            .into_iter()
-            .map(|(visible_at_ms, delivery)| Saved {
-                visible_at_ms,
-                delivery,
-            })
-            .collect();
-        write_atomically(path, &saved)?;
-        Ok(saved.len())
+        let mut s = self.lock();
+        let kept = s.file.replace(path.to_owned());
+        let r = s.persist(self.clock.now_ms());
+        s.file = kept;
+        r.map(|()| s.pending.len() + s.in_flight.len())
     }
 
     /// Loads messages saved by [`MemoryQueue::save`] and removes the file, so they are not
@@ -321,10 +316,8 @@ mod tests {
     #[tokio::test]
     async fn a_kill_loses_no_job_kept_in_a_file() {
         let clock = ManualClock::at(0);
-        let path = std::env::temp_dir().join(format!(
-            "tollgate-queue-kill-{}.json",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("tollgate-queue-kill-{}.json", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let q = MemoryQueue::new(Arc::new(clock.clone()));
         assert_eq!(q.keep_in(&path).unwrap(), 0);
@@ -337,7 +330,11 @@ mod tests {
         // Killed here, with job 2 running and job 1 waiting: no save, no shutdown.
         drop(q);
         let after = MemoryQueue::new(Arc::new(clock.clone()));
-        assert_eq!(after.keep_in(&path).unwrap(), 2, "waiting and running jobs kept");
+        assert_eq!(
+            after.keep_in(&path).unwrap(),
+            2,
+            "waiting and running jobs kept"
+        );
         let again = after.receive_due();
         assert_eq!(again.len(), 1, "the interrupted job runs again at once");
         assert_eq!(again[0].body, job(3).to_body().unwrap());
@@ -349,7 +346,11 @@ mod tests {
         after.retry(later[0].clone(), 10, "provider down");
         drop(after);
         let third = MemoryQueue::new(Arc::new(clock.clone()));
-        assert_eq!(third.keep_in(&path).unwrap(), 1, "a retried job is kept too");
+        assert_eq!(
+            third.keep_in(&path).unwrap(),
+            1,
+            "a retried job is kept too"
+        );
         assert!(third.receive_due().is_empty(), "with its delay");
         let _ = std::fs::remove_file(&path);
     }
