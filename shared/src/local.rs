@@ -60,11 +60,28 @@ pub async fn run() -> Result<(), StartupError> {
         "  sweeper: every {} s; orders expire after {} s",
         app.config.sweep_interval_seconds, app.config.order_ttl_seconds
     );
-    if let (Some(crate::app::Queue::Memory(q)), Some(path)) =
-        (&app.queue, std::env::var_os("LOCAL_QUEUE_FILE"))
-    {
+    let queue_file = std::env::var_os("LOCAL_QUEUE_FILE").map(std::path::PathBuf::from);
+    serve(app, listener, queue_file, async {
+        let _ = tokio::signal::ctrl_c().await;
+        println!("shutting down");
+    })
+    .await
+}
+
+/// The local server's work once its app is built and its port bound: restore the jobs kept
+/// in `queue_file` (`LOCAL_QUEUE_FILE`), then serve every route with the sweeper and the
+/// queue worker beside it until `shutdown` resolves. `run` calls it with the app built from
+/// the environment; it is public so that a harness can run the same server over a store it
+/// built itself (wrapped, say, to inject faults), and stop it with or without `shutdown`.
+pub async fn serve(
+    app: std::sync::Arc<App>,
+    listener: tokio::net::TcpListener,
+    queue_file: Option<std::path::PathBuf>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartupError> {
+    if let (Some(crate::app::Queue::Memory(q)), Some(path)) = (&app.queue, &queue_file) {
         let n = q
-            .load(std::path::Path::new(&path))
+            .keep_in(path)
             .map_err(|e| StartupError::Other(format!("LOCAL_QUEUE_FILE: {e}")))?;
         println!(
             "  queue: in process, {n} job(s) restored from {}",
@@ -72,12 +89,8 @@ pub async fn run() -> Result<(), StartupError> {
         );
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = tokio::spawn(background(app.clone(), stop_rx));
-    crate::api::server::serve(app, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("shutting down");
-    })
-    .await;
+    let background = tokio::spawn(background(app.clone(), stop_rx, queue_file));
+    crate::api::server::serve(app, listener, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = background.await;
     Ok(())
@@ -86,7 +99,11 @@ pub async fn run() -> Result<(), StartupError> {
 /// The local stand-ins for EventBridge and the SQS trigger: the sweeper on its interval and
 /// the in-process queue's worker every second, until shutdown. A job in flight finishes
 /// first; jobs still waiting are reported, as an in-memory queue cannot keep them.
-async fn background(app: std::sync::Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn background(
+    app: std::sync::Arc<App>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    queue_file: Option<std::path::PathBuf>,
+) {
     use std::time::Duration;
     let interval = app.config.sweep_interval_seconds;
     let mut sweep = tokio::time::interval(Duration::from_secs(interval));
@@ -107,8 +124,8 @@ async fn background(app: std::sync::Arc<App>, mut stop: tokio::sync::watch::Rece
         }
     }
     if let Some(crate::app::Queue::Memory(q)) = &app.queue {
-        match std::env::var_os("LOCAL_QUEUE_FILE") {
-            Some(path) => match q.save(std::path::Path::new(&path)) {
+        match &queue_file {
+            Some(path) => match q.save(path) {
                 Ok(n) => println!("  saved {n} queued job(s) to {}", path.to_string_lossy()),
                 Err(e) => tracing::error!(error = %e, "could not save the queued jobs"),
             },

@@ -7,11 +7,13 @@ pub mod conformance;
 pub mod fake;
 pub mod fake_google;
 pub mod fake_provider;
+pub mod faults;
 pub mod fuzz;
 pub mod huya;
 pub mod nginx;
 pub mod openapi;
 pub mod provider_conformance;
+pub mod soak;
 pub mod wechat;
 pub mod wrappers;
 

@@ -1,0 +1,313 @@
+//! A store that misbehaves on purpose, for the soak test: from a seeded generator it fails a
+//! share of calls with `Unavailable` before they reach the real store, fails others *after*
+//! the real store did the work (the write happened, the caller sees a failure or a timeout:
+//! the case a retry must survive), and delays some. Switched off, it forwards everything.
+
+use crate::fuzz::rng::Rng;
+use async_trait::async_trait;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tollgate::domain::refund::RefundCount;
+use tollgate::domain::{Order, OrderId, OrderState};
+use tollgate::store::*;
+
+/// Shares of calls, in calls per 10,000.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreFaultRates {
+    /// Fail without calling the store.
+    pub fail_before: u32,
+    /// Call the store, then fail (after a delay, as a timeout would).
+    pub fail_after: u32,
+    /// Answer correctly, late.
+    pub delay: u32,
+    /// The longest injected delay.
+    pub max_delay_ms: u64,
+}
+
+/// What was injected so far.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoreFaultCounts {
+    pub calls: u64,
+    pub failed_before: u64,
+    pub failed_after: u64,
+    pub delayed: u64,
+}
+
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    rates: StoreFaultRates,
+    rng: Mutex<Rng>,
+    on: AtomicBool,
+    calls: AtomicU64,
+    failed_before: AtomicU64,
+    failed_after: AtomicU64,
+    delayed: AtomicU64,
+}
+
+enum Fault {
+    None,
+    Before,
+    After(Duration),
+    Delay(Duration),
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn Store>, rates: StoreFaultRates, seed: u64) -> Arc<Self> {
+        Arc::new(FaultyStore {
+            inner,
+            rates,
+            rng: Mutex::new(Rng::for_run(seed, "store-faults", 0)),
+            on: AtomicBool::new(true),
+            calls: AtomicU64::new(0),
+            failed_before: AtomicU64::new(0),
+            failed_after: AtomicU64::new(0),
+            delayed: AtomicU64::new(0),
+        })
+    }
+
+    /// Turns injection on or off (off: every call goes straight through).
+    pub fn set_enabled(&self, on: bool) {
+        self.on.store(on, Ordering::SeqCst);
+    }
+
+    pub fn counts(&self) -> StoreFaultCounts {
+        StoreFaultCounts {
+            calls: self.calls.load(Ordering::SeqCst),
+            failed_before: self.failed_before.load(Ordering::SeqCst),
+            failed_after: self.failed_after.load(Ordering::SeqCst),
+            delayed: self.delayed.load(Ordering::SeqCst),
+        }
+    }
+
+    fn draw(&self) -> Fault {
+        if !self.on.load(Ordering::SeqCst) {
+            return Fault::None;
+        }
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let r = rng.below(10_000) as u32;
+        let pause = Duration::from_millis(rng.below(self.rates.max_delay_ms as usize + 1) as u64);
+        let StoreFaultRates {
+            fail_before,
+            fail_after,
+            delay,
+            ..
+        } = self.rates;
+        if r < fail_before {
+            Fault::Before
+        } else if r < fail_before + fail_after {
+            Fault::After(pause)
+        } else if r < fail_before + fail_after + delay {
+            Fault::Delay(pause)
+        } else {
+            Fault::None
+        }
+    }
+
+    /// Runs `call` (a call of the inner store, not started yet) under the fault drawn for it.
+    async fn guard<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        match self.draw() {
+            Fault::None => call.await,
+            Fault::Before => {
+                self.failed_before.fetch_add(1, Ordering::SeqCst);
+                Err(StoreError::Unavailable(format!("injected: {op} not sent")))
+            }
+            Fault::After(pause) => {
+                self.failed_after.fetch_add(1, Ordering::SeqCst);
+                let _ = call.await;
+                tokio::time::sleep(pause).await;
+                Err(StoreError::Unavailable(format!(
+                    "injected: {op} done, answer lost"
+                )))
+            }
+            Fault::Delay(pause) => {
+                self.delayed.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(pause).await;
+                call.await
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.guard("create_order", self.inner.create_order(order, idem, now))
+            .await
+    }
+    async fn get_idempotency(
+        &self,
+        user: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.guard(
+            "get_idempotency",
+            self.inner.get_idempotency(user, key, now),
+        )
+        .await
+    }
+    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        self.guard("get_order", self.inner.get_order(id)).await
+    }
+    async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
+        self.guard("settle", self.inner.settle(s)).await
+    }
+    async fn settle_new_order(
+        &self,
+        order: &Order,
+        s: &Settlement,
+    ) -> Result<SettleOutcome, StoreError> {
+        self.guard("settle_new_order", self.inner.settle_new_order(order, s))
+            .await
+    }
+    async fn close_order(
+        &self,
+        id: &OrderId,
+        to: OrderState,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.guard("close_order", self.inner.close_order(id, to, at))
+            .await
+    }
+    async fn count_refund(
+        &self,
+        id: &OrderId,
+        count: &RefundCount,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.guard("count_refund", self.inner.count_refund(id, count))
+            .await
+    }
+    async fn refund(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.guard("refund", self.inner.refund(order, count, at))
+            .await
+    }
+    async fn defer_due(
+        &self,
+        id: &OrderId,
+        attempts: u32,
+        next_at: i64,
+    ) -> Result<bool, StoreError> {
+        self.guard("defer_due", self.inner.defer_due(id, attempts, next_at))
+            .await
+    }
+    async fn mark_requery(
+        &self,
+        id: &OrderId,
+        user: &str,
+        now: i64,
+        min_interval: i64,
+    ) -> Result<bool, StoreError> {
+        self.guard(
+            "mark_requery",
+            self.inner.mark_requery(id, user, now, min_interval),
+        )
+        .await
+    }
+    async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError> {
+        self.guard("record_error", self.inner.record_error(id, reason))
+            .await
+    }
+    async fn due_orders(
+        &self,
+        shard: u32,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueEntry>, StoreError> {
+        self.guard("due_orders", self.inner.due_orders(shard, now, limit))
+            .await
+    }
+    async fn day_records(
+        &self,
+        days: &[String],
+    ) -> Result<Vec<tollgate::domain::stats::DayRecord>, StoreError> {
+        self.guard("day_records", self.inner.day_records(days))
+            .await
+    }
+    async fn user_items(&self, user: &str) -> Result<UserItems, StoreError> {
+        self.guard("user_items", self.inner.user_items(user)).await
+    }
+    async fn get_purchase(
+        &self,
+        store: &str,
+        id: &str,
+    ) -> Result<Option<StorePurchase>, StoreError> {
+        self.guard("get_purchase", self.inner.get_purchase(store, id))
+            .await
+    }
+    async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError> {
+        self.guard("put_purchase", self.inner.put_purchase(p)).await
+    }
+    async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
+        self.guard("note_seen", self.inner.note_seen(source, id, now))
+            .await
+    }
+    async fn record_note(
+        &self,
+        source: &str,
+        id: &str,
+        kind: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.guard("record_note", self.inner.record_note(source, id, kind, now))
+            .await
+    }
+    async fn put_sessions(
+        &self,
+        user: &str,
+        sessions: &tollgate::domain::session::Sessions,
+        expected_version: u64,
+    ) -> Result<PutSessions, StoreError> {
+        self.guard(
+            "put_sessions",
+            self.inner.put_sessions(user, sessions, expected_version),
+        )
+        .await
+    }
+    async fn put_ban(
+        &self,
+        user: &str,
+        ban: &tollgate::domain::ban::Ban,
+    ) -> Result<Option<tollgate::domain::ban::Ban>, StoreError> {
+        self.guard("put_ban", self.inner.put_ban(user, ban)).await
+    }
+    async fn lift_ban(&self, user: &str, scope: &str) -> Result<bool, StoreError> {
+        self.guard("lift_ban", self.inner.lift_ban(user, scope))
+            .await
+    }
+    async fn publish_key(
+        &self,
+        stream_id: &str,
+    ) -> Result<Option<tollgate::domain::publish_key::PublishKey>, StoreError> {
+        self.guard("publish_key", self.inner.publish_key(stream_id))
+            .await
+    }
+    async fn rotate_publish_key(
+        &self,
+        stream_id: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<tollgate::domain::publish_key::PublishKey, StoreError> {
+        self.guard(
+            "rotate_publish_key",
+            self.inner.rotate_publish_key(stream_id, hash, now),
+        )
+        .await
+    }
+}
