@@ -161,6 +161,26 @@ impl Store for FaultyStore {
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
         self.guard("get_order", self.inner.get_order(id)).await
     }
+    async fn user_orders(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&OrderId>,
+    ) -> Result<tollgate::store::OrderPage, StoreError> {
+        self.guard(
+            "user_orders",
+            self.inner.user_orders(user_id, limit, before),
+        )
+        .await
+    }
+    async fn order_for_txn(
+        &self,
+        provider: &str,
+        txn_id: &str,
+    ) -> Result<Option<OrderId>, StoreError> {
+        self.guard("order_for_txn", self.inner.order_for_txn(provider, txn_id))
+            .await
+    }
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
         self.guard("settle", self.inner.settle(s)).await
     }
@@ -302,11 +322,12 @@ impl Store for FaultyStore {
         &self,
         stream_id: &str,
         hash: &str,
+        by: &str,
         now: i64,
     ) -> Result<tollgate::domain::publish_key::PublishKey, StoreError> {
         self.guard(
             "rotate_publish_key",
-            self.inner.rotate_publish_key(stream_id, hash, now),
+            self.inner.rotate_publish_key(stream_id, hash, by, now),
         )
         .await
     }
