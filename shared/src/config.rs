@@ -36,6 +36,12 @@ pub struct Config {
     pub catalog_json: String,
     pub providers: Vec<String>,
     pub order_ttl_seconds: i64,
+    /// `MAX_NEW_ORDERS_PER_USER`: orders one user may create per window of
+    /// `order_ttl_seconds` (see [`crate::domain::order_quota`]).
+    pub max_new_orders_per_user: u32,
+    /// `ORDER_RETENTION_DAYS` in seconds: how long an unpaid order is kept once expired or
+    /// cancelled before the store may delete it; `None` (0 days): kept for ever.
+    pub order_retention_seconds: Option<i64>,
     pub auth_mode: AuthMode,
     pub auth_jwt_secret: Option<Secret>,
     pub auth_jwks_path: Option<String>,
@@ -350,6 +356,11 @@ impl Config {
             catalog_json,
             providers,
             order_ttl_seconds: int("ORDER_TTL_SECONDS", 900, 1, 7 * 86_400)?,
+            max_new_orders_per_user: int("MAX_NEW_ORDERS_PER_USER", 20, 1, 10_000)? as u32,
+            order_retention_seconds: match int("ORDER_RETENTION_DAYS", 30, 0, 3_650)? {
+                0 => None,
+                days => Some(days * 86_400),
+            },
             auth_mode,
             auth_jwt_secret,
             auth_jwks_path,
@@ -394,6 +405,16 @@ impl Config {
                     .collect(),
             ),
         })
+    }
+
+    /// The window counter every `POST /orders` goes through.
+    pub fn order_quota(&self) -> crate::domain::OrderQuota {
+        crate::domain::OrderQuota::limited(self.max_new_orders_per_user, self.order_ttl_seconds)
+    }
+
+    /// Until when an order closed unpaid at `closed_at` is kept (its `ttl`), if not for ever.
+    pub fn order_retained_until(&self, closed_at: i64) -> Option<i64> {
+        self.order_retention_seconds.map(|r| closed_at + r)
     }
 
     pub fn provider_enabled(&self, name: &str) -> bool {
@@ -444,6 +465,23 @@ mod tests {
         let c = cfg(Profile::Lambda, &[]).unwrap();
         assert_eq!(c.auth_mode, AuthMode::Apigw);
         assert_eq!(c.order_ttl_seconds, 900);
+        assert_eq!(c.max_new_orders_per_user, 20);
+        assert_eq!(c.order_quota().window_seconds, 900);
+        assert_eq!(c.order_retained_until(1_000), Some(1_000 + 30 * 86_400));
+        let kept = cfg(Profile::Lambda, &[("ORDER_RETENTION_DAYS", "0")]).unwrap();
+        assert_eq!(
+            kept.order_retained_until(1_000),
+            None,
+            "0 days: kept for ever"
+        );
+        for (name, bad) in [
+            ("MAX_NEW_ORDERS_PER_USER", "0"),
+            ("MAX_NEW_ORDERS_PER_USER", "many"),
+            ("ORDER_RETENTION_DAYS", "-1"),
+            ("ORDER_RETENTION_DAYS", "3651"),
+        ] {
+            assert_eq!(cfg(Profile::Lambda, &[(name, bad)]).unwrap_err().name, name);
+        }
         assert!(c.providers.is_empty());
         let e = cfg(Profile::Lambda, &[("ORDER_TTL_SECONDS", "soon")]).unwrap_err();
         assert_eq!(e.name, "ORDER_TTL_SECONDS");

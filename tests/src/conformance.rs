@@ -6,8 +6,12 @@ use std::sync::Arc;
 use tollgate::domain::grant::Term;
 use tollgate::domain::refund::RefundCount;
 use tollgate::domain::session::{DeviceSession, Sessions};
-use tollgate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, PurchaseState};
+use tollgate::domain::{
+    Currency, Grant, Money, Order, OrderId, OrderQuota, OrderState, PurchaseState,
+};
 use tollgate::store::*;
+
+use crate::UNCAPPED;
 
 fn cny(amount: i64) -> Money {
     Money::new(amount, Currency::CNY).expect("money")
@@ -43,6 +47,7 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         late: false,
         provider_txn_id: None,
         closed_at: None,
+        retain_until: None,
         refunded_at: None,
         refunded_amount: 0,
         refund_ids: Default::default(),
@@ -108,6 +113,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     publish_keys_rotate(&*store).await;
     refunds_add_up(&*store).await;
     refunds_counted_once_concurrently(store.clone()).await;
+    order_quota_caps_each_users_window(&*store).await;
+    order_quota_holds_concurrently(store.clone()).await;
+    unpaid_closed_orders_expire_paid_ones_never(&*store).await;
     order_history_pages_newest_first(&*store).await;
 }
 
@@ -116,10 +124,16 @@ pub async fn order_history_pages_newest_first(store: &dyn Store) {
     let mut mine = Vec::new();
     for seed in 5_001..=5_005 {
         let o = pending(seed, "hist-user", 1_000 + seed as i64);
-        store.create_order(&o, None, 1_000).await.unwrap();
+        store
+            .create_order(&o, None, &UNCAPPED, 1_000)
+            .await
+            .unwrap();
         mine.push(o);
         let other = pending(seed + 100, "hist-other", 1_000);
-        store.create_order(&other, None, 1_000).await.unwrap();
+        store
+            .create_order(&other, None, &UNCAPPED, 1_000)
+            .await
+            .unwrap();
     }
     // A paid order stays in the history, as it is now.
     let paid = &mine[1];
@@ -159,7 +173,10 @@ pub async fn order_history_pages_newest_first(store: &dyn Store) {
 pub async fn create_and_read(store: &dyn Store) {
     let o = pending(1, "cr-user", 1_000);
     assert_eq!(
-        store.create_order(&o, None, 1_000).await.unwrap(),
+        store
+            .create_order(&o, None, &UNCAPPED, 1_000)
+            .await
+            .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(store.get_order(&o.order_id).await.unwrap(), Some(o.clone()));
@@ -171,7 +188,10 @@ pub async fn create_and_read(store: &dyn Store) {
     c.grants.clear();
     c.credits = 100;
     c.payment = None;
-    store.create_order(&c, None, 1_000).await.unwrap();
+    store
+        .create_order(&c, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     assert_eq!(store.get_order(&c.order_id).await.unwrap(), Some(c));
 }
 
@@ -186,14 +206,14 @@ pub async fn idempotent_create(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .create_order(&first, Some(&rec(&first, "h1", 1_000)), 1_000)
+            .create_order(&first, Some(&rec(&first, "h1", 1_000)), &UNCAPPED, 1_000)
             .await
             .unwrap(),
         CreateOutcome::Created
     );
     let second = pending(11, "idem-user", 1_001);
     match store
-        .create_order(&second, Some(&rec(&second, "h2", 1_001)), 1_001)
+        .create_order(&second, Some(&rec(&second, "h2", 1_001)), &UNCAPPED, 1_001)
         .await
         .unwrap()
     {
@@ -215,7 +235,7 @@ pub async fn idempotent_create(store: &dyn Store) {
     r.user_id = "idem-user-2".into();
     assert_eq!(
         store
-            .create_order(&other_user, Some(&r), 1_000)
+            .create_order(&other_user, Some(&r), &UNCAPPED, 1_000)
             .await
             .unwrap(),
         CreateOutcome::Created
@@ -225,7 +245,7 @@ pub async fn idempotent_create(store: &dyn Store) {
     let third = pending(13, "idem-user", later);
     assert_eq!(
         store
-            .create_order(&third, Some(&rec(&third, "h3", later)), later)
+            .create_order(&third, Some(&rec(&third, "h3", later)), &UNCAPPED, later)
             .await
             .unwrap(),
         CreateOutcome::Created
@@ -235,9 +255,12 @@ pub async fn idempotent_create(store: &dyn Store) {
 pub async fn legal_transitions(store: &dyn Store) {
     // PENDING → CANCELLED, then a late payment is still honoured.
     let a = pending(20, "lt-user", 1_000);
-    store.create_order(&a, None, 1_000).await.unwrap();
+    store
+        .create_order(&a, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     match store
-        .close_order(&a.order_id, OrderState::Cancelled, 1_100)
+        .close_order(&a.order_id, OrderState::Cancelled, 1_100, None)
         .await
         .unwrap()
     {
@@ -262,10 +285,13 @@ pub async fn legal_transitions(store: &dyn Store) {
     assert_eq!(paid.provider_txn_id.as_deref(), Some("lt-a"));
     // PENDING → EXPIRED → PAID (late) → REFUNDED.
     let b = pending(21, "lt-user", 1_000);
-    store.create_order(&b, None, 1_000).await.unwrap();
+    store
+        .create_order(&b, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     assert!(matches!(
         store
-            .close_order(&b.order_id, OrderState::Expired, 1_900)
+            .close_order(&b.order_id, OrderState::Expired, 1_900, None)
             .await
             .unwrap(),
         TransitionOutcome::Done(_)
@@ -295,7 +321,10 @@ pub async fn legal_transitions(store: &dyn Store) {
     assert_eq!(refunded.refund_ids, ["whole".to_owned()].into());
     // PENDING → PAID on time.
     let c = pending(22, "lt-user", 1_000);
-    store.create_order(&c, None, 1_000).await.unwrap();
+    store
+        .create_order(&c, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     assert_eq!(
         store
             .settle(&settlement(&c, OrderState::Pending, "lt-c", 1_010))
@@ -308,7 +337,10 @@ pub async fn legal_transitions(store: &dyn Store) {
 
 pub async fn illegal_transitions(store: &dyn Store) {
     let o = pending(30, "il-user", 1_000);
-    store.create_order(&o, None, 1_000).await.unwrap();
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     // Refund of an unpaid order.
     assert!(
         matches!(store.refund(&o, &whole(&o), 1_001).await.unwrap(), TransitionOutcome::Conflict(c) if c.state == OrderState::Pending)
@@ -316,7 +348,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
     // Closing to a state that is not a close.
     assert!(matches!(
         store
-            .close_order(&o.order_id, OrderState::Paid, 1_001)
+            .close_order(&o.order_id, OrderState::Paid, 1_001, None)
             .await
             .unwrap(),
         TransitionOutcome::Conflict(_)
@@ -328,13 +360,13 @@ pub async fn illegal_transitions(store: &dyn Store) {
     ));
     assert_eq!(state_of(store, &o.order_id).await, OrderState::Pending);
     store
-        .close_order(&o.order_id, OrderState::Expired, 1_003)
+        .close_order(&o.order_id, OrderState::Expired, 1_003, None)
         .await
         .unwrap();
     // EXPIRED cannot be cancelled or expired again.
     for to in [OrderState::Cancelled, OrderState::Expired] {
         assert!(matches!(
-            store.close_order(&o.order_id, to, 1_004).await.unwrap(),
+            store.close_order(&o.order_id, to, 1_004, None).await.unwrap(),
             TransitionOutcome::Conflict(c) if c.state == OrderState::Expired
         ));
     }
@@ -345,7 +377,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
     // PAID cannot be cancelled, expired or paid again by another transaction.
     for to in [OrderState::Cancelled, OrderState::Expired] {
         assert!(matches!(
-            store.close_order(&o.order_id, to, 1_006).await.unwrap(),
+            store.close_order(&o.order_id, to, 1_006, None).await.unwrap(),
             TransitionOutcome::Conflict(c) if c.state == OrderState::Paid
         ));
     }
@@ -367,7 +399,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
     let ghost = pending(31, "il-user", 1_000);
     assert_eq!(
         store
-            .close_order(&ghost.order_id, OrderState::Expired, 1)
+            .close_order(&ghost.order_id, OrderState::Expired, 1, None)
             .await
             .unwrap(),
         TransitionOutcome::UnknownOrder
@@ -392,7 +424,10 @@ pub async fn illegal_transitions(store: &dyn Store) {
 
 pub async fn settle_checks_amount_and_txn(store: &dyn Store) {
     let o = pending(40, "am-user", 1_000);
-    store.create_order(&o, None, 1_000).await.unwrap();
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     let mut wrong = settlement(&o, OrderState::Pending, "am-1", 1_001);
     wrong.amount = cny(1);
     assert!(matches!(
@@ -407,7 +442,10 @@ pub async fn settle_checks_amount_and_txn(store: &dyn Store) {
         .await
         .unwrap();
     let other = pending(41, "am-user", 1_000);
-    store.create_order(&other, None, 1_000).await.unwrap();
+    store
+        .create_order(&other, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     assert_eq!(
         store
             .settle(&settlement(&other, OrderState::Pending, "am-1", 1_003))
@@ -424,7 +462,10 @@ pub async fn settle_checks_amount_and_txn(store: &dyn Store) {
 /// others: exactly one wins and exactly one set of grants exists.
 pub async fn settle_exactly_once_concurrently(store: Arc<dyn Store>) {
     let o = pending(50, "race-user", 1_000);
-    store.create_order(&o, None, 1_000).await.unwrap();
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..64 {
         let store = store.clone();
@@ -461,7 +502,10 @@ pub async fn credits_exactly_once_concurrently(store: Arc<dyn Store>) {
     o.grants.clear();
     o.term = None;
     o.credits = 100;
-    store.create_order(&o, None, 1_000).await.unwrap();
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let store = store.clone();
@@ -488,7 +532,7 @@ pub async fn due_index(store: &dyn Store) {
     for i in 0..40u64 {
         let mut o = pending(100 + i, "due-user", base + i as i64);
         o.expires_at = base + 1_000 + i as i64 * 10;
-        store.create_order(&o, None, base).await.unwrap();
+        store.create_order(&o, None, &UNCAPPED, base).await.unwrap();
         orders.push(o);
     }
     let due_at = |now: i64| {
@@ -523,11 +567,16 @@ pub async fn due_index(store: &dyn Store) {
     assert_eq!(due_at(base + 1_090).await, expect);
     // Orders that leave PENDING leave the index.
     store
-        .close_order(&orders[0].order_id, OrderState::Expired, base + 1_100)
+        .close_order(&orders[0].order_id, OrderState::Expired, base + 1_100, None)
         .await
         .unwrap();
     store
-        .close_order(&orders[1].order_id, OrderState::Cancelled, base + 1_100)
+        .close_order(
+            &orders[1].order_id,
+            OrderState::Cancelled,
+            base + 1_100,
+            None,
+        )
         .await
         .unwrap();
     store
@@ -561,7 +610,7 @@ pub async fn user_items_and_refund(store: &dyn Store) {
     let b = pending(201, "ui-user", 1_000);
     let other = pending(202, "ui-other", 1_000);
     for o in [&a, &b, &other] {
-        store.create_order(o, None, 1_000).await.unwrap();
+        store.create_order(o, None, &UNCAPPED, 1_000).await.unwrap();
         store
             .settle(&settlement(
                 o,
@@ -978,7 +1027,10 @@ async fn refunds_on_refund_day(store: &dyn Store) -> i64 {
 pub async fn refunds_add_up(store: &dyn Store) {
     let before_day = refunds_on_refund_day(store).await;
     let o = pending(300, "rf-user", 1_000);
-    store.create_order(&o, None, 1_000).await.unwrap();
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     // Not paid yet: nothing to count.
     assert!(matches!(
         store.count_refund(&o.order_id, &counting("r1", 300, 0, 599)).await.unwrap(),
@@ -1079,7 +1131,10 @@ pub async fn refunds_add_up(store: &dyn Store) {
 pub async fn refunds_counted_once_concurrently(store: Arc<dyn Store>) {
     let before_day = refunds_on_refund_day(&*store).await;
     let o = pending(301, "rfc-user", 1_000);
-    store.create_order(&o, None, 1_000).await.unwrap();
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
     store
         .settle(&settlement(&o, OrderState::Pending, "rfc-txn", 1_100))
         .await
@@ -1138,4 +1193,231 @@ pub async fn refunds_counted_once_concurrently(store: Arc<dyn Store>) {
         (OrderState::Refunded, 900, 30)
     );
     assert_eq!(refunds_on_refund_day(&*store).await, before_day + 1);
+}
+
+/// Seconds since the epoch at a quota window's start (windows of 900 s are aligned to it).
+const QUOTA_T: i64 = 1_800_000_000;
+
+pub async fn order_quota_caps_each_users_window(store: &dyn Store) {
+    let quota = OrderQuota::limited(3, 900);
+    let now = QUOTA_T + 100;
+    let key = |o: &Order, k: &str, at: i64| IdempotencyRecord {
+        user_id: o.user_id.clone(),
+        key: k.into(),
+        request_hash: "h".into(),
+        order_id: o.order_id.clone(),
+        expires_at: at + IDEMPOTENCY_TTL,
+    };
+    // A key used a day earlier, expired by now.
+    let old = pending(1_500, "quota-user", now - IDEMPOTENCY_TTL);
+    let old_key = key(&old, "old-key", now - IDEMPOTENCY_TTL);
+    store
+        .create_order(&old, Some(&old_key), &UNCAPPED, now - IDEMPOTENCY_TTL)
+        .await
+        .unwrap();
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let o = pending(1_501 + i, "quota-user", now + i as i64);
+        let k = key(&o, &format!("q-{i}"), now);
+        assert_eq!(
+            store
+                .create_order(&o, Some(&k), &quota, now + i as i64)
+                .await
+                .unwrap(),
+            CreateOutcome::Created
+        );
+        made.push(o);
+    }
+    // The fourth in the window is refused until the window ends, and writes nothing.
+    let fourth = pending(1_510, "quota-user", now + 10);
+    let fourth_key = key(&fourth, "q-3", now + 10);
+    assert_eq!(
+        store
+            .create_order(&fourth, Some(&fourth_key), &quota, now + 10)
+            .await
+            .unwrap(),
+        CreateOutcome::QuotaReached {
+            until: QUOTA_T + 900
+        }
+    );
+    assert_eq!(store.get_order(&fourth.order_id).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_idempotency("quota-user", "q-3", now + 10)
+            .await
+            .unwrap(),
+        None,
+        "the refused create's key was not written"
+    );
+    // A replay of a live key still answers the order it made, window full or not.
+    let replay = pending(1_511, "quota-user", now + 11);
+    match store
+        .create_order(
+            &replay,
+            Some(&key(&replay, "q-1", now + 11)),
+            &quota,
+            now + 11,
+        )
+        .await
+        .unwrap()
+    {
+        CreateOutcome::KeyExists(r) => assert_eq!(r.order_id, made[1].order_id),
+        other => panic!("expected KeyExists, got {other:?}"),
+    }
+    // An expired key is a new create: refused too, and the old record is left as it was.
+    let reuse = pending(1_512, "quota-user", now + 12);
+    assert!(matches!(
+        store
+            .create_order(
+                &reuse,
+                Some(&key(&reuse, "old-key", now + 12)),
+                &quota,
+                now + 12
+            )
+            .await
+            .unwrap(),
+        CreateOutcome::QuotaReached { .. }
+    ));
+    assert_eq!(store.get_order(&reuse.order_id).await.unwrap(), None);
+    // Counted-only creates (orders for purchases already paid) are never refused.
+    let bound = pending(1_513, "quota-user", now + 13);
+    assert_eq!(
+        store
+            .create_order(&bound, None, &OrderQuota::counted_only(900), now + 13)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    // Another user has a window of their own.
+    let other = pending(1_514, "quota-user-2", now + 14);
+    assert_eq!(
+        store
+            .create_order(&other, None, &quota, now + 14)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    // The next window takes orders again.
+    let next = pending(1_515, "quota-user", QUOTA_T + 900);
+    assert_eq!(
+        store
+            .create_order(&next, None, &quota, QUOTA_T + 900)
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+}
+
+pub async fn order_quota_holds_concurrently(store: Arc<dyn Store>) {
+    let quota = OrderQuota::limited(5, 900);
+    let now = QUOTA_T + 200;
+    let mut tasks = Vec::new();
+    for i in 0..24u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = pending(1_600 + i, "quota-race", now);
+            let out = store.create_order(&o, None, &quota, now).await.unwrap();
+            (o, out)
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let (o, out) = t.await.unwrap();
+        match out {
+            CreateOutcome::Created => {
+                created += 1;
+                assert!(store.get_order(&o.order_id).await.unwrap().is_some());
+            }
+            CreateOutcome::QuotaReached { until } => {
+                assert_eq!(until, QUOTA_T + 900);
+                assert_eq!(store.get_order(&o.order_id).await.unwrap(), None);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        created, 5,
+        "exactly the limit of simultaneous creates got through"
+    );
+}
+
+pub async fn unpaid_closed_orders_expire_paid_ones_never(store: &dyn Store) {
+    let keep = 30 * 86_400;
+    // Expired and cancelled unpaid orders carry their deletion time.
+    let expired = pending(1_700, "ret-user", 1_000);
+    let cancelled = pending(1_701, "ret-user", 1_000);
+    let paid = pending(1_702, "ret-user", 1_000);
+    let kept = pending(1_703, "ret-user", 1_000);
+    for o in [&expired, &cancelled, &paid, &kept] {
+        store.create_order(o, None, &UNCAPPED, 1_000).await.unwrap();
+        assert_eq!(o.retain_until, None);
+    }
+    for (o, to) in [
+        (&expired, OrderState::Expired),
+        (&cancelled, OrderState::Cancelled),
+    ] {
+        match store
+            .close_order(&o.order_id, to, 1_900, Some(1_900 + keep))
+            .await
+            .unwrap()
+        {
+            TransitionOutcome::Done(c) => assert_eq!(c.retain_until, Some(1_900 + keep)),
+            other => panic!("{other:?}"),
+        }
+        let stored = store.get_order(&o.order_id).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.state, stored.retain_until),
+            (to, Some(1_900 + keep))
+        );
+    }
+    // Without a retention the order is kept for ever.
+    store
+        .close_order(&kept.order_id, OrderState::Expired, 1_900, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_order(&kept.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .retain_until,
+        None
+    );
+    // A paid order has none.
+    store
+        .settle(&settlement(&paid, OrderState::Pending, "ret-paid", 1_010))
+        .await
+        .unwrap();
+    let p = store.get_order(&paid.order_id).await.unwrap().unwrap();
+    assert_eq!((p.state, p.retain_until), (OrderState::Paid, None));
+    // A late payment of an expired order makes it a record again: its deletion time goes.
+    assert_eq!(
+        store
+            .settle(&settlement(
+                &expired,
+                OrderState::Expired,
+                "ret-late",
+                2_000
+            ))
+            .await
+            .unwrap(),
+        SettleOutcome::Settled
+    );
+    let late = store.get_order(&expired.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (late.state, late.late, late.retain_until),
+        (OrderState::Paid, true, None)
+    );
+    // And a refund of it does not bring one back.
+    store.refund(&late, &whole(&late), 3_000).await.unwrap();
+    assert_eq!(
+        store
+            .get_order(&expired.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .retain_until,
+        None
+    );
 }

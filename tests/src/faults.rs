@@ -141,10 +141,14 @@ impl Store for FaultyStore {
         &self,
         order: &Order,
         idem: Option<&IdempotencyRecord>,
+        quota: &tollgate::domain::OrderQuota,
         now: i64,
     ) -> Result<CreateOutcome, StoreError> {
-        self.guard("create_order", self.inner.create_order(order, idem, now))
-            .await
+        self.guard(
+            "create_order",
+            self.inner.create_order(order, idem, quota, now),
+        )
+        .await
     }
     async fn get_idempotency(
         &self,
@@ -197,9 +201,13 @@ impl Store for FaultyStore {
         id: &OrderId,
         to: OrderState,
         at: i64,
+        retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
-        self.guard("close_order", self.inner.close_order(id, to, at))
-            .await
+        self.guard(
+            "close_order",
+            self.inner.close_order(id, to, at, retain_until),
+        )
+        .await
     }
     async fn count_refund(
         &self,

@@ -37,6 +37,12 @@ pub const STREAM_SIGNING_KEYS: &str =
     "t1:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb25l,t0:dGVzdC1zdHJlYW0tc2lnbmluZy1rZXktb2xk";
 pub const NGINX_SECRET: &str = "test-nginx-secure-link-secret";
 
+/// The quota for creates that test something else: counted in their window, never refused.
+pub const UNCAPPED: tollgate::domain::OrderQuota = tollgate::domain::OrderQuota {
+    window_seconds: 900,
+    limit: None,
+};
+
 pub fn catalog_json() -> String {
     serde_json::json!({
         "products": [

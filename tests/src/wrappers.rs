@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollgate::domain::refund::RefundCount;
-use tollgate::domain::{Order, OrderId, OrderState};
+use tollgate::domain::{Order, OrderId, OrderQuota, OrderState};
 use tollgate::store::*;
 
 /// Counts calls per operation and the due-index entries returned.
@@ -71,10 +71,11 @@ impl Store for CountingStore {
         &self,
         order: &Order,
         idem: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
         now: i64,
     ) -> Result<CreateOutcome, StoreError> {
         self.enter("create_order")?;
-        self.inner.create_order(order, idem, now).await
+        self.inner.create_order(order, idem, quota, now).await
     }
     async fn get_idempotency(
         &self,
@@ -123,9 +124,10 @@ impl Store for CountingStore {
         id: &OrderId,
         to: OrderState,
         at: i64,
+        retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
         self.enter("close_order")?;
-        self.inner.close_order(id, to, at).await
+        self.inner.close_order(id, to, at, retain_until).await
     }
     async fn count_refund(
         &self,

@@ -394,3 +394,84 @@ async fn currency_refund_of_unpaid_and_second_payment_are_refused() {
         1
     );
 }
+
+/// One user firing 50 creates at once: exactly `MAX_NEW_ORDERS_PER_USER` get through, the
+/// rest get 429 with the seconds until the window ends; a replay of an accepted key is
+/// still answered with its order, and the next window takes orders again.
+async fn new_orders_are_capped_per_user(backend: Backend) {
+    let Some(store) = store_for(backend).await else {
+        return;
+    };
+    // T0 starts a 900 s window (the order lifetime): 600 s of it are left.
+    let clock = ManualClock::at(T0 + 300);
+    let s = std::sync::Arc::new(TestServer::start(test_app(store, clock.clone())).await);
+    let body = json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"}).to_string();
+    let auth = bearer("greedy");
+    let post = |key: String| {
+        let (s, auth, body) = (s.clone(), auth.clone(), body.clone());
+        async move {
+            s.request(
+                "POST",
+                "/orders",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", &key),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    let tasks: Vec<_> = (0..50)
+        .map(|i| tokio::spawn(post(format!("greedy-{i}"))))
+        .collect();
+    let (mut created, mut refused) = (Vec::new(), Vec::new());
+    for (i, t) in tasks.into_iter().enumerate() {
+        let r = t.await.unwrap();
+        match r.status {
+            201 => created.push((i, r.json()["order_id"].as_str().unwrap().to_owned())),
+            429 => {
+                let p = r.assert_problem(429);
+                assert_eq!(p["type"], "https://tollgate.dev/problems/too-many-orders");
+                assert_eq!(p["retry_after"], 600);
+                assert_eq!(p["limit"], 20);
+                assert_eq!(r.headers["retry-after"], "600");
+                refused.push(i);
+            }
+            other => panic!("{other}: {}", String::from_utf8_lossy(&r.body)),
+        }
+    }
+    assert_eq!((created.len(), refused.len()), (20, 30));
+    // A replay of an accepted key answers its order, though the window is full.
+    let (i, id) = &created[0];
+    let r = post(format!("greedy-{i}")).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["order_id"], id.as_str());
+    // A refused key made nothing: it is refused again, not replayed.
+    assert_eq!(post(format!("greedy-{}", refused[0])).await.status, 429);
+    // Others are not held back by this user.
+    let r = s
+        .call(
+            "patient",
+            "POST",
+            "/orders",
+            Some(serde_json::from_str(&body).unwrap()),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    // The next window takes orders again.
+    clock.set(T0 + 900);
+    let r = post(format!("greedy-{}", refused[0])).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_orders_are_capped_per_user_on_the_memory_store() {
+    new_orders_are_capped_per_user(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_orders_are_capped_per_user_on_dynamodb() {
+    new_orders_are_capped_per_user(Backend::Dynamo).await;
+}

@@ -34,6 +34,7 @@ fn seeded(id: &str, provider: &str) -> Order {
         late: false,
         provider_txn_id: None,
         closed_at: None,
+        retain_until: None,
         refunded_at: None,
         refunded_amount: 0,
         refund_ids: Default::default(),
@@ -63,13 +64,13 @@ async fn every_sample_event_gets_its_status() {
         ("01KQ0000000000000000000004", "wechat"),
         ("01KQ0000000000000000000005", "alipay"),
     ] {
-        tollgate::store::Store::create_order(&*store, &seeded(id, provider), None, T0)
+        tollgate::store::Store::create_order(&*store, &seeded(id, provider), None, &UNCAPPED, T0)
             .await
             .unwrap();
     }
     let mut due = seeded("01KQ0000000000000000000006", "sandbox");
     due.expires_at = T0 - 60;
-    tollgate::store::Store::create_order(&*store, &due, None, T0)
+    tollgate::store::Store::create_order(&*store, &due, None, &UNCAPPED, T0)
         .await
         .unwrap();
     // The callbacks need no provider server: an unreachable base URL is fine.

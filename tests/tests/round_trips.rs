@@ -36,7 +36,12 @@ impl Meter for RequestCounter {
 
 async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     let clock = ManualClock::at(T0);
-    let s = TestServer::start(test_app(store, clock.clone())).await;
+    let s = TestServer::start(test_app_with(
+        store,
+        clock.clone(),
+        &[("MAX_NEW_ORDERS_PER_USER", "3")],
+    ))
+    .await;
     let create = json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"});
     meter.take();
 
@@ -71,6 +76,21 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         meter.take() <= 2,
         "replayed create: the failed transaction, then read the order"
     );
+    // The user's window of new orders is counted in the same transaction.
+    assert_eq!(keyed("rt-2").await, 201);
+    assert_eq!(meter.take(), 1, "third create: still one transaction");
+    assert_eq!(keyed("rt-3").await, 429);
+    assert_eq!(
+        meter.take(),
+        1,
+        "create over the quota: the failed transaction"
+    );
+    assert_eq!(
+        keyed("rt-1").await,
+        200,
+        "a replay is answered, window full or not"
+    );
+    assert!(meter.take() <= 2);
 
     let callback = json!({"order_id": o["order_id"], "transaction_id": "rt-t", "status": "paid",
                           "amount": {"amount": 900, "currency": "CNY"}, "timestamp": T0});
@@ -202,11 +222,11 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     clock.advance(10_000);
     meter.take();
     let r = sweep(&s.app, i64::MAX).await;
-    assert_eq!(r.expired, 1, "{r:?}"); // the keyed order; the first one is paid
+    assert_eq!(r.expired, 2, "{r:?}"); // the keyed orders; the first one is paid
     assert_eq!(
         meter.take(),
-        16 + 2,
-        "sweep: 16 index queries + read and expire 1 order"
+        16 + 2 * 2,
+        "sweep: 16 index queries + read and expire each of 2 orders"
     );
     let r = sweep(&s.app, i64::MAX).await;
     assert_eq!(r.examined, 0);

@@ -119,11 +119,17 @@ async fn verifier_on_sqs() {
 
     let mut failing = pending(1, "sqs-user", T0);
     failing.provider = NAME.into();
-    store.create_order(&failing, None, T0).await.unwrap();
+    store
+        .create_order(&failing, None, &UNCAPPED, T0)
+        .await
+        .unwrap();
     fake.script(failing.order_id.as_str(), vec![Answer::ServerError]);
     let mut paying = pending(2, "sqs-user", T0);
     paying.provider = NAME.into();
-    store.create_order(&paying, None, T0).await.unwrap();
+    store
+        .create_order(&paying, None, &UNCAPPED, T0)
+        .await
+        .unwrap();
     fake.script(
         paying.order_id.as_str(),
         vec![Answer::Paid {

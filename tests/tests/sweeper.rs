@@ -47,7 +47,10 @@ impl Env {
     async fn order(&self, seed: u64, answers: Vec<Answer>) -> Order {
         let mut o = pending(seed, "sweep-user", T0);
         o.provider = NAME.into();
-        self.store.create_order(&o, None, T0).await.unwrap();
+        self.store
+            .create_order(&o, None, &UNCAPPED, T0)
+            .await
+            .unwrap();
         self.fake.script(o.order_id.as_str(), answers);
         o
     }
@@ -81,9 +84,9 @@ async fn cost_grows_with_due_orders(backend: Backend, bulk: u64) {
         o.provider = NAME.into();
         if i % 2 == 0 {
             o.expires_at = T0 + 100_000;
-            e.store.create_order(&o, None, T0).await.unwrap();
+            e.store.create_order(&o, None, &UNCAPPED, T0).await.unwrap();
         } else {
-            e.store.create_order(&o, None, T0).await.unwrap();
+            e.store.create_order(&o, None, &UNCAPPED, T0).await.unwrap();
             let st = Settlement {
                 order_id: o.order_id.clone(),
                 user_id: o.user_id.clone(),
@@ -313,4 +316,62 @@ async fn a_job_for_an_order_paid_meanwhile_is_done() {
         1,
         "the second job saw it paid without asking"
     );
+}
+
+/// The embedded store gives memory back: orders the sweeper expired unpaid are deleted once
+/// `ORDER_RETENTION_DAYS` have passed, with their idempotency keys and window counters;
+/// the paid order, its grant and its payment stay.
+#[tokio::test]
+async fn memory_store_prunes_unpaid_orders_after_retention() {
+    let store = Arc::new(tollgate::store::MemoryStore::new());
+    let clock = ManualClock::at(T0);
+    let app = test_app_with(
+        store.clone(),
+        clock.clone(),
+        &[("ORDER_RETENTION_DAYS", "2")],
+    );
+    let s = TestServer::start(app.clone()).await;
+    let auth = bearer("pruned");
+    let mut unpaid = Vec::new();
+    for i in 0..9 {
+        let key = format!("prune-{i}");
+        let r = s
+            .request(
+                "POST",
+                "/orders",
+                &[("authorization", &auth), ("idempotency-key", &key)],
+                r#"{"product_id":"pass","plan_id":"7d","provider":"sandbox"}"#,
+            )
+            .await;
+        assert_eq!(r.status, 201);
+        unpaid.push(
+            tollgate::domain::OrderId::parse(r.json()["order_id"].as_str().unwrap()).unwrap(),
+        );
+    }
+    let paid = s.buy("pruned", "pass", Some("7d")).await;
+    let paid = tollgate::domain::OrderId::parse(&paid).unwrap();
+    clock.set(T0 + 901);
+    assert_eq!(sweep(&app, FOREVER).await.expired, 9);
+    let closed = store.get_order(&unpaid[0]).await.unwrap().unwrap();
+    assert_eq!(closed.state, OrderState::Expired);
+    assert_eq!(closed.retain_until, Some(T0 + 901 + 2 * DAY));
+    let before = store.item_count();
+
+    // A second short of the retention nothing goes; then a sweep deletes them.
+    clock.set(T0 + 901 + 2 * DAY - 1);
+    sweep(&app, FOREVER).await;
+    assert!(store.get_order(&unpaid[0]).await.unwrap().is_some());
+    clock.set(T0 + 901 + 2 * DAY);
+    sweep(&app, FOREVER).await;
+    for id in &unpaid {
+        assert_eq!(store.get_order(id).await.unwrap(), None, "{id} deleted");
+    }
+    let after = store.item_count();
+    // 9 orders and their 9 idempotency keys (24 h); the user's window counter went with
+    // its window, at the first sweep.
+    assert_eq!(before - after, 9 + 9, "before {before}, after {after}");
+    let kept = store.get_order(&paid).await.unwrap().unwrap();
+    assert_eq!((kept.state, kept.retain_until), (OrderState::Paid, None));
+    assert_eq!(store.user_items("pruned").await.unwrap().grants.len(), 1);
+    s.stop().await;
 }

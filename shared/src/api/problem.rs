@@ -114,6 +114,25 @@ pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
             "format-not-configured",
             e.to_string(),
         ),
+        ServiceError::TooManyOrders {
+            limit,
+            window_seconds,
+            retry_after,
+        } => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("limit".into(), json!(limit));
+            extra.insert("window_seconds".into(), json!(window_seconds));
+            extra.insert("retry_after".into(), json!(retry_after));
+            let mut r = problem_with(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-orders",
+                e.to_string(),
+                extra,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            r
+        }
         ServiceError::Busy(d) => problem(StatusCode::SERVICE_UNAVAILABLE, "busy", d),
         ServiceError::Internal(d) => {
             tracing::error!(error = %d, "internal error");

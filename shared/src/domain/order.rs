@@ -116,6 +116,11 @@ pub struct Order {
     pub provider_txn_id: Option<String>,
     /// Set when the order leaves PENDING/PAID other than by payment.
     pub closed_at: Option<i64>,
+    /// When an EXPIRED or CANCELLED order may be deleted (its `ttl`): the close time plus
+    /// `ORDER_RETENTION_DAYS`. Never set on a paid order (a payment removes it): those are
+    /// records and are kept.
+    #[serde(default)]
+    pub retain_until: Option<i64>,
     pub refunded_at: Option<i64>,
     /// Refunds counted so far, in minor units of `amount`'s currency: partial refunds add up
     /// here while the order stays PAID; the one that reaches `amount` makes it REFUNDED.
@@ -161,6 +166,7 @@ impl Order {
             late: false,
             provider_txn_id: None,
             closed_at: None,
+            retain_until: None,
             refunded_at: None,
             refunded_amount: 0,
             refund_ids: BTreeSet::new(),

@@ -49,6 +49,16 @@ pub enum ServiceError {
     UnknownFormat(String),
     #[error("stream token format {} is not configured ({} is unset)", .0.as_str(), .0.key_variable())]
     FormatNotConfigured(crate::stream::Format),
+    /// The user created their quota of orders in this window (`MAX_NEW_ORDERS_PER_USER`).
+    #[error(
+        "too many new orders: at most {limit} every {window_seconds} s; retry in {retry_after} s"
+    )]
+    TooManyOrders {
+        limit: u32,
+        window_seconds: i64,
+        /// Seconds until the window ends and orders may be created again.
+        retry_after: i64,
+    },
     #[error("{0}")]
     Busy(String),
     #[error("{0}")]

@@ -148,13 +148,32 @@ pub async fn create(
         order_id: order_id.clone(),
         expires_at: now + IDEMPOTENCY_TTL,
     });
-    match app.store.create_order(&order, idem.as_ref(), now).await? {
+    let quota = app.config.order_quota();
+    // The quota is counted inside the create's own transaction (no extra round trip), so a
+    // remote prepay above was already made for an order refused here: it is never paid and
+    // lapses at the provider with the order's expiry.
+    match app
+        .store
+        .create_order(&order, idem.as_ref(), &quota, now)
+        .await?
+    {
         CreateOutcome::Created => {
             tracing::info!(order_id = %order.order_id, provider = %order.provider, product = %order.product_id, "order created");
             crate::metrics::count("OrdersCreated", 1, &[("Provider", &order.provider)]);
             Ok(Created::New(order))
         }
         CreateOutcome::KeyExists(existing) => replay(app, existing, &request_hash(&req)).await,
+        CreateOutcome::QuotaReached { until } => Err(too_many_orders(app, now, until)),
+    }
+}
+
+/// The refusal of a create whose user's window (ending at `until`) is full.
+pub(super) fn too_many_orders(app: &App, now: i64, until: i64) -> ServiceError {
+    let quota = app.config.order_quota();
+    ServiceError::TooManyOrders {
+        limit: quota.limit.unwrap_or(u32::MAX),
+        window_seconds: quota.window_seconds,
+        retry_after: crate::domain::order_quota::retry_after(now, until),
     }
 }
 
@@ -198,9 +217,15 @@ pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, Service
     if let Some(p) = app.providers.query(&order.provider) {
         p.close(&order).await.map_err(ServiceError::Provider)?;
     }
+    let now = app.clock.now();
     match app
         .store
-        .close_order(&order.order_id, OrderState::Cancelled, app.clock.now())
+        .close_order(
+            &order.order_id,
+            OrderState::Cancelled,
+            now,
+            app.config.order_retained_until(now),
+        )
         .await?
     {
         TransitionOutcome::Done(o) => {

@@ -8,8 +8,9 @@ use super::store_products::store_only_offer;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product};
-use crate::domain::{Order, OrderId};
+use crate::domain::{Order, OrderId, OrderQuota};
 use crate::providers::ProviderEvent;
+use crate::store::CreateOutcome;
 
 /// Settles `order` as paid by the store transaction `txn` (at `paid_at`, unix seconds).
 pub(super) async fn settle_order(
@@ -44,6 +45,11 @@ pub(super) fn map_apply(r: Result<Applied, ApplyError>) -> Result<Applied, Servi
 /// Creates the pending order `id` for `user` buying `product` (and `plan`) through
 /// `provider`, or finds the one a concurrent duplicate created. An order of that id that
 /// belongs to someone else is a conflict.
+///
+/// The order counts in the user's window of new orders like any other, but is never
+/// refused for it: it exists only because the store already took the money (a verified
+/// purchase), so each one stands for a real payment, and refusing it would only hold back
+/// what was paid.
 pub(super) async fn create_bound_order(
     app: &App,
     id: OrderId,
@@ -70,9 +76,14 @@ pub(super) async fn create_bound_order(
         now,
         now + app.config.order_ttl_seconds,
     );
-    if let Err(e) = app.store.create_order(&order, None, now).await {
+    let quota = OrderQuota::counted_only(app.config.order_ttl_seconds);
+    match app.store.create_order(&order, None, &quota, now).await {
+        Ok(CreateOutcome::Created | CreateOutcome::KeyExists(_)) => {}
+        Ok(CreateOutcome::QuotaReached { until }) => {
+            return Err(super::orders::too_many_orders(app, now, until))
+        }
         // A concurrent duplicate created it first: use theirs.
-        tracing::debug!(error = %e, "bound order already created");
+        Err(e) => tracing::debug!(error = %e, "bound order already created"),
     }
     match app.store.get_order(&id).await? {
         Some(o) if o.user_id == user => Ok(o),

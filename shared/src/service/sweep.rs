@@ -221,7 +221,12 @@ pub(crate) async fn resolve(app: &App, order: &Order, now: i64) -> Result<Resolu
 async fn expire(app: &App, order: &Order, now: i64) -> Result<Resolution, Failure> {
     match app
         .store
-        .close_order(&order.order_id, OrderState::Expired, now)
+        .close_order(
+            &order.order_id,
+            OrderState::Expired,
+            now,
+            app.config.order_retained_until(now),
+        )
         .await
         .map_err(Failure::Store)?
     {

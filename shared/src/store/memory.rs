@@ -29,6 +29,74 @@ struct Tables {
     bans: HashMap<String, BTreeMap<String, Ban>>,
     /// stream → its publish key.
     publish_keys: HashMap<String, PublishKey>,
+    /// (user, window start) → orders created in that window.
+    order_windows: HashMap<(String, i64), u32>,
+    /// What may be deleted from when on, oldest first: the embedded store's `ttl`.
+    expiring: BTreeSet<(i64, Expiring)>,
+}
+
+/// An item with an expiry, as filed in `Tables::expiring`. An entry is only a hint: the
+/// item is deleted when it still carries that same expiry (a key reused after expiring, or
+/// an order paid late, has moved on).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Expiring {
+    Order(OrderId),
+    Idempotency(String, String),
+    Window(String, i64),
+    Note(String, String),
+}
+
+/// How many expired items one operation deletes at most: pruning keeps pace with the
+/// writes that create expiring items (a create files at most three) without ever making
+/// one call slow.
+const PRUNE_BUDGET: usize = 64;
+
+impl Tables {
+    /// Deletes up to [`PRUNE_BUDGET`] items whose expiry is at or before `now`, as
+    /// DynamoDB's TTL does (only sooner), so the local server gives memory back.
+    fn prune(&mut self, now: i64) {
+        for _ in 0..PRUNE_BUDGET {
+            let Some((at, _)) = self.expiring.first() else {
+                return;
+            };
+            if *at > now {
+                return;
+            }
+            let Some((at, what)) = self.expiring.pop_first() else {
+                return;
+            };
+            match what {
+                Expiring::Order(id) => {
+                    if self.orders.get(&id).is_some_and(|o| {
+                        o.retain_until == Some(at)
+                            && matches!(o.state, OrderState::Expired | OrderState::Cancelled)
+                    }) {
+                        self.orders.remove(&id);
+                        self.requery_requested_at.remove(&id);
+                        if let Some(due) = self.due_at.remove(&id) {
+                            self.due
+                                .remove(&(crate::domain::order::due_shard(&id), due, id));
+                        }
+                    }
+                }
+                Expiring::Idempotency(user, key) => {
+                    let k = (user, key);
+                    if self.idempotency.get(&k).is_some_and(|r| r.expires_at == at) {
+                        self.idempotency.remove(&k);
+                    }
+                }
+                Expiring::Window(user, start) => {
+                    self.order_windows.remove(&(user, start));
+                }
+                Expiring::Note(source, id) => {
+                    let k = (source, id);
+                    if self.notes.get(&k) == Some(&at) {
+                        self.notes.remove(&k);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -39,6 +107,27 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many items the store holds (orders, keys, counters, grants, records...): what
+    /// an operator or a test watches to see retention give memory back.
+    pub fn item_count(&self) -> usize {
+        let t = self.lock();
+        t.orders.len()
+            + t.idempotency.len()
+            + t.txns.len()
+            + t.grants.values().map(BTreeMap::len).sum::<usize>()
+            + t.wallets.len()
+            + t.sessions.len()
+            + t.due.len()
+            + t.days.len()
+            + t.first_paid.len()
+            + t.requery_requested_at.len()
+            + t.purchases.len()
+            + t.notes.len()
+            + t.bans.values().map(BTreeMap::len).sum::<usize>()
+            + t.publish_keys.len()
+            + t.order_windows.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -86,9 +175,11 @@ impl Store for MemoryStore {
         &self,
         order: &Order,
         idem: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
         now: i64,
     ) -> Result<CreateOutcome, StoreError> {
         let mut t = self.lock();
+        t.prune(now);
         if let Some(rec) = idem {
             let k = (rec.user_id.clone(), rec.key.clone());
             if let Some(existing) = t.idempotency.get(&k) {
@@ -103,9 +194,27 @@ impl Store for MemoryStore {
                 order.order_id
             )));
         }
+        let window = quota.window(now);
+        let window_key = (order.user_id.clone(), window.start);
+        let created = t.order_windows.get(&window_key).copied().unwrap_or(0);
+        if !quota.admits(created) {
+            return Ok(CreateOutcome::QuotaReached { until: window.end });
+        }
+        if created == 0 {
+            t.expiring.insert((
+                window.end,
+                Expiring::Window(window_key.0.clone(), window.start),
+            ));
+        }
+        t.order_windows
+            .insert(window_key, created.saturating_add(1));
         if let Some(rec) = idem {
             t.idempotency
                 .insert((rec.user_id.clone(), rec.key.clone()), rec.clone());
+            t.expiring.insert((
+                rec.expires_at,
+                Expiring::Idempotency(rec.user_id.clone(), rec.key.clone()),
+            ));
         }
         if order.state == OrderState::Pending {
             enter_due(&mut t, order, order.expires_at);
@@ -205,7 +314,13 @@ impl Store for MemoryStore {
         order.paid_at = Some(s.paid_at);
         order.late = late;
         order.provider_txn_id = Some(s.provider_txn_id.clone());
+        // A paid order is a record: a late payment takes away the expiry its close gave it.
+        let retained = order.retain_until.take();
         let snapshot = order.clone();
+        if let Some(at) = retained {
+            t.expiring
+                .remove(&(at, Expiring::Order(snapshot.order_id.clone())));
+        }
         leave_due(&mut t, &snapshot);
         count_paid(&mut t, &user, amount, s.paid_at, late);
         Ok(SettleOutcome::Settled)
@@ -254,8 +369,10 @@ impl Store for MemoryStore {
         id: &OrderId,
         to: OrderState,
         at: i64,
+        retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
         let mut t = self.lock();
+        t.prune(at);
         let Some(order) = t.orders.get_mut(id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
@@ -269,8 +386,13 @@ impl Store for MemoryStore {
         }
         order.state = to;
         order.closed_at = Some(at);
+        order.retain_until = retain_until;
         let snapshot = order.clone();
         leave_due(&mut t, &snapshot);
+        if let Some(until) = retain_until {
+            t.expiring
+                .insert((until, Expiring::Order(snapshot.order_id.clone())));
+        }
         Ok(TransitionOutcome::Done(Box::new(snapshot)))
     }
 
@@ -348,7 +470,9 @@ impl Store for MemoryStore {
         now: i64,
         limit: usize,
     ) -> Result<Vec<DueEntry>, StoreError> {
-        let t = self.lock();
+        let mut t = self.lock();
+        // The sweeper calls this on a timer: expired items go even while nothing is written.
+        t.prune(now);
         Ok(t.due
             .range((shard, i64::MIN, OrderId::from_parts(0, [0; 10]))..)
             .take_while(|(s, exp, _)| *s == shard && *exp <= now)
@@ -471,10 +595,13 @@ impl Store for MemoryStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut t = self.lock();
+        t.prune(now);
         let k = (source.to_owned(), id.to_owned());
         if t.notes.get(&k).is_some_and(|&until| until > now) {
             return Ok(false);
         }
+        t.expiring
+            .insert((now + NOTE_TTL, Expiring::Note(k.0.clone(), k.1.clone())));
         t.notes.insert(k, now + NOTE_TTL);
         Ok(true)
     }

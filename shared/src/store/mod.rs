@@ -10,7 +10,7 @@ use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::RefundCount;
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
-use crate::domain::{Grant, Money, Order, OrderId, OrderState, PurchaseState};
+use crate::domain::{Grant, Money, Order, OrderId, OrderQuota, OrderState, PurchaseState};
 use async_trait::async_trait;
 
 pub use dynamo::DynamoStore;
@@ -47,8 +47,14 @@ pub struct IdempotencyRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
     Created,
-    /// The key was already used (and is not expired): here is what it was used for.
+    /// The key was already used (and is not expired): here is what it was used for. A
+    /// replay is answered even when the user's window is full.
     KeyExists(IdempotencyRecord),
+    /// The user already created the quota's limit of orders in this window: nothing was
+    /// written. `until` is when the window ends.
+    QuotaReached {
+        until: i64,
+    },
 }
 
 /// One payment to record: the order moves `expected_state → PAID`, the provider transaction
@@ -182,11 +188,14 @@ pub enum StoreError {
 
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Writes a new PENDING order and, when given, its idempotency key, in one transaction.
+    /// Writes a new PENDING order and, when given, its idempotency key, and counts it in
+    /// its user's window of `quota`, in one transaction; nothing is written when the key
+    /// is live (`KeyExists`, checked first) or the window is full (`QuotaReached`).
     async fn create_order(
         &self,
         order: &Order,
         idempotency: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
         now: i64,
     ) -> Result<CreateOutcome, StoreError>;
 
@@ -229,12 +238,14 @@ pub trait Store: Send + Sync {
         s: &Settlement,
     ) -> Result<SettleOutcome, StoreError>;
 
-    /// PENDING → EXPIRED or CANCELLED; leaves the due index.
+    /// PENDING → EXPIRED or CANCELLED; leaves the due index. With `retain_until`, the order
+    /// may be deleted from then on (its `ttl`); a late payment removes it again.
     async fn close_order(
         &self,
         id: &OrderId,
         to: OrderState,
         at: i64,
+        retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError>;
 
     /// Counts a refund that leaves the order PAID: adds `count.add` to its `refunded_amount`

@@ -51,6 +51,10 @@ pub(super) fn order_item(o: &Order) -> Item {
     if let Some(v) = o.closed_at {
         put("closed_at", n(v));
     }
+    // Only unpaid closed orders have one: DynamoDB's TTL then deletes them.
+    if let Some(v) = o.retain_until {
+        put("ttl", n(v));
+    }
     if let Some(v) = o.refunded_at {
         put("refunded_at", n(v));
     }
@@ -115,6 +119,7 @@ pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
         late: matches!(item.get("late"), Some(AttributeValue::Bool(true))),
         provider_txn_id: opt_s(item, "provider_txn_id"),
         closed_at: opt_n(item, "closed_at")?,
+        retain_until: opt_n(item, "ttl")?,
         refunded_at: opt_n(item, "refunded_at")?,
         // Absent until a refund is counted (and on orders refunded before refunds were).
         refunded_amount: opt_n(item, "refunded_amount")?.unwrap_or(0),

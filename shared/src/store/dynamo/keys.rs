@@ -46,6 +46,18 @@ pub(super) fn due_sk(expires_at: i64, id: &OrderId) -> String {
     format!("{expires_at:012}#{id}")
 }
 
+/// The counters of the orders one user created, one item per window
+/// ([`crate::domain::order_quota`]); not under `USER#`, whose partition every entitlement
+/// check reads whole.
+pub(super) fn order_window_pk(user: &str) -> String {
+    format!("ORDERS#{user}")
+}
+
+/// Zero-padded window start, so that string order is time order.
+pub(super) fn order_window_sk(start: i64) -> String {
+    format!("WINDOW#{start:012}")
+}
+
 pub(super) fn idem_pk(user: &str, key: &str) -> String {
     format!("IDEM#{user}#{key}")
 }

@@ -29,7 +29,7 @@ use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::RefundCount;
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
-use crate::domain::{Order, OrderId, OrderState};
+use crate::domain::{Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
     CreateOutcome, DueEntry, IdempotencyRecord, OrderPage, PurchaseOutcome, PutSessions,
     SettleOutcome, Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems,
@@ -131,9 +131,10 @@ impl Store for DynamoStore {
         &self,
         order: &Order,
         idem: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
         now: i64,
     ) -> Result<CreateOutcome, StoreError> {
-        orders::create_order(self, order, idem, now).await
+        orders::create_order(self, order, idem, quota, now).await
     }
 
     async fn get_idempotency(
@@ -183,8 +184,9 @@ impl Store for DynamoStore {
         id: &OrderId,
         to: OrderState,
         at: i64,
+        retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
-        orders::close_order(self, id, to, at).await
+        orders::close_order(self, id, to, at, retain_until).await
     }
 
     async fn count_refund(

@@ -4,81 +4,105 @@
 use super::attrs::{get_s, n, s, Item};
 use super::errors::{condition_held, unavailable};
 use super::items::{idem_from_item, idem_item, order_from_item, order_item};
-use super::keys::{due_pk, due_sk, idem_pk, key, order_pk};
+use super::keys::{due_pk, due_sk, idem_pk, key, order_pk, order_window_pk, order_window_sk};
 use super::table::GSI1;
 use super::DynamoStore;
-use crate::domain::{Order, OrderId, OrderState};
+use crate::domain::{Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
     stats_shard, CreateOutcome, DueEntry, IdempotencyRecord, StoreError, TransitionOutcome,
 };
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 pub(super) async fn create_order(
     db: &DynamoStore,
     order: &Order,
     idem: Option<&IdempotencyRecord>,
+    quota: &OrderQuota,
     now: i64,
 ) -> Result<CreateOutcome, StoreError> {
-    let created = db.count(
+    let window = quota.window(now);
+    // Items in this order: the order, the idempotency key when given (before the window,
+    // so that a replay is recognised even when the window is full too), the user's window
+    // counter, the day's counter.
+    let mut items = vec![TransactWriteItem::builder()
+        .put(db.put(order_item(order), "attribute_not_exists(pk)"))
+        .build()];
+    if let Some(rec) = idem {
+        let idem_put = Put::builder()
+            .table_name(&db.table)
+            .set_item(Some(idem_item(rec)))
+            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+            .expression_attribute_values(":now", n(now))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("table, item and condition are set");
+        items.push(TransactWriteItem::builder().put(idem_put).build());
+    }
+    let window_at = items.len();
+    items.push(window_count(
+        db,
+        &order.user_id,
+        quota,
+        window.start,
+        window.end,
+    ));
+    items.push(db.count(
         order.created_at,
         stats_shard(&order.order_id),
         &[("orders_created", 1)],
-    );
-    let Some(rec) = idem else {
-        let items = vec![
-            TransactWriteItem::builder()
-                .put(db.put(order_item(order), "attribute_not_exists(pk)"))
-                .build(),
-            created,
-        ];
-        return match db.transact("create order", items).await? {
-            None => Ok(CreateOutcome::Created),
-            Some(_) => Err(StoreError::Corrupt(format!(
-                "order id {} generated twice",
-                order.order_id
-            ))),
-        };
+    ));
+    let Some(failed) = db.transact("create order", items).await? else {
+        return Ok(CreateOutcome::Created);
     };
-    let order_put = db.put(order_item(order), "attribute_not_exists(pk)");
-    let idem_put = Put::builder()
-        .table_name(&db.table)
-        .set_item(Some(idem_item(rec)))
-        .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-        .expression_attribute_values(":now", n(now))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .build()
-        .expect("table, item and condition are set");
-    let items = vec![
-        TransactWriteItem::builder().put(order_put).build(),
-        TransactWriteItem::builder().put(idem_put).build(),
-        created,
-    ];
-    match db.transact("create order", items).await? {
-        None => Ok(CreateOutcome::Created),
-        Some(failed) => match failed.get(1) {
-            Some(Some(old)) => {
-                let old = match old {
-                    Some(item) => item.clone(),
-                    // Emulators may omit ALL_OLD: read the key instead.
-                    None => db
-                        .get(idem_pk(&rec.user_id, &rec.key), "IDEM")
-                        .await?
-                        .ok_or_else(|| {
-                            StoreError::Unavailable("idempotency key vanished".into())
-                        })?,
-                };
-                Ok(CreateOutcome::KeyExists(idem_from_item(&old)?))
-            }
-            _ => Err(StoreError::Corrupt(format!(
-                "order id {} generated twice",
-                order.order_id
-            ))),
-        },
+    if let Some(rec) = idem {
+        if let Some(Some(old)) = failed.get(1) {
+            let old = match old {
+                Some(item) => item.clone(),
+                // Emulators may omit ALL_OLD: read the key instead.
+                None => db
+                    .get(idem_pk(&rec.user_id, &rec.key), "IDEM")
+                    .await?
+                    .ok_or_else(|| StoreError::Unavailable("idempotency key vanished".into()))?,
+            };
+            return Ok(CreateOutcome::KeyExists(idem_from_item(&old)?));
+        }
     }
+    if let Some(Some(_)) = failed.get(window_at) {
+        return Ok(CreateOutcome::QuotaReached { until: window.end });
+    }
+    Err(StoreError::Corrupt(format!(
+        "order id {} generated twice",
+        order.order_id
+    )))
+}
+
+/// Counts one more order in the user's window `start..end`, conditioned (when the quota
+/// has a limit) on the window holding fewer than that. The item expires with its window.
+fn window_count(
+    db: &DynamoStore,
+    user: &str,
+    quota: &OrderQuota,
+    start: i64,
+    end: i64,
+) -> TransactWriteItem {
+    let mut update = Update::builder()
+        .table_name(&db.table)
+        .set_key(Some(key(order_window_pk(user), &order_window_sk(start))))
+        .update_expression("ADD created :one SET window_ends_at = :end, #ttl = :end")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":end", n(end));
+    if let Some(limit) = quota.limit {
+        update = update
+            .condition_expression("attribute_not_exists(created) OR created < :limit")
+            .expression_attribute_values(":limit", n(i64::from(limit)));
+    }
+    let update = update.build().expect("key, expression and table are set");
+    TransactWriteItem::builder().update(update).build()
 }
 
 pub(super) async fn get_idempotency(
@@ -163,17 +187,27 @@ pub(super) async fn close_order(
     id: &OrderId,
     to: OrderState,
     at: i64,
+    retain_until: Option<i64>,
 ) -> Result<TransitionOutcome, StoreError> {
     if !matches!(to, OrderState::Expired | OrderState::Cancelled) {
         return Ok(conflict(get_order(db, id).await?));
     }
-    let update = update_order(db, id)
-        .update_expression("SET #state = :to, closed_at = :at REMOVE gsi1pk, gsi1sk")
+    let mut update = update_order(db, id)
         .condition_expression("#state = :pending")
         .expression_attribute_names("#state", "state")
         .expression_attribute_values(":to", s(to.as_str()))
         .expression_attribute_values(":at", n(at))
         .expression_attribute_values(":pending", s(OrderState::Pending.as_str()));
+    update = match retain_until {
+        // DynamoDB's TTL deletes the unpaid order some time after this.
+        Some(until) => update
+            .update_expression(
+                "SET #state = :to, closed_at = :at, #ttl = :until REMOVE gsi1pk, gsi1sk",
+            )
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":until", n(until)),
+        None => update.update_expression("SET #state = :to, closed_at = :at REMOVE gsi1pk, gsi1sk"),
+    };
     transition(db, id, "close order", update).await
 }
 

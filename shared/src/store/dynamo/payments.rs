@@ -36,11 +36,14 @@ pub(super) async fn settle(db: &DynamoStore, st: &Settlement) -> Result<SettleOu
         .table_name(&db.table)
         .set_key(Some(key(order_pk(&st.order_id), "ORDER")))
         .update_expression(
+            // A paid order is a record: a late payment of an expired or cancelled order
+            // takes away the `ttl` its close gave it.
             "SET #state = :paid, paid_at = :paid_at, late = :late, provider_txn_id = :txn \
-             REMOVE gsi1pk, gsi1sk",
+             REMOVE gsi1pk, gsi1sk, #ttl",
         )
         .condition_expression("#state = :expected AND amount = :amount AND currency = :currency")
         .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#ttl", "ttl")
         .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
         .expression_attribute_values(":paid_at", n(st.paid_at))
         .expression_attribute_values(
