@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use tollgate::api::callback_limits::{self, CallbackLimits};
 use tollgate::clock::ManualClock;
 use tollgate::metrics::Recording;
-use tollgate::store::Store;
 use tollgate_tests::alipay::{self as ali, FakeAlipay};
 use tollgate_tests::apple;
 use tollgate_tests::fake_google::{self as fg, FakeGoogle};

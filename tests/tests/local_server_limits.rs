@@ -302,6 +302,7 @@ async fn healthz_answers_during_a_flood_of_forged_callbacks() {
     }
     done.store(true, Ordering::SeqCst);
     let answered = prober.await.expect("prober");
+    eprintln!("/healthz answered {answered} times during the flood");
     assert_eq!(statuses.len(), FLOODERS * EACH);
     let too_large = statuses.iter().filter(|s| **s == 413).count();
     assert_eq!(too_large, FLOODERS * EACH / 2, "{statuses:?}");
