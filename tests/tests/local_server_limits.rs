@@ -224,7 +224,7 @@ async fn healthz_answers_during_a_flood_of_forged_callbacks() {
     use tollgate_tests::alipay::{self as ali, FakeAlipay};
 
     const FLOODERS: usize = 40;
-    const EACH: usize = 10;
+    const EACH: usize = 20;
     let fake = FakeAlipay::start().await;
     let gateway = format!("{}/gateway.do", fake.server.base);
     let store = store_for(Backend::Memory).await.expect("memory store");
