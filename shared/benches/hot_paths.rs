@@ -1,8 +1,10 @@
-//! Micro-benchmarks of the hot paths: callback verification, stream-token formats and the
-//! entitlement rule. `cargo bench -p tollgate`; figures go to docs/PERFORMANCE.md.
+//! Micro-benchmarks of the hot paths: callback verification, stream-token formats, the
+//! entitlement rule and the CPU pool's hand-off. `cargo bench -p tollgate`; figures go to
+//! docs/PERFORMANCE.md.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
+use tollgate::cpu_pool::CpuPool;
 use tollgate::domain::grant::{self, Grant, Term};
 use tollgate::domain::{Currency, Money, OrderId};
 use tollgate::providers::sandbox;
@@ -104,5 +106,23 @@ fn entitlements(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, callbacks, stream_formats, entitlements);
+/// What handing a check to the CPU pool costs, next to running it in place: the price a
+/// Lambda would pay for offloading (it runs checks in place) and the local server pays per
+/// RSA, JWS or push-token check.
+fn cpu_pool(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let inline = CpuPool::inline();
+    let blocking = CpuPool::blocking(2, CpuPool::MAX_WAIT);
+    c.bench_function("cpu_pool inline (empty job)", |b| {
+        b.iter(|| rt.block_on(inline.run(|| black_box(1))).unwrap())
+    });
+    c.bench_function("cpu_pool blocking thread (empty job)", |b| {
+        b.iter(|| rt.block_on(blocking.run(|| black_box(1))).unwrap())
+    });
+}
+
+criterion_group!(benches, callbacks, stream_formats, entitlements, cpu_pool);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 use crate::api::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError, Profile};
+use crate::cpu_pool::CpuPool;
 use crate::domain::Catalog;
 use crate::providers::apple::{self, Apple, AppleConfig};
 use crate::providers::google::{self, Google, GoogleConfig};
@@ -40,6 +41,9 @@ pub struct App {
     pub apple: Option<Arc<Apple>>,
     /// The Play Developer API client, when the google provider is enabled.
     pub google: Option<Arc<Google>>,
+    /// Where signature checks of unauthenticated requests run: on blocking threads, a few at
+    /// a time, in the local server; in place in a Lambda.
+    pub cpu: CpuPool,
     /// The job queue: SQS when `QUEUE_URL` is set, in-process in the local server.
     pub queue: Option<Queue>,
     /// Where this process itself listens (local server only; set once bound). Shared with
@@ -68,6 +72,10 @@ impl App {
         let self_url = Arc::new(OnceLock::new());
         let (providers, apple, google) =
             build_providers(&config, &catalog, clock.clone(), &self_url)?;
+        let cpu = match config.profile {
+            Profile::Local => CpuPool::per_cpu(),
+            Profile::Lambda => CpuPool::inline(),
+        };
         Ok(App {
             config,
             catalog,
@@ -77,6 +85,7 @@ impl App {
             providers,
             apple,
             google,
+            cpu,
             queue: None,
             self_url,
         })

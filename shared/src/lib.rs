@@ -3,6 +3,7 @@ pub mod api;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod cpu_pool;
 pub mod crypto;
 pub mod domain;
 pub mod lambda;

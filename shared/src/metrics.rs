@@ -1,10 +1,20 @@
 //! Business and health metrics as CloudWatch Embedded Metric Format (EMF): one JSON line on
 //! stdout per event, which CloudWatch Logs turns into metrics with no API call and no extra
 //! dependency. Only Lambdas emit them (the local server stays quiet unless `METRICS=emf`).
+//! Tests read what was counted with [`Recording`].
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// One count kept by a [`Recording`]: name, dimensions, value.
+type Counted = (String, Vec<(String, String)>, i64);
+
+thread_local! {
+    /// The counts made on this thread while a [`Recording`] is alive.
+    static RECORDED: RefCell<Option<Vec<Counted>>> = const { RefCell::new(None) };
+}
 
 pub const NAMESPACE: &str = "Tollgate";
 
@@ -14,6 +24,15 @@ pub fn enable() {
 
 /// Counts `value` of metric `name` with the given dimensions.
 pub fn count(name: &str, value: i64, dimensions: &[(&str, &str)]) {
+    RECORDED.with(|r| {
+        if let Some(kept) = r.borrow_mut().as_mut() {
+            let dims = dimensions
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            kept.push((name.to_owned(), dims, value));
+        }
+    });
     if ENABLED.load(Ordering::Relaxed) {
         println!(
             "{}",
@@ -24,6 +43,43 @@ pub fn count(name: &str, value: i64, dimensions: &[(&str, &str)]) {
                 chrono::Utc::now().timestamp_millis()
             )
         );
+    }
+}
+
+/// Keeps every count made on the current thread from [`Recording::start`] until it is
+/// dropped, so that a test can say what a request counted. A single-threaded test runtime
+/// (`#[tokio::test]`) runs the handler, and the local server's tasks, on the test's thread;
+/// other threads' counts, other tests' included, are not seen.
+#[derive(Debug)]
+pub struct Recording(());
+
+impl Recording {
+    pub fn start() -> Self {
+        RECORDED.with(|r| *r.borrow_mut() = Some(Vec::new()));
+        Recording(())
+    }
+
+    /// The sum of the counts of `name` whose dimensions include all of `dimensions`.
+    pub fn total(&self, name: &str, dimensions: &[(&str, &str)]) -> i64 {
+        RECORDED.with(|r| {
+            r.borrow().as_ref().map_or(0, |kept| {
+                kept.iter()
+                    .filter(|(n, dims, _)| {
+                        n == name
+                            && dimensions
+                                .iter()
+                                .all(|(k, v)| dims.iter().any(|(dk, dv)| dk == k && dv == v))
+                    })
+                    .map(|(_, _, value)| value)
+                    .sum()
+            })
+        })
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        RECORDED.with(|r| *r.borrow_mut() = None);
     }
 }
 
@@ -53,6 +109,31 @@ pub fn line(name: &str, value: i64, dimensions: &[(&str, &str)], timestamp_ms: i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recording_sums_the_counts_with_the_dimensions_asked_for() {
+        count("CallbackRejected", 1, &[("Provider", "alipay")]);
+        let r = Recording::start();
+        count(
+            "CallbackRejected",
+            1,
+            &[("Provider", "alipay"), ("Reason", "a")],
+        );
+        count(
+            "CallbackRejected",
+            2,
+            &[("Provider", "alipay"), ("Reason", "b")],
+        );
+        count("OrdersPaid", 1, &[("Provider", "alipay")]);
+        assert_eq!(r.total("CallbackRejected", &[("Provider", "alipay")]), 3);
+        assert_eq!(r.total("CallbackRejected", &[("Reason", "b")]), 2);
+        assert_eq!(r.total("CallbackRejected", &[("Provider", "wechat")]), 0);
+        // Another thread's counts are its own.
+        std::thread::spawn(|| count("OrdersPaid", 5, &[]))
+            .join()
+            .unwrap();
+        assert_eq!(r.total("OrdersPaid", &[]), 1);
+    }
 
     #[test]
     fn emf_document() {

@@ -210,3 +210,114 @@ async fn healthz_answers_during_a_slowloris() {
     drop(slow);
     s.stop().await;
 }
+
+/// A flood of forged Alipay notifications, 40 at a time: half of them 64 KB forms of
+/// thousands of fields (refused by Alipay's caps before they are read), half forged forms
+/// within the caps (whose RSA check runs on the CPU pool, off the async workers). While it
+/// is in flight `/healthz` keeps answering, counted; the deadline on each probe only
+/// detects a hang. Every forged notification gets Alipay's failure answer and the order
+/// stays unpaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_during_a_flood_of_forged_callbacks() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use tollgate_tests::alipay::{self as ali, FakeAlipay};
+
+    const FLOODERS: usize = 40;
+    const EACH: usize = 20;
+    let fake = FakeAlipay::start().await;
+    let gateway = format!("{}/gateway.do", fake.server.base);
+    let store = store_for(Backend::Memory).await.expect("memory store");
+    let s = Arc::new(
+        TestServer::start(app_with(store, ManualClock::at(T0), &ali::env(&gateway))).await,
+    );
+    let order = s
+        .call(
+            "u1",
+            "POST",
+            "/orders",
+            Some(serde_json::json!({"product_id": "pass", "plan_id": "7d", "provider": "alipay"})),
+        )
+        .await
+        .json();
+    let id = order["order_id"].as_str().expect("order id").to_owned();
+
+    let mut big = String::with_capacity(tollgate::api::MAX_BODY_BYTES);
+    let mut i = 0;
+    while big.len() + 16 < tollgate::api::MAX_BODY_BYTES {
+        big.push_str(&format!("f{i:06}=v{i:05}&"));
+        i += 1;
+    }
+    big.push_str("sign=forged");
+    let big = Arc::new(big);
+    let mut fields = ali::fields(&id, "TRADE_SUCCESS", "9.00");
+    for i in 0..60 {
+        fields.insert(format!("extra_{i:02}"), "x".repeat(100));
+    }
+    let forged = Arc::new(ali::notification(&fields, &ali::forger()));
+    assert!(forged.len() < tollgate::api::callback_limits::ALIPAY.max_body_bytes);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let (s, done) = (s.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut answered_during_flood = 0u32;
+            while !done.load(Ordering::SeqCst) {
+                let r = tokio::time::timeout(PATIENCE, s.request("GET", "/healthz", &[], ""))
+                    .await
+                    .expect("/healthz did not answer during the flood");
+                assert_eq!(r.status, 200);
+                if !done.load(Ordering::SeqCst) {
+                    answered_during_flood += 1;
+                }
+            }
+            answered_during_flood
+        })
+    };
+    let flooders: Vec<_> = (0..FLOODERS)
+        .map(|n| {
+            let (s, big, forged) = (s.clone(), big.clone(), forged.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for k in 0..EACH {
+                    let body = if (n + k) % 2 == 0 { &big } else { &forged };
+                    let r = s
+                        .request(
+                            "POST",
+                            "/callbacks/alipay",
+                            &[("content-type", "application/x-www-form-urlencoded")],
+                            body.as_bytes().to_vec(),
+                        )
+                        .await;
+                    assert_eq!(&r.body[..], b"failure", "status {}", r.status);
+                    statuses.push(r.status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for f in flooders {
+        statuses.extend(f.await.expect("flooder"));
+    }
+    done.store(true, Ordering::SeqCst);
+    let answered = prober.await.expect("prober");
+    eprintln!("/healthz answered {answered} times during the flood");
+    assert_eq!(statuses.len(), FLOODERS * EACH);
+    let too_large = statuses.iter().filter(|s| **s == 413).count();
+    assert_eq!(too_large, FLOODERS * EACH / 2, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 413 || *s == 401),
+        "{statuses:?}"
+    );
+    assert!(
+        answered >= 5,
+        "/healthz answered only {answered} times while {} forged callbacks were in flight",
+        FLOODERS * EACH
+    );
+    let state = s
+        .call("u1", "GET", &format!("/orders/{id}"), None)
+        .await
+        .json();
+    assert_eq!(state["state"], "PENDING");
+}

@@ -1,6 +1,8 @@
-//! `POST /callbacks/{provider}`: verify on the raw request, apply exactly once, and answer
-//! in the provider's own terms so that a genuine notification is retried when we fail.
+//! `POST /callbacks/{provider}`: measure the request against the provider's caps, verify on
+//! the raw request (off the async workers: `App::cpu`), apply exactly once, and answer in the
+//! provider's own terms so that a genuine notification is retried when we fail.
 
+use super::callback_limits::{self, OverCap};
 use super::problem::problem;
 use crate::app::App;
 use crate::providers::{CallbackAnswer, CallbackRequest};
@@ -31,23 +33,35 @@ pub(super) async fn provider_callback(
             .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
         return r;
     }
+    if let Err(over) = callback_limits::of(provider).check(req) {
+        count_rejected(provider, over.code(), &over);
+        return answer(p.refuse(over.status(), &over.to_string()));
+    }
     let raw = CallbackRequest {
         method: req.method().clone(),
         query: req.uri().query().map(str::to_owned),
         headers: req.headers().clone(),
         body: req.body().clone(),
     };
-    let event = match p.verify_callback(&raw, app.clock.now()) {
-        Ok(Some(ev)) => ev,
-        Ok(None) => return answer(p.acknowledge()),
-        Err(rejection) => {
-            tracing::warn!(provider, code = rejection.code, reason = %rejection.reason, "callback rejected");
-            crate::metrics::count(
-                "CallbackRejected",
-                1,
-                &[("Provider", provider), ("Reason", rejection.code)],
-            );
+    let now = app.clock.now();
+    let verified = if p.cheap_to_verify() {
+        Ok(p.verify_callback(&raw, now))
+    } else {
+        let verifier = p.clone();
+        app.cpu
+            .run(move || verifier.verify_callback(&raw, now))
+            .await
+    };
+    let event = match verified {
+        Ok(Ok(Some(ev))) => ev,
+        Ok(Ok(None)) => return answer(p.acknowledge()),
+        Ok(Err(rejection)) => {
+            count_rejected(provider, rejection.code, &rejection.reason);
             return answer(p.refuse(rejection.status, &rejection.reason));
+        }
+        Err(busy) => {
+            count_rejected(provider, "busy", &busy);
+            return answer(p.refuse(StatusCode::SERVICE_UNAVAILABLE, &busy.to_string()));
         }
     };
     let order_id = event.order_id().clone();
@@ -82,6 +96,24 @@ pub(super) async fn provider_callback(
             ))
         }
     }
+}
+
+/// Logs a callback refused before it reached an order and counts it (`CallbackRejected`, by
+/// provider and reason).
+pub(super) fn count_rejected(provider: &str, code: &str, reason: &dyn std::fmt::Display) {
+    tracing::warn!(provider, code, reason = %reason, "callback rejected");
+    crate::metrics::count(
+        "CallbackRejected",
+        1,
+        &[("Provider", provider), ("Reason", code)],
+    );
+}
+
+/// The problem+json answer of a provider route without failure answers of its own (the app
+/// stores' notifications) to a request over its caps; counted like a refused callback.
+pub(super) fn over_cap_problem(provider: &str, over: OverCap) -> Response<Bytes> {
+    count_rejected(provider, over.code(), &over);
+    problem(over.status(), over.problem_type(), over.to_string())
 }
 
 /// The provider's answer as an HTTP response. Built without a fallible builder, so a

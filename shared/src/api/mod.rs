@@ -7,6 +7,7 @@
 
 mod admin;
 pub mod auth;
+pub mod callback_limits;
 mod callbacks;
 mod entitlements;
 mod orders;
@@ -21,8 +22,20 @@ use http::{header, Method, Request, Response, StatusCode};
 use problem::{json_response, problem};
 use serde_json::json;
 
-/// Request bodies above this are refused with 413 before any parsing.
+/// Request bodies above this are refused with 413 before any parsing. The routes providers
+/// call have their own, smaller caps ([`callback_limits`]).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Set by the local server on a request whose body it stopped reading past
+/// [`MAX_BODY_BYTES`]: the request arrives with an empty body and is over every cap, so that
+/// each route refuses it in its own terms.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyOverMax;
+
+/// Whether `req`'s body is longer than `limit` bytes.
+fn body_over(req: &Request<Bytes>, limit: usize) -> bool {
+    req.body().len() > limit || req.extensions().get::<BodyOverMax>().is_some()
+}
 
 /// Which routes a process serves: one group per Lambda, or all of them locally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +74,6 @@ pub struct ClientAddr(pub std::net::IpAddr);
 pub struct IamCaller(pub String);
 
 pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<Bytes> {
-    if req.body().len() > MAX_BODY_BYTES {
-        return problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body-too-large",
-            format!("request body is over {MAX_BODY_BYTES} bytes"),
-        );
-    }
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = req.method().clone();
@@ -109,6 +115,19 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
             r.headers_mut().insert(header::ALLOW, v);
         }
         return r;
+    }
+    // The routes providers call measure the request against their provider's caps and refuse
+    // it in the provider's terms (`callback_limits`); every other route against this one.
+    let provider_route = matches!(
+        segments.as_slice(),
+        ["callbacks", _] | ["notifications", "apple" | "google"]
+    );
+    if !provider_route && body_over(&req, MAX_BODY_BYTES) {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("request body is over {MAX_BODY_BYTES} bytes"),
+        );
     }
     match segments.as_slice() {
         ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),

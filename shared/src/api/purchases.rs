@@ -3,11 +3,14 @@
 //! `POST /purchases/google` (a Play purchase token, verified in the background) and
 //! `POST /notifications/google` (Pub/Sub push of Play RTDN, OIDC bearer token).
 
+use super::callback_limits;
+use super::callbacks::over_cap_problem;
 use super::parse_json;
 use super::problem::service_problem;
 use super::problem::{json_response, problem};
 use crate::app::App;
 use crate::domain::time::rfc3339;
+use crate::providers::{apple, google};
 use crate::service::apple_purchases::{self, NotificationResult, PurchaseResult};
 use crate::service::ServiceError;
 use bytes::Bytes;
@@ -60,6 +63,9 @@ struct AppleNotificationBody {
 /// Apple retries anything but a 200 (for about three days), so a genuine notification we
 /// could not apply for a transient reason gets a 5xx; a forged or malformed one a 4xx.
 pub(super) async fn apple_notification(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Err(over) = callback_limits::APPLE.check(req) {
+        return over_cap_problem(apple::NAME, over);
+    }
     let body: AppleNotificationBody = match parse_json(req) {
         Ok(b) => b,
         Err(r) => return r,
@@ -114,6 +120,9 @@ pub(super) async fn google_purchase(
 /// Pub/Sub redelivers anything but a success, so transient failures answer 503.
 pub(super) async fn google_notification(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     use crate::service::google_purchases::{notification, PushError};
+    if let Err(over) = callback_limits::GOOGLE.check(req) {
+        return over_cap_problem(google::NAME, over);
+    }
     let auth = req
         .headers()
         .get(http::header::AUTHORIZATION)

@@ -2,7 +2,7 @@
 //! page. Lambdas don't use this module.
 
 use super::problem::{json_response, problem};
-use super::{handle, Routes, MAX_BODY_BYTES};
+use super::{handle, BodyOverMax, Routes, MAX_BODY_BYTES};
 use crate::app::App;
 use crate::config::{ServerLimits, MIN_HEADER_BYTES};
 use crate::domain::OrderState;
@@ -177,12 +177,12 @@ async fn serve_one(app: &App, req: Request<Incoming>) -> Response<Bytes> {
             );
             return r;
         }
+        // Over every route's cap: the route refuses it in its own terms (a provider's
+        // failure answer on the routes providers call), without the body.
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                format!("request body is over {MAX_BODY_BYTES} bytes"),
-            )
+            let mut parts = parts;
+            parts.extensions.insert(BodyOverMax);
+            return handle(app, Routes::Local, Request::from_parts(parts, Bytes::new())).await;
         }
         Ok(Err(_)) => {
             return problem(

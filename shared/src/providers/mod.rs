@@ -198,6 +198,14 @@ pub trait CallbackVerifier: Send + Sync {
         false
     }
 
+    /// Whether verifying costs a few microseconds (an HMAC, an MD5): then it runs on the
+    /// async worker that received the callback, where handing it to the CPU pool
+    /// (`App::cpu`) would cost more than the work. Signature checks with RSA or decryption are
+    /// not cheap.
+    fn cheap_to_verify(&self) -> bool {
+        false
+    }
+
     /// Verifies a callback and parses it. `Ok(None)`: genuine, but nothing to apply (e.g.
     /// "waiting for the buyer"): acknowledge it.
     fn verify_callback(

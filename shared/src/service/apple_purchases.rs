@@ -38,6 +38,24 @@ fn apple_verifier(app: &App) -> Result<&Apple, ServiceError> {
         .ok_or_else(|| ServiceError::ProviderNotEnabled(apple::NAME.into()))
 }
 
+/// Runs `check` with the App Store verifier on the app's CPU pool: the JWS signatures and
+/// certificate chains are the expensive part of a request anyone can send.
+async fn verified<T, F>(app: &App, check: F) -> Result<T, ServiceError>
+where
+    F: FnOnce(&Apple) -> Result<T, AppleRejection> + Send + 'static,
+    T: Send + 'static,
+{
+    let apple = app
+        .apple
+        .clone()
+        .ok_or_else(|| ServiceError::ProviderNotEnabled(apple::NAME.into()))?;
+    app.cpu
+        .run(move || check(&apple))
+        .await
+        .map_err(|busy| ServiceError::Busy(busy.to_string()))?
+        .map_err(rejected)
+}
+
 fn rejected(e: AppleRejection) -> ServiceError {
     tracing::warn!(reason = %e, "Apple signed data rejected");
     ServiceError::BadRequest(format!("signed data rejected: {e}"))
@@ -50,9 +68,8 @@ pub async fn apple_purchase(
     signed_transaction: &str,
     order_id: Option<&str>,
 ) -> Result<PurchaseResult, ServiceError> {
-    let t = apple_verifier(app)?
-        .verify_transaction(signed_transaction)
-        .map_err(rejected)?;
+    let jws = signed_transaction.to_owned();
+    let t = verified(app, move |apple| apple.verify_transaction(&jws)).await?;
     let order_hint = match order_id {
         None => None,
         Some(id) => Some(
@@ -376,9 +393,8 @@ pub async fn apple_notification(
     app: &App,
     signed_payload: &str,
 ) -> Result<NotificationResult, ServiceError> {
-    let v = apple_verifier(app)?
-        .verify_notification(signed_payload)
-        .map_err(rejected)?;
+    let jws = signed_payload.to_owned();
+    let v = verified(app, move |apple| apple.verify_notification(&jws)).await?;
     let n = &v.notification;
     let now = app.clock.now();
     if app

@@ -534,9 +534,18 @@ pub async fn notification(
     body: &[u8],
 ) -> Result<&'static str, PushError> {
     let g = client(app)?;
-    g.verify_push(authorization)
+    let unauthenticated = |e: google::PushRejected| PushError::Unauthenticated(e.to_string());
+    let token = g.push_key(authorization).await.map_err(unauthenticated)?;
+    // The signature check, on the app's CPU pool: anyone can send this route a token.
+    let checker = app
+        .google
+        .clone()
+        .ok_or_else(|| ServiceError::ProviderNotEnabled(google::NAME.into()))?;
+    app.cpu
+        .run(move || checker.check_push(&token))
         .await
-        .map_err(|e| PushError::Unauthenticated(e.to_string()))?;
+        .map_err(|busy| ServiceError::Busy(busy.to_string()))?
+        .map_err(unauthenticated)?;
     let push = wire::decode_push(body, &g.config.package_name).map_err(PushError::Malformed)?;
     let n = &push.notification;
     let id = &push.message_id;

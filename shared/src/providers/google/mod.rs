@@ -131,6 +131,12 @@ impl GoogleConfig {
 #[error("{0}")]
 pub struct PushRejected(pub &'static str);
 
+/// A push token whose signing key was found, not yet verified ([`Google::push_key`]).
+pub struct PushToken {
+    token: String,
+    key: jsonwebtoken::DecodingKey,
+}
+
 /// The Play Developer API client and push verifier for this app.
 pub struct Google {
     pub config: GoogleConfig,
@@ -362,6 +368,13 @@ impl Google {
     /// Verifies a Pub/Sub push `Authorization: Bearer` OIDC token: RS256 under Google's
     /// keys, issuer accounts.google.com, the configured audience and service account.
     pub async fn verify_push(&self, authorization: Option<&str>) -> Result<(), PushRejected> {
+        let token = self.push_key(authorization).await?;
+        self.check_push(&token)
+    }
+
+    /// The first half of [`Google::verify_push`], the cheap one: the token's header read and
+    /// its key found in the JWKS (fetched when unknown). Nothing is verified yet.
+    pub async fn push_key(&self, authorization: Option<&str>) -> Result<PushToken, PushRejected> {
         let token = authorization
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(PushRejected("missing bearer token"))?;
@@ -378,11 +391,20 @@ impl Google {
         let jwk = set.find(&kid).ok_or(PushRejected("unknown key id"))?;
         let key =
             jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| PushRejected("unusable key"))?;
+        Ok(PushToken {
+            token: token.to_owned(),
+            key,
+        })
+    }
+
+    /// The second half of [`Google::verify_push`], the expensive one and synchronous, so
+    /// that the caller may run it off the async workers: the RS256 signature and the claims.
+    pub fn check_push(&self, t: &PushToken) -> Result<(), PushRejected> {
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
         v.set_audience(&[&self.config.push_audience]);
         v.set_issuer(&["accounts.google.com", "https://accounts.google.com"]);
         v.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let data = jsonwebtoken::decode::<PushClaims>(token, &key, &v)
+        let data = jsonwebtoken::decode::<PushClaims>(&t.token, &t.key, &v)
             .map_err(|_| PushRejected("token rejected"))?;
         if data.claims.email.as_deref() != Some(self.config.push_service_account.as_str())
             || data.claims.email_verified != Some(true)
