@@ -57,6 +57,8 @@ pub struct ClientAddr(pub std::net::IpAddr);
 pub struct IamCaller(pub String);
 
 pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<Bytes> {
+    // At most once per CATALOG_REFRESH_SECONDS, by one request; free otherwise.
+    app.catalog.refresh_if_due(app.clock.now_ms()).await;
     if req.body().len() > MAX_BODY_BYTES {
         return problem(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -16,7 +16,7 @@ pub struct RotatedKey {
 /// Replaces the stream's publish key; the previous one is refused from the moment this
 /// returns.
 pub async fn rotate_publish_key(app: &App, stream_id: &str) -> Result<RotatedKey, ServiceError> {
-    if app.catalog.stream(stream_id).is_none() {
+    if app.catalog.current().stream(stream_id).is_none() {
         return Err(ServiceError::NotFound(format!(
             "unknown stream {stream_id:?}"
         )));
@@ -95,7 +95,7 @@ fn scope_of(app: &App, stream_id: Option<&str>) -> Result<String, ServiceError> 
     match stream_id {
         None => Ok(ALL_STREAMS.to_owned()),
         Some(ALL_STREAMS) => Ok(ALL_STREAMS.to_owned()),
-        Some(id) if app.catalog.stream(id).is_some() => Ok(id.to_owned()),
+        Some(id) if app.catalog.current().stream(id).is_some() => Ok(id.to_owned()),
         Some(id) => Err(ServiceError::NotFound(format!("unknown stream {id:?}"))),
     }
 }
