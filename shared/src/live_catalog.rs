@@ -13,7 +13,7 @@
 use crate::config::{err, ConfigError};
 use crate::domain::Catalog;
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The name of the metric counted for each refused catalog version (alarmed on).
@@ -72,6 +72,8 @@ pub struct LiveCatalog {
     next_check_ms: AtomicI64,
     /// The version being served; held while a look is under way.
     version: tokio::sync::Mutex<Option<String>>,
+    /// Invalid versions refused so far (what `CatalogRejected` counts in CloudWatch).
+    rejections: AtomicU64,
 }
 
 impl LiveCatalog {
@@ -83,6 +85,7 @@ impl LiveCatalog {
             interval_ms: i64::MAX,
             next_check_ms: AtomicI64::new(i64::MAX),
             version: tokio::sync::Mutex::new(None),
+            rejections: AtomicU64::new(0),
         }
     }
 
@@ -129,12 +132,18 @@ impl LiveCatalog {
             interval_ms,
             next_check_ms: AtomicI64::new(now_ms.saturating_add(interval_ms)),
             version: tokio::sync::Mutex::new(first.version),
+            rejections: AtomicU64::new(0),
         })
     }
 
     /// The catalog now: one snapshot per request.
     pub fn current(&self) -> Arc<Catalog> {
         self.view.current()
+    }
+
+    /// How many invalid versions were refused since start-up.
+    pub fn rejections(&self) -> u64 {
+        self.rejections.load(Ordering::Relaxed)
     }
 
     /// A view that follows the replacements, for providers.
@@ -182,6 +191,7 @@ impl LiveCatalog {
                 Err(e) => {
                     // The version is not remembered, so it is refused (and counted) again at
                     // every look until it is fixed: the alarm stays on while it is there.
+                    self.rejections.fetch_add(1, Ordering::Relaxed);
                     crate::metrics::count(REJECTED_METRIC, 1, &[]);
                     tracing::error!(
                         source = name,
