@@ -122,26 +122,27 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StartupError> {
         let refs = secret_refs::references(env)?;
-        let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
-        let needs_aws = !refs.is_empty()
-            || ["TABLE_NAME", "QUEUE_URL", "CATALOG_S3_URI"]
-                .into_iter()
-                .any(set);
-        let sdk = match sdk {
-            Some(sdk) => Some(sdk),
-            None if needs_aws => Some(aws_sdk_config().await),
-            None => None,
-        };
-        let resolved = match &sdk {
-            Some(sdk) if !refs.is_empty() => {
-                secret_refs::resolve(refs, Arc::new(AwsSecretStores::new(sdk))).await?
-            }
-            _ => Default::default(),
+        let mut sdk = sdk;
+        let resolved = if refs.is_empty() {
+            Default::default()
+        } else {
+            let sdk = match &sdk {
+                Some(sdk) => sdk,
+                None => sdk.insert(aws_sdk_config().await),
+            };
+            secret_refs::resolve(refs, Arc::new(AwsSecretStores::new(sdk))).await?
         };
         let config = Config::from_lookup(profile, |name| match resolved.get(name) {
             Some(value) => Some(value.expose().to_owned()),
             None => env(name),
         })?;
+        // Parsed first, so a bad variable is reported before any AWS set-up.
+        let needs_aws = config.table_name.is_some()
+            || config.queue_url.is_some()
+            || matches!(config.catalog, CatalogConfig::S3 { .. });
+        if needs_aws && sdk.is_none() {
+            sdk = Some(aws_sdk_config().await);
+        }
         let dynamo = match (&config.table_name, &sdk) {
             (Some(table), Some(sdk)) => Some(DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),

@@ -23,6 +23,8 @@ struct Seen {
     /// Where each expected group ends, counted in arrivals: a request waits until the whole
     /// of its group has arrived (or a generous timeout).
     group_ends: Vec<usize>,
+    /// Requests whose group did not all arrive in time: they were not sent together.
+    gate_timeouts: usize,
 }
 
 pub struct AwsProxy {
@@ -91,6 +93,11 @@ impl AwsProxy {
     /// From now on, hold requests until the first `groups[0]` of them are in flight
     /// together, then the next `groups[1]`, and so on. Requests sent one after the other
     /// would each wait out the timeout alone, and `take` would show it.
+    /// How many requests waited in vain for the rest of their group.
+    pub fn gate_timeouts(&self) -> usize {
+        self.seen.lock().expect("proxy state").gate_timeouts
+    }
+
     pub fn expect_concurrent(&self, groups: &[usize]) {
         let mut seen = self.seen.lock().expect("proxy state");
         seen.arrivals = 0;
@@ -157,7 +164,12 @@ async fn forward(
             notified.await;
         }
     };
-    let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+    if tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .is_err()
+    {
+        seen.lock().expect("proxy state").gate_timeouts += 1;
+    }
     let uri = format!(
         "{upstream}{}",
         parts.uri.path_and_query().map_or("/", |p| p.as_str())

@@ -195,6 +195,7 @@ async fn secrets_by_reference_are_read_concurrently_at_start() {
         "AWS requests at start-up"
     );
     assert_eq!(max_in_flight, 3, "the references are read all at once");
+    assert_eq!(proxy.gate_timeouts(), 0, "each round was sent at once");
 
     let c = &app.config;
     assert_eq!(c.auth_jwt_secret.as_ref().map(|s| s.expose()), Some(jwt));
@@ -258,6 +259,7 @@ async fn parameters_are_read_ten_to_a_request() {
         vec!["AmazonSSM.GetParameters", "AmazonSSM.GetParameters"]
     );
     assert_eq!(max_in_flight, 2);
+    assert_eq!(proxy.gate_timeouts(), 0);
     assert_eq!(
         app.config.provider_vars.get("HUYA_EXT_SECRET"),
         Some("HUYA_EXT_SECRET-value")
@@ -319,7 +321,7 @@ async fn a_catalog_swapped_in_s3_prices_new_orders_and_leaves_paid_ones() {
     let aws = Aws::new(&moto).await;
     let bucket = aws.bucket().await;
     aws.upload(&bucket, "catalog.json", &catalog_json()).await;
-    let env = HashMap::from([
+    let mut env = HashMap::from([
         ("TABLE_NAME", aws.table().await),
         ("CATALOG_S3_URI", format!("s3://{bucket}/catalog.json")),
         ("CATALOG_REFRESH_SECONDS", "60".into()),
@@ -327,6 +329,8 @@ async fn a_catalog_swapped_in_s3_prices_new_orders_and_leaves_paid_ones() {
         ("SANDBOX_SECRET", SANDBOX_SECRET.into()),
         ("STREAM_SIGNING_KEYS", STREAM_SIGNING_KEYS.into()),
     ]);
+    // Huya prices its sales from the catalog at each callback.
+    env.extend(tollgate_tests::huya::env());
     let proxy = AwsProxy::start(&moto).await;
     let clock = ManualClock::at(T0);
     let app = load(Profile::Local, &env, &proxy, &clock)
@@ -372,6 +376,28 @@ async fn a_catalog_swapped_in_s3_prices_new_orders_and_leaves_paid_ones() {
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["amount"]["amount"], 1200, "the new price");
     assert_eq!(s3_requests(&proxy), vec!["S3 GET (conditional)"]);
+    // Huya's level 1 is the 7d plan: now 1200 for 10 days (a stale price would be refused as
+    // an amount mismatch).
+    let fields = tollgate_tests::huya::fields("HY-SWAP", "p9", "hy-pass", "1", clock.now());
+    let (auth, body) = tollgate_tests::huya::post(&fields, tollgate_tests::huya::EXT_SECRET);
+    let r = s
+        .request(
+            "POST",
+            "/callbacks/huya",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let streamer = s.call("huya:p9", "GET", "/entitlements", None).await.json();
+    assert_eq!(
+        streamer["grants"][0]["valid_until"],
+        rfc3339(T0 + 10 * DAY),
+        "{streamer}"
+    );
 
     // The order placed at 900 is paid at 900 and grants its 7 days; the paid one is as it was.
     let cb = json!({"order_id": pending["order_id"], "transaction_id": "txn-bob",
