@@ -1,16 +1,24 @@
 //! The application: configuration, catalog, store and clock, built once per cold start and
 //! shared by every request.
+//!
+//! Start-up, in order: the secret variables that hold references are resolved (all at once,
+//! see [`crate::secret_refs`]); the configuration is parsed from the environment with those
+//! values in place; then the DynamoDB connection is warmed while the catalog is read from
+//! S3, concurrently. So a cold start with secrets by reference and an S3 catalog waits two
+//! round trips of AWS, however many secrets there are.
 
 use crate::api::auth::Authenticator;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, ConfigError, Profile};
+use crate::config::{CatalogConfig, Config, ConfigError, Profile};
 use crate::cpu_pool::CpuPool;
 use crate::domain::Catalog;
+use crate::live_catalog::{CatalogView, FileSource, LiveCatalog, S3Source};
 use crate::providers::apple::{self, Apple, AppleConfig};
 use crate::providers::google::{self, Google, GoogleConfig};
 use crate::providers::outbound::HttpClient;
 use crate::providers::{alipay, huya, sandbox, wechat, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
+use crate::secret_refs::{self, AwsSecretStores};
 use crate::store::{DynamoStore, MemoryStore, Store};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -32,7 +40,8 @@ impl Queue {
 
 pub struct App {
     pub config: Config,
-    pub catalog: Catalog,
+    /// The catalog: take [`LiveCatalog::current`] once per request.
+    pub catalog: LiveCatalog,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub auth: Authenticator,
@@ -60,18 +69,31 @@ pub enum StartupError {
 }
 
 impl App {
-    /// Builds the app from explicit parts (tests inject a store and a clock).
+    /// Builds the app from explicit parts (tests inject a store and a clock). The catalog
+    /// comes from `CATALOG_JSON` or `CATALOG_PATH`; an S3 catalog needs [`App::load`].
     pub fn new(
         config: Config,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
-        let catalog = Catalog::from_json(&config.catalog_json)
-            .map_err(|e| StartupError::Other(format!("catalog: {e}")))?;
+        let catalog = local_catalog(&config, clock.as_ref())?.ok_or_else(|| ConfigError {
+            name: "CATALOG_S3_URI",
+            problem: "an S3 catalog is read when the app is loaded from its environment".into(),
+        })?;
+        Self::with_catalog(config, catalog, store, clock)
+    }
+
+    /// Builds the app around a catalog already read.
+    pub fn with_catalog(
+        config: Config,
+        catalog: LiveCatalog,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
         let self_url = Arc::new(OnceLock::new());
         let (providers, apple, google) =
-            build_providers(&config, &catalog, clock.clone(), &self_url)?;
+            build_providers(&config, &catalog.view(), clock.clone(), &self_url)?;
         let cpu = match config.profile {
             Profile::Local => CpuPool::per_cpu(),
             Profile::Lambda => CpuPool::inline(),
@@ -91,25 +113,85 @@ impl App {
         })
     }
 
-    /// Reads the environment and connects to AWS when configured. The DynamoDB connection
-    /// is opened here, during init, so the first request pays no TLS handshake.
+    /// Reads the process environment and connects to AWS when configured.
     pub async fn from_env(profile: Profile) -> Result<Arc<Self>, StartupError> {
-        let config = Config::from_env(profile)?;
-        let needs_aws = config.table_name.is_some() || config.queue_url.is_some();
-        let sdk = if needs_aws {
-            Some(aws_sdk_config().await)
+        let env = |name: &str| std::env::var(name).ok();
+        Self::load(profile, &env, None, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the app from the variables `env` answers: resolves secret references, parses
+    /// the configuration, then opens the DynamoDB connection (so the first request pays no
+    /// TLS handshake) while it reads an S3 catalog. `sdk` replaces the SDK configuration of
+    /// the environment (tests point it at a local endpoint); AWS is only configured when
+    /// something needs it.
+    pub async fn load(
+        profile: Profile,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+        sdk: Option<aws_config::SdkConfig>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, StartupError> {
+        let refs = secret_refs::references(env)?;
+        let mut sdk = sdk;
+        let resolved = if refs.is_empty() {
+            Default::default()
         } else {
-            None
+            let sdk = match &sdk {
+                Some(sdk) => sdk,
+                None => sdk.insert(aws_sdk_config().await),
+            };
+            secret_refs::resolve(refs, Arc::new(AwsSecretStores::new(sdk))).await?
         };
-        let store: Arc<dyn Store> = match (&config.table_name, &sdk) {
-            (Some(table), Some(sdk)) => {
-                let client = aws_sdk_dynamodb::Client::new(sdk);
-                let store = DynamoStore::new(client, table.clone());
-                warm_up(&store).await;
-                Arc::new(store)
+        let config = Config::from_lookup(profile, |name| match resolved.get(name) {
+            Some(value) => Some(value.expose().to_owned()),
+            None => env(name),
+        })?;
+        // Parsed first, so a bad variable is reported before any AWS set-up.
+        let needs_aws = config.table_name.is_some()
+            || config.queue_url.is_some()
+            || matches!(config.catalog, CatalogConfig::S3 { .. });
+        if needs_aws && sdk.is_none() {
+            sdk = Some(aws_sdk_config().await);
+        }
+        let dynamo = match (&config.table_name, &sdk) {
+            (Some(table), Some(sdk)) => Some(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                table.clone(),
+            )),
+            _ => None,
+        };
+        let warm = async {
+            if let Some(store) = &dynamo {
+                warm_up(store).await;
             }
-            _ if profile == Profile::Local => Arc::new(MemoryStore::new()),
-            _ => {
+        };
+        let s3_catalog = async {
+            match (&config.catalog, &sdk) {
+                (CatalogConfig::S3 { bucket, key }, Some(sdk)) => {
+                    let source = S3Source {
+                        client: s3_client(sdk),
+                        bucket: bucket.clone(),
+                        key: key.clone(),
+                    };
+                    let interval = config.catalog_refresh_seconds;
+                    LiveCatalog::watch(Box::new(source), interval, clock.now_ms())
+                        .await
+                        .map(Some)
+                }
+                _ => Ok(None),
+            }
+        };
+        let ((), s3_catalog) = tokio::join!(warm, s3_catalog);
+        let catalog = match s3_catalog? {
+            Some(catalog) => catalog,
+            None => local_catalog(&config, clock.as_ref())?.ok_or_else(|| ConfigError {
+                name: "CATALOG_S3_URI",
+                problem: "needs AWS configuration".into(),
+            })?,
+        };
+        let store: Arc<dyn Store> = match dynamo {
+            Some(store) => Arc::new(store),
+            None if profile == Profile::Local => Arc::new(MemoryStore::new()),
+            None => {
                 return Err(ConfigError {
                     name: "TABLE_NAME",
                     problem: "required in Lambda".into(),
@@ -117,7 +199,6 @@ impl App {
                 .into())
             }
         };
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let queue = match (&config.queue_url, &sdk) {
             (Some(url), Some(sdk)) => Some(Queue::Sqs(Arc::new(SqsQueue::new(
                 aws_sdk_sqs::Client::new(sdk),
@@ -129,10 +210,34 @@ impl App {
             }
             _ => None,
         };
-        let mut app = App::new(config, store, clock)?;
+        let mut app = App::with_catalog(config, catalog, store, clock)?;
         app.queue = queue;
         Ok(Arc::new(app))
     }
+}
+
+/// The catalog of `CATALOG_JSON` or `CATALOG_PATH`, read now; `None` for an S3 catalog.
+fn local_catalog(config: &Config, clock: &dyn Clock) -> Result<Option<LiveCatalog>, StartupError> {
+    Ok(match &config.catalog {
+        CatalogConfig::Json(json) => Some(LiveCatalog::fixed(
+            Catalog::from_json(json).map_err(|e| StartupError::Other(format!("catalog: {e}")))?,
+        )),
+        CatalogConfig::File(path) => Some(LiveCatalog::watch_file(
+            FileSource { path: path.clone() },
+            config.catalog_refresh_seconds,
+            clock.now_ms(),
+        )?),
+        CatalogConfig::S3 { .. } => None,
+    })
+}
+
+/// S3 with path-style addresses when the endpoint is overridden (a local S3 such as moto
+/// or MinIO serves no per-bucket host names); AWS itself gets virtual-hosted addresses.
+fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }
 
 /// The providers, plus the App Store verifier and Play client when those are enabled.
@@ -144,7 +249,7 @@ type Built = (Providers, Option<Arc<Apple>>, Option<Arc<Google>>);
 /// bound.
 fn build_providers(
     config: &Config,
-    catalog: &Catalog,
+    catalog: &CatalogView,
     clock: Arc<dyn Clock>,
     self_url: &Arc<OnceLock<String>>,
 ) -> Result<Built, StartupError> {

@@ -33,7 +33,10 @@ pub struct Config {
     pub queue_url: Option<String>,
     /// Where the verifier puts messages that can never succeed (else SQS's redrive does).
     pub dead_letter_queue_url: Option<String>,
-    pub catalog_json: String,
+    /// Where the catalog comes from (`CATALOG_JSON`, `CATALOG_PATH` or `CATALOG_S3_URI`).
+    pub catalog: CatalogConfig,
+    /// How often a changing catalog source is looked at again (`CATALOG_REFRESH_SECONDS`).
+    pub catalog_refresh_seconds: u64,
     pub providers: Vec<String>,
     pub order_ttl_seconds: i64,
     /// `MAX_NEW_ORDERS_PER_USER`: orders one user may create per window of
@@ -75,6 +78,20 @@ pub struct Config {
     /// bad one is reported by the module that understands it) and only when enabled, so
     /// `Config` knows no provider's types.
     pub provider_vars: ProviderVars,
+}
+
+/// Where the catalog comes from. Only the text of `CATALOG_JSON` is known here; a file or an
+/// S3 object is read when the app starts (see [`crate::live_catalog`]), so that parsing the
+/// configuration reads nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogConfig {
+    /// `CATALOG_JSON`: fixed for the life of the process.
+    Json(String),
+    /// `CATALOG_PATH` (the local server's default: `./catalog.example.json`): re-read when the
+    /// file changes.
+    File(std::path::PathBuf),
+    /// `CATALOG_S3_URI`: re-read when the object's ETag changes.
+    S3 { bucket: String, key: String },
 }
 
 /// Every variable a provider module may read. Values are kept as [`Secret`]s because several
@@ -223,19 +240,34 @@ impl Config {
                     },
                 }
             };
-        let catalog_json = match (var("CATALOG_JSON"), var("CATALOG_PATH")) {
-            (Some(json), _) => json,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| err("CATALOG_PATH", format!("cannot read {path:?}: {e}")))?,
-            (None, None) if local => {
-                std::fs::read_to_string("catalog.example.json").map_err(|e| {
-                    err(
-                        "CATALOG_PATH",
-                        format!("unset, and ./catalog.example.json cannot be read: {e}"),
-                    )
-                })?
+        let catalog = match (
+            var("CATALOG_JSON"),
+            var("CATALOG_PATH"),
+            var("CATALOG_S3_URI"),
+        ) {
+            (_, _, Some(uri)) => {
+                if let Some(other) = ["CATALOG_JSON", "CATALOG_PATH"]
+                    .into_iter()
+                    .find(|name| var(name).is_some())
+                {
+                    return Err(err(
+                        "CATALOG_S3_URI",
+                        format!("set CATALOG_S3_URI or {other}, not both"),
+                    ));
+                }
+                let (bucket, key) = crate::live_catalog::parse_s3_uri(&uri)
+                    .ok_or_else(|| err("CATALOG_S3_URI", "must be s3://<bucket>/<key>"))?;
+                CatalogConfig::S3 { bucket, key }
             }
-            (None, None) => return Err(err("CATALOG_JSON", "set CATALOG_JSON or CATALOG_PATH")),
+            (Some(json), _, None) => CatalogConfig::Json(json),
+            (None, Some(path), None) => CatalogConfig::File(path.trim().into()),
+            (None, None, None) if local => CatalogConfig::File("catalog.example.json".into()),
+            (None, None, None) => {
+                return Err(err(
+                    "CATALOG_JSON",
+                    "set CATALOG_JSON, CATALOG_PATH or CATALOG_S3_URI",
+                ))
+            }
         };
         let providers: Vec<String> = var("PROVIDERS")
             .unwrap_or_else(|| {
@@ -353,7 +385,8 @@ impl Config {
             table_name: var("TABLE_NAME"),
             queue_url: var("QUEUE_URL"),
             dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL"),
-            catalog_json,
+            catalog,
+            catalog_refresh_seconds: int("CATALOG_REFRESH_SECONDS", 60, 1, 86_400)? as u64,
             providers,
             order_ttl_seconds: int("ORDER_TTL_SECONDS", 900, 1, 7 * 86_400)?,
             max_new_orders_per_user: int("MAX_NEW_ORDERS_PER_USER", 20, 1, 10_000)? as u32,
@@ -517,6 +550,55 @@ mod tests {
             .stream_keys
             .native
             .is_some());
+    }
+
+    #[test]
+    fn catalog_sources() {
+        let c = cfg(Profile::Lambda, &[]).unwrap();
+        assert!(matches!(c.catalog, CatalogConfig::Json(_)));
+        assert_eq!(c.catalog_refresh_seconds, 60);
+        let only = |vars: &[(&str, &str)]| {
+            let m: HashMap<&str, &str> = vars.iter().copied().collect();
+            Config::from_lookup(Profile::Lambda, |k| m.get(k).map(|v| v.to_string()))
+        };
+        let c = only(&[
+            ("CATALOG_S3_URI", "s3://tollgate-config/prod/catalog.json"),
+            ("CATALOG_REFRESH_SECONDS", "300"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.catalog,
+            CatalogConfig::S3 {
+                bucket: "tollgate-config".into(),
+                key: "prod/catalog.json".into()
+            }
+        );
+        assert_eq!(c.catalog_refresh_seconds, 300);
+        let c = only(&[("CATALOG_PATH", "/etc/catalog.json")]).unwrap();
+        assert_eq!(c.catalog, CatalogConfig::File("/etc/catalog.json".into()));
+        for (vars, name) in [
+            (
+                vec![("CATALOG_S3_URI", "https://bucket/key")],
+                "CATALOG_S3_URI",
+            ),
+            (
+                vec![
+                    ("CATALOG_S3_URI", "s3://bucket/key"),
+                    ("CATALOG_PATH", "/c.json"),
+                ],
+                "CATALOG_S3_URI",
+            ),
+            (
+                vec![
+                    ("CATALOG_PATH", "/c.json"),
+                    ("CATALOG_REFRESH_SECONDS", "0"),
+                ],
+                "CATALOG_REFRESH_SECONDS",
+            ),
+            (vec![], "CATALOG_JSON"),
+        ] {
+            assert_eq!(only(&vars).unwrap_err().name, name, "{vars:?}");
+        }
     }
 
     #[test]

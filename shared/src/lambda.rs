@@ -113,6 +113,7 @@ pub async fn run_sweeper() -> Result<(), lambda_runtime::Error> {
 
 /// One scheduled sweep, stopping before `deadline_ms` (the invocation's deadline).
 pub async fn handle_schedule(app: &App, deadline_ms: i64) -> crate::service::sweep::SweepReport {
+    app.catalog.refresh_if_due(app.clock.now_ms()).await;
     let report = crate::service::sweep::sweep(app, deadline_ms).await;
     tracing::info!(?report, "sweep finished");
     report
@@ -140,6 +141,7 @@ pub async fn handle_sqs_batch(
 ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
     use crate::app::Queue;
     use crate::queue::JobOutcome;
+    app.catalog.refresh_if_due(app.clock.now_ms()).await;
     let mut response = aws_lambda_events::event::sqs::SqsBatchResponse::default();
     let sqs = match &app.queue {
         Some(Queue::Sqs(q)) => Some(q.clone()),

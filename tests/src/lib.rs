@@ -3,6 +3,7 @@
 
 pub mod alipay;
 pub mod apple;
+pub mod aws_proxy;
 pub mod conformance;
 pub mod fake;
 pub mod fake_google;

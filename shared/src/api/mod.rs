@@ -74,6 +74,8 @@ pub struct ClientAddr(pub std::net::IpAddr);
 pub struct IamCaller(pub String);
 
 pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<Bytes> {
+    // At most once per CATALOG_REFRESH_SECONDS, by one request; free otherwise.
+    app.catalog.refresh_if_due(app.clock.now_ms()).await;
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let method = req.method().clone();

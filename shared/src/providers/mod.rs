@@ -264,25 +264,22 @@ pub trait OrderQuery: Send + Sync {
 }
 
 /// Product titles as the payer sees them on the provider's page (WeChat Pay's
-/// `description`, Alipay's `subject`), taken from the catalog at start-up.
-#[derive(Debug, Clone, Default)]
-pub struct ProductTitles(BTreeMap<String, String>);
+/// `description`, Alipay's `subject`), from the catalog in force when the payment is made.
+#[derive(Debug, Clone)]
+pub struct ProductTitles(crate::live_catalog::CatalogView);
 
 impl ProductTitles {
-    pub fn from_catalog(catalog: &crate::domain::Catalog) -> Self {
-        ProductTitles(
-            catalog
-                .products()
-                .iter()
-                .map(|p| (p.id.clone(), p.title.clone()))
-                .collect(),
-        )
+    pub fn from_catalog(catalog: &crate::live_catalog::CatalogView) -> Self {
+        ProductTitles(catalog.clone())
     }
 
     /// The title of `product_id` (its id when the catalog has none), cut to the provider's
     /// limit of `max` characters.
     pub fn get(&self, product_id: &str, max: usize) -> String {
-        let title = self.0.get(product_id).map_or(product_id, String::as_str);
+        let catalog = self.0.current();
+        let title = catalog
+            .product(product_id)
+            .map_or(product_id, |p| p.title.as_str());
         title.chars().take(max).collect()
     }
 }

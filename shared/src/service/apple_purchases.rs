@@ -99,7 +99,8 @@ async fn apply_transaction(
     t: &Transaction,
     ctx: &Context<'_>,
 ) -> Result<PurchaseResult, ServiceError> {
-    let (product, plan) = by_store_id(app, apple::NAME, &t.product_id).ok_or_else(|| {
+    let catalog = app.catalog.current();
+    let (product, plan) = by_store_id(&catalog, apple::NAME, &t.product_id).ok_or_else(|| {
         ServiceError::BadRequest(format!(
             "App Store product {:?} is not in the catalog",
             t.product_id

@@ -22,7 +22,7 @@ pub async fn product(
     user_id: &str,
     product_id: &str,
 ) -> Result<ProductStatus, ServiceError> {
-    if app.catalog.product(product_id).is_none() {
+    if app.catalog.current().product(product_id).is_none() {
         return Err(ServiceError::NotFound(format!(
             "unknown product {product_id:?}"
         )));

@@ -59,8 +59,11 @@ fn client(app: &App) -> Result<&Google, ServiceError> {
 }
 
 /// The catalog product (and plan) a Play product id sells.
-fn by_google_id<'a>(app: &'a App, id: &str) -> Option<(&'a Product, Option<&'a Plan>)> {
-    by_store_id(app, google::NAME, id)
+fn by_google_id<'a>(
+    catalog: &'a crate::domain::Catalog,
+    id: &str,
+) -> Option<(&'a Product, Option<&'a Plan>)> {
+    by_store_id(catalog, google::NAME, id)
 }
 
 async fn queue(app: &App, job: &Job) -> Result<(), ServiceError> {
@@ -88,7 +91,7 @@ pub async fn submit(
             "purchase_token must be 1-1024 characters of [A-Za-z0-9._-]".into(),
         ));
     }
-    if by_google_id(app, product_id).is_none() {
+    if by_google_id(&app.catalog.current(), product_id).is_none() {
         return Err(ServiceError::BadRequest(format!(
             "Play product {product_id:?} is not in the catalog"
         )));
@@ -126,7 +129,8 @@ pub async fn verify(
     order_id: Option<&str>,
 ) -> Result<PurchaseStatus, Failure> {
     let g = client(app)?;
-    let Some((product, plan)) = by_google_id(app, product_id) else {
+    let catalog = app.catalog.current();
+    let Some((product, plan)) = by_google_id(&catalog, product_id) else {
         return Err(Failure::Permanent(format!(
             "unknown Play product {product_id}"
         )));

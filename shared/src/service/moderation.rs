@@ -20,7 +20,7 @@ pub async fn rotate_publish_key(
     stream_id: &str,
     actor: &str,
 ) -> Result<RotatedKey, ServiceError> {
-    if app.catalog.stream(stream_id).is_none() {
+    if app.catalog.current().stream(stream_id).is_none() {
         return Err(ServiceError::NotFound(format!(
             "unknown stream {stream_id:?}"
         )));
@@ -112,7 +112,7 @@ fn scope_of(app: &App, stream_id: Option<&str>) -> Result<String, ServiceError> 
     match stream_id {
         None => Ok(ALL_STREAMS.to_owned()),
         Some(ALL_STREAMS) => Ok(ALL_STREAMS.to_owned()),
-        Some(id) if app.catalog.stream(id).is_some() => Ok(id.to_owned()),
+        Some(id) if app.catalog.current().stream(id).is_some() => Ok(id.to_owned()),
         Some(id) => Err(ServiceError::NotFound(format!("unknown stream {id:?}"))),
     }
 }

@@ -93,14 +93,12 @@ pub async fn create(
     provider
         .check_request(req.channel.as_deref(), &payer)
         .map_err(ServiceError::BadRequest)?;
-    let offer = match app
-        .catalog
-        .offer(&req.product_id, req.plan_id.as_deref(), now)
-    {
+    let catalog = app.catalog.current();
+    let offer = match catalog.offer(&req.product_id, req.plan_id.as_deref(), now) {
         // A store-only product (a subscription the store prices) can be pre-ordered
         // through that store: the order records no money of ours.
         Err(crate::domain::OfferError::StoreOnly(_)) if provider.sells_store_products() => {
-            super::store_products::store_only_offer(app, &req.product_id)?
+            super::store_products::store_only_offer(&catalog, &req.product_id)?
         }
         other => other?,
     };

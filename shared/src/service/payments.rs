@@ -117,8 +117,8 @@ pub async fn apply(app: &App, provider: &str, event: ProviderEvent) -> Result<Ap
 /// A sale the provider made on its own: the order is created already paid, with its grants,
 /// in one transaction claimed by the provider's transaction id. One round trip.
 async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied, ApplyError> {
-    let offer = app
-        .catalog
+    let catalog = app.catalog.current();
+    let offer = catalog
         .offer(&sale.product_id, sale.plan_id.as_deref(), now)
         .map_err(|e| Rejected::NotForSale(e.to_string()))?;
     if offer.price != sale.amount {

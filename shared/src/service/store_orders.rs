@@ -59,12 +59,10 @@ pub(super) async fn create_bound_order(
     provider: &str,
 ) -> Result<Order, ServiceError> {
     let now = app.clock.now();
-    let offer = match app
-        .catalog
-        .offer(&product.id, plan.map(|p| p.id.as_str()), i64::MIN)
-    {
+    let catalog = app.catalog.current();
+    let offer = match catalog.offer(&product.id, plan.map(|p| p.id.as_str()), i64::MIN) {
         Ok(o) => o,
-        Err(crate::domain::OfferError::StoreOnly(_)) => store_only_offer(app, &product.id)?,
+        Err(crate::domain::OfferError::StoreOnly(_)) => store_only_offer(&catalog, &product.id)?,
         Err(e) => return Err(e.into()),
     };
     let order = Order::pending(

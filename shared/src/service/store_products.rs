@@ -3,9 +3,8 @@
 //! (one the store prices, so the catalog has no price for it).
 
 use super::ServiceError;
-use crate::app::App;
 use crate::domain::catalog::{Offer, Plan, Product, StoreIds};
-use crate::domain::{Currency, Money};
+use crate::domain::{Catalog, Currency, Money};
 use crate::providers::{apple, google};
 
 /// The product id `store` ("apple" or "google") knows `ids` by.
@@ -29,11 +28,11 @@ pub fn store_product_id(offer: &Offer<'_>, store: &str) -> Option<String> {
 /// The catalog product (and plan) that `store`'s product id `id` sells: a product's own
 /// store id, else one of its plans'.
 pub fn by_store_id<'a>(
-    app: &'a App,
+    catalog: &'a Catalog,
     store: &str,
     id: &str,
 ) -> Option<(&'a Product, Option<&'a Plan>)> {
-    app.catalog.products().iter().find_map(|p| {
+    catalog.products().iter().find_map(|p| {
         if id_in(&p.store_ids, store) == Some(id) {
             return Some((p, None));
         }
@@ -45,8 +44,11 @@ pub fn by_store_id<'a>(
 }
 
 /// The offer of a store-only product (no catalog price): the order carries 0 XXX.
-pub fn store_only_offer<'a>(app: &'a App, product_id: &str) -> Result<Offer<'a>, ServiceError> {
-    let product = app.catalog.product(product_id).ok_or_else(|| {
+pub fn store_only_offer<'a>(
+    catalog: &'a Catalog,
+    product_id: &str,
+) -> Result<Offer<'a>, ServiceError> {
+    let product = catalog.product(product_id).ok_or_else(|| {
         ServiceError::Offer(crate::domain::OfferError::UnknownProduct(
             product_id.to_owned(),
         ))

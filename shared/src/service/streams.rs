@@ -43,8 +43,8 @@ pub async fn issue_token(
     format: Option<&str>,
     client: Option<IpAddr>,
 ) -> Result<IssuedToken, ServiceError> {
-    let stream = app
-        .catalog
+    let catalog = app.catalog.current();
+    let stream = catalog
         .stream(stream_id)
         .ok_or_else(|| ServiceError::NotFound(format!("unknown stream {stream_id:?}")))?;
     if !valid_device_id(device_id) {
@@ -107,8 +107,7 @@ pub async fn issue_token(
                 crate::metrics::count("TokensDenied", 1, &[("Reason", "not_entitled")]);
                 return Err(ServiceError::PaymentRequired {
                     stream_id: stream_id.to_owned(),
-                    products: app
-                        .catalog
+                    products: catalog
                         .products_unlocking(stream)
                         .iter()
                         .map(|p| (p.id.clone(), p.title.clone()))
@@ -221,12 +220,12 @@ pub async fn verify(
         Ok(c) => c,
         Err(e) => return Ok(Err(Denied::Token(e))),
     };
-    let Some(stream) = app.catalog.stream(&claims.stream) else {
+    let catalog = app.catalog.current();
+    let Some(stream) = catalog.stream(&claims.stream) else {
         return Ok(Err(Denied::NotEntitled));
     };
     if let Some(asked) = &req.stream {
-        let others = app
-            .catalog
+        let others = catalog
             .streams()
             .iter()
             .filter(|s| s.id != stream.id)
@@ -274,8 +273,8 @@ pub async fn verify_publish(
     req: &PublishRequest,
 ) -> Result<Result<String, Denied>, ServiceError> {
     // Only the stream itself is published, never one of its fragments.
-    let Some(stream) = app
-        .catalog
+    let catalog = app.catalog.current();
+    let Some(stream) = catalog
         .streams()
         .iter()
         .find(|s| naming(&req.stream, &s.origin) == Some(Naming::Stream))

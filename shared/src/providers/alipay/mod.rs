@@ -28,7 +28,7 @@ use super::{
 use crate::clock::Clock;
 use crate::config::{ConfigError as EnvError, ProviderVars};
 use crate::domain::refund::RefundRef;
-use crate::domain::{Catalog, Currency, Money, Order, OrderId};
+use crate::domain::{Currency, Money, Order, OrderId};
 
 pub const NAME: &str = "alipay";
 
@@ -56,7 +56,7 @@ impl Alipay {
     /// Reads the `ALIPAY_*` variables; a bad one stops start-up, named.
     pub fn from_vars(
         vars: &ProviderVars,
-        catalog: &Catalog,
+        catalog: &crate::live_catalog::CatalogView,
         http: HttpClient,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EnvError> {
@@ -358,14 +358,16 @@ mod tests {
     fn build(set: &[(&str, &str)]) -> Result<Alipay, EnvError> {
         Alipay::from_vars(
             &vars(set)?,
-            &Catalog::from_json(CATALOG).unwrap(),
+            &crate::live_catalog::CatalogView::fixed(
+                crate::domain::Catalog::from_json(CATALOG).unwrap(),
+            ),
             HttpClient::new(Duration::from_secs(1)).unwrap(),
             Arc::new(ManualClock::at(NOW)),
         )
     }
 
     fn order(channel: Option<&str>, amount: Money) -> Order {
-        let catalog = Catalog::from_json(CATALOG).unwrap();
+        let catalog = crate::domain::Catalog::from_json(CATALOG).unwrap();
         let offer = catalog.offer("ticket", None, NOW).unwrap();
         let id = OrderId::parse(ORDER_ID).unwrap();
         let channel = channel.map(str::to_owned);

@@ -33,6 +33,7 @@ use super::{
 };
 use crate::config::{ConfigError as EnvError, ProviderVars};
 use crate::domain::{Catalog, Money, OrderId};
+use crate::live_catalog::CatalogView;
 
 pub const NAME: &str = "huya";
 
@@ -48,21 +49,46 @@ struct Goods {
 /// Huya's mini-program purchases: a [`CallbackVerifier`] only (see the module docs).
 pub struct Huya {
     cfg: HuyaConfig,
-    goods: BTreeMap<String, Goods>,
+    /// Read at each callback, so a new catalog's prices apply from the moment it is in force.
+    catalog: CatalogView,
+}
+
+impl Goods {
+    /// What `goods_uuid` sells in `catalog`, if anything.
+    fn find(catalog: &Catalog, goods_uuid: &str) -> Option<Goods> {
+        catalog.products().iter().find_map(|p| {
+            let h = p
+                .store_ids
+                .huya
+                .as_ref()
+                .filter(|h| h.goods_uuid == goods_uuid)?;
+            let mut levels = BTreeMap::new();
+            for (level, plan_id) in &h.levels {
+                if let Some(plan) = p.plans.iter().find(|pl| &pl.id == plan_id) {
+                    levels.insert(level.clone(), (Some(plan.id.clone()), plan.price));
+                }
+            }
+            Some(Goods {
+                product_id: p.id.clone(),
+                levels,
+                product_price: p.price.filter(|_| p.plans.is_empty()),
+            })
+        })
+    }
 }
 
 impl fmt::Debug for Huya {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Huya")
             .field("cfg", &self.cfg)
-            .field("goods", &self.goods.keys().collect::<Vec<_>>())
+            .field("catalog", &self.catalog)
             .finish()
     }
 }
 
 impl Huya {
     /// Reads the `HUYA_*` variables; a bad one stops start-up, named.
-    pub fn from_vars(vars: &ProviderVars, catalog: &Catalog) -> Result<Self, EnvError> {
+    pub fn from_vars(vars: &ProviderVars, catalog: &CatalogView) -> Result<Self, EnvError> {
         let app_id = vars.require("HUYA_APP_ID")?;
         let secret = vars.require("HUYA_EXT_SECRET")?;
         let uuids: Vec<&str> = vars
@@ -82,25 +108,10 @@ impl Huya {
                     crate::config::err("HUYA_MAX_SKEW_SECONDS", "must be an integer in 1..=86400")
                 })?;
         }
-        let mut goods = BTreeMap::new();
-        for p in catalog.products() {
-            let Some(h) = &p.store_ids.huya else { continue };
-            let mut levels = BTreeMap::new();
-            for (level, plan_id) in &h.levels {
-                if let Some(plan) = p.plans.iter().find(|pl| &pl.id == plan_id) {
-                    levels.insert(level.clone(), (Some(plan.id.clone()), plan.price));
-                }
-            }
-            goods.insert(
-                h.goods_uuid.clone(),
-                Goods {
-                    product_id: p.id.clone(),
-                    levels,
-                    product_price: p.price.filter(|_| p.plans.is_empty()),
-                },
-            );
-        }
-        Ok(Huya { cfg, goods })
+        Ok(Huya {
+            cfg,
+            catalog: catalog.clone(),
+        })
     }
 
     fn sale(&self, p: HuyaPurchase) -> Result<Sale, CallbackRejection> {
@@ -109,7 +120,7 @@ impl Huya {
             reason: what,
             status: StatusCode::UNPROCESSABLE_ENTITY,
         };
-        let goods = self.goods.get(&p.goods_uuid).ok_or_else(|| {
+        let goods = Goods::find(&self.catalog.current(), &p.goods_uuid).ok_or_else(|| {
             unknown(format!(
                 "goodsUuid {:?} is not in the catalog",
                 clip(&p.goods_uuid)
@@ -235,7 +246,10 @@ mod tests {
         all.extend(set.iter().copied());
         let vars = Config::from_lookup(Profile::Lambda, |k| all.get(k).map(|v| v.to_string()))?
             .provider_vars;
-        Huya::from_vars(&vars, &Catalog::from_json(CATALOG).unwrap())
+        Huya::from_vars(
+            &vars,
+            &CatalogView::fixed(Catalog::from_json(CATALOG).unwrap()),
+        )
     }
 
     fn body(goods: &str, level: &str, order_id: &str, ts: i64) -> String {
@@ -288,7 +302,7 @@ mod tests {
         }
         let shown = format!("{:?}", build(&[]).unwrap());
         assert!(
-            shown.contains("g-pass") && !shown.contains("s3cr3t"),
+            shown.contains("hyapp123") && !shown.contains("s3cr3t"),
             "{shown}"
         );
     }

@@ -24,7 +24,7 @@ use super::{
 use crate::clock::Clock;
 use crate::config::{ConfigError, ProviderVars};
 use crate::domain::refund::RefundRef;
-use crate::domain::{Catalog, Currency, Money, Order, OrderId};
+use crate::domain::{Currency, Money, Order, OrderId};
 use wire::{
     notify_failure_response, parse_api_error, parse_platform_keys, PreparedRequest, PrepayRequest,
     PrepayResponse, SignatureHeaders, TradeState, TradeType, WechatConfig, API_BASE,
@@ -60,7 +60,7 @@ impl WechatPay {
     /// Reads the `WECHATPAY_*` variables; a bad one stops start-up, named.
     pub fn from_vars(
         vars: &ProviderVars,
-        catalog: &Catalog,
+        catalog: &crate::live_catalog::CatalogView,
         http: HttpClient,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
@@ -427,8 +427,9 @@ mod tests {
     }
 
     fn build(vars: &ProviderVars) -> Result<WechatPay, ConfigError> {
-        let catalog = Catalog::from_json(r#"{"products":[]}"#).unwrap();
+        let catalog = crate::domain::Catalog::from_json(r#"{"products":[]}"#).unwrap();
         let http = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let catalog = crate::live_catalog::CatalogView::fixed(catalog);
         WechatPay::from_vars(vars, &catalog, http, Arc::new(ManualClock::at(NOW)))
     }
 
