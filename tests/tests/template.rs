@@ -39,37 +39,83 @@ fn production_parameters() -> BTreeMap<&'static str, String> {
     };
     let api = "https://api.payments.tollgate-example.com";
     BTreeMap::from([
-        ("Providers", "sandbox,wechat,alipay,huya,apple,google".into()),
-        ("CatalogS3Uri", "s3://tollgate-production-config-123456789012/catalog/catalog.json".into()),
-        ("SandboxSecret", "ssm:/tollgate/production/sandbox/callback-secret".into()),
+        (
+            "Providers",
+            "sandbox,wechat,alipay,huya,apple,google".into(),
+        ),
+        (
+            "CatalogS3Uri",
+            "s3://tollgate-production-config-123456789012/catalog/catalog.json".into(),
+        ),
+        (
+            "SandboxSecret",
+            "ssm:/tollgate/production/sandbox/callback-secret".into(),
+        ),
         ("StreamSigningKeys", sm("streams", "signing_keys")),
-        ("NginxSecureLinkSecret", sm("streams", "nginx_secure_link_secret")),
+        (
+            "NginxSecureLinkSecret",
+            sm("streams", "nginx_secure_link_secret"),
+        ),
         ("TencentPlayKey", sm("streams", "tencent_play_key")),
         ("AliyunAuthKey", sm("streams", "aliyun_auth_key")),
         ("WechatPayApiV3Key", sm("wechatpay", "api_v3_key")),
-        ("WechatPayMerchantPrivateKey", sm("wechatpay", "merchant_private_key")),
-        ("WechatPayPlatformKeys", sm("wechatpay", "platform_public_keys")),
+        (
+            "WechatPayMerchantPrivateKey",
+            sm("wechatpay", "merchant_private_key"),
+        ),
+        (
+            "WechatPayPlatformKeys",
+            sm("wechatpay", "platform_public_keys"),
+        ),
         ("AlipayAppPrivateKey", sm("alipay", "app_private_key")),
-        ("AlipayPublicKey", "ssm:/tollgate/production/alipay/alipay-public-key".into()),
+        (
+            "AlipayPublicKey",
+            "ssm:/tollgate/production/alipay/alipay-public-key".into(),
+        ),
         ("HuyaExtSecret", sm("huya", "ext_secret")),
-        ("GoogleServiceAccountJson", sm("google-play-service-account", "key_json")),
-        ("SecretsKmsKeyArn", "arn:aws:kms:ap-southeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab".into()),
+        (
+            "GoogleServiceAccountJson",
+            sm("google-play-service-account", "key_json"),
+        ),
+        (
+            "SecretsKmsKeyArn",
+            "arn:aws:kms:ap-southeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .into(),
+        ),
         ("WechatPayMchId", "1900012345".into()),
         ("WechatPayAppId", "wx8888888888888888".into()),
-        ("WechatPayMerchantSerial", "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into()),
+        (
+            "WechatPayMerchantSerial",
+            "5157F09EFDC096DE15EBE81A47057A7232F1B8E1".into(),
+        ),
         ("WechatPayNotifyUrl", format!("{api}/callbacks/wechat")),
         ("AlipayAppId", "2021004123456789".into()),
         ("AlipaySellerId", "2088123456789012".into()),
         ("AlipayNotifyUrl", format!("{api}/callbacks/alipay")),
-        ("AlipayReturnUrl", "https://www.tollgate-example.com/payments/alipay/return".into()),
+        (
+            "AlipayReturnUrl",
+            "https://www.tollgate-example.com/payments/alipay/return".into(),
+        ),
         ("HuyaAppId", "huya-mini-app-1234567".into()),
-        ("HuyaExtUuid", "ext-uuid-0123456789abcdef,ext-uuid-fedcba9876543210".into()),
-        ("AppleBundleId", "com.tollgate-example.livestreams.ios".into()),
+        (
+            "HuyaExtUuid",
+            "ext-uuid-0123456789abcdef,ext-uuid-fedcba9876543210".into(),
+        ),
+        (
+            "AppleBundleId",
+            "com.tollgate-example.livestreams.ios".into(),
+        ),
         ("AppleAppAppleId", "1234567890".into()),
         ("AppleEnvironment", "Production,Sandbox".into()),
-        ("GooglePackageName", "com.tollgateexample.livestreams.android".into()),
+        (
+            "GooglePackageName",
+            "com.tollgateexample.livestreams.android".into(),
+        ),
         ("GooglePushAudience", format!("{api}/notifications/google")),
-        ("GooglePushServiceAccount", "play-rtdn-push@tollgate-production-412345.iam.gserviceaccount.com".into()),
+        (
+            "GooglePushServiceAccount",
+            "play-rtdn-push@tollgate-production-412345.iam.gserviceaccount.com".into(),
+        ),
     ])
 }
 
@@ -82,7 +128,9 @@ fn resource_value(name: &str) -> String {
         "Table" => "tollgate-production-Table-1QW2ER3TY4UI5".into(),
         "Queue" => queue("Queue"),
         "DeadLetterQueue" => queue("DeadLetterQueue"),
-        other => format!("arn:aws:iam::123456789012:policy/tollgate-production-{other}-A1B2C3D4E5F6"),
+        other => {
+            format!("arn:aws:iam::123456789012:policy/tollgate-production-{other}-A1B2C3D4E5F6")
+        }
     }
 }
 
@@ -111,7 +159,10 @@ impl V {
 
 fn tag_of(v: &Value) -> Option<(String, &Value)> {
     match v {
-        Value::Tagged(t) => Some((t.tag.to_string().trim_start_matches('!').to_owned(), &t.value)),
+        Value::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            &t.value,
+        )),
         Value::Mapping(m) if m.len() == 1 => {
             let (k, v) = m.iter().next()?;
             let k = k.as_str()?;
@@ -192,9 +243,10 @@ impl Stack {
             return match f.as_str() {
                 "Ref" => self.reference(arg.as_str().unwrap()),
                 "GetAtt" => {
-                    let target = arg.as_str().map(str::to_owned).unwrap_or_else(|| {
-                        args()[0].as_str().unwrap().to_owned()
-                    });
+                    let target = arg
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| args()[0].as_str().unwrap().to_owned());
                     V::S(resource_value(target.split('.').next().unwrap()))
                 }
                 "If" => {
@@ -214,7 +266,13 @@ impl Stack {
                 }
                 "Split" => {
                     let sep = self.eval(&args()[0]).s();
-                    V::L(self.eval(&args()[1]).s().split(&sep).map(str::to_owned).collect())
+                    V::L(
+                        self.eval(&args()[1])
+                            .s()
+                            .split(&sep)
+                            .map(str::to_owned)
+                            .collect(),
+                    )
                 }
                 "Select" => {
                     let i: usize = self.eval(&args()[0]).s().parse().unwrap();
@@ -276,7 +334,15 @@ impl Stack {
             .unwrap()
             .iter()
             .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
-            .map(|(k, r)| (r["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap_or_else(|| panic!("{k:?} has no Binary")).to_owned(), r.clone()))
+            .map(|(k, r)| {
+                (
+                    r["Metadata"]["BuildProperties"]["Binary"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{k:?} has no Binary"))
+                        .to_owned(),
+                    r.clone(),
+                )
+            })
             .collect()
     }
 
@@ -315,7 +381,11 @@ impl Stack {
                 "Ref" => Some(arg.as_str().unwrap().to_owned()),
                 "If" => {
                     let a = arg.as_sequence().unwrap();
-                    let pick = if self.condition(a[0].as_str().unwrap()) { &a[1] } else { &a[2] };
+                    let pick = if self.condition(a[0].as_str().unwrap()) {
+                        &a[1]
+                    } else {
+                        &a[2]
+                    };
                     match tag_of(pick) {
                         Some((f, n)) if f == "Ref" && n.as_str() != Some("AWS::NoValue") => {
                             Some(n.as_str().unwrap().to_owned())
@@ -408,12 +478,17 @@ fn every_environment_fits_in_4_kb_with_room_to_spare() {
 fn each_function_reads_exactly_the_secret_references_it_is_given() {
     for given in [production_parameters(), BTreeMap::new()] {
         let mut given = given;
-        given.entry("StreamSigningKeys").or_insert_with(|| "ssm:/t/stream-keys".into());
+        given
+            .entry("StreamSigningKeys")
+            .or_insert_with(|| "ssm:/t/stream-keys".into());
         let stack = Stack::new(&given);
         for (name, f) in stack.functions() {
             let env = stack.environment(&f);
             let mut given_refs = BTreeSet::new();
-            for (var, v) in f["Properties"]["Environment"]["Variables"].as_mapping().unwrap() {
+            for (var, v) in f["Properties"]["Environment"]["Variables"]
+                .as_mapping()
+                .unwrap()
+            {
                 let var = var.as_str().unwrap();
                 if SECRET_VARS.contains(&var) && !env[var].is_empty() {
                     parameters_in(v, &stack, &mut given_refs);
@@ -424,7 +499,10 @@ fn each_function_reads_exactly_the_secret_references_it_is_given() {
             for policy in stack.attached_policies(&f) {
                 let resource = &stack.doc["Resources"][policy.as_str()];
                 assert_eq!(resource["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
-                for s in resource["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+                for s in resource["Properties"]["PolicyDocument"]["Statement"]
+                    .as_sequence()
+                    .unwrap()
+                {
                     match s["Sid"].as_str() {
                         Some("ReadReferences") => {
                             // Only the resources whose `!If` holds in this deployment.
@@ -433,7 +511,11 @@ fn each_function_reads_exactly_the_secret_references_it_is_given() {
                                 V::S(s) => vec![s],
                                 V::NoValue => vec![],
                             };
-                            for item in s["Resource"].as_sequence().map(|v| v.to_vec()).unwrap_or_else(|| vec![s["Resource"].clone()]) {
+                            for item in s["Resource"]
+                                .as_sequence()
+                                .map(|v| v.to_vec())
+                                .unwrap_or_else(|| vec![s["Resource"].clone()])
+                            {
                                 let mut ps = BTreeSet::new();
                                 parameters_in(&item, &stack, &mut ps);
                                 ps.retain(|p| !stack.param(p).s().is_empty());
@@ -461,7 +543,11 @@ fn each_function_reads_exactly_the_secret_references_it_is_given() {
                 }
             }
             assert_eq!(readable, given_refs, "{name}: references readable vs given");
-            assert_eq!(reads_catalog, env.contains_key("CATALOG_S3_URI"), "{name}: catalog");
+            assert_eq!(
+                reads_catalog,
+                env.contains_key("CATALOG_S3_URI"),
+                "{name}: catalog"
+            );
         }
     }
 }
@@ -502,7 +588,10 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
 const ENTRIES: &[(&str, &[&str])] = &[
     ("create-order", &["orders", "stats"]),
     ("provider-callback", &["payments"]),
-    ("store-notifications", &["apple_purchases", "google_purchases"]),
+    (
+        "store-notifications",
+        &["apple_purchases", "google_purchases"],
+    ),
     ("stream-token", &["entitlements", "streams", "moderation"]),
     ("sweeper", &["sweep"]),
     ("verifier", &["jobs"]),
@@ -535,14 +624,23 @@ fn each_function_may_make_exactly_the_dynamodb_calls_of_its_code_paths() {
     // Every store method has its actions written down above.
     let store_impl =
         std::fs::read_to_string(format!("{ROOT}/shared/src/store/dynamo/mod.rs")).unwrap();
-    let impl_start = store_impl.find("impl Store for DynamoStore").expect("impl Store");
+    let impl_start = store_impl
+        .find("impl Store for DynamoStore")
+        .expect("impl Store");
     let methods = calls_after(&store_impl[impl_start..], "asyncfn");
     let listed: BTreeSet<String> = STORE_ACTIONS.iter().map(|(m, _)| m.to_string()).collect();
     assert_eq!(methods, listed, "store methods vs STORE_ACTIONS");
 
     let modules: BTreeSet<String> = std::fs::read_dir(format!("{ROOT}/shared/src/service"))
         .unwrap()
-        .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     let stack = Stack::new(&production_parameters());
     let functions = stack.functions();
@@ -568,7 +666,10 @@ fn each_function_may_make_exactly_the_dynamodb_calls_of_its_code_paths() {
         }
         for (f_name, method) in NOT_REACHED {
             if f_name == name {
-                assert!(calls.remove(*method), "{name}: {method} is no longer over-counted");
+                assert!(
+                    calls.remove(*method),
+                    "{name}: {method} is no longer over-counted"
+                );
             }
         }
         // Every function opens its connection with a GetItem at init.
@@ -589,13 +690,22 @@ fn each_function_may_make_exactly_the_dynamodb_calls_of_its_code_paths() {
         }
         let statements = stack.statements(f);
         let (granted, resource) = statements.get("TableItems").cloned().unwrap_or_default();
-        assert_eq!(granted, table, "{name}: table actions granted vs made ({calls:?})");
+        assert_eq!(
+            granted, table,
+            "{name}: table actions granted vs made ({calls:?})"
+        );
         assert_eq!(resource, resource_value("Table"));
         let (granted_index, index_resource) =
             statements.get("DueIndex").cloned().unwrap_or_default();
-        assert_eq!(granted_index, index, "{name}: index actions granted vs made");
+        assert_eq!(
+            granted_index, index,
+            "{name}: index actions granted vs made"
+        );
         if !index.is_empty() {
-            assert_eq!(index_resource, format!("{}/index/gsi1", resource_value("Table")));
+            assert_eq!(
+                index_resource,
+                format!("{}/index/gsi1", resource_value("Table"))
+            );
         }
         let dynamo_elsewhere: Vec<_> = statements
             .iter()
