@@ -1105,7 +1105,12 @@ pub async fn refund_reversed_once(store: Arc<dyn Store>) {
     for x in [&o, &other] {
         store.create_order(x, None, 1_000).await.unwrap();
         store
-            .settle(&settlement(x, OrderState::Pending, &format!("rr-{}", x.order_id), 1_100))
+            .settle(&settlement(
+                x,
+                OrderState::Pending,
+                &format!("rr-{}", x.order_id),
+                1_100,
+            ))
             .await
             .unwrap();
         let paid = store.get_order(&x.order_id).await.unwrap().unwrap();
@@ -1170,7 +1175,11 @@ pub async fn refund_reversed_once(store: Arc<dyn Store>) {
         back.refund_reversal_reason.as_deref(),
         Some("refund reversed by the store")
     );
-    assert_eq!(back.refunded_at, Some(2_000), "when it was refunded stays visible");
+    assert_eq!(
+        back.refunded_at,
+        Some(2_000),
+        "when it was refunded stays visible"
+    );
     let items = store.user_items("rr-user").await.unwrap();
     assert_eq!(items.credits, 50, "the coins are back, once");
     for g in &items.grants {
@@ -1204,9 +1213,9 @@ pub async fn markers_claimed_once(store: Arc<dyn Store>) {
     let mut tasks = Vec::new();
     for _ in 0..30 {
         let (store, key) = (store.clone(), key.clone());
-        tasks.push(tokio::spawn(
-            async move { store.claim_marker(&key, 1_000, 1_030).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.claim_marker(&key, 1_000, 1_030).await
+        }));
     }
     let mut won = 0;
     for t in tasks {
@@ -1214,14 +1223,20 @@ pub async fn markers_claimed_once(store: Arc<dyn Store>) {
     }
     assert_eq!(won, 1, "one claim wins");
     assert!(!store.claim_marker(&key, 1_029, 1_059).await.unwrap());
-    assert!(store.claim_marker(&key, 1_030, 1_060).await.unwrap(), "expired");
+    assert!(
+        store.claim_marker(&key, 1_030, 1_060).await.unwrap(),
+        "expired"
+    );
     store.release_marker(&key, 1_030).await.unwrap();
     assert!(
         !store.claim_marker(&key, 1_031, 1_061).await.unwrap(),
         "an older claim's release leaves the newer one"
     );
     store.release_marker(&key, 1_060).await.unwrap();
-    assert!(store.claim_marker(&key, 1_031, 1_061).await.unwrap(), "released");
+    assert!(
+        store.claim_marker(&key, 1_031, 1_061).await.unwrap(),
+        "released"
+    );
     let other = format!("conformance:{}", new_id(321));
     assert!(store.claim_marker(&other, 1_031, 1_061).await.unwrap());
 }

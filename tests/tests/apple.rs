@@ -589,7 +589,10 @@ async fn bought_and_refunded(s: &TestServer, user: &str, txn: &str) -> (String, 
     let (order_id, token) = order(s, user, "coins-100").await;
     let mut t = transaction(txn, txn, "com.example.coins100", T0 - 5, None, T0);
     t["appAccountToken"] = json!(token);
-    assert_eq!(purchase(s, user, &sign(&t)).await.json()["status"], "granted");
+    assert_eq!(
+        purchase(s, user, &sign(&t)).await.json()["status"],
+        "granted"
+    );
     let mut refunded = t.clone();
     refunded["revocationDate"] = json!((T0 + 50) * 1000);
     refunded["signedDate"] = json!((T0 + 50) * 1000);
@@ -708,7 +711,9 @@ async fn concurrent_reversals(backend: Backend) {
             Some(&reversed),
             None,
         );
-        tasks.push(tokio::spawn(async move { notify(&s, &n).await["result"].clone() }));
+        tasks.push(tokio::spawn(async move {
+            notify(&s, &n).await["result"].clone()
+        }));
     }
     let mut restored = 0;
     for t in tasks {
@@ -739,7 +744,10 @@ fn storekit_testing_environments_only_when_configured() {
     local["environment"] = json!("LocalTesting");
     let default = verifier(&apple_vars("Sandbox", "root.pem"));
     let apple = default.apple.as_ref().unwrap();
-    for (t, env) in [(&xcode, Environment::Xcode), (&local, Environment::LocalTesting)] {
+    for (t, env) in [
+        (&xcode, Environment::Xcode),
+        (&local, Environment::LocalTesting),
+    ] {
         assert_eq!(
             apple.verify_transaction(&sign(t)),
             Err(AppleRejection::Environment(env)),
@@ -751,7 +759,10 @@ fn storekit_testing_environments_only_when_configured() {
     let testing = verifier(&vars);
     let apple = testing.apple.as_ref().unwrap();
     for t in [&xcode, &local] {
-        assert!(apple.verify_transaction(&sign(t)).is_ok(), "accepted when configured");
+        assert!(
+            apple.verify_transaction(&sign(t)).is_ok(),
+            "accepted when configured"
+        );
     }
     // Still signed data: a broken chain is refused whatever the environment.
     assert!(apple

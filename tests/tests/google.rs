@@ -485,9 +485,13 @@ async fn a_subscription_first_seen_cancelled_in_grace_or_on_hold_is_acknowledged
     clock.advance(1);
     run_jobs(&s).await;
     g.with(|p| {
-        for i in 0..states.len() {
+        for (i, state) in states.iter().enumerate() {
             let token = format!("first-seen-{i}");
-            assert!(p.acked.contains(&token), "{token} ({}) not acknowledged: {:?}", states[i], p.acked);
+            assert!(
+                p.acked.contains(&token),
+                "{token} ({state}) not acknowledged: {:?}",
+                p.acked
+            );
         }
     });
     // A cancelled subscription still grants to the end of its period.
@@ -513,10 +517,19 @@ async fn a_pending_one_time_purchase_completed_later_settles_without_the_app() {
         0
     );
     // Without one: the token alone, handed over by the buyer.
-    g.set_product("coins_100", "pend-bare", product_purchase(2, Some(&account)));
+    g.set_product(
+        "coins_100",
+        "pend-bare",
+        product_purchase(2, Some(&account)),
+    );
     assert_eq!(submit(&s, "pen", "pend-bare", "coins_100").await, 202);
     run_jobs(&s).await;
-    g.with(|p| assert!(p.acked.is_empty(), "a pending purchase cannot be acknowledged"));
+    g.with(|p| {
+        assert!(
+            p.acked.is_empty(),
+            "a pending purchase cannot be acknowledged"
+        )
+    });
     // The money arrives; Google says so with ONE_TIME_PRODUCT_PURCHASED, token and SKU only.
     for (i, token) in ["pend-tok", "pend-bare"].iter().enumerate() {
         g.set_product("coins_100", token, product_purchase(0, Some(&account)));
@@ -524,7 +537,9 @@ async fn a_pending_one_time_purchase_completed_later_settles_without_the_app() {
                        "oneTimeProductNotification": {"version": "1.0", "notificationType": 1,
                                                       "purchaseToken": token, "sku": "coins_100"}});
         assert_eq!(
-            push(&s, good_token(), &format!("m-pend-{i}"), &n).await.json()["result"],
+            push(&s, good_token(), &format!("m-pend-{i}"), &n)
+                .await
+                .json()["result"],
             "one_time"
         );
     }
@@ -579,7 +594,11 @@ async fn concurrent_submissions(backend: Backend) {
     for t in tasks {
         assert_eq!(t.await.unwrap(), (202, json!("queued")));
     }
-    assert_eq!(queued(&s), 1, "one verification job for 30 identical requests");
+    assert_eq!(
+        queued(&s),
+        1,
+        "one verification job for 30 identical requests"
+    );
     // Another product or account is another request; past the window the same one queues.
     assert_eq!(submit(&s, "burst", &token, "vip_monthly").await, 202);
     assert_eq!(queued(&s), 2);

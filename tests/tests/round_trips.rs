@@ -222,10 +222,20 @@ async fn google_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         .call("rt-g", "POST", "/purchases/google", Some(body.clone()))
         .await;
     assert_eq!(r.status, 202);
-    assert_eq!(meter.take(), 1, "submit: one conditional PutItem of the marker");
-    let r = s.call("rt-g", "POST", "/purchases/google", Some(body)).await;
+    assert_eq!(
+        meter.take(),
+        1,
+        "submit: one conditional PutItem of the marker"
+    );
+    let r = s
+        .call("rt-g", "POST", "/purchases/google", Some(body))
+        .await;
     assert_eq!(r.status, 202);
-    assert_eq!(meter.take(), 1, "repeat within the window: the failed PutItem");
+    assert_eq!(
+        meter.take(),
+        1,
+        "repeat within the window: the failed PutItem"
+    );
     let o = s
         .call(
             "rt-g",
@@ -242,7 +252,11 @@ async fn google_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         .call("rt-g", "POST", "/purchases/google", Some(with_order))
         .await;
     assert_eq!(r.status, 202);
-    assert_eq!(meter.take(), 2, "submit for an order: read it, then the marker");
+    assert_eq!(
+        meter.take(),
+        2,
+        "submit for an order: read it, then the marker"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,7 +144,8 @@ mod tests {
                 "expired",
                 "revoked",
                 "replaced",
-                "purchased"
+                "purchased",
+                "pending"
             ]
         );
         for state in PurchaseState::ALL {
@@ -169,6 +170,7 @@ mod tests {
             (PurchaseStatus::Granted, "granted"),
             (PurchaseStatus::Duplicate, "duplicate"),
             (PurchaseStatus::Refunded, "refunded"),
+            (PurchaseStatus::Restored, "restored"),
             (PurchaseStatus::Revoked, "revoked"),
             (PurchaseStatus::Pending, "pending"),
             (PurchaseStatus::Unattributed, "unattributed"),

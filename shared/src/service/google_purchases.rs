@@ -197,7 +197,10 @@ pub async fn verify(
     }
     if product.kind == ProductKind::Subscription {
         let sub = g.get_subscription(token).await?;
-        apply_subscription(app, g, token, product_id, product, user, order, recorded, &sub).await
+        apply_subscription(
+            app, g, token, product_id, product, user, order, recorded, &sub,
+        )
+        .await
     } else {
         let p = g.get_product(product_id, token).await?;
         apply_product(app, g, token, product_id, product, plan, user, order, &p).await
@@ -416,8 +419,7 @@ async fn apply_product(
                     }
                     (Some(u), 2) => {
                         check_account(app, g, p, u, None).await?;
-                        remember_pending(app, token, u, product, None, app.clock.now_ms())
-                            .await?;
+                        remember_pending(app, token, u, product, None, app.clock.now_ms()).await?;
                         return Ok(PurchaseStatus::Pending);
                     }
                     _ => return Ok(PurchaseStatus::Unattributed),
@@ -510,7 +512,12 @@ async fn check_account(
         .as_deref()
         .is_some_and(|a| a != g.account_id(user))
     {
-        return Err(conflict(app, order, "obfuscatedExternalAccountId names another account").await);
+        return Err(conflict(
+            app,
+            order,
+            "obfuscatedExternalAccountId names another account",
+        )
+        .await);
     }
     Ok(())
 }

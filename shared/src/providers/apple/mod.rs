@@ -392,15 +392,20 @@ mod tests {
                 Environment::LocalTesting
             ]
         );
-        for (env, flag) in [("Sandbox", "yes"), ("Production,Sandbox", "true")] {
-            let e = AppleConfig::from_lookup(&get(&[
-                ("APPLE_BUNDLE_ID", "a.b"),
-                ("APPLE_APP_APPLE_ID", "1"),
-                ("APPLE_ENVIRONMENT", env),
-                ("APPLE_ACCEPT_LOCAL_TESTING", flag),
-            ]))
-            .unwrap_err();
-            assert_eq!(e.name, "APPLE_ACCEPT_LOCAL_TESTING");
-        }
+        let e = AppleConfig::from_lookup(&get(&[
+            ("APPLE_BUNDLE_ID", "a.b"),
+            ("APPLE_ENVIRONMENT", "Sandbox"),
+            ("APPLE_ACCEPT_LOCAL_TESTING", "yes"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "APPLE_ACCEPT_LOCAL_TESTING");
+        let e = AppleConfig::from_lookup(&get(&[
+            ("APPLE_BUNDLE_ID", "a.b"),
+            ("APPLE_APP_APPLE_ID", "1"),
+            ("APPLE_ENVIRONMENT", "Production,Sandbox"),
+            ("APPLE_ACCEPT_LOCAL_TESTING", "true"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "APPLE_ACCEPT_LOCAL_TESTING");
     }
 }

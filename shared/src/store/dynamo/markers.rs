@@ -47,7 +47,14 @@ pub(super) async fn release_marker(
     match r {
         Ok(_) => Ok(()),
         // Claimed again since (or gone): not ours to release.
-        Err(e) if matches!(e.as_service_error(), Some(DeleteItemError::ConditionalCheckFailedException(_))) => Ok(()),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(DeleteItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(unavailable("release marker", e)),
     }
 }
