@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use tollgate::domain::grant::Term;
-use tollgate::domain::refund::RefundCount;
+use tollgate::domain::refund::{RefundCount, RefundReversal};
 use tollgate::domain::session::{DeviceSession, Sessions};
 use tollgate::domain::{
     Currency, Grant, Money, Order, OrderId, OrderQuota, OrderState, PurchaseState,
@@ -54,6 +54,8 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         payment: Some(serde_json::json!({"pay_url": "http://x/pay"})),
         sweep_attempts: 0,
         last_error: None,
+        refund_reversed_at: None,
+        refund_reversal_reason: None,
     }
 }
 
@@ -117,6 +119,8 @@ pub async fn run_all(store: Arc<dyn Store>) {
     order_quota_holds_concurrently(store.clone()).await;
     unpaid_closed_orders_expire_paid_ones_never(&*store).await;
     order_history_pages_newest_first(&*store).await;
+    refund_reversed_once(store.clone()).await;
+    markers_claimed_once(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -1420,4 +1424,150 @@ pub async fn unpaid_closed_orders_expire_paid_ones_never(store: &dyn Store) {
             .retain_until,
         None
     );
+}
+
+/// A reversed refund (REFUNDED → PAID) un-revokes exactly the order's own grants, gives its
+/// coins back, clears its refunds and records the reversal, once under 16 concurrent copies;
+/// one for another payment or another refund changes nothing; the order refunds again after.
+pub async fn refund_reversed_once(store: Arc<dyn Store>) {
+    let mut o = pending(310, "rr-user", 1_000);
+    o.credits = 50;
+    let other = pending(311, "rr-user", 1_000);
+    for x in [&o, &other] {
+        store.create_order(x, None, &UNCAPPED, 1_000).await.unwrap();
+        store
+            .settle(&settlement(
+                x,
+                OrderState::Pending,
+                &format!("rr-{}", x.order_id),
+                1_100,
+            ))
+            .await
+            .unwrap();
+        let paid = store.get_order(&x.order_id).await.unwrap().unwrap();
+        store.refund(&paid, &whole(&paid), 2_000).await.unwrap();
+    }
+    assert_eq!(store.user_items("rr-user").await.unwrap().credits, 0);
+    let refunded = store.get_order(&o.order_id).await.unwrap().unwrap();
+    let reversal = RefundReversal {
+        provider_txn_id: format!("rr-{}", o.order_id),
+        refunded_at: 2_000,
+        reversed_at: 3_000,
+        reason: "refund reversed by the store".into(),
+    };
+    for wrong in [
+        RefundReversal {
+            provider_txn_id: "rr-another-payment".into(),
+            ..reversal.clone()
+        },
+        RefundReversal {
+            refunded_at: 2_001,
+            ..reversal.clone()
+        },
+    ] {
+        assert!(matches!(
+            store.reverse_refund(&refunded, &wrong).await.unwrap(),
+            TransitionOutcome::Conflict(c) if c.state == OrderState::Refunded
+        ));
+    }
+    assert!(store
+        .user_items("rr-user")
+        .await
+        .unwrap()
+        .grants
+        .iter()
+        .all(|g| g.revoked_at == Some(2_000)));
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, refunded, reversal) = (store.clone(), refunded.clone(), reversal.clone());
+        tasks.push(tokio::spawn(async move {
+            store.reverse_refund(&refunded, &reversal).await
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            TransitionOutcome::Done(d) => {
+                done += 1;
+                assert_eq!((d.state, d.refunded_amount), (OrderState::Paid, 0));
+            }
+            TransitionOutcome::Conflict(c) => assert_eq!(c.state, OrderState::Paid),
+            TransitionOutcome::UnknownOrder => panic!("order vanished"),
+        }
+    }
+    assert_eq!(done, 1, "reversed once");
+    let back = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(
+        (back.state, back.refunded_amount, back.refund_ids.len()),
+        (OrderState::Paid, 0, 0)
+    );
+    assert_eq!(back.refund_reversed_at, Some(3_000));
+    assert_eq!(
+        back.refund_reversal_reason.as_deref(),
+        Some("refund reversed by the store")
+    );
+    assert_eq!(
+        back.refunded_at,
+        Some(2_000),
+        "when it was refunded stays visible"
+    );
+    let items = store.user_items("rr-user").await.unwrap();
+    assert_eq!(items.credits, 50, "the coins are back, once");
+    for g in &items.grants {
+        let expect = (g.source_id != o.order_id.to_string()).then_some(2_000);
+        assert_eq!(g.revoked_at, expect, "only the order's own grants: {g:?}");
+    }
+    // Refunded again later: it counts and revokes as the first time.
+    assert!(matches!(
+        store.refund(&back, &whole(&back), 4_000).await.unwrap(),
+        TransitionOutcome::Done(d) if d.state == OrderState::Refunded
+    ));
+    assert_eq!(store.user_items("rr-user").await.unwrap().credits, 0);
+    // A reversal of the first refund no longer applies to the second.
+    let again = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert!(matches!(
+        store.reverse_refund(&again, &reversal).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.state == OrderState::Refunded
+    ));
+    let mut unknown = refunded.clone();
+    unknown.order_id = new_id(997);
+    assert_eq!(
+        store.reverse_refund(&unknown, &reversal).await.unwrap(),
+        TransitionOutcome::UnknownOrder
+    );
+}
+
+/// Of 30 concurrent claims of one marker exactly one wins; it holds until it expires, or
+/// until its own claim (not an older one) releases it.
+pub async fn markers_claimed_once(store: Arc<dyn Store>) {
+    let key = format!("conformance:{}", new_id(320));
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let (store, key) = (store.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            store.claim_marker(&key, 1_000, 1_030).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(won, 1, "one claim wins");
+    assert!(!store.claim_marker(&key, 1_029, 1_059).await.unwrap());
+    assert!(
+        store.claim_marker(&key, 1_030, 1_060).await.unwrap(),
+        "expired"
+    );
+    store.release_marker(&key, 1_030).await.unwrap();
+    assert!(
+        !store.claim_marker(&key, 1_031, 1_061).await.unwrap(),
+        "an older claim's release leaves the newer one"
+    );
+    store.release_marker(&key, 1_060).await.unwrap();
+    assert!(
+        store.claim_marker(&key, 1_031, 1_061).await.unwrap(),
+        "released"
+    );
+    let other = format!("conformance:{}", new_id(321));
+    assert!(store.claim_marker(&other, 1_031, 1_061).await.unwrap());
 }

@@ -188,6 +188,22 @@ impl Store for FaultyStore {
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
         self.guard("settle", self.inner.settle(s)).await
     }
+    async fn reverse_refund(
+        &self,
+        order: &Order,
+        reversal: &tollgate::domain::refund::RefundReversal,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.guard("reverse_refund", self.inner.reverse_refund(order, reversal))
+            .await
+    }
+    async fn claim_marker(&self, key: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+        self.guard("claim_marker", self.inner.claim_marker(key, now, until))
+            .await
+    }
+    async fn release_marker(&self, key: &str, until: i64) -> Result<(), StoreError> {
+        self.guard("release_marker", self.inner.release_marker(key, until))
+            .await
+    }
     async fn settle_new_order(
         &self,
         order: &Order,

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tollgate::domain::refund::RefundCount;
+use tollgate::domain::refund::{RefundCount, RefundReversal};
 use tollgate::domain::{Order, OrderId, OrderQuota, OrderState};
 use tollgate::store::*;
 
@@ -146,6 +146,14 @@ impl Store for CountingStore {
         self.enter("refund")?;
         self.inner.refund(order, count, at).await
     }
+    async fn reverse_refund(
+        &self,
+        order: &Order,
+        reversal: &RefundReversal,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.enter("reverse_refund")?;
+        self.inner.reverse_refund(order, reversal).await
+    }
     async fn defer_due(
         &self,
         id: &OrderId,
@@ -227,6 +235,14 @@ impl Store for CountingStore {
         self.inner
             .put_sessions(user, sessions, expected_version)
             .await
+    }
+    async fn claim_marker(&self, key: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+        self.enter("claim_marker")?;
+        self.inner.claim_marker(key, now, until).await
+    }
+    async fn release_marker(&self, key: &str, until: i64) -> Result<(), StoreError> {
+        self.enter("release_marker")?;
+        self.inner.release_marker(key, until).await
     }
     async fn put_ban(
         &self,

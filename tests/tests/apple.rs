@@ -583,3 +583,189 @@ async fn exactly_one_grant_under_64_duplicates_dynamo() {
 async fn credits(s: &TestServer, user: &str) -> Value {
     s.call(user, "GET", "/entitlements", None).await.json()["credits"].clone()
 }
+
+/// A one-time purchase bought, refunded and then its refund reversed by Apple.
+async fn bought_and_refunded(s: &TestServer, user: &str, txn: &str) -> (String, Value) {
+    let (order_id, token) = order(s, user, "coins-100").await;
+    let mut t = transaction(txn, txn, "com.example.coins100", T0 - 5, None, T0);
+    t["appAccountToken"] = json!(token);
+    assert_eq!(
+        purchase(s, user, &sign(&t)).await.json()["status"],
+        "granted"
+    );
+    let mut refunded = t.clone();
+    refunded["revocationDate"] = json!((T0 + 50) * 1000);
+    refunded["signedDate"] = json!((T0 + 50) * 1000);
+    let n = notification(
+        &format!("n-refund-{txn}"),
+        "REFUND",
+        None,
+        T0 + 50,
+        Some(&refunded),
+        None,
+    );
+    assert_eq!(notify(s, &n).await["result"], "refunded");
+    assert_eq!(credits(s, user).await, 0);
+    (order_id, t)
+}
+
+async fn order_state(s: &TestServer, user: &str, order_id: &str) -> Value {
+    s.call(user, "GET", &format!("/orders/{order_id}"), None)
+        .await
+        .json()["state"]
+        .clone()
+}
+
+#[tokio::test]
+async fn refund_reversed_returns_a_one_time_purchase_once() {
+    let (s, _) = server(store_for(Backend::Memory).await.unwrap()).await;
+    let (order_id, t) = bought_and_refunded(&s, "rr", "5000").await;
+    let mut reversed = t.clone();
+    reversed["signedDate"] = json!((T0 + 60) * 1000);
+    let n = notification(
+        "n-reversed-1",
+        "REFUND_REVERSED",
+        None,
+        T0 + 60,
+        Some(&reversed),
+        None,
+    );
+    assert_eq!(notify(&s, &n).await["result"], "restored");
+    assert_eq!(credits(&s, "rr").await, 100, "the coins are given back");
+    assert_eq!(order_state(&s, "rr", &order_id).await, "PAID");
+    let stored = s
+        .app
+        .store
+        .get_order(&tollgate::domain::OrderId::parse(&order_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.refund_reversed_at, Some(T0 + 60));
+    assert!(
+        stored
+            .refund_reversal_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("REFUND_REVERSED") && r.contains("5000")),
+        "{stored:?}"
+    );
+    assert_eq!((stored.refunded_amount, stored.refund_ids.len()), (0, 0));
+    // The same notification again, and another copy of it: applied once.
+    assert_eq!(notify(&s, &n).await["result"], "duplicate");
+    let again = notification(
+        "n-reversed-2",
+        "REFUND_REVERSED",
+        None,
+        T0 + 61,
+        Some(&reversed),
+        None,
+    );
+    assert_eq!(notify(&s, &again).await["result"], "duplicate");
+    assert_eq!(credits(&s, "rr").await, 100);
+    // The app re-sending the revoked transaction signed before the reversal takes nothing.
+    let mut old_revoked = t.clone();
+    old_revoked["revocationDate"] = json!((T0 + 50) * 1000);
+    old_revoked["signedDate"] = json!((T0 + 50) * 1000);
+    assert_eq!(
+        purchase(&s, "rr", &sign(&old_revoked)).await.json()["status"],
+        "duplicate"
+    );
+    assert_eq!(credits(&s, "rr").await, 100);
+    // A new refund after the reversal counts again and revokes.
+    let mut refunded_again = t.clone();
+    refunded_again["revocationDate"] = json!((T0 + 70) * 1000);
+    refunded_again["signedDate"] = json!((T0 + 70) * 1000);
+    let n = notification(
+        "n-refund-again",
+        "REFUND",
+        None,
+        T0 + 70,
+        Some(&refunded_again),
+        None,
+    );
+    assert_eq!(notify(&s, &n).await["result"], "refunded");
+    assert_eq!(credits(&s, "rr").await, 0);
+    assert_eq!(order_state(&s, "rr", &order_id).await, "REFUNDED");
+}
+
+async fn concurrent_reversals(backend: Backend) {
+    let Some(store) = store_for(backend).await else {
+        return;
+    };
+    let (s, _) = server(store).await;
+    let s = Arc::new(s);
+    let stamp = now_s();
+    let user = format!("rrc{stamp}");
+    let (order_id, t) = bought_and_refunded(&s, &user, &format!("6{stamp}")).await;
+    let mut reversed = t.clone();
+    reversed["signedDate"] = json!((T0 + 60) * 1000);
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let s = s.clone();
+        // Distinct notifications (Apple's retries carry the same UUID; these do not), so
+        // only the order's state condition keeps it to one.
+        let n = notification(
+            &format!("n-rrc-{stamp}-{i}"),
+            "REFUND_REVERSED",
+            None,
+            T0 + 60,
+            Some(&reversed),
+            None,
+        );
+        tasks.push(tokio::spawn(async move {
+            notify(&s, &n).await["result"].clone()
+        }));
+    }
+    let mut restored = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(r == "restored" || r == "duplicate", "{r}");
+        restored += usize::from(r == "restored");
+    }
+    assert_eq!(restored, 1, "restored exactly once");
+    assert_eq!(credits(&s, &user).await, 100, "coins given back once");
+    assert_eq!(order_state(&s, &user, &order_id).await, "PAID");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refund_reversed_once_under_30_concurrent_copies_memory() {
+    concurrent_reversals(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refund_reversed_once_under_30_concurrent_copies_dynamo() {
+    concurrent_reversals(Backend::Dynamo).await;
+}
+
+#[test]
+fn storekit_testing_environments_only_when_configured() {
+    let mut xcode = vip_txn(T0);
+    xcode["environment"] = json!("Xcode");
+    let mut local = vip_txn(T0);
+    local["environment"] = json!("LocalTesting");
+    let default = verifier(&apple_vars("Sandbox", "root.pem"));
+    let apple = default.apple.as_ref().unwrap();
+    for (t, env) in [
+        (&xcode, Environment::Xcode),
+        (&local, Environment::LocalTesting),
+    ] {
+        assert_eq!(
+            apple.verify_transaction(&sign(t)),
+            Err(AppleRejection::Environment(env)),
+            "refused by default"
+        );
+    }
+    let mut vars = apple_vars("Sandbox", "root.pem");
+    vars.push(("APPLE_ACCEPT_LOCAL_TESTING", "true".into()));
+    let testing = verifier(&vars);
+    let apple = testing.apple.as_ref().unwrap();
+    for t in [&xcode, &local] {
+        assert!(
+            apple.verify_transaction(&sign(t)).is_ok(),
+            "accepted when configured"
+        );
+    }
+    // Still signed data: a broken chain is refused whatever the environment.
+    assert!(apple
+        .verify_transaction(&sign_with("leaf", &["leaf", "intermediate"], &xcode))
+        .is_err());
+}

@@ -451,3 +451,173 @@ async fn exactly_one_grant_under_64_duplicates_memory() {
 async fn exactly_one_grant_under_64_duplicates_dynamo() {
     concurrent(Backend::Dynamo).await;
 }
+
+fn queued(s: &TestServer) -> usize {
+    match s.app.queue.as_ref() {
+        Some(tollgate::app::Queue::Memory(q)) => q.len(),
+        _ => panic!("the test app has an in-process queue"),
+    }
+}
+
+#[tokio::test]
+async fn a_subscription_first_seen_cancelled_in_grace_or_on_hold_is_acknowledged() {
+    let (g, s, clock) = setup(store_for(Backend::Memory).await.unwrap()).await;
+    let (_, account) = google_order(&s, "ack", "vip").await;
+    let states = [
+        "SUBSCRIPTION_STATE_CANCELED",
+        "SUBSCRIPTION_STATE_IN_GRACE_PERIOD",
+        "SUBSCRIPTION_STATE_ON_HOLD",
+    ];
+    for (i, state) in states.iter().enumerate() {
+        let token = format!("first-seen-{i}");
+        g.set_subscription(
+            &token,
+            subscription(
+                state,
+                T0 + DAY,
+                Some(&account),
+                "ACKNOWLEDGEMENT_STATE_PENDING",
+            ),
+        );
+        assert_eq!(submit(&s, "ack", &token, "vip_monthly").await, 202);
+    }
+    run_jobs(&s).await;
+    clock.advance(1);
+    run_jobs(&s).await;
+    g.with(|p| {
+        for (i, state) in states.iter().enumerate() {
+            let token = format!("first-seen-{i}");
+            assert!(
+                p.acked.contains(&token),
+                "{token} ({state}) not acknowledged: {:?}",
+                p.acked
+            );
+        }
+    });
+    // A cancelled subscription still grants to the end of its period.
+    assert_eq!(
+        s.call("ack", "GET", "/entitlements/vip", None).await.json()["can_use"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn a_pending_one_time_purchase_completed_later_settles_without_the_app() {
+    let (g, s, clock) = setup(store_for(Backend::Memory).await.unwrap()).await;
+    // With a pre-order: the app hands over the token while Google still waits for the money.
+    let (order_id, account) = google_order(&s, "pen", "coins-100").await;
+    g.set_product("coins_100", "pend-tok", product_purchase(2, Some(&account)));
+    let r = s
+        .call("pen", "POST", "/purchases/google", Some(json!({"purchase_token": "pend-tok", "product_id": "coins_100", "order_id": order_id})))
+        .await;
+    assert_eq!(r.status, 202);
+    run_jobs(&s).await;
+    assert_eq!(
+        s.call("pen", "GET", "/entitlements", None).await.json()["credits"],
+        0
+    );
+    // Without one: the token alone, handed over by the buyer.
+    g.set_product(
+        "coins_100",
+        "pend-bare",
+        product_purchase(2, Some(&account)),
+    );
+    assert_eq!(submit(&s, "pen", "pend-bare", "coins_100").await, 202);
+    run_jobs(&s).await;
+    g.with(|p| {
+        assert!(
+            p.acked.is_empty(),
+            "a pending purchase cannot be acknowledged"
+        )
+    });
+    // The money arrives; Google says so with ONE_TIME_PRODUCT_PURCHASED, token and SKU only.
+    for (i, token) in ["pend-tok", "pend-bare"].iter().enumerate() {
+        g.set_product("coins_100", token, product_purchase(0, Some(&account)));
+        let n = json!({"version": "1.0", "packageName": PACKAGE, "eventTimeMillis": "1",
+                       "oneTimeProductNotification": {"version": "1.0", "notificationType": 1,
+                                                      "purchaseToken": token, "sku": "coins_100"}});
+        assert_eq!(
+            push(&s, good_token(), &format!("m-pend-{i}"), &n)
+                .await
+                .json()["result"],
+            "one_time"
+        );
+    }
+    clock.advance(1);
+    run_jobs(&s).await;
+    clock.advance(1);
+    run_jobs(&s).await;
+    assert_eq!(
+        s.call("pen", "GET", "/entitlements", None).await.json()["credits"],
+        200
+    );
+    assert_eq!(
+        s.call("pen", "GET", &format!("/orders/{order_id}"), None)
+            .await
+            .json()["state"],
+        "PAID"
+    );
+    g.with(|p| {
+        for token in ["pend-tok", "pend-bare"] {
+            assert!(p.acked.contains(&token.to_string()), "{token}");
+            assert!(p.consumed.contains(&token.to_string()), "{token}");
+        }
+    });
+}
+
+async fn concurrent_submissions(backend: Backend) {
+    let Some(store) = store_for(backend).await else {
+        return;
+    };
+    let (g, s, clock) = setup(store).await;
+    let s = Arc::new(s);
+    let stamp = tollgate::clock::Clock::now_ms(&tollgate::clock::SystemClock);
+    let token = format!("burst-{stamp}");
+    let account = google_order(&s, "burst", "coins-100").await.1;
+    g.set_product("coins_100", &token, product_purchase(0, Some(&account)));
+    assert_eq!(queued(&s), 0);
+    let mut tasks = Vec::new();
+    for _ in 0..30 {
+        let (s, token) = (s.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = s
+                .call(
+                    "burst",
+                    "POST",
+                    "/purchases/google",
+                    Some(json!({"purchase_token": token, "product_id": "coins_100"})),
+                )
+                .await;
+            (r.status, r.json()["status"].clone())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), (202, json!("queued")));
+    }
+    assert_eq!(
+        queued(&s),
+        1,
+        "one verification job for 30 identical requests"
+    );
+    // Another product or account is another request; past the window the same one queues.
+    assert_eq!(submit(&s, "burst", &token, "vip_monthly").await, 202);
+    assert_eq!(queued(&s), 2);
+    clock.advance(tollgate::service::google_purchases::VERIFY_DEDUPE_SECONDS);
+    assert_eq!(submit(&s, "burst", &token, "coins_100").await, 202);
+    assert_eq!(queued(&s), 3);
+    run_jobs(&s).await;
+    assert_eq!(
+        s.call("burst", "GET", "/entitlements", None).await.json()["credits"],
+        100
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_identical_submissions_queue_one_job_memory() {
+    concurrent_submissions(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_identical_submissions_queue_one_job_dynamo() {
+    concurrent_submissions(Backend::Dynamo).await;
+}

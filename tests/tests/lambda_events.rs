@@ -41,6 +41,8 @@ fn seeded(id: &str, provider: &str) -> Order {
         payment: None,
         sweep_attempts: 0,
         last_error: None,
+        refund_reversed_at: None,
+        refund_reversal_reason: None,
     }
 }
 

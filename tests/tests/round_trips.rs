@@ -218,6 +218,21 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         "the refund that completes the total: read the order, one transaction"
     );
 
+    // Apple's REFUND_REVERSED of a one-time purchase: read the order, one transaction
+    // (order back to PAID, its grants un-revoked, its coins given back).
+    let refunded = s.app.store.get_order(&order_id).await.unwrap().unwrap();
+    assert_eq!(
+        tollgate::service::refunds::reverse(&s.app, refunded, "rt-t", T0 + 5, "round trips")
+            .await
+            .unwrap(),
+        Applied::RefundReversed
+    );
+    assert_eq!(
+        meter.take(),
+        2,
+        "refund reversed: read the order, one transaction"
+    );
+
     // The sweeper: one query per shard, then per due order one read and one write.
     clock.advance(10_000);
     meter.take();
@@ -235,6 +250,70 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         16,
         "an idle sweep costs only the 16 index queries"
     );
+}
+
+/// `POST /purchases/google` claims a short-lived marker before queueing: one conditional
+/// write, and a repeat is that write failing (the job queue is not the store).
+async fn google_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    use tollgate_tests::fake_google::FakeGoogle;
+    let g = FakeGoogle::start().await;
+    let s = TestServer::start(g.app(store, ManualClock::at(T0))).await;
+    let stamp = tollgate::clock::Clock::now_ms(&tollgate::clock::SystemClock);
+    let body = json!({"purchase_token": format!("rt-{stamp}"), "product_id": "coins_100"});
+    meter.take();
+    let r = s
+        .call("rt-g", "POST", "/purchases/google", Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        meter.take(),
+        1,
+        "submit: one conditional PutItem of the marker"
+    );
+    let r = s
+        .call("rt-g", "POST", "/purchases/google", Some(body))
+        .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        meter.take(),
+        1,
+        "repeat within the window: the failed PutItem"
+    );
+    let o = s
+        .call(
+            "rt-g",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "coins-100", "provider": "google"})),
+        )
+        .await
+        .json();
+    meter.take();
+    let with_order = json!({"purchase_token": format!("rt-o-{stamp}"), "product_id": "coins_100",
+                            "order_id": o["order_id"]});
+    let r = s
+        .call("rt-g", "POST", "/purchases/google", Some(with_order))
+        .await;
+    assert_eq!(r.status, 202);
+    assert_eq!(
+        meter.take(),
+        2,
+        "submit for an order: read it, then the marker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_submit_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    google_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_submit_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    google_budgets(Arc::new(store), counter).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

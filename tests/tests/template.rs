@@ -585,6 +585,10 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     // The TXN# claim of a provider transaction.
     ("order_for_txn", &["GetItem"]),
     ("user_orders", &["Query on gsi2"]),
+    // The order back to PAID, its grants un-revoked, its coins back: one transaction.
+    ("reverse_refund", &["UpdateItem"]),
+    ("claim_marker", &["PutItem"]),
+    ("release_marker", &["DeleteItem"]),
 ];
 
 /// The indexes a function may query, each under its own policy statement.
@@ -610,8 +614,13 @@ const ENTRIES: &[(&str, &[&str])] = &[
 ];
 
 /// Store methods a module-level reading over-counts: the verifier's re-query jobs use
-/// `sweep::resolve`, never the sweep over the due index.
-const NOT_REACHED: &[(&str, &str)] = &[("verifier", "due_orders")];
+/// `sweep::resolve`, never the sweep over the due index; and its Play jobs never take or
+/// release the de-duplication marker of `POST /purchases/google` (store-notifications).
+const NOT_REACHED: &[(&str, &str)] = &[
+    ("verifier", "due_orders"),
+    ("verifier", "claim_marker"),
+    ("verifier", "release_marker"),
+];
 
 fn service_source(module: &str) -> String {
     std::fs::read_to_string(format!("{ROOT}/shared/src/service/{module}.rs")).unwrap()

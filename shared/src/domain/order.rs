@@ -1,12 +1,14 @@
 //! Orders and their state machine.
 //!
 //! ```text
-//! PENDING --paid--> PAID --refund--> REFUNDED
+//! PENDING --paid--> PAID --refund--> REFUNDED --refund reversed--> PAID
 //! PENDING --timeout/closed--> EXPIRED --paid (late)--> PAID (late = true)
 //! PENDING --user cancel--> CANCELLED --paid (late)--> PAID (late = true)
 //! ```
 //! Money the provider took is always honoured: a payment that lands after expiry or after a
 //! cancel (the close raced the payment) settles the order as a late payment, never dropped.
+//! A refund the store itself takes back (Apple's REFUND_REVERSED) returns the order to PAID,
+//! recorded on the order (`refund_reversed_at`, `refund_reversal_reason`).
 
 use super::catalog::Offer;
 use super::grant::Term;
@@ -61,6 +63,8 @@ pub enum OrderEvent {
     Expire,
     Cancel,
     Refund,
+    /// The provider reversed the refund that made the order REFUNDED.
+    ReverseRefund,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -80,6 +84,7 @@ pub fn next_state(from: OrderState, event: OrderEvent) -> Result<OrderState, Ill
         (S::Pending, E::Expire) => Ok(S::Expired),
         (S::Pending, E::Cancel) => Ok(S::Cancelled),
         (S::Paid, E::Refund) => Ok(S::Refunded),
+        (S::Refunded, E::ReverseRefund) => Ok(S::Paid),
         _ => Err(IllegalTransition { from, event }),
     }
 }
@@ -90,6 +95,7 @@ pub fn sources_of(event: OrderEvent) -> &'static [OrderState] {
         OrderEvent::Paid => &OrderState::PAYABLE,
         OrderEvent::Expire | OrderEvent::Cancel => &[OrderState::Pending],
         OrderEvent::Refund => &[OrderState::Paid],
+        OrderEvent::ReverseRefund => &[OrderState::Refunded],
     }
 }
 
@@ -134,6 +140,13 @@ pub struct Order {
     pub sweep_attempts: u32,
     /// Why the last background attempt failed for good, for an operator.
     pub last_error: Option<String>,
+    /// When the provider last reversed a refund of this order (REFUNDED → PAID), kept so
+    /// support can see why a refunded order grants again.
+    #[serde(default)]
+    pub refund_reversed_at: Option<i64>,
+    /// What that reversal was (who reported it, which refund), for support.
+    #[serde(default)]
+    pub refund_reversal_reason: Option<String>,
 }
 
 impl Order {
@@ -173,6 +186,8 @@ impl Order {
             payment: None,
             sweep_attempts: 0,
             last_error: None,
+            refund_reversed_at: None,
+            refund_reversal_reason: None,
         }
     }
 
@@ -241,7 +256,7 @@ mod tests {
     #[test]
     fn transition_table() {
         let all_states = [S::Pending, S::Paid, S::Expired, S::Cancelled, S::Refunded];
-        let all_events = [E::Paid, E::Expire, E::Cancel, E::Refund];
+        let all_events = [E::Paid, E::Expire, E::Cancel, E::Refund, E::ReverseRefund];
         let legal = [
             (S::Pending, E::Paid, S::Paid),
             (S::Expired, E::Paid, S::Paid),
@@ -249,6 +264,7 @@ mod tests {
             (S::Pending, E::Expire, S::Expired),
             (S::Pending, E::Cancel, S::Cancelled),
             (S::Paid, E::Refund, S::Refunded),
+            (S::Refunded, E::ReverseRefund, S::Paid),
         ];
         for from in all_states {
             for ev in all_events {

@@ -27,10 +27,14 @@ pub enum PurchaseState {
     Replaced,
     /// A Play one-time product token: the record only remembers the order it paid.
     Purchased,
+    /// A Play purchase not paid yet (a pending payment method): the record remembers who
+    /// handed the token over and which order it is for, so the notification that it
+    /// completed finds them.
+    Pending,
 }
 
 impl PurchaseState {
-    pub const ALL: [PurchaseState; 9] = [
+    pub const ALL: [PurchaseState; 10] = [
         PurchaseState::Active,
         PurchaseState::Canceled,
         PurchaseState::Grace,
@@ -40,6 +44,7 @@ impl PurchaseState {
         PurchaseState::Revoked,
         PurchaseState::Replaced,
         PurchaseState::Purchased,
+        PurchaseState::Pending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +58,7 @@ impl PurchaseState {
             PurchaseState::Revoked => "revoked",
             PurchaseState::Replaced => "replaced",
             PurchaseState::Purchased => "purchased",
+            PurchaseState::Pending => "pending",
         }
     }
 
@@ -83,6 +89,8 @@ pub enum PurchaseStatus {
     Duplicate,
     /// An App Store one-time product's order was refunded.
     Refunded,
+    /// The store reversed the refund of a one-time product: its order is PAID again.
+    Restored,
     /// A Play one-time product's order was taken back (cancelled or voided).
     Revoked,
     /// The store has not been paid yet.
@@ -98,6 +106,7 @@ impl PurchaseStatus {
             PurchaseStatus::Subscription(state) => state.as_str(),
             PurchaseStatus::Duplicate => "duplicate",
             PurchaseStatus::Refunded => "refunded",
+            PurchaseStatus::Restored => "restored",
             PurchaseStatus::Revoked => "revoked",
             PurchaseStatus::Pending => "pending",
             PurchaseStatus::Unattributed => "unattributed",
@@ -135,7 +144,8 @@ mod tests {
                 "expired",
                 "revoked",
                 "replaced",
-                "purchased"
+                "purchased",
+                "pending"
             ]
         );
         for state in PurchaseState::ALL {
@@ -160,6 +170,7 @@ mod tests {
             (PurchaseStatus::Granted, "granted"),
             (PurchaseStatus::Duplicate, "duplicate"),
             (PurchaseStatus::Refunded, "refunded"),
+            (PurchaseStatus::Restored, "restored"),
             (PurchaseStatus::Revoked, "revoked"),
             (PurchaseStatus::Pending, "pending"),
             (PurchaseStatus::Unattributed, "unattributed"),

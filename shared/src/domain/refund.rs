@@ -61,6 +61,33 @@ impl RefundCount {
     }
 }
 
+/// A refund the provider took back (Apple's REFUND_REVERSED of a one-time purchase): the
+/// order returns REFUNDED → PAID, the grants that refund revoked and the coins it took back
+/// are restored, the refunds counted are cleared (so a later refund counts again), and the
+/// reversal is recorded on the order. One write, only while the order is REFUNDED by exactly
+/// the refund the reversal was decided on ([`RefundReversal::applies_to`]): a duplicate or
+/// concurrent reversal, or one racing a newer refund, changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundReversal {
+    /// The payment whose refund is reversed: the one that paid the order.
+    pub provider_txn_id: String,
+    /// The order's `refunded_at` as read: which refund is reversed.
+    pub refunded_at: i64,
+    /// When the provider reversed it (recorded as `refund_reversed_at`).
+    pub reversed_at: i64,
+    /// Recorded as `refund_reversal_reason`, for support.
+    pub reason: String,
+}
+
+impl RefundReversal {
+    /// Whether the write's conditions hold for `order` as stored.
+    pub fn applies_to(&self, order: &Order) -> bool {
+        order.state == OrderState::Refunded
+            && order.provider_txn_id.as_deref() == Some(self.provider_txn_id.as_str())
+            && order.refunded_at == Some(self.refunded_at)
+    }
+}
+
 /// What a reported refund means for its order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefundDecision {
@@ -425,6 +452,29 @@ mod tests {
         );
         o.state = OrderState::Refunded;
         assert_eq!(decide(&o, &void), Ok(RefundDecision::AlreadyCounted));
+    }
+
+    #[test]
+    fn a_reversal_applies_only_to_the_refund_it_was_decided_on() {
+        let mut refunded = paid(900, &["so-far:900"]);
+        refunded.state = OrderState::Refunded;
+        refunded.refunded_at = Some(50);
+        let r = RefundReversal {
+            provider_txn_id: "txn-1".into(),
+            refunded_at: 50,
+            reversed_at: 60,
+            reason: "test".into(),
+        };
+        assert!(r.applies_to(&refunded));
+        assert!(!r.applies_to(&paid(0, &[])), "not refunded");
+        let mut later = refunded.clone();
+        later.refunded_at = Some(70);
+        assert!(!r.applies_to(&later), "refunded again since");
+        let other = RefundReversal {
+            provider_txn_id: "txn-2".into(),
+            ..r.clone()
+        };
+        assert!(!other.applies_to(&refunded), "another payment");
     }
 
     #[test]

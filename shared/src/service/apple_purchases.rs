@@ -6,6 +6,10 @@
 //! the ordinary settle transaction; a subscription's record is written only when the signed
 //! date is newer than the stored one (`last_event_at`), so duplicates and late messages
 //! change nothing — a late DID_RENEW never undoes a REFUND signed after it.
+//!
+//! A REFUND_REVERSED of a one-time purchase returns its order REFUNDED → PAID through
+//! [`super::refunds::reverse`]; a revoked transaction signed before that reversal (the app
+//! re-sending an old one) no longer refunds it.
 
 use super::payments::{self, Applied, ApplyError, Rejected};
 use super::store_orders::{create_bound_order, map_apply, settle_order};
@@ -319,6 +323,13 @@ async fn apply_one_time(
         expires_at: None,
     };
     if t.revocation_date.is_some() {
+        if order
+            .refund_reversed_at
+            .is_some_and(|reversed| t.signed_date.div_euclid(1000) < reversed)
+        {
+            tracing::warn!(order_id = %order.order_id, transaction_id = %t.transaction_id, "revoked transaction signed before its refund was reversed: ignored");
+            return Ok(result(PurchaseStatus::Duplicate));
+        }
         let event = ProviderEvent::Refunded {
             order_id: order.order_id.clone(),
             provider_txn_id: t.transaction_id.clone(),
@@ -408,31 +419,30 @@ pub async fn apple_notification(
     let kind = n.notification_type.as_str();
     let result = match (&v.transaction, APPLIES_TRANSACTION.contains(&kind)) {
         (Some(t), true) => {
-            if kind == "REFUND_REVERSED" && t.expires_date.is_none() {
-                // A refunded one-time order cannot be un-refunded by the state machine.
-                tracing::warn!(transaction_id = %t.transaction_id, "REFUND_REVERSED for a one-time purchase: needs an operator");
-                NotificationResult::Recorded
+            let ctx = Context {
+                caller: None,
+                order_hint: None,
+                signed_at_ms: n.signed_date,
+                renewal: v.renewal.as_ref(),
+            };
+            let applied = if kind == "REFUND_REVERSED" && t.expires_date.is_none() {
+                reverse_one_time(app, t, &ctx, &n.notification_uuid).await
             } else {
-                let ctx = Context {
-                    caller: None,
-                    order_hint: None,
-                    signed_at_ms: n.signed_date,
-                    renewal: v.renewal.as_ref(),
-                };
-                match apply_transaction(app, t, &ctx).await {
-                    Ok(r) => NotificationResult::Applied(r),
-                    // Genuine but not applicable here (unknown product, another account's
-                    // order...): recorded and acknowledged, never retried forever.
-                    Err(
-                        e @ (ServiceError::BadRequest(_)
-                        | ServiceError::Conflict(_)
-                        | ServiceError::NotFound(_)),
-                    ) => {
-                        tracing::warn!(notification_type = kind, error = %e, "App Store notification not applied");
-                        NotificationResult::Recorded
-                    }
-                    Err(e) => return Err(e),
+                apply_transaction(app, t, &ctx).await
+            };
+            match applied {
+                Ok(r) => NotificationResult::Applied(r),
+                // Genuine but not applicable here (unknown product, another account's
+                // order...): recorded and acknowledged, never retried forever.
+                Err(
+                    e @ (ServiceError::BadRequest(_)
+                    | ServiceError::Conflict(_)
+                    | ServiceError::NotFound(_)),
+                ) => {
+                    tracing::warn!(notification_type = kind, error = %e, "App Store notification not applied");
+                    NotificationResult::Recorded
                 }
+                Err(e) => return Err(e),
             }
         }
         _ => {
@@ -448,6 +458,63 @@ pub async fn apple_notification(
         .record_note(apple::NAME, &n.notification_uuid, kind, now)
         .await?;
     Ok(result)
+}
+
+/// REFUND_REVERSED of a one-time purchase: Apple took its refund back, so the order that
+/// refund made REFUNDED is PAID again, with its grants and coins (one transaction,
+/// conditioned on that refund; a duplicate or concurrent copy changes nothing).
+async fn reverse_one_time(
+    app: &App,
+    t: &Transaction,
+    ctx: &Context<'_>,
+    notification_uuid: &str,
+) -> Result<PurchaseResult, ServiceError> {
+    let catalog = app.catalog.current();
+    let (product, plan) = by_store_id(&catalog, apple::NAME, &t.product_id).ok_or_else(|| {
+        ServiceError::BadRequest(format!(
+            "App Store product {:?} is not in the catalog",
+            t.product_id
+        ))
+    })?;
+    let order = match find_order(app, t, ctx, product, plan).await? {
+        Some(o) => o,
+        None => app
+            .store
+            .get_order(&derived_order_id(t))
+            .await?
+            .filter(|o| o.provider == apple::NAME)
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!(
+                    "no order was paid by App Store transaction {}",
+                    t.transaction_id
+                ))
+            })?,
+    };
+    let reason = format!(
+        "App Store REFUND_REVERSED of transaction {} (notification {notification_uuid})",
+        t.transaction_id
+    );
+    let applied = map_apply(
+        super::refunds::reverse(
+            app,
+            order.clone(),
+            &t.transaction_id,
+            ctx.signed_at_ms.div_euclid(1000),
+            &reason,
+        )
+        .await,
+    )?;
+    Ok(PurchaseResult {
+        status: if applied == Applied::RefundReversed {
+            PurchaseStatus::Restored
+        } else {
+            PurchaseStatus::Duplicate
+        },
+        product_id: product.id.clone(),
+        source_id: Some(order.order_id.to_string()),
+        order_id: Some(order.order_id.to_string()),
+        expires_at: None,
+    })
 }
 
 /// Support recovery: the customer's App Store order id (from their receipt e-mail) is looked

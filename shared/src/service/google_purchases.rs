@@ -5,7 +5,17 @@
 //! A subscription is one `PURCHASE#google#<token>` record (its grants `Until(expiry)`,
 //! rewritten only by a newer fetch); a one-time product settles an order exactly once
 //! through `TXN#google#<token>`. Acknowledging (and consuming) is its own job, retried until
-//! Google confirms, because Google refunds purchases left unacknowledged for 3 days.
+//! Google confirms, because Google refunds purchases left unacknowledged for 3 days. Every
+//! purchase the store was paid for is acknowledged, whatever state it is first seen in (a
+//! subscription first fetched cancelled, in grace or already on hold included).
+//!
+//! A purchase still pending at Google (a slow payment method) is remembered as a `pending`
+//! purchase record: who handed the token over and for which order, so the notification that
+//! it completed (which carries only the token) settles that order.
+//!
+//! A burst of identical `POST /purchases/google` queues one verification: the first claims a
+//! marker for [`VERIFY_DEDUPE_SECONDS`], the repeats within it answer the same and queue
+//! nothing.
 
 use super::payments::{self, ApplyError, Rejected};
 use super::store_orders::{create_bound_order, map_apply, settle_order};
@@ -77,7 +87,22 @@ async fn queue(app: &App, job: &Job) -> Result<(), ServiceError> {
         .map_err(|e| ServiceError::Unavailable(e.to_string()))
 }
 
-/// `POST /purchases/google`: checks the request and queues the verification.
+/// How long identical `POST /purchases/google` requests (same token, product, caller and
+/// order) are answered without queueing another verification. The job itself retries until
+/// Google answers, so a repeat within the window has nothing to add.
+pub const VERIFY_DEDUPE_SECONDS: i64 = 30;
+
+/// The marker of one verification request: a hash, so the token itself is never a key.
+fn verify_marker(token: &str, product_id: &str, user: &str, order_id: Option<&str>) -> String {
+    let d = Sha256::digest(
+        format!("{token}\n{product_id}\n{user}\n{}", order_id.unwrap_or("")).as_bytes(),
+    );
+    format!("google-verify:{}", hex::encode(d))
+}
+
+/// `POST /purchases/google`: checks the request and queues the verification, once per
+/// [`VERIFY_DEDUPE_SECONDS`] for identical requests (one conditional write; a repeat is
+/// that write failing).
 pub async fn submit(
     app: &App,
     user: &str,
@@ -99,7 +124,14 @@ pub async fn submit(
     if let Some(id) = order_id {
         super::orders::get(app, user, id).await?;
     }
-    queue(
+    let marker = verify_marker(purchase_token, product_id, user, order_id);
+    let now = app.clock.now();
+    let until = now + VERIFY_DEDUPE_SECONDS;
+    if !app.store.claim_marker(&marker, now, until).await? {
+        tracing::info!("Play purchase already queued for verification: not queued again");
+        return Ok(());
+    }
+    let queued = queue(
         app,
         &Job::VerifyGooglePurchase {
             purchase_token: purchase_token.to_owned(),
@@ -108,7 +140,14 @@ pub async fn submit(
             order_id: order_id.map(str::to_owned),
         },
     )
-    .await
+    .await;
+    if queued.is_err() {
+        // Nothing was queued: the client's retry must be able to queue it.
+        if let Err(e) = app.store.release_marker(&marker, until).await {
+            tracing::warn!(error = %e, "verification marker not released: repeats wait for it to expire");
+        }
+    }
+    queued
 }
 
 fn derived_order_id(token: &str) -> OrderId {
@@ -135,10 +174,21 @@ pub async fn verify(
             "unknown Play product {product_id}"
         )));
     };
+    let recorded = app
+        .store
+        .get_purchase(google::NAME, token)
+        .await
+        .map_err(ServiceError::from)?;
     let order = match order_id.map(OrderId::parse) {
         Some(Ok(id)) => app.store.get_order(&id).await.map_err(ServiceError::from)?,
-        _ => paid_order_of(app, token).await?,
+        _ => order_of(app, token, recorded.as_ref()).await?,
     };
+    // A notification names no account: the one that handed the token over (remembered
+    // while the purchase was pending, or on its record) is the buyer.
+    let user: Option<String> = user
+        .map(str::to_owned)
+        .or_else(|| recorded.as_ref().map(|p| p.user_id.clone()));
+    let user = user.as_deref();
     if let Some(o) = &order {
         if o.provider != google::NAME
             || o.product_id != product.id
@@ -151,7 +201,10 @@ pub async fn verify(
     }
     if product.kind == ProductKind::Subscription {
         let sub = g.get_subscription(token).await?;
-        apply_subscription(app, g, token, product_id, product, user, order, &sub).await
+        apply_subscription(
+            app, g, token, product_id, product, user, order, recorded, &sub,
+        )
+        .await
     } else {
         let p = g.get_product(product_id, token).await?;
         apply_product(app, g, token, product_id, product, plan, user, order, &p).await
@@ -178,15 +231,11 @@ async fn apply_subscription(
     product: &Product,
     user: Option<&str>,
     order: Option<Order>,
+    existing: Option<StorePurchase>,
     sub: &SubscriptionV2,
 ) -> Result<PurchaseStatus, Failure> {
     let now_ms = app.clock.now_ms();
     let now = now_ms.div_euclid(1000);
-    let existing = app
-        .store
-        .get_purchase(google::NAME, token)
-        .await
-        .map_err(ServiceError::from)?;
     let owner = match (&existing, &order, user) {
         (Some(p), _, _) => p.user_id.clone(),
         (None, Some(o), _) => o.user_id.clone(),
@@ -230,7 +279,12 @@ async fn apply_subscription(
         "SUBSCRIPTION_STATE_ON_HOLD" => (PurchaseState::OnHold, expiry.min(now)),
         "SUBSCRIPTION_STATE_PAUSED" => (PurchaseState::Paused, expiry.min(now)),
         "SUBSCRIPTION_STATE_EXPIRED" => (PurchaseState::Expired, expiry.min(now)),
-        "SUBSCRIPTION_STATE_PENDING" => return Ok(PurchaseStatus::Pending),
+        "SUBSCRIPTION_STATE_PENDING" => {
+            if existing.is_none() {
+                remember_pending(app, token, &owner, product, order.as_ref(), now_ms).await?;
+            }
+            return Ok(PurchaseStatus::Pending);
+        }
         other => {
             return Err(Failure::Permanent(format!(
                 "unknown subscription state {other}"
@@ -294,9 +348,9 @@ async fn apply_subscription(
             settle_order(app, o, token, paid_at).await?;
         }
     }
-    if sub.acknowledgement_state == "ACKNOWLEDGEMENT_STATE_PENDING"
-        && state == PurchaseState::Active
-    {
+    // Paid for, so acknowledged whatever its state now: Google refunds a purchase left
+    // unacknowledged for 3 days, cancelled, in grace or on hold alike.
+    if sub.acknowledgement_state == "ACKNOWLEDGEMENT_STATE_PENDING" {
         queue(
             app,
             &Job::AcknowledgeGooglePurchase {
@@ -367,6 +421,11 @@ async fn apply_product(
                     (Some(u), 0) => {
                         create_bound_order(app, id, u, product, plan, google::NAME).await?
                     }
+                    (Some(u), 2) => {
+                        check_account(app, g, p, u, None).await?;
+                        remember_pending(app, token, u, product, None, app.clock.now_ms()).await?;
+                        return Ok(PurchaseStatus::Pending);
+                    }
                     _ => return Ok(PurchaseStatus::Unattributed),
                 },
             }
@@ -375,17 +434,7 @@ async fn apply_product(
     if user.is_some_and(|u| u != order.user_id) {
         return Err(conflict(app, Some(&order), "purchase is bound to another account").await);
     }
-    if p.obfuscated_external_account_id
-        .as_deref()
-        .is_some_and(|a| a != g.account_id(&order.user_id))
-    {
-        return Err(conflict(
-            app,
-            Some(&order),
-            "obfuscatedExternalAccountId names another account",
-        )
-        .await);
-    }
+    check_account(app, g, p, &order.user_id, Some(&order)).await?;
     match p.purchase_state {
         0 => {
             let paid_at = p
@@ -403,7 +452,8 @@ async fn apply_product(
                 product_id: product.id.clone(),
                 state: PurchaseState::Purchased,
                 expires_at: None,
-                last_event_at: 0,
+                // Newer than a pending record (0), so it replaces it once; repeats are stale.
+                last_event_at: 1,
                 last_txn_id: p.order_id.clone(),
                 order_id: Some(order.order_id.to_string()),
                 grants: Vec::new(),
@@ -439,7 +489,85 @@ async fn apply_product(
             })
         }
         1 => revoke_order(app, &order, token).await,
-        _ => Ok(PurchaseStatus::Pending),
+        _ => {
+            remember_pending(
+                app,
+                token,
+                &order.user_id,
+                product,
+                Some(&order),
+                app.clock.now_ms(),
+            )
+            .await?;
+            Ok(PurchaseStatus::Pending)
+        }
+    }
+}
+
+/// A one-time purchase's `obfuscatedExternalAccountId`, when it has one, must be `user`'s.
+async fn check_account(
+    app: &App,
+    g: &Google,
+    p: &ProductPurchase,
+    user: &str,
+    order: Option<&Order>,
+) -> Result<(), Failure> {
+    if p.obfuscated_external_account_id
+        .as_deref()
+        .is_some_and(|a| a != g.account_id(user))
+    {
+        return Err(conflict(
+            app,
+            order,
+            "obfuscatedExternalAccountId names another account",
+        )
+        .await);
+    }
+    Ok(())
+}
+
+/// Remembers a purchase Google has not been paid for yet: who handed its token over and
+/// which order it is for (none: the order derived from the token), so the notification
+/// that it completed settles that order. The record is written only where none exists
+/// (`last_event_at` 0 for a one-time product, which its paid record replaces); one for
+/// another account is refused.
+async fn remember_pending(
+    app: &App,
+    token: &str,
+    user: &str,
+    product: &Product,
+    order: Option<&Order>,
+    now_ms: i64,
+) -> Result<(), Failure> {
+    let record = StorePurchase {
+        store: google::NAME.into(),
+        purchase_id: token.to_owned(),
+        user_id: user.to_owned(),
+        product_id: product.id.clone(),
+        state: PurchaseState::Pending,
+        expires_at: None,
+        last_event_at: if product.kind == ProductKind::Subscription {
+            now_ms
+        } else {
+            0
+        },
+        last_txn_id: None,
+        order_id: order.map(|o| o.order_id.to_string()),
+        grants: Vec::new(),
+    };
+    match app
+        .store
+        .put_purchase(&record)
+        .await
+        .map_err(ServiceError::from)?
+    {
+        PurchaseOutcome::OwnedByOther(_) => {
+            Err(conflict(app, order, "purchase is bound to another account").await)
+        }
+        PurchaseOutcome::Applied | PurchaseOutcome::Stale(_) => {
+            tracing::info!(order_id = ?order.map(|o| o.order_id.to_string()), "Play purchase pending: remembered until it completes");
+            Ok(())
+        }
     }
 }
 
@@ -494,23 +622,30 @@ async fn void(app: &App, token: &str, product_type: i64, now_ms: i64) -> Result<
                 .await
                 .map_err(ServiceError::from)?;
         }
-    } else if let Some(o) = paid_order_of(app, token).await? {
-        revoke_order(app, &o, token).await?;
+    } else {
+        let recorded = app
+            .store
+            .get_purchase(google::NAME, token)
+            .await
+            .map_err(ServiceError::from)?;
+        if let Some(o) = order_of(app, token, recorded.as_ref()).await? {
+            revoke_order(app, &o, token).await?;
+        }
     }
     Ok(())
 }
 
-/// The order a one-time Play purchase settled: recorded on its purchase item (a pre-order),
-/// else the order derived from the token.
-async fn paid_order_of(app: &App, token: &str) -> Result<Option<Order>, Failure> {
-    let recorded = app
-        .store
-        .get_purchase(google::NAME, token)
-        .await
-        .map_err(ServiceError::from)?
-        .and_then(|p| p.order_id)
-        .and_then(|id| OrderId::parse(&id).ok());
-    let id = recorded.unwrap_or_else(|| derived_order_id(token));
+/// The order a Play purchase pays: the one its purchase record names (a pre-order, paid or
+/// still pending), else the order derived from the token.
+async fn order_of(
+    app: &App,
+    token: &str,
+    recorded: Option<&StorePurchase>,
+) -> Result<Option<Order>, Failure> {
+    let named = recorded
+        .and_then(|p| p.order_id.as_deref())
+        .and_then(|id| OrderId::parse(id).ok());
+    let id = named.unwrap_or_else(|| derived_order_id(token));
     Ok(app
         .store
         .get_order(&id)

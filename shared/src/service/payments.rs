@@ -20,6 +20,8 @@ pub enum Applied {
     /// A refund of less than remains: counted on the order, the purchase stands, access is
     /// kept.
     PartialRefundKeptAccess,
+    /// A refund the provider reversed: the order is PAID again and its access restored.
+    RefundReversed,
     /// Already applied: acknowledge to the provider, change nothing.
     Duplicate,
 }
@@ -35,6 +37,7 @@ impl Rejected {
             Rejected::TransactionReused => "transaction_reused",
             Rejected::AlreadyPaidByOtherTransaction => "paid_twice",
             Rejected::NotRefundable(_) => "not_refundable",
+            Rejected::NotReversible(_) => "not_reversible",
             Rejected::Refund(r) => r.code(),
             Rejected::NotForSale(_) => "not_for_sale",
         }
@@ -55,6 +58,9 @@ pub enum Rejected {
     AlreadyPaidByOtherTransaction,
     #[error("refund for an order that is {0}")]
     NotRefundable(&'static str),
+    /// A refund reversal for an order that no refund of that payment made REFUNDED.
+    #[error("refund reversal for an order that is {0}")]
+    NotReversible(&'static str),
     /// A refund whose money cannot be right for the order (see `domain::refund`).
     #[error(transparent)]
     Refund(RefundRefused),

@@ -7,11 +7,17 @@
 //! to it: so every refund is counted once, and the one that completes what was paid revokes,
 //! once. A partial refund costs two round trips (read, one conditional update), the one that
 //! completes the total two as well (read, one transaction), a repeat one (the read).
+//!
+//! [`reverse`] is the way back, for a provider that reverses a refund it made (Apple's
+//! REFUND_REVERSED): REFUNDED → PAID, access restored, in one transaction conditioned on the
+//! order still being REFUNDED by that very refund, so it applies once however many copies
+//! race.
 
 use super::payments::{Applied, ApplyError, Rejected};
 use crate::app::App;
-use crate::domain::refund::{decide, RefundDecision, RefundRefused, RefundReport};
-use crate::domain::Order;
+use crate::domain::refund::{decide, RefundDecision, RefundRefused, RefundReport, RefundReversal};
+use crate::domain::{Order, OrderState};
+use crate::metrics;
 use crate::store::{StoreError, TransitionOutcome};
 
 /// Writes a refund may lose to concurrent ones before giving up (the provider retries).
@@ -67,4 +73,62 @@ fn refused(order: &Order, report: &RefundReport, r: RefundRefused) -> ApplyError
         }
     }
     .into()
+}
+
+/// Reverses the refund of `order` (the caller's read of it) paid by `provider_txn_id`, as
+/// the provider reported at `reversed_at`: REFUNDED → PAID, its grants and coins restored,
+/// its refunds cleared, the reversal and `reason` recorded on the order. An order already
+/// PAID again by a reversal is a duplicate; one that is not REFUNDED, or was paid by another
+/// transaction, is refused (nothing changes). Costs one transaction after the caller's read.
+pub async fn reverse(
+    app: &App,
+    order: Order,
+    provider_txn_id: &str,
+    reversed_at: i64,
+    reason: &str,
+) -> Result<Applied, ApplyError> {
+    if order.provider_txn_id.as_deref() != Some(provider_txn_id) {
+        return Err(Rejected::NotReversible("paid by another transaction").into());
+    }
+    match order.state {
+        OrderState::Refunded => {}
+        OrderState::Paid if order.refund_reversed_at.is_some() => return Ok(Applied::Duplicate),
+        other => return Err(Rejected::NotReversible(other.as_str()).into()),
+    }
+    let Some(refunded_at) = order.refunded_at else {
+        return Err(StoreError::Corrupt(format!(
+            "order {} is REFUNDED without refunded_at",
+            order.order_id
+        ))
+        .into());
+    };
+    let reversal = RefundReversal {
+        provider_txn_id: provider_txn_id.to_owned(),
+        refunded_at,
+        reversed_at,
+        reason: reason.to_owned(),
+    };
+    match app.store.reverse_refund(&order, &reversal).await? {
+        TransitionOutcome::Done(o) => {
+            tracing::info!(
+                order_id = %o.order_id,
+                provider = %o.provider,
+                user_id = %o.user_id,
+                refunded_at,
+                reversed_at,
+                reversed_amount = order.refunded_amount,
+                reason,
+                transition = "REFUNDED->PAID",
+                "refund reversed: access restored"
+            );
+            metrics::count("RefundsReversed", 1, &[("Provider", o.provider.as_str())]);
+            Ok(Applied::RefundReversed)
+        }
+        // A concurrent copy got there first (PAID again), or a newer refund moved it on.
+        TransitionOutcome::Conflict(stored) => match stored.state {
+            OrderState::Paid if stored.refund_reversed_at.is_some() => Ok(Applied::Duplicate),
+            other => Err(Rejected::NotReversible(other.as_str()).into()),
+        },
+        TransitionOutcome::UnknownOrder => Err(Rejected::UnknownOrder.into()),
+    }
 }

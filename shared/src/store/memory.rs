@@ -29,6 +29,8 @@ struct Tables {
     bans: HashMap<String, BTreeMap<String, Ban>>,
     /// stream → its publish key.
     publish_keys: HashMap<String, PublishKey>,
+    /// marker → claimed until.
+    markers: HashMap<String, i64>,
     /// (user, window start) → orders created in that window.
     order_windows: HashMap<(String, i64), u32>,
     /// What may be deleted from when on, oldest first: the embedded store's `ttl`.
@@ -447,6 +449,41 @@ impl Store for MemoryStore {
         Ok(TransitionOutcome::Done(Box::new(order.clone())))
     }
 
+    async fn reverse_refund(
+        &self,
+        order: &Order,
+        reversal: &RefundReversal,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let mut t = self.lock();
+        let Some(stored) = t.orders.get(&order.order_id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
+        if next_state(stored.state, OrderEvent::ReverseRefund).is_err()
+            || !reversal.applies_to(stored)
+        {
+            return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
+        }
+        // The grants and coins are the ones `order` (the caller's read) names, as in the
+        // DynamoDB transaction.
+        let source = order.order_id.to_string();
+        let user_grants = t.grants.entry(order.user_id.clone()).or_default();
+        for scope in &order.grants {
+            if let Some(g) = user_grants.get_mut(&(scope.clone(), source.clone())) {
+                g.revoked_at = None;
+            }
+        }
+        if order.credits != 0 {
+            *t.wallets.entry(order.user_id.clone()).or_default() += order.credits;
+        }
+        let o = t.orders.get_mut(&order.order_id).expect("checked above");
+        o.state = OrderState::Paid;
+        o.refunded_amount = 0;
+        o.refund_ids.clear();
+        o.refund_reversed_at = Some(reversal.reversed_at);
+        o.refund_reversal_reason = Some(reversal.reason.clone());
+        Ok(TransitionOutcome::Done(Box::new(o.clone())))
+    }
+
     async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError> {
         let t = self.lock();
         Ok(days
@@ -621,6 +658,23 @@ impl Store for MemoryStore {
         next.version = expected_version + 1;
         t.sessions.insert(user_id.to_owned(), next);
         Ok(PutSessions::Written)
+    }
+
+    async fn claim_marker(&self, key: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        if t.markers.get(key).is_some_and(|&at| at > now) {
+            return Ok(false);
+        }
+        t.markers.insert(key.to_owned(), until);
+        Ok(true)
+    }
+
+    async fn release_marker(&self, key: &str, until: i64) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        if t.markers.get(key) == Some(&until) {
+            t.markers.remove(key);
+        }
+        Ok(())
     }
 
     async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError> {

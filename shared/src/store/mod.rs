@@ -7,7 +7,7 @@ pub mod memory;
 
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
-use crate::domain::refund::RefundCount;
+use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Money, Order, OrderId, OrderQuota, OrderState, PurchaseState};
@@ -269,6 +269,18 @@ pub trait Store: Send + Sync {
         refunded_at: i64,
     ) -> Result<TransitionOutcome, StoreError>;
 
+    /// REFUNDED → PAID: the provider reversed the refund `reversal` names. In one
+    /// transaction under [`RefundReversal::applies_to`] (REFUNDED, paid by that transaction,
+    /// `refunded_at` as read): the order is PAID again with no refunds counted
+    /// (`refunded_amount` 0, no `refund_ids`) and the reversal recorded; exactly the grants
+    /// `order` made are un-revoked and its coins given back. `order` is the caller's read.
+    /// `Done` with the order as written, `Conflict` with the stored order otherwise.
+    async fn reverse_refund(
+        &self,
+        order: &Order,
+        reversal: &RefundReversal,
+    ) -> Result<TransitionOutcome, StoreError>;
+
     /// Moves a PENDING order's next sweep to `next_at` and records the attempts so far;
     /// `false` when it is no longer PENDING.
     async fn defer_due(
@@ -340,6 +352,16 @@ pub trait Store: Send + Sync {
         kind: &str,
         now: i64,
     ) -> Result<bool, StoreError>;
+
+    /// Claims the short-lived marker `key` (printable, at most 200 characters) until `until`:
+    /// one conditional write that succeeds only when no unexpired claim exists, so of
+    /// concurrent or repeated claims within the window exactly one gets `true`. Used to queue
+    /// one background job for a burst of identical requests.
+    async fn claim_marker(&self, key: &str, now: i64, until: i64) -> Result<bool, StoreError>;
+
+    /// Gives up the claim of `key` made until `until` (when the work it guarded could not be
+    /// started), so the next request may claim again; a later claim is left alone.
+    async fn release_marker(&self, key: &str, until: i64) -> Result<(), StoreError>;
 
     /// Writes the user's ban of `ban.scope`, replacing one of the same scope: one write. The
     /// replaced ban, if there was one.

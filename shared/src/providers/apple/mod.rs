@@ -89,6 +89,21 @@ impl AppleConfig {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let mut environments = environments;
+        // StoreKit testing (Xcode, and the LocalTesting environment of its test sessions)
+        // is for test builds only: accepted when asked for, never by default, never
+        // beside Production. Signatures and the chain are checked all the same.
+        match var("APPLE_ACCEPT_LOCAL_TESTING").as_deref().map(str::trim) {
+            None | Some("false") => {}
+            Some("true") if environments.contains(&Environment::Production) => {
+                return Err(err(
+                    "APPLE_ACCEPT_LOCAL_TESTING",
+                    "cannot be true while Production transactions are accepted",
+                ))
+            }
+            Some("true") => environments.extend([Environment::Xcode, Environment::LocalTesting]),
+            Some(_) => return Err(err("APPLE_ACCEPT_LOCAL_TESTING", "must be true or false")),
+        }
         let app_apple_id = match var("APPLE_APP_APPLE_ID") {
             None => None,
             Some(v) => Some(
@@ -363,5 +378,35 @@ mod tests {
         .unwrap();
         assert_eq!(c.environments, vec![Environment::Sandbox]);
         assert!(!format!("{c:?}").contains("very-secret"));
+        // StoreKit testing only when asked for, and never beside Production.
+        let c = AppleConfig::from_lookup(&get(&[
+            ("APPLE_BUNDLE_ID", "a.b"),
+            ("APPLE_ENVIRONMENT", "Sandbox"),
+            ("APPLE_ACCEPT_LOCAL_TESTING", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.environments,
+            vec![
+                Environment::Sandbox,
+                Environment::Xcode,
+                Environment::LocalTesting
+            ]
+        );
+        let e = AppleConfig::from_lookup(&get(&[
+            ("APPLE_BUNDLE_ID", "a.b"),
+            ("APPLE_ENVIRONMENT", "Sandbox"),
+            ("APPLE_ACCEPT_LOCAL_TESTING", "yes"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "APPLE_ACCEPT_LOCAL_TESTING");
+        let e = AppleConfig::from_lookup(&get(&[
+            ("APPLE_BUNDLE_ID", "a.b"),
+            ("APPLE_APP_APPLE_ID", "1"),
+            ("APPLE_ENVIRONMENT", "Production,Sandbox"),
+            ("APPLE_ACCEPT_LOCAL_TESTING", "true"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.name, "APPLE_ACCEPT_LOCAL_TESTING");
     }
 }

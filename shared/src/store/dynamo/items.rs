@@ -78,6 +78,12 @@ pub(super) fn order_item(o: &Order) -> Item {
     // Every order is in its user's history (newest first: ULIDs sort by creation time).
     put("gsi2pk", s(user_orders_pk(&o.user_id)));
     put("gsi2sk", s(o.order_id.as_str()));
+    if let Some(v) = o.refund_reversed_at {
+        put("refund_reversed_at", n(v));
+    }
+    if let Some(r) = &o.refund_reversal_reason {
+        put("refund_reversal_reason", s(r));
+    }
     if o.state == OrderState::Pending {
         put("gsi1pk", s(due_pk(o.due_shard())));
         put("gsi1sk", s(due_sk(o.expires_at, &o.order_id)));
@@ -133,6 +139,8 @@ pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(0),
         last_error: opt_s(item, "last_error"),
+        refund_reversed_at: opt_n(item, "refund_reversed_at")?,
+        refund_reversal_reason: opt_s(item, "refund_reversal_reason"),
     })
 }
 

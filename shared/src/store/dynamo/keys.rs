@@ -84,3 +84,8 @@ pub(super) fn purchase_pk(store: &str, id: &str) -> String {
 pub(super) fn note_pk(source: &str, id: &str) -> String {
     format!("NOTE#{source}#{id}")
 }
+
+/// A short-lived marker that one piece of work was started (see `Store::claim_marker`).
+pub(super) fn marker_pk(marker: &str) -> String {
+    format!("MARK#{marker}")
+}

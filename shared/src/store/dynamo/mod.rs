@@ -11,6 +11,7 @@ mod attrs;
 mod errors;
 mod items;
 mod keys;
+mod markers;
 mod notes;
 mod order_history;
 mod orders;
@@ -26,7 +27,7 @@ pub use table::GSI1;
 
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
-use crate::domain::refund::RefundCount;
+use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Order, OrderId, OrderQuota, OrderState};
@@ -206,6 +207,14 @@ impl Store for DynamoStore {
         payments::refund(self, order, count, at).await
     }
 
+    async fn reverse_refund(
+        &self,
+        order: &Order,
+        reversal: &RefundReversal,
+    ) -> Result<TransitionOutcome, StoreError> {
+        payments::reverse_refund(self, order, reversal).await
+    }
+
     async fn defer_due(
         &self,
         id: &OrderId,
@@ -279,6 +288,14 @@ impl Store for DynamoStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         notes::record_note(self, source, id, kind, now).await
+    }
+
+    async fn claim_marker(&self, key: &str, now: i64, until: i64) -> Result<bool, StoreError> {
+        markers::claim_marker(self, key, now, until).await
+    }
+
+    async fn release_marker(&self, key: &str, until: i64) -> Result<(), StoreError> {
+        markers::release_marker(self, key, until).await
     }
 
     async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError> {

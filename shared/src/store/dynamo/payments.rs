@@ -8,7 +8,7 @@ use super::items::{grant_item, order_item};
 use super::keys::{grant_sk, key, order_pk, txn_pk, user_pk};
 use super::orders::{conflict, order_as_stored, transition, update_order};
 use super::DynamoStore;
-use crate::domain::refund::RefundCount;
+use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::{Order, OrderId, OrderState};
 use crate::store::{stats_shard, SettleOutcome, Settlement, StoreError, TransitionOutcome};
 use aws_sdk_dynamodb::types::{
@@ -216,6 +216,74 @@ pub(super) async fn refund(
         )),
         _ => Err(StoreError::Corrupt(format!(
             "refund of {}: a grant the order made is missing",
+            order.order_id
+        ))),
+    }
+}
+
+/// REFUNDED → PAID in one transaction: the order (condition: REFUNDED, paid by the
+/// reversal's transaction, `refunded_at` as read) is PAID again with its refunds cleared and
+/// the reversal recorded; each of its grants loses `revoked_at` (condition: it exists); the
+/// wallet gets its coins back. The day's figures keep the refund.
+pub(super) async fn reverse_refund(
+    db: &DynamoStore,
+    order: &Order,
+    r: &RefundReversal,
+) -> Result<TransitionOutcome, StoreError> {
+    let order_update = Update::builder()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
+        .update_expression(
+            "SET #state = :paid, refunded_amount = :zero, refund_reversed_at = :at, \
+             refund_reversal_reason = :reason REMOVE refund_ids",
+        )
+        .condition_expression(
+            "#state = :refunded AND provider_txn_id = :txn AND refunded_at = :refunded_at",
+        )
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
+        .expression_attribute_values(":zero", n(0))
+        .expression_attribute_values(":at", n(r.reversed_at))
+        .expression_attribute_values(":reason", s(&r.reason))
+        .expression_attribute_values(":refunded", s(OrderState::Refunded.as_str()))
+        .expression_attribute_values(":txn", s(&r.provider_txn_id))
+        .expression_attribute_values(":refunded_at", n(r.refunded_at))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("key, expression and table are set");
+    let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
+    let source = order.order_id.to_string();
+    for scope in &order.grants {
+        let restore = Update::builder()
+            .table_name(&db.table)
+            .set_key(Some(key(
+                user_pk(&order.user_id),
+                &grant_sk(scope, &source),
+            )))
+            .update_expression("REMOVE revoked_at")
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .expect("key, expression and table are set");
+        items.push(TransactWriteItem::builder().update(restore).build());
+    }
+    if order.credits != 0 {
+        items.push(db.wallet_add(&order.user_id, order.credits));
+    }
+    let Some(failed) = db.transact("reverse refund", items).await? else {
+        let mut done = order.clone();
+        done.state = OrderState::Paid;
+        done.refunded_amount = 0;
+        done.refund_ids.clear();
+        done.refund_reversed_at = Some(r.reversed_at);
+        done.refund_reversal_reason = Some(r.reason.clone());
+        return Ok(TransitionOutcome::Done(Box::new(done)));
+    };
+    match failed.first() {
+        Some(Some(old)) => Ok(conflict(
+            order_as_stored(db, old.as_ref(), &order.order_id).await?,
+        )),
+        _ => Err(StoreError::Corrupt(format!(
+            "refund reversal of {}: a grant the order made is missing",
             order.order_id
         ))),
     }
