@@ -32,6 +32,21 @@ pub fn x5c_entry(name: &str) -> String {
     STANDARD.encode(STANDARD.decode(b64).expect("pem body"))
 }
 
+/// A fixture certificate's validity (`name.pem`), unix seconds: tests sign at instants
+/// inside or outside it, so they do not depend on when the fixtures were made.
+pub fn certificate_validity(name: &str) -> (i64, i64) {
+    use x509_cert::der::Decode;
+    let pem = fixture(&format!("{name}.pem"));
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(b64).expect("pem body");
+    let cert = x509_cert::Certificate::from_der(&der).expect("certificate");
+    let v = &cert.tbs_certificate.validity;
+    (
+        v.not_before.to_unix_duration().as_secs() as i64,
+        v.not_after.to_unix_duration().as_secs() as i64,
+    )
+}
+
 /// Signs `payload` with the PKCS#8 key `key` (a leaf), carrying `chain` as `x5c`.
 pub fn sign_with(key: &str, chain: &[&str], payload: &Value) -> String {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);

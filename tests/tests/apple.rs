@@ -78,13 +78,16 @@ fn verification_matrix_matches_apples_library() {
         chain("leaf_expired", &["leaf_expired", "intermediate", "root"]),
         Err(AppleRejection::Jws(JwsError::Chain(_)))
     ));
+    // Signed while the short-lived leaf was valid (read from the certificate, not the
+    // calendar: the test must pass after the leaf has expired too).
+    let (leaf_from, _) = certificate_validity("leaf_expired");
     let early = transaction(
         "1001",
         "1001",
         "com.example.vip",
         T0 - 60,
         Some(T0),
-        now_s() + 60,
+        leaf_from + 60,
     );
     assert!(apple
         .verify_transaction(&sign_with(

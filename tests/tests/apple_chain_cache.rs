@@ -3,29 +3,14 @@
 //! the payload's `signedDate`, another root, a chain missing Apple's marker OIDs, or a bad
 //! JWS signature under a known chain.
 
-use base64::Engine as _;
 use serde_json::Value;
 use tollgate::providers::apple::wire::{verify_jws, JwsError, TrustRoots};
-use tollgate_tests::apple::{fixture_path, sign_with, transaction, with_payload};
-use x509_cert::der::Decode;
+use tollgate_tests::apple::{
+    certificate_validity as validity, fixture_path, sign_with, transaction, with_payload,
+};
 
 fn roots(name: &str) -> TrustRoots {
     TrustRoots::from_pem(&std::fs::read_to_string(fixture_path(name)).unwrap()).unwrap()
-}
-
-/// A fixture certificate's validity, unix seconds.
-fn validity(name: &str) -> (i64, i64) {
-    let pem = std::fs::read_to_string(fixture_path(&format!("{name}.pem"))).unwrap();
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
-    let cert = x509_cert::Certificate::from_der(&der).unwrap();
-    let v = &cert.tbs_certificate.validity;
-    (
-        v.not_before.to_unix_duration().as_secs() as i64,
-        v.not_after.to_unix_duration().as_secs() as i64,
-    )
 }
 
 /// A transaction signed at `signed` (unix seconds).
