@@ -112,6 +112,11 @@ async fn post_and_get_callbacks_create_paid_orders_whose_durations_stack() {
     // GET is refused for providers that only POST.
     let r = s.request("GET", "/callbacks/sandbox", &[], "").await;
     r.assert_problem(405);
+    assert_eq!(r.headers.get("allow").unwrap(), "POST");
+    // Huya's own route takes both; any other method is told so.
+    let r = s.request("PUT", "/callbacks/huya", &[], "").await;
+    r.assert_problem(405);
+    assert_eq!(r.headers.get("allow").unwrap(), "POST, GET");
 }
 
 /// Huya's own ways to be wrong: goods or a level the catalog does not sell, a bad

@@ -14,6 +14,7 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/orders/{id}/confirm"),
     ("POST", "/callbacks/{provider}"),
     ("GET", "/callbacks/huya"),
+    ("POST", "/callbacks/huya"),
     ("GET", "/entitlements"),
     ("GET", "/entitlements/{product_id}"),
     ("POST", "/purchases/apple"),

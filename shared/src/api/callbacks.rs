@@ -23,16 +23,6 @@ pub(super) async fn provider_callback(
         };
         return problem(StatusCode::NOT_FOUND, "provider-not-enabled", detail);
     };
-    if req.method() == http::Method::GET && !p.accepts_get() {
-        let mut r = problem(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            format!("{provider} calls back with POST"),
-        );
-        r.headers_mut()
-            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
-        return r;
-    }
     if let Err(over) = callback_limits::of(provider).check(req) {
         count_rejected(provider, over.code(), &over);
         return answer(p.refuse(over.status(), &over.to_string()));

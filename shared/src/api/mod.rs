@@ -84,8 +84,19 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["orders"] => (Orders, &[Method::POST, Method::GET]),
         ["orders", _] => (Orders, &[Method::GET]),
         ["orders", _, "cancel"] | ["orders", _, "confirm"] => (Orders, &[Method::POST]),
-        // GET only for providers that call back that way (Huya); checked per provider.
-        ["callbacks", _] => (Callbacks, &[Method::POST, Method::GET]),
+        // GET only for providers that call back that way (Huya). A provider that is not
+        // enabled is answered 404 by the route itself, whatever the method.
+        ["callbacks", provider] => {
+            let post_only = app
+                .providers
+                .verifier(provider)
+                .is_some_and(|p| !p.accepts_get());
+            if post_only {
+                (Callbacks, &[Method::POST])
+            } else {
+                (Callbacks, &[Method::POST, Method::GET])
+            }
+        }
         ["entitlements"] | ["entitlements", _] => (Streams, &[Method::GET]),
         ["purchases", "apple" | "google"] | ["notifications", "apple" | "google"] => {
             (StoreNotifications, &[Method::POST])
@@ -113,7 +124,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
             "method-not-allowed",
             format!("{method} is not allowed here"),
         );
-        if let Ok(v) = allowed[0].as_str().parse() {
+        let allow: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        if let Ok(v) = allow.join(", ").parse() {
             r.headers_mut().insert(header::ALLOW, v);
         }
         return r;
