@@ -197,7 +197,9 @@ impl Nginx {
                     StartError::Fatal(err)
                 });
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // Ours answers with its own directory: another server that took the port first
+            // (nginx then exits "Address already in use", found above) does not.
+            if self.answers_as_itself(addr) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -213,6 +215,25 @@ impl Nginx {
             // Poll interval between connection attempts (not a readiness guess).
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the server on `addr` is this nginx: `GET /__harness_ready` answers with this
+    /// instance's directory.
+    fn answers_as_itself(&self, addr: SocketAddr) -> bool {
+        use std::io::Write;
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        if s.write_all(b"GET /__harness_ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let me = self.dir.display().to_string();
+        answer.ends_with(me.as_bytes())
     }
 
     fn stop(&mut self) {
@@ -336,6 +357,11 @@ http {{
         listen 127.0.0.1:{port};
         server_name localhost;
         root {d}/www;
+
+        # The harness's readiness probe: this instance, not whatever else holds the port.
+        location = /__harness_ready {{
+            return 200 "{d}";
+        }}
 
         {directives}
     }}

@@ -13,23 +13,9 @@ fn template() -> Value {
     serde_yaml::from_str(&text).unwrap()
 }
 
-/// The variables whose value may be a reference (resolved at start-up) rather than the secret.
-const SECRET_VARS: &[&str] = &[
-    "WECHATPAY_MERCHANT_PRIVATE_KEY",
-    "WECHATPAY_API_V3_KEY",
-    "WECHATPAY_PLATFORM_KEYS",
-    "ALIPAY_APP_PRIVATE_KEY",
-    "ALIPAY_PUBLIC_KEY",
-    "HUYA_EXT_SECRET",
-    "APPLE_PRIVATE_KEY",
-    "GOOGLE_SERVICE_ACCOUNT_JSON",
-    "SANDBOX_SECRET",
-    "AUTH_JWT_SECRET",
-    "STREAM_SIGNING_KEYS",
-    "NGINX_SECURE_LINK_SECRET",
-    "TENCENT_PLAY_KEY",
-    "ALIYUN_AUTH_KEY",
-];
+/// The variables whose value may be a reference (resolved at start-up) rather than the secret:
+/// the runtime's own list.
+const SECRET_VARS: &[&str] = tollgate::secret_refs::SECRET_VARIABLES;
 
 /// A production deployment with every provider on: long stack, account and secret names,
 /// JSON-key references, SSM names, a catalog in S3.

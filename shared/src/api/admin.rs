@@ -182,15 +182,7 @@ pub(super) async fn user(app: &App, user: &str, req: &Request<Bytes>) -> Respons
     let entitlements: Vec<_> = view
         .live
         .iter()
-        .map(|w| {
-            json!({
-                "scope": w.scope,
-                "product_id": w.product_id,
-                "source_id": w.source_id,
-                "valid_from": rfc3339(w.valid_from),
-                "valid_until": w.valid_until.map(rfc3339),
-            })
-        })
+        .map(super::entitlements::window_json)
         .collect();
     let devices: Vec<_> = items
         .sessions

@@ -2,27 +2,27 @@
 
 use super::problem::json_response;
 use crate::app::App;
+use crate::domain::grant::GrantWindow;
 use crate::domain::time::rfc3339;
 use crate::service::{entitlements, ServiceError};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::json;
 
+/// A grant with its stacked validity, as the viewer and support see it.
+pub(super) fn window_json(w: &GrantWindow) -> serde_json::Value {
+    json!({
+        "scope": w.scope,
+        "product_id": w.product_id,
+        "source_id": w.source_id,
+        "valid_from": rfc3339(w.valid_from),
+        "valid_until": w.valid_until.map(rfc3339),
+    })
+}
+
 pub(super) async fn list(app: &App, user: &str) -> Result<Response<Bytes>, ServiceError> {
     entitlements::list(app, user).await.map(|e| {
-        let grants: Vec<_> = e
-            .grants
-            .iter()
-            .map(|g| {
-                json!({
-                    "scope": g.scope,
-                    "product_id": g.product_id,
-                    "source_id": g.source_id,
-                    "valid_from": rfc3339(g.valid_from),
-                    "valid_until": g.valid_until.map(rfc3339),
-                })
-            })
-            .collect();
+        let grants: Vec<_> = e.grants.iter().map(window_json).collect();
         json_response(
             StatusCode::OK,
             &json!({"grants": grants, "credits": e.credits}),
