@@ -183,21 +183,12 @@ pub(super) async fn refund(
         .build()
         .expect("key, expression and table are set");
     let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
-    let source = order.order_id.to_string();
-    for scope in &order.grants {
-        let revoke = Update::builder()
-            .table_name(&db.table)
-            .set_key(Some(key(
-                user_pk(&order.user_id),
-                &grant_sk(scope, &source),
-            )))
-            .update_expression("SET revoked_at = if_not_exists(revoked_at, :at)")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":at", n(at))
-            .build()
-            .expect("key, expression and table are set");
-        items.push(TransactWriteItem::builder().update(revoke).build());
-    }
+    items.extend(grant_updates(
+        db,
+        order,
+        "SET revoked_at = if_not_exists(revoked_at, :at)",
+        Some(HashMap::from([(":at".to_owned(), n(at))])),
+    ));
     if order.credits != 0 {
         items.push(db.wallet_add(&order.user_id, -order.credits));
     }
@@ -252,20 +243,7 @@ pub(super) async fn reverse_refund(
         .build()
         .expect("key, expression and table are set");
     let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
-    let source = order.order_id.to_string();
-    for scope in &order.grants {
-        let restore = Update::builder()
-            .table_name(&db.table)
-            .set_key(Some(key(
-                user_pk(&order.user_id),
-                &grant_sk(scope, &source),
-            )))
-            .update_expression("REMOVE revoked_at")
-            .condition_expression("attribute_exists(pk)")
-            .build()
-            .expect("key, expression and table are set");
-        items.push(TransactWriteItem::builder().update(restore).build());
-    }
+    items.extend(grant_updates(db, order, "REMOVE revoked_at", None));
     if order.credits != 0 {
         items.push(db.wallet_add(&order.user_id, order.credits));
     }
@@ -349,4 +327,33 @@ impl DynamoStore {
             .expect("key, expression and table are set");
         TransactWriteItem::builder().update(update).build()
     }
+}
+
+/// One update of each grant `order` made, conditioned on the grant existing (a missing one
+/// fails the transaction): how a refund revokes them and a reversal restores them.
+fn grant_updates(
+    db: &DynamoStore,
+    order: &Order,
+    expression: &str,
+    values: Option<HashMap<String, AttributeValue>>,
+) -> Vec<TransactWriteItem> {
+    let source = order.order_id.to_string();
+    order
+        .grants
+        .iter()
+        .map(|scope| {
+            let update = Update::builder()
+                .table_name(&db.table)
+                .set_key(Some(key(
+                    user_pk(&order.user_id),
+                    &grant_sk(scope, &source),
+                )))
+                .update_expression(expression)
+                .condition_expression("attribute_exists(pk)")
+                .set_expression_attribute_values(values.clone())
+                .build()
+                .expect("key, expression and table are set");
+            TransactWriteItem::builder().update(update).build()
+        })
+        .collect()
 }
