@@ -66,7 +66,14 @@ pub async fn handle_event(app: &Arc<App>, routes: Routes, req: Request) -> Respo
             .and_then(|ip| ip.parse::<std::net::IpAddr>().ok()),
         _ => None,
     };
+    let request_id = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
     let (mut parts, body) = req.into_parts();
+    if let Some(id) = request_id {
+        parts.extensions.insert(crate::api::RequestId(id));
+    }
     if let Some(ip) = source_ip {
         parts
             .extensions

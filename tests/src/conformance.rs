@@ -113,6 +113,10 @@ pub async fn run_all(store: Arc<dyn Store>) {
     settle_new_order_exactly_once_concurrently(store.clone()).await;
     bans_live_in_the_users_partition(&*store).await;
     publish_keys_rotate(&*store).await;
+    promotions_granted_once_concurrently(store.clone()).await;
+    revocations_follow_the_grants_as_read(&*store).await;
+    wallet_changes_apply_one_at_a_time(store.clone()).await;
+    audit_pages(&*store).await;
     refunds_add_up(&*store).await;
     refunds_counted_once_concurrently(store.clone()).await;
     order_quota_caps_each_users_window(&*store).await;
@@ -674,6 +678,8 @@ fn purchase(id: &str, user: &str, at: i64, until: i64, revoked: Option<i64>) -> 
                 paid_at: 1_000,
                 term: Term::Until(until),
                 revoked_at: revoked,
+                revoked_by: None,
+                revoke_reason: None,
             })
             .collect(),
     }
@@ -946,7 +952,42 @@ pub async fn settle_new_order_exactly_once_concurrently(store: Arc<dyn Store>) {
     );
 }
 
+/// An audit record of `action` about `user` at `at` (a fresh id each call).
+fn audit_rec(
+    action: tollgate::domain::audit::AuditAction,
+    user: Option<&str>,
+    at: i64,
+) -> tollgate::domain::audit::AuditRecord {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    let mut r = [0u8; 10];
+    r[..8].copy_from_slice(&n.to_be_bytes());
+    r[8] = (tollgate::clock::SystemClock.now_ms() & 0xff) as u8;
+    tollgate::domain::audit::AuditRecord {
+        id: OrderId::from_parts(u64::try_from(at).unwrap_or(0) * 1000, r)
+            .as_str()
+            .to_owned(),
+        at,
+        actor: "op".into(),
+        action,
+        user_id: user.map(str::to_owned),
+        order_id: None,
+        stream_id: None,
+        before: serde_json::Value::Null,
+        after: serde_json::json!({"n": n}),
+        reason: Some("why".into()),
+        request_id: format!("req-{n}"),
+    }
+}
+
+/// The user's audit records, newest first (one page of up to 100).
+async fn audit_of(store: &dyn Store, user: &str) -> Vec<tollgate::domain::audit::AuditRecord> {
+    store.user_audit(user, 100, None, None).await.unwrap().records
+}
+
 pub async fn bans_live_in_the_users_partition(store: &dyn Store) {
+    use tollgate::domain::audit::AuditAction;
     use tollgate::domain::ban::Ban;
     let user = "ban-user";
     let ban = |scope: &str, until: Option<i64>, reason: &str| Ban {
@@ -956,56 +997,395 @@ pub async fn bans_live_in_the_users_partition(store: &dyn Store) {
         created_at: 1_000,
         created_by: Some(format!("op-{reason}")),
     };
+    let rec = || audit_rec(AuditAction::Ban, Some(user), 1_000);
     assert!(store.user_items(user).await.unwrap().bans.is_empty());
+    let spam = ban("concert", Some(5_000), "spam");
     assert_eq!(
-        store
-            .put_ban(user, &ban("concert", Some(5_000), "spam"))
-            .await
-            .unwrap(),
-        None
+        store.put_ban(user, &spam, None, &rec()).await.unwrap(),
+        Guarded::Written
+    );
+    let fraud = ban("*", None, "fraud");
+    assert_eq!(
+        store.put_ban(user, &fraud, None, &rec()).await.unwrap(),
+        Guarded::Written
+    );
+    // Replacing needs the ban as read: a stale read writes nothing and names the ban now.
+    let again = ban("concert", None, "spam again");
+    assert_eq!(
+        store.put_ban(user, &again, None, &rec()).await.unwrap(),
+        Guarded::Changed(Some(spam.clone()))
     );
     assert_eq!(
-        store.put_ban(user, &ban("*", None, "fraud")).await.unwrap(),
-        None
+        store.put_ban(user, &again, Some(&spam), &rec()).await.unwrap(),
+        Guarded::Written
     );
-    let replaced = store
-        .put_ban(user, &ban("concert", None, "spam again"))
-        .await
-        .unwrap();
-    assert_eq!(replaced, Some(ban("concert", Some(5_000), "spam")));
     let mut bans = store.user_items(user).await.unwrap().bans;
     bans.sort_by(|a, b| a.scope.cmp(&b.scope));
-    assert_eq!(
-        bans,
-        vec![ban("*", None, "fraud"), ban("concert", None, "spam again")]
-    );
+    assert_eq!(bans, vec![fraud.clone(), again.clone()]);
     assert!(store.user_items("ban-other").await.unwrap().bans.is_empty());
-    assert!(store.lift_ban(user, "*").await.unwrap());
-    assert!(!store.lift_ban(user, "*").await.unwrap(), "already lifted");
-    assert!(!store.lift_ban("ban-other", "concert").await.unwrap());
+    let lift = || audit_rec(AuditAction::LiftBan, Some(user), 1_001);
+    assert_eq!(
+        store.lift_ban(user, &fraud, &lift()).await.unwrap(),
+        Guarded::Written
+    );
+    assert_eq!(
+        store.lift_ban(user, &fraud, &lift()).await.unwrap(),
+        Guarded::Changed(None),
+        "already lifted"
+    );
+    assert_eq!(
+        store.lift_ban(user, &spam, &lift()).await.unwrap(),
+        Guarded::Changed(Some(again.clone())),
+        "not the ban stored now"
+    );
+    assert_eq!(
+        store.lift_ban("ban-other", &again, &lift()).await.unwrap(),
+        Guarded::Changed(None)
+    );
     let bans = store.user_items(user).await.unwrap().bans;
-    assert_eq!(bans, vec![ban("concert", None, "spam again")]);
+    assert_eq!(bans, vec![again]);
+    // One audit record per change written, none for the refused ones; never in USER#.
+    let trail = audit_of(store, user).await;
+    let actions: Vec<_> = trail.iter().map(|r| r.action).collect();
+    assert_eq!(
+        actions,
+        vec![
+            AuditAction::LiftBan,
+            AuditAction::Ban,
+            AuditAction::Ban,
+            AuditAction::Ban
+        ]
+    );
 }
 
 pub async fn publish_keys_rotate(store: &dyn Store) {
+    use tollgate::domain::audit::AuditAction;
+    use tollgate::domain::publish_key::PublishKey;
+    let key = |hash: &str, version: u64, at: i64, by: &str| PublishKey {
+        hash: hash.into(),
+        version,
+        rotated_at: at,
+        rotated_by: Some(by.into()),
+    };
+    let rec = || {
+        let mut r = audit_rec(AuditAction::RotatePublishKey, None, 100);
+        r.stream_id = Some("pk-stream".into());
+        r
+    };
     assert_eq!(store.publish_key("pk-stream").await.unwrap(), None);
-    let first = store
-        .rotate_publish_key("pk-stream", "h1", "op-1", 100)
-        .await
-        .unwrap();
+    let first = key("h1", 1, 100, "op-1");
     assert_eq!(
-        (first.hash.as_str(), first.version, first.rotated_at),
-        ("h1", 1, 100)
+        store
+            .rotate_publish_key("pk-stream", &first, None, &rec())
+            .await
+            .unwrap(),
+        Guarded::Written
     );
-    assert_eq!(first.rotated_by.as_deref(), Some("op-1"));
-    let second = store
-        .rotate_publish_key("pk-stream", "h2", "op-2", 200)
-        .await
-        .unwrap();
-    assert_eq!((second.hash.as_str(), second.version), ("h2", 2));
-    assert_eq!(second.rotated_by.as_deref(), Some("op-2"));
+    assert_eq!(
+        store.publish_key("pk-stream").await.unwrap(),
+        Some(first.clone())
+    );
+    // A rotation that did not see the first one is refused: no two share a version.
+    assert_eq!(
+        store
+            .rotate_publish_key("pk-stream", &key("hx", 1, 150, "op-x"), None, &rec())
+            .await
+            .unwrap(),
+        Guarded::Changed(Some(first.clone()))
+    );
+    let second = key("h2", 2, 200, "op-2");
+    assert_eq!(
+        store
+            .rotate_publish_key("pk-stream", &second, Some(&first), &rec())
+            .await
+            .unwrap(),
+        Guarded::Written
+    );
     assert_eq!(store.publish_key("pk-stream").await.unwrap(), Some(second));
     assert_eq!(store.publish_key("pk-other").await.unwrap(), None);
+}
+
+fn promo_grant(scope: &str, source: &str, paid_at: i64, days: u32) -> Grant {
+    Grant {
+        scope: scope.into(),
+        product_id: "promo".into(),
+        source_id: source.into(),
+        paid_at,
+        term: Term::Days(days),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    }
+}
+
+fn admin_key(user: &str, key: &str, hash: &str) -> AdminKey {
+    AdminKey {
+        user_id: user.into(),
+        key: key.into(),
+        request_hash: hash.into(),
+        result: serde_json::json!({"hash": hash}),
+        at: 500,
+    }
+}
+
+/// Thirty identical promotions at once: one applies (its grants, its key, one audit
+/// record), the rest see the key used; nothing is written twice.
+pub async fn promotions_granted_once_concurrently(store: Arc<dyn Store>) {
+    use tollgate::domain::audit::AuditAction;
+    let user = "promo-user";
+    let grants = vec![
+        promo_grant("channel:main", "promo#k1", 500, 7),
+        promo_grant("channel:vip", "promo#k1", 500, 7),
+    ];
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let (store, grants) = (store.clone(), grants.clone());
+            tokio::spawn(async move {
+                store
+                    .grant(
+                        user,
+                        &grants,
+                        &admin_key(user, "k1", "h1"),
+                        &audit_rec(AuditAction::Grant, Some(user), 500),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            KeyedOutcome::Written => written += 1,
+            KeyedOutcome::KeyUsed(k) => assert_eq!(k, admin_key(user, "k1", "h1")),
+        }
+    }
+    assert_eq!(written, 1);
+    let mut held = store.user_items(user).await.unwrap().grants;
+    held.sort_by(|a, b| a.scope.cmp(&b.scope));
+    assert_eq!(held, grants);
+    assert_eq!(audit_of(&*store, user).await.len(), 1);
+    assert_eq!(
+        store.admin_key(user, "k1").await.unwrap(),
+        Some(admin_key(user, "k1", "h1"))
+    );
+    assert_eq!(store.admin_key(user, "k2").await.unwrap(), None);
+    assert_eq!(store.admin_key("promo-other", "k1").await.unwrap(), None);
+}
+
+/// Revoking by hand writes the grants as read, now revoked, only while they are unrevoked.
+pub async fn revocations_follow_the_grants_as_read(store: &dyn Store) {
+    use tollgate::domain::audit::AuditAction;
+    let user = "revoke-user";
+    let g = promo_grant("channel:main", "promo#r1", 600, 30);
+    let other = promo_grant("channel:main", "promo#r2", 601, 3);
+    for (grant, key) in [(&g, "r1"), (&other, "r2")] {
+        store
+            .grant(
+                user,
+                std::slice::from_ref(grant),
+                &admin_key(user, key, key),
+                &audit_rec(AuditAction::Grant, Some(user), 600),
+            )
+            .await
+            .unwrap();
+    }
+    let revoked = Grant {
+        revoked_at: Some(700),
+        revoked_by: Some("op".into()),
+        revoke_reason: Some("abuse".into()),
+        ..g.clone()
+    };
+    let rec = || audit_rec(AuditAction::RevokeGrant, Some(user), 700);
+    assert_eq!(
+        store
+            .revoke_grants(user, std::slice::from_ref(&revoked), &rec())
+            .await
+            .unwrap(),
+        Guarded::Written
+    );
+    // Twice, or a grant that is not there: nothing written.
+    assert_eq!(
+        store
+            .revoke_grants(user, std::slice::from_ref(&revoked), &rec())
+            .await
+            .unwrap(),
+        Guarded::Changed(())
+    );
+    let ghost = Grant {
+        source_id: "promo#none".into(),
+        ..revoked.clone()
+    };
+    assert_eq!(
+        store.revoke_grants(user, &[ghost], &rec()).await.unwrap(),
+        Guarded::Changed(())
+    );
+    let mut held = store.user_items(user).await.unwrap().grants;
+    held.sort_by(|a, b| a.source_id.cmp(&b.source_id));
+    assert_eq!(held, vec![revoked, other]);
+    let trail = audit_of(store, user).await;
+    assert_eq!(trail.len(), 3, "two grants and one revocation");
+    assert_eq!(trail[0].action, AuditAction::RevokeGrant);
+}
+
+/// Forty concurrent debits of 10 from 100, each re-reading and retrying on a moved
+/// balance as the service does: exactly ten apply, the balance never goes below zero, and
+/// each applied one has its audit record.
+pub async fn wallet_changes_apply_one_at_a_time(store: Arc<dyn Store>) {
+    use tollgate::domain::audit::AuditAction;
+    let user = "wallet-user";
+    assert_eq!(
+        store
+            .adjust_wallet(
+                user,
+                0,
+                100,
+                &admin_key(user, "seed", "seed"),
+                &audit_rec(AuditAction::Wallet, Some(user), 800)
+            )
+            .await
+            .unwrap(),
+        WalletOutcome::Written
+    );
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut balance = store.user_items(user).await.unwrap().credits;
+                loop {
+                    if balance < 10 {
+                        return false;
+                    }
+                    let key = admin_key(user, &format!("debit-{i}"), "d");
+                    let rec = audit_rec(AuditAction::Wallet, Some(user), 801);
+                    match store
+                        .adjust_wallet(user, balance, balance - 10, &key, &rec)
+                        .await
+                        .unwrap()
+                    {
+                        WalletOutcome::Written => return true,
+                        WalletOutcome::BalanceMoved(now) => balance = now,
+                        WalletOutcome::KeyUsed(k) => panic!("key {k:?} is this task's own"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        applied += usize::from(t.await.unwrap());
+    }
+    assert_eq!(applied, 10);
+    assert_eq!(store.user_items(user).await.unwrap().credits, 0);
+    assert_eq!(audit_of(&*store, user).await.len(), 11);
+    // A used key wins over a moved balance: the replay learns what the key did.
+    assert_eq!(
+        store
+            .adjust_wallet(
+                user,
+                100,
+                90,
+                &admin_key(user, "debit-0", "d"),
+                &audit_rec(AuditAction::Wallet, Some(user), 802)
+            )
+            .await
+            .unwrap(),
+        WalletOutcome::KeyUsed(admin_key(user, "debit-0", "d"))
+    );
+}
+
+/// A later instant than any other case writes audit records at.
+const AUDIT_T: i64 = 3_000_000_000;
+
+/// A user's trail newest first and everyone's since a time oldest first, page by page.
+pub async fn audit_pages(store: &dyn Store) {
+    use tollgate::domain::audit::AuditAction;
+    let user = "audit-user";
+    let mut written = Vec::new();
+    for i in 0..7 {
+        let rec = audit_rec(AuditAction::Wallet, Some(user), AUDIT_T + i);
+        // Each record goes in with a change, as every store method writes them.
+        let key = admin_key(user, &format!("a{i}"), "h");
+        assert_eq!(
+            store.adjust_wallet(user, i, i + 1, &key, &rec).await.unwrap(),
+            WalletOutcome::Written
+        );
+        written.push(rec);
+    }
+    let other = audit_rec(AuditAction::Wallet, Some("audit-other"), AUDIT_T + 3);
+    store
+        .adjust_wallet(
+            "audit-other",
+            0,
+            1,
+            &admin_key("audit-other", "o", "h"),
+            &other,
+        )
+        .await
+        .unwrap();
+    // The user's, newest first, three at a time.
+    let mut seen = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = store
+            .user_audit(user, 3, before.as_deref(), None)
+            .await
+            .unwrap();
+        assert!(page.records.len() <= 3);
+        seen.extend(page.records.iter().cloned());
+        if !page.more {
+            break;
+        }
+        before = page.records.last().map(|r| r.sort_key());
+    }
+    let mut newest_first = written.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    // Bounded by `since`: the three newest only, and no further page.
+    let page = store
+        .user_audit(user, 10, None, Some(AUDIT_T + 4))
+        .await
+        .unwrap();
+    assert_eq!(page.records, newest_first[..3].to_vec());
+    assert!(!page.more);
+    let page = store
+        .user_audit(user, 2, None, Some(AUDIT_T + 4))
+        .await
+        .unwrap();
+    assert!(page.more);
+    let page = store
+        .user_audit(user, 2, page.records.last().map(|r| r.sort_key()).as_deref(), Some(AUDIT_T + 4))
+        .await
+        .unwrap();
+    assert_eq!(page.records, newest_first[2..3].to_vec());
+    assert!(!page.more);
+    // Everyone's since AUDIT_T + 2, oldest first, two at a time (the index is eventually
+    // consistent in DynamoDB; moto's is not, so this reads it at once).
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .audit_since(AUDIT_T + 2, 2, after.as_deref())
+            .await
+            .unwrap();
+        all.extend(page.records.iter().cloned());
+        if !page.more {
+            break;
+        }
+        after = page.records.last().map(|r| r.sort_key());
+    }
+    let mut expected: Vec<_> = written[2..].to_vec();
+    expected.push(other);
+    expected.sort_by_key(|r| r.sort_key());
+    assert_eq!(all, expected);
+    assert!(store
+        .user_audit("audit-nobody", 5, None, None)
+        .await
+        .unwrap()
+        .records
+        .is_empty());
+    // None of it is in the user's partition that entitlement checks read.
+    let items = store.user_items(user).await.unwrap();
+    assert!(items.grants.is_empty() && items.bans.is_empty());
 }
 
 /// Refunds are counted on the order under `RefundCount`'s conditions.

@@ -1,16 +1,22 @@
 //! Operators' routes: `GET /admin/stats`, support's lookups (`GET /admin/orders/{id}`,
 //! `GET /admin/lookup?provider=&transaction_id=`, `GET /admin/users/{user}`),
 //! `POST /admin/streams/{id}/publish-key`, `POST /admin/users/{user}/bans`,
-//! `DELETE /admin/users/{user}/bans/{stream_id|*}`.
+//! `DELETE /admin/users/{user}/bans/{stream_id|*}`, `POST /admin/users/{user}/grants`,
+//! `DELETE /admin/users/{user}/grants/{source_id}`, `POST /admin/users/{user}/wallet` and
+//! the audit trail, `GET /admin/audit?user_id=|since=`.
 //!
 //! Each route needs an operator: an IAM-signed request (the HTTP API's IAM authorizer in
 //! AWS), or a bearer token whose roles claim names `tollgate:admin` (`tollgate:support` may
-//! read). Whoever changes something is recorded with the change.
+//! read). Whoever changes something is recorded with the change and in its audit record,
+//! with the request's id.
 
 use super::auth::{ADMIN_ROLE, SUPPORT_ROLE};
 use super::problem::{json_response, problem, service_problem};
-use super::{parse_json, IamCaller};
+use super::{parse_json, IamCaller, RequestId};
 use crate::app::App;
+use crate::service::audit::{self as audit_trail, Operator};
+use crate::service::manual_grants::{self, GrantRequest, Granted};
+use crate::service::wallet::{self, Adjusted, WalletRequest};
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::Order;
 use crate::service::moderation::{self, BanRequest};
@@ -58,6 +64,33 @@ fn authorize(app: &App, req: &Request<Bytes>, need: Need) -> Result<String, Resp
             "forbidden",
             format!("this admin route needs the role {wanted}"),
         ))
+    }
+}
+
+/// An admin who may change things, with the request's id for the audit record: API
+/// Gateway's in Lambda, a fresh one on the local server.
+#[allow(clippy::result_large_err)]
+fn operator(app: &App, req: &Request<Bytes>) -> Result<Operator, Response<Bytes>> {
+    let actor = authorize(app, req, Need::Change)?;
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_else(audit_trail::new_request_id);
+    Ok(Operator { actor, request_id })
+}
+
+/// The `Idempotency-Key` header, if sent; not text is a 400.
+#[allow(clippy::result_large_err)]
+fn idempotency_key(req: &Request<Bytes>) -> Result<Option<&str>, Response<Bytes>> {
+    match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Ok(k)) => Ok(Some(k)),
+        Some(Err(_)) => Err(problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "Idempotency-Key must be printable ASCII",
+        )),
     }
 }
 
@@ -165,20 +198,7 @@ pub(super) async fn user(app: &App, user: &str, req: &Request<Bytes>) -> Respons
         Err(e) => return service_problem(&e),
     };
     let items = &view.items;
-    let grants: Vec<_> = items
-        .grants
-        .iter()
-        .map(|g| {
-            json!({
-                "scope": g.scope,
-                "product_id": g.product_id,
-                "source_id": g.source_id,
-                "paid_at": rfc3339(g.paid_at),
-                "term": g.term,
-                "revoked_at": g.revoked_at.map(rfc3339),
-            })
-        })
-        .collect();
+    let grants: Vec<_> = items.grants.iter().map(manual_grants::grant_json).collect();
     let entitlements: Vec<_> = view
         .live
         .iter()
@@ -229,11 +249,11 @@ pub(super) async fn rotate_publish_key(
     stream_id: &str,
     req: &Request<Bytes>,
 ) -> Response<Bytes> {
-    let actor = match authorize(app, req, Need::Change) {
-        Ok(a) => a,
+    let op = match operator(app, req) {
+        Ok(o) => o,
         Err(r) => return r,
     };
-    match moderation::rotate_publish_key(app, stream_id, &actor).await {
+    match moderation::rotate_publish_key(app, stream_id, &op).await {
         Ok(k) => json_response(
             StatusCode::CREATED,
             &json!({
@@ -273,8 +293,8 @@ fn user_segment(raw: &str) -> Result<String, Response<Bytes>> {
 /// `POST /admin/users/{user}/bans`: 201 for a new ban, 200 when it replaced one of the same
 /// scope.
 pub(super) async fn ban(app: &App, user: &str, req: &Request<Bytes>) -> Response<Bytes> {
-    let actor = match authorize(app, req, Need::Change) {
-        Ok(a) => a,
+    let op = match operator(app, req) {
+        Ok(o) => o,
         Err(r) => return r,
     };
     let user = match user_segment(user) {
@@ -301,7 +321,7 @@ pub(super) async fn ban(app: &App, user: &str, req: &Request<Bytes>) -> Response
         until,
         reason: body.reason,
     };
-    match moderation::ban(app, &user, asked, &actor).await {
+    match moderation::ban(app, &user, asked, &op).await {
         Ok((b, replaced)) => json_response(
             if replaced {
                 StatusCode::OK
@@ -321,22 +341,24 @@ pub(super) async fn ban(app: &App, user: &str, req: &Request<Bytes>) -> Response
     }
 }
 
-/// `DELETE /admin/users/{user}/bans/{stream_id|*}`: 204, or 404 when there is no such ban.
+/// `DELETE /admin/users/{user}/bans/{stream_id|*}?reason=`: 204, or 404 when there is no
+/// such ban. The reason is optional and goes to the audit record.
 pub(super) async fn lift_ban(
     app: &App,
     user: &str,
     scope: &str,
     req: &Request<Bytes>,
 ) -> Response<Bytes> {
-    let actor = match authorize(app, req, Need::Change) {
-        Ok(a) => a,
+    let op = match operator(app, req) {
+        Ok(o) => o,
         Err(r) => return r,
     };
     let (user, scope) = match (user_segment(user), user_segment(scope)) {
         (Ok(u), Ok(s)) => (u, s),
         (Err(r), _) | (_, Err(r)) => return r,
     };
-    match moderation::lift_ban(app, &user, &scope, &actor).await {
+    let reason = super::query_param(req, "reason");
+    match moderation::lift_ban(app, &user, &scope, reason.as_deref(), &op).await {
         Ok(()) => {
             let mut r = Response::new(Bytes::new());
             *r.status_mut() = StatusCode::NO_CONTENT;
@@ -344,4 +366,142 @@ pub(super) async fn lift_ban(
         }
         Err(e) => service_problem(&e),
     }
+}
+
+/// `POST /admin/users/{user}/grants` with an `Idempotency-Key`: 201 with the promotion and
+/// its windows, 200 with the same answer on a repeat.
+pub(super) async fn grant(app: &App, user: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    let op = match operator(app, req) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let (user, key) = match (user_segment(user), idempotency_key(req)) {
+        (Ok(u), Ok(k)) => (u, k),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let body: GrantRequest = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match manual_grants::grant(app, &user, body, key, &op).await {
+        Ok(Granted::New(v)) => json_response(StatusCode::CREATED, &v),
+        Ok(Granted::Replayed(v)) => json_response(StatusCode::OK, &v),
+        Err(e) => service_problem(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    reason: String,
+}
+
+/// `DELETE /admin/users/{user}/grants/{source_id}` with `{"reason"}` (or `?reason=`): 200
+/// with the grants as revoked; 404 without such a grant; 409 when already revoked.
+pub(super) async fn revoke_grant(
+    app: &App,
+    user: &str,
+    source: &str,
+    req: &Request<Bytes>,
+) -> Response<Bytes> {
+    let op = match operator(app, req) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let (user, source) = match (user_segment(user), user_segment(source)) {
+        (Ok(u), Ok(s)) => (u, s),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let reason = if req.body().is_empty() {
+        match super::query_param(req, "reason") {
+            Some(r) => r,
+            None => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "bad-request",
+                    "a reason is required (body {\"reason\": ...} or ?reason=)",
+                )
+            }
+        }
+    } else {
+        match parse_json::<RevokeBody>(req) {
+            Ok(b) => b.reason,
+            Err(r) => return r,
+        }
+    };
+    match manual_grants::revoke(app, &user, &source, &reason, &op).await {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// `POST /admin/users/{user}/wallet` with an `Idempotency-Key`: 201 with the balance
+/// before and after, 200 with the same answer on a repeat.
+pub(super) async fn wallet(app: &App, user: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    let op = match operator(app, req) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let (user, key) = match (user_segment(user), idempotency_key(req)) {
+        (Ok(u), Ok(k)) => (u, k),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    let body: WalletRequest = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match wallet::adjust(app, &user, body, key, &op).await {
+        Ok(Adjusted::New(v)) => json_response(StatusCode::CREATED, &v),
+        Ok(Adjusted::Replayed(v)) => json_response(StatusCode::OK, &v),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// `GET /admin/audit?user_id=&since=&limit=&cursor=`: a user's records newest first, or
+/// with `since` alone everyone's oldest first (support may read).
+pub(super) async fn audit(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Err(r) = authorize(app, req, Need::Read) {
+        return r;
+    }
+    let param = |name: &str| super::query_param(req, name);
+    let (user, since, limit, cursor) = (
+        param("user_id"),
+        param("since"),
+        param("limit"),
+        param("cursor"),
+    );
+    match audit_trail::list(
+        app,
+        user.as_deref(),
+        since.as_deref(),
+        limit.as_deref(),
+        cursor.as_deref(),
+    )
+    .await
+    {
+        Ok(page) => json_response(
+            StatusCode::OK,
+            &json!({
+                "records": page.records.iter().map(record_json).collect::<Vec<_>>(),
+                "next_cursor": page.next_cursor,
+            }),
+        ),
+        Err(e) => service_problem(&e),
+    }
+}
+
+fn record_json(r: &crate::domain::audit::AuditRecord) -> serde_json::Value {
+    json!({
+        "id": r.id,
+        "at": rfc3339(r.at),
+        "actor": r.actor,
+        "action": r.action.as_str(),
+        "user_id": r.user_id,
+        "order_id": r.order_id,
+        "stream_id": r.stream_id,
+        "before": r.before,
+        "after": r.after,
+        "reason": r.reason,
+        "request_id": r.request_id,
+    })
 }

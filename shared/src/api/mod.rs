@@ -68,6 +68,11 @@ pub struct AuthorizerIdentity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// API Gateway's id of the request (`requestContext.requestId`), set by the Lambda adapter:
+/// operators' changes name it in their audit record.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// The IAM caller API Gateway's `AWS_IAM` authorizer verified (admin routes), set by the
 /// Lambda adapter.
 #[derive(Debug, Clone)]
@@ -109,10 +114,10 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         }
         ["admin", "users", _] => (Streams, &[Method::GET]),
         ["admin", "users", _, "orders"] => (Orders, &[Method::GET]),
-        ["admin", "streams", _, "publish-key"] | ["admin", "users", _, "bans"] => {
-            (Streams, &[Method::POST])
-        }
-        ["admin", "users", _, "bans", _] => (Streams, &[Method::DELETE]),
+        ["admin", "streams", _, "publish-key"]
+        | ["admin", "users", _, "bans" | "grants" | "wallet"] => (Streams, &[Method::POST]),
+        ["admin", "users", _, "bans" | "grants", _] => (Streams, &[Method::DELETE]),
+        ["admin", "audit"] => (Streams, &[Method::GET]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -159,6 +164,12 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["admin", "streams", id, "publish-key"] => admin::rotate_publish_key(app, id, &req).await,
         ["admin", "users", user, "bans"] => admin::ban(app, user, &req).await,
         ["admin", "users", user, "bans", scope] => admin::lift_ban(app, user, scope, &req).await,
+        ["admin", "users", user, "grants"] => admin::grant(app, user, &req).await,
+        ["admin", "users", user, "grants", source] => {
+            admin::revoke_grant(app, user, source, &req).await
+        }
+        ["admin", "users", user, "wallet"] => admin::wallet(app, user, &req).await,
+        ["admin", "audit"] => admin::audit(app, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,

@@ -70,6 +70,9 @@ pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
             e.to_string(),
         ),
         ServiceError::Conflict(d) => problem(StatusCode::CONFLICT, "conflict", d),
+        ServiceError::Unprocessable(d) => {
+            problem(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", d)
+        }
         ServiceError::PaymentRequired {
             stream_id,
             products,

@@ -35,6 +35,12 @@ pub struct Grant {
     pub paid_at: i64,
     pub term: Term,
     pub revoked_at: Option<i64>,
+    /// The operator who revoked it by hand; `None` for a refund or a store's revocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_by: Option<String>,
+    /// Why an operator revoked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_reason: Option<String>,
 }
 
 /// A grant with its concrete validity after stacking.
@@ -177,6 +183,8 @@ mod tests {
             paid_at,
             term: Term::Days(days),
             revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
         }
     }
 
@@ -221,6 +229,8 @@ mod tests {
                 until: 200,
             },
             revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
         }];
         let s = vec!["stream:c".to_string()];
         assert!(!entitled(&g, &s, 99));
@@ -266,6 +276,8 @@ mod subscription_tests {
             paid_at,
             term,
             revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
         }
     }
 
@@ -383,6 +395,8 @@ mod properties {
                     paid_at: paid * DAY,
                     term,
                     revoked_at: (rng.below(5) == 0).then_some((paid + 1) * DAY),
+                    revoked_by: None,
+                    revoke_reason: None,
                 }
             })
             .collect()

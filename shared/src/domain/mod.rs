@@ -1,5 +1,6 @@
 //! Pure types and rules. No I/O, no async: anything that needs the time takes `now`.
 
+pub mod audit;
 pub mod ban;
 pub mod catalog;
 pub mod grant;

@@ -223,6 +223,8 @@ impl Order {
                     paid_at,
                     term,
                     revoked_at: None,
+                    revoked_by: None,
+                    revoke_reason: None,
                 })
                 .collect(),
         }

@@ -209,6 +209,8 @@ async fn apply_subscription(
             paid_at,
             term: Term::Until(end),
             revoked_at,
+            revoked_by: None,
+            revoke_reason: None,
         })
         .collect();
     // A crossgrade to a product with other scopes: the scopes it no longer has are revoked

@@ -307,6 +307,8 @@ async fn apply_subscription(
             paid_at,
             term: Term::Until(end),
             revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
         })
         .collect();
     let purchase = StorePurchase {

@@ -2,9 +2,11 @@
 //! caller is a Lambda or the local server.
 
 pub mod apple_purchases;
+pub mod audit;
 pub mod entitlements;
 pub mod google_purchases;
 pub mod jobs;
+pub mod manual_grants;
 pub mod moderation;
 pub mod order_history;
 pub mod orders;
@@ -16,6 +18,7 @@ pub mod store_products;
 pub mod streams;
 pub mod support;
 pub mod sweep;
+pub mod wallet;
 
 use crate::domain::catalog::OfferError;
 use crate::store::StoreError;
@@ -34,6 +37,10 @@ pub enum ServiceError {
     IdempotencyMismatch,
     #[error("{0}")]
     Conflict(String),
+    /// Well-formed but not acceptable (an unknown product, a balance that would go
+    /// negative): 422.
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("not entitled to stream {stream_id:?} and no free preview left")]
     PaymentRequired {
         stream_id: String,

@@ -2,6 +2,7 @@
 //! DynamoDB transaction, and the same conformance suite holds for both.
 
 use super::*;
+use crate::domain::audit::AuditRecord;
 use crate::domain::order::{next_state, OrderEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -35,6 +36,26 @@ struct Tables {
     order_windows: HashMap<(String, i64), u32>,
     /// What may be deleted from when on, oldest first: the embedded store's `ttl`.
     expiring: BTreeSet<(i64, Expiring)>,
+    /// Every audit record by sort key: the `since` order.
+    audit_log: BTreeMap<String, AuditRecord>,
+    /// user → sort key → audit record about them.
+    audit_by_user: HashMap<String, BTreeMap<String, AuditRecord>>,
+    /// (user, key) → an operator's Idempotency-Key.
+    admin_keys: HashMap<(String, String), AdminKey>,
+}
+
+/// Files an audit record in both orders: what every operator change calls inside its own
+/// critical section, as the DynamoDB store adds [`super::dynamo`]'s audit put to the
+/// change's transaction.
+fn record_audit(t: &mut Tables, rec: &AuditRecord) {
+    let sk = rec.sort_key();
+    if let crate::domain::audit::AuditSubject::User(u) = rec.subject() {
+        t.audit_by_user
+            .entry(u.to_owned())
+            .or_default()
+            .insert(sk.clone(), rec.clone());
+    }
+    t.audit_log.insert(sk, rec.clone());
 }
 
 /// An item with an expiry, as filed in `Tables::expiring`. An entry is only a hint: the
@@ -130,6 +151,8 @@ impl MemoryStore {
             + t.bans.values().map(BTreeMap::len).sum::<usize>()
             + t.publish_keys.len()
             + t.order_windows.len()
+            + t.audit_log.len()
+            + t.admin_keys.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -677,21 +700,39 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError> {
-        Ok(self
-            .lock()
-            .bans
-            .entry(user_id.to_owned())
-            .or_default()
-            .insert(ban.scope.clone(), ban.clone()))
+    async fn put_ban(
+        &self,
+        user_id: &str,
+        ban: &Ban,
+        replaces: Option<&Ban>,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<Ban>>, StoreError> {
+        let mut t = self.lock();
+        let bans = t.bans.entry(user_id.to_owned()).or_default();
+        let stored = bans.get(&ban.scope);
+        if stored != replaces {
+            return Ok(Guarded::Changed(stored.cloned()));
+        }
+        bans.insert(ban.scope.clone(), ban.clone());
+        record_audit(&mut t, audit);
+        Ok(Guarded::Written)
     }
 
-    async fn lift_ban(&self, user_id: &str, scope: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .lock()
-            .bans
-            .get_mut(user_id)
-            .is_some_and(|b| b.remove(scope).is_some()))
+    async fn lift_ban(
+        &self,
+        user_id: &str,
+        ban: &Ban,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<Ban>>, StoreError> {
+        let mut t = self.lock();
+        let bans = t.bans.entry(user_id.to_owned()).or_default();
+        let stored = bans.get(&ban.scope);
+        if stored != Some(ban) {
+            return Ok(Guarded::Changed(stored.cloned()));
+        }
+        bans.remove(&ban.scope);
+        record_audit(&mut t, audit);
+        Ok(Guarded::Written)
     }
 
     async fn publish_key(&self, stream_id: &str) -> Result<Option<PublishKey>, StoreError> {
@@ -701,19 +742,147 @@ impl Store for MemoryStore {
     async fn rotate_publish_key(
         &self,
         stream_id: &str,
-        hash: &str,
-        by: &str,
-        now: i64,
-    ) -> Result<PublishKey, StoreError> {
+        key: &PublishKey,
+        replaces: Option<&PublishKey>,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<PublishKey>>, StoreError> {
         let mut t = self.lock();
-        let version = t.publish_keys.get(stream_id).map_or(0, |k| k.version) + 1;
-        let key = PublishKey {
-            hash: hash.to_owned(),
-            version,
-            rotated_at: now,
-            rotated_by: Some(by.to_owned()),
-        };
+        let stored = t.publish_keys.get(stream_id);
+        if stored.map(|k| k.version) != replaces.map(|k| k.version) {
+            return Ok(Guarded::Changed(stored.cloned()));
+        }
         t.publish_keys.insert(stream_id.to_owned(), key.clone());
-        Ok(key)
+        record_audit(&mut t, audit);
+        Ok(Guarded::Written)
+    }
+
+    async fn grant(
+        &self,
+        user_id: &str,
+        grants: &[Grant],
+        key: &AdminKey,
+        audit: &AuditRecord,
+    ) -> Result<KeyedOutcome, StoreError> {
+        let mut t = self.lock();
+        let k = (key.user_id.clone(), key.key.clone());
+        if let Some(used) = t.admin_keys.get(&k) {
+            return Ok(KeyedOutcome::KeyUsed(used.clone()));
+        }
+        let user_grants = t.grants.entry(user_id.to_owned()).or_default();
+        if grants
+            .iter()
+            .any(|g| user_grants.contains_key(&(g.scope.clone(), g.source_id.clone())))
+        {
+            return Err(StoreError::Corrupt(format!(
+                "grant of user {user_id:?} exists before its key was used"
+            )));
+        }
+        for g in grants {
+            user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
+        }
+        t.admin_keys.insert(k, key.clone());
+        record_audit(&mut t, audit);
+        Ok(KeyedOutcome::Written)
+    }
+
+    async fn revoke_grants(
+        &self,
+        user_id: &str,
+        revoked: &[Grant],
+        audit: &AuditRecord,
+    ) -> Result<Guarded<()>, StoreError> {
+        let mut t = self.lock();
+        let user_grants = t.grants.entry(user_id.to_owned()).or_default();
+        let as_read = revoked.iter().all(|g| {
+            user_grants
+                .get(&(g.scope.clone(), g.source_id.clone()))
+                .is_some_and(|s| s.revoked_at.is_none() && s.paid_at == g.paid_at)
+        });
+        if !as_read {
+            return Ok(Guarded::Changed(()));
+        }
+        for g in revoked {
+            user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
+        }
+        record_audit(&mut t, audit);
+        Ok(Guarded::Written)
+    }
+
+    async fn adjust_wallet(
+        &self,
+        user_id: &str,
+        before: i64,
+        after: i64,
+        key: &AdminKey,
+        audit: &AuditRecord,
+    ) -> Result<WalletOutcome, StoreError> {
+        let mut t = self.lock();
+        let k = (key.user_id.clone(), key.key.clone());
+        if let Some(used) = t.admin_keys.get(&k) {
+            return Ok(WalletOutcome::KeyUsed(used.clone()));
+        }
+        let stored = t.wallets.get(user_id).copied().unwrap_or(0);
+        if stored != before {
+            return Ok(WalletOutcome::BalanceMoved(stored));
+        }
+        t.wallets.insert(user_id.to_owned(), after);
+        t.admin_keys.insert(k, key.clone());
+        record_audit(&mut t, audit);
+        Ok(WalletOutcome::Written)
+    }
+
+    async fn admin_key(&self, user_id: &str, key: &str) -> Result<Option<AdminKey>, StoreError> {
+        Ok(self
+            .lock()
+            .admin_keys
+            .get(&(user_id.to_owned(), key.to_owned()))
+            .cloned())
+    }
+
+    async fn user_audit(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&str>,
+        since: Option<i64>,
+    ) -> Result<AuditPage, StoreError> {
+        let t = self.lock();
+        let from = since.map(crate::domain::audit::sort_key_from);
+        let mut records: Vec<AuditRecord> = t
+            .audit_by_user
+            .get(user_id)
+            .map(|m| {
+                m.iter()
+                    .rev()
+                    .filter(|(sk, _)| before.is_none_or(|b| sk.as_str() < b))
+                    .take_while(|(sk, _)| from.as_ref().is_none_or(|f| *sk >= f))
+                    .take(limit.saturating_add(1))
+                    .map(|(_, r)| r.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok(AuditPage { records, more })
+    }
+
+    async fn audit_since(
+        &self,
+        since: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<AuditPage, StoreError> {
+        let t = self.lock();
+        let from = crate::domain::audit::sort_key_from(since);
+        let mut records: Vec<AuditRecord> = t
+            .audit_log
+            .range(from..)
+            .filter(|(sk, _)| after.is_none_or(|a| sk.as_str() > a))
+            .take(limit.saturating_add(1))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok(AuditPage { records, more })
     }
 }

@@ -5,6 +5,7 @@
 pub mod dynamo;
 pub mod memory;
 
+use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
@@ -174,6 +175,54 @@ pub enum PurchaseOutcome {
     Stale(Box<StorePurchase>),
     /// The purchase belongs to another user: nothing changed.
     OwnedByOther(Box<StorePurchase>),
+}
+
+/// An operator's `Idempotency-Key` on a change (a promotional grant, a wallet change),
+/// written in the change's own transaction. Kept for good, like the audit record beside it:
+/// operators make few changes, and a retry days later must still not apply twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminKey {
+    /// The user the change is for: keys are per user.
+    pub user_id: String,
+    pub key: String,
+    /// Hash of the request the key was first used with.
+    pub request_hash: String,
+    /// What the change answered, to answer a replay the same.
+    pub result: serde_json::Value,
+    pub at: i64,
+}
+
+/// A write conditioned on the state its caller read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guarded<T> {
+    Written,
+    /// The state moved on since it was read: what is stored now (nothing was written).
+    Changed(T),
+}
+
+/// A change made under an [`AdminKey`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedOutcome {
+    Written,
+    /// The key was used before: its record (nothing was written).
+    KeyUsed(AdminKey),
+}
+
+/// A wallet change conditioned on the balance read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WalletOutcome {
+    Written,
+    KeyUsed(AdminKey),
+    /// The balance is no longer the one read: the balance now (nothing was written).
+    BalanceMoved(i64),
+}
+
+/// One page of audit records, in the order asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// Whether more follow after the last one here.
+    pub more: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -363,24 +412,93 @@ pub trait Store: Send + Sync {
     /// started), so the next request may claim again; a later claim is left alone.
     async fn release_marker(&self, key: &str, until: i64) -> Result<(), StoreError>;
 
-    /// Writes the user's ban of `ban.scope`, replacing one of the same scope: one write. The
-    /// replaced ban, if there was one.
-    async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError>;
+    /// Writes the user's ban of `ban.scope` and its audit record in one transaction, only
+    /// if the stored ban of that scope is still `replaces` (`None`: there is none).
+    async fn put_ban(
+        &self,
+        user_id: &str,
+        ban: &Ban,
+        replaces: Option<&Ban>,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<Ban>>, StoreError>;
 
-    /// Deletes the user's ban of `scope`, only if there is one: `false` when there was none.
-    async fn lift_ban(&self, user_id: &str, scope: &str) -> Result<bool, StoreError>;
+    /// Deletes the user's ban `ban` (as read) and writes the audit record, in one
+    /// transaction, only if the stored ban of its scope is still that one.
+    async fn lift_ban(
+        &self,
+        user_id: &str,
+        ban: &Ban,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<Ban>>, StoreError>;
 
     /// The stored publish key of a stream, if one was ever set.
     async fn publish_key(&self, stream_id: &str) -> Result<Option<PublishKey>, StoreError>;
 
-    /// Replaces the stream's publish key with `hash` in one atomic write that also counts the
-    /// version up, so the previous key stops working at once, and records `by` (the operator):
-    /// the key as stored now.
+    /// Replaces the stream's publish key with `key` (its version one more than `replaces`')
+    /// and writes the audit record, in one transaction, only if the stored key is still
+    /// `replaces` (`None`: there is none), so two rotations never share a version and the
+    /// previous key stops working at once.
     async fn rotate_publish_key(
         &self,
         stream_id: &str,
-        hash: &str,
-        by: &str,
-        now: i64,
-    ) -> Result<PublishKey, StoreError>;
+        key: &PublishKey,
+        replaces: Option<&PublishKey>,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<PublishKey>>, StoreError>;
+
+    /// Writes new grants for `user_id` (an operator's promotion), the operator's key and the
+    /// audit record in one transaction; nothing when the key was used (`KeyUsed`). A grant
+    /// that exists already fails the transaction (`Corrupt`): its source id is new.
+    async fn grant(
+        &self,
+        user_id: &str,
+        grants: &[Grant],
+        key: &AdminKey,
+        audit: &AuditRecord,
+    ) -> Result<KeyedOutcome, StoreError>;
+
+    /// Revokes by hand: writes each of `revoked` (grants as read, now carrying
+    /// `revoked_at`, `revoked_by` and `revoke_reason`) and the audit record in one
+    /// transaction, only if every one is still stored unrevoked as read. `Changed` when one
+    /// is not (nothing was written).
+    async fn revoke_grants(
+        &self,
+        user_id: &str,
+        revoked: &[Grant],
+        audit: &AuditRecord,
+    ) -> Result<Guarded<()>, StoreError>;
+
+    /// Sets the user's coin balance from `before` (as read; 0 when there is no wallet yet)
+    /// to `after`, with the operator's key and the audit record, in one transaction.
+    async fn adjust_wallet(
+        &self,
+        user_id: &str,
+        before: i64,
+        after: i64,
+        key: &AdminKey,
+        audit: &AuditRecord,
+    ) -> Result<WalletOutcome, StoreError>;
+
+    /// The record of an operator's key for `user_id`, if it was used: one read.
+    async fn admin_key(&self, user_id: &str, key: &str) -> Result<Option<AdminKey>, StoreError>;
+
+    /// Up to `limit` audit records about `user_id`, newest first, older than the sort key
+    /// `before` when given and not older than `since` when given: one query.
+    async fn user_audit(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&str>,
+        since: Option<i64>,
+    ) -> Result<AuditPage, StoreError>;
+
+    /// Up to `limit` audit records of everyone, oldest first, from `since` on, after the
+    /// sort key `after` when given: one query (in DynamoDB of an eventually consistent
+    /// index).
+    async fn audit_since(
+        &self,
+        since: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<AuditPage, StoreError>;
 }

@@ -3,7 +3,8 @@
 
 use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
 use super::keys::{
-    ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, user_orders_pk, user_pk,
+    ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, stream_pk, user_orders_pk,
+    user_pk,
 };
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
@@ -180,6 +181,12 @@ pub(super) fn grant_item(user: &str, g: &Grant) -> Item {
     if let Some(r) = g.revoked_at {
         item.insert("revoked_at".into(), n(r));
     }
+    if let Some(by) = &g.revoked_by {
+        item.insert("revoked_by".into(), s(by));
+    }
+    if let Some(why) = &g.revoke_reason {
+        item.insert("revoke_reason".into(), s(why));
+    }
     item
 }
 
@@ -192,6 +199,8 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         term: json_attr(item, "term")?
             .ok_or_else(|| StoreError::Corrupt("grant without term".into()))?,
         revoked_at: opt_n(item, "revoked_at")?,
+        revoked_by: opt_s(item, "revoked_by"),
+        revoke_reason: opt_s(item, "revoke_reason"),
     })
 }
 
@@ -322,6 +331,24 @@ pub(super) fn ban_from_item(item: &Item) -> Result<Ban, StoreError> {
         created_at: get_n(item, "created_at")?,
         created_by: opt_s(item, "created_by"),
     })
+}
+
+/// The sort key of a stream's publish key.
+pub(super) const PUBLISH_KEY_SK: &str = "PUBLISH_KEY";
+
+/// The `STREAM#<id>` / `PUBLISH_KEY` item holds only the key's hash.
+pub(super) fn publish_key_item(stream_id: &str, k: &PublishKey) -> Item {
+    let mut item = key(stream_pk(stream_id), PUBLISH_KEY_SK);
+    item.insert("key_hash".into(), s(&k.hash));
+    item.insert(
+        "version".into(),
+        n(i64::try_from(k.version).unwrap_or(i64::MAX)),
+    );
+    item.insert("rotated_at".into(), n(k.rotated_at));
+    if let Some(by) = &k.rotated_by {
+        item.insert("rotated_by".into(), s(by));
+    }
+    item
 }
 
 /// The `STREAM#<id>` / `PUBLISH_KEY` item holds only the key's hash.

@@ -2,6 +2,7 @@
 //! must be read together share a partition (everything a user may watch is under `USER#`).
 
 use super::attrs::{s, Item};
+use crate::domain::audit::AuditSubject;
 use crate::domain::OrderId;
 use std::collections::HashMap;
 
@@ -88,4 +89,22 @@ pub(super) fn note_pk(source: &str, id: &str) -> String {
 /// A short-lived marker that one piece of work was started (see `Store::claim_marker`).
 pub(super) fn marker_pk(marker: &str) -> String {
     format!("MARK#{marker}")
+}
+
+/// The history of one subject (a user, or a stream for its publish key): audit records,
+/// apart from `USER#`, which every entitlement check reads whole.
+pub(super) fn audit_pk(subject: AuditSubject<'_>) -> String {
+    match subject {
+        AuditSubject::User(u) => format!("AUDIT#USER#{u}"),
+        AuditSubject::Stream(s) => format!("AUDIT#STREAM#{s}"),
+        AuditSubject::Operator(a) => format!("AUDIT#OPERATOR#{a}"),
+    }
+}
+
+/// The one partition of the audit index (`gsi3`): every record by time.
+pub(super) const AUDIT_LOG_PK: &str = "AUDIT";
+
+/// An operator's Idempotency-Keys for changes to one user (sort key: the key itself).
+pub(super) fn admin_key_pk(user: &str) -> String {
+    format!("OPKEY#{user}")
 }

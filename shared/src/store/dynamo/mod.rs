@@ -7,10 +7,13 @@
 //! This module holds the store handle and dispatches each [`Store`] method to the module
 //! for what it touches; the item format lives in `keys`, `attrs` and `items`.
 
+mod admin_keys;
 mod attrs;
+mod audit;
 mod errors;
 mod items;
 mod keys;
+mod manual_grants;
 mod markers;
 mod notes;
 mod order_history;
@@ -22,18 +25,21 @@ mod stats;
 mod table;
 mod transact;
 mod users;
+mod wallet;
 
 pub use table::GSI1;
 
+use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
-use crate::domain::{Order, OrderId, OrderQuota, OrderState};
+use crate::domain::{Grant, Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
-    CreateOutcome, DueEntry, IdempotencyRecord, OrderPage, PurchaseOutcome, PutSessions,
-    SettleOutcome, Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems,
+    AdminKey, AuditPage, CreateOutcome, DueEntry, Guarded, IdempotencyRecord, KeyedOutcome,
+    OrderPage, PurchaseOutcome, PutSessions, SettleOutcome, Settlement, Store, StoreError,
+    StorePurchase, TransitionOutcome, UserItems, WalletOutcome,
 };
 use async_trait::async_trait;
 use attrs::Item;
@@ -298,12 +304,23 @@ impl Store for DynamoStore {
         markers::release_marker(self, key, until).await
     }
 
-    async fn put_ban(&self, user_id: &str, ban: &Ban) -> Result<Option<Ban>, StoreError> {
-        users::put_ban(self, user_id, ban).await
+    async fn put_ban(
+        &self,
+        user_id: &str,
+        ban: &Ban,
+        replaces: Option<&Ban>,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<Ban>>, StoreError> {
+        users::put_ban(self, user_id, ban, replaces, audit).await
     }
 
-    async fn lift_ban(&self, user_id: &str, scope: &str) -> Result<bool, StoreError> {
-        users::lift_ban(self, user_id, scope).await
+    async fn lift_ban(
+        &self,
+        user_id: &str,
+        ban: &Ban,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<Ban>>, StoreError> {
+        users::lift_ban(self, user_id, ban, audit).await
     }
 
     async fn publish_key(&self, stream_id: &str) -> Result<Option<PublishKey>, StoreError> {
@@ -313,10 +330,63 @@ impl Store for DynamoStore {
     async fn rotate_publish_key(
         &self,
         stream_id: &str,
-        hash: &str,
-        by: &str,
-        now: i64,
-    ) -> Result<PublishKey, StoreError> {
-        publish_keys::rotate_publish_key(self, stream_id, hash, by, now).await
+        key: &PublishKey,
+        replaces: Option<&PublishKey>,
+        audit: &AuditRecord,
+    ) -> Result<Guarded<Option<PublishKey>>, StoreError> {
+        publish_keys::rotate_publish_key(self, stream_id, key, replaces, audit).await
+    }
+
+    async fn grant(
+        &self,
+        user_id: &str,
+        grants: &[Grant],
+        key: &AdminKey,
+        audit: &AuditRecord,
+    ) -> Result<KeyedOutcome, StoreError> {
+        manual_grants::grant(self, user_id, grants, key, audit).await
+    }
+
+    async fn revoke_grants(
+        &self,
+        user_id: &str,
+        revoked: &[Grant],
+        audit: &AuditRecord,
+    ) -> Result<Guarded<()>, StoreError> {
+        manual_grants::revoke_grants(self, user_id, revoked, audit).await
+    }
+
+    async fn adjust_wallet(
+        &self,
+        user_id: &str,
+        before: i64,
+        after: i64,
+        key: &AdminKey,
+        audit: &AuditRecord,
+    ) -> Result<WalletOutcome, StoreError> {
+        wallet::adjust_wallet(self, user_id, before, after, key, audit).await
+    }
+
+    async fn admin_key(&self, user_id: &str, key: &str) -> Result<Option<AdminKey>, StoreError> {
+        admin_keys::admin_key(self, user_id, key).await
+    }
+
+    async fn user_audit(
+        &self,
+        user_id: &str,
+        limit: usize,
+        before: Option<&str>,
+        since: Option<i64>,
+    ) -> Result<AuditPage, StoreError> {
+        audit::user_audit(self, user_id, limit, before, since).await
+    }
+
+    async fn audit_since(
+        &self,
+        since: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<AuditPage, StoreError> {
+        audit::audit_since(self, since, limit, after).await
     }
 }

@@ -1,4 +1,4 @@
-//! The table's schema: keys, the due index, the order-history index and TTL, as
+//! The table's schema: keys, the due index, the order-history index, the audit index and TTL, as
 //! `template.yaml` declares them.
 
 use super::errors::unavailable;
@@ -16,6 +16,10 @@ pub const GSI1: &str = "gsi1";
 /// The order-history index: every order by user (`gsi2pk`) and id (`gsi2sk`, a ULID, so
 /// newest last), whole orders.
 pub const GSI2: &str = "gsi2";
+
+/// The audit index: every audit record in one partition (`gsi3pk` = `AUDIT`) by time
+/// (`gsi3sk`, the record's sort key), whole records: `GET /admin/audit?since=`.
+pub const GSI3: &str = "gsi3";
 
 impl DynamoStore {
     /// Creates the table with the same schema as `template.yaml` (for tests and local runs
@@ -53,6 +57,16 @@ impl DynamoStore {
                     .build(),
             )
             .build();
+        let audit = GlobalSecondaryIndex::builder()
+            .index_name(GSI3)
+            .key_schema(build(key_el("gsi3pk", KeyType::Hash))?)
+            .key_schema(build(key_el("gsi3sk", KeyType::Range))?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build();
         client
             .create_table()
             .table_name(table)
@@ -63,10 +77,13 @@ impl DynamoStore {
             .attribute_definitions(build(attr("gsi1sk"))?)
             .attribute_definitions(build(attr("gsi2pk"))?)
             .attribute_definitions(build(attr("gsi2sk"))?)
+            .attribute_definitions(build(attr("gsi3pk"))?)
+            .attribute_definitions(build(attr("gsi3sk"))?)
             .key_schema(build(key_el("pk", KeyType::Hash))?)
             .key_schema(build(key_el("sk", KeyType::Range))?)
             .global_secondary_indexes(build(gsi)?)
             .global_secondary_indexes(build(history)?)
+            .global_secondary_indexes(build(audit)?)
             .send()
             .await
             .map_err(|e| unavailable("create table", e))?;

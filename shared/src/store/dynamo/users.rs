@@ -1,17 +1,21 @@
 //! One user's partition: the single query that answers what they may watch (grants, wallet,
-//! device sessions, bans), the versioned write of their sessions, and bans.
+//! device sessions, bans), the versioned write of their sessions, and bans (each with
+//! its audit record).
 
 use super::attrs::{get_s, n, opt_n, s, Item};
 use super::errors::unavailable;
 use super::items::{ban_from_item, ban_item, grant_from_item, sessions_from_item, sessions_item};
 use super::keys::{ban_sk, key, user_pk};
+use super::transact::ConditionFailures;
 use super::DynamoStore;
+use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
 use crate::domain::session::Sessions;
-use crate::store::{PutSessions, StoreError, UserItems};
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use crate::store::{Guarded, PutSessions, StoreError, UserItems};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 
 pub(super) async fn user_items(db: &DynamoStore, user_id: &str) -> Result<UserItems, StoreError> {
     let mut result = UserItems::default();
@@ -86,44 +90,78 @@ pub(super) async fn put_sessions(
     }
 }
 
+/// Item 0: the ban, conditioned on the stored ban of its scope being `replaces` (none, or
+/// the same `created_at` and `reason`); item 1: the audit record.
 pub(super) async fn put_ban(
     db: &DynamoStore,
     user_id: &str,
     ban: &Ban,
-) -> Result<Option<Ban>, StoreError> {
-    let out = db
-        .client
-        .put_item()
+    replaces: Option<&Ban>,
+    audit: &AuditRecord,
+) -> Result<Guarded<Option<Ban>>, StoreError> {
+    let put = Put::builder()
         .table_name(&db.table)
         .set_item(Some(ban_item(user_id, ban)))
-        .return_values(ReturnValue::AllOld)
-        .send()
-        .await
-        .map_err(|e| unavailable("put ban", e))?;
-    out.attributes()
-        .filter(|old| !old.is_empty())
-        .map(ban_from_item)
-        .transpose()
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    let put = match replaces {
+        None => put.condition_expression("attribute_not_exists(pk)"),
+        Some(old) => put
+            .condition_expression("created_at = :c AND reason = :r")
+            .expression_attribute_values(":c", n(old.created_at))
+            .expression_attribute_values(":r", s(&old.reason)),
+    };
+    let put = put.build().expect("table, item and condition are set");
+    let items = vec![
+        TransactWriteItem::builder().put(put).build(),
+        db.audit_put(audit),
+    ];
+    ban_outcome(db, user_id, &ban.scope, db.transact("put ban", items).await?).await
 }
 
+/// Item 0: the ban's delete, conditioned on it being the ban read; item 1: the audit record.
 pub(super) async fn lift_ban(
     db: &DynamoStore,
     user_id: &str,
-    scope: &str,
-) -> Result<bool, StoreError> {
-    let out = db
-        .client
-        .delete_item()
+    ban: &Ban,
+    audit: &AuditRecord,
+) -> Result<Guarded<Option<Ban>>, StoreError> {
+    let delete = Delete::builder()
         .table_name(&db.table)
-        .set_key(Some(key(user_pk(user_id), &ban_sk(scope))))
-        .condition_expression("attribute_exists(pk)")
-        .send()
-        .await;
-    match out {
-        Ok(_) => Ok(true),
-        Err(e) => match e.as_service_error() {
-            Some(DeleteItemError::ConditionalCheckFailedException(_)) => Ok(false),
-            _ => Err(unavailable("lift ban", e)),
-        },
+        .set_key(Some(key(user_pk(user_id), &ban_sk(&ban.scope))))
+        .condition_expression("created_at = :c AND reason = :r")
+        .expression_attribute_values(":c", n(ban.created_at))
+        .expression_attribute_values(":r", s(&ban.reason))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("table, key and condition are set");
+    let items = vec![
+        TransactWriteItem::builder().delete(delete).build(),
+        db.audit_put(audit),
+    ];
+    ban_outcome(db, user_id, &ban.scope, db.transact("lift ban", items).await?).await
+}
+
+/// What a ban transaction's failure says: the ban stored now (from `ALL_OLD`, or read when
+/// an emulator omits it).
+async fn ban_outcome(
+    db: &DynamoStore,
+    user_id: &str,
+    scope: &str,
+    failed: Option<ConditionFailures>,
+) -> Result<Guarded<Option<Ban>>, StoreError> {
+    let Some(failed) = failed else {
+        return Ok(Guarded::Written);
+    };
+    match failed.first() {
+        Some(Some(Some(old))) => Ok(Guarded::Changed(Some(ban_from_item(old)?))),
+        Some(Some(None)) => Ok(Guarded::Changed(
+            db.get(user_pk(user_id), &ban_sk(scope))
+                .await?
+                .map(|item| ban_from_item(&item))
+                .transpose()?,
+        )),
+        _ => Err(StoreError::Corrupt(format!(
+            "ban change of {user_id:?} failed on its audit record"
+        ))),
     }
 }
