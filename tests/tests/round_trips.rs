@@ -145,12 +145,17 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     assert_eq!(r.status, 200);
     assert_eq!(meter.take(), 1, "order history: one query of its index");
 
-    // Operators against abuse: each admin change is one write; a publish check one read.
+    // Operators' changes: read what the change replaces, then one transaction (the change,
+    // conditioned on that read, and its audit record); a publish check one read.
     let r = s
         .admin("POST", "/admin/streams/concert/publish-key", None)
         .await;
     assert_eq!(r.status, 201);
-    assert_eq!(meter.take(), 1, "rotate a publish key: one UpdateItem");
+    assert_eq!(
+        meter.take(),
+        2,
+        "rotate a publish key: read the key, one transaction"
+    );
     let key = r.json()["publish_key"].as_str().unwrap().to_owned();
     let push = json!({"action": "on_publish", "ip": "198.51.100.9", "app": "live",
                       "stream": "concert", "param": format!("?key={key}")});
@@ -167,12 +172,84 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     let ban = json!({"stream_id": "concert", "reason": "restreaming"});
     let r = s.admin("POST", "/admin/users/rt/bans", Some(ban)).await;
     assert_eq!(r.status, 201);
-    assert_eq!(meter.take(), 1, "ban: one PutItem in the user's partition");
+    assert_eq!(
+        meter.take(),
+        2,
+        "ban: query the user's partition, one transaction"
+    );
     let r = s
         .admin("DELETE", "/admin/users/rt/bans/concert", None)
         .await;
     assert_eq!(r.status, 204);
-    assert_eq!(meter.take(), 1, "unban: one conditional DeleteItem");
+    assert_eq!(
+        meter.take(),
+        2,
+        "unban: query the user's partition, one transaction"
+    );
+    let promo = json!({"scopes": ["channel:main"], "days": 3, "reason": "round trips"});
+    let admin = admin_bearer("ops");
+    let keyed_admin = |path: &'static str, key: &'static str, body: serde_json::Value| {
+        let (s, auth) = (&s, admin.clone());
+        async move {
+            s.request(
+                "POST",
+                path,
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let r = keyed_admin("/admin/users/rt/grants", "rt-promo", promo.clone()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        meter.take(),
+        2,
+        "promotion: one transaction, then one query for its windows"
+    );
+    let source = r.json()["source_id"].as_str().unwrap().replace('#', "%23");
+    let r = keyed_admin("/admin/users/rt/grants", "rt-promo", promo).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        meter.take(),
+        2,
+        "repeated promotion: the failed transaction, then one query"
+    );
+    let r = s
+        .admin(
+            "DELETE",
+            &format!("/admin/users/rt/grants/{source}"),
+            Some(json!({"reason": "round trips"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        meter.take(),
+        2,
+        "revoke: query the user's partition, one transaction"
+    );
+    let r = keyed_admin(
+        "/admin/users/rt/wallet",
+        "rt-coins",
+        json!({"amount": 5, "reason": "round trips"}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        meter.take(),
+        2,
+        "wallet: query the user's partition, one transaction"
+    );
+    let r = s.admin("GET", "/admin/audit?user_id=rt&limit=2", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(meter.take(), 1, "a user's audit trail: one query");
+    let r = s.admin("GET", &format!("/admin/audit?since={T0}"), None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(meter.take(), 1, "the audit trail since: one index query");
 
     // Refunds add up on the order: each is the read and one conditional write; the one that
     // completes what was paid is the read and one transaction (order, grants, figures).

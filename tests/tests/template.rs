@@ -564,10 +564,18 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("put_purchase", &["PutItem"]),
     ("note_seen", &["GetItem"]),
     ("record_note", &["PutItem"]),
-    ("put_ban", &["PutItem"]),
-    ("lift_ban", &["DeleteItem"]),
+    // Operators' changes: the change and its audit record (a Put) in one transaction; after
+    // a failed condition, the item as stored is read when the emulator omits it.
+    ("put_ban", &["PutItem", "GetItem"]),
+    ("lift_ban", &["DeleteItem", "PutItem", "GetItem"]),
     ("publish_key", &["GetItem"]),
-    ("rotate_publish_key", &["UpdateItem"]),
+    ("rotate_publish_key", &["PutItem", "GetItem"]),
+    ("grant", &["PutItem", "GetItem"]),
+    ("revoke_grants", &["PutItem"]),
+    ("adjust_wallet", &["UpdateItem", "PutItem", "GetItem"]),
+    ("admin_key", &["GetItem"]),
+    ("user_audit", &["Query"]),
+    ("audit_since", &["Query on gsi3"]),
     // The TXN# claim of a provider transaction.
     ("order_for_txn", &["GetItem"]),
     ("user_orders", &["Query on gsi2"]),
@@ -578,7 +586,11 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
 ];
 
 /// The indexes a function may query, each under its own policy statement.
-const INDEXES: &[(&str, &str)] = &[("gsi1", "DueIndex"), ("gsi2", "HistoryIndex")];
+const INDEXES: &[(&str, &str)] = &[
+    ("gsi1", "DueIndex"),
+    ("gsi2", "HistoryIndex"),
+    ("gsi3", "AuditIndex"),
+];
 
 /// Where each function enters the service layer (its routes in `api::handle`, or its job).
 const ENTRIES: &[(&str, &[&str])] = &[
@@ -593,7 +605,15 @@ const ENTRIES: &[(&str, &[&str])] = &[
     ),
     (
         "stream-token",
-        &["entitlements", "streams", "moderation", "support"],
+        &[
+            "entitlements",
+            "streams",
+            "moderation",
+            "support",
+            "manual_grants",
+            "wallet",
+            "audit",
+        ],
     ),
     ("sweeper", &["sweep"]),
     ("verifier", &["jobs"]),

@@ -68,7 +68,10 @@ pub(super) fn check_key(key: Option<&str>) -> Result<&str, ServiceError> {
         None => Err(ServiceError::BadRequest(
             "an Idempotency-Key header is required".into(),
         )),
-        Some(k) if super::orders::valid_idempotency_key(k) => Ok(k),
+        // The same rule as an order's key (printable, bounded: it becomes part of a key).
+        Some(k) if !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(k)
+        }
         Some(_) => Err(ServiceError::BadRequest(
             "Idempotency-Key must be 1-128 printable ASCII characters".into(),
         )),
