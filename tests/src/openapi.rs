@@ -35,4 +35,5 @@ pub fn concrete(template: &str, user: &str) -> String {
         .replace("{stream_id}", "concert")
         .replace("{user_id}", user)
         .replace("{scope}", "*")
+        .replace("{source_id}", "promo%23x")
 }
