@@ -983,7 +983,11 @@ fn audit_rec(
 
 /// The user's audit records, newest first (one page of up to 100).
 async fn audit_of(store: &dyn Store, user: &str) -> Vec<tollgate::domain::audit::AuditRecord> {
-    store.user_audit(user, 100, None, None).await.unwrap().records
+    store
+        .user_audit(user, 100, None, None)
+        .await
+        .unwrap()
+        .records
 }
 
 pub async fn bans_live_in_the_users_partition(store: &dyn Store) {
@@ -1016,7 +1020,10 @@ pub async fn bans_live_in_the_users_partition(store: &dyn Store) {
         Guarded::Changed(Some(spam.clone()))
     );
     assert_eq!(
-        store.put_ban(user, &again, Some(&spam), &rec()).await.unwrap(),
+        store
+            .put_ban(user, &again, Some(&spam), &rec())
+            .await
+            .unwrap(),
         Guarded::Written
     );
     let mut bans = store.user_items(user).await.unwrap().bans;
@@ -1306,7 +1313,10 @@ pub async fn audit_pages(store: &dyn Store) {
         // Each record goes in with a change, as every store method writes them.
         let key = admin_key(user, &format!("a{i}"), "h");
         assert_eq!(
-            store.adjust_wallet(user, i, i + 1, &key, &rec).await.unwrap(),
+            store
+                .adjust_wallet(user, i, i + 1, &key, &rec)
+                .await
+                .unwrap(),
             WalletOutcome::Written
         );
         written.push(rec);
@@ -1353,7 +1363,12 @@ pub async fn audit_pages(store: &dyn Store) {
         .unwrap();
     assert!(page.more);
     let page = store
-        .user_audit(user, 2, page.records.last().map(|r| r.sort_key()).as_deref(), Some(AUDIT_T + 4))
+        .user_audit(
+            user,
+            2,
+            page.records.last().map(|r| r.sort_key()).as_deref(),
+            Some(AUDIT_T + 4),
+        )
         .await
         .unwrap();
     assert_eq!(page.records, newest_first[2..3].to_vec());

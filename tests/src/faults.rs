@@ -324,34 +324,106 @@ impl Store for FaultyStore {
         )
         .await
     }
-    async fn put_ban(&self, user: &str, ban: &tollgate::domain::ban::Ban, replaces: Option<&tollgate::domain::ban::Ban>, audit: &tollgate::domain::audit::AuditRecord) -> Result<Guarded<Option<tollgate::domain::ban::Ban>>, StoreError> {
-        self.guard("put_ban", self.inner.put_ban(user, ban, replaces, audit)).await
+    async fn put_ban(
+        &self,
+        user: &str,
+        ban: &tollgate::domain::ban::Ban,
+        replaces: Option<&tollgate::domain::ban::Ban>,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<Guarded<Option<tollgate::domain::ban::Ban>>, StoreError> {
+        self.guard("put_ban", self.inner.put_ban(user, ban, replaces, audit))
+            .await
     }
-    async fn lift_ban(&self, user: &str, ban: &tollgate::domain::ban::Ban, audit: &tollgate::domain::audit::AuditRecord) -> Result<Guarded<Option<tollgate::domain::ban::Ban>>, StoreError> {
-        self.guard("lift_ban", self.inner.lift_ban(user, ban, audit)).await
+    async fn lift_ban(
+        &self,
+        user: &str,
+        ban: &tollgate::domain::ban::Ban,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<Guarded<Option<tollgate::domain::ban::Ban>>, StoreError> {
+        self.guard("lift_ban", self.inner.lift_ban(user, ban, audit))
+            .await
     }
-    async fn publish_key(&self, stream_id: &str) -> Result<Option<tollgate::domain::publish_key::PublishKey>, StoreError> {
-        self.guard("publish_key", self.inner.publish_key(stream_id)).await
+    async fn publish_key(
+        &self,
+        stream_id: &str,
+    ) -> Result<Option<tollgate::domain::publish_key::PublishKey>, StoreError> {
+        self.guard("publish_key", self.inner.publish_key(stream_id))
+            .await
     }
-    async fn rotate_publish_key(&self, stream_id: &str, key: &tollgate::domain::publish_key::PublishKey, replaces: Option<&tollgate::domain::publish_key::PublishKey>, audit: &tollgate::domain::audit::AuditRecord) -> Result<Guarded<Option<tollgate::domain::publish_key::PublishKey>>, StoreError> {
-        self.guard("rotate_publish_key", self.inner.rotate_publish_key(stream_id, key, replaces, audit)).await
+    async fn rotate_publish_key(
+        &self,
+        stream_id: &str,
+        key: &tollgate::domain::publish_key::PublishKey,
+        replaces: Option<&tollgate::domain::publish_key::PublishKey>,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<Guarded<Option<tollgate::domain::publish_key::PublishKey>>, StoreError> {
+        self.guard(
+            "rotate_publish_key",
+            self.inner
+                .rotate_publish_key(stream_id, key, replaces, audit),
+        )
+        .await
     }
-    async fn grant(&self, user: &str, grants: &[tollgate::domain::Grant], key: &AdminKey, audit: &tollgate::domain::audit::AuditRecord) -> Result<KeyedOutcome, StoreError> {
-        self.guard("grant", self.inner.grant(user, grants, key, audit)).await
+    async fn grant(
+        &self,
+        user: &str,
+        grants: &[tollgate::domain::Grant],
+        key: &AdminKey,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<KeyedOutcome, StoreError> {
+        self.guard("grant", self.inner.grant(user, grants, key, audit))
+            .await
     }
-    async fn revoke_grants(&self, user: &str, revoked: &[tollgate::domain::Grant], audit: &tollgate::domain::audit::AuditRecord) -> Result<Guarded<()>, StoreError> {
-        self.guard("revoke_grants", self.inner.revoke_grants(user, revoked, audit)).await
+    async fn revoke_grants(
+        &self,
+        user: &str,
+        revoked: &[tollgate::domain::Grant],
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<Guarded<()>, StoreError> {
+        self.guard(
+            "revoke_grants",
+            self.inner.revoke_grants(user, revoked, audit),
+        )
+        .await
     }
-    async fn adjust_wallet(&self, user: &str, before: i64, after: i64, key: &AdminKey, audit: &tollgate::domain::audit::AuditRecord) -> Result<WalletOutcome, StoreError> {
-        self.guard("adjust_wallet", self.inner.adjust_wallet(user, before, after, key, audit)).await
+    async fn adjust_wallet(
+        &self,
+        user: &str,
+        before: i64,
+        after: i64,
+        key: &AdminKey,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<WalletOutcome, StoreError> {
+        self.guard(
+            "adjust_wallet",
+            self.inner.adjust_wallet(user, before, after, key, audit),
+        )
+        .await
     }
     async fn admin_key(&self, user: &str, key: &str) -> Result<Option<AdminKey>, StoreError> {
-        self.guard("admin_key", self.inner.admin_key(user, key)).await
+        self.guard("admin_key", self.inner.admin_key(user, key))
+            .await
     }
-    async fn user_audit(&self, user: &str, limit: usize, before: Option<&str>, since: Option<i64>) -> Result<AuditPage, StoreError> {
-        self.guard("user_audit", self.inner.user_audit(user, limit, before, since)).await
+    async fn user_audit(
+        &self,
+        user: &str,
+        limit: usize,
+        before: Option<&str>,
+        since: Option<i64>,
+    ) -> Result<AuditPage, StoreError> {
+        self.guard(
+            "user_audit",
+            self.inner.user_audit(user, limit, before, since),
+        )
+        .await
     }
-    async fn audit_since(&self, since: i64, limit: usize, after: Option<&str>) -> Result<AuditPage, StoreError> {
-        self.guard("audit_since", self.inner.audit_since(since, limit, after)).await
+    async fn audit_since(
+        &self,
+        since: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<AuditPage, StoreError> {
+        self.guard("audit_since", self.inner.audit_since(since, limit, after))
+            .await
     }
 }

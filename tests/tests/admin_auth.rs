@@ -74,7 +74,12 @@ async fn only_operators_reach_admin_routes() {
     assert!(items.bans.is_empty(), "{:?}", items.bans);
     assert!(items.grants.is_empty(), "{:?}", items.grants);
     assert_eq!(items.credits, 0);
-    assert!(store.audit_since(0, 10, None).await.unwrap().records.is_empty());
+    assert!(store
+        .audit_since(0, 10, None)
+        .await
+        .unwrap()
+        .records
+        .is_empty());
     assert_eq!(store.publish_key("concert").await.unwrap(), None);
     s.stop().await;
 }

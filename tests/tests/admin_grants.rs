@@ -31,7 +31,10 @@ fn encoded(source: &str) -> String {
 
 /// The user's live windows by source, as support sees them.
 async fn windows(s: &TestServer, user: &str) -> Vec<(String, String, Value)> {
-    let v = s.admin("GET", &format!("/admin/users/{user}"), None).await.json();
+    let v = s
+        .admin("GET", &format!("/admin/users/{user}"), None)
+        .await
+        .json();
     v["entitlements"]
         .as_array()
         .unwrap()
@@ -105,13 +108,12 @@ async fn promotions_stack_and_revoke_exactly(backend: Backend) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["revoked_by"], "ops");
     let w = windows(&s, &user).await;
-    assert!(w.contains(&(
-        order.clone(),
-        rfc3339(T0),
-        json!(rfc3339(T0 + 7 * DAY))
-    )));
+    assert!(w.contains(&(order.clone(), rfc3339(T0), json!(rfc3339(T0 + 7 * DAY)))));
     assert!(!w.iter().any(|(src, _, _)| *src == source), "{w:?}");
-    let v = s.admin("GET", &format!("/admin/users/{user}"), None).await.json();
+    let v = s
+        .admin("GET", &format!("/admin/users/{user}"), None)
+        .await
+        .json();
     let revoked = v["grants"]
         .as_array()
         .unwrap()
@@ -123,7 +125,10 @@ async fn promotions_stack_and_revoke_exactly(backend: Backend) {
     assert_eq!(revoked["revoked_by"], "ops");
     assert_eq!(revoked["revoke_reason"], "left the team");
     // Twice: 409, nothing changes. No such grant: 404. A store purchase: 422.
-    let again = format!("/admin/users/{user}/grants/{}?reason=again", encoded(&source));
+    let again = format!(
+        "/admin/users/{user}/grants/{}?reason=again",
+        encoded(&source)
+    );
     s.admin("DELETE", &again, None).await.assert_problem(409);
     s.admin(
         "DELETE",
@@ -139,9 +144,13 @@ async fn promotions_stack_and_revoke_exactly(backend: Backend) {
     )
     .await
     .assert_problem(422);
-    s.admin("DELETE", &format!("/admin/users/{user}/grants/{order}"), None)
-        .await
-        .assert_problem(400);
+    s.admin(
+        "DELETE",
+        &format!("/admin/users/{user}/grants/{order}"),
+        None,
+    )
+    .await
+    .assert_problem(400);
 
     // An order's grant for abuse: access ends, the order stays PAID and unrefunded.
     clock.advance(1);
@@ -153,7 +162,10 @@ async fn promotions_stack_and_revoke_exactly(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let o = s.admin("GET", &format!("/admin/orders/{order}"), None).await.json();
+    let o = s
+        .admin("GET", &format!("/admin/orders/{order}"), None)
+        .await
+        .json();
     assert_eq!(o["state"], "PAID");
     assert_eq!(o["refunded_amount"], 0);
     let w = windows(&s, &user).await;
@@ -165,7 +177,10 @@ async fn promotions_stack_and_revoke_exactly(backend: Backend) {
         .await
         .json();
     let records = trail["records"].as_array().unwrap();
-    let actions: Vec<_> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let actions: Vec<_> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["revoke_grant", "revoke_grant", "grant", "grant"]);
     let revoke = &records[1];
     assert_eq!(revoke["actor"], "ops");
@@ -210,15 +225,29 @@ async fn promotions_are_checked_and_keyed(backend: Backend) {
     ] {
         keyed(&s, &path, "bad", bad).await.assert_problem(422);
     }
-    keyed(&s, &path, "bad", json!({"product_id": "pass", "days": 1, "reason": " "}))
-        .await
-        .assert_problem(400);
-    keyed(&s, &path, "bad", json!({"product_id": "pass", "days": 1, "reason": "x", "extra": 1}))
-        .await
-        .assert_problem(400);
-    s.admin("POST", &path, Some(json!({"product_id": "pass", "days": 1, "reason": "x"})))
-        .await
-        .assert_problem(400);
+    keyed(
+        &s,
+        &path,
+        "bad",
+        json!({"product_id": "pass", "days": 1, "reason": " "}),
+    )
+    .await
+    .assert_problem(400);
+    keyed(
+        &s,
+        &path,
+        "bad",
+        json!({"product_id": "pass", "days": 1, "reason": "x", "extra": 1}),
+    )
+    .await
+    .assert_problem(400);
+    s.admin(
+        "POST",
+        &path,
+        Some(json!({"product_id": "pass", "days": 1, "reason": "x"})),
+    )
+    .await
+    .assert_problem(400);
     assert!(store.user_items(&user).await.unwrap().grants.is_empty());
 
     // Thirty identical requests at once: one grant, one audit record, the same answer.
@@ -233,7 +262,11 @@ async fn promotions_are_checked_and_keyed(backend: Backend) {
     let mut answers = Vec::new();
     for t in tasks {
         let r = t.await.unwrap();
-        assert!(r.status == 201 || r.status == 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
         created += usize::from(r.status == 201);
         answers.push(r.json());
     }
@@ -243,9 +276,14 @@ async fn promotions_are_checked_and_keyed(backend: Backend) {
     let trail = store.user_audit(&user, 100, None, None).await.unwrap();
     assert_eq!(trail.records.len(), 1);
     // The same key with another request is refused; another key is another promotion.
-    keyed(&s, &path, "month-free", json!({"product_id": "pass", "days": 31, "reason": "x"}))
-        .await
-        .assert_problem(422);
+    keyed(
+        &s,
+        &path,
+        "month-free",
+        json!({"product_id": "pass", "days": 31, "reason": "x"}),
+    )
+    .await
+    .assert_problem(422);
     let r = keyed(&s, &path, "month-free-2", body).await;
     assert_eq!(r.status, 201);
     assert_ne!(r.json()["source_id"], answers[0]["source_id"]);
@@ -269,12 +307,30 @@ async fn wallets_never_go_below_zero(backend: Backend) {
     let s = Arc::new(TestServer::start(test_app(store.clone(), ManualClock::at(T0))).await);
     let user = format!("wallet-fan-{}", T0);
     let path = format!("/admin/users/{user}/wallet");
-    let r = keyed(&s, &path, "seed", json!({"amount": 100, "reason": "goodwill"})).await;
+    let r = keyed(
+        &s,
+        &path,
+        "seed",
+        json!({"amount": 100, "reason": "goodwill"}),
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let seed = r.json();
-    assert_eq!((seed["balance_before"].clone(), seed["balance_after"].clone()), (json!(0), json!(100)));
+    assert_eq!(
+        (
+            seed["balance_before"].clone(),
+            seed["balance_after"].clone()
+        ),
+        (json!(0), json!(100))
+    );
     // A repeat answers the same and applies nothing.
-    let r = keyed(&s, &path, "seed", json!({"amount": 100, "reason": "goodwill"})).await;
+    let r = keyed(
+        &s,
+        &path,
+        "seed",
+        json!({"amount": 100, "reason": "goodwill"}),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json(), seed);
 
@@ -282,8 +338,13 @@ async fn wallets_never_go_below_zero(backend: Backend) {
         .map(|i| {
             let (s, path) = (s.clone(), path.clone());
             tokio::spawn(async move {
-                keyed(&s, &path, &format!("debit-{i}"), json!({"amount": -10, "reason": "chargeback"}))
-                    .await
+                keyed(
+                    &s,
+                    &path,
+                    &format!("debit-{i}"),
+                    json!({"amount": -10, "reason": "chargeback"}),
+                )
+                .await
             })
         })
         .collect();
@@ -336,15 +397,26 @@ async fn wallets_never_go_below_zero(backend: Backend) {
     chain.sort();
     assert_eq!(steps, chain);
     // Taking more than there is, stated: the balance may go negative.
-    let r = keyed(&s, &path, "clawback", json!({"amount": -5, "reason": "clawback", "allow_negative": true})).await;
+    let r = keyed(
+        &s,
+        &path,
+        "clawback",
+        json!({"amount": -5, "reason": "clawback", "allow_negative": true}),
+    )
+    .await;
     assert_eq!(r.status, 201);
     assert_eq!(store.user_items(&user).await.unwrap().credits, -5);
     keyed(&s, &path, "zero", json!({"amount": 0, "reason": "x"}))
         .await
         .assert_problem(422);
-    keyed(&s, &path, "clawback", json!({"amount": -6, "reason": "clawback", "allow_negative": true}))
-        .await
-        .assert_problem(422);
+    keyed(
+        &s,
+        &path,
+        "clawback",
+        json!({"amount": -6, "reason": "clawback", "allow_negative": true}),
+    )
+    .await
+    .assert_problem(422);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,23 +437,35 @@ async fn every_change_is_in_the_trail(backend: Backend) {
     let s = TestServer::start(test_app(store.clone(), clock.clone())).await;
     let user = format!("trail-fan-{}", T0);
     let ban = json!({"stream_id": "concert", "reason": "restreaming"});
-    let r = s.admin("POST", &format!("/admin/users/{user}/bans"), Some(ban)).await;
+    let r = s
+        .admin("POST", &format!("/admin/users/{user}/bans"), Some(ban))
+        .await;
     assert_eq!(r.status, 201);
     clock.advance(1);
     let again = json!({"stream_id": "concert", "reason": "restreaming again"});
-    let r = s.admin("POST", &format!("/admin/users/{user}/bans"), Some(again)).await;
+    let r = s
+        .admin("POST", &format!("/admin/users/{user}/bans"), Some(again))
+        .await;
     assert_eq!(r.status, 200);
     clock.advance(1);
     let r = s
-        .admin("DELETE", &format!("/admin/users/{user}/bans/concert?reason=appeal"), None)
+        .admin(
+            "DELETE",
+            &format!("/admin/users/{user}/bans/concert?reason=appeal"),
+            None,
+        )
         .await;
     assert_eq!(r.status, 204);
     clock.advance(1);
-    let r = s.admin("POST", "/admin/streams/concert/publish-key", None).await;
+    let r = s
+        .admin("POST", "/admin/streams/concert/publish-key", None)
+        .await;
     assert_eq!(r.status, 201);
     let key = r.json()["publish_key"].as_str().unwrap().to_owned();
     clock.advance(1);
-    let r = s.admin("POST", "/admin/streams/concert/publish-key", None).await;
+    let r = s
+        .admin("POST", "/admin/streams/concert/publish-key", None)
+        .await;
     assert_eq!(r.json()["version"], 2);
 
     let records = s
@@ -391,7 +475,10 @@ async fn every_change_is_in_the_trail(backend: Backend) {
         .as_array()
         .unwrap()
         .clone();
-    let actions: Vec<_> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    let actions: Vec<_> = records
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["lift_ban", "ban", "ban"]);
     assert_eq!(records[2]["before"], Value::Null);
     assert_eq!(records[2]["after"]["reason"], "restreaming");
@@ -400,7 +487,9 @@ async fn every_change_is_in_the_trail(backend: Backend) {
     assert_eq!(records[0]["before"]["reason"], "restreaming again");
     assert_eq!(records[0]["after"], Value::Null);
     assert_eq!(records[0]["reason"], "appeal");
-    assert!(records.iter().all(|r| r["actor"] == "ops" && r["user_id"] == user.as_str()));
+    assert!(records
+        .iter()
+        .all(|r| r["actor"] == "ops" && r["user_id"] == user.as_str()));
 
     // Everyone's since the first change, oldest first, a page at a time: the bans, then the
     // two rotations (about the stream, never with the key).
@@ -419,12 +508,24 @@ async fn every_change_is_in_the_trail(backend: Backend) {
         }
     }
     let actions: Vec<_> = all.iter().map(|r| r["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["ban", "ban", "lift_ban", "rotate_publish_key", "rotate_publish_key"]);
+    assert_eq!(
+        actions,
+        [
+            "ban",
+            "ban",
+            "lift_ban",
+            "rotate_publish_key",
+            "rotate_publish_key"
+        ]
+    );
     assert_eq!(all[3]["before"], Value::Null);
     assert_eq!(all[3]["after"]["version"], 1);
     assert_eq!(all[4]["before"]["version"], 1);
     assert_eq!(all[4]["stream_id"], "concert");
-    assert!(!all[4].to_string().contains(&key), "the key never enters the trail");
+    assert!(
+        !all[4].to_string().contains(&key),
+        "the key never enters the trail"
+    );
     let later = s
         .admin("GET", &format!("/admin/audit?since={}", T0 + 3), None)
         .await
@@ -434,7 +535,12 @@ async fn every_change_is_in_the_trail(backend: Backend) {
     // Support reads the trail; bad parameters are 400.
     let support = bearer_with_scope("help-1", Some("tollgate:support"));
     let r = s
-        .request("GET", &format!("/admin/audit?user_id={user}"), &[("authorization", &support)], "")
+        .request(
+            "GET",
+            &format!("/admin/audit?user_id={user}"),
+            &[("authorization", &support)],
+            "",
+        )
         .await;
     assert_eq!(r.status, 200);
     for bad in [

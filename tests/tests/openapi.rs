@@ -33,6 +33,10 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/admin/streams/{stream_id}/publish-key"),
     ("POST", "/admin/users/{user_id}/bans"),
     ("DELETE", "/admin/users/{user_id}/bans/{scope}"),
+    ("POST", "/admin/users/{user_id}/grants"),
+    ("DELETE", "/admin/users/{user_id}/grants/{source_id}"),
+    ("POST", "/admin/users/{user_id}/wallet"),
+    ("GET", "/admin/audit"),
 ];
 
 #[tokio::test]

@@ -244,10 +244,14 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
         2,
         "wallet: query the user's partition, one transaction"
     );
-    let r = s.admin("GET", "/admin/audit?user_id=rt&limit=2", None).await;
+    let r = s
+        .admin("GET", "/admin/audit?user_id=rt&limit=2", None)
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(meter.take(), 1, "a user's audit trail: one query");
-    let r = s.admin("GET", &format!("/admin/audit?since={T0}"), None).await;
+    let r = s
+        .admin("GET", &format!("/admin/audit?since={T0}"), None)
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(meter.take(), 1, "the audit trail since: one index query");
 

@@ -128,7 +128,10 @@ fn promo_of(app: &App, req: &GrantRequest, now: i64) -> Result<Promo, ServiceErr
             }
             let known = |s: &String| {
                 catalog.products().iter().any(|p| p.grants.contains(s))
-                    || catalog.streams().iter().any(|st| st.requires_any.contains(s))
+                    || catalog
+                        .streams()
+                        .iter()
+                        .any(|st| st.requires_any.contains(s))
             };
             if let Some(unknown) = scopes.iter().find(|s| !known(s)) {
                 return Err(ServiceError::Unprocessable(format!(
@@ -144,18 +147,15 @@ fn promo_of(app: &App, req: &GrantRequest, now: i64) -> Result<Promo, ServiceErr
         }
     };
     let term = match (req.days, &req.until) {
-        (Some(d), None) if (1..=MAX_DAYS).contains(&d) => {
-            Term::Days(u32::try_from(d).unwrap_or(1))
-        }
+        (Some(d), None) if (1..=MAX_DAYS).contains(&d) => Term::Days(u32::try_from(d).unwrap_or(1)),
         (Some(_), None) => {
             return Err(ServiceError::Unprocessable(format!(
                 "days must be 1-{MAX_DAYS}"
             )))
         }
         (None, Some(u)) => {
-            let until = parse_rfc3339(u).ok_or_else(|| {
-                ServiceError::BadRequest("until must be an RFC 3339 time".into())
-            })?;
+            let until = parse_rfc3339(u)
+                .ok_or_else(|| ServiceError::BadRequest("until must be an RFC 3339 time".into()))?;
             if until <= now || until > now + MAX_DAYS * DAY {
                 return Err(ServiceError::Unprocessable(format!(
                     "until must be in the future, at most {MAX_DAYS} days ahead"
@@ -266,7 +266,11 @@ pub async fn grant(
         reason: Some(reason),
         ..op.record(AuditAction::Grant, now_ms)
     };
-    match app.store.grant(user_id, &grants, &admin_key, &audit).await? {
+    match app
+        .store
+        .grant(user_id, &grants, &admin_key, &audit)
+        .await?
+    {
         KeyedOutcome::Written => {
             tracing::info!(user = %user_id, source = %source_id, actor = %op.actor, "promotion granted");
             Ok(Granted::New(with_windows(app, user_id, result).await?))

@@ -59,9 +59,9 @@ pub async fn adjust(
     let request_hash = hash_of(&json!(["wallet", req.amount, reason, req.allow_negative]));
     let mut balance = app.store.user_items(user_id).await?.credits;
     for _ in 0..ATTEMPTS {
-        let after = balance.checked_add(req.amount).ok_or_else(|| {
-            ServiceError::Unprocessable("the balance would overflow".into())
-        })?;
+        let after = balance
+            .checked_add(req.amount)
+            .ok_or_else(|| ServiceError::Unprocessable("the balance would overflow".into()))?;
         if after < 0 && !req.allow_negative {
             // A repeat of a change that applied is answered as it was, whatever the
             // balance is now.

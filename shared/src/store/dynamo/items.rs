@@ -3,8 +3,8 @@
 
 use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
 use super::keys::{
-    ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, stream_pk, user_orders_pk,
-    user_pk,
+    ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, stream_pk,
+    user_orders_pk, user_pk,
 };
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;

@@ -38,10 +38,7 @@ pub(super) async fn rotate_publish_key(
         None => put.condition_expression("attribute_not_exists(pk)"),
         Some(old) => put
             .condition_expression("version = :v")
-            .expression_attribute_values(
-                ":v",
-                n(i64::try_from(old.version).unwrap_or(i64::MAX)),
-            ),
+            .expression_attribute_values(":v", n(i64::try_from(old.version).unwrap_or(i64::MAX))),
     };
     let put = put.build().expect("table, item and condition are set");
     let items = vec![

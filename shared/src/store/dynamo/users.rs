@@ -115,7 +115,13 @@ pub(super) async fn put_ban(
         TransactWriteItem::builder().put(put).build(),
         db.audit_put(audit),
     ];
-    ban_outcome(db, user_id, &ban.scope, db.transact("put ban", items).await?).await
+    ban_outcome(
+        db,
+        user_id,
+        &ban.scope,
+        db.transact("put ban", items).await?,
+    )
+    .await
 }
 
 /// Item 0: the ban's delete, conditioned on it being the ban read; item 1: the audit record.
@@ -138,7 +144,13 @@ pub(super) async fn lift_ban(
         TransactWriteItem::builder().delete(delete).build(),
         db.audit_put(audit),
     ];
-    ban_outcome(db, user_id, &ban.scope, db.transact("lift ban", items).await?).await
+    ban_outcome(
+        db,
+        user_id,
+        &ban.scope,
+        db.transact("lift ban", items).await?,
+    )
+    .await
 }
 
 /// What a ban transaction's failure says: the ban stored now (from `ALL_OLD`, or read when
