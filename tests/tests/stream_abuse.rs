@@ -553,4 +553,17 @@ async fn lambda_binds_the_source_ip_and_guards_admin_routes() {
     )
     .await;
     assert_eq!(r.status(), 403, "support reads, never changes");
+    // Each change's audit record names its operator and API Gateway's request id.
+    let trail = app
+        .store
+        .user_audit("lambda-fan", 10, None, None)
+        .await
+        .unwrap()
+        .records;
+    assert_eq!(trail.len(), 3, "two bans and a lift: {trail:?}");
+    assert!(trail.iter().all(|r| r.request_id == "r"), "{trail:?}");
+    let mut actors: Vec<_> = trail.iter().map(|r| r.actor.as_str()).collect();
+    actors.sort();
+    let iam = "arn:aws:iam::123456789012:user/operator";
+    assert_eq!(actors, [iam, iam, "ops-1"]);
 }
