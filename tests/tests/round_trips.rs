@@ -375,6 +375,50 @@ async fn refund_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     );
 }
 
+/// With `PARTIAL_REFUND_REVOKES`, a partial refund that ends the access is still the read and
+/// one transaction (order, grants, wallet).
+async fn revoking_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let s = TestServer::start(test_app_with(
+        store,
+        ManualClock::at(T0),
+        &[("PARTIAL_REFUND_REVOKES", "true")],
+    ))
+    .await;
+    let id = s.buy("rt-revoke", "pass", Some("7d")).await;
+    let order_id = OrderId::parse(&id).unwrap();
+    meter.take();
+    let refund = ProviderEvent::Refunded {
+        order_id,
+        provider_txn_id: format!("txn-{id}"),
+        refunded: Money::new(100, Currency::CNY).unwrap(),
+        order_total: Money::new(900, Currency::CNY).unwrap(),
+        refund: RefundRef::Single("rt-p1".into()),
+    };
+    assert_eq!(
+        apply(&s.app, "sandbox", refund).await.unwrap(),
+        Applied::PartialRefundRevoked
+    );
+    assert_eq!(
+        meter.take(),
+        2,
+        "partial refund ending access: read the order, one transaction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    revoking_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    revoking_budgets(Arc::new(store), counter).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refund_budgets_memory() {
     let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
