@@ -223,6 +223,19 @@ async fn a_whole_wechat_refund_ends_access_when_confirmed_and_its_notification_c
         let r = e.refund(&id, "full-2", json!({"reason": "again"})).await;
         let p = r.assert_problem(422);
         assert_eq!(p["type"], "https://tollgate.dev/problems/refund-refused");
+        assert!(
+            p["detail"].as_str().unwrap().contains("nothing remains"),
+            "{p}"
+        );
+        assert_eq!(p["remaining"]["amount"], 0);
+        // The first request again, the order REFUNDED since: the same record, no call.
+        let replay = e
+            .refund(&id, "full-1", json!({"reason": "stream broke"}))
+            .await;
+        assert_eq!(
+            assert_refund(&replay, 201, "CONFIRMED")["refund_id"],
+            v["refund_id"]
+        );
         assert_eq!(e.wechat.refunds.calls(), 1);
     }
 }

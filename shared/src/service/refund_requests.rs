@@ -37,8 +37,10 @@ pub const FIRST_CHECK_AFTER: i64 = 60;
 pub const PENDING_CHECK_EVERY: i64 = 60;
 /// Refund requests the sweeper looks at per run.
 pub const PAGE: usize = 100;
-/// Holds lost to concurrent requests of the same order before giving up (busy).
-const ATTEMPTS: usize = 8;
+/// Holds lost to concurrent writes of the same order before giving up (busy). A hold is lost
+/// only to another hold or a refund counted meanwhile, and once what remains is held the
+/// request is refused without writing: a 9.00 order split in 3.00 requests loses at most six.
+const ATTEMPTS: usize = 16;
 
 /// What the operator asked for.
 #[derive(Debug, Clone)]
@@ -139,6 +141,11 @@ pub async fn start(
                 return replay(earlier, &hash, &order);
             }
             return Err(match order.state {
+                OrderState::Paid | OrderState::Refunded if left.amount == 0 => refused(
+                    "nothing remains to refund: refunds counted and requests still open \
+                     cover what was paid",
+                    Some(left),
+                ),
                 OrderState::Paid | OrderState::Refunded if amount > 0 => refused(
                     format!("{amount} is more than remains to refund ({left})"),
                     Some(left),
