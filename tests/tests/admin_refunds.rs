@@ -385,6 +385,59 @@ async fn a_lost_answer_or_notification_is_finished_by_the_sweeper() {
 }
 
 #[tokio::test]
+async fn a_notification_before_the_answer_counts_once_and_the_sweeper_closes_the_request() {
+    for backend in backends().await {
+        let e = setup(backend, &[]).await.unwrap();
+        let (id, txn) = e.paid_wechat("w-note-first").await;
+        e.wechat.refunds.set_mode(RefundMode::Process);
+        let v = assert_refund(
+            &e.refund(&id, "n-1", json!({"amount": 300, "reason": "partial"}))
+                .await,
+            202,
+            "PENDING",
+        );
+        let no = v["refund_id"].as_str().unwrap().to_owned();
+        let made = e.wechat.refunds.get(&no).unwrap();
+        let refund_id = made["refund_id"].as_str().unwrap();
+        // WeChat Pay's REFUND.SUCCESS arrives first: counted by its refund_id.
+        let note = wx::notification(
+            "REFUND.SUCCESS",
+            &wx::refund_numbered(&id, &txn, 900, 300, refund_id),
+            wx::API_V3_KEY,
+        );
+        assert_eq!(e.wechat_notify(&note).await.status, 204);
+        let o = e.order(&id).await;
+        assert_eq!(
+            (
+                o["refunded_amount"].as_i64(),
+                o["refund_requested"].as_i64()
+            ),
+            (Some(300), Some(300))
+        );
+        // The sweeper's query confirms the same refund: nothing counted twice, hold released.
+        e.wechat.refunds.set_status(&no, "SUCCESS");
+        e.clock.advance(61);
+        assert_eq!(sweep(&e.s.app, i64::MAX).await.refunds.confirmed, 1);
+        let o = e.order(&id).await;
+        assert_eq!(
+            (
+                o["refunded_amount"].as_i64(),
+                o["refund_requested"].as_i64()
+            ),
+            (Some(300), Some(0))
+        );
+        assert_eq!(o["state"], "PAID");
+        // The request reads CONFIRMED to a replay.
+        assert_refund(
+            &e.refund(&id, "n-1", json!({"amount": 300, "reason": "partial"}))
+                .await,
+            201,
+            "CONFIRMED",
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_refused_refund_fails_counts_nothing_and_releases_its_amount() {
     for backend in backends().await {
         let e = setup(backend, &[]).await.unwrap();
