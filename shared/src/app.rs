@@ -305,7 +305,8 @@ fn build_providers(
                 });
                 providers
                     .with_creator(sandbox::NAME, p.clone())
-                    .with_verifier(sandbox::NAME, p);
+                    .with_verifier(sandbox::NAME, p.clone())
+                    .with_refunds(sandbox::NAME, p);
             }
             alipay::NAME => {
                 let http = http_client()?;

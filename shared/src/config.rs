@@ -63,6 +63,10 @@ pub struct Config {
     /// `STREAM_BIND_IP`: put the caller's address in each issued token, so that it only plays
     /// from that address (native and nginx formats).
     pub stream_bind_ip: bool,
+    /// `PARTIAL_REFUND_REVOKES`: a partial refund, once confirmed, also ends the order's
+    /// access (the order stays PAID, with what remains refundable); by default only the
+    /// refund that reaches what was paid does.
+    pub partial_refund_revokes: bool,
     /// The key of each stream-token format (`STREAM_SIGNING_KEYS`, `NGINX_SECURE_LINK_SECRET`,
     /// `TENCENT_PLAY_KEY`, `ALIYUN_AUTH_KEY`).
     pub stream_keys: StreamKeys,
@@ -368,6 +372,11 @@ impl Config {
             Some("true") => true,
             Some(_) => return Err(err("STREAM_BIND_IP", "must be true or false")),
         };
+        let partial_refund_revokes = match var("PARTIAL_REFUND_REVOKES").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(err("PARTIAL_REFUND_REVOKES", "must be true or false")),
+        };
         let stream_keys = StreamKeys {
             native: match var("STREAM_SIGNING_KEYS") {
                 Some(spec) => Some(
@@ -411,6 +420,7 @@ impl Config {
             max_devices: int("MAX_DEVICES", 2, 1, 100)? as u32,
             device_policy,
             stream_bind_ip,
+            partial_refund_revokes,
             stream_keys,
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
@@ -600,6 +610,15 @@ mod tests {
         ] {
             assert_eq!(only(&vars).unwrap_err().name, name, "{vars:?}");
         }
+    }
+
+    #[test]
+    fn partial_refunds_keep_access_unless_told() {
+        assert!(!cfg(Profile::Lambda, &[]).unwrap().partial_refund_revokes);
+        let on = cfg(Profile::Lambda, &[("PARTIAL_REFUND_REVOKES", "true")]).unwrap();
+        assert!(on.partial_refund_revokes);
+        let e = cfg(Profile::Lambda, &[("PARTIAL_REFUND_REVOKES", "yes")]).unwrap_err();
+        assert_eq!(e.name, "PARTIAL_REFUND_REVOKES");
     }
 
     #[test]

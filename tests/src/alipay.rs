@@ -2,7 +2,7 @@
 //! with the app's public key and answers signed with the Alipay key, and builds asynchronous
 //! notifications the way Alipay does.
 
-use crate::fake::{key, Answer, FakeServer, Seen, Trades};
+use crate::fake::{key, Answer, FakeServer, RefundMode, Refunds, Seen, Trades};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,12 +72,77 @@ pub struct FakeAlipay {
     pub server: FakeServer,
     /// What the fake answers to trade.query (absent = ACQ.TRADE_NOT_EXIST).
     pub trades: Trades,
+    /// The refunds it made, by `out_request_no`, and how it answers new ones.
+    pub refunds: Refunds,
+}
+
+fn yuan(fen: i64) -> String {
+    format!("{}.{:02}", fen / 100, fen % 100)
+}
+
+/// `alipay.trade.refund` / `alipay.trade.fastpay.refund.query` as Alipay answers them: a
+/// refund already made (same `out_request_no`) is never made twice; `refund_fee` is the
+/// trade's running total.
+fn refund_method(book: &Refunds, method: &str, biz: &Value, node_name: &str) -> Answer {
+    let trade = biz["out_trade_no"].as_str().unwrap_or("").to_owned();
+    let no = biz["out_request_no"].as_str().unwrap_or("").to_owned();
+    let mut b = book.book();
+    let total = |b: &crate::fake::RefundBook| -> i64 {
+        b.made
+            .values()
+            .filter(|r| r["out_trade_no"] == trade.as_str())
+            .map(|r| r["fen"].as_i64().unwrap_or(0))
+            .sum()
+    };
+    if method == "alipay.trade.fastpay.refund.query" {
+        b.queries += 1;
+        let node = match b.made.get(&no) {
+            Some(r) => json!({"code": "10000", "msg": "Success", "out_trade_no": trade,
+                "out_request_no": no, "refund_status": "REFUND_SUCCESS",
+                "refund_amount": yuan(r["fen"].as_i64().unwrap_or(0)), "total_amount": "9.00"}),
+            None => json!({"code": "10000", "msg": "Success", "out_trade_no": trade}),
+        };
+        return signed(node_name, &node);
+    }
+    b.calls += 1;
+    if b.made.contains_key(&no) {
+        let node = json!({"code": "10000", "msg": "Success", "out_trade_no": trade,
+            "trade_no": TRADE_NO, "fund_change": "N", "refund_fee": yuan(total(&b))});
+        return signed(node_name, &node);
+    }
+    match b.mode.clone() {
+        RefundMode::Refuse(code) => {
+            return signed(
+                node_name,
+                &json!({"code": "40004", "msg": "Business Failed", "sub_code": code,
+                        "sub_msg": "refused"}),
+            )
+        }
+        RefundMode::Down => return Answer::plain(500, "down"),
+        _ => {}
+    }
+    let fen = biz["refund_amount"]
+        .as_str()
+        .and_then(|a| {
+            tollgate::domain::Money::parse_decimal(a, tollgate::domain::Currency::CNY).ok()
+        })
+        .map_or(0, |m| m.amount);
+    b.made
+        .insert(no, json!({"out_trade_no": trade, "fen": fen}));
+    if b.mode == RefundMode::LoseAnswer {
+        return Answer::plain(500, "lost");
+    }
+    let node = json!({"code": "10000", "msg": "Success", "out_trade_no": trade,
+        "trade_no": TRADE_NO, "fund_change": "Y", "refund_fee": yuan(total(&b))});
+    signed(node_name, &node)
 }
 
 impl FakeAlipay {
     pub async fn start() -> Self {
         let trades = Trades::default();
         let st = trades.clone();
+        let refunds = Refunds::default();
+        let book = refunds.clone();
         let server = FakeServer::start(Arc::new(move |s: &Seen| {
             let body = String::from_utf8_lossy(&s.body).into_owned();
             let p = form(s);
@@ -88,6 +153,11 @@ impl FakeAlipay {
                     "sub_code": "isv.invalid-signature", "sub_msg": "bad sign"}));
             }
             let biz: Value = p.get("biz_content").and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
+            if method.starts_with("alipay.trade.refund")
+                || method == "alipay.trade.fastpay.refund.query"
+            {
+                return refund_method(&book, &method, &biz, &node_name);
+            }
             let id = biz["out_trade_no"].as_str().unwrap_or("").to_owned();
             let node = match (method.as_str(), st.get(&id)) {
                 (_, None) => json!({"code": "40004", "msg": "Business Failed",
@@ -108,7 +178,11 @@ impl FakeAlipay {
             signed(&node_name, &node)
         }))
         .await;
-        FakeAlipay { server, trades }
+        FakeAlipay {
+            server,
+            trades,
+            refunds,
+        }
     }
 }
 

@@ -27,6 +27,9 @@ fn new_id(seed: u64) -> OrderId {
 }
 
 use tollgate::clock::Clock;
+use tollgate::domain::refund_request::{
+    RefundHold, RefundRequest, RefundRequestChange, RefundRequestState,
+};
 
 pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
     Order {
@@ -56,6 +59,8 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         last_error: None,
         refund_reversed_at: None,
         refund_reversal_reason: None,
+        refund_requested: 0,
+        access_revoked_at: None,
     }
 }
 
@@ -125,6 +130,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     order_history_pages_newest_first(&*store).await;
     refund_reversed_once(store.clone()).await;
     markers_claimed_once(store.clone()).await;
+    refund_requests_hold_and_finish(&*store).await;
+    refund_holds_never_exceed_what_remains_concurrently(store.clone()).await;
+    partial_refunds_revoking_take_coins_once(&*store).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -1965,4 +1973,340 @@ pub async fn markers_claimed_once(store: Arc<dyn Store>) {
     );
     let other = format!("conformance:{}", new_id(321));
     assert!(store.claim_marker(&other, 1_031, 1_061).await.unwrap());
+}
+
+/// A paid 9.00 order of `user` (seed `seed`), as stored.
+async fn paid_order(store: &dyn Store, seed: u64, user: &str, txn: &str) -> Order {
+    let o = pending(seed, user, 1_000);
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
+    store
+        .settle(&settlement(&o, OrderState::Pending, txn, 1_100))
+        .await
+        .unwrap();
+    store.get_order(&o.order_id).await.unwrap().unwrap()
+}
+
+fn refund_request(o: &Order, no: &str, amount: i64, due: i64) -> RefundRequest {
+    RefundRequest {
+        order_id: o.order_id.clone(),
+        out_refund_no: no.into(),
+        amount,
+        reason: "conformance".into(),
+        requested_by: "ops".into(),
+        requested_at: 1_200,
+        request_hash: "h".into(),
+        state: RefundRequestState::Requested,
+        provider_refund_id: None,
+        failure: None,
+        updated_at: 1_200,
+        next_check_at: Some(due),
+        attempts: 0,
+    }
+}
+
+/// Refund requests: recorded once per id with the hold of their amount on the order, never
+/// beyond what remains, found through the refund index while open, changed only while open,
+/// and finished once, which releases the hold and leaves the index.
+pub async fn refund_requests_hold_and_finish(store: &dyn Store) {
+    let o = paid_order(store, 400, "rq-user", "rq-txn").await;
+    let req = refund_request(&o, "Rrq1", 600, 1_260);
+    let hold = RefundHold::on(&o, 600).unwrap();
+    match store
+        .request_refund(
+            &o,
+            &req,
+            &hold,
+            &audit_rec(
+                tollgate::domain::audit::AuditAction::Refund,
+                Some("rq-user"),
+                1_260,
+            ),
+        )
+        .await
+        .unwrap()
+    {
+        RefundRequestOutcome::Recorded(held) => assert_eq!(held.refund_requested, 600),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .get_order(&o.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .refund_requested,
+        600
+    );
+    assert_eq!(
+        store.refund_request(&o.order_id, "Rrq1").await.unwrap(),
+        Some(req.clone())
+    );
+    assert_eq!(
+        store.refund_request(&o.order_id, "Rnone").await.unwrap(),
+        None
+    );
+    // The same id again: the request as stored, nothing written.
+    assert_eq!(
+        store
+            .request_refund(
+                &o,
+                &req,
+                &hold,
+                &audit_rec(
+                    tollgate::domain::audit::AuditAction::Refund,
+                    Some("rq-user"),
+                    1_260
+                )
+            )
+            .await
+            .unwrap(),
+        RefundRequestOutcome::Exists(Box::new(req.clone()))
+    );
+    // A hold decided on the order before the first one: refused, with the order as stored.
+    let late = refund_request(&o, "Rrq2", 400, 1_260);
+    match store
+        .request_refund(
+            &o,
+            &late,
+            &RefundHold::on(&o, 400).unwrap(),
+            &audit_rec(
+                tollgate::domain::audit::AuditAction::Refund,
+                Some("rq-user"),
+                1_260,
+            ),
+        )
+        .await
+        .unwrap()
+    {
+        RefundRequestOutcome::OrderChanged(stored) => assert_eq!(stored.refund_requested, 600),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.refund_request(&o.order_id, "Rrq2").await.unwrap(),
+        None
+    );
+    // The refund index: due at or before `now` only.
+    let mine = |due: Vec<DueRefund>| {
+        due.into_iter()
+            .filter(|d| d.order_id == o.order_id)
+            .collect::<Vec<_>>()
+    };
+    assert!(mine(store.due_refund_requests(1_259, 100).await.unwrap()).is_empty());
+    assert_eq!(
+        mine(store.due_refund_requests(1_260, 100).await.unwrap()),
+        vec![DueRefund {
+            order_id: o.order_id.clone(),
+            out_refund_no: "Rrq1".into(),
+            due_at: 1_260
+        }]
+    );
+    // Pending moves its check later; a retry counts its attempts.
+    let pending_change = RefundRequestChange::Pending {
+        provider_refund_id: Some("wx-1".into()),
+        next_check_at: 1_400,
+        at: 1_300,
+    };
+    let p = store
+        .change_refund_request(&req, &pending_change)
+        .await
+        .unwrap()
+        .expect("open");
+    assert_eq!(
+        (p.state, p.provider_refund_id.as_deref(), p.next_check_at),
+        (RefundRequestState::Pending, Some("wx-1"), Some(1_400))
+    );
+    assert!(mine(store.due_refund_requests(1_399, 100).await.unwrap()).is_empty());
+    assert_eq!(
+        mine(store.due_refund_requests(1_400, 100).await.unwrap()).len(),
+        1
+    );
+    let retry = RefundRequestChange::Retry {
+        attempts: 1,
+        failure: "down".into(),
+        next_check_at: 1_500,
+    };
+    let r = store
+        .change_refund_request(&p, &retry)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.attempts, r.failure.as_deref()), (1, Some("down")));
+    assert_eq!(
+        store.refund_request(&o.order_id, "Rrq1").await.unwrap(),
+        Some(r.clone())
+    );
+    // Finished: out of the index, the hold released; a second finish changes nothing.
+    let done = RefundRequestChange::Finished {
+        state: RefundRequestState::Failed,
+        provider_refund_id: None,
+        failure: Some("NOT_ENOUGH".into()),
+        at: 1_600,
+    };
+    let f = store
+        .change_refund_request(&r, &done)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (f.state, f.next_check_at),
+        (RefundRequestState::Failed, None)
+    );
+    assert_eq!(f.failure.as_deref(), Some("NOT_ENOUGH"));
+    assert!(mine(store.due_refund_requests(i64::MAX / 2, 100).await.unwrap()).is_empty());
+    assert_eq!(
+        store
+            .get_order(&o.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .refund_requested,
+        0
+    );
+    assert_eq!(store.change_refund_request(&r, &done).await.unwrap(), None);
+    assert_eq!(store.change_refund_request(&r, &retry).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get_order(&o.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .refund_requested,
+        0,
+        "released once"
+    );
+    assert_eq!(
+        store.refund_request(&o.order_id, "Rrq1").await.unwrap(),
+        Some(f)
+    );
+    // An unpaid order holds nothing.
+    let unpaid = pending(401, "rq-user", 1_000);
+    store
+        .create_order(&unpaid, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
+    let mut as_paid = unpaid.clone();
+    as_paid.state = OrderState::Paid;
+    assert!(matches!(
+        store
+            .request_refund(
+                &unpaid,
+                &refund_request(&unpaid, "Rrq3", 100, 1_260),
+                &RefundHold::on(&as_paid, 100).unwrap(),
+                &audit_rec(
+                    tollgate::domain::audit::AuditAction::Refund,
+                    Some("rq-user"),
+                    1_260
+                ),
+            )
+            .await
+            .unwrap(),
+        RefundRequestOutcome::OrderChanged(_)
+    ));
+    // Only the request that was recorded left an audit record.
+    let records = audit_of(store, "rq-user").await;
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        records[0].action,
+        tollgate::domain::audit::AuditAction::Refund
+    );
+}
+
+/// Twenty holds of 3.00 decided at once on a 9.00 order: each is retried on the order as
+/// stored until it holds or no longer fits; exactly three hold.
+pub async fn refund_holds_never_exceed_what_remains_concurrently(store: Arc<dyn Store>) {
+    let o = paid_order(&*store, 410, "rq-race", "rq-race-txn").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let mut read = o.clone();
+            tokio::spawn(async move {
+                let req = refund_request(&read, &format!("Rrace{i}"), 300, 1_260);
+                for _ in 0..40 {
+                    let Some(hold) = RefundHold::on(&read, 300) else {
+                        return false;
+                    };
+                    let audit = audit_rec(
+                        tollgate::domain::audit::AuditAction::Refund,
+                        Some("rq-race"),
+                        1_260,
+                    );
+                    match store
+                        .request_refund(&read, &req, &hold, &audit)
+                        .await
+                        .unwrap()
+                    {
+                        RefundRequestOutcome::Recorded(_) => return true,
+                        RefundRequestOutcome::OrderChanged(stored) => read = *stored,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                panic!("no decision after 40 attempts")
+            })
+        })
+        .collect();
+    let mut held = 0;
+    for t in tasks {
+        held += usize::from(t.await.unwrap());
+    }
+    assert_eq!(held, 3);
+    assert_eq!(
+        store
+            .get_order(&o.order_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .refund_requested,
+        900
+    );
+}
+
+/// With the partial-refund policy, the first partial refund ends the access while the order
+/// stays PAID and takes the coins back; the refund completing it takes nothing back twice.
+pub async fn partial_refunds_revoking_take_coins_once(store: &dyn Store) {
+    let mut o = pending(420, "rq-coins", 1_000);
+    o.credits = 100;
+    store
+        .create_order(&o, None, &UNCAPPED, 1_000)
+        .await
+        .unwrap();
+    store
+        .settle(&settlement(&o, OrderState::Pending, "rq-coins-txn", 1_100))
+        .await
+        .unwrap();
+    let paid = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert_eq!(store.user_items("rq-coins").await.unwrap().credits, 100);
+    let first = match store
+        .count_refund_revoking(&paid, &counting("p1", 300, 0, 599), 1_300)
+        .await
+        .unwrap()
+    {
+        TransitionOutcome::Done(d) => *d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (first.state, first.refunded_amount, first.access_revoked_at),
+        (OrderState::Paid, 300, Some(1_300))
+    );
+    let items = store.user_items("rq-coins").await.unwrap();
+    assert_eq!(items.credits, 0);
+    assert!(items.grants.iter().all(|g| g.revoked_at == Some(1_300)));
+    // A decision made on the read before it: refused.
+    assert!(matches!(
+        store.count_refund_revoking(&paid, &counting("p2", 100, 0, 599), 1_400).await.unwrap(),
+        TransitionOutcome::Conflict(c) if c.access_revoked_at == Some(1_300)
+    ));
+    let stored = store.get_order(&o.order_id).await.unwrap().unwrap();
+    assert!(matches!(
+        store.refund(&stored, &counting("p3", 600, 300, 300), 1_500).await.unwrap(),
+        TransitionOutcome::Done(d) if d.state == OrderState::Refunded
+    ));
+    let items = store.user_items("rq-coins").await.unwrap();
+    assert_eq!(items.credits, 0, "coins taken back once");
+    assert!(
+        items.grants.iter().all(|g| g.revoked_at == Some(1_300)),
+        "first revocation kept"
+    );
 }

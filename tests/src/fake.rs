@@ -161,3 +161,68 @@ pub fn key(name: &str) -> String {
         .join(name);
     std::fs::read_to_string(path).expect("test key fixture")
 }
+
+/// How a fake provider answers the next refund it has not made yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RefundMode {
+    /// Refunds at once.
+    #[default]
+    Succeed,
+    /// Accepts it and keeps it processing (WeChat Pay's PROCESSING) until
+    /// [`Refunds::set_status`] says otherwise.
+    Process,
+    /// Refuses it with this error code; nothing is refunded.
+    Refuse(String),
+    /// Answers 500 without refunding (the request never got through).
+    Down,
+    /// Refunds, then answers 500 (the answer is lost on the way back).
+    LoseAnswer,
+}
+
+/// The refunds a fake provider made, by the refund id Tollgate sent, and how many refund
+/// calls and queries it received.
+#[derive(Clone, Default)]
+pub struct Refunds(Arc<Mutex<RefundBook>>);
+
+#[derive(Default)]
+pub struct RefundBook {
+    pub made: HashMap<String, Value>,
+    pub calls: u32,
+    pub queries: u32,
+    pub mode: RefundMode,
+}
+
+impl Refunds {
+    pub fn set_mode(&self, mode: RefundMode) {
+        self.0.lock().unwrap().mode = mode;
+    }
+
+    /// Refund calls received (repeats of the same refund id included).
+    pub fn calls(&self) -> u32 {
+        self.0.lock().unwrap().calls
+    }
+
+    pub fn queries(&self) -> u32 {
+        self.0.lock().unwrap().queries
+    }
+
+    /// Refunds actually made (each refund id once).
+    pub fn made(&self) -> usize {
+        self.0.lock().unwrap().made.len()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Value> {
+        self.0.lock().unwrap().made.get(id).cloned()
+    }
+
+    /// Changes the status of a refund made (e.g. PROCESSING → SUCCESS).
+    pub fn set_status(&self, id: &str, status: &str) {
+        if let Some(r) = self.0.lock().unwrap().made.get_mut(id) {
+            r["status"] = Value::String(status.to_owned());
+        }
+    }
+
+    pub fn book(&self) -> std::sync::MutexGuard<'_, RefundBook> {
+        self.0.lock().unwrap()
+    }
+}

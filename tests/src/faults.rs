@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tollgate::domain::refund::RefundCount;
+use tollgate::domain::refund_request::{RefundHold, RefundRequest, RefundRequestChange};
 use tollgate::domain::{Order, OrderId, OrderState};
 use tollgate::store::*;
 
@@ -188,6 +189,18 @@ impl Store for FaultyStore {
     async fn settle(&self, s: &Settlement) -> Result<SettleOutcome, StoreError> {
         self.guard("settle", self.inner.settle(s)).await
     }
+    async fn count_refund_revoking(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.guard(
+            "count_refund_revoking",
+            self.inner.count_refund_revoking(order, count, at),
+        )
+        .await
+    }
     async fn reverse_refund(
         &self,
         order: &Order,
@@ -241,6 +254,52 @@ impl Store for FaultyStore {
     ) -> Result<TransitionOutcome, StoreError> {
         self.guard("refund", self.inner.refund(order, count, at))
             .await
+    }
+    async fn request_refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+        hold: &RefundHold,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<RefundRequestOutcome, StoreError> {
+        self.guard(
+            "request_refund",
+            self.inner.request_refund(order, req, hold, audit),
+        )
+        .await
+    }
+    async fn refund_request(
+        &self,
+        order_id: &OrderId,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        self.guard(
+            "refund_request",
+            self.inner.refund_request(order_id, out_refund_no),
+        )
+        .await
+    }
+    async fn change_refund_request(
+        &self,
+        req: &RefundRequest,
+        change: &RefundRequestChange,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        self.guard(
+            "change_refund_request",
+            self.inner.change_refund_request(req, change),
+        )
+        .await
+    }
+    async fn due_refund_requests(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRefund>, StoreError> {
+        self.guard(
+            "due_refund_requests",
+            self.inner.due_refund_requests(now, limit),
+        )
+        .await
     }
     async fn defer_due(
         &self,

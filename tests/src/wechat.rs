@@ -2,7 +2,7 @@
 //! `WECHATPAY2-SHA256-RSA2048` Authorization against the merchant's public key, answers
 //! signed with a platform key, and builds notifications the way WeChat Pay does.
 
-use crate::fake::{key, Answer, FakeServer, Seen, Trades};
+use crate::fake::{key, Answer, FakeServer, RefundMode, Refunds, Seen, Trades};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -113,6 +113,43 @@ pub struct FakeWechat {
     pub server: FakeServer,
     /// What the fake answers to queries (absent = ORDER_NOT_EXIST).
     pub trades: Trades,
+    /// The refunds it made, by `out_refund_no`, and how it answers new ones.
+    pub refunds: Refunds,
+}
+
+/// `POST /v3/refund/domestic/refunds` as WeChat Pay answers it: a refund id already made is
+/// answered as it stands (never refunded twice); a new one as the mode says.
+fn refund_call(book: &Refunds, body: &[u8], now: i64) -> Answer {
+    let req: Value = serde_json::from_slice(body).unwrap_or_default();
+    let no = req["out_refund_no"].as_str().unwrap_or("").to_owned();
+    let mut b = book.book();
+    b.calls += 1;
+    if let Some(r) = b.made.get(&no) {
+        return json_answer(200, r, now);
+    }
+    let status = match b.mode.clone() {
+        RefundMode::Refuse(code) => {
+            return json_answer(400, &json!({"code": code, "message": "refused"}), now)
+        }
+        RefundMode::Down => return Answer::plain(500, "down"),
+        RefundMode::Process => "PROCESSING",
+        RefundMode::Succeed | RefundMode::LoseAnswer => "SUCCESS",
+    };
+    let refund_id = format!("503000{:08}", b.made.len() + 1);
+    let record = json!({
+        "refund_id": refund_id, "out_refund_no": no,
+        "transaction_id": req["transaction_id"], "out_trade_no": req["out_trade_no"],
+        "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+        "create_time": "2027-01-15T16:30:00+08:00", "status": status,
+        "amount": {"total": req["amount"]["total"], "refund": req["amount"]["refund"],
+                   "payer_total": req["amount"]["total"], "payer_refund": req["amount"]["refund"],
+                   "currency": "CNY"}
+    });
+    b.made.insert(no, record.clone());
+    if b.mode == RefundMode::LoseAnswer {
+        return Answer::plain(500, "lost");
+    }
+    json_answer(200, &record, now)
 }
 
 impl FakeWechat {
@@ -120,6 +157,8 @@ impl FakeWechat {
     pub async fn start(now: i64) -> Self {
         let trades = Trades::default();
         let st = trades.clone();
+        let refunds = Refunds::default();
+        let book = refunds.clone();
         let server = FakeServer::start(Arc::new(move |s: &Seen| {
             if !authorization_ok(s) {
                 return json_answer(
@@ -129,6 +168,21 @@ impl FakeWechat {
                 );
             }
             let path = s.target.split('?').next().unwrap_or("");
+            if s.method == "POST" && path == "/v3/refund/domestic/refunds" {
+                return refund_call(&book, &s.body, now);
+            }
+            if let Some(no) = path.strip_prefix("/v3/refund/domestic/refunds/") {
+                let mut b = book.book();
+                b.queries += 1;
+                return match b.made.get(no) {
+                    Some(r) => json_answer(200, r, now),
+                    None => json_answer(
+                        404,
+                        &json!({"code": "RESOURCE_NOT_EXISTS", "message": "退款单不存在"}),
+                        now,
+                    ),
+                };
+            }
             if s.method == "POST"
                 && path.starts_with("/v3/pay/transactions/")
                 && !path.contains("out-trade-no")
@@ -175,7 +229,11 @@ impl FakeWechat {
             )
         }))
         .await;
-        FakeWechat { server, trades }
+        FakeWechat {
+            server,
+            trades,
+            refunds,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tollgate::domain::refund::{RefundCount, RefundReversal};
+use tollgate::domain::refund_request::{RefundHold, RefundRequest, RefundRequestChange};
 use tollgate::domain::{Order, OrderId, OrderQuota, OrderState};
 use tollgate::store::*;
 
@@ -146,6 +147,15 @@ impl Store for CountingStore {
         self.enter("refund")?;
         self.inner.refund(order, count, at).await
     }
+    async fn count_refund_revoking(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.enter("count_refund_revoking")?;
+        self.inner.count_refund_revoking(order, count, at).await
+    }
     async fn reverse_refund(
         &self,
         order: &Order,
@@ -153,6 +163,40 @@ impl Store for CountingStore {
     ) -> Result<TransitionOutcome, StoreError> {
         self.enter("reverse_refund")?;
         self.inner.reverse_refund(order, reversal).await
+    }
+    async fn request_refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+        hold: &RefundHold,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<RefundRequestOutcome, StoreError> {
+        self.enter("request_refund")?;
+        self.inner.request_refund(order, req, hold, audit).await
+    }
+    async fn refund_request(
+        &self,
+        order_id: &OrderId,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        self.enter("refund_request")?;
+        self.inner.refund_request(order_id, out_refund_no).await
+    }
+    async fn change_refund_request(
+        &self,
+        req: &RefundRequest,
+        change: &RefundRequestChange,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        self.enter("change_refund_request")?;
+        self.inner.change_refund_request(req, change).await
+    }
+    async fn due_refund_requests(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRefund>, StoreError> {
+        self.enter("due_refund_requests")?;
+        self.inner.due_refund_requests(now, limit).await
     }
     async fn defer_due(
         &self,

@@ -43,6 +43,8 @@ fn seeded(id: &str, provider: &str) -> Order {
         last_error: None,
         refund_reversed_at: None,
         refund_reversal_reason: None,
+        refund_requested: 0,
+        access_revoked_at: None,
     }
 }
 

@@ -27,6 +27,7 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/admin/stats"),
     ("GET", "/admin/orders/{id}"),
+    ("POST", "/admin/orders/{id}/refunds"),
     ("GET", "/admin/lookup"),
     ("GET", "/admin/users/{user_id}"),
     ("GET", "/admin/users/{user_id}/orders"),

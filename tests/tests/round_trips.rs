@@ -321,16 +321,197 @@ async fn budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     assert_eq!(r.expired, 2, "{r:?}"); // the keyed orders; the first one is paid
     assert_eq!(
         meter.take(),
-        16 + 2 * 2,
-        "sweep: 16 index queries + read and expire each of 2 orders"
+        1 + 16 + 2 * 2,
+        "sweep: the refund index and 16 due-index queries + read and expire each of 2 orders"
     );
     let r = sweep(&s.app, i64::MAX).await;
     assert_eq!(r.examined, 0);
     assert_eq!(
         meter.take(),
-        16,
-        "an idle sweep costs only the 16 index queries"
+        1 + 16,
+        "an idle sweep costs only the 17 index queries"
     );
+}
+
+/// Refunds an operator starts, against the fake WeChat Pay: recorded in one transaction,
+/// counted like a reported refund, finished in one more.
+async fn refund_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    use tollgate_tests::fake::RefundMode;
+    use tollgate_tests::wechat::{self as wx, FakeWechat};
+    let fake = FakeWechat::start(T0).await;
+    let clock = ManualClock::at(T0);
+    let s = TestServer::start(app_with(store, clock.clone(), &wx::env(&fake.server.base))).await;
+    let paid = |n: u32| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    "rt-refund",
+                    "POST",
+                    "/orders",
+                    Some(json!({"product_id": "pass", "plan_id": "7d", "provider": "wechat"})),
+                )
+                .await;
+            let id = r.json()["order_id"].as_str().unwrap().to_owned();
+            let body = wx::notification(
+                "TRANSACTION.SUCCESS",
+                &wx::transaction(&id, &format!("rt-wx-{n}"), 900),
+                wx::API_V3_KEY,
+            );
+            let headers = wx::signed_headers(&body, T0, &wx::platform_signer(), wx::PUB_KEY_ID);
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let r = s.request("POST", "/callbacks/wechat", &h, body).await;
+            assert_eq!(r.status, 204);
+            id
+        }
+    };
+    let refund = |id: String, key: &'static str, body: serde_json::Value| {
+        let s = &s;
+        async move {
+            let auth = admin_bearer("ops");
+            s.request(
+                "POST",
+                &format!("/admin/orders/{id}/refunds"),
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                body.to_string(),
+            )
+            .await
+            .status
+        }
+    };
+    let id = paid(1).await;
+    meter.take();
+    assert_eq!(
+        refund(id.clone(), "rt-1", json!({"amount": 300, "reason": "rt"})).await,
+        201
+    );
+    assert_eq!(
+        meter.take(),
+        4,
+        "partial refund started: read the order, record it (one transaction), count it, finish it"
+    );
+    assert_eq!(
+        refund(id.clone(), "rt-1", json!({"amount": 300, "reason": "rt"})).await,
+        201
+    );
+    assert_eq!(
+        meter.take(),
+        2,
+        "repeated request: read the order, the failed transaction returns the request"
+    );
+    assert_eq!(
+        refund(id.clone(), "rt-2", json!({"reason": "rt"})).await,
+        201
+    );
+    assert_eq!(
+        meter.take(),
+        4,
+        "the refund reaching what was paid: read, record, refund transaction, finish"
+    );
+    let id = paid(2).await;
+    fake.refunds.set_mode(RefundMode::Process);
+    meter.take();
+    assert_eq!(
+        refund(id.clone(), "rt-3", json!({"reason": "rt"})).await,
+        202
+    );
+    assert_eq!(
+        meter.take(),
+        3,
+        "a refund the provider processes: read, record, mark it pending"
+    );
+    fake.refunds
+        .set_mode(RefundMode::Refuse("NOT_ENOUGH".into()));
+    let other = paid(3).await;
+    meter.take();
+    assert_eq!(refund(other, "rt-4", json!({"reason": "rt"})).await, 422);
+    assert_eq!(
+        meter.take(),
+        3,
+        "a refused refund: read, record, fail it (releasing its hold)"
+    );
+    let no = fake.server.seen().iter().rev().find_map(|r| {
+        (r.target == "/v3/refund/domestic/refunds")
+            .then(|| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap())
+            .filter(|b| b["out_trade_no"] == id.as_str())
+            .map(|b| b["out_refund_no"].as_str().unwrap().to_owned())
+    });
+    fake.refunds.set_status(&no.unwrap(), "SUCCESS");
+    clock.advance(120);
+    meter.take();
+    let r = sweep(&s.app, i64::MAX).await;
+    assert_eq!(r.refunds.confirmed, 1, "{r:?}");
+    assert_eq!(
+        meter.take(),
+        1 + 16 + 4,
+        "sweep of a pending refund: the refund index, the request, the order, the refund \
+         transaction, finish it; and the 16 due-index queries"
+    );
+}
+
+/// With `PARTIAL_REFUND_REVOKES`, a partial refund that ends the access is still the read and
+/// one transaction (order, grants, wallet).
+async fn revoking_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let s = TestServer::start(test_app_with(
+        store,
+        ManualClock::at(T0),
+        &[("PARTIAL_REFUND_REVOKES", "true")],
+    ))
+    .await;
+    let id = s.buy("rt-revoke", "pass", Some("7d")).await;
+    let order_id = OrderId::parse(&id).unwrap();
+    meter.take();
+    let refund = ProviderEvent::Refunded {
+        order_id,
+        provider_txn_id: format!("txn-{id}"),
+        refunded: Money::new(100, Currency::CNY).unwrap(),
+        order_total: Money::new(900, Currency::CNY).unwrap(),
+        refund: RefundRef::Single("rt-p1".into()),
+    };
+    assert_eq!(
+        apply(&s.app, "sandbox", refund).await.unwrap(),
+        Applied::PartialRefundRevoked
+    );
+    assert_eq!(
+        meter.take(),
+        2,
+        "partial refund ending access: read the order, one transaction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    revoking_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    revoking_budgets(Arc::new(store), counter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    refund_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refund_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    refund_budgets(Arc::new(store), counter).await;
 }
 
 /// `POST /purchases/google` claims a short-lived marker before queueing: one conditional

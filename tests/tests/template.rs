@@ -583,6 +583,15 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("reverse_refund", &["UpdateItem"]),
     ("claim_marker", &["PutItem"]),
     ("release_marker", &["DeleteItem"]),
+    // Put of the REFUND# request, Update of the order's hold, Put of the audit record: one
+    // transaction.
+    ("request_refund", &["PutItem", "UpdateItem"]),
+    ("refund_request", &["GetItem"]),
+    // Update of the request; finishing it also Updates the order (one transaction).
+    ("change_refund_request", &["UpdateItem"]),
+    ("due_refund_requests", &["Query on gsi1"]),
+    // As `refund`, the order staying PAID.
+    ("count_refund_revoking", &["UpdateItem"]),
 ];
 
 /// The indexes a function may query, each under its own policy statement.
@@ -596,7 +605,13 @@ const INDEXES: &[(&str, &str)] = &[
 const ENTRIES: &[(&str, &[&str])] = &[
     (
         "create-order",
-        &["orders", "stats", "support", "order_history"],
+        &[
+            "orders",
+            "stats",
+            "support",
+            "order_history",
+            "refund_requests",
+        ],
     ),
     ("provider-callback", &["payments"]),
     (
@@ -620,9 +635,13 @@ const ENTRIES: &[(&str, &[&str])] = &[
 ];
 
 /// Store methods a module-level reading over-counts: the verifier's re-query jobs use
-/// `sweep::resolve`, never the sweep over the due index; and its Play jobs never take or
-/// release the de-duplication marker of `POST /purchases/google` (store-notifications).
+/// `sweep::resolve`, never the sweep over the due index or the refund index; its Play jobs
+/// never take or release the de-duplication marker of `POST /purchases/google`
+/// (store-notifications); create-order starts refunds, and only the sweeper reads the
+/// refund index.
 const NOT_REACHED: &[(&str, &str)] = &[
+    ("create-order", "due_refund_requests"),
+    ("verifier", "due_refund_requests"),
     ("verifier", "due_orders"),
     ("verifier", "claim_marker"),
     ("verifier", "release_marker"),

@@ -1,5 +1,6 @@
 //! Operators' routes: `GET /admin/stats`, support's lookups (`GET /admin/orders/{id}`,
 //! `GET /admin/lookup?provider=&transaction_id=`, `GET /admin/users/{user}`),
+//! `POST /admin/orders/{id}/refunds`,
 //! `POST /admin/streams/{id}/publish-key`, `POST /admin/users/{user}/bans`,
 //! `DELETE /admin/users/{user}/bans/{stream_id|*}`, `POST /admin/users/{user}/grants`,
 //! `DELETE /admin/users/{user}/grants/{source_id}`, `POST /admin/users/{user}/wallet` and
@@ -11,15 +12,20 @@
 //! with the request's id.
 
 use super::auth::{ADMIN_ROLE, SUPPORT_ROLE};
-use super::problem::{json_response, problem, service_problem};
+use super::problem::{json_response, problem, problem_with, service_problem};
 use super::{parse_json, IamCaller, RequestId};
+
 use crate::app::App;
+use crate::domain::refund_request::RefundRequestState;
 use crate::domain::time::{parse_rfc3339, rfc3339};
 use crate::domain::Order;
-use crate::service::audit::{self as audit_trail, Operator};
+use crate::service::audit as audit_trail;
 use crate::service::manual_grants::{self, GrantRequest, Granted};
 use crate::service::moderation::{self, BanRequest};
+use crate::service::operator::{self, Operator};
+use crate::service::refund_requests::{self, RefundAsk, Started};
 use crate::service::wallet::{self, Adjusted, WalletRequest};
+
 use crate::service::{order_history, support};
 use crate::stream::names::percent_decode;
 use bytes::Bytes;
@@ -76,7 +82,7 @@ fn operator(app: &App, req: &Request<Bytes>) -> Result<Operator, Response<Bytes>
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
-        .unwrap_or_else(audit_trail::new_request_id);
+        .unwrap_or_else(operator::new_request_id);
     Ok(Operator { actor, request_id })
 }
 
@@ -126,6 +132,11 @@ fn order_for_support(o: &Order) -> serde_json::Value {
         map.insert("refunded_at".into(), json!(o.refunded_at.map(rfc3339)));
         map.insert("refunded_amount".into(), json!(o.refunded_amount));
         map.insert("refund_ids".into(), json!(o.refund_ids));
+        map.insert("refund_requested".into(), json!(o.refund_requested));
+        map.insert(
+            "access_revoked_at".into(),
+            json!(o.access_revoked_at.map(rfc3339)),
+        );
         map.insert("sweep_attempts".into(), json!(o.sweep_attempts));
         map.insert("last_error".into(), json!(o.last_error));
     }
@@ -504,4 +515,90 @@ fn record_json(r: &crate::domain::audit::AuditRecord) -> serde_json::Value {
         "reason": r.reason,
         "request_id": r.request_id,
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    /// Minor units; absent: all that remains.
+    amount: Option<i64>,
+    reason: String,
+}
+
+/// A refund request as the operator sees it.
+fn refund_json(s: &Started) -> serde_json::Value {
+    let r = &s.request;
+    let money = |amount: i64| json!({"amount": amount, "currency": s.currency.as_str()});
+    json!({
+        "refund_id": r.out_refund_no,
+        "order_id": r.order_id.as_str(),
+        "state": r.state.as_str(),
+        "amount": money(r.amount),
+        "reason": r.reason,
+        "requested_by": r.requested_by,
+        "requested_at": rfc3339(r.requested_at),
+        "updated_at": rfc3339(r.updated_at),
+        "provider_refund_id": r.provider_refund_id,
+        "failure": r.failure,
+        "next_check_at": r.next_check_at.filter(|_| r.state.is_open()).map(rfc3339),
+        "remaining": money(s.remaining),
+    })
+}
+
+/// `POST /admin/orders/{id}/refunds` with an `Idempotency-Key`: 201 when the provider
+/// confirmed the refund, 202 while it is open (processing at the provider, or no answer yet:
+/// the sweeper finishes it), 422 when the provider refused it (the request is in the
+/// problem's `refund`). The same key and body again answer the request as it stands.
+pub(super) async fn refund(app: &App, order_id: &str, req: &Request<Bytes>) -> Response<Bytes> {
+    let op = match operator(app, req) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
+        Some(Ok(k)) => k.to_owned(),
+        Some(Err(_)) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Idempotency-Key must be printable ASCII",
+            )
+        }
+        None => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "idempotency-key-required",
+                "a refund needs an Idempotency-Key header, so that a retry never refunds twice",
+            )
+        }
+    };
+    let body: RefundBody = match parse_json(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let ask = RefundAsk {
+        amount: body.amount,
+        reason: body.reason,
+    };
+    match refund_requests::start(app, order_id, &key, ask, &op).await {
+        Ok(s) => match s.request.state {
+            RefundRequestState::Confirmed => json_response(StatusCode::CREATED, &refund_json(&s)),
+            RefundRequestState::Requested | RefundRequestState::Pending => {
+                json_response(StatusCode::ACCEPTED, &refund_json(&s))
+            }
+            RefundRequestState::Failed => {
+                let mut extra = serde_json::Map::new();
+                extra.insert("refund".into(), refund_json(&s));
+                problem_with(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "refund-failed",
+                    format!(
+                        "the provider refused the refund: {}",
+                        s.request.failure.as_deref().unwrap_or("no reason given")
+                    ),
+                    extra,
+                )
+            }
+        },
+        Err(e) => service_problem(&e),
+    }
 }

@@ -112,6 +112,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["admin", "stats"] | ["admin", "orders", _] | ["admin", "lookup"] => {
             (Orders, &[Method::GET])
         }
+        ["admin", "orders", _, "refunds"] => (Orders, &[Method::POST]),
         ["admin", "users", _] => (Streams, &[Method::GET]),
         ["admin", "users", _, "orders"] => (Orders, &[Method::GET]),
         ["admin", "streams", _, "publish-key"]
@@ -158,6 +159,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["streams", "verify"] => streams::verify(app, &req).await,
         ["admin", "stats"] => admin::stats(app, &req).await,
         ["admin", "orders", id] => admin::order(app, id, &req).await,
+        ["admin", "orders", id, "refunds"] => admin::refund(app, id, &req).await,
         ["admin", "lookup"] => admin::lookup(app, &req).await,
         ["admin", "users", user] => admin::user(app, user, &req).await,
         ["admin", "users", user, "orders"] => admin::user_orders(app, user, &req).await,

@@ -136,6 +136,21 @@ pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             r
         }
+        ServiceError::RefundRefused { detail, remaining } => {
+            let mut extra = serde_json::Map::new();
+            if let Some(m) = remaining {
+                extra.insert(
+                    "remaining".into(),
+                    json!({"amount": m.amount, "currency": m.currency.as_str()}),
+                );
+            }
+            problem_with(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refund-refused",
+                detail.clone(),
+                extra,
+            )
+        }
         ServiceError::Busy(d) => problem(StatusCode::SERVICE_UNAVAILABLE, "busy", d),
         ServiceError::Internal(d) => {
             tracing::error!(error = %d, "internal error");

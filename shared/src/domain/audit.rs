@@ -28,6 +28,7 @@ pub enum AuditAction {
     Grant,
     RevokeGrant,
     Wallet,
+    Refund,
 }
 
 impl AuditAction {
@@ -39,6 +40,7 @@ impl AuditAction {
             AuditAction::Grant => "grant",
             AuditAction::RevokeGrant => "revoke_grant",
             AuditAction::Wallet => "wallet",
+            AuditAction::Refund => "refund",
         }
     }
 
@@ -50,6 +52,7 @@ impl AuditAction {
             AuditAction::Grant,
             AuditAction::RevokeGrant,
             AuditAction::Wallet,
+            AuditAction::Refund,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)

@@ -11,6 +11,7 @@ pub mod order_quota;
 pub mod publish_key;
 pub mod purchase;
 pub mod refund;
+pub mod refund_request;
 pub mod retry;
 pub mod session;
 pub mod stats;

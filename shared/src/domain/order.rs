@@ -134,6 +134,16 @@ pub struct Order {
     /// The ids of the refunds counted in `refunded_amount`, so a repeated notification of
     /// the same refund is never counted twice.
     pub refund_ids: BTreeSet<String>,
+    /// Refunds Tollgate asked the provider for and is still waiting on (minor units), held
+    /// so that requests in flight never together exceed what remains
+    /// ([`super::refund_request`]).
+    #[serde(default)]
+    pub refund_requested: i64,
+    /// When a partial refund ended the order's access while it stayed PAID
+    /// (`PARTIAL_REFUND_REVOKES`): its grants are revoked and its coins taken back then,
+    /// once; the refund that completes the order later takes nothing back twice.
+    #[serde(default)]
+    pub access_revoked_at: Option<i64>,
     /// What the client needs to pay with the provider (prepay id, pay URL...).
     pub payment: Option<serde_json::Value>,
     /// Times the sweeper could not reach the provider for this order.
@@ -183,6 +193,8 @@ impl Order {
             refunded_at: None,
             refunded_amount: 0,
             refund_ids: BTreeSet::new(),
+            refund_requested: 0,
+            access_revoked_at: None,
             payment: None,
             sweep_attempts: 0,
             last_error: None,

@@ -23,6 +23,7 @@ pub mod wechat;
 pub mod wire_error;
 
 use crate::domain::refund::RefundRef;
+use crate::domain::refund_request::RefundRequest;
 use crate::domain::{Money, Order, OrderId};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -263,6 +264,46 @@ pub trait OrderQuery: Send + Sync {
     async fn close(&self, order: &Order) -> Result<(), ProviderError>;
 }
 
+/// What a provider says about a refund Tollgate asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundAnswer {
+    /// The money went back: count `refunded` as `refund` names it (the same way the
+    /// provider's refund notification names it, so a notification of it counts nothing
+    /// more).
+    Confirmed {
+        refunded: Money,
+        refund: RefundRef,
+        provider_refund_id: Option<String>,
+    },
+    /// Accepted and still being processed: ask again later.
+    Pending { provider_refund_id: Option<String> },
+    /// Refused for good (closed, abnormal, or an error answer): the provider's code.
+    Failed { code: String },
+    /// Only to a query: the provider knows no such refund (the request never arrived).
+    Unknown,
+}
+
+/// A provider through which Tollgate can give money back (WeChat Pay, Alipay, the sandbox).
+/// The app stores and Huya refund through their own processes and do not implement it.
+#[async_trait]
+pub trait RefundIssuer: Send + Sync {
+    /// Asks for `req` (of `req.amount` minor units of `order`'s paid amount), under its
+    /// `out_refund_no`, which the provider dedupes on: sending the same request again never
+    /// refunds twice.
+    async fn refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError>;
+
+    /// Asks how `req` went.
+    async fn query_refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError>;
+}
+
 /// Product titles as the payer sees them on the provider's page (WeChat Pay's
 /// `description`, Alipay's `subject`), from the catalog in force when the payment is made.
 #[derive(Debug, Clone)]
@@ -298,6 +339,7 @@ pub struct Providers {
     creators: BTreeMap<&'static str, Arc<dyn PaymentCreator>>,
     verifiers: BTreeMap<&'static str, Arc<dyn CallbackVerifier>>,
     queries: BTreeMap<&'static str, Arc<dyn OrderQuery>>,
+    refunds: BTreeMap<&'static str, Arc<dyn RefundIssuer>>,
 }
 
 impl Providers {
@@ -325,14 +367,22 @@ impl Providers {
         self
     }
 
-    /// A provider with orders of its own: it creates payments, calls back and can be queried.
+    pub fn with_refunds(&mut self, name: &'static str, p: Arc<dyn RefundIssuer>) -> &mut Self {
+        self.enabled.insert(name);
+        self.refunds.insert(name, p);
+        self
+    }
+
+    /// A provider with orders of its own: it creates payments, calls back, can be queried and
+    /// refunds.
     pub fn with_full_service<P>(&mut self, name: &'static str, p: Arc<P>) -> &mut Self
     where
-        P: PaymentCreator + CallbackVerifier + OrderQuery + 'static,
+        P: PaymentCreator + CallbackVerifier + OrderQuery + RefundIssuer + 'static,
     {
         self.with_creator(name, p.clone())
             .with_verifier(name, p.clone())
-            .with_query(name, p)
+            .with_query(name, p.clone())
+            .with_refunds(name, p)
     }
 
     pub fn is_enabled(&self, name: &str) -> bool {
@@ -349,6 +399,10 @@ impl Providers {
 
     pub fn query(&self, name: &str) -> Option<&Arc<dyn OrderQuery>> {
         self.queries.get(name)
+    }
+
+    pub fn refunds(&self, name: &str) -> Option<&Arc<dyn RefundIssuer>> {
+        self.refunds.get(name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &&'static str> {

@@ -1,57 +1,17 @@
-//! The audit trail's use cases: who is making a change (an [`Operator`]), the record each
-//! change writes with itself, and reading the trail back a page at a time, by user (newest
-//! first) or by time (oldest first). One store query per page.
+//! Reading the audit trail back a page at a time, by user (newest first) or by time (oldest
+//! first): one store query per page. The records are written by each change itself (see
+//! [`super::operator`]).
 
 use super::ServiceError;
 use crate::api::auth::valid_user_id;
 use crate::app::App;
-use crate::domain::audit::{cursor_of, parse_cursor, AuditAction, AuditRecord};
+use crate::domain::audit::{cursor_of, parse_cursor, AuditRecord};
 use crate::domain::time::parse_rfc3339;
-use crate::domain::OrderId;
-use serde_json::Value;
 
 /// Records per page when the caller does not say.
 pub const DEFAULT_LIMIT: usize = 50;
 /// The most a caller may ask for in one page.
 pub const MAX_LIMIT: usize = 100;
-
-/// Who makes a change and in which request: what every audit record names.
-#[derive(Debug, Clone)]
-pub struct Operator {
-    /// The token's `sub`, or the IAM ARN.
-    pub actor: String,
-    /// API Gateway's request id, or one the local server made up.
-    pub request_id: String,
-}
-
-impl Operator {
-    /// A new record of `action` by this operator at `now_ms`, with a fresh ULID; the caller
-    /// fills in the subject, before/after and reason.
-    pub fn record(&self, action: AuditAction, now_ms: i64) -> AuditRecord {
-        let id = OrderId::from_parts(
-            u64::try_from(now_ms).unwrap_or(0),
-            crate::crypto::random_bytes::<10>(),
-        );
-        AuditRecord {
-            id: id.as_str().to_owned(),
-            at: now_ms.div_euclid(1000),
-            actor: self.actor.clone(),
-            action,
-            user_id: None,
-            order_id: None,
-            stream_id: None,
-            before: Value::Null,
-            after: Value::Null,
-            reason: None,
-            request_id: self.request_id.clone(),
-        }
-    }
-}
-
-/// A request id for a request that arrived without one (the local server).
-pub fn new_request_id() -> String {
-    hex::encode(crate::crypto::random_bytes::<16>())
-}
 
 pub struct Page {
     pub records: Vec<AuditRecord>,

@@ -6,8 +6,8 @@
 //! rewrites them whole with each of its messages, which would undo a revocation silently.
 //! Its refund or revocation goes through the store; to keep a user away now, ban them.
 
-use super::audit::Operator;
 use super::moderation::{ATTEMPTS, MAX_REASON_LEN};
+use super::operator::Operator;
 use super::ServiceError;
 use crate::api::auth::valid_user_id;
 use crate::app::App;

@@ -8,9 +8,11 @@ pub mod google_purchases;
 pub mod jobs;
 pub mod manual_grants;
 pub mod moderation;
+pub mod operator;
 pub mod order_history;
 pub mod orders;
 pub mod payments;
+pub mod refund_requests;
 pub mod refunds;
 pub mod stats;
 pub mod store_orders;
@@ -65,6 +67,14 @@ pub enum ServiceError {
         window_seconds: i64,
         /// Seconds until the window ends and orders may be created again.
         retry_after: i64,
+    },
+    /// A refund an operator asked for that cannot be made (more than remains, an order
+    /// not paid, a store's purchase): nothing was recorded.
+    #[error("{detail}")]
+    RefundRefused {
+        detail: String,
+        /// What remains refundable, when the amount was the problem.
+        remaining: Option<crate::domain::Money>,
     },
     #[error("{0}")]
     Busy(String),

@@ -3,7 +3,7 @@
 //! and its audit record in one transaction conditioned on that read (read again and retried
 //! when another change got there first), so the record's `before` is exact.
 
-use super::audit::Operator;
+use super::operator::Operator;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::audit::{AuditAction, AuditRecord};

@@ -20,6 +20,9 @@ pub enum Applied {
     /// A refund of less than remains: counted on the order, the purchase stands, access is
     /// kept.
     PartialRefundKeptAccess,
+    /// A refund of less than remains, counted, that ended the order's access
+    /// (`PARTIAL_REFUND_REVOKES`): the order stays PAID.
+    PartialRefundRevoked,
     /// A refund the provider reversed: the order is PAID again and its access restored.
     RefundReversed,
     /// Already applied: acknowledge to the provider, change nothing.

@@ -38,6 +38,15 @@ pub async fn refund(
         let decision = decide(&order, report).map_err(|r| refused(&order, report, r))?;
         let outcome = match &decision {
             RefundDecision::AlreadyCounted => return Ok(Applied::Duplicate),
+            // The policy may end access at the first refund; the order stays PAID, so what
+            // remains can still be refunded. Once ended, a further partial refund only counts.
+            RefundDecision::Count(count)
+                if app.config.partial_refund_revokes && order.access_revoked_at.is_none() =>
+            {
+                app.store
+                    .count_refund_revoking(&order, count, app.clock.now())
+                    .await?
+            }
             RefundDecision::Count(count) => app.store.count_refund(&order.order_id, count).await?,
             RefundDecision::CountAndRevoke(count) => {
                 app.store.refund(&order, count, app.clock.now()).await?
@@ -46,9 +55,11 @@ pub async fn refund(
         match outcome {
             TransitionOutcome::Done(o) => {
                 let revoked = matches!(decision, RefundDecision::CountAndRevoke(_));
-                tracing::info!(order_id = %o.order_id, provider = %o.provider, refunded = %report.refunded, refunded_in_all = o.refunded_amount, revoked, "refund counted");
+                tracing::info!(order_id = %o.order_id, provider = %o.provider, refunded = %report.refunded, refunded_in_all = o.refunded_amount, revoked, access_revoked = o.access_revoked_at.is_some(), "refund counted");
                 return Ok(if revoked {
                     Applied::Refunded
+                } else if o.access_revoked_at.is_some() {
+                    Applied::PartialRefundRevoked
                 } else {
                     Applied::PartialRefundKeptAccess
                 });

@@ -7,6 +7,9 @@
 //! | not paid | close at the provider, then `PENDING → EXPIRED` (conditional) |
 //! | closed / no query API | `PENDING → EXPIRED` |
 //! | unreachable | leave it PENDING, retry with backoff; after 5 tries hand it to the queue |
+//!
+//! Before the orders, it looks at the open refund requests whose check is due, through their
+//! own index ([`super::refund_requests::sweep`]).
 
 use super::payments;
 use crate::app::App;
@@ -36,6 +39,8 @@ pub struct SweepReport {
     /// Index entries whose order had already moved on (the index lags the table).
     pub skipped: u32,
     pub errors: u32,
+    /// Open refund requests looked at (see [`super::refund_requests::sweep`]).
+    pub refunds: super::refund_requests::RefundSweep,
     /// Stopped before the deadline with work left; the next run resumes.
     pub stopped_early: bool,
 }
@@ -44,6 +49,14 @@ pub struct SweepReport {
 pub async fn sweep(app: &App, deadline_ms: i64) -> SweepReport {
     let mut report = SweepReport::default();
     let now = app.clock.now();
+    // Refunds first: there are few, and each one left open may be access that should end.
+    let (refunds, stopped) =
+        super::refund_requests::sweep(app, now, deadline_ms, DEADLINE_MARGIN_MS).await;
+    report.refunds = refunds;
+    if stopped {
+        report.stopped_early = true;
+        return report;
+    }
     for shard in 0..Order::DUE_SHARDS {
         loop {
             if app.clock.now_ms() + DEADLINE_MARGIN_MS > deadline_ms {

@@ -4,8 +4,8 @@
 //! balance read, so concurrent changes apply one at a time and never take the balance
 //! below zero unless the operator says so.
 
-use super::audit::Operator;
 use super::manual_grants::{check_key, hash_of, reason_of, replay};
+use super::operator::Operator;
 use super::ServiceError;
 use crate::api::auth::valid_user_id;
 use crate::app::App;

@@ -32,6 +32,10 @@ struct Tables {
     publish_keys: HashMap<String, PublishKey>,
     /// marker → claimed until.
     markers: HashMap<String, i64>,
+    /// (order, out_refund_no) → refund request.
+    refund_requests: HashMap<(OrderId, String), RefundRequest>,
+    /// (due at, order, out_refund_no) of open refund requests: the refund index.
+    refunds_due: BTreeSet<(i64, OrderId, String)>,
     /// (user, window start) → orders created in that window.
     order_windows: HashMap<(String, i64), u32>,
     /// What may be deleted from when on, oldest first: the embedded store's `ttl`.
@@ -75,6 +79,55 @@ enum Expiring {
 const PRUNE_BUDGET: usize = 64;
 
 impl Tables {
+    /// Counts `count` and ends the access of `order` (the caller's read): grants revoked,
+    /// coins taken back once. `completes`: PAID → REFUNDED; otherwise the order stays PAID
+    /// with `access_revoked_at`.
+    fn revoke(
+        &mut self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+        completes: bool,
+    ) -> Result<TransitionOutcome, StoreError> {
+        let Some(stored) = self.orders.get(&order.order_id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
+        if next_state(stored.state, OrderEvent::Refund).is_err()
+            || !count.applies_to(stored)
+            || stored.access_revoked_at != order.access_revoked_at
+        {
+            return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
+        }
+        let stored = stored.clone();
+        let source = stored.order_id.to_string();
+        let user_grants = self.grants.entry(stored.user_id.clone()).or_default();
+        for scope in &stored.grants {
+            if let Some(g) = user_grants.get_mut(&(scope.clone(), source.clone())) {
+                g.revoked_at.get_or_insert(at);
+            }
+        }
+        if stored.credits != 0 && stored.access_revoked_at.is_none() {
+            *self.wallets.entry(stored.user_id.clone()).or_default() -= stored.credits;
+        }
+        let order = self
+            .orders
+            .get_mut(&stored.order_id)
+            .expect("checked above");
+        if completes {
+            order.state = OrderState::Refunded;
+            order.refunded_at = Some(at);
+        } else {
+            order.access_revoked_at.get_or_insert(at);
+        }
+        order.refunded_amount += count.add;
+        order.refund_ids.insert(count.refund_id.clone());
+        let done = order.clone();
+        if completes {
+            day(self, at).refunds += 1;
+        }
+        Ok(TransitionOutcome::Done(Box::new(done)))
+    }
+
     /// Deletes up to [`PRUNE_BUDGET`] items whose expiry is at or before `now`, as
     /// DynamoDB's TTL does (only sooner), so the local server gives memory back.
     fn prune(&mut self, now: i64) {
@@ -153,6 +206,8 @@ impl MemoryStore {
             + t.order_windows.len()
             + t.audit_log.len()
             + t.admin_keys.len()
+            + t.refund_requests.len()
+            + t.refunds_due.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -444,32 +499,16 @@ impl Store for MemoryStore {
         count: &RefundCount,
         at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
-        let mut t = self.lock();
-        let Some(stored) = t.orders.get(&order.order_id) else {
-            return Ok(TransitionOutcome::UnknownOrder);
-        };
-        if next_state(stored.state, OrderEvent::Refund).is_err() || !count.applies_to(stored) {
-            return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
-        }
-        let stored = stored.clone();
-        let source = stored.order_id.to_string();
-        let user_grants = t.grants.entry(stored.user_id.clone()).or_default();
-        for scope in &stored.grants {
-            if let Some(g) = user_grants.get_mut(&(scope.clone(), source.clone())) {
-                g.revoked_at.get_or_insert(at);
-            }
-        }
-        if stored.credits != 0 {
-            *t.wallets.entry(stored.user_id.clone()).or_default() -= stored.credits;
-        }
-        let order = t.orders.get_mut(&stored.order_id).expect("checked above");
-        order.state = OrderState::Refunded;
-        order.refunded_at = Some(at);
-        order.refunded_amount += count.add;
-        order.refund_ids.insert(count.refund_id.clone());
-        day(&mut t, at).refunds += 1;
-        let order = t.orders.get_mut(&stored.order_id).expect("checked above");
-        Ok(TransitionOutcome::Done(Box::new(order.clone())))
+        self.lock().revoke(order, count, at, true)
+    }
+
+    async fn count_refund_revoking(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        self.lock().revoke(order, count, at, false)
     }
 
     async fn reverse_refund(
@@ -504,6 +543,7 @@ impl Store for MemoryStore {
         o.refund_ids.clear();
         o.refund_reversed_at = Some(reversal.reversed_at);
         o.refund_reversal_reason = Some(reversal.reason.clone());
+        o.access_revoked_at = None;
         Ok(TransitionOutcome::Done(Box::new(o.clone())))
     }
 
@@ -539,6 +579,95 @@ impl Store for MemoryStore {
             .take(limit)
             .map(|(_, at, id)| DueEntry {
                 order_id: id.clone(),
+                due_at: *at,
+            })
+            .collect())
+    }
+
+    async fn request_refund(
+        &self,
+        read: &Order,
+        req: &RefundRequest,
+        hold: &RefundHold,
+        audit: &AuditRecord,
+    ) -> Result<RefundRequestOutcome, StoreError> {
+        let mut t = self.lock();
+        let k = (req.order_id.clone(), req.out_refund_no.clone());
+        if let Some(existing) = t.refund_requests.get(&k) {
+            return Ok(RefundRequestOutcome::Exists(Box::new(existing.clone())));
+        }
+        let Some(order) = t.orders.get_mut(&req.order_id) else {
+            return Ok(RefundRequestOutcome::UnknownOrder);
+        };
+        if !hold.applies_to(order) {
+            return Ok(RefundRequestOutcome::OrderChanged(Box::new(order.clone())));
+        }
+        order.refund_requested += hold.amount;
+        let mut written = read.clone();
+        written.refund_requested += hold.amount;
+        if let Some(at) = req.next_check_at.filter(|_| req.state.is_open()) {
+            t.refunds_due.insert((at, k.0.clone(), k.1.clone()));
+        }
+        t.refund_requests.insert(k, req.clone());
+        record_audit(&mut t, audit);
+        Ok(RefundRequestOutcome::Recorded(Box::new(written)))
+    }
+
+    async fn refund_request(
+        &self,
+        order_id: &OrderId,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        Ok(self
+            .lock()
+            .refund_requests
+            .get(&(order_id.clone(), out_refund_no.to_owned()))
+            .cloned())
+    }
+
+    async fn change_refund_request(
+        &self,
+        req: &RefundRequest,
+        change: &RefundRequestChange,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        let mut t = self.lock();
+        let k = (req.order_id.clone(), req.out_refund_no.clone());
+        let Some(stored) = t.refund_requests.get(&k).cloned() else {
+            return Ok(None);
+        };
+        if !stored.state.is_open() {
+            return Ok(None);
+        }
+        let next = stored.changed(change);
+        if let Some(at) = stored.next_check_at {
+            t.refunds_due.remove(&(at, k.0.clone(), k.1.clone()));
+        }
+        if let Some(at) = next.next_check_at.filter(|_| next.state.is_open()) {
+            t.refunds_due.insert((at, k.0.clone(), k.1.clone()));
+        }
+        if matches!(change, RefundRequestChange::Finished { .. }) {
+            if let Some(o) = t.orders.get_mut(&k.0) {
+                o.refund_requested -= stored.amount;
+            }
+        }
+        t.refund_requests.insert(k, next.clone());
+        Ok(Some(next))
+    }
+
+    async fn due_refund_requests(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRefund>, StoreError> {
+        Ok(self
+            .lock()
+            .refunds_due
+            .iter()
+            .take_while(|(at, _, _)| *at <= now)
+            .take(limit)
+            .map(|(at, order_id, no)| DueRefund {
+                order_id: order_id.clone(),
+                out_refund_no: no.clone(),
                 due_at: *at,
             })
             .collect())

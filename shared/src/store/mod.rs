@@ -9,6 +9,7 @@ use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
+use crate::domain::refund_request::{RefundHold, RefundRequest, RefundRequestChange};
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Money, Order, OrderId, OrderQuota, OrderState, PurchaseState};
@@ -92,6 +93,29 @@ pub enum TransitionOutcome {
     /// The order was not in the required state: the stored order.
     Conflict(Box<Order>),
     UnknownOrder,
+}
+
+/// What recording a refund request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundRequestOutcome {
+    /// Recorded and its amount held on the order: the caller's read of the order with the
+    /// hold added.
+    Recorded(Box<Order>),
+    /// A request with this id exists already (the same Idempotency-Key): it as stored.
+    /// Nothing was written.
+    Exists(Box<RefundRequest>),
+    /// The hold's conditions failed (the order moved on since it was read): the order as
+    /// stored. Nothing was written.
+    OrderChanged(Box<Order>),
+    UnknownOrder,
+}
+
+/// An open refund request whose check is due (the sweeper's refund index).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueRefund {
+    pub order_id: OrderId,
+    pub out_refund_no: String,
+    pub due_at: i64,
 }
 
 /// One page of a user's orders, newest first.
@@ -309,13 +333,26 @@ pub trait Store: Send + Sync {
 
     /// PAID → REFUNDED by the refund `count` that completes what was paid: counts it as
     /// [`Store::count_refund`] does, revokes exactly the grants `order` made and takes back
-    /// its coins, all in one transaction under `count`'s conditions. `order` is the
-    /// caller's read of the stored order.
+    /// its coins (unless a partial refund took them already: `access_revoked_at`), all in
+    /// one transaction under `count`'s conditions. `order` is the caller's read of the
+    /// stored order.
     async fn refund(
         &self,
         order: &Order,
         count: &RefundCount,
         refunded_at: i64,
+    ) -> Result<TransitionOutcome, StoreError>;
+
+    /// Counts a partial refund as [`Store::count_refund`] does and, in the same transaction,
+    /// ends the order's access while it stays PAID (`PARTIAL_REFUND_REVOKES`): sets
+    /// `access_revoked_at` (kept if set), revokes exactly the grants `order` made and takes
+    /// back its coins unless `order` (the caller's read) shows them taken already, under
+    /// `count`'s conditions and that same `access_revoked_at`.
+    async fn count_refund_revoking(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError>;
 
     /// REFUNDED → PAID: the provider reversed the refund `reversal` names. In one
@@ -329,6 +366,46 @@ pub trait Store: Send + Sync {
         order: &Order,
         reversal: &RefundReversal,
     ) -> Result<TransitionOutcome, StoreError>;
+
+    /// Records `req` (REQUESTED, open, due at its `next_check_at`) under its order and holds
+    /// its amount on the order (`refund_requested`) under `hold`'s conditions, in one
+    /// transaction: nothing is written when a request with its id exists (`Exists`, checked
+    /// first) or the order moved on (`OrderChanged`). `order` is the caller's read;
+    /// `Recorded` carries it with the hold added. The operator's `audit` record is written in
+    /// the same transaction.
+    async fn request_refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+        hold: &RefundHold,
+        audit: &AuditRecord,
+    ) -> Result<RefundRequestOutcome, StoreError>;
+
+    /// One refund request of an order: one strongly consistent read.
+    async fn refund_request(
+        &self,
+        order_id: &OrderId,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundRequest>, StoreError>;
+
+    /// Applies `change` to the request `req` names, only while it is still open (REQUESTED
+    /// or PENDING): the request as written, or `None` when it was not open (another writer
+    /// finished it) or is missing. A `Finished` change also leaves the refund index and
+    /// releases `req.amount` held on the order, in the same transaction; the others are one
+    /// conditional update.
+    async fn change_refund_request(
+        &self,
+        req: &RefundRequest,
+        change: &RefundRequestChange,
+    ) -> Result<Option<RefundRequest>, StoreError>;
+
+    /// Open refund requests due at or before `now`, oldest first: one query of the refund
+    /// index (never a scan).
+    async fn due_refund_requests(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRefund>, StoreError>;
 
     /// Moves a PENDING order's next sweep to `next_at` and records the attempts so far;
     /// `false` when it is no longer PENDING.

@@ -14,8 +14,8 @@ use http_body_util::Full;
 use serde_json::json;
 
 use self::wire::{
-    AlipayConfig, CloseOutcome, Expiry, GatewayRequest, OrderRequest, QueryOutcome, TradeStatus,
-    GATEWAY_PROD, NOTIFY_FAILURE_BODY, NOTIFY_SUCCESS_BODY,
+    AlipayConfig, CloseOutcome, Expiry, GatewayRequest, OrderRequest, QueryOutcome, RefundOutcome,
+    RefundQueryOutcome, TradeStatus, GATEWAY_PROD, NOTIFY_FAILURE_BODY, NOTIFY_SUCCESS_BODY,
 };
 use super::notification::NotificationKind;
 use super::outbound::HttpClient;
@@ -23,11 +23,13 @@ use super::rsa::{KeyError, RsaPrivateKey, RsaPublicKey};
 use super::wire_error::{BuildError, VerifyError};
 use super::{
     CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, OrderQuery, Payer,
-    PaymentCreator, ProductTitles, ProviderError, ProviderEvent, QueryResult,
+    PaymentCreator, ProductTitles, ProviderError, ProviderEvent, QueryResult, RefundAnswer,
+    RefundIssuer,
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError as EnvError, ProviderVars};
 use crate::domain::refund::RefundRef;
+use crate::domain::refund_request::RefundRequest;
 use crate::domain::{Currency, Money, Order, OrderId};
 
 pub const NAME: &str = "alipay";
@@ -308,6 +310,87 @@ impl OrderQuery for Alipay {
             // Never opened by a buyer: nothing exists at Alipay that could be paid.
             CloseOutcome::Closed | CloseOutcome::NotExist => Ok(()),
             CloseOutcome::Error { code, sub_code, .. } => {
+                Err(gateway_error(&code, sub_code.as_deref()))
+            }
+        }
+    }
+}
+
+/// A refund of `req` that Alipay confirmed: counted once by its `out_request_no`, which
+/// Alipay's refund notification names too (`out_biz_no`), so the notification's running
+/// total adds nothing more.
+fn refunded(req: &RefundRequest, fen: i64) -> Result<RefundAnswer, ProviderError> {
+    Ok(RefundAnswer::Confirmed {
+        refunded: Money::new(fen, Currency::CNY)
+            .map_err(|_| ProviderError::Unavailable("refund amount".into()))?,
+        refund: RefundRef::Single(req.out_refund_no.clone()),
+        provider_refund_id: None,
+    })
+}
+
+/// An error answer to a refund call: worth retrying when Alipay says so, otherwise its
+/// refusal of this refund.
+fn refund_error(code: &str, sub_code: Option<&str>) -> Result<RefundAnswer, ProviderError> {
+    match gateway_error(code, sub_code) {
+        ProviderError::Refused(_) => Ok(RefundAnswer::Failed {
+            code: sub_code.unwrap_or(code).to_owned(),
+        }),
+        unavailable => Err(unavailable),
+    }
+}
+
+#[async_trait::async_trait]
+impl RefundIssuer for Alipay {
+    async fn refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError> {
+        let call = self
+            .cfg
+            .refund_request(
+                order.order_id.as_str(),
+                &req.out_refund_no,
+                req.amount,
+                &req.reason,
+                self.clock.now(),
+            )
+            .map_err(|e| ProviderError::Refused(e.to_string()))?;
+        let body = self.gateway(call).await?;
+        match self
+            .cfg
+            .parse_refund_response(&body)
+            .map_err(|e| ProviderError::Unavailable(format!("refund answer: {e}")))?
+        {
+            // Alipay refunds synchronously: success is the money back (`fund_change` N means
+            // an earlier call with this out_request_no moved it).
+            RefundOutcome::Refunded { .. } => refunded(req, req.amount),
+            RefundOutcome::Error { code, sub_code } => refund_error(&code, sub_code.as_deref()),
+        }
+    }
+
+    async fn query_refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError> {
+        let call = self
+            .cfg
+            .refund_query_request(
+                order.order_id.as_str(),
+                &req.out_refund_no,
+                self.clock.now(),
+            )
+            .map_err(|e| ProviderError::Refused(e.to_string()))?;
+        let body = self.gateway(call).await?;
+        match self
+            .cfg
+            .parse_refund_query_response(&body)
+            .map_err(|e| ProviderError::Unavailable(format!("refund query answer: {e}")))?
+        {
+            RefundQueryOutcome::Refunded { refund_amount_fen } => refunded(req, refund_amount_fen),
+            RefundQueryOutcome::NotRefunded => Ok(RefundAnswer::Unknown),
+            RefundQueryOutcome::Error { code, sub_code } => {
                 Err(gateway_error(&code, sub_code.as_deref()))
             }
         }

@@ -1,16 +1,17 @@
 //! Tollgate's own test-mode provider, so the whole flow runs with no account anywhere: it
 //! creates "payments" whose pay URL makes the local server sign and send the callback, and
 //! verifies those callbacks ([`wire`]) like any real provider's. It has no orders of its own
-//! to query or close.
+//! to query or close; a refund Tollgate starts is confirmed at once.
 
 pub mod wire;
 
 use super::{
     CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, PaymentCreator,
-    ProviderError, ProviderEvent,
+    ProviderError, ProviderEvent, RefundAnswer, RefundIssuer,
 };
 use crate::config::Secret;
 use crate::domain::refund::RefundRef;
+use crate::domain::refund_request::RefundRequest;
 use crate::domain::{Order, OrderId};
 use async_trait::async_trait;
 use http::StatusCode;
@@ -128,5 +129,34 @@ impl CallbackVerifier for Sandbox {
             content_type: Some("application/problem+json"),
             ..CallbackAnswer::json(status, &body)
         }
+    }
+}
+
+/// The sandbox has no money to move: a refund Tollgate asks for is confirmed at once,
+/// counted by its own id.
+#[async_trait]
+impl RefundIssuer for Sandbox {
+    async fn refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError> {
+        Ok(RefundAnswer::Confirmed {
+            refunded: crate::domain::Money {
+                amount: req.amount,
+                currency: order.amount.currency,
+            },
+            refund: RefundRef::Single(req.out_refund_no.clone()),
+            provider_refund_id: None,
+        })
+    }
+
+    /// Nothing is kept: a request still open was never answered, so it is sent again.
+    async fn query_refund(
+        &self,
+        _order: &Order,
+        _req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError> {
+        Ok(RefundAnswer::Unknown)
     }
 }

@@ -19,15 +19,18 @@ use super::rsa::{KeyError, RsaPrivateKey};
 use super::wire_error::{BuildError, VerifyError};
 use super::{
     CallbackAnswer, CallbackRejection, CallbackRequest, CallbackVerifier, OrderQuery, Payer,
-    PaymentCreator, ProductTitles, ProviderError, ProviderEvent, QueryResult,
+    PaymentCreator, ProductTitles, ProviderError, ProviderEvent, QueryResult, RefundAnswer,
+    RefundIssuer,
 };
 use crate::clock::Clock;
 use crate::config::{ConfigError, ProviderVars};
 use crate::domain::refund::RefundRef;
+use crate::domain::refund_request::RefundRequest;
 use crate::domain::{Currency, Money, Order, OrderId};
 use wire::{
     notify_failure_response, parse_api_error, parse_platform_keys, PreparedRequest, PrepayRequest,
-    PrepayResponse, SignatureHeaders, TradeState, TradeType, WechatConfig, API_BASE,
+    PrepayResponse, RefundCall, RefundStatus, SignatureHeaders, TradeState, TradeType,
+    WechatConfig, API_BASE,
 };
 
 pub const NAME: &str = "wechat";
@@ -385,6 +388,99 @@ impl OrderQuery for WechatPay {
         } else {
             Err(Self::error_of(&reply))
         }
+    }
+}
+
+impl WechatPay {
+    /// What WeChat Pay's refund answer means for `req`.
+    fn refund_answer(
+        &self,
+        req: &RefundRequest,
+        body: &[u8],
+    ) -> Result<RefundAnswer, ProviderError> {
+        let r = self
+            .cfg
+            .parse_refund_response(body)
+            .map_err(|e| ProviderError::Unavailable(format!("refund answer: {e}")))?;
+        if r.out_refund_no != req.out_refund_no {
+            return Err(ProviderError::Unavailable(
+                "refund answer names another refund".into(),
+            ));
+        }
+        Ok(match r.status {
+            RefundStatus::Success => RefundAnswer::Confirmed {
+                refunded: money(r.refund_fen, &r.currency)
+                    .ok_or_else(|| ProviderError::Unavailable("refund answer currency".into()))?,
+                // As its REFUND.SUCCESS notification names it: counted once per refund_id.
+                refund: RefundRef::Single(r.refund_id.clone()),
+                provider_refund_id: Some(r.refund_id),
+            },
+            RefundStatus::Processing => RefundAnswer::Pending {
+                provider_refund_id: Some(r.refund_id),
+            },
+            RefundStatus::Closed => RefundAnswer::Failed {
+                code: "CLOSED".into(),
+            },
+            RefundStatus::Abnormal => RefundAnswer::Failed {
+                code: "ABNORMAL".into(),
+            },
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl RefundIssuer for WechatPay {
+    async fn refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError> {
+        let call = RefundCall {
+            out_trade_no: order.order_id.to_string(),
+            transaction_id: order.provider_txn_id.clone(),
+            out_refund_no: req.out_refund_no.clone(),
+            reason: req.reason.clone(),
+            notify_url: self.notify_url.clone(),
+            refund_fen: req.amount,
+            total_fen: order.amount.amount,
+        };
+        let reply = self
+            .call(self.cfg.refund_request(&call).map_err(refused)?)
+            .await?;
+        if !reply.status.is_success() {
+            return match Self::error_of(&reply) {
+                // An error answer is WeChat Pay's refusal of this refund: its code.
+                ProviderError::Refused(_) => Ok(RefundAnswer::Failed {
+                    code: parse_api_error(&reply.body)
+                        .map_or_else(|| format!("HTTP {}", reply.status.as_u16()), |e| e.code),
+                }),
+                unavailable => Err(unavailable),
+            };
+        }
+        self.check_signed(&reply)?;
+        self.refund_answer(req, &reply.body)
+    }
+
+    async fn query_refund(
+        &self,
+        _order: &Order,
+        req: &RefundRequest,
+    ) -> Result<RefundAnswer, ProviderError> {
+        let prepared = self
+            .cfg
+            .refund_query_request(&req.out_refund_no)
+            .map_err(refused)?;
+        let reply = self.call(prepared).await?;
+        if reply.status == StatusCode::NOT_FOUND
+            && parse_api_error(&reply.body).is_some_and(|e| e.code == "RESOURCE_NOT_EXISTS")
+        {
+            return Ok(RefundAnswer::Unknown);
+        }
+        if !reply.status.is_success() {
+            return Err(Self::error_of(&reply));
+        }
+        self.check_signed(&reply)?;
+        self.refund_answer(req, &reply.body)
     }
 }
 

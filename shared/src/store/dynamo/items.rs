@@ -69,6 +69,12 @@ pub(super) fn order_item(o: &Order) -> Item {
             AttributeValue::Ss(o.refund_ids.iter().cloned().collect()),
         );
     }
+    if let Some(v) = o.access_revoked_at {
+        put("access_revoked_at", n(v));
+    }
+    if o.refund_requested != 0 {
+        put("refund_requested", n(o.refund_requested));
+    }
     if let Some(p) = &o.payment {
         put("payment", s(p.to_string()));
     }
@@ -135,6 +141,8 @@ pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
             Some(_) => return Err(StoreError::Corrupt("refund_ids is not a string set".into())),
             None => BTreeSet::new(),
         },
+        refund_requested: opt_n(item, "refund_requested")?.unwrap_or(0),
+        access_revoked_at: opt_n(item, "access_revoked_at")?,
         payment: json_attr(item, "payment")?,
         sweep_attempts: opt_n(item, "sweep_attempts")?
             .and_then(|v| u32::try_from(v).ok())

@@ -108,3 +108,20 @@ pub(super) const AUDIT_LOG_PK: &str = "AUDIT";
 pub(super) fn admin_key_pk(user: &str) -> String {
     format!("OPKEY#{user}")
 }
+
+/// A refund request under its order's partition.
+pub(super) fn refund_sk(out_refund_no: &str) -> String {
+    format!("REFUND#{out_refund_no}")
+}
+
+/// Partition key of the refund index in `gsi1`: open refund requests. One partition: refunds
+/// are operator actions, a handful a day, and the sweeper reads them with one query.
+pub(super) fn refunds_due_pk() -> String {
+    "REFUNDS_DUE".to_owned()
+}
+
+/// Sort key in the refund index: due time zero-padded (string order is time order), then
+/// which request.
+pub(super) fn refunds_due_sk(at: i64, order: &OrderId, out_refund_no: &str) -> String {
+    format!("{at:012}#{order}#{out_refund_no}")
+}

@@ -21,6 +21,7 @@ mod orders;
 mod payments;
 mod publish_keys;
 mod purchases;
+mod refund_requests;
 mod stats;
 mod table;
 mod transact;
@@ -33,13 +34,14 @@ use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
+use crate::domain::refund_request::{RefundHold, RefundRequest, RefundRequestChange};
 use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
-    AdminKey, AuditPage, CreateOutcome, DueEntry, Guarded, IdempotencyRecord, KeyedOutcome,
-    OrderPage, PurchaseOutcome, PutSessions, SettleOutcome, Settlement, Store, StoreError,
-    StorePurchase, TransitionOutcome, UserItems, WalletOutcome,
+    AdminKey, AuditPage, CreateOutcome, DueEntry, DueRefund, Guarded, IdempotencyRecord,
+    KeyedOutcome, OrderPage, PurchaseOutcome, PutSessions, RefundRequestOutcome, SettleOutcome,
+    Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems, WalletOutcome,
 };
 use async_trait::async_trait;
 use attrs::Item;
@@ -213,12 +215,55 @@ impl Store for DynamoStore {
         payments::refund(self, order, count, at).await
     }
 
+    async fn count_refund_revoking(
+        &self,
+        order: &Order,
+        count: &RefundCount,
+        at: i64,
+    ) -> Result<TransitionOutcome, StoreError> {
+        payments::count_refund_revoking(self, order, count, at).await
+    }
+
     async fn reverse_refund(
         &self,
         order: &Order,
         reversal: &RefundReversal,
     ) -> Result<TransitionOutcome, StoreError> {
         payments::reverse_refund(self, order, reversal).await
+    }
+
+    async fn request_refund(
+        &self,
+        order: &Order,
+        req: &RefundRequest,
+        hold: &RefundHold,
+        audit: &AuditRecord,
+    ) -> Result<RefundRequestOutcome, StoreError> {
+        refund_requests::request_refund(self, order, req, hold, audit).await
+    }
+
+    async fn refund_request(
+        &self,
+        order_id: &OrderId,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        refund_requests::refund_request(self, order_id, out_refund_no).await
+    }
+
+    async fn change_refund_request(
+        &self,
+        req: &RefundRequest,
+        change: &RefundRequestChange,
+    ) -> Result<Option<RefundRequest>, StoreError> {
+        refund_requests::change_refund_request(self, req, change).await
+    }
+
+    async fn due_refund_requests(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<DueRefund>, StoreError> {
+        refund_requests::due_refund_requests(self, now, limit).await
     }
 
     async fn defer_due(

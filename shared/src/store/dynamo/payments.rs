@@ -168,10 +168,46 @@ pub(super) async fn refund(
     count: &RefundCount,
     at: i64,
 ) -> Result<TransitionOutcome, StoreError> {
-    let mut w = RefundWrite::new(count, Some("#state = :refunded, refunded_at = :at"));
-    w.values
-        .insert(":refunded".to_owned(), s(OrderState::Refunded.as_str()));
+    revoke(db, order, count, at, true).await
+}
+
+pub(super) async fn count_refund_revoking(
+    db: &DynamoStore,
+    order: &Order,
+    count: &RefundCount,
+    at: i64,
+) -> Result<TransitionOutcome, StoreError> {
+    revoke(db, order, count, at, false).await
+}
+
+/// Counts `count` and ends `order`'s access in one transaction: the order (`completes`:
+/// PAID → REFUNDED; otherwise it stays PAID with `access_revoked_at`), each of its grants
+/// revoked, its coins taken back unless the order as read shows them taken already (the
+/// condition holds the order to that), and, when it completes, the day's refund counter.
+async fn revoke(
+    db: &DynamoStore,
+    order: &Order,
+    count: &RefundCount,
+    at: i64,
+    completes: bool,
+) -> Result<TransitionOutcome, StoreError> {
+    let set = if completes {
+        "#state = :refunded, refunded_at = :at"
+    } else {
+        "access_revoked_at = if_not_exists(access_revoked_at, :at)"
+    };
+    let mut w = RefundWrite::new(count, Some(set));
+    if completes {
+        w.values
+            .insert(":refunded".to_owned(), s(OrderState::Refunded.as_str()));
+    }
     w.values.insert(":at".to_owned(), n(at));
+    // Coins are taken back once: by the first refund that ends the access.
+    let take_coins = order.credits != 0 && order.access_revoked_at.is_none();
+    w.condition.push_str(match order.access_revoked_at {
+        None => " AND attribute_not_exists(access_revoked_at)",
+        Some(_) => " AND attribute_exists(access_revoked_at)",
+    });
     let order_update = Update::builder()
         .table_name(&db.table)
         .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
@@ -189,14 +225,25 @@ pub(super) async fn refund(
         "SET revoked_at = if_not_exists(revoked_at, :at)",
         Some(HashMap::from([(":at".to_owned(), n(at))])),
     ));
-    if order.credits != 0 {
+    if take_coins {
         items.push(db.wallet_add(&order.user_id, -order.credits));
     }
-    items.push(db.count(at, stats_shard(&order.order_id), &[("refunds", 1)]));
-    let Some(failed) = db.transact("refund", items).await? else {
+    if completes {
+        items.push(db.count(at, stats_shard(&order.order_id), &[("refunds", 1)]));
+    }
+    let what = if completes {
+        "refund"
+    } else {
+        "refund revoking access"
+    };
+    let Some(failed) = db.transact(what, items).await? else {
         let mut done = order.clone();
-        done.state = OrderState::Refunded;
-        done.refunded_at = Some(at);
+        if completes {
+            done.state = OrderState::Refunded;
+            done.refunded_at = Some(at);
+        } else {
+            done.access_revoked_at.get_or_insert(at);
+        }
         done.refunded_amount += count.add;
         done.refund_ids.insert(count.refund_id.clone());
         return Ok(TransitionOutcome::Done(Box::new(done)));
@@ -226,7 +273,7 @@ pub(super) async fn reverse_refund(
         .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
         .update_expression(
             "SET #state = :paid, refunded_amount = :zero, refund_reversed_at = :at, \
-             refund_reversal_reason = :reason REMOVE refund_ids",
+             refund_reversal_reason = :reason REMOVE refund_ids, access_revoked_at",
         )
         .condition_expression(
             "#state = :refunded AND provider_txn_id = :txn AND refunded_at = :refunded_at",
@@ -254,6 +301,7 @@ pub(super) async fn reverse_refund(
         done.refund_ids.clear();
         done.refund_reversed_at = Some(r.reversed_at);
         done.refund_reversal_reason = Some(r.reason.clone());
+        done.access_revoked_at = None;
         return Ok(TransitionOutcome::Done(Box::new(done)));
     };
     match failed.first() {

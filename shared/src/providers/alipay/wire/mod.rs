@@ -4,16 +4,19 @@
 //! [`AlipayConfig`] holds the app's ids and keys; its methods live with what they do:
 //! - `trade`: the signed `alipay.trade.*` requests (app, page and wap payments; query and
 //!   close) and the verified gateway answers to them;
+//! - `refunds`: `alipay.trade.refund` and `alipay.trade.fastpay.refund.query`;
 //! - `notify`: asynchronous notifications and the answers Alipay expects to them;
 //! - `form`: a notification's form body, decoded in its own charset;
 //! - `sign`: what each RSA2 signature covers (requests, notifications, gateway answers).
 
 mod form;
 mod notify;
+mod refunds;
 mod sign;
 mod trade;
 
 pub use notify::{NOTIFY_FAILURE_BODY, NOTIFY_SUCCESS_BODY};
+pub use refunds::{RefundOutcome, RefundQueryOutcome};
 pub use trade::{CloseOutcome, Expiry, GatewayRequest, OrderRequest, QueryOutcome, TradeStatus};
 
 use std::fmt;

@@ -190,7 +190,7 @@ impl AlipayConfig {
         })
     }
 
-    fn signed_params(
+    pub(super) fn signed_params(
         &self,
         method: &str,
         biz: Value,
@@ -349,7 +349,7 @@ fn biz_content(order: &OrderRequest, product_code: &str) -> Result<Value, BuildE
     Ok(biz)
 }
 
-fn check_out_trade_no(s: &str) -> Result<(), BuildError> {
+pub(super) fn check_out_trade_no(s: &str) -> Result<(), BuildError> {
     if s.is_empty()
         || s.len() > 64
         || !s
@@ -364,7 +364,7 @@ fn check_out_trade_no(s: &str) -> Result<(), BuildError> {
 }
 
 /// `application/x-www-form-urlencoded` UTF-8 (same alphabet as Java's `URLEncoder`).
-fn encode_query(params: &[(String, String)]) -> String {
+pub(super) fn encode_query(params: &[(String, String)]) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for (k, v) in params {
         s.append_pair(k, v);
@@ -372,7 +372,7 @@ fn encode_query(params: &[(String, String)]) -> String {
     s.finish()
 }
 
-fn str_field(v: &Value, key: &str) -> Option<String> {
+pub(super) fn str_field(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 

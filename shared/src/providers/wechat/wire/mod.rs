@@ -6,7 +6,8 @@
 //!   callback signatures) and the `AEAD_AES_256_GCM` decryption of callback resources;
 //! - `transactions`: prepay, query and close requests and their answers, and the signed
 //!   parameters a client pays a prepay with;
-//! - `notify`: payment and refund callbacks, and the answers WeChat Pay expects to them.
+//! - `notify`: payment and refund callbacks, and the answers WeChat Pay expects to them;
+//! - `refunds`: asking for a refund and asking how it went.
 //!
 //! Sources (this module: platform keys):
 //! - `Wechatpay-Serial` is either a platform-certificate serial or a WeChat Pay public key id
@@ -15,10 +16,12 @@
 //!   <https://developers.weixin.qq.com/community/develop/doc/0004e8c40b09182972936db6d69400>
 
 mod notify;
+mod refunds;
 mod sign;
 mod transactions;
 
 pub use notify::{notify_failure_response, NOTIFY_SUCCESS_STATUS};
+pub use refunds::{RefundCall, RefundResult, RefundStatus};
 pub use sign::{SignatureHeaders, SIGNATURE_SCHEME};
 pub use transactions::{
     parse_api_error, ApiError, AppPayParams, JsapiPayParams, PreparedRequest, PrepayRequest,
