@@ -130,6 +130,7 @@ impl App {
         sdk: Option<aws_config::SdkConfig>,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, StartupError> {
+        let mut phases = InitPhases::new(env("TOLLGATE_INIT_TIMING").is_some());
         let refs = secret_refs::references(env)?;
         let mut sdk = sdk;
         let resolved = if refs.is_empty() {
@@ -139,12 +140,15 @@ impl App {
                 Some(sdk) => sdk,
                 None => sdk.insert(aws_sdk_config().await),
             };
+            phases.mark("sdk_config");
             secret_refs::resolve(refs, Arc::new(AwsSecretStores::new(sdk))).await?
         };
+        phases.mark("references");
         let config = Config::from_lookup(profile, |name| match resolved.get(name) {
             Some(value) => Some(value.expose().to_owned()),
             None => env(name),
         })?;
+        phases.mark("config");
         // Parsed first, so a bad variable is reported before any AWS set-up.
         let needs_aws = config.table_name.is_some()
             || config.queue_url.is_some()
@@ -152,6 +156,7 @@ impl App {
         if needs_aws && sdk.is_none() {
             sdk = Some(aws_sdk_config().await);
         }
+        phases.mark("sdk_config");
         let dynamo = match (&config.table_name, &sdk) {
             (Some(table), Some(sdk)) => Some(DynamoStore::new(
                 aws_sdk_dynamodb::Client::new(sdk),
@@ -181,6 +186,7 @@ impl App {
             }
         };
         let ((), s3_catalog) = tokio::join!(warm, s3_catalog);
+        phases.mark("warm_up");
         let catalog = match s3_catalog? {
             Some(catalog) => catalog,
             None => local_catalog(&config, clock.as_ref())?.ok_or_else(|| ConfigError {
@@ -188,6 +194,7 @@ impl App {
                 problem: "needs AWS configuration".into(),
             })?,
         };
+        phases.mark("catalog");
         let store: Arc<dyn Store> = match dynamo {
             Some(store) => Arc::new(store),
             None if profile == Profile::Local => Arc::new(MemoryStore::new()),
@@ -212,7 +219,51 @@ impl App {
         };
         let mut app = App::with_catalog(config, catalog, store, clock)?;
         app.queue = queue;
+        phases.mark("providers");
+        phases.report();
         Ok(Arc::new(app))
+    }
+}
+
+/// Where start-up time goes, when `TOLLGATE_INIT_TIMING` is set: one `init phases` line (log
+/// target `tollgate::init_timing`, level info) with the microseconds of each phase, for the
+/// cold-start measurements. Costs nothing when unset.
+struct InitPhases {
+    last: Option<std::time::Instant>,
+    spent: Vec<(&'static str, u128)>,
+}
+
+impl InitPhases {
+    fn new(on: bool) -> Self {
+        InitPhases {
+            last: on.then(std::time::Instant::now),
+            spent: Vec::new(),
+        }
+    }
+
+    /// The time since the previous mark belongs to `phase` (added up if it recurs).
+    fn mark(&mut self, phase: &'static str) {
+        if let Some(last) = self.last {
+            let now = std::time::Instant::now();
+            let us = (now - last).as_micros();
+            match self.spent.iter_mut().find(|(p, _)| *p == phase) {
+                Some((_, total)) => *total += us,
+                None => self.spent.push((phase, us)),
+            }
+            self.last = Some(now);
+        }
+    }
+
+    fn report(&self) {
+        if self.last.is_some() {
+            let phases = serde_json::Value::Object(
+                self.spent
+                    .iter()
+                    .map(|(p, us)| ((*p).to_owned(), serde_json::Value::from(*us as u64)))
+                    .collect(),
+            );
+            tracing::info!(target: "tollgate::init_timing", %phases, "init phases");
+        }
     }
 }
 

@@ -4,24 +4,20 @@
 use crate::api::{handle, AuthorizerIdentity, Routes};
 use crate::app::App;
 use crate::config::Profile;
+use crate::log_format::in_invocation;
 use bytes::Bytes;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::sync::Arc;
 
-/// JSON logs, level from `RUST_LOG` (default info); no ANSI colours in CloudWatch. Also
-/// turns on EMF metrics, which only mean something in CloudWatch.
+/// JSON logs with the keys of Powertools for AWS Lambda ([`crate::log_format`]), level from
+/// `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL` (default info). Also turns on EMF metrics, which only
+/// mean something in CloudWatch.
 pub fn init_tracing() {
     crate::metrics::enable();
     let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_current_span(false)
-        .with_ansi(false)
-        .without_time()
+        .event_format(crate::log_format::PowertoolsJson::from_env())
+        .with_env_filter(crate::log_format::filter())
         .try_init();
 }
 
@@ -31,7 +27,11 @@ pub async fn run_http(routes: Routes) -> Result<(), lambda_http::Error> {
     let app = App::from_env(Profile::Lambda).await?;
     lambda_http::run(lambda_http::service_fn(move |req: Request| {
         let app = app.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle_event(&app, routes, req).await) }
+        async move {
+            let context = req.lambda_context_ref().cloned();
+            let response = in_invocation(context.as_ref(), handle_event(&app, routes, req)).await;
+            Ok::<_, std::convert::Infallible>(response)
+        }
     }))
     .await
 }
@@ -111,7 +111,8 @@ pub async fn run_sweeper() -> Result<(), lambda_runtime::Error> {
             let app = app.clone();
             async move {
                 let deadline = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
-                Ok::<_, std::convert::Infallible>(handle_schedule(&app, deadline).await)
+                let report = in_invocation(Some(&event.context), handle_schedule(&app, deadline));
+                Ok::<_, std::convert::Infallible>(report.await)
             }
         },
     ))
@@ -133,7 +134,10 @@ pub async fn run_verifier() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
             let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle_sqs_batch(&app, event.payload).await) }
+            async move {
+                let batch = handle_sqs_batch(&app, event.payload);
+                Ok::<_, std::convert::Infallible>(in_invocation(Some(&event.context), batch).await)
+            }
         },
     ))
     .await

@@ -9,6 +9,7 @@ pub mod domain;
 pub mod lambda;
 pub mod live_catalog;
 pub mod local;
+pub mod log_format;
 pub mod metrics;
 pub mod providers;
 pub mod queue;

@@ -1,211 +1,126 @@
-//! Cold-start harness: starts each function's release binary against a minimal fake Lambda
-//! Runtime API on loopback and measures spawn → first `GET /runtime/invocation/next` (init)
-//! and the first invocation (event handed out → response posted), beside a hello-world
+//! Cold-start harness: starts each function's release binary against a fake Lambda Runtime
+//! API on loopback and measures spawn → first `GET /runtime/invocation/next` (init) and the
+//! first invocation (event handed out → response posted), beside a hello-world
 //! `lambda_runtime` binary built the same way. Prints medians, the ratio to hello-world and
 //! the stripped binary sizes.
 //!
-//! DynamoDB (and SQS) is a loopback fake that answers every call with an empty success: the
-//! functions open their DynamoDB connection during init, so the init time includes that
-//! connection and one round trip, but not an emulator's own latency. Run through
-//! `scripts/coldstart`, which builds the release binaries first.
+//! Each function runs with the providers and secrets its template gives it, twice: with
+//! every secret as a plain value, and with every secret by reference (alternately a Secrets
+//! Manager ARN with a JSON key and an `ssm:` parameter name). AWS is a loopback fake
+//! (`tollgate_tests::fake_aws`): DynamoDB gets an empty success, Secrets Manager and
+//! Parameter Store answer the references. The requests each init made are counted, with the
+//! most that were in flight at once, so the table shows that references are read
+//! concurrently: init grows by about one round trip, not one per secret. `--aws-latency-ms N`
+//! delays every AWS answer by N ms to make that visible. Run through `scripts/coldstart`,
+//! which builds the release binaries first.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tollgate::secret_refs::SECRET_VARIABLES;
 use tollgate_bench::ms;
-
-#[derive(Default)]
-struct Timeline {
-    first_next: Option<Instant>,
-    response: Option<Instant>,
-    error: Option<String>,
-}
-
-struct Runtime {
-    event: Bytes,
-    timeline: Mutex<Timeline>,
-    changed: Notify,
-}
-
-async fn runtime_api(
-    rt: Arc<Runtime>,
-    req: http::Request<Incoming>,
-) -> http::Response<Full<Bytes>> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    let _ = req.into_body().collect().await;
-    let ok = |body: Bytes| {
-        http::Response::builder()
-            .status(200)
-            .body(Full::new(body))
-            .unwrap()
-    };
-    if method == http::Method::GET && path.ends_with("/runtime/invocation/next") {
-        let first = {
-            let mut t = rt.timeline.lock().unwrap();
-            if t.first_next.is_none() {
-                t.first_next = Some(Instant::now());
-                true
-            } else {
-                false
-            }
-        };
-        rt.changed.notify_waiters();
-        if !first {
-            // One invocation per process: park the runtime until it is killed.
-            std::future::pending::<()>().await;
-        }
-        let deadline = (std::time::SystemTime::now() + Duration::from_secs(30))
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis();
-        return http::Response::builder()
-            .status(200)
-            .header("lambda-runtime-aws-request-id", "cold-start-1")
-            .header("lambda-runtime-deadline-ms", deadline.to_string())
-            .header(
-                "lambda-runtime-invoked-function-arn",
-                "arn:aws:lambda:us-east-1:123456789012:function:bench",
-            )
-            .header(
-                "lambda-runtime-trace-id",
-                "Root=1-00000000-000000000000000000000000",
-            )
-            .body(Full::new(rt.event.clone()))
-            .unwrap();
-    }
-    {
-        let mut t = rt.timeline.lock().unwrap();
-        if path.ends_with("/response") {
-            t.response = Some(Instant::now());
-        } else if path.ends_with("/error") {
-            t.error = Some(path.clone());
-            t.response = Some(Instant::now());
-        }
-    }
-    rt.changed.notify_waiters();
-    ok(Bytes::from_static(b"{}"))
-}
-
-/// Answers every AWS JSON call with `{}` (an empty success).
-async fn fake_aws() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: http::Request<Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    Ok::<_, std::convert::Infallible>(
-                        http::Response::builder()
-                            .status(200)
-                            .header("content-type", "application/x-amz-json-1.0")
-                            .body(Full::new(Bytes::from_static(b"{}")))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+use tollgate_tests::fake_aws::FakeAws;
+use tollgate_tests::fake_runtime::{lambda_env, FakeRuntime};
 
 struct Sample {
     init: Duration,
     first: Duration,
+    /// AWS requests made before the first `next` (during init).
+    init_requests: usize,
+    peak_in_flight: usize,
+    /// Microseconds per start-up phase, from the `init phases` line (with `--phases`).
+    phases: Vec<(String, u64)>,
 }
 
-async fn one_run(bin: &PathBuf, event: Bytes, envs: &[(String, String)]) -> Result<Sample, String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+/// The phases of an `init phases` log line among `stdout`'s lines.
+fn phases_of(stdout: &str) -> Vec<(String, u64)> {
+    for line in stdout.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if v["message"] != "init phases" {
+            continue;
+        }
+        let Some(text) = v["phases"].as_str() else {
+            continue;
+        };
+        if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(text) {
+            return m
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_u64()?)))
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
+async fn one_run(
+    bin: &Path,
+    args: &[&str],
+    event: Bytes,
+    aws: &FakeAws,
+    env: &[(String, String)],
+) -> Result<Sample, String> {
+    let runtime = FakeRuntime::start(vec![event])
         .await
         .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let rt = Arc::new(Runtime {
-        event,
-        timeline: Mutex::new(Timeline::default()),
-        changed: Notify::new(),
-    });
-    let server_rt = rt.clone();
-    let server = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let rt = server_rt.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let rt = rt.clone();
-                    async move { Ok::<_, std::convert::Infallible>(runtime_api(rt, req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    let started = Instant::now();
+    let before = aws.requests().len();
+    aws.take_peak_in_flight();
+    let started = std::time::Instant::now();
     let mut child = tokio::process::Command::new(bin)
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "bench")
-        .envs(envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
+        .args(args)
+        .env("AWS_LAMBDA_RUNTIME_API", runtime.addr().to_string())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
-    let waited = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let notified = rt.changed.notified();
-            if rt.timeline.lock().unwrap().response.is_some() {
-                return;
-            }
-            notified.await;
-        }
-    })
-    .await;
-    let _ = child.kill().await;
-    let stderr = match child.wait_with_output().await {
-        Ok(out) => String::from_utf8_lossy(&out.stderr).into_owned(),
-        Err(_) => String::new(),
+    let answered = runtime.all_answered(Duration::from_secs(20)).await;
+    let _ = child.start_kill();
+    let (stdout, stderr) = match child.wait_with_output().await {
+        Ok(out) => (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ),
+        Err(_) => (String::new(), String::new()),
     };
-    server.abort();
-    let t = rt.timeline.lock().unwrap();
-    if waited.is_err() {
+    let last = stderr.lines().last().unwrap_or("").to_owned();
+    if !answered {
         return Err(format!(
-            "{} did not answer within 20 s: {}",
-            bin.display(),
-            stderr.lines().last().unwrap_or("")
+            "{} did not answer within 20 s: {last}",
+            bin.display()
         ));
     }
-    if let Some(e) = &t.error {
+    if let Some(e) = runtime.init_error() {
         return Err(format!(
-            "{} reported an error ({e}): {}",
+            "{} failed its init: {}",
             bin.display(),
-            stderr.lines().last().unwrap_or("")
+            String::from_utf8_lossy(&e)
         ));
     }
-    let first_next = t.first_next.ok_or("no next")?;
+    let invocation = runtime
+        .invocations()
+        .into_iter()
+        .next()
+        .ok_or("no invocation")?;
+    if invocation.failed {
+        return Err(format!("{} reported an error: {last}", bin.display()));
+    }
+    let first_next = runtime.first_next().ok_or("no next")?;
+    let handed = invocation.handed_out.ok_or("not handed out")?;
+    let init_requests = aws.requests()[before..]
+        .iter()
+        .filter(|r| r.at < first_next)
+        .count();
     Ok(Sample {
         init: first_next - started,
-        first: t.response.ok_or("no response")? - first_next,
+        first: invocation.answered.ok_or("no response")? - handed,
+        init_requests,
+        peak_in_flight: aws.take_peak_in_flight(),
+        phases: phases_of(&stdout),
     })
 }
 
@@ -214,15 +129,214 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// A function's providers and the variables they need (plain values), as the template
+/// gives them to it.
+fn function_env(name: &str, root: &Path) -> Vec<(&'static str, String)> {
+    let read =
+        |p: PathBuf| std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let unreachable = "http://127.0.0.1:9";
+    let pay = || {
+        let mut v = tollgate_tests::wechat::env(unreachable);
+        v.extend(tollgate_tests::alipay::env(&format!(
+            "{unreachable}/gateway.do"
+        )));
+        v.retain(|(k, _)| *k != "PROVIDERS");
+        v
+    };
+    let google = |with_service_account: bool| {
+        let mut v = vec![
+            (
+                "GOOGLE_PACKAGE_NAME",
+                tollgate_tests::fake_google::PACKAGE.to_owned(),
+            ),
+            (
+                "GOOGLE_PUSH_AUDIENCE",
+                tollgate_tests::fake_google::AUDIENCE.into(),
+            ),
+            (
+                "GOOGLE_PUSH_SERVICE_ACCOUNT",
+                tollgate_tests::fake_google::PUSH_ACCOUNT.into(),
+            ),
+            ("GOOGLE_API_BASE_URL", unreachable.into()),
+            ("GOOGLE_TOKEN_URL", format!("{unreachable}/token")),
+            ("GOOGLE_JWKS_URL", format!("{unreachable}/jwks")),
+        ];
+        if with_service_account {
+            v.push((
+                "GOOGLE_SERVICE_ACCOUNT_JSON",
+                read(root.join("tests/fixtures/google/service_account.json")),
+            ));
+        }
+        v
+    };
+    let apple = || {
+        vec![
+            ("APPLE_BUNDLE_ID", tollgate_tests::apple::BUNDLE.to_owned()),
+            ("APPLE_APP_APPLE_ID", "1234567".into()),
+            (
+                "APPLE_ROOT_CERTS",
+                root.join("tests/fixtures/apple/root.pem")
+                    .display()
+                    .to_string(),
+            ),
+        ]
+    };
+    let mut env = match name {
+        "create-order" | "sweeper" => {
+            let mut v = pay();
+            v.push(("PROVIDERS", "sandbox,wechat,alipay".into()));
+            v
+        }
+        "provider-callback" => {
+            let mut v = pay();
+            v.extend(tollgate_tests::huya::env());
+            v.retain(|(k, _)| *k != "PROVIDERS");
+            v.push(("PROVIDERS", "sandbox,wechat,alipay,huya".into()));
+            v.push(("SANDBOX_SECRET", tollgate_tests::SANDBOX_SECRET.into()));
+            v
+        }
+        "verifier" => {
+            let mut v = pay();
+            v.extend(google(true));
+            v.push(("PROVIDERS", "sandbox,wechat,alipay,google".into()));
+            v
+        }
+        "store-notifications" => {
+            let mut v = apple();
+            v.extend(google(false));
+            v.push(("PROVIDERS", "sandbox,apple,google".into()));
+            v
+        }
+        "stream-token" => vec![
+            ("PROVIDERS", String::new()),
+            (
+                "STREAM_SIGNING_KEYS",
+                tollgate_tests::STREAM_SIGNING_KEYS.into(),
+            ),
+            (
+                "NGINX_SECURE_LINK_SECRET",
+                tollgate_tests::NGINX_SECRET.into(),
+            ),
+        ],
+        _ => Vec::new(),
+    };
+    // Sandbox orders need no key outside provider-callback.
+    env.retain(|(k, _)| *k != "SANDBOX_SECRET" || name == "provider-callback");
+    env
+}
+
+/// The same variables with every secret replaced by a reference, alternately a Secrets
+/// Manager ARN with a JSON key and an `ssm:` name, and what the fake must serve for them.
+struct ByReference {
+    env: Vec<(&'static str, String)>,
+    secrets: HashMap<String, String>,
+    parameters: HashMap<String, String>,
+}
+
+fn by_reference(function: &str, env: &[(&'static str, String)]) -> ByReference {
+    let mut out = ByReference {
+        env: Vec::new(),
+        secrets: HashMap::new(),
+        parameters: HashMap::new(),
+    };
+    let mut n = 0;
+    for (name, value) in env {
+        if !SECRET_VARIABLES.contains(name) {
+            out.env.push((name, value.clone()));
+            continue;
+        }
+        let slug = name.to_ascii_lowercase().replace('_', "-");
+        let reference = if n % 2 == 0 {
+            let arn = format!(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate/bench/{function}/{slug}-AbCdEf"
+            );
+            out.secrets.insert(
+                arn.clone(),
+                serde_json::json!({ "value": value }).to_string(),
+            );
+            format!("{arn}:value")
+        } else {
+            let parameter = format!("/tollgate/bench/{function}/{slug}");
+            out.parameters.insert(parameter.clone(), value.clone());
+            format!("ssm:{parameter}")
+        };
+        out.env.push((name, reference));
+        n += 1;
+    }
+    out
+}
+
+struct Row {
+    secrets: usize,
+    /// Median microseconds per phase, in start-up order.
+    phases: Vec<(String, u64)>,
+    init: Duration,
+    first: Duration,
+    init_requests: usize,
+    peak_in_flight: usize,
+}
+
+async fn measure(
+    bin: &Path,
+    args: &[&str],
+    event: &Bytes,
+    aws: &FakeAws,
+    env: &[(String, String)],
+    runs: usize,
+) -> Row {
+    let mut inits = Vec::new();
+    let mut firsts = Vec::new();
+    let (mut requests, mut peak) = (0, 0);
+    let mut phases: Vec<(String, Vec<u64>)> = Vec::new();
+    for _ in 0..runs {
+        match one_run(bin, args, event.clone(), aws, env).await {
+            Ok(s) => {
+                inits.push(s.init);
+                firsts.push(s.first);
+                requests = requests.max(s.init_requests);
+                peak = peak.max(s.peak_in_flight);
+                for (name, us) in s.phases {
+                    match phases.iter_mut().find(|(p, _)| *p == name) {
+                        Some((_, v)) => v.push(us),
+                        None => phases.push((name, vec![us])),
+                    }
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    Row {
+        secrets: 0,
+        phases: phases
+            .into_iter()
+            .map(|(name, mut v)| {
+                v.sort_unstable();
+                (name, v[v.len() / 2])
+            })
+            .collect(),
+        init: median(inits),
+        first: median(firsts),
+        init_requests: requests,
+        peak_in_flight: peak,
+    }
+}
+
+fn arg(args: &[String], name: &str) -> Option<u64> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let runs = arg(&args, "--runs").unwrap_or(10).max(1) as usize;
+    let latency = Duration::from_millis(arg(&args, "--aws-latency-ms").unwrap_or(0));
+    let with_phases = args.iter().any(|a| a == "--phases");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("target"));
@@ -231,24 +345,7 @@ async fn main() {
     let event = |file: &str| {
         Bytes::from(std::fs::read(root.join("events").join(file)).expect("event file"))
     };
-    let aws = fake_aws().await;
-    let mut envs: Vec<(String, String)> = vec![
-        ("AWS_ENDPOINT_URL".into(), format!("http://{aws}")),
-        ("AWS_ACCESS_KEY_ID".into(), "bench".into()),
-        ("AWS_SECRET_ACCESS_KEY".into(), "bench".into()),
-        ("AWS_REGION".into(), "us-east-1".into()),
-        ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ("TABLE_NAME".into(), "tollgate-bench".into()),
-    ];
-    envs.push((
-        "CATALOG_PATH".into(),
-        root.join("catalog.example.json").display().to_string(),
-    ));
-    envs.push(("PROVIDERS".into(), "sandbox".into()));
-    envs.push(("SANDBOX_SECRET".into(), "test-sandbox-secret".into()));
-    envs.push(("RUST_LOG".into(), "warn".into()));
     let functions: Vec<(&str, Bytes)> = vec![
-        ("hello-lambda", Bytes::from_static(b"{\"hello\":\"world\"}")),
         ("create-order", event("create-order/create.json")),
         (
             "provider-callback",
@@ -262,37 +359,119 @@ async fn main() {
             event("store-notifications/google-purchase-unknown-product.json"),
         ),
     ];
-    println!("cold start, median of {runs} runs each (fake Runtime API on loopback)");
-    println!(
-        "{:<20} {:>10} {:>8} {:>16} {:>12}",
-        "binary", "init ms", "× hello", "1st invoke ms", "size KiB"
-    );
-    let mut hello_init = None;
-    for (name, ev) in functions {
-        let bin = release.join(name);
-        let size = std::fs::metadata(&bin).map(|m| m.len() / 1024).unwrap_or(0);
-        let mut inits = Vec::new();
-        let mut firsts = Vec::new();
-        for _ in 0..runs {
-            match one_run(&bin, ev.clone(), &envs).await {
-                Ok(s) => {
-                    inits.push(s.init);
-                    firsts.push(s.first);
-                }
-                Err(e) => {
-                    eprintln!("{name}: {e}");
-                    std::process::exit(1);
-                }
+    // Every function's references, served by one fake.
+    let mut secrets = HashMap::new();
+    let mut parameters = HashMap::new();
+    let mut plans = Vec::new();
+    for (name, ev) in &functions {
+        let plain = function_env(name, &root);
+        let refs = by_reference(name, &plain);
+        secrets.extend(refs.secrets.clone());
+        parameters.extend(refs.parameters.clone());
+        plans.push((*name, ev.clone(), plain, refs));
+    }
+    let aws = FakeAws::start(secrets, parameters, latency)
+        .await
+        .expect("fake AWS");
+    let base = |extra: &[(&'static str, String)]| -> Vec<(String, String)> {
+        let mut env = lambda_env("127.0.0.1:9".parse().expect("addr"), &aws.url(), &root);
+        env.retain(|(k, _)| k != "AWS_LAMBDA_RUNTIME_API" && k != "SANDBOX_SECRET");
+        for (k, v) in env.iter_mut() {
+            if k == "RUST_LOG" {
+                *v = if with_phases {
+                    "warn,tollgate::init_timing=info".into()
+                } else {
+                    "warn".into()
+                };
             }
         }
-        let init = median(inits);
-        let first = median(firsts);
-        let hello = *hello_init.get_or_insert(init);
+        if with_phases {
+            env.push(("TOLLGATE_INIT_TIMING".into(), "1".into()));
+        }
+        env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        env
+    };
+    println!(
+        "cold start, median of {runs} runs each (fake Runtime API and AWS on loopback, AWS answers after {} ms)",
+        latency.as_millis()
+    );
+    println!(
+        "{:<20} {:>7} {:>9} {:>7} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9}",
+        "binary",
+        "secrets",
+        "init ms",
+        "× hello",
+        "by ref ms",
+        "× hello",
+        "AWS reqs",
+        "in flight",
+        "1st inv ms",
+        "size KiB"
+    );
+    let hello_bin = release.join("hello-lambda");
+    let hello = measure(
+        &hello_bin,
+        &[],
+        &Bytes::from_static(b"{\"hello\":\"world\"}"),
+        &aws,
+        &base(&[]),
+        runs,
+    )
+    .await;
+    let size = |bin: &Path| std::fs::metadata(bin).map(|m| m.len() / 1024).unwrap_or(0);
+    println!(
+        "{:<20} {:>7} {:>9.2} {:>7.2} {:>9} {:>7} {:>9} {:>9} {:>10.2} {:>9}",
+        "hello-lambda",
+        0,
+        ms(hello.init),
+        1.0,
+        "-",
+        "-",
+        "0",
+        "-",
+        ms(hello.first),
+        size(&hello_bin)
+    );
+    let ratio = |d: Duration| d.as_secs_f64() / hello.init.as_secs_f64();
+    let mut phase_rows = Vec::new();
+    for (name, ev, plain, refs) in plans {
+        let bin = release.join(name);
+        let secrets = refs
+            .env
+            .iter()
+            .filter(|(k, _)| SECRET_VARIABLES.contains(k))
+            .count();
+        let p = measure(&bin, &[], &ev, &aws, &base(&plain), runs).await;
+        let mut r = measure(&bin, &[], &ev, &aws, &base(&refs.env), runs).await;
+        r.secrets = secrets;
         println!(
-            "{name:<20} {:>10.2} {:>8.2} {:>16.2} {size:>12}",
-            ms(init),
-            init.as_secs_f64() / hello.as_secs_f64(),
-            ms(first)
+            "{name:<20} {:>7} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>9} {:>9} {:>10.2} {:>9}",
+            r.secrets,
+            ms(p.init),
+            ratio(p.init),
+            ms(r.init),
+            ratio(r.init),
+            format!("{}/{}", p.init_requests, r.init_requests),
+            r.peak_in_flight,
+            ms(p.first),
+            size(&bin)
         );
+        phase_rows.push((name, p.phases, r.phases));
+    }
+    if with_phases {
+        println!("\ninit phases, median µs (plain values / by reference)");
+        for (name, plain, by_ref) in phase_rows {
+            let shown: Vec<String> = by_ref
+                .iter()
+                .map(|(phase, r)| {
+                    let p = plain
+                        .iter()
+                        .find(|(q, _)| q == phase)
+                        .map_or("-".to_owned(), |(_, us)| us.to_string());
+                    format!("{phase} {p}/{r}")
+                })
+                .collect();
+            println!("{name:<20} {}", shown.join(", "));
+        }
     }
 }
