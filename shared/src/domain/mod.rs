@@ -2,6 +2,7 @@
 
 pub mod ban;
 pub mod catalog;
+pub mod checkpoint;
 pub mod grant;
 pub mod ids;
 pub mod money;

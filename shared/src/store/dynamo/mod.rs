@@ -8,6 +8,7 @@
 //! for what it touches; the item format lives in `keys`, `attrs` and `items`.
 
 mod attrs;
+mod checkpoints;
 mod errors;
 mod items;
 mod keys;
@@ -26,6 +27,7 @@ mod users;
 pub use table::GSI1;
 
 use crate::domain::ban::Ban;
+use crate::domain::checkpoint::FoldStep;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::session::Sessions;
@@ -252,7 +254,15 @@ impl Store for DynamoStore {
     }
 
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {
-        users::user_items(self, user_id).await
+        users::user_items(self, user_id, false).await
+    }
+
+    async fn user_history(&self, user_id: &str) -> Result<UserItems, StoreError> {
+        users::user_items(self, user_id, true).await
+    }
+
+    async fn fold_grants(&self, user_id: &str, step: &FoldStep) -> Result<bool, StoreError> {
+        checkpoints::fold_grants(self, user_id, step).await
     }
 
     async fn put_sessions(
