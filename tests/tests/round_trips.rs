@@ -317,7 +317,11 @@ async fn history_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     assert_eq!(store.user_history("hist").await.unwrap().archived.len(), 20);
     meter.take();
     token("d2").await;
-    assert_eq!(meter.take(), 2, "issue after the fold: query, sessions write");
+    assert_eq!(
+        meter.take(),
+        2,
+        "issue after the fold: query, sessions write"
+    );
     assert_eq!(verify(first.clone()).await, 200);
     assert_eq!(meter.take(), 1, "verify: one query");
     let r = s.call("hist", "GET", "/entitlements/pass", None).await;
@@ -329,7 +333,11 @@ async fn history_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     s.refund(&old[4], 900).await;
     assert_eq!(meter.take(), 2, "refund of an archived grant");
     assert_eq!(verify(first.clone()).await, 200);
-    assert_eq!(meter.take(), 2, "verify while stale: the query, then the history");
+    assert_eq!(
+        meter.take(),
+        2,
+        "verify while stale: the query, then the history"
+    );
     let renewed = token("d1").await;
     assert_eq!(renewed["session_id"], first["session_id"]);
     assert_eq!(

@@ -168,7 +168,12 @@ pub fn plan(
     now: i64,
 ) -> Option<FoldStep> {
     let mut scopes: BTreeSet<&str> = live.iter().map(|g| g.scope.as_str()).collect();
-    scopes.extend(archived.unwrap_or_default().iter().map(|g| g.scope.as_str()));
+    scopes.extend(
+        archived
+            .unwrap_or_default()
+            .iter()
+            .map(|g| g.scope.as_str()),
+    );
     scopes.extend(checkpoints.iter().map(|c| c.scope.as_str()));
     let horizon = now - FOLD_MARGIN;
     scopes.into_iter().find_map(|scope| {
@@ -558,8 +563,7 @@ mod properties {
                             .map(k)
                             .collect();
                         if !refunded.is_empty() {
-                            let key =
-                                refunded[rng.below(refunded.len() as u64) as usize].clone();
+                            let key = refunded[rng.below(refunded.len() as u64) as usize].clone();
                             m.set_revoked(&key, None);
                         }
                     }
@@ -585,7 +589,13 @@ mod properties {
                 let (grants, cps, _) = m.read();
                 let truth: Vec<Grant> = m.truth.values().cloned().collect();
                 folded_any += usize::from(!m.archived.is_empty());
-                for t in [now, now + DAY / 3, now + 3 * DAY, now + 20 * DAY, now + 90 * DAY] {
+                for t in [
+                    now,
+                    now + DAY / 3,
+                    now + 3 * DAY,
+                    now + 20 * DAY,
+                    now + 90 * DAY,
+                ] {
                     for scope in SCOPES {
                         let s = vec![scope.to_string()];
                         assert_eq!(
@@ -615,7 +625,10 @@ mod properties {
             let (_, _, stale) = m.read();
             assert!(!stale, "seed {seed}: still stale after folding");
         }
-        assert!(folded_any > 500, "the folds archived too little to test: {folded_any}");
+        assert!(
+            folded_any > 500,
+            "the folds archived too little to test: {folded_any}"
+        );
     }
 
     #[test]

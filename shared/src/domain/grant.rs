@@ -5,8 +5,8 @@
 //! grants, two purchases racing for one user cannot overlap, and a refund (a revoked grant)
 //! removes exactly its own days.
 
-use serde::{Deserialize, Serialize};
 use super::checkpoint::Checkpoint;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const DAY: i64 = 86_400;

@@ -79,7 +79,9 @@ pub async fn fold_if_due(app: &App, user_id: &str, reading: &Reading) {
             restored = step.restore.len(),
             "grants folded"
         ),
-        Ok(false) => tracing::debug!(scope = %step.checkpoint.scope, "fold skipped: grants changed"),
+        Ok(false) => {
+            tracing::debug!(scope = %step.checkpoint.scope, "fold skipped: grants changed")
+        }
         Err(e) => tracing::warn!(scope = %step.checkpoint.scope, error = %e, "fold failed"),
     }
 }

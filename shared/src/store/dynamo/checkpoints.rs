@@ -29,10 +29,19 @@ pub(super) async fn fold_grants(
             )
     };
     let mut items = vec![TransactWriteItem::builder()
-        .put(checkpoint.build().expect("table, item and condition are set"))
+        .put(
+            checkpoint
+                .build()
+                .expect("table, item and condition are set"),
+        )
         .build()];
     for g in &step.archive {
-        items.push(delete_unchanged(db, user_id, g, &grant_sk(&g.scope, &g.source_id)));
+        items.push(delete_unchanged(
+            db,
+            user_id,
+            g,
+            &grant_sk(&g.scope, &g.source_id),
+        ));
         let put = Put::builder()
             .table_name(&db.table)
             .set_item(Some(archived_grant_item(user_id, g)))

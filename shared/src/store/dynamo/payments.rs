@@ -176,7 +176,7 @@ pub(super) async fn refund(
         .table_name(&db.table)
         .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
         .update_expression(w.update)
-        .condition_expression(w.condition)
+        .condition_expression(format!("{}{}", w.condition, unpaid_read(order)))
         .expression_attribute_names("#state", "state")
         .set_expression_attribute_values(Some(w.values))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -188,7 +188,7 @@ pub(super) async fn refund(
         order,
         ", revoked_at = if_not_exists(revoked_at, :at)",
         Some(at),
-    )?);
+    ));
     if order.credits != 0 {
         items.push(db.wallet_add(&order.user_id, -order.credits));
     }
@@ -228,9 +228,10 @@ pub(super) async fn reverse_refund(
             "SET #state = :paid, refunded_amount = :zero, refund_reversed_at = :at, \
              refund_reversal_reason = :reason REMOVE refund_ids",
         )
-        .condition_expression(
-            "#state = :refunded AND provider_txn_id = :txn AND refunded_at = :refunded_at",
-        )
+        .condition_expression(format!(
+            "#state = :refunded AND provider_txn_id = :txn AND refunded_at = :refunded_at{}",
+            unpaid_read(order)
+        ))
         .expression_attribute_names("#state", "state")
         .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
         .expression_attribute_values(":zero", n(0))
@@ -243,7 +244,7 @@ pub(super) async fn reverse_refund(
         .build()
         .expect("key, expression and table are set");
     let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
-    items.extend(grant_updates(db, order, " REMOVE revoked_at", None)?);
+    items.extend(grant_updates(db, order, " REMOVE revoked_at", None));
     if order.credits != 0 {
         items.push(db.wallet_add(&order.user_id, order.credits));
     }
@@ -338,18 +339,14 @@ fn grant_updates(
     order: &Order,
     then: &str,
     at: Option<i64>,
-) -> Result<Vec<TransactWriteItem>, StoreError> {
+) -> Vec<TransactWriteItem> {
+    // A read without a payment time is of an unpaid order: the order's condition fails
+    // (see `unpaid_read`), so there is nothing to write.
     let grants = match order.paid_at {
-        Some(paid_at) => order.grants_at(paid_at),
-        None if order.grants.is_empty() || order.term.is_none() => Vec::new(),
-        None => {
-            return Err(StoreError::Corrupt(format!(
-                "order {} grants access but has no payment time",
-                order.order_id
-            )))
-        }
+        Some(at) => order.grants_at(at),
+        None => Vec::new(),
     };
-    Ok(grants
+    grants
         .iter()
         .map(|g| {
             let mut e = grant_written_whole(&order.user_id, g, then);
@@ -369,5 +366,16 @@ fn grant_updates(
                 .expect("key, expression and table are set");
             TransactWriteItem::builder().update(update).build()
         })
-        .collect())
+        .collect()
+}
+
+/// A condition that fails when the caller's read of the order has no payment time: such a
+/// read names no grants to revoke or restore, so the change must not apply (every paid
+/// order has one; the stored order comes back as the conflict).
+fn unpaid_read(order: &Order) -> &'static str {
+    if order.paid_at.is_none() {
+        " AND attribute_not_exists(paid_at)"
+    } else {
+        ""
+    }
 }
