@@ -259,10 +259,8 @@ pub(super) fn checkpoint_item(user: &str, c: &Checkpoint) -> Item {
     let mut item = key(user_pk(user), &checkpoint_sk(&c.scope));
     item.insert("scope".into(), s(&c.scope));
     item.insert("before_paid_at".into(), n(c.before.0));
-    // DynamoDB keeps no empty strings in older tables: an empty source is left out.
-    if !c.before.1.is_empty() {
-        item.insert("before_source".into(), s(&c.before.1));
-    }
+    // Often empty (a cutoff at an instant): DynamoDB keeps empty strings outside keys.
+    item.insert("before_source".into(), s(&c.before.1));
     if let Some(e) = c.chain_end {
         item.insert("chain_end".into(), n(e));
     }
@@ -306,8 +304,7 @@ pub(super) fn checkpoint_from_item(item: &Item) -> Result<Checkpoint, StoreError
         scope: get_s(item, "scope")?.to_owned(),
         before: (
             get_n(item, "before_paid_at")?,
-            // Absent: the empty source, which sorts before every other.
-            opt_s(item, "before_source").unwrap_or_else(String::new),
+            get_s(item, "before_source")?.to_owned(),
         ),
         chain_end: opt_n(item, "chain_end")?,
         kept: match item.get("kept") {
