@@ -19,14 +19,15 @@ const NOW: i64 = T0;
 
 /// `ended` passes of 7 days paid 8 days apart, the last 9 days before `NOW`, then one
 /// running pass.
-async fn history(store: &dyn Store, user: &str, ended: usize) {
+async fn history(store: &dyn Store, user: &str, ended: usize, seeds: u64) {
     for i in 0..=ended {
         let paid_at = if i == ended {
             NOW
         } else {
             NOW - 9 * DAY - (ended - 1 - i) as i64 * 8 * DAY
         };
-        let o = pending(i as u64, user, paid_at);
+        // Distinct seeds per user: order ids made in the same nanosecond must differ.
+        let o = pending(seeds + i as u64, user, paid_at);
         store
             .create_order(&o, None, &UNCAPPED, paid_at)
             .await
@@ -71,9 +72,9 @@ fn checks(c: &mut Criterion) {
         .unwrap(),
     );
     rt.block_on(async {
-        history(&*store, "one", 0).await;
-        history(&*store, "unfolded", 1_000).await;
-        history(&*store, "folded", 1_000).await;
+        history(&*store, "one", 0, 0).await;
+        history(&*store, "unfolded", 1_000, 10_000).await;
+        history(&*store, "folded", 1_000, 20_000).await;
         fold_all(&*store, "folded").await;
         let folded = store.user_items("folded").await.unwrap();
         assert!(folded.grants.len() <= 2, "{} live", folded.grants.len());

@@ -76,7 +76,7 @@ pub async fn fold_if_due(app: &App, user_id: &str, reading: &Reading) {
         Ok(true) => tracing::info!(
             scope = %step.checkpoint.scope,
             archived = step.archive.len(),
-            restored = step.restore.len(),
+            writes = step.writes(),
             "grants folded"
         ),
         Ok(false) => {
