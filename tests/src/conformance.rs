@@ -3,7 +3,8 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use tollgate::domain::grant::Term;
+use tollgate::domain::checkpoint;
+use tollgate::domain::grant::{self, Term};
 use tollgate::domain::refund::{RefundCount, RefundReversal};
 use tollgate::domain::session::{DeviceSession, Sessions};
 use tollgate::domain::{
@@ -133,6 +134,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     refund_requests_hold_and_finish(&*store).await;
     refund_holds_never_exceed_what_remains_concurrently(store.clone()).await;
     partial_refunds_revoking_take_coins_once(&*store).await;
+    folds_archive_exactly_once(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -2308,5 +2310,204 @@ pub async fn partial_refunds_revoking_take_coins_once(store: &dyn Store) {
     assert!(
         items.grants.iter().all(|g| g.revoked_at == Some(1_300)),
         "first revocation kept"
+    );
+}
+
+const DAY: i64 = 86_400;
+
+/// What a check answers for `user` at `now`, read as the service reads it: the live grants
+/// and checkpoints, or the whole history while a checkpoint is stale. `true` when stale.
+async fn checked(
+    store: &dyn Store,
+    user: &str,
+    now: i64,
+) -> (Vec<grant::GrantWindow>, grant::ProductStatus, bool) {
+    let items = store.user_items(user).await.unwrap();
+    if checkpoint::is_stale(&items.grants, &items.checkpoints) {
+        let h = store.user_history(user).await.unwrap();
+        let all = checkpoint::merge_history(&h.grants, &h.archived);
+        return (
+            grant::live(&all, now),
+            grant::product_status(&all, "pass", now),
+            true,
+        );
+    }
+    (
+        grant::live_with(&items.grants, &items.checkpoints, now),
+        grant::product_status_with(&items.grants, &items.checkpoints, "pass", now),
+        false,
+    )
+}
+
+/// Every grant of `user`, archived ones included: what the answers must be computed from.
+async fn from_history(store: &dyn Store, user: &str) -> Vec<Grant> {
+    let h = store.user_history(user).await.unwrap();
+    let mut all = checkpoint::merge_history(&h.grants, &h.archived);
+    all.sort_by(|a, b| (&a.scope, &a.source_id).cmp(&(&b.scope, &b.source_id)));
+    all
+}
+
+async fn fold_from_read(store: &dyn Store, user: &str, now: i64) -> Option<checkpoint::FoldStep> {
+    let items = store.user_history(user).await.unwrap();
+    let stale = checkpoint::is_stale(&items.grants, &items.checkpoints);
+    checkpoint::plan(
+        &items.grants,
+        stale.then_some(items.archived.as_slice()),
+        &items.checkpoints,
+        now,
+    )
+}
+
+/// Folding ended grants: a step moves them to the archive and writes the checkpoint, all or
+/// nothing, and of dozens of concurrent folds of one read exactly one applies. A refund or
+/// reversal of an archived order writes the whole grant back live, so checks see the
+/// checkpoint stale and read the history, and a fold from the history repairs it; a fold
+/// racing a refund never loses the refund. Throughout, checks answer as the whole history.
+pub async fn folds_archive_exactly_once(store: Arc<dyn Store>) {
+    let user = "fold-user";
+    let mut orders = Vec::new();
+    for i in 0..6u64 {
+        let o = pending(9_000 + i, user, 1_000);
+        store
+            .create_order(&o, None, &UNCAPPED, 1_000)
+            .await
+            .unwrap();
+        let paid_at = 10_000 + i as i64 * 10 * DAY;
+        let txn = format!("fold-{}", o.order_id);
+        let st = settlement(&o, OrderState::Pending, &txn, paid_at);
+        assert_eq!(store.settle(&st).await.unwrap(), SettleOutcome::Settled);
+        orders.push(store.get_order(&o.order_id).await.unwrap().unwrap());
+    }
+    // The last pass (paid on day 50, for 7 days) ended three days before.
+    let now = 10_000 + 60 * DAY;
+    let truth = from_history(&*store, user).await;
+    assert_eq!(truth.len(), 12);
+    let expected = (
+        grant::live(&truth, now),
+        grant::product_status(&truth, "pass", now),
+    );
+
+    let items = store.user_items(user).await.unwrap();
+    let step = checkpoint::plan(&items.grants, None, &items.checkpoints, now).expect("a fold");
+    assert_eq!(step.archive.len(), 6, "{step:#?}");
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let (store, step) = (store.clone(), step.clone());
+        tasks.push(tokio::spawn(
+            async move { store.fold_grants(user, &step).await },
+        ));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        applied += usize::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(applied, 1, "exactly one of the concurrent folds applies");
+    let step = fold_from_read(&*store, user, now)
+        .await
+        .expect("the other scope");
+    assert!(store.fold_grants(user, &step).await.unwrap());
+    assert!(
+        !store.fold_grants(user, &step).await.unwrap(),
+        "a fold of an old read changes nothing"
+    );
+    let items = store.user_items(user).await.unwrap();
+    assert!(items.grants.is_empty(), "{:?}", items.grants);
+    assert!(
+        items.archived.is_empty(),
+        "a check's read skips the archive"
+    );
+    assert_eq!(items.checkpoints.len(), 2);
+    assert_eq!(store.user_history(user).await.unwrap().archived.len(), 12);
+    assert_eq!(from_history(&*store, user).await, truth, "nothing lost");
+    let (live, status, stale) = checked(&*store, user, now).await;
+    assert!(!stale);
+    assert_eq!((live, status), expected);
+    assert!(
+        fold_from_read(&*store, user, now).await.is_none(),
+        "nothing left to fold"
+    );
+
+    // A refund of an archived order: its grants come back live, revoked, whole.
+    store
+        .refund(&orders[2], &whole(&orders[2]), now)
+        .await
+        .unwrap();
+    let items = store.user_items(user).await.unwrap();
+    let mut sold = orders[2].grants_at(orders[2].paid_at.unwrap());
+    for g in &mut sold {
+        g.revoked_at = Some(now);
+    }
+    let mut back = items.grants.clone();
+    back.sort_by(|a, b| a.scope.cmp(&b.scope));
+    sold.sort_by(|a, b| a.scope.cmp(&b.scope));
+    assert_eq!(back, sold);
+    let truth = from_history(&*store, user).await;
+    let expected = (
+        grant::live(&truth, now),
+        grant::product_status(&truth, "pass", now),
+    );
+    let (live, status, stale) = checked(&*store, user, now).await;
+    assert!(
+        stale,
+        "a grant written before the cutoff makes the checkpoint stale"
+    );
+    assert_eq!((live, status), expected);
+    while let Some(step) = fold_from_read(&*store, user, now).await {
+        assert!(store.fold_grants(user, &step).await.unwrap());
+    }
+    let (live, status, stale) = checked(&*store, user, now).await;
+    assert!(!stale, "the folds repaired the checkpoints");
+    assert_eq!((live, status), expected);
+
+    // Its reversal brings them back unrevoked; then a fold races a second refund of it.
+    let refunded = store.get_order(&orders[2].order_id).await.unwrap().unwrap();
+    let reversal = RefundReversal {
+        provider_txn_id: refunded.provider_txn_id.clone().unwrap(),
+        refunded_at: now,
+        reversed_at: now + 1,
+        reason: "refund reversed by the store".into(),
+    };
+    assert!(matches!(
+        store.reverse_refund(&refunded, &reversal).await.unwrap(),
+        TransitionOutcome::Done(_)
+    ));
+    assert!(checked(&*store, user, now).await.2);
+    let step = fold_from_read(&*store, user, now).await.expect("a repair");
+    let paid = store.get_order(&orders[2].order_id).await.unwrap().unwrap();
+    let fold = {
+        let (store, step) = (store.clone(), step.clone());
+        tokio::spawn(async move { store.fold_grants(user, &step).await })
+    };
+    let refund = {
+        let (store, paid) = (store.clone(), paid.clone());
+        let count = RefundCount {
+            refund_id: "again".into(),
+            ..whole(&paid)
+        };
+        tokio::spawn(async move { store.refund(&paid, &count, now + 2).await })
+    };
+    fold.await.unwrap().unwrap();
+    assert!(matches!(
+        refund.await.unwrap().unwrap(),
+        TransitionOutcome::Done(_)
+    ));
+    let truth = from_history(&*store, user).await;
+    assert!(
+        truth
+            .iter()
+            .filter(|g| g.source_id == paid.order_id.to_string())
+            .all(|g| g.revoked_at.is_some()),
+        "the refund stands: {truth:?}"
+    );
+    let expected = (
+        grant::live(&truth, now),
+        grant::product_status(&truth, "pass", now),
+    );
+    assert_eq!(
+        (
+            checked(&*store, user, now).await.0,
+            checked(&*store, user, now).await.1
+        ),
+        expected
     );
 }

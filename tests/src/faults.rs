@@ -346,6 +346,18 @@ impl Store for FaultyStore {
     async fn user_items(&self, user: &str) -> Result<UserItems, StoreError> {
         self.guard("user_items", self.inner.user_items(user)).await
     }
+    async fn user_history(&self, user: &str) -> Result<UserItems, StoreError> {
+        self.guard("user_history", self.inner.user_history(user))
+            .await
+    }
+    async fn fold_grants(
+        &self,
+        user: &str,
+        step: &tollgate::domain::checkpoint::FoldStep,
+    ) -> Result<bool, StoreError> {
+        self.guard("fold_grants", self.inner.fold_grants(user, step))
+            .await
+    }
     async fn get_purchase(
         &self,
         store: &str,

@@ -243,6 +243,18 @@ impl Store for CountingStore {
         self.enter("user_items")?;
         self.inner.user_items(user).await
     }
+    async fn user_history(&self, user: &str) -> Result<UserItems, StoreError> {
+        self.enter("user_history")?;
+        self.inner.user_history(user).await
+    }
+    async fn fold_grants(
+        &self,
+        user: &str,
+        step: &tollgate::domain::checkpoint::FoldStep,
+    ) -> Result<bool, StoreError> {
+        self.enter("fold_grants")?;
+        self.inner.fold_grants(user, step).await
+    }
     async fn get_purchase(
         &self,
         store: &str,

@@ -514,6 +514,120 @@ async fn refund_budgets_dynamo() {
     refund_budgets(Arc::new(store), counter).await;
 }
 
+/// A viewer with a long history: checks read the live grants and checkpoints only, so issue,
+/// verify and the entitlement routes keep their budgets; the issue that finds enough ended
+/// grants folds them (one more transaction); a refund of an archived order costs what any
+/// refund costs, then checks read the history once more until the next fold repairs it.
+async fn history_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let clock = ManualClock::at(T0);
+    let mut catalog: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+    catalog["streams"].as_array_mut().unwrap().push(json!({
+        "id": "main", "requires_any": ["channel:main"],
+        "origin": "https://live.example.com/live/main.m3u8"
+    }));
+    let catalog = catalog.to_string();
+    let s = TestServer::start(test_app_with(
+        store.clone(),
+        clock.clone(),
+        &[("CATALOG_JSON", catalog.as_str())],
+    ))
+    .await;
+    let mut old = Vec::new();
+    for _ in 0..20 {
+        old.push(s.buy("hist", "pass", Some("7d")).await);
+        clock.advance(10 * DAY);
+    }
+    s.buy("hist", "pass", Some("7d")).await;
+    let token = |device: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    "hist",
+                    "POST",
+                    "/streams/main/tokens",
+                    Some(json!({ "device_id": device })),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+            r.json()
+        }
+    };
+    let verify = |t: serde_json::Value| {
+        let s = &s;
+        async move {
+            s.request(
+                "POST",
+                "/streams/verify",
+                &[("content-type", "application/json")],
+                json!({ "token": t["token"] }).to_string(),
+            )
+            .await
+            .status
+        }
+    };
+    meter.take();
+    let first = token("d1").await;
+    assert_eq!(
+        meter.take(),
+        3,
+        "issue with 20 ended grants: query, sessions write, one fold transaction"
+    );
+    let items = store.user_items("hist").await.unwrap();
+    assert_eq!(items.grants.len(), 1, "{:?}", items.grants);
+    assert_eq!(items.checkpoints.len(), 1);
+    assert_eq!(store.user_history("hist").await.unwrap().archived.len(), 20);
+    meter.take();
+    token("d2").await;
+    assert_eq!(
+        meter.take(),
+        2,
+        "issue after the fold: query, sessions write"
+    );
+    assert_eq!(verify(first.clone()).await, 200);
+    assert_eq!(meter.take(), 1, "verify: one query");
+    let r = s.call("hist", "GET", "/entitlements/pass", None).await;
+    assert_eq!(r.json()["had_bought"], true);
+    assert_eq!(r.json()["can_use"], true);
+    assert_eq!(meter.take(), 1, "product status: one query");
+
+    // A refund of an archived order: the read and one transaction, as always.
+    s.refund(&old[4], 900).await;
+    assert_eq!(meter.take(), 2, "refund of an archived grant");
+    assert_eq!(verify(first.clone()).await, 200);
+    assert_eq!(
+        meter.take(),
+        2,
+        "verify while stale: the query, then the history"
+    );
+    let renewed = token("d1").await;
+    assert_eq!(renewed["session_id"], first["session_id"]);
+    assert_eq!(
+        meter.take(),
+        3,
+        "renewal while stale: query, history, the fold that repairs it"
+    );
+    assert_eq!(verify(first.clone()).await, 200);
+    assert_eq!(meter.take(), 1, "verify after the repair: one query");
+    let r = s.admin("GET", "/admin/users/hist", None).await;
+    assert_eq!(r.json()["grants"].as_array().unwrap().len(), 21);
+    assert_eq!(meter.take(), 1, "support: one query of the whole partition");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    history_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    history_budgets(Arc::new(store), counter).await;
+}
+
 /// `POST /purchases/google` claims a short-lived marker before queueing: one conditional
 /// write, and a repeat is that write failing (the job queue is not the store).
 async fn google_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {

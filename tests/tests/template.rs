@@ -558,6 +558,10 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("day_records", &["Query", "BatchGetItem"]),
     ("due_orders", &["Query on gsi1"]),
     ("user_items", &["Query"]),
+    // The whole partition, archive included.
+    ("user_history", &["Query"]),
+    // One transaction: Put of the checkpoint and of moved grants, Delete of their old keys.
+    ("fold_grants", &["PutItem", "DeleteItem"]),
     // Conditional Put of SESSIONS; after a lost race, read it again.
     ("put_sessions", &["PutItem", "GetItem"]),
     ("get_purchase", &["GetItem"]),

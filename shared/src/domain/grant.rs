@@ -5,6 +5,7 @@
 //! grants, two purchases racing for one user cannot overlap, and a refund (a revoked grant)
 //! removes exactly its own days.
 
+use super::checkpoint::Checkpoint;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -67,6 +68,13 @@ impl GrantWindow {
 /// Every unrevoked grant with its validity. Passes of one scope fold in (paid_at, source_id)
 /// order as `end = max(end, paid_at) + days`.
 pub fn windows(grants: &[Grant]) -> Vec<GrantWindow> {
+    windows_with(grants, &[])
+}
+
+/// [`windows`] of the live grants of a user whose ended grants are folded into
+/// `checkpoints`: a scope's passes from its cutoff on stack after the checkpoint's chain end.
+/// The checkpoints must not be stale for these grants ([`super::checkpoint::is_stale`]).
+pub fn windows_with(grants: &[Grant], checkpoints: &[Checkpoint]) -> Vec<GrantWindow> {
     let mut out = Vec::with_capacity(grants.len());
     let mut passes: BTreeMap<&str, Vec<&Grant>> = BTreeMap::new();
     for g in grants.iter().filter(|g| g.revoked_at.is_none()) {
@@ -81,20 +89,49 @@ pub fn windows(grants: &[Grant]) -> Vec<GrantWindow> {
         };
         out.push(window_of(g, from, until));
     }
-    for (_, mut list) in passes {
+    for (scope, mut list) in passes {
         list.sort_by(|a, b| (a.paid_at, &a.source_id).cmp(&(b.paid_at, &b.source_id)));
-        let mut end = i64::MIN;
+        let mut end = checkpoints
+            .iter()
+            .find(|c| c.scope == scope)
+            .and_then(|c| c.chain_end)
+            .unwrap_or(i64::MIN);
         for g in list {
-            let days = match g.term {
-                Term::Days(d) => i64::from(d),
-                _ => 0,
-            };
             let from = end.max(g.paid_at);
-            end = from.saturating_add(days * DAY);
+            end = from.saturating_add(pass_seconds(g));
             out.push(window_of(g, from, Some(end)));
         }
     }
     out
+}
+
+fn pass_seconds(g: &Grant) -> i64 {
+    match g.term {
+        Term::Days(d) => i64::from(d) * DAY,
+        _ => 0,
+    }
+}
+
+/// Where each of `grants` (one scope, in stacking order) ends when its passes stack after
+/// `chain_end`: `None` for a revoked grant and a forever one.
+pub(crate) fn stacked_from(grants: &[&Grant], chain_end: Option<i64>) -> Vec<Option<i64>> {
+    let mut end = chain_end.unwrap_or(i64::MIN);
+    grants
+        .iter()
+        .map(|g| {
+            if g.revoked_at.is_some() {
+                return None;
+            }
+            match g.term {
+                Term::Days(_) => {
+                    end = end.max(g.paid_at).saturating_add(pass_seconds(g));
+                    Some(end)
+                }
+                Term::Window { until, .. } | Term::Until(until) => Some(until),
+                Term::Forever => None,
+            }
+        })
+        .collect()
 }
 
 fn window_of(g: &Grant, from: i64, until: Option<i64>) -> GrantWindow {
@@ -109,7 +146,12 @@ fn window_of(g: &Grant, from: i64, until: Option<i64>) -> GrantWindow {
 
 /// Grants that still matter at `now`: current or yet to start (a ticket for next week).
 pub fn live(grants: &[Grant], now: i64) -> Vec<GrantWindow> {
-    let mut w: Vec<_> = windows(grants)
+    live_with(grants, &[], now)
+}
+
+/// [`live`] of live grants and the checkpoints of their ended ones.
+pub fn live_with(grants: &[Grant], checkpoints: &[Checkpoint], now: i64) -> Vec<GrantWindow> {
+    let mut w: Vec<_> = windows_with(grants, checkpoints)
         .into_iter()
         .filter(|w| !w.is_over(now))
         .collect();
@@ -121,7 +163,17 @@ pub fn live(grants: &[Grant], now: i64) -> Vec<GrantWindow> {
 
 /// Whether any of `scopes` is open at `now`.
 pub fn entitled(grants: &[Grant], scopes: &[String], now: i64) -> bool {
-    windows(grants)
+    entitled_with(grants, &[], scopes, now)
+}
+
+/// [`entitled`] from live grants and the checkpoints of their ended ones.
+pub fn entitled_with(
+    grants: &[Grant],
+    checkpoints: &[Checkpoint],
+    scopes: &[String],
+    now: i64,
+) -> bool {
+    windows_with(grants, checkpoints)
         .iter()
         .any(|w| scopes.contains(&w.scope) && w.covers(now))
 }
@@ -140,10 +192,26 @@ pub struct ProductStatus {
 }
 
 pub fn product_status(grants: &[Grant], product_id: &str, now: i64) -> ProductStatus {
-    let had_bought = grants
+    product_status_with(grants, &[], product_id, now)
+}
+
+/// [`product_status`] from live grants and the checkpoints of their ended ones: an archived
+/// purchase still counts as bought, and its end as the latest end when it is the latest.
+pub fn product_status_with(
+    grants: &[Grant],
+    checkpoints: &[Checkpoint],
+    product_id: &str,
+    now: i64,
+) -> ProductStatus {
+    let archived_end = checkpoints
         .iter()
-        .any(|g| g.product_id == product_id && g.revoked_at.is_none());
-    let mine: Vec<_> = windows(grants)
+        .filter_map(|c| c.products.get(product_id).copied())
+        .max();
+    let had_bought = archived_end.is_some()
+        || grants
+            .iter()
+            .any(|g| g.product_id == product_id && g.revoked_at.is_none());
+    let mine: Vec<_> = windows_with(grants, checkpoints)
         .into_iter()
         .filter(|w| w.product_id == product_id)
         .collect();
@@ -159,7 +227,10 @@ pub fn product_status(grants: &[Grant], product_id: &str, now: i64) -> ProductSt
     let expire = if !had_bought {
         Some(-1)
     } else if mine.iter().all(|w| w.valid_until.is_some()) {
-        mine.iter().filter_map(|w| w.valid_until).max()
+        mine.iter()
+            .filter_map(|w| w.valid_until)
+            .chain(archived_end)
+            .max()
     } else {
         None
     };

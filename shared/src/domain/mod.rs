@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod ban;
 pub mod catalog;
+pub mod checkpoint;
 pub mod grant;
 pub mod ids;
 pub mod money;

@@ -1,9 +1,12 @@
 //! Issuing stream tokens and verifying them for media servers.
 //!
-//! Issue costs two store round trips: one query of the user's partition (grants, bans and the
-//! `SESSIONS` item together) and one conditional write of `SESSIONS`; a renewal within half a
-//! token's life of the device's last write costs only the query. Verifying a play costs
-//! one query (the same partition), verifying a publish one read (the stream's publish key).
+//! Issue costs two store round trips: one query of the user's partition (live grants,
+//! checkpoints, bans and the `SESSIONS` item together) and one conditional write of
+//! `SESSIONS`; a renewal within half a token's life of the device's last write costs only the
+//! query. Verifying a play costs one query (the same partition), verifying a publish one read
+//! (the stream's publish key). While a checkpoint is stale the user's reads take one more
+//! query (the history); an issue that finds enough ended grants folds them, one more write
+//! (see `entitlements`).
 
 use super::ServiceError;
 use crate::app::App;
@@ -74,13 +77,17 @@ pub async fn issue_token(
     let cfg = &app.config;
     // One read of the user's partition; a lost race hands back the sessions as stored, so
     // each retry costs one conditional write and no re-read.
-    let items = app.store.user_items(user_id).await?;
+    let reading = super::entitlements::read(app, user_id).await?;
+    let items = &reading.items;
     if let Some(b) = ban::active(&items.bans, stream_id, app.clock.now()) {
         crate::metrics::count("TokensDenied", 1, &[("Reason", "banned")]);
         return Err(ServiceError::Banned(b.clone()));
     }
-    let mut sessions = items.sessions;
-    let entitled = grant::entitled(&items.grants, &stream.requires_any, app.clock.now());
+    let mut sessions = items.sessions.clone();
+    let entitled = {
+        let (grants, checkpoints) = reading.ledger();
+        grant::entitled_with(&grants, checkpoints, &stream.requires_any, app.clock.now())
+    };
     for attempt in 0..=SESSION_RETRIES {
         let now = app.clock.now();
         let access = if entitled {
@@ -153,6 +160,9 @@ pub async fn issue_token(
         let (url, token) = signer
             .sign(&stream.origin, &claims, &rand)
             .map_err(|e| ServiceError::Internal(format!("stream {stream_id} origin: {e}")))?;
+        // Ended grants are folded here, where the grants were read anyway: one more write,
+        // once per a few ended grants (verify and the entitlement routes never write).
+        super::entitlements::fold_if_due(app, user_id, &reading).await;
         return Ok(IssuedToken {
             url,
             token,
@@ -234,7 +244,8 @@ pub async fn verify(
             return Ok(Err(Denied::WrongStream));
         }
     }
-    let items = app.store.user_items(&claims.sub).await?;
+    let reading = super::entitlements::read(app, &claims.sub).await?;
+    let items = &reading.items;
     if let Some(b) = ban::active(&items.bans, &stream.id, now) {
         return Ok(Err(Denied::Banned(b.reason.clone())));
     }
@@ -249,7 +260,8 @@ pub async fn verify(
             now,
         )
     } else {
-        grant::entitled(&items.grants, &stream.requires_any, now)
+        let (grants, checkpoints) = reading.ledger();
+        grant::entitled_with(&grants, checkpoints, &stream.requires_any, now)
     };
     if !allowed {
         return Ok(Err(Denied::NotEntitled));

@@ -5,6 +5,7 @@
 use super::ServiceError;
 use crate::api::auth::valid_user_id;
 use crate::app::App;
+use crate::domain::checkpoint;
 use crate::domain::grant::{self, GrantWindow};
 use crate::domain::{Order, OrderId};
 use crate::store::UserItems;
@@ -58,7 +59,7 @@ pub async fn order_by_transaction(
     })
 }
 
-/// What a user holds: every grant (revoked ones too, with when), what they may watch now,
+/// What a user holds: every grant ever (revoked and archived ones too), what they may watch now,
 /// coins, device sessions and bans.
 pub struct UserView {
     pub items: UserItems,
@@ -66,12 +67,15 @@ pub struct UserView {
     pub live: Vec<GrantWindow>,
 }
 
-/// One query of the user's partition.
+/// One query of the user's whole partition, archived grants included: `items.grants` is
+/// the whole history (a live copy of an archived grant being the newer), `items.archived`
+/// is left empty.
 pub async fn user(app: &App, user_id: &str) -> Result<UserView, ServiceError> {
     if !valid_user_id(user_id) {
         return Err(ServiceError::BadRequest("invalid user id".into()));
     }
-    let items = app.store.user_items(user_id).await?;
+    let mut items = app.store.user_history(user_id).await?;
+    items.grants = checkpoint::merge_history(&items.grants, &std::mem::take(&mut items.archived));
     let live = grant::live(&items.grants, app.clock.now());
     Ok(UserView { items, live })
 }

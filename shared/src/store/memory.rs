@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::domain::audit::AuditRecord;
+use crate::domain::checkpoint;
 use crate::domain::order::{next_state, OrderEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -13,8 +14,12 @@ struct Tables {
     idempotency: HashMap<(String, String), IdempotencyRecord>,
     /// (provider, provider transaction id) → order.
     txns: HashMap<(String, String), OrderId>,
-    /// user → (scope, source id) → grant.
+    /// user → (scope, source id) → grant: the live grants.
     grants: HashMap<String, BTreeMap<(String, String), Grant>>,
+    /// user → (scope, source id) → grant: the grants a fold archived.
+    archived_grants: HashMap<String, BTreeMap<(String, String), Grant>>,
+    /// user → scope → its checkpoint.
+    checkpoints: HashMap<String, BTreeMap<String, Checkpoint>>,
     wallets: HashMap<String, i64>,
     sessions: HashMap<String, Sessions>,
     /// (shard, due_at, order id) for PENDING orders only, like the sparse GSI.
@@ -99,12 +104,16 @@ impl Tables {
             return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
         }
         let stored = stored.clone();
-        let source = stored.order_id.to_string();
+        let sold = sold_grants(&stored)?;
         let user_grants = self.grants.entry(stored.user_id.clone()).or_default();
-        for scope in &stored.grants {
-            if let Some(g) = user_grants.get_mut(&(scope.clone(), source.clone())) {
-                g.revoked_at.get_or_insert(at);
-            }
+        for g in sold {
+            // An archived grant (or a missing one) is written back whole, as DynamoDB's
+            // update creates it.
+            user_grants
+                .entry((g.scope.clone(), g.source_id.clone()))
+                .or_insert(g)
+                .revoked_at
+                .get_or_insert(at);
         }
         if stored.credits != 0 && stored.access_revoked_at.is_none() {
             *self.wallets.entry(stored.user_id.clone()).or_default() -= stored.credits;
@@ -193,6 +202,8 @@ impl MemoryStore {
             + t.idempotency.len()
             + t.txns.len()
             + t.grants.values().map(BTreeMap::len).sum::<usize>()
+            + t.archived_grants.values().map(BTreeMap::len).sum::<usize>()
+            + t.checkpoints.values().map(BTreeMap::len).sum::<usize>()
             + t.wallets.len()
             + t.sessions.len()
             + t.due.len()
@@ -235,6 +246,19 @@ fn count_paid(t: &mut Tables, user: &str, amount: Money, paid_at: i64, late: boo
         .entry(amount.currency.as_str().to_owned())
         .or_default() += amount.amount;
     rec.payers.entry(user.to_owned()).or_insert((0, paid_at)).0 += 1;
+}
+
+/// The grants a paid order made, as it sold them: what a refund revokes and a reversal
+/// restores, written back whole when the grant was archived.
+fn sold_grants(o: &Order) -> Result<Vec<Grant>, StoreError> {
+    match o.paid_at {
+        Some(at) => Ok(o.grants_at(at)),
+        None if o.grants.is_empty() || o.term.is_none() => Ok(Vec::new()),
+        None => Err(StoreError::Corrupt(format!(
+            "order {} grants access but has no payment time",
+            o.order_id
+        ))),
+    }
 }
 
 fn leave_due(t: &mut Tables, o: &Order) {
@@ -527,12 +551,13 @@ impl Store for MemoryStore {
         }
         // The grants and coins are the ones `order` (the caller's read) names, as in the
         // DynamoDB transaction.
-        let source = order.order_id.to_string();
+        let sold = sold_grants(order)?;
         let user_grants = t.grants.entry(order.user_id.clone()).or_default();
-        for scope in &order.grants {
-            if let Some(g) = user_grants.get_mut(&(scope.clone(), source.clone())) {
-                g.revoked_at = None;
-            }
+        for g in sold {
+            user_grants
+                .entry((g.scope.clone(), g.source_id.clone()))
+                .or_insert(g)
+                .revoked_at = None;
         }
         if order.credits != 0 {
             *t.wallets.entry(order.user_id.clone()).or_default() += order.credits;
@@ -728,6 +753,12 @@ impl Store for MemoryStore {
                 .get(user_id)
                 .map(|g| g.values().cloned().collect())
                 .unwrap_or_default(),
+            checkpoints: t
+                .checkpoints
+                .get(user_id)
+                .map(|c| c.values().cloned().collect())
+                .unwrap_or_default(),
+            archived: Vec::new(),
             credits: t.wallets.get(user_id).copied().unwrap_or(0),
             sessions: t.sessions.get(user_id).cloned().unwrap_or_default(),
             bans: t
@@ -737,6 +768,28 @@ impl Store for MemoryStore {
                 .unwrap_or_default(),
         })
     }
+    async fn user_history(&self, user_id: &str) -> Result<UserItems, StoreError> {
+        let mut items = self.user_items(user_id).await?;
+        items.archived = self
+            .lock()
+            .archived_grants
+            .get(user_id)
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default();
+        Ok(items)
+    }
+
+    async fn fold_grants(&self, user_id: &str, step: &FoldStep) -> Result<bool, StoreError> {
+        let mut guard = self.lock();
+        let t = &mut *guard;
+        Ok(checkpoint::apply(
+            step,
+            t.grants.entry(user_id.to_owned()).or_default(),
+            t.archived_grants.entry(user_id.to_owned()).or_default(),
+            t.checkpoints.entry(user_id.to_owned()).or_default(),
+        ))
+    }
+
     async fn get_purchase(
         &self,
         store: &str,

@@ -7,6 +7,7 @@ pub mod memory;
 
 use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
+use crate::domain::checkpoint::{Checkpoint, FoldStep};
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::refund_request::{RefundHold, RefundRequest, RefundRequestChange};
@@ -136,7 +137,12 @@ pub struct DueEntry {
 /// Everything under one user's partition: one query answers "what may this user watch".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserItems {
+    /// The live grants: every grant not archived by a fold.
     pub grants: Vec<Grant>,
+    /// One per scope that was folded: what its archived grants add up to.
+    pub checkpoints: Vec<Checkpoint>,
+    /// The archived grants, as stored: only [`Store::user_history`] reads them.
+    pub archived: Vec<Grant>,
     pub credits: i64,
     /// The `SESSIONS` item (version 0 when it does not exist yet).
     pub sessions: Sessions,
@@ -442,8 +448,30 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<DueEntry>, StoreError>;
 
-    /// Grants, wallet, device sessions and bans of one user: one strongly consistent query.
+    /// Live grants, checkpoints, wallet, device sessions and bans of one user: one strongly
+    /// consistent query, which skips the archived grants (see [`crate::domain::checkpoint`]).
+    ///
+    /// The rule every store call that writes a grant follows, so that checkpoints stay exact:
+    /// a grant is only ever written at its live key (`GRANT#<scope>#<source>`, built by the
+    /// one grant item builder), whole or by changing the live item; never in the archive. A
+    /// call that changes a grant which may be archived (a refund or reversal of an old
+    /// order, a manual revocation) writes the whole grant live (for DynamoDB an update that
+    /// sets every attribute, creating the item if it is absent). A live grant before its
+    /// scope's cutoff then marks the checkpoint stale: checks read the whole history
+    /// ([`Store::user_history`]) until a fold repairs it. Only [`Store::fold_grants`] moves
+    /// grants between live and archive.
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError>;
+
+    /// [`Store::user_items`] with the archived grants too (`archived`): one strongly
+    /// consistent query of the whole partition, paged past 1 MB. What support shows, and
+    /// what a check reads when a checkpoint is stale.
+    async fn user_history(&self, user_id: &str) -> Result<UserItems, StoreError>;
+
+    /// Applies one fold step in one transaction: the scope's checkpoint is written only if
+    /// its stored version is still `step.expected_version`, and every grant is moved only if
+    /// it is still as read (a restored one only to an empty live key). `false`, and nothing
+    /// written, when anything moved on since the read.
+    async fn fold_grants(&self, user_id: &str, step: &FoldStep) -> Result<bool, StoreError>;
 
     /// Replaces the user's `SESSIONS` item with `sessions` at version `expected_version + 1`,
     /// only if the stored version is still `expected_version` (0: the item must not exist).

@@ -3,10 +3,11 @@
 
 use super::attrs::{get_n, get_s, json_attr, n, opt_n, opt_s, s, Item};
 use super::keys::{
-    ban_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk, purchase_pk, stream_pk,
-    user_orders_pk, user_pk,
+    archived_grant_sk, ban_sk, checkpoint_sk, due_pk, due_sk, grant_sk, idem_pk, key, order_pk,
+    purchase_pk, stream_pk, user_orders_pk, user_pk,
 };
 use crate::domain::ban::Ban;
+use crate::domain::checkpoint::Checkpoint;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::session::{DeviceSession, Sessions};
 use crate::domain::{Currency, Grant, Money, Order, OrderId, OrderState, PurchaseState};
@@ -196,6 +197,139 @@ pub(super) fn grant_item(user: &str, g: &Grant) -> Item {
         item.insert("revoke_reason".into(), s(why));
     }
     item
+}
+
+/// The same grant at its archived key: the archive holds grants exactly as they were live.
+pub(super) fn archived_grant_item(user: &str, g: &Grant) -> Item {
+    let mut item = grant_item(user, g);
+    item.insert("sk".into(), s(archived_grant_sk(&g.scope, &g.source_id)));
+    item
+}
+
+/// An update expression's parts: the expression, its names and its values.
+pub(super) struct Expression {
+    pub text: String,
+    pub names: HashMap<String, String>,
+    pub values: Item,
+}
+
+/// The grant's attributes other than its key, and `revoked_at`, as [`grant_item`] writes
+/// them: `(name, value)`.
+fn grant_attributes(user: &str, g: &Grant) -> Vec<(String, AttributeValue)> {
+    let mut attrs: Vec<_> = grant_item(user, g)
+        .into_iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "pk" | "sk" | "revoked_at"))
+        .collect();
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    attrs
+}
+
+/// A condition that holds while the stored grant is still `g` (as read): every attribute
+/// [`grant_item`] writes is equal, and `revoked_at` equal or absent alike.
+pub(super) fn grant_unchanged(user: &str, g: &Grant) -> Expression {
+    let mut e = Expression {
+        text: String::new(),
+        names: HashMap::new(),
+        values: HashMap::new(),
+    };
+    let mut parts = Vec::new();
+    for (i, (name, value)) in grant_attributes(user, g).into_iter().enumerate() {
+        parts.push(format!("#g{i} = :g{i}"));
+        e.names.insert(format!("#g{i}"), name);
+        e.values.insert(format!(":g{i}"), value);
+    }
+    match g.revoked_at {
+        Some(r) => {
+            parts.push("revoked_at = :revoked".into());
+            e.values.insert(":revoked".into(), n(r));
+        }
+        None => parts.push("attribute_not_exists(revoked_at)".into()),
+    }
+    e.text = parts.join(" AND ");
+    e
+}
+
+/// `SET` of every attribute of `g` but `revoked_at`, followed by `then` (what the caller
+/// does to `revoked_at`): an update that writes the whole grant back at its live key,
+/// creating it when it was archived (or missing), and leaves other attributes alone.
+pub(super) fn grant_written_whole(user: &str, g: &Grant, then: &str) -> Expression {
+    let mut e = Expression {
+        text: String::new(),
+        names: HashMap::new(),
+        values: HashMap::new(),
+    };
+    let mut sets = Vec::new();
+    for (i, (name, value)) in grant_attributes(user, g).into_iter().enumerate() {
+        sets.push(format!("#g{i} = :g{i}"));
+        e.names.insert(format!("#g{i}"), name);
+        e.values.insert(format!(":g{i}"), value);
+    }
+    e.text = format!("SET {}{then}", sets.join(", "));
+    e
+}
+
+/// A scope's `CHECKPOINT#<scope>` item.
+pub(super) fn checkpoint_item(user: &str, c: &Checkpoint) -> Item {
+    let mut item = key(user_pk(user), &checkpoint_sk(&c.scope));
+    item.insert("scope".into(), s(&c.scope));
+    item.insert("before_paid_at".into(), n(c.before.0));
+    // Often empty (a cutoff at an instant): DynamoDB keeps empty strings outside keys.
+    item.insert("before_source".into(), s(&c.before.1));
+    if let Some(e) = c.chain_end {
+        item.insert("chain_end".into(), n(e));
+    }
+    // A string set: DynamoDB has no empty sets, so none kept means no attribute.
+    if !c.kept.is_empty() {
+        item.insert(
+            "kept".into(),
+            AttributeValue::Ss(c.kept.iter().cloned().collect()),
+        );
+    }
+    item.insert(
+        "products".into(),
+        AttributeValue::M(
+            c.products
+                .iter()
+                .map(|(p, end)| (p.clone(), n(*end)))
+                .collect(),
+        ),
+    );
+    item.insert(
+        "version".into(),
+        n(i64::try_from(c.version).unwrap_or(i64::MAX)),
+    );
+    item
+}
+
+pub(super) fn checkpoint_from_item(item: &Item) -> Result<Checkpoint, StoreError> {
+    let mut products = std::collections::BTreeMap::new();
+    if let Some(AttributeValue::M(m)) = item.get("products") {
+        for (p, v) in m {
+            let AttributeValue::N(end) = v else {
+                return Err(StoreError::Corrupt("checkpoint end is not a number".into()));
+            };
+            let end = end
+                .parse()
+                .map_err(|_| StoreError::Corrupt("checkpoint end is not an integer".into()))?;
+            products.insert(p.clone(), end);
+        }
+    }
+    Ok(Checkpoint {
+        scope: get_s(item, "scope")?.to_owned(),
+        before: (
+            get_n(item, "before_paid_at")?,
+            get_s(item, "before_source")?.to_owned(),
+        ),
+        chain_end: opt_n(item, "chain_end")?,
+        kept: match item.get("kept") {
+            Some(AttributeValue::Ss(ids)) => ids.iter().cloned().collect(),
+            Some(_) => return Err(StoreError::Corrupt("kept is not a string set".into())),
+            None => BTreeSet::new(),
+        },
+        products,
+        version: u64::try_from(get_n(item, "version")?)
+            .map_err(|_| StoreError::Corrupt("negative checkpoint version".into()))?,
+    })
 }
 
 pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {

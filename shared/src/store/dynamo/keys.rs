@@ -23,8 +23,25 @@ pub(super) fn user_pk(user: &str) -> String {
     format!("USER#{user}")
 }
 
+/// A grant's live key: the only key any call writes a grant at (see `Store::user_items`).
 pub(super) fn grant_sk(scope: &str, source: &str) -> String {
     format!("GRANT#{scope}#{source}")
+}
+
+/// Where a fold keeps an archived grant: before every other item of the user's partition,
+/// so the check's query (`sk > ARCHIVE_END`) never reads the archive.
+pub(super) fn archived_grant_sk(scope: &str, source: &str) -> String {
+    format!("ARCHIVE#GRANT#{scope}#{source}")
+}
+
+/// Every archived key sorts before this (`#` < `$`) and every other key of a user's
+/// partition after it (`BAN#`, `CHECKPOINT#`, `GRANT#`, `PAYER`, `SESSIONS`, `WALLET`). A new
+/// kind of user item must sort after it too.
+pub(super) const ARCHIVE_END: &str = "ARCHIVE$";
+
+/// What the archived grants of one scope add up to.
+pub(super) fn checkpoint_sk(scope: &str) -> String {
+    format!("CHECKPOINT#{scope}")
 }
 
 /// A user's ban of one stream (or of `*`, every stream), beside their grants and sessions.

@@ -10,6 +10,7 @@
 mod admin_keys;
 mod attrs;
 mod audit;
+mod checkpoints;
 mod errors;
 mod items;
 mod keys;
@@ -32,6 +33,7 @@ pub use table::GSI1;
 
 use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
+use crate::domain::checkpoint::FoldStep;
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::refund_request::{RefundHold, RefundRequest, RefundRequestChange};
@@ -303,7 +305,15 @@ impl Store for DynamoStore {
     }
 
     async fn user_items(&self, user_id: &str) -> Result<UserItems, StoreError> {
-        users::user_items(self, user_id).await
+        users::user_items(self, user_id, false).await
+    }
+
+    async fn user_history(&self, user_id: &str) -> Result<UserItems, StoreError> {
+        users::user_items(self, user_id, true).await
+    }
+
+    async fn fold_grants(&self, user_id: &str, step: &FoldStep) -> Result<bool, StoreError> {
+        checkpoints::fold_grants(self, user_id, step).await
     }
 
     async fn put_sessions(

@@ -4,7 +4,7 @@
 //! A partial refund is counted on the order alone, with one conditional update.
 
 use super::attrs::{get_s, n, s, Item};
-use super::items::{grant_item, order_item};
+use super::items::{grant_item, grant_written_whole, order_item};
 use super::keys::{grant_sk, key, order_pk, txn_pk, user_pk};
 use super::orders::{conflict, order_as_stored, transition, update_order};
 use super::DynamoStore;
@@ -212,7 +212,7 @@ async fn revoke(
         .table_name(&db.table)
         .set_key(Some(key(order_pk(&order.order_id), "ORDER")))
         .update_expression(w.update)
-        .condition_expression(w.condition)
+        .condition_expression(format!("{}{}", w.condition, unpaid_read(order)))
         .expression_attribute_names("#state", "state")
         .set_expression_attribute_values(Some(w.values))
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -222,8 +222,8 @@ async fn revoke(
     items.extend(grant_updates(
         db,
         order,
-        "SET revoked_at = if_not_exists(revoked_at, :at)",
-        Some(HashMap::from([(":at".to_owned(), n(at))])),
+        ", revoked_at = if_not_exists(revoked_at, :at)",
+        Some(at),
     ));
     if take_coins {
         items.push(db.wallet_add(&order.user_id, -order.credits));
@@ -253,7 +253,7 @@ async fn revoke(
             order_as_stored(db, old.as_ref(), &order.order_id).await?,
         )),
         _ => Err(StoreError::Corrupt(format!(
-            "refund of {}: a grant the order made is missing",
+            "refund of {} failed on an unconditional item",
             order.order_id
         ))),
     }
@@ -261,7 +261,7 @@ async fn revoke(
 
 /// REFUNDED → PAID in one transaction: the order (condition: REFUNDED, paid by the
 /// reversal's transaction, `refunded_at` as read) is PAID again with its refunds cleared and
-/// the reversal recorded; each of its grants loses `revoked_at` (condition: it exists); the
+/// the reversal recorded; each of its grants loses `revoked_at` (written whole); the
 /// wallet gets its coins back. The day's figures keep the refund.
 pub(super) async fn reverse_refund(
     db: &DynamoStore,
@@ -275,9 +275,10 @@ pub(super) async fn reverse_refund(
             "SET #state = :paid, refunded_amount = :zero, refund_reversed_at = :at, \
              refund_reversal_reason = :reason REMOVE refund_ids, access_revoked_at",
         )
-        .condition_expression(
-            "#state = :refunded AND provider_txn_id = :txn AND refunded_at = :refunded_at",
-        )
+        .condition_expression(format!(
+            "#state = :refunded AND provider_txn_id = :txn AND refunded_at = :refunded_at{}",
+            unpaid_read(order)
+        ))
         .expression_attribute_names("#state", "state")
         .expression_attribute_values(":paid", s(OrderState::Paid.as_str()))
         .expression_attribute_values(":zero", n(0))
@@ -290,7 +291,7 @@ pub(super) async fn reverse_refund(
         .build()
         .expect("key, expression and table are set");
     let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
-    items.extend(grant_updates(db, order, "REMOVE revoked_at", None));
+    items.extend(grant_updates(db, order, " REMOVE revoked_at", None));
     if order.credits != 0 {
         items.push(db.wallet_add(&order.user_id, order.credits));
     }
@@ -309,7 +310,7 @@ pub(super) async fn reverse_refund(
             order_as_stored(db, old.as_ref(), &order.order_id).await?,
         )),
         _ => Err(StoreError::Corrupt(format!(
-            "refund reversal of {}: a grant the order made is missing",
+            "refund reversal of {} failed on an unconditional item",
             order.order_id
         ))),
     }
@@ -377,31 +378,52 @@ impl DynamoStore {
     }
 }
 
-/// One update of each grant `order` made, conditioned on the grant existing (a missing one
-/// fails the transaction): how a refund revokes them and a reversal restores them.
+/// One update of each grant `order` made, writing the whole grant back at its live key
+/// (created when a fold archived it) and then `then` to its `revoked_at`: how a refund
+/// revokes them and a reversal restores them. A grant brought back live this way marks its
+/// scope's checkpoint stale until the next fold (see `Store::user_items`).
 fn grant_updates(
     db: &DynamoStore,
     order: &Order,
-    expression: &str,
-    values: Option<HashMap<String, AttributeValue>>,
+    then: &str,
+    at: Option<i64>,
 ) -> Vec<TransactWriteItem> {
-    let source = order.order_id.to_string();
-    order
-        .grants
+    // A read without a payment time is of an unpaid order: the order's condition fails
+    // (see `unpaid_read`), so there is nothing to write.
+    let grants = match order.paid_at {
+        Some(at) => order.grants_at(at),
+        None => Vec::new(),
+    };
+    grants
         .iter()
-        .map(|scope| {
+        .map(|g| {
+            let mut e = grant_written_whole(&order.user_id, g, then);
+            if let Some(at) = at {
+                e.values.insert(":at".to_owned(), n(at));
+            }
             let update = Update::builder()
                 .table_name(&db.table)
                 .set_key(Some(key(
                     user_pk(&order.user_id),
-                    &grant_sk(scope, &source),
+                    &grant_sk(&g.scope, &g.source_id),
                 )))
-                .update_expression(expression)
-                .condition_expression("attribute_exists(pk)")
-                .set_expression_attribute_values(values.clone())
+                .update_expression(e.text)
+                .set_expression_attribute_names(Some(e.names))
+                .set_expression_attribute_values(Some(e.values))
                 .build()
                 .expect("key, expression and table are set");
             TransactWriteItem::builder().update(update).build()
         })
         .collect()
+}
+
+/// A condition that fails when the caller's read of the order has no payment time: such a
+/// read names no grants to revoke or restore, so the change must not apply (every paid
+/// order has one; the stored order comes back as the conflict).
+fn unpaid_read(order: &Order) -> &'static str {
+    if order.paid_at.is_none() {
+        " AND attribute_not_exists(paid_at)"
+    } else {
+        ""
+    }
 }

@@ -1,11 +1,14 @@
-//! One user's partition: the single query that answers what they may watch (grants, wallet,
-//! device sessions, bans), the versioned write of their sessions, and bans (each with
-//! its audit record).
+//! One user's partition: the single query that answers what they may watch (live grants,
+//! checkpoints, wallet, device sessions, bans), the same with the archive for support, the
+//! versioned write of their sessions, and bans (each with its audit record).
 
 use super::attrs::{get_s, n, opt_n, s, Item};
 use super::errors::unavailable;
-use super::items::{ban_from_item, ban_item, grant_from_item, sessions_from_item, sessions_item};
-use super::keys::{ban_sk, key, user_pk};
+use super::items::{
+    ban_from_item, ban_item, checkpoint_from_item, grant_from_item, sessions_from_item,
+    sessions_item,
+};
+use super::keys::{ban_sk, key, user_pk, ARCHIVE_END};
 use super::transact::ConditionFailures;
 use super::DynamoStore;
 use crate::domain::audit::AuditRecord;
@@ -17,18 +20,31 @@ use aws_sdk_dynamodb::types::{
     Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
-pub(super) async fn user_items(db: &DynamoStore, user_id: &str) -> Result<UserItems, StoreError> {
+/// The user's partition after the archive (`with_archive` false: what a check reads), or
+/// all of it: one strongly consistent query, paged.
+pub(super) async fn user_items(
+    db: &DynamoStore,
+    user_id: &str,
+    with_archive: bool,
+) -> Result<UserItems, StoreError> {
     let mut result = UserItems::default();
     let mut start: Option<Item> = None;
     loop {
-        let out = db
+        let query = db
             .client
             .query()
             .table_name(&db.table)
-            .key_condition_expression("pk = :pk")
             .expression_attribute_values(":pk", s(user_pk(user_id)))
             .consistent_read(true)
-            .set_exclusive_start_key(start.take())
+            .set_exclusive_start_key(start.take());
+        let query = if with_archive {
+            query.key_condition_expression("pk = :pk")
+        } else {
+            query
+                .key_condition_expression("pk = :pk AND sk > :archive_end")
+                .expression_attribute_values(":archive_end", s(ARCHIVE_END))
+        };
+        let out = query
             .send()
             .await
             .map_err(|e| unavailable("user items", e))?;
@@ -36,6 +52,10 @@ pub(super) async fn user_items(db: &DynamoStore, user_id: &str) -> Result<UserIt
             let sk = get_s(item, "sk")?;
             if sk.starts_with("GRANT#") {
                 result.grants.push(grant_from_item(item)?);
+            } else if sk.starts_with("ARCHIVE#GRANT#") {
+                result.archived.push(grant_from_item(item)?);
+            } else if sk.starts_with("CHECKPOINT#") {
+                result.checkpoints.push(checkpoint_from_item(item)?);
             } else if sk == "WALLET" {
                 result.credits = opt_n(item, "balance")?.unwrap_or(0);
             } else if sk == "SESSIONS" {
