@@ -45,7 +45,7 @@ SEEDED_DUE = "01KQ0000000000000000000006"  # expired before T0: the sweeper's
 root = os.path.join(os.path.dirname(__file__), "..", "events")
 
 
-def event(method, path, body=None, headers=None, sub=USER, query=""):
+def event(method, path, body=None, headers=None, sub=USER, query="", roles=None):
     ctx = {
         "accountId": "123456789012",
         "apiId": "tollgate",
@@ -60,7 +60,12 @@ def event(method, path, body=None, headers=None, sub=USER, query=""):
         "timeEpoch": T0 * 1000,
     }
     if sub is not None:
-        ctx["authorizer"] = {"jwt": {"claims": {"sub": sub, "iss": "https://issuer.example.com"}, "scopes": None}}
+        claims = {"sub": sub, "iss": "https://issuer.example.com"}
+        if roles is not None:
+            # The roles claim (AUTH_ROLES_CLAIM, default `scope`) as API Gateway's JWT
+            # authorizer hands it over.
+            claims["scope"] = roles
+        ctx["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
     ev = {
         "version": "2.0",
         "routeKey": f"{method} {path}",
@@ -209,6 +214,14 @@ cases = [
     ("create-order", "get-order-of-another-user.json", 404,
      event("GET", f"/orders/{SEEDED_PENDING}", sub="someone-else")),
     ("create-order", "cancel-order.json", 200, event("POST", f"/orders/{SEEDED_TO_CANCEL}/cancel")),
+    # Operators (a bearer token whose `scope` names the role): a refund of an order not paid
+    # is refused, and support may not refund.
+    ("create-order", "admin-refund-unpaid.json", 422,
+     event("POST", f"/admin/orders/{SEEDED_PENDING}/refunds", json.dumps({"reason": "stream broke"}),
+           {"idempotency-key": "sample-refund-1"}, sub="ops", roles="tollgate:admin")),
+    ("create-order", "admin-refund-by-support.json", 403,
+     event("POST", f"/admin/orders/{SEEDED_PENDING}/refunds", json.dumps({"reason": "stream broke"}),
+           {"idempotency-key": "sample-refund-2"}, sub="helpdesk", roles="tollgate:support")),
     ("provider-callback", "sandbox-paid.json", 200, sandbox(SEEDED_TO_PAY, 900)),
     ("provider-callback", "sandbox-forged.json", 401, sandbox(SEEDED_TO_PAY, 900, secret=b"forged")),
     ("provider-callback", "sandbox-wrong-amount.json", 422, sandbox(SEEDED_TO_PAY, 1, txn="sbx-sample-2")),
@@ -243,6 +256,20 @@ cases = [
          "path": "live/concert", "protocol": "hls", "id": None, "query": "token=expired"}), sub=None)),
     ("stream-token", "verify-auth-request-denied.json", 403,
      event("POST", "/streams/verify", None, {"x-original-uri": "/live/concert.m3u8"}, sub=None)),
+    # Operators: a promotion, coins and the audit trail they leave; a viewer may do none of it.
+    ("stream-token", "admin-grant.json", 201,
+     event("POST", f"/admin/users/{USER}/grants",
+           json.dumps({"product_id": "pass", "days": 30, "reason": "sample promotion"}),
+           {"idempotency-key": "sample-promo-1"}, sub="ops", roles="tollgate:admin")),
+    ("stream-token", "admin-grant-by-viewer.json", 403,
+     event("POST", f"/admin/users/{USER}/grants",
+           json.dumps({"product_id": "pass", "days": 30, "reason": "sample promotion"}),
+           {"idempotency-key": "sample-promo-2"})),
+    ("stream-token", "admin-wallet.json", 201,
+     event("POST", f"/admin/users/{USER}/wallet", json.dumps({"amount": 100, "reason": "sample goodwill"}),
+           {"idempotency-key": "sample-coins-1"}, sub="ops", roles="tollgate:admin")),
+    ("stream-token", "admin-audit.json", 200,
+     event("GET", "/admin/audit", query=f"user_id={USER}", sub="helpdesk", roles="tollgate:support")),
     # After the stream samples: the App Store sample grants channel:vip, which opens the concert.
     ("store-notifications", "apple-purchase.json", 200,
      event("POST", "/purchases/apple", json.dumps({"signed_transaction": apple_jws(apple_txn("700001"))}))),

@@ -182,12 +182,26 @@ async fn every_sample_event_gets_its_status() {
         }
     }
     // The effects are real: the paid samples granted (sandbox, WeChat, Alipay and the App
-    // Store purchase; Huya to its own buyer), the cancel sample cancelled.
+    // Store purchase; Huya to its own buyer), the operator's promotion and coins were
+    // written with their audit records, the cancel sample cancelled.
     let items = tollgate::store::Store::user_items(&*store, "event-user")
         .await
         .unwrap();
-    assert_eq!(items.grants.len(), 4, "{:?}", items.grants);
+    assert_eq!(items.grants.len(), 5, "{:?}", items.grants);
     assert!(items.grants.iter().any(|g| g.source_id == "apple:700001"));
+    assert!(items
+        .grants
+        .iter()
+        .any(|g| g.source_id.starts_with("promo#") && g.product_id == "pass"));
+    assert_eq!(items.credits, 100);
+    let trail = tollgate::store::Store::user_audit(&*store, "event-user", 10, None, None)
+        .await
+        .unwrap();
+    // Both at the replay's one instant: their order within it is not defined.
+    let mut actions: Vec<_> = trail.records.iter().map(|r| r.action.as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(actions, ["grant", "wallet"]);
+    assert!(trail.records.iter().all(|r| r.actor == "ops"));
     let huya = tollgate::store::Store::user_items(&*store, "huya:hy-event-profile")
         .await
         .unwrap();
