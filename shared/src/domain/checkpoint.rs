@@ -413,19 +413,8 @@ mod properties {
     use super::*;
     use crate::domain::grant::{self, product_status, product_status_with};
 
-    /// xorshift64*: reproducible without a dependency; the seed is printed on failure.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: u64) -> i64 {
-            (self.next() % n) as i64
-        }
-    }
+    // Seeded (the seed is printed on failure).
+    use crate::domain::test_rng::Rng;
 
     const SCOPES: [&str; 3] = ["channel:main", "channel:vip", "stream:x"];
     const PRODUCTS: [&str; 3] = ["pass", "ticket", "sub"];

@@ -16,6 +16,8 @@ pub mod refund_request;
 pub mod retry;
 pub mod session;
 pub mod stats;
+#[cfg(test)]
+mod test_rng;
 pub mod time;
 
 pub use catalog::{Catalog, Offer, OfferError, Product, ProductKind, Stream};
