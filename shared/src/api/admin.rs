@@ -554,16 +554,10 @@ pub(super) async fn refund(app: &App, order_id: &str, req: &Request<Bytes>) -> R
         Ok(a) => a,
         Err(r) => return r,
     };
-    let key = match req.headers().get("idempotency-key").map(|v| v.to_str()) {
-        Some(Ok(k)) => k.to_owned(),
-        Some(Err(_)) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "Idempotency-Key must be printable ASCII",
-            )
-        }
-        None => {
+    let key = match idempotency_key(req) {
+        Ok(Some(k)) => k.to_owned(),
+        Err(r) => return r,
+        Ok(None) => {
             return problem(
                 StatusCode::BAD_REQUEST,
                 "idempotency-key-required",
