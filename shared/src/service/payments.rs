@@ -155,6 +155,7 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
         provider: order.provider.clone(),
         provider_txn_id: sale.provider_txn_id.clone(),
         paid_at,
+        product_id: order.product_id.clone(),
         grants: order.grants_at(paid_at),
         credits: order.credits,
     };
@@ -221,6 +222,7 @@ async fn settle(
             provider: order.provider.clone(),
             provider_txn_id: txn.to_owned(),
             paid_at,
+            product_id: order.product_id.clone(),
             grants: order.grants_at(paid_at),
             credits: order.credits,
         };

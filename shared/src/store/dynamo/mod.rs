@@ -56,6 +56,8 @@ use keys::key;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// The operator's day the figures are counted in.
+    stats_zone: crate::domain::stats::StatsZone,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -71,7 +73,14 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            stats_zone: Default::default(),
         }
+    }
+
+    /// Counts the figures in the days of `zone` (by default `Asia/Shanghai`).
+    pub fn with_stats_zone(mut self, zone: crate::domain::stats::StatsZone) -> Self {
+        self.stats_zone = zone;
+        self
     }
 
     pub fn client(&self) -> &Client {
