@@ -93,15 +93,18 @@ impl DynamoStore {
 
     /// One strongly consistent read of one item.
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("get item", e))?;
+        let out = crate::metrics::timed(
+            "StoreCallMs",
+            &[("Call", "get item")],
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, sk)))
+                .consistent_read(true)
+                .send(),
+        )
+        .await
+        .map_err(|e| unavailable("get item", e))?;
         Ok(out.item().cloned())
     }
 
