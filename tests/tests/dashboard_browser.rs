@@ -215,3 +215,45 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     println!("screenshots: {} {}", desktop.display(), phone.display());
     b.quit().await;
 }
+
+/// Without a browser: the page needs no credentials, is HTML, and may talk to its own origin
+/// only; a function that does not serve `/admin/stats` does not serve it either.
+#[tokio::test]
+async fn the_page_is_served_with_its_policy() {
+    let s = TestServer::start(test_app(
+        store_for(Backend::Memory).await.unwrap(),
+        ManualClock::at(T0),
+    ))
+    .await;
+    for path in ["/admin/", "/admin"] {
+        let r = s.request("GET", path, &[], "").await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.content_type(), "text/html; charset=utf-8");
+        assert_eq!(
+            r.headers["content-security-policy"],
+            tollgate::api::dashboard::CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        assert_eq!(r.body, tollgate_dashboard::PAGE.as_bytes());
+    }
+    assert_eq!(s.request("POST", "/admin/", &[], "").await.status, 405);
+    let app = s.app.clone();
+    for routes in [
+        tollgate::api::Routes::Callbacks,
+        tollgate::api::Routes::Streams,
+        tollgate::api::Routes::StoreNotifications,
+    ] {
+        let req = http::Request::builder()
+            .uri("/admin/")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let r = tollgate::api::handle(&app, routes, req).await;
+        assert_eq!(r.status(), 404, "{routes:?}");
+    }
+    let req = http::Request::builder()
+        .uri("/admin/")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let r = tollgate::api::handle(&app, tollgate::api::Routes::Orders, req).await;
+    assert_eq!(r.status(), 200);
+}
