@@ -156,7 +156,8 @@ impl Breakdown {
     }
 }
 
-/// A counter in total, per product and per provider.
+/// A counter in total, per product and per provider. `#` separates the parts: the catalog's
+/// ids (`[A-Za-z0-9._:-]`) and the provider names never contain it.
 fn scoped(out: &mut Vec<(String, i64)>, product: &str, provider: &str, name: &str, v: i64) {
     out.push((name.to_owned(), v));
     out.push((format!("product#{product}#{name}"), v));
