@@ -40,6 +40,7 @@ async fn history(store: &dyn Store, user: &str, ended: usize, seeds: u64) {
             provider: "sandbox".into(),
             provider_txn_id: format!("{user}-{i}"),
             paid_at,
+            product_id: o.product_id.clone(),
             grants: o.grants_at(paid_at),
             credits: 0,
         };

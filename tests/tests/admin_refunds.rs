@@ -687,6 +687,7 @@ async fn paid_order_of(store: &dyn Store, provider: &str, seed: u64) -> String {
         provider: provider.into(),
         provider_txn_id: format!("{provider}-txn-{seed}"),
         paid_at: T0,
+        product_id: o.product_id.clone(),
         grants: o.grants_at(T0),
         credits: 0,
     };

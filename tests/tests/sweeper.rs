@@ -95,6 +95,7 @@ async fn cost_grows_with_due_orders(backend: Backend, bulk: u64) {
                 provider: o.provider.clone(),
                 provider_txn_id: format!("b{i}"),
                 paid_at: T0,
+                product_id: o.product_id.clone(),
                 grants: vec![],
                 credits: 0,
             };

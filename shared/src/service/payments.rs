@@ -155,10 +155,17 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
         provider: order.provider.clone(),
         provider_txn_id: sale.provider_txn_id.clone(),
         paid_at,
+        product_id: order.product_id.clone(),
         grants: order.grants_at(paid_at),
         credits: order.credits,
     };
-    match app.store.settle_new_order(&order, &st).await? {
+    let settled = crate::metrics::timed(
+        "SettleMs",
+        &[("Provider", provider)],
+        app.store.settle_new_order(&order, &st),
+    )
+    .await?;
+    match settled {
         SettleOutcome::Settled => {
             tracing::info!(order_id = %order.order_id, provider, product = %order.product_id, "provider sale recorded");
             crate::metrics::count("OrdersCreated", 1, &[("Provider", provider)]);
@@ -221,10 +228,17 @@ async fn settle(
             provider: order.provider.clone(),
             provider_txn_id: txn.to_owned(),
             paid_at,
+            product_id: order.product_id.clone(),
             grants: order.grants_at(paid_at),
             credits: order.credits,
         };
-        match app.store.settle(&st).await? {
+        let settled = crate::metrics::timed(
+            "SettleMs",
+            &[("Provider", &order.provider)],
+            app.store.settle(&st),
+        )
+        .await?;
+        match settled {
             SettleOutcome::Settled => {
                 let late = order.state != OrderState::Pending;
                 tracing::info!(order_id = %order.order_id, provider = %order.provider, late, "order paid");
