@@ -135,6 +135,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     refund_holds_never_exceed_what_remains_concurrently(store.clone()).await;
     partial_refunds_revoking_take_coins_once(&*store).await;
     folds_archive_exactly_once(store.clone()).await;
+    crate::wallet_conformance::run_all(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.

@@ -15,6 +15,7 @@ pub mod problem;
 mod purchases;
 pub mod server;
 mod streams;
+mod wallet;
 
 use crate::app::App;
 use bytes::Bytes;
@@ -119,6 +120,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         | ["admin", "users", _, "bans" | "grants" | "wallet"] => (Streams, &[Method::POST]),
         ["admin", "users", _, "bans" | "grants", _] => (Streams, &[Method::DELETE]),
         ["admin", "audit"] => (Streams, &[Method::GET]),
+        ["wallet"] => (Streams, &[Method::GET]),
+        ["wallet", "debits"] => (Streams, &[Method::POST]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -190,6 +193,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                 ["streams", stream_id, "tokens"] => {
                     streams::issue(app, &user, stream_id, &req).await
                 }
+                ["wallet"] => wallet::read(app, &user, &req).await,
+                ["wallet", "debits"] => wallet::debit(app, &user, &req).await,
                 _ => return not_found(),
             };
             result.unwrap_or_else(|e| problem::service_problem(&e))

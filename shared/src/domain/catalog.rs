@@ -47,6 +47,9 @@ pub struct Plan {
     pub price: Money,
     #[serde(default)]
     pub store_ids: StoreIds,
+    /// What the plan costs in coins, when it may be paid with them.
+    #[serde(default)]
+    pub coin_price: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +77,9 @@ pub struct Product {
     pub credits: Option<i64>,
     pub window: Option<EventWindow>,
     pub store_ids: StoreIds,
+    /// What the product costs in coins, when it may be paid with them (products with plans
+    /// price each plan instead).
+    pub coin_price: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -103,6 +109,14 @@ pub struct Offer<'a> {
 }
 
 impl Offer<'_> {
+    /// What the offer costs in coins, if it may be paid with them.
+    pub fn coin_price(&self) -> Option<i64> {
+        match self.plan {
+            Some(plan) => plan.coin_price,
+            None => self.product.coin_price,
+        }
+    }
+
     /// What a paid order of this offer grants per scope (credits products grant none).
     pub fn term(&self) -> Option<Term> {
         match self.product.kind {
@@ -172,6 +186,7 @@ struct RawProduct {
     window: Option<RawWindow>,
     #[serde(default)]
     store_ids: StoreIds,
+    coin_price: Option<i64>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -378,6 +393,7 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         }
         _ => {}
     }
+    check_coin_prices(&p)?;
     if p.kind != ProductKind::Credits && p.credits.is_some() {
         return Err("only credits products carry credits".into());
     }
@@ -429,7 +445,30 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         credits: p.credits,
         window,
         store_ids: p.store_ids,
+        coin_price: p.coin_price,
     })
+}
+
+/// Coin prices are positive whole coins, on what grants access: coins never buy coins, and
+/// a product with plans prices each plan.
+fn check_coin_prices(p: &RawProduct) -> Result<(), String> {
+    let priced = p.coin_price.is_some() || p.plans.iter().any(|pl| pl.coin_price.is_some());
+    if priced && matches!(p.kind, ProductKind::Credits | ProductKind::Subscription) {
+        return Err(
+            "coin_price is for products that grant access (not credits or subscriptions)".into(),
+        );
+    }
+    if p.coin_price.is_some() && !p.plans.is_empty() {
+        return Err("a product with plans gives coin_price per plan".into());
+    }
+    let prices = p
+        .coin_price
+        .iter()
+        .chain(p.plans.iter().filter_map(|pl| pl.coin_price.as_ref()));
+    if prices.into_iter().any(|c| !(1..=1_000_000_000).contains(c)) {
+        return Err("coin_price must be a whole number of coins from 1 to 1000000000".into());
+    }
+    Ok(())
 }
 
 fn validate_stream(s: &Stream) -> Result<(), String> {

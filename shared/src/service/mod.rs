@@ -3,9 +3,12 @@
 
 pub mod apple_purchases;
 pub mod audit;
+pub mod coin_orders;
+pub mod debits;
 pub mod entitlements;
 pub mod google_purchases;
 pub mod jobs;
+pub mod ledger;
 pub mod manual_grants;
 pub mod moderation;
 pub mod operator;
@@ -87,4 +90,7 @@ pub enum ServiceError {
     /// A dependency (the queue) is down or missing: retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// A spend of coins the balance does not cover (or a debt blocks): nothing changed.
+    #[error("the balance of {balance} coins does not cover {price}")]
+    InsufficientCoins { balance: i64, price: i64 },
 }
