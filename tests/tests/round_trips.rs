@@ -755,14 +755,21 @@ async fn coin_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
     assert_eq!(post("/wallet/debits", "rt-big", big).await, 402);
     assert!(meter.take() <= 2, "short debit: the failed transaction");
     assert_eq!(post("/orders", "rt-ticket-2", ticket).await, 402);
-    assert!(meter.take() <= 2, "short coin order: the failed transaction");
+    assert!(
+        meter.take() <= 2,
+        "short coin order: the failed transaction"
+    );
     assert_eq!(
-        s.call("rt-coins", "GET", "/wallet?limit=1", None).await.status,
+        s.call("rt-coins", "GET", "/wallet?limit=1", None)
+            .await
+            .status,
         200
     );
     assert_eq!(meter.take(), 1, "a page of the wallet: one query");
     assert_eq!(
-        s.call("rt-coins", "GET", "/entitlements", None).await.status,
+        s.call("rt-coins", "GET", "/entitlements", None)
+            .await
+            .status,
         200
     );
     assert_eq!(meter.take(), 1, "entitlements never read the ledger");

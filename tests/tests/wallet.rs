@@ -95,14 +95,26 @@ async fn viewer_journey(store: Arc<dyn Store>) {
         .assert_problem(422);
 
     // Short: 402 with the balance and the price, nothing changed.
-    let p = keyed(&s, user, "/wallet/debits", Some("gift-43"), &json!({"amount": 51, "reason": "gift", "reference": "g"}))
-        .await
-        .assert_problem(402);
-    assert_eq!((p["balance"].clone(), p["price"].clone()), (json!(50), json!(51)));
+    let p = keyed(
+        &s,
+        user,
+        "/wallet/debits",
+        Some("gift-43"),
+        &json!({"amount": 51, "reason": "gift", "reference": "g"}),
+    )
+    .await
+    .assert_problem(402);
+    assert_eq!(
+        (p["balance"].clone(), p["price"].clone()),
+        (json!(50), json!(51))
+    );
     let p = keyed(&s, user, "/orders", Some("ticket-2"), &ticket)
         .await
         .assert_problem(402);
-    assert_eq!((p["balance"].clone(), p["price"].clone()), (json!(50), json!(120)));
+    assert_eq!(
+        (p["balance"].clone(), p["price"].clone()),
+        (json!(50), json!(120))
+    );
 
     // Every movement, newest first, each with the balance it left.
     let w = wallet(&s, user, "").await;
@@ -166,15 +178,26 @@ async fn bad_requests_change_nothing(store: Arc<dyn Store>) {
     // Products without a coin price, and unknown ones, are refused before anything is written.
     for (body, status) in [
         (json!({"product_id": "concert", "provider": "coins"}), 422),
-        (json!({"product_id": "pass", "plan_id": "30d", "provider": "coins"}), 422),
+        (
+            json!({"product_id": "pass", "plan_id": "30d", "provider": "coins"}),
+            422,
+        ),
         (json!({"product_id": "nope", "provider": "coins"}), 422),
-        (json!({"product_id": "pass", "plan_id": "7d", "provider": "coins", "channel": "app"}), 400),
+        (
+            json!({"product_id": "pass", "plan_id": "7d", "provider": "coins", "channel": "app"}),
+            400,
+        ),
     ] {
         keyed(&s, user, "/orders", None, &body)
             .await
             .assert_problem(status);
     }
-    for q in ["?limit=0", "?limit=101", "?cursor=nonsense", "?cursor=1.2.3"] {
+    for q in [
+        "?limit=0",
+        "?limit=101",
+        "?cursor=nonsense",
+        "?cursor=1.2.3",
+    ] {
         s.call(user, "GET", &format!("/wallet{q}"), None)
             .await
             .assert_problem(400);
@@ -195,10 +218,17 @@ async fn concurrent_spends_never_overdraw(store: Arc<dyn Store>) {
         .map(|i| {
             let s = s.clone();
             tokio::spawn(async move {
-                let gift = json!({"amount": 7, "reason": "gift: heart", "reference": format!("h{i}")});
-                keyed(&s, user, "/wallet/debits", Some(&format!("heart-{i}")), &gift)
-                    .await
-                    .status
+                let gift =
+                    json!({"amount": 7, "reason": "gift: heart", "reference": format!("h{i}")});
+                keyed(
+                    &s,
+                    user,
+                    "/wallet/debits",
+                    Some(&format!("heart-{i}")),
+                    &gift,
+                )
+                .await
+                .status
             })
         })
         .collect();
