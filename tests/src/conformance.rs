@@ -62,6 +62,7 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         refund_reversal_reason: None,
         refund_requested: 0,
         access_revoked_at: None,
+        max_views: None,
     }
 }
 
@@ -691,6 +692,7 @@ fn purchase(id: &str, user: &str, at: i64, until: i64, revoked: Option<i64>) -> 
                 revoked_at: revoked,
                 revoked_by: None,
                 revoke_reason: None,
+                max_views: None,
             })
             .collect(),
     }
@@ -796,6 +798,7 @@ fn device(session_id: &str, last_seen: i64) -> DeviceSession {
     DeviceSession {
         session_id: session_id.into(),
         last_seen,
+        stream: None,
     }
 }
 
@@ -1133,6 +1136,7 @@ fn promo_grant(scope: &str, source: &str, paid_at: i64, days: u32) -> Grant {
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
+        max_views: None,
     }
 }
 

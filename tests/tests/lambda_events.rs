@@ -45,6 +45,7 @@ fn seeded(id: &str, provider: &str) -> Order {
         refund_reversal_reason: None,
         refund_requested: 0,
         access_revoked_at: None,
+        max_views: None,
     }
 }
 

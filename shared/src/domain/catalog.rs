@@ -50,6 +50,9 @@ pub struct Plan {
     /// What the plan costs in coins, when it may be paid with them.
     #[serde(default)]
     pub coin_price: Option<i64>,
+    /// How many playback sessions a purchase of this plan serves (the product's otherwise).
+    #[serde(default)]
+    pub max_views: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub struct Product {
     /// What the product costs in coins, when it may be paid with them (products with plans
     /// price each plan instead).
     pub coin_price: Option<i64>,
+    /// How many playback sessions a purchase serves (a replay watchable 3 times); `None`:
+    /// as many as its term allows.
+    pub max_views: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -109,6 +115,13 @@ pub struct Offer<'a> {
 }
 
 impl Offer<'_> {
+    /// How many playback sessions the offer serves: the plan's limit, else the product's.
+    pub fn max_views(&self) -> Option<u32> {
+        self.plan
+            .and_then(|p| p.max_views)
+            .or(self.product.max_views)
+    }
+
     /// What the offer costs in coins, if it may be paid with them.
     pub fn coin_price(&self) -> Option<i64> {
         match self.plan {
@@ -187,6 +200,7 @@ struct RawProduct {
     #[serde(default)]
     store_ids: StoreIds,
     coin_price: Option<i64>,
+    max_views: Option<u32>,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -394,6 +408,7 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         _ => {}
     }
     check_coin_prices(&p)?;
+    check_max_views(&p)?;
     if p.kind != ProductKind::Credits && p.credits.is_some() {
         return Err("only credits products carry credits".into());
     }
@@ -446,7 +461,27 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         window,
         store_ids: p.store_ids,
         coin_price: p.coin_price,
+        max_views: p.max_views,
     })
+}
+
+/// View limits count playback sessions of what grants access: 1 to 1000.
+fn check_max_views(p: &RawProduct) -> Result<(), String> {
+    let limits: Vec<u32> = p
+        .max_views
+        .iter()
+        .chain(p.plans.iter().filter_map(|pl| pl.max_views.as_ref()))
+        .copied()
+        .collect();
+    if !limits.is_empty() && matches!(p.kind, ProductKind::Credits | ProductKind::Subscription) {
+        return Err(
+            "max_views is for products that grant access (not credits or subscriptions)".into(),
+        );
+    }
+    if limits.iter().any(|m| !(1..=1000).contains(m)) {
+        return Err("max_views must be from 1 to 1000".into());
+    }
+    Ok(())
 }
 
 /// Coin prices are positive whole coins, on what grants access: coins never buy coins, and

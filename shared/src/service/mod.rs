@@ -90,6 +90,13 @@ pub enum ServiceError {
     /// A dependency (the queue) is down or missing: retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// Entitled only by grants with `max_views`, and every view was served.
+    #[error("every view of stream {stream_id:?} that was bought has been used")]
+    ViewsUsed {
+        stream_id: String,
+        /// (product id, title) of every product that unlocks the stream.
+        products: Vec<(String, String)>,
+    },
     /// A spend of coins the balance does not cover (or a debt blocks): nothing changed.
     #[error("the balance of {balance} coins does not cover {price}")]
     InsufficientCoins { balance: i64, price: i64 },
