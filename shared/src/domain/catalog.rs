@@ -20,6 +20,9 @@ pub enum ProductKind {
     Credits,
     /// Period set by the store's own records (App Store, Google Play).
     Subscription,
+    /// Bought once, never expires (a course, an App Store non-consumable, a Play one-time
+    /// product): a second purchase by the same user is refused before payment.
+    Lifetime,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -140,6 +143,7 @@ impl Offer<'_> {
             }),
             ProductKind::Credits => None,
             ProductKind::Subscription => None,
+            ProductKind::Lifetime => Some(Term::Forever),
         }
     }
 }
@@ -391,6 +395,12 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
     match p.kind {
         ProductKind::Pass if p.plans.is_empty() => {
             return Err("a pass needs plans with days and price".into())
+        }
+        ProductKind::Lifetime if !p.plans.is_empty() => {
+            return Err("a lifetime product has one price, not plans".into())
+        }
+        ProductKind::Lifetime if p.price.is_none() => {
+            return Err("a lifetime product needs a price".into())
         }
         ProductKind::Event if p.price.is_none() => return Err("an event needs a price".into()),
         ProductKind::Event if p.window.is_none() => return Err("an event needs a window".into()),

@@ -37,6 +37,16 @@ pub async fn create(
             req.product_id
         )));
     };
+    let hash = request_hash(&req);
+    if let Err(owned) = super::lifetime::refuse_if_owned(app, user_id, offer.product).await {
+        // A retry of the purchase that made it owned is answered with that order.
+        if let Some(k) = idempotency_key {
+            if let Some(existing) = app.store.get_idempotency(user_id, k, now).await? {
+                return replay(app, existing, &hash).await;
+            }
+        }
+        return Err(owned);
+    }
     let order_id = OrderId::from_parts(now_ms.max(0) as u64, random_bytes());
     let mut order = Order::pending(order_id.clone(), user_id, &offer, PROVIDER, None, now, now);
     order.amount = Money {
@@ -55,7 +65,6 @@ pub async fn create(
         reason: format!("order: {}", offer.product.id),
         reference: Some(order_id.to_string()),
     };
-    let hash = request_hash(&req);
     let idem = idempotency_key.map(|key| IdempotencyRecord {
         user_id: user_id.to_owned(),
         key: key.to_owned(),

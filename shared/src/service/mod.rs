@@ -9,6 +9,7 @@ pub mod entitlements;
 pub mod google_purchases;
 pub mod jobs;
 pub mod ledger;
+pub mod lifetime;
 pub mod manual_grants;
 pub mod moderation;
 pub mod operator;

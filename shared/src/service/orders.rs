@@ -105,6 +105,15 @@ pub async fn create(
         }
         other => other?,
     };
+    if let Err(owned) = super::lifetime::refuse_if_owned(app, user_id, offer.product).await {
+        // A retry of the purchase that made it owned is answered with that order.
+        if let Some(k) = idempotency_key {
+            if let Some(existing) = app.store.get_idempotency(user_id, k, now).await? {
+                return replay(app, existing, &request_hash(&req)).await;
+            }
+        }
+        return Err(owned);
+    }
     let store_product = if provider.sells_store_products() {
         Some(
             super::store_products::store_product_id(&offer, &req.provider).ok_or_else(|| {
