@@ -40,6 +40,8 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/admin/audit"),
     ("GET", "/wallet"),
     ("POST", "/wallet/debits"),
+    ("GET", "/products"),
+    ("GET", "/streams"),
 ];
 
 #[tokio::test]

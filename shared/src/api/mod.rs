@@ -11,6 +11,7 @@ pub mod callback_limits;
 mod callbacks;
 mod entitlements;
 mod orders;
+mod paywall;
 pub mod problem;
 mod purchases;
 pub mod server;
@@ -120,6 +121,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         | ["admin", "users", _, "bans" | "grants" | "wallet"] => (Streams, &[Method::POST]),
         ["admin", "users", _, "bans" | "grants", _] => (Streams, &[Method::DELETE]),
         ["admin", "audit"] => (Streams, &[Method::GET]),
+        // The paywall's catalog: public, no store read.
+        ["products"] | ["streams"] => (Orders, &[Method::GET]),
         ["wallet"] => (Streams, &[Method::GET]),
         ["wallet", "debits"] => (Streams, &[Method::POST]),
         _ => return not_found(),
@@ -154,6 +157,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
     }
     match segments.as_slice() {
         ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),
+        ["products"] => paywall::products(app, &req),
+        ["streams"] => paywall::streams(app, &req),
         ["callbacks", provider] => callbacks::provider_callback(app, provider, &req).await,
         ["notifications", "apple"] => purchases::apple_notification(app, &req).await,
         ["notifications", "google"] => purchases::google_notification(app, &req).await,

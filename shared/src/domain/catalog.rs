@@ -75,7 +75,11 @@ impl EventWindow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
     pub id: String,
+    /// The title shown where one language is wanted (a provider's payment page, a 402): the
+    /// plain title, or of translations the `en` one, else `zh-CN`, else the first.
     pub title: String,
+    /// The title's translations (language tag → text), when the catalog gives a map.
+    pub titles: BTreeMap<String, String>,
     pub kind: ProductKind,
     pub grants: Vec<String>,
     pub price: Option<Money>,
@@ -192,7 +196,7 @@ struct RawWindow {
 #[serde(deny_unknown_fields)]
 struct RawProduct {
     id: String,
-    title: String,
+    title: RawTitle,
     kind: ProductKind,
     #[serde(default)]
     grants: Vec<String>,
@@ -205,6 +209,46 @@ struct RawProduct {
     store_ids: StoreIds,
     coin_price: Option<i64>,
     max_views: Option<u32>,
+}
+
+/// A title: plain, or translations by language tag (`{"zh-CN": "…", "en": "…"}`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTitle {
+    Plain(String),
+    Translated(BTreeMap<String, String>),
+}
+
+/// The title to show in one language, and the translations.
+fn title_of(raw: RawTitle) -> Result<(String, BTreeMap<String, String>), String> {
+    match raw {
+        RawTitle::Plain(t) if t.trim().is_empty() => Err("title must not be empty".into()),
+        RawTitle::Plain(t) => Ok((t, BTreeMap::new())),
+        RawTitle::Translated(map) => {
+            if map.is_empty() {
+                return Err("title must name at least one language".into());
+            }
+            if let Some((lang, _)) = map.iter().find(|(lang, text)| {
+                lang.is_empty()
+                    || lang.len() > 35
+                    || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    || text.trim().is_empty()
+            }) {
+                return Err(format!(
+                    "title[{lang:?}] must be a language tag with a text"
+                ));
+            }
+            let Some(shown) = ["en", "zh-CN"]
+                .iter()
+                .find_map(|l| map.get(*l))
+                .or_else(|| map.values().next())
+                .cloned()
+            else {
+                return Err("title must name at least one language".into());
+            };
+            Ok((shown, map))
+        }
+    }
 }
 
 fn valid_id(id: &str) -> bool {
@@ -363,9 +407,6 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
     if !valid_id(&p.id) {
         return Err("id must be 1-64 characters of [A-Za-z0-9._:-]".into());
     }
-    if p.title.trim().is_empty() {
-        return Err("title must not be empty".into());
-    }
     if let Some(bad) = p.grants.iter().find(|g| !valid_id(g)) {
         return Err(format!("grant scope {bad:?} is not a valid scope"));
     }
@@ -460,9 +501,11 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
             ));
         }
     }
+    let (title, titles) = title_of(p.title)?;
     Ok(Product {
         id: p.id,
-        title: p.title,
+        title,
+        titles,
         kind: p.kind,
         grants: p.grants,
         price: p.price,

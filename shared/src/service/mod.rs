@@ -16,6 +16,7 @@ pub mod operator;
 pub mod order_history;
 pub mod orders;
 pub mod payments;
+pub mod paywall;
 pub mod refund_requests;
 pub mod refunds;
 pub mod stats;
