@@ -11,10 +11,14 @@ use tollgate_tests::*;
 /// The test catalog plus a replay watchable three times, for its stream.
 fn views_catalog() -> String {
     let mut c: Value = serde_json::from_str(&catalog_json()).unwrap();
+    // An event whose show is over and whose replay runs a week: purchases do not stack.
     c["products"].as_array_mut().unwrap().push(json!({
-        "id": "final-replay", "title": "Final (replay)", "kind": "pass",
+        "id": "final-replay", "title": "Final (replay)", "kind": "event",
         "grants": ["replay:final"], "max_views": 3,
-        "plans": [{"id": "2d", "days": 2, "price": {"amount": 300, "currency": "CNY"}}]
+        "price": {"amount": 300, "currency": "CNY"},
+        "window": {"starts_at": tollgate::domain::ids::rfc3339(T0 - DAY),
+                   "ends_at": tollgate::domain::ids::rfc3339(T0 - DAY + 7200),
+                   "replay_until": tollgate::domain::ids::rfc3339(T0 + 7 * DAY)}
     }));
     c["streams"].as_array_mut().unwrap().push(json!({
         "id": "final-replay", "requires_any": ["replay:final"],
@@ -48,7 +52,7 @@ async fn three_views_under_a_race(store: Arc<dyn Store>) {
     let s = Arc::new(server(store).await);
     let user = "replay-viewer";
     play(&s, user, "before-buying").await.assert_problem(402);
-    s.buy(user, "final-replay", Some("2d")).await;
+    s.buy(user, "final-replay", None).await;
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let s = s.clone();
@@ -73,7 +77,7 @@ async fn three_views_under_a_race(store: Arc<dyn Store>) {
     assert_eq!(play(&s, user, &served[0]).await.status, 201);
     play(&s, user, "late-device").await.assert_problem(402);
     // Buying again opens three more.
-    s.buy(user, "final-replay", Some("2d")).await;
+    s.buy(user, "final-replay", None).await;
     for i in 0..3 {
         assert_eq!(play(&s, user, &format!("second-{i}")).await.status, 201);
     }
@@ -84,7 +88,7 @@ async fn three_views_under_a_race(store: Arc<dyn Store>) {
 async fn refunds_end_counted_access(store: Arc<dyn Store>) {
     let s = server(store).await;
     let user = "refunded-replay";
-    let order = s.buy(user, "final-replay", Some("2d")).await;
+    let order = s.buy(user, "final-replay", None).await;
     assert_eq!(play(&s, user, "tv").await.status, 201);
     s.refund(&order, 300).await;
     let p = play(&s, user, "phone").await.assert_problem(402);
