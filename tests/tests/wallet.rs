@@ -259,11 +259,111 @@ async fn concurrent_spends_never_overdraw(store: Arc<dyn Store>) {
     }
 }
 
+/// A refund of coins already spent leaves a debt that blocks spending until repaid; an
+/// operator's refund of an order paid with coins gives its coins back and ends its access.
+async fn refunds_of_coins(store: Arc<dyn Store>) {
+    let (s, clock) = server(store).await;
+    let user = "refunded-coins";
+    let bought = s.buy(user, "coins-100", None).await;
+    clock.advance(1);
+    let ticket = json!({"product_id": "pass", "plan_id": "7d", "provider": "coins"});
+    let r = keyed(&s, user, "/orders", Some("t"), &ticket).await;
+    assert_eq!(r.status, 402, "100 coins do not buy a 120-coin pass");
+    let gift = |n: i64, key: &'static str| json!({"amount": n, "reason": "gift", "reference": key});
+    assert_eq!(
+        keyed(&s, user, "/wallet/debits", Some("g1"), &gift(70, "g1"))
+            .await
+            .status,
+        201
+    );
+    clock.advance(1);
+    s.refund(&bought, 600).await;
+    let w = wallet(&s, user, "").await;
+    assert_eq!(
+        w["balance"], -70,
+        "the refund took back coins already spent: a debt"
+    );
+    assert_eq!(w["entries"][0]["source"], "refund");
+    assert_eq!(w["entries"][0]["amount"], -100);
+    let p = keyed(&s, user, "/wallet/debits", Some("g2"), &gift(1, "g2"))
+        .await
+        .assert_problem(402);
+    assert_eq!(p["balance"], -70);
+    let support = s
+        .admin("GET", &format!("/admin/users/{user}"), None)
+        .await
+        .json();
+    assert_eq!(support["credits"], -70, "operators see the debt");
+    // Repaid by buying coins again: 100 - 70 = 30 to spend.
+    s.buy(user, "coins-100", None).await;
+    s.buy(user, "coins-100", None).await;
+    assert_eq!(wallet(&s, user, "").await["balance"], 130);
+    let r = keyed(&s, user, "/orders", Some("t2"), &ticket).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let order = r.json()["order_id"].as_str().unwrap().to_owned();
+    assert_eq!(wallet(&s, user, "").await["balance"], 10);
+
+    clock.advance(1);
+    // An operator refunds the coin order: the coins come back and the pass ends.
+    let admin = admin_bearer("ops");
+    let refund = |key: &'static str, body: Value| {
+        let (s, admin, order) = (&s, admin.clone(), order.clone());
+        async move {
+            s.request(
+                "POST",
+                &format!("/admin/orders/{order}/refunds"),
+                &[
+                    ("authorization", admin.as_str()),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let r = refund("part", json!({"amount": 20, "reason": "partial"})).await;
+    let p = r.assert_problem(422);
+    assert_eq!(
+        p["refund"]["failure"], "PARTIAL_NOT_SUPPORTED",
+        "coin orders are refunded whole"
+    );
+    assert_eq!(wallet(&s, user, "").await["balance"], 10);
+    let r = refund("whole", json!({"reason": "stream broke"})).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["state"], "CONFIRMED");
+    let w = wallet(&s, user, "").await;
+    assert_eq!(w["balance"], 130);
+    assert_eq!(
+        (
+            w["entries"][0]["amount"].clone(),
+            w["entries"][0]["source"].clone()
+        ),
+        (json!(120), json!("refund"))
+    );
+    let o = s
+        .call(user, "GET", &format!("/orders/{order}"), None)
+        .await
+        .json();
+    assert_eq!(o["state"], "REFUNDED");
+    let ent = s.call(user, "GET", "/entitlements/pass", None).await.json();
+    assert_eq!(ent["can_use"], false);
+    // A repeat of the refund gives nothing more.
+    let again = refund("whole", json!({"reason": "stream broke"})).await;
+    assert_eq!(
+        again.json()["state"],
+        "CONFIRMED",
+        "a replay reads the request"
+    );
+    assert_eq!(wallet(&s, user, "").await["balance"], 130);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory() {
     viewer_journey(store_for(Backend::Memory).await.unwrap()).await;
     bad_requests_change_nothing(store_for(Backend::Memory).await.unwrap()).await;
     concurrent_spends_never_overdraw(store_for(Backend::Memory).await.unwrap()).await;
+    refunds_of_coins(store_for(Backend::Memory).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -273,5 +373,6 @@ async fn dynamo() {
     };
     viewer_journey(store.clone()).await;
     bad_requests_change_nothing(store.clone()).await;
-    concurrent_spends_never_overdraw(store).await;
+    concurrent_spends_never_overdraw(store.clone()).await;
+    refunds_of_coins(store).await;
 }

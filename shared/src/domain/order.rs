@@ -227,6 +227,16 @@ impl Order {
     }
 
     /// The grants a payment at `paid_at` creates: one per scope, sourced by this order.
+    /// The coins the order was paid with (0 unless paid with coins): what its refund
+    /// gives back.
+    pub fn coins_paid(&self) -> i64 {
+        if self.amount.currency == super::Currency::COINS {
+            self.amount.amount
+        } else {
+            0
+        }
+    }
+
     pub fn grants_at(&self, paid_at: i64) -> Vec<super::grant::Grant> {
         match self.term {
             None => Vec::new(),

@@ -4,6 +4,11 @@
 //! its ledger entry, and the Idempotency-Key when given. There is no pending order, no
 //! provider and nothing for the sweeper: either everything is written or nothing is.
 //! Not counted in the user's window of new orders: that window bounds orders left pending.
+//!
+//! An operator refunds such an order like any other (`POST /admin/orders/{id}/refunds`):
+//! [`CoinRefunds`] is its refund issuer, which confirms at once, and the refund that
+//! completes the order gives its coins back in the refund's own transaction. Coin orders are
+//! refunded whole: a partial request fails (`PARTIAL_NOT_SUPPORTED`).
 
 use super::orders::{replay, request_hash, CreateOrder, Created};
 use super::ServiceError;
@@ -86,5 +91,45 @@ pub async fn create(
         CoinPayment::Insufficient { balance } => {
             Err(ServiceError::InsufficientCoins { balance, price })
         }
+    }
+}
+
+/// The refund issuer of orders paid with coins: nothing to ask anyone, the store's refund
+/// transaction gives the coins back.
+pub struct CoinRefunds;
+
+#[async_trait::async_trait]
+impl crate::providers::RefundIssuer for CoinRefunds {
+    async fn refund(
+        &self,
+        order: &Order,
+        req: &crate::domain::refund_request::RefundRequest,
+    ) -> Result<crate::providers::RefundAnswer, crate::providers::ProviderError> {
+        Ok(answer(order, req))
+    }
+
+    async fn query_refund(
+        &self,
+        order: &Order,
+        req: &crate::domain::refund_request::RefundRequest,
+    ) -> Result<crate::providers::RefundAnswer, crate::providers::ProviderError> {
+        Ok(answer(order, req))
+    }
+}
+
+fn answer(
+    order: &Order,
+    req: &crate::domain::refund_request::RefundRequest,
+) -> crate::providers::RefundAnswer {
+    use crate::providers::RefundAnswer;
+    if req.amount != order.amount.amount {
+        return RefundAnswer::Failed {
+            code: "PARTIAL_NOT_SUPPORTED".into(),
+        };
+    }
+    RefundAnswer::Confirmed {
+        refunded: order.amount,
+        refund: crate::domain::refund::RefundRef::SoFar(Some(req.out_refund_no.clone())),
+        provider_refund_id: None,
     }
 }

@@ -140,6 +140,16 @@ impl Tables {
             );
             post(self, &stored.user_id, entry);
         }
+        if completes && stored.coins_paid() > 0 {
+            let entry = order_ledger_entry(
+                at,
+                stored.coins_paid(),
+                LedgerSource::Refund,
+                "refund of an order paid with coins",
+                &stored.order_id,
+            );
+            post(self, &stored.user_id, entry);
+        }
         let order = self
             .orders
             .get_mut(&stored.order_id)

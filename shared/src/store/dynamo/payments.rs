@@ -241,6 +241,19 @@ async fn revoke(
             ),
         ));
     }
+    if completes && order.coins_paid() > 0 {
+        items.push(db.wallet_add(&order.user_id, order.coins_paid()));
+        items.push(db.ledger_put(
+            &order.user_id,
+            &order_ledger_entry(
+                at,
+                order.coins_paid(),
+                LedgerSource::Refund,
+                "refund of an order paid with coins",
+                &order.order_id,
+            ),
+        ));
+    }
     if completes {
         items.push(db.count(at, stats_shard(&order.order_id), &[("refunds", 1)]));
     }
