@@ -268,6 +268,14 @@ cases = [
     ("stream-token", "admin-wallet.json", 201,
      event("POST", f"/admin/users/{USER}/wallet", json.dumps({"amount": 100, "reason": "sample goodwill"}),
            {"idempotency-key": "sample-coins-1"}, sub="ops", roles="tollgate:admin")),
+    # The viewer's coins: the 100 just given, a gift from them, a gift they cannot afford.
+    ("stream-token", "wallet.json", 200, event("GET", "/wallet")),
+    ("stream-token", "wallet-debit.json", 201,
+     event("POST", "/wallet/debits", json.dumps({"amount": 30, "reason": "gift: rocket", "reference": "gift-42"}),
+           {"idempotency-key": "sample-gift-1"})),
+    ("stream-token", "wallet-debit-short.json", 402,
+     event("POST", "/wallet/debits", json.dumps({"amount": 1000, "reason": "gift: castle", "reference": "gift-43"}),
+           {"idempotency-key": "sample-gift-2"})),
     ("stream-token", "admin-audit.json", 200,
      event("GET", "/admin/audit", query=f"user_id={USER}", sub="helpdesk", roles="tollgate:support")),
     # After the stream samples: the App Store sample grants channel:vip, which opens the concert.

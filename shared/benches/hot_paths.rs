@@ -97,6 +97,7 @@ fn entitlements(c: &mut Criterion) {
             revoked_at: (i % 97 == 0).then_some(1_700_500_000),
             revoked_by: None,
             revoke_reason: None,
+            max_views: None,
         })
         .collect();
     let scopes = vec!["channel:3".to_string(), "channel:7".to_string()];

@@ -384,6 +384,11 @@ fn build_providers(
             }
         }
     }
+    // Orders paid with coins are refunded by the store alone, whatever PROVIDERS says.
+    providers.with_refunds(
+        crate::service::coin_orders::PROVIDER,
+        Arc::new(crate::service::coin_orders::CoinRefunds),
+    );
     Ok((providers, apple_verifier, google_client))
 }
 

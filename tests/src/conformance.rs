@@ -62,6 +62,7 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         refund_reversal_reason: None,
         refund_requested: 0,
         access_revoked_at: None,
+        max_views: None,
     }
 }
 
@@ -136,6 +137,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     refund_holds_never_exceed_what_remains_concurrently(store.clone()).await;
     partial_refunds_revoking_take_coins_once(&*store).await;
     folds_archive_exactly_once(store.clone()).await;
+    crate::wallet_conformance::run_all(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -691,6 +693,7 @@ fn purchase(id: &str, user: &str, at: i64, until: i64, revoked: Option<i64>) -> 
                 revoked_at: revoked,
                 revoked_by: None,
                 revoke_reason: None,
+                max_views: None,
             })
             .collect(),
     }
@@ -796,6 +799,7 @@ fn device(session_id: &str, last_seen: i64) -> DeviceSession {
     DeviceSession {
         session_id: session_id.into(),
         last_seen,
+        stream: None,
     }
 }
 
@@ -1133,6 +1137,7 @@ fn promo_grant(scope: &str, source: &str, paid_at: i64, days: u32) -> Grant {
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
+        max_views: None,
     }
 }
 

@@ -497,4 +497,33 @@ impl Store for FaultyStore {
         self.guard("audit_since", self.inner.audit_since(since, limit, after))
             .await
     }
+    async fn wallet_ledger(
+        &self,
+        user: &str,
+        limit: usize,
+        after: Option<&tollgate::domain::ledger::LedgerCursor>,
+    ) -> Result<LedgerPage, StoreError> {
+        self.guard(
+            "wallet_ledger",
+            self.inner.wallet_ledger(user, limit, after),
+        )
+        .await
+    }
+    async fn debit_wallet(&self, rec: &DebitRecord) -> Result<DebitOutcome, StoreError> {
+        self.guard("debit_wallet", self.inner.debit_wallet(rec))
+            .await
+    }
+    async fn pay_with_coins(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        entry: &tollgate::domain::ledger::LedgerEntry,
+        now: i64,
+    ) -> Result<CoinPayment, StoreError> {
+        self.guard(
+            "pay_with_coins",
+            self.inner.pay_with_coins(order, idem, entry, now),
+        )
+        .await
+    }
 }

@@ -393,4 +393,27 @@ impl Store for CountingStore {
         self.enter("audit_since")?;
         self.inner.audit_since(since, limit, after).await
     }
+    async fn wallet_ledger(
+        &self,
+        user: &str,
+        limit: usize,
+        after: Option<&tollgate::domain::ledger::LedgerCursor>,
+    ) -> Result<LedgerPage, StoreError> {
+        self.enter("wallet_ledger")?;
+        self.inner.wallet_ledger(user, limit, after).await
+    }
+    async fn debit_wallet(&self, rec: &DebitRecord) -> Result<DebitOutcome, StoreError> {
+        self.enter("debit_wallet")?;
+        self.inner.debit_wallet(rec).await
+    }
+    async fn pay_with_coins(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        entry: &tollgate::domain::ledger::LedgerEntry,
+        now: i64,
+    ) -> Result<CoinPayment, StoreError> {
+        self.enter("pay_with_coins")?;
+        self.inner.pay_with_coins(order, idem, entry, now).await
+    }
 }

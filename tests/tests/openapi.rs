@@ -39,6 +39,10 @@ const SERVED: &[(&str, &str)] = &[
     ("DELETE", "/admin/users/{user_id}/grants/{source_id}"),
     ("POST", "/admin/users/{user_id}/wallet"),
     ("GET", "/admin/audit"),
+    ("GET", "/wallet"),
+    ("POST", "/wallet/debits"),
+    ("GET", "/products"),
+    ("GET", "/streams"),
 ];
 
 #[tokio::test]

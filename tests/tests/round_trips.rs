@@ -705,3 +705,86 @@ async fn round_trip_budgets_dynamo() {
     };
     budgets(Arc::new(store), counter).await;
 }
+
+/// Coins: the wallet read is one query (balance and newest entries), a spend one
+/// transaction, an order paid with coins one transaction; a short balance is the failed
+/// transaction alone.
+async fn coin_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let mut catalog: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+    catalog["products"][0]["plans"][0]["coin_price"] = json!(120);
+    let catalog = catalog.to_string();
+    let clock = ManualClock::at(T0);
+    let s = TestServer::start(test_app_with(
+        store,
+        clock.clone(),
+        &[("CATALOG_JSON", &catalog)],
+    ))
+    .await;
+    s.buy("rt-coins", "coins-100", None).await;
+    s.buy("rt-coins", "coins-100", None).await;
+    meter.take();
+    assert_eq!(s.call("rt-coins", "GET", "/wallet", None).await.status, 200);
+    assert_eq!(meter.take(), 1, "wallet read: one query");
+    let auth = bearer("rt-coins");
+    let post = |path: &'static str, key: &'static str, body: serde_json::Value| {
+        let (s, auth) = (&s, auth.clone());
+        async move {
+            s.request(
+                "POST",
+                path,
+                &[
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                body.to_string(),
+            )
+            .await
+            .status
+        }
+    };
+    let ticket = json!({"product_id": "pass", "plan_id": "7d", "provider": "coins"});
+    assert_eq!(post("/orders", "rt-ticket", ticket.clone()).await, 201);
+    assert_eq!(meter.take(), 1, "pay with coins: one transaction");
+    let gift = json!({"amount": 30, "reason": "gift", "reference": "rt"});
+    assert_eq!(post("/wallet/debits", "rt-gift", gift.clone()).await, 201);
+    assert_eq!(meter.take(), 1, "debit: one transaction");
+    assert_eq!(post("/wallet/debits", "rt-gift", gift).await, 200);
+    assert!(meter.take() <= 2, "repeated debit: the failed transaction");
+    let big = json!({"amount": 51, "reason": "gift", "reference": "rt"});
+    assert_eq!(post("/wallet/debits", "rt-big", big).await, 402);
+    assert!(meter.take() <= 2, "short debit: the failed transaction");
+    assert_eq!(post("/orders", "rt-ticket-2", ticket).await, 402);
+    assert!(
+        meter.take() <= 2,
+        "short coin order: the failed transaction"
+    );
+    assert_eq!(
+        s.call("rt-coins", "GET", "/wallet?limit=1", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(meter.take(), 1, "a page of the wallet: one query");
+    assert_eq!(
+        s.call("rt-coins", "GET", "/entitlements", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(meter.take(), 1, "entitlements never read the ledger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coin_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    coin_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coin_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    coin_budgets(Arc::new(store), counter).await;
+}

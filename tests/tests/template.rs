@@ -596,6 +596,14 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("due_refund_requests", &["Query on gsi1"]),
     // As `refund`, the order staying PAID.
     ("count_refund_revoking", &["UpdateItem"]),
+    // The wallet item and the newest ledger entries after it.
+    ("wallet_ledger", &["Query"]),
+    // Update of the wallet, Put of the key and the ledger entry: one transaction; after a
+    // failed condition the key or the wallet is read when the emulator omits it.
+    ("debit_wallet", &["UpdateItem", "PutItem", "GetItem"]),
+    // Put of the PAID order, its grants, key, entry and payment record; Update of the wallet
+    // and counters: one transaction; a replay reads the key.
+    ("pay_with_coins", &["PutItem", "UpdateItem", "GetItem"]),
 ];
 
 /// The indexes a function may query, each under its own policy statement.
@@ -632,6 +640,8 @@ const ENTRIES: &[(&str, &[&str])] = &[
             "manual_grants",
             "wallet",
             "audit",
+            "ledger",
+            "debits",
         ],
     ),
     ("sweeper", &["sweep"]),
@@ -649,6 +659,15 @@ const NOT_REACHED: &[(&str, &str)] = &[
     ("verifier", "due_orders"),
     ("verifier", "claim_marker"),
     ("verifier", "release_marker"),
+    // The app stores' purchases (and the verifier's Play jobs) use `orders` only to read an
+    // order and to word a refusal:
+    // never a create, so never its lifetime check or an order paid with coins.
+    ("store-notifications", "user_items"),
+    ("store-notifications", "user_history"),
+    ("store-notifications", "pay_with_coins"),
+    ("verifier", "user_items"),
+    ("verifier", "user_history"),
+    ("verifier", "pay_with_coins"),
 ];
 
 fn service_source(module: &str) -> String {

@@ -12,10 +12,12 @@ mod callbacks;
 pub mod dashboard;
 mod entitlements;
 mod orders;
+mod paywall;
 pub mod problem;
 mod purchases;
 pub mod server;
 mod streams;
+mod wallet;
 
 use crate::app::App;
 use bytes::Bytes;
@@ -122,6 +124,10 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         | ["admin", "users", _, "bans" | "grants" | "wallet"] => (Streams, &[Method::POST]),
         ["admin", "users", _, "bans" | "grants", _] => (Streams, &[Method::DELETE]),
         ["admin", "audit"] => (Streams, &[Method::GET]),
+        // The paywall's catalog: public, no store read.
+        ["products"] | ["streams"] => (Orders, &[Method::GET]),
+        ["wallet"] => (Streams, &[Method::GET]),
+        ["wallet", "debits"] => (Streams, &[Method::POST]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -154,6 +160,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
     }
     match segments.as_slice() {
         ["healthz"] => json_response(StatusCode::OK, &json!({"ok": true})),
+        ["products"] => paywall::products(app, &req),
+        ["streams"] => paywall::streams(app, &req),
         ["callbacks", provider] => callbacks::provider_callback(app, provider, &req).await,
         ["notifications", "apple"] => purchases::apple_notification(app, &req).await,
         ["notifications", "google"] => purchases::google_notification(app, &req).await,
@@ -194,6 +202,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
                 ["streams", stream_id, "tokens"] => {
                     streams::issue(app, &user, stream_id, &req).await
                 }
+                ["wallet"] => wallet::read(app, &user, &req).await,
+                ["wallet", "debits"] => wallet::debit(app, &user, &req).await,
                 _ => return not_found(),
             };
             result.unwrap_or_else(|e| problem::service_problem(&e))

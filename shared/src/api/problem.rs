@@ -151,6 +151,37 @@ pub(crate) fn service_problem(e: &ServiceError) -> Response<Bytes> {
                 extra,
             )
         }
+        ServiceError::ViewsUsed {
+            stream_id,
+            products,
+        } => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("stream_id".into(), json!(stream_id));
+            extra.insert(
+                "products".into(),
+                json!(products
+                    .iter()
+                    .map(|(id, title)| json!({"product_id": id, "title": title}))
+                    .collect::<Vec<_>>()),
+            );
+            problem_with(
+                StatusCode::PAYMENT_REQUIRED,
+                "views-used",
+                e.to_string(),
+                extra,
+            )
+        }
+        ServiceError::InsufficientCoins { balance, price } => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("balance".into(), json!(balance));
+            extra.insert("price".into(), json!(price));
+            problem_with(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient-coins",
+                e.to_string(),
+                extra,
+            )
+        }
         ServiceError::Busy(d) => problem(StatusCode::SERVICE_UNAVAILABLE, "busy", d),
         ServiceError::Internal(d) => {
             tracing::error!(error = %d, "internal error");

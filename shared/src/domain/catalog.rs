@@ -20,6 +20,9 @@ pub enum ProductKind {
     Credits,
     /// Period set by the store's own records (App Store, Google Play).
     Subscription,
+    /// Bought once, never expires (a course, an App Store non-consumable, a Play one-time
+    /// product): a second purchase by the same user is refused before payment.
+    Lifetime,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -47,6 +50,12 @@ pub struct Plan {
     pub price: Money,
     #[serde(default)]
     pub store_ids: StoreIds,
+    /// What the plan costs in coins, when it may be paid with them.
+    #[serde(default)]
+    pub coin_price: Option<i64>,
+    /// How many playback sessions a purchase of this plan serves (the product's otherwise).
+    #[serde(default)]
+    pub max_views: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +75,11 @@ impl EventWindow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
     pub id: String,
+    /// The title shown where one language is wanted (a provider's payment page, a 402): the
+    /// plain title, or of translations the `en` one, else `zh-CN`, else the first.
     pub title: String,
+    /// The title's translations (language tag → text), when the catalog gives a map.
+    pub titles: BTreeMap<String, String>,
     pub kind: ProductKind,
     pub grants: Vec<String>,
     pub price: Option<Money>,
@@ -74,6 +87,12 @@ pub struct Product {
     pub credits: Option<i64>,
     pub window: Option<EventWindow>,
     pub store_ids: StoreIds,
+    /// What the product costs in coins, when it may be paid with them (products with plans
+    /// price each plan instead).
+    pub coin_price: Option<i64>,
+    /// How many playback sessions a purchase serves (a replay watchable 3 times); `None`:
+    /// as many as its term allows.
+    pub max_views: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -103,6 +122,21 @@ pub struct Offer<'a> {
 }
 
 impl Offer<'_> {
+    /// How many playback sessions the offer serves: the plan's limit, else the product's.
+    pub fn max_views(&self) -> Option<u32> {
+        self.plan
+            .and_then(|p| p.max_views)
+            .or(self.product.max_views)
+    }
+
+    /// What the offer costs in coins, if it may be paid with them.
+    pub fn coin_price(&self) -> Option<i64> {
+        match self.plan {
+            Some(plan) => plan.coin_price,
+            None => self.product.coin_price,
+        }
+    }
+
     /// What a paid order of this offer grants per scope (credits products grant none).
     pub fn term(&self) -> Option<Term> {
         match self.product.kind {
@@ -113,6 +147,7 @@ impl Offer<'_> {
             }),
             ProductKind::Credits => None,
             ProductKind::Subscription => None,
+            ProductKind::Lifetime => Some(Term::Forever),
         }
     }
 }
@@ -161,7 +196,7 @@ struct RawWindow {
 #[serde(deny_unknown_fields)]
 struct RawProduct {
     id: String,
-    title: String,
+    title: RawTitle,
     kind: ProductKind,
     #[serde(default)]
     grants: Vec<String>,
@@ -172,6 +207,48 @@ struct RawProduct {
     window: Option<RawWindow>,
     #[serde(default)]
     store_ids: StoreIds,
+    coin_price: Option<i64>,
+    max_views: Option<u32>,
+}
+
+/// A title: plain, or translations by language tag (`{"zh-CN": "…", "en": "…"}`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTitle {
+    Plain(String),
+    Translated(BTreeMap<String, String>),
+}
+
+/// The title to show in one language, and the translations.
+fn title_of(raw: RawTitle) -> Result<(String, BTreeMap<String, String>), String> {
+    match raw {
+        RawTitle::Plain(t) if t.trim().is_empty() => Err("title must not be empty".into()),
+        RawTitle::Plain(t) => Ok((t, BTreeMap::new())),
+        RawTitle::Translated(map) => {
+            if map.is_empty() {
+                return Err("title must name at least one language".into());
+            }
+            if let Some((lang, _)) = map.iter().find(|(lang, text)| {
+                lang.is_empty()
+                    || lang.len() > 35
+                    || !lang.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    || text.trim().is_empty()
+            }) {
+                return Err(format!(
+                    "title[{lang:?}] must be a language tag with a text"
+                ));
+            }
+            let Some(shown) = ["en", "zh-CN"]
+                .iter()
+                .find_map(|l| map.get(*l))
+                .or_else(|| map.values().next())
+                .cloned()
+            else {
+                return Err("title must name at least one language".into());
+            };
+            Ok((shown, map))
+        }
+    }
 }
 
 fn valid_id(id: &str) -> bool {
@@ -330,9 +407,6 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
     if !valid_id(&p.id) {
         return Err("id must be 1-64 characters of [A-Za-z0-9._:-]".into());
     }
-    if p.title.trim().is_empty() {
-        return Err("title must not be empty".into());
-    }
     if let Some(bad) = p.grants.iter().find(|g| !valid_id(g)) {
         return Err(format!("grant scope {bad:?} is not a valid scope"));
     }
@@ -363,6 +437,12 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         ProductKind::Pass if p.plans.is_empty() => {
             return Err("a pass needs plans with days and price".into())
         }
+        ProductKind::Lifetime if !p.plans.is_empty() => {
+            return Err("a lifetime product has one price, not plans".into())
+        }
+        ProductKind::Lifetime if p.price.is_none() => {
+            return Err("a lifetime product needs a price".into())
+        }
         ProductKind::Event if p.price.is_none() => return Err("an event needs a price".into()),
         ProductKind::Event if p.window.is_none() => return Err("an event needs a window".into()),
         ProductKind::Credits if p.price.is_none() => return Err("credits need a price".into()),
@@ -378,6 +458,8 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         }
         _ => {}
     }
+    check_coin_prices(&p)?;
+    check_max_views(&p)?;
     if p.kind != ProductKind::Credits && p.credits.is_some() {
         return Err("only credits products carry credits".into());
     }
@@ -419,9 +501,11 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
             ));
         }
     }
+    let (title, titles) = title_of(p.title)?;
     Ok(Product {
         id: p.id,
-        title: p.title,
+        title,
+        titles,
         kind: p.kind,
         grants: p.grants,
         price: p.price,
@@ -429,7 +513,50 @@ fn validate_product(p: RawProduct) -> Result<Product, String> {
         credits: p.credits,
         window,
         store_ids: p.store_ids,
+        coin_price: p.coin_price,
+        max_views: p.max_views,
     })
+}
+
+/// View limits count playback sessions of what grants access: 1 to 1000.
+fn check_max_views(p: &RawProduct) -> Result<(), String> {
+    let limits: Vec<u32> = p
+        .max_views
+        .iter()
+        .chain(p.plans.iter().filter_map(|pl| pl.max_views.as_ref()))
+        .copied()
+        .collect();
+    if !limits.is_empty() && matches!(p.kind, ProductKind::Credits | ProductKind::Subscription) {
+        return Err(
+            "max_views is for products that grant access (not credits or subscriptions)".into(),
+        );
+    }
+    if limits.iter().any(|m| !(1..=1000).contains(m)) {
+        return Err("max_views must be from 1 to 1000".into());
+    }
+    Ok(())
+}
+
+/// Coin prices are positive whole coins, on what grants access: coins never buy coins, and
+/// a product with plans prices each plan.
+fn check_coin_prices(p: &RawProduct) -> Result<(), String> {
+    let priced = p.coin_price.is_some() || p.plans.iter().any(|pl| pl.coin_price.is_some());
+    if priced && matches!(p.kind, ProductKind::Credits | ProductKind::Subscription) {
+        return Err(
+            "coin_price is for products that grant access (not credits or subscriptions)".into(),
+        );
+    }
+    if p.coin_price.is_some() && !p.plans.is_empty() {
+        return Err("a product with plans gives coin_price per plan".into());
+    }
+    let prices = p
+        .coin_price
+        .iter()
+        .chain(p.plans.iter().filter_map(|pl| pl.coin_price.as_ref()));
+    if prices.into_iter().any(|c| !(1..=1_000_000_000).contains(c)) {
+        return Err("coin_price must be a whole number of coins from 1 to 1000000000".into());
+    }
+    Ok(())
 }
 
 fn validate_stream(s: &Stream) -> Result<(), String> {

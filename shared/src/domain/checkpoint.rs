@@ -529,6 +529,7 @@ mod properties {
                             revoked_at: None,
                             revoked_by: None,
                             revoke_reason: None,
+                            max_views: None,
                         };
                         m.sold.insert(k(&g), g.clone());
                         m.write(g);
@@ -636,6 +637,7 @@ mod properties {
                 revoked_at: None,
                 revoked_by: None,
                 revoke_reason: None,
+                max_views: None,
             };
             m.sold.insert(k(&g), g.clone());
             m.write(g);

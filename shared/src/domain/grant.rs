@@ -42,6 +42,10 @@ pub struct Grant {
     /// Why an operator revoked it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoke_reason: Option<String>,
+    /// How many playback sessions it serves (counted in the user's `SESSIONS` item by
+    /// source id); `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_views: Option<u32>,
 }
 
 /// A grant with its concrete validity after stacking.
@@ -178,6 +182,37 @@ pub fn entitled_with(
         .any(|w| scopes.contains(&w.scope) && w.covers(now))
 }
 
+/// What opens `scopes` now: `(true, _)` when a grant without a view limit covers one of
+/// them; otherwise the covering grants with `max_views`, as (source id, limit), oldest
+/// payment first (the order their views are used), empty when none covers.
+pub fn entitlement_with(
+    grants: &[Grant],
+    checkpoints: &[Checkpoint],
+    scopes: &[String],
+    now: i64,
+) -> (bool, Vec<(String, u32)>) {
+    let limits: BTreeMap<&str, (i64, u32)> = grants
+        .iter()
+        .filter_map(|g| g.max_views.map(|m| (g.source_id.as_str(), (g.paid_at, m))))
+        .collect();
+    let mut counted: Vec<(i64, String, u32)> = Vec::new();
+    for w in windows_with(grants, checkpoints) {
+        if !scopes.contains(&w.scope) || !w.covers(now) {
+            continue;
+        }
+        match limits.get(w.source_id.as_str()) {
+            None => return (true, Vec::new()),
+            Some(&(paid_at, max)) => {
+                if !counted.iter().any(|(_, s, _)| *s == w.source_id) {
+                    counted.push((paid_at, w.source_id.clone(), max));
+                }
+            }
+        }
+    }
+    counted.sort();
+    (false, counted.into_iter().map(|(_, s, m)| (s, m)).collect())
+}
+
 /// The answer to "can this user use this product now" (Huya's checkStreamerCanUseGoods).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProductStatus {
@@ -256,6 +291,7 @@ mod tests {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            max_views: None,
         }
     }
 
@@ -302,6 +338,7 @@ mod tests {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            max_views: None,
         }];
         let s = vec!["stream:c".to_string()];
         assert!(!entitled(&g, &s, 99));
@@ -349,6 +386,7 @@ mod subscription_tests {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            max_views: None,
         }
     }
 
@@ -457,6 +495,7 @@ mod properties {
                     revoked_at: (rng.below(5) == 0).then_some((paid + 1) * DAY),
                     revoked_by: None,
                     revoke_reason: None,
+                    max_views: None,
                 }
             })
             .collect()

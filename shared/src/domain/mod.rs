@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod grant;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod order;
 pub mod order_quota;

@@ -12,6 +12,9 @@ pub struct Currency([u8; 3]);
 
 impl Currency {
     pub const CNY: Currency = Currency(*b"CNY");
+    /// Tollgate's own coins, whole ones: the amount of an order paid with coins. An `X`
+    /// code, as ISO 4217 leaves those to non-national units.
+    pub const COINS: Currency = Currency(*b"XCN");
 
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
         let b = code.as_bytes();
@@ -30,7 +33,8 @@ impl Currency {
     /// Digits after the decimal point for this currency (ISO 4217 minor unit).
     pub fn exponent(&self) -> u32 {
         match &self.0 {
-            b"JPY" | b"KRW" | b"VND" | b"CLP" | b"ISK" | b"UGX" | b"XAF" | b"XOF" | b"PYG" => 0,
+            b"JPY" | b"KRW" | b"VND" | b"CLP" | b"ISK" | b"UGX" | b"XAF" | b"XOF" | b"PYG"
+            | b"XCN" => 0,
             b"BHD" | b"KWD" | b"OMR" | b"JOD" | b"TND" | b"IQD" | b"LYD" => 3,
             _ => 2,
         }

@@ -144,6 +144,10 @@ pub struct Order {
     /// once; the refund that completes the order later takes nothing back twice.
     #[serde(default)]
     pub access_revoked_at: Option<i64>,
+    /// How many playback sessions each grant of the order serves, fixed at sale
+    /// (`max_views` of the plan or product); `None`: unlimited.
+    #[serde(default)]
+    pub max_views: Option<u32>,
     /// What the client needs to pay with the provider (prepay id, pay URL...).
     pub payment: Option<serde_json::Value>,
     /// Times the sweeper could not reach the provider for this order.
@@ -182,6 +186,7 @@ impl Order {
             grants: offer.product.grants.clone(),
             term: offer.term(),
             credits: offer.product.credits.unwrap_or(0),
+            max_views: offer.max_views(),
             state: OrderState::Pending,
             created_at,
             expires_at,
@@ -222,6 +227,16 @@ impl Order {
     }
 
     /// The grants a payment at `paid_at` creates: one per scope, sourced by this order.
+    /// The coins the order was paid with (0 unless paid with coins): what its refund
+    /// gives back.
+    pub fn coins_paid(&self) -> i64 {
+        if self.amount.currency == super::Currency::COINS {
+            self.amount.amount
+        } else {
+            0
+        }
+    }
+
     pub fn grants_at(&self, paid_at: i64) -> Vec<super::grant::Grant> {
         match self.term {
             None => Vec::new(),
@@ -237,6 +252,7 @@ impl Order {
                     revoked_at: None,
                     revoked_by: None,
                     revoke_reason: None,
+                    max_views: self.max_views,
                 })
                 .collect(),
         }

@@ -21,6 +21,9 @@ pub struct DeviceSession {
     pub session_id: String,
     /// When a token was last issued to this device (verification does not write).
     pub last_seen: i64,
+    /// The stream the session plays: a request for another stream is a new view of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
 }
 
 /// The user's `SESSIONS` item as read, with the version the next write is conditioned on.
@@ -29,6 +32,9 @@ pub struct Sessions {
     pub devices: BTreeMap<String, DeviceSession>,
     /// stream id → when this user's one free preview of it started.
     pub previews: BTreeMap<String, i64>,
+    /// grant source id → playback sessions it served, for grants with `max_views`: counted
+    /// in this item, so the count is part of the same conditional write as the session.
+    pub views: BTreeMap<String, u32>,
     /// 0 when the item does not exist yet.
     pub version: u64,
 }
@@ -44,6 +50,9 @@ impl Sessions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Entitled,
+    /// Entitled only by grants that serve a limited number of views
+    /// ([`Request::counted`]): a new session takes one view of the first with one left.
+    Counted,
     /// Not entitled; the stream offers this many free seconds per user.
     PreviewOffered(u32),
     None,
@@ -69,6 +78,8 @@ pub enum Refusal {
     NotEntitled,
     /// `DevicePolicy::Deny` and every slot is taken by another device.
     DeviceLimit,
+    /// Entitled only by grants with `max_views`, and every view of them was served.
+    ViewsUsed,
 }
 
 pub struct Request<'a> {
@@ -81,6 +92,9 @@ pub struct Request<'a> {
     pub ttl: i64,
     pub max_devices: u32,
     pub policy: DevicePolicy,
+    /// With [`Access::Counted`]: the covering grants' (source id, `max_views`), in the
+    /// order their views are taken.
+    pub counted: &'a [(String, u32)],
 }
 
 /// How long after a device's `last_seen` was written a renewal for it writes nothing: half a
@@ -129,12 +143,32 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
             (req.now.saturating_add(req.ttl).min(ends), true)
         }
         Access::PreviewOffered(_) | Access::None => return Err(Refusal::NotEntitled),
+        Access::Counted => (req.now.saturating_add(req.ttl), false),
     };
+    // A view is a new session on the stream: renewing this device's live session on it
+    // is not one.
+    let renewing = current
+        .devices
+        .get(req.device_id)
+        .is_some_and(|d| d.stream.as_deref() == Some(req.stream_id) && live(d, req.now, req.ttl));
+    let mut counted = false;
+    if req.access == Access::Counted && !renewing {
+        let Some((source, _)) = req
+            .counted
+            .iter()
+            .find(|(source, max)| next.views.get(source).copied().unwrap_or(0) < *max)
+        else {
+            return Err(Refusal::ViewsUsed);
+        };
+        *next.views.entry(source.clone()).or_default() += 1;
+        counted = true;
+    }
     // A renewal of a live session, soon after its last write, with no preview to start:
     // nothing worth a write.
     if let Some(d) = current.devices.get(req.device_id) {
         let recent = req.now.saturating_sub(d.last_seen) < renewal_window(req.ttl);
-        if !preview_started && recent && live(d, req.now, req.ttl) {
+        let same_stream = d.stream.is_none() || d.stream.as_deref() == Some(req.stream_id);
+        if !preview_started && !counted && same_stream && recent && live(d, req.now, req.ttl) {
             return Ok(Admission {
                 sessions: current.clone(),
                 write: false,
@@ -150,6 +184,7 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
     let session_id = match next.devices.get_mut(req.device_id) {
         Some(d) => {
             d.last_seen = req.now;
+            d.stream = Some(req.stream_id.to_owned());
             d.session_id.clone()
         }
         None => {
@@ -174,6 +209,7 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
                 DeviceSession {
                     session_id: req.new_session_id.to_owned(),
                     last_seen: req.now,
+                    stream: Some(req.stream_id.to_owned()),
                 },
             );
             req.new_session_id.to_owned()
@@ -211,6 +247,7 @@ mod tests {
             ttl: 300,
             max_devices: 2,
             policy,
+            counted: &[],
         }
     }
 
@@ -307,5 +344,43 @@ mod tests {
         r.access = Access::None;
         r.now = 0;
         assert_eq!(run(&s, &r), Err(Refusal::NotEntitled));
+    }
+
+    #[test]
+    fn counted_access_takes_a_view_per_new_session_never_per_renewal() {
+        let limits = vec![("old".to_owned(), 1), ("new".to_owned(), 2)];
+        let counted = |device: &'static str, stream: &'static str, now: i64| Request {
+            stream_id: stream,
+            device_id: device,
+            new_session_id: device,
+            access: Access::Counted,
+            now,
+            ttl: 300,
+            max_devices: 5,
+            policy: DevicePolicy::Evict,
+            counted: &limits,
+        };
+        let mut s = Sessions::default();
+        s = admit(&s, &counted("a", "replay", 0)).unwrap().sessions;
+        assert_eq!(
+            s.views.get("old"),
+            Some(&1),
+            "the oldest grant's view first"
+        );
+        // Renewing the same session, recently or not, takes nothing.
+        let renewal = admit(&s, &counted("a", "replay", 10)).unwrap();
+        assert!(!renewal.write);
+        s = admit(&s, &counted("a", "replay", 200)).unwrap().sessions;
+        assert_eq!(s.views.values().sum::<u32>(), 1);
+        // Another device, or the same device on another stream, is a new view.
+        s = admit(&s, &counted("b", "replay", 210)).unwrap().sessions;
+        s = admit(&s, &counted("a", "other", 220)).unwrap().sessions;
+        assert_eq!((s.views["old"], s.views["new"]), (1, 2));
+        assert_eq!(
+            admit(&s, &counted("c", "replay", 230)).unwrap_err(),
+            Refusal::ViewsUsed
+        );
+        // A device already playing the stream still renews once every view is used.
+        assert!(admit(&s, &counted("b", "replay", 240)).is_ok());
     }
 }

@@ -309,6 +309,7 @@ async fn apply_subscription(
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            max_views: None,
         })
         .collect();
     let purchase = StorePurchase {

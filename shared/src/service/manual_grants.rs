@@ -240,6 +240,7 @@ pub async fn grant(
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            max_views: None,
         })
         .collect();
     let result = json!({

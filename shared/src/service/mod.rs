@@ -3,15 +3,20 @@
 
 pub mod apple_purchases;
 pub mod audit;
+pub mod coin_orders;
+pub mod debits;
 pub mod entitlements;
 pub mod google_purchases;
 pub mod jobs;
+pub mod ledger;
+pub mod lifetime;
 pub mod manual_grants;
 pub mod moderation;
 pub mod operator;
 pub mod order_history;
 pub mod orders;
 pub mod payments;
+pub mod paywall;
 pub mod refund_requests;
 pub mod refunds;
 pub mod stats;
@@ -87,4 +92,14 @@ pub enum ServiceError {
     /// A dependency (the queue) is down or missing: retry later.
     #[error("{0}")]
     Unavailable(String),
+    /// Entitled only by grants with `max_views`, and every view was served.
+    #[error("every view of stream {stream_id:?} that was bought has been used")]
+    ViewsUsed {
+        stream_id: String,
+        /// (product id, title) of every product that unlocks the stream.
+        products: Vec<(String, String)>,
+    },
+    /// A spend of coins the balance does not cover (or a debt blocks): nothing changed.
+    #[error("the balance of {balance} coins does not cover {price}")]
+    InsufficientCoins { balance: i64, price: i64 },
 }

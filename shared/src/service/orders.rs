@@ -30,7 +30,7 @@ pub fn valid_idempotency_key(key: &str) -> bool {
     !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
-fn request_hash(req: &CreateOrder) -> String {
+pub(super) fn request_hash(req: &CreateOrder) -> String {
     // Canonical form of what the client asked for; field order and whitespace don't matter.
     let canonical = match &req.openid {
         None => serde_json::json!([req.product_id, req.plan_id, req.provider, req.channel]),
@@ -55,6 +55,9 @@ pub async fn create(
                 "Idempotency-Key must be 1-128 printable ASCII characters".into(),
             ));
         }
+    }
+    if req.provider == super::coin_orders::PROVIDER {
+        return super::coin_orders::create(app, user_id, req, idempotency_key).await;
     }
     let Some(provider) = app.providers.creator(&req.provider).cloned() else {
         if app.providers.is_enabled(&req.provider) {
@@ -102,6 +105,15 @@ pub async fn create(
         }
         other => other?,
     };
+    if let Err(owned) = super::lifetime::refuse_if_owned(app, user_id, offer.product).await {
+        // A retry of the purchase that made it owned is answered with that order.
+        if let Some(k) = idempotency_key {
+            if let Some(existing) = app.store.get_idempotency(user_id, k, now).await? {
+                return replay(app, existing, &request_hash(&req)).await;
+            }
+        }
+        return Err(owned);
+    }
     let store_product = if provider.sells_store_products() {
         Some(
             super::store_products::store_product_id(&offer, &req.provider).ok_or_else(|| {
@@ -175,7 +187,7 @@ pub(super) fn too_many_orders(app: &App, now: i64, until: i64) -> ServiceError {
     }
 }
 
-async fn replay(
+pub(super) async fn replay(
     app: &App,
     existing: IdempotencyRecord,
     hash: &str,

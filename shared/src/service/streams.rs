@@ -84,14 +84,18 @@ pub async fn issue_token(
         return Err(ServiceError::Banned(b.clone()));
     }
     let mut sessions = items.sessions.clone();
-    let entitled = {
+    // Entitled by a grant without a view limit, or only by grants with `max_views`: those
+    // (source id, limit) in the order their views are taken.
+    let (entitled, counted) = {
         let (grants, checkpoints) = reading.ledger();
-        grant::entitled_with(&grants, checkpoints, &stream.requires_any, app.clock.now())
+        grant::entitlement_with(&grants, checkpoints, &stream.requires_any, app.clock.now())
     };
     for attempt in 0..=SESSION_RETRIES {
         let now = app.clock.now();
         let access = if entitled {
             Access::Entitled
+        } else if !counted.is_empty() {
+            Access::Counted
         } else {
             match stream.preview_seconds {
                 Some(s) if s > 0 => Access::PreviewOffered(s),
@@ -107,12 +111,24 @@ pub async fn issue_token(
             ttl: cfg.stream_token_ttl_seconds,
             max_devices: cfg.max_devices,
             policy: cfg.device_policy,
+            counted: &counted,
         };
         let admission = match session::admit(&sessions, &req) {
             Ok(a) => a,
             Err(Refusal::NotEntitled) => {
                 crate::metrics::count("TokensDenied", 1, &[("Reason", "not_entitled")]);
                 return Err(ServiceError::PaymentRequired {
+                    stream_id: stream_id.to_owned(),
+                    products: catalog
+                        .products_unlocking(stream)
+                        .iter()
+                        .map(|p| (p.id.clone(), p.title.clone()))
+                        .collect(),
+                });
+            }
+            Err(Refusal::ViewsUsed) => {
+                crate::metrics::count("TokensDenied", 1, &[("Reason", "views_used")]);
+                return Err(ServiceError::ViewsUsed {
                     stream_id: stream_id.to_owned(),
                     products: catalog
                         .products_unlocking(stream)

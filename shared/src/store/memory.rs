@@ -4,6 +4,7 @@
 use super::*;
 use crate::domain::audit::AuditRecord;
 use crate::domain::checkpoint;
+use crate::domain::ledger::{LedgerCursor, LedgerEntry, LedgerSource};
 use crate::domain::order::{next_state, OrderEvent};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -51,6 +52,20 @@ struct Tables {
     audit_by_user: HashMap<String, BTreeMap<String, AuditRecord>>,
     /// (user, key) → an operator's Idempotency-Key.
     admin_keys: HashMap<(String, String), AdminKey>,
+    /// user → ledger position → entry: every movement of their coins, newest first.
+    ledgers: HashMap<String, BTreeMap<String, LedgerEntry>>,
+    /// (user, key) → a spend under that Idempotency-Key.
+    debit_keys: HashMap<(String, String), DebitRecord>,
+}
+
+/// Moves `entry.amount` coins in `user`'s wallet and writes the entry: what every balance
+/// change does, in the change's own critical section.
+fn post(t: &mut Tables, user: &str, entry: LedgerEntry) {
+    *t.wallets.entry(user.to_owned()).or_default() += entry.amount;
+    t.ledgers
+        .entry(user.to_owned())
+        .or_default()
+        .insert(entry.position(), entry);
 }
 
 /// Files an audit record in both orders: what every operator change calls inside its own
@@ -117,7 +132,24 @@ impl Tables {
                 .get_or_insert(at);
         }
         if stored.credits != 0 && stored.access_revoked_at.is_none() {
-            *self.wallets.entry(stored.user_id.clone()).or_default() -= stored.credits;
+            let entry = order_ledger_entry(
+                at,
+                -stored.credits,
+                LedgerSource::Refund,
+                "coins of a refunded order",
+                &stored.order_id,
+            );
+            post(self, &stored.user_id, entry);
+        }
+        if completes && stored.coins_paid() > 0 {
+            let entry = order_ledger_entry(
+                at,
+                stored.coins_paid(),
+                LedgerSource::Refund,
+                "refund of an order paid with coins",
+                &stored.order_id,
+            );
+            post(self, &stored.user_id, entry);
         }
         let order = self
             .orders
@@ -237,6 +269,8 @@ impl MemoryStore {
             + t.admin_keys.len()
             + t.refund_requests.len()
             + t.refunds_due.len()
+            + t.ledgers.values().map(BTreeMap::len).sum::<usize>()
+            + t.debit_keys.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -455,7 +489,14 @@ impl Store for MemoryStore {
             user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
         }
         if s.credits != 0 {
-            *t.wallets.entry(s.user_id.clone()).or_default() += s.credits;
+            let entry = order_ledger_entry(
+                s.paid_at,
+                s.credits,
+                LedgerSource::Order,
+                "coins bought",
+                &s.order_id,
+            );
+            post(&mut t, &s.user_id, entry);
         }
         t.txns.insert(txn_key, s.order_id.clone());
         let order = t.orders.get_mut(&s.order_id).expect("checked above");
@@ -505,7 +546,14 @@ impl Store for MemoryStore {
             user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
         }
         if s.credits != 0 {
-            *t.wallets.entry(s.user_id.clone()).or_default() += s.credits;
+            let entry = order_ledger_entry(
+                s.paid_at,
+                s.credits,
+                LedgerSource::Order,
+                "coins bought",
+                &s.order_id,
+            );
+            post(&mut t, &s.user_id, entry);
         }
         t.txns.insert(txn_key, order.order_id.clone());
         t.orders.insert(order.order_id.clone(), order.clone());
@@ -606,7 +654,14 @@ impl Store for MemoryStore {
                 .revoked_at = None;
         }
         if order.credits != 0 {
-            *t.wallets.entry(order.user_id.clone()).or_default() += order.credits;
+            let entry = order_ledger_entry(
+                reversal.reversed_at,
+                order.credits,
+                LedgerSource::Refund,
+                "refund reversed: coins back",
+                &order.order_id,
+            );
+            post(&mut t, &order.user_id, entry);
         }
         let o = t.orders.get_mut(&order.order_id).expect("checked above");
         o.state = OrderState::Paid;
@@ -1060,7 +1115,18 @@ impl Store for MemoryStore {
         if stored != before {
             return Ok(WalletOutcome::BalanceMoved(stored));
         }
-        t.wallets.insert(user_id.to_owned(), after);
+        let entry = LedgerEntry {
+            id: audit.id.clone(),
+            at_ms: audit.at.saturating_mul(1000),
+            amount: after - before,
+            source: LedgerSource::Admin,
+            reason: audit
+                .reason
+                .clone()
+                .unwrap_or_else(|| "changed by an operator".into()),
+            reference: Some(audit.id.clone()),
+        };
+        post(&mut t, user_id, entry);
         t.admin_keys.insert(k, key.clone());
         record_audit(&mut t, audit);
         Ok(WalletOutcome::Written)
@@ -1119,5 +1185,108 @@ impl Store for MemoryStore {
         let more = records.len() > limit;
         records.truncate(limit);
         Ok(AuditPage { records, more })
+    }
+
+    async fn wallet_ledger(
+        &self,
+        user_id: &str,
+        limit: usize,
+        after: Option<&LedgerCursor>,
+    ) -> Result<LedgerPage, StoreError> {
+        let t = self.lock();
+        let from = after.map(|c| crate::domain::ledger::position(c.at_ms, &c.id));
+        let mut entries: Vec<LedgerEntry> = match t.ledgers.get(user_id) {
+            None => Vec::new(),
+            Some(ledger) => ledger
+                .iter()
+                .filter(|(pos, _)| from.as_ref().is_none_or(|f| pos.as_str() > f.as_str()))
+                .take(limit.saturating_add(1))
+                .map(|(_, e)| e.clone())
+                .collect(),
+        };
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        Ok(LedgerPage {
+            balance: after
+                .is_none()
+                .then(|| t.wallets.get(user_id).copied().unwrap_or(0)),
+            entries,
+            more,
+        })
+    }
+
+    async fn debit_wallet(&self, rec: &DebitRecord) -> Result<DebitOutcome, StoreError> {
+        let mut t = self.lock();
+        let k = (rec.user_id.clone(), rec.key.clone());
+        if let Some(used) = t.debit_keys.get(&k) {
+            return Ok(DebitOutcome::KeyUsed(used.clone()));
+        }
+        let balance = t.wallets.get(&rec.user_id).copied().unwrap_or(0);
+        if balance < -rec.entry.amount {
+            return Ok(DebitOutcome::Insufficient { balance });
+        }
+        post(&mut t, &rec.user_id, rec.entry.clone());
+        t.debit_keys.insert(k, rec.clone());
+        Ok(DebitOutcome::Debited)
+    }
+
+    async fn pay_with_coins(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        entry: &LedgerEntry,
+        now: i64,
+    ) -> Result<CoinPayment, StoreError> {
+        let mut t = self.lock();
+        t.prune(now);
+        if let Some(rec) = idem {
+            let k = (rec.user_id.clone(), rec.key.clone());
+            if let Some(existing) = t.idempotency.get(&k) {
+                if existing.expires_at > now {
+                    return Ok(CoinPayment::KeyExists(existing.clone()));
+                }
+            }
+        }
+        if t.orders.contains_key(&order.order_id) {
+            return Err(StoreError::Corrupt(format!(
+                "order id {} generated twice",
+                order.order_id
+            )));
+        }
+        let balance = t.wallets.get(&order.user_id).copied().unwrap_or(0);
+        if balance < -entry.amount {
+            return Ok(CoinPayment::Insufficient { balance });
+        }
+        let paid_at = order.paid_at.ok_or_else(|| {
+            StoreError::Corrupt(format!("coin order {} has no payment time", order.order_id))
+        })?;
+        let user_grants = t.grants.entry(order.user_id.clone()).or_default();
+        for g in order.grants_at(paid_at) {
+            user_grants.insert((g.scope.clone(), g.source_id.clone()), g);
+        }
+        post(&mut t, &order.user_id, entry.clone());
+        if let Some(rec) = idem {
+            t.idempotency
+                .insert((rec.user_id.clone(), rec.key.clone()), rec.clone());
+            t.expiring.insert((
+                rec.expires_at,
+                Expiring::Idempotency(rec.user_id.clone(), rec.key.clone()),
+            ));
+        }
+        t.orders.insert(order.order_id.clone(), order.clone());
+        let st = Settlement {
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
+            expected_state: order.state,
+            amount: order.amount,
+            provider: order.provider.clone(),
+            provider_txn_id: order.order_id.to_string(),
+            product_id: order.product_id.clone(),
+            paid_at,
+            grants: Vec::new(),
+            credits: 0,
+        };
+        count_paid(&mut t, &self.stats_zone, &st, false, true);
+        Ok(CoinPayment::Paid)
     }
 }

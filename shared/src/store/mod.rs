@@ -8,6 +8,7 @@ pub mod memory;
 use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
 use crate::domain::checkpoint::{Checkpoint, FoldStep};
+use crate::domain::ledger::{LedgerCursor, LedgerEntry};
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::refund_request::{RefundHold, RefundRequest, RefundRequestChange};
@@ -254,6 +255,72 @@ pub enum WalletOutcome {
 pub struct AuditPage {
     pub records: Vec<AuditRecord>,
     /// Whether more follow after the last one here.
+    pub more: bool,
+}
+
+/// One spend of coins under the user's `Idempotency-Key` (`POST /wallet/debits`), kept for
+/// good with the entry it wrote: the same key never debits twice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebitRecord {
+    pub user_id: String,
+    pub key: String,
+    /// Hash of the request the key was first used with.
+    pub request_hash: String,
+    /// The ledger entry the debit wrote (its `amount` is negative).
+    pub entry: LedgerEntry,
+}
+
+/// What a debit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DebitOutcome {
+    Debited,
+    /// The key was used before: its record (nothing was written).
+    KeyUsed(DebitRecord),
+    /// The balance does not cover the amount (or is a debt): the balance now. Nothing was
+    /// written.
+    Insufficient {
+        balance: i64,
+    },
+}
+
+/// What paying an order with coins did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoinPayment {
+    /// The order, its grants, the debit and its ledger entry were written.
+    Paid,
+    /// The Idempotency-Key is live: what it was used for (nothing was written).
+    KeyExists(IdempotencyRecord),
+    /// The balance does not cover the price: the balance now (nothing was written).
+    Insufficient { balance: i64 },
+}
+
+/// The ledger entry of coins an order moves as part of a payment, refund or reversal (the
+/// store writes it beside the balance change): at `at` (Unix seconds), with a fresh id.
+pub(crate) fn order_ledger_entry(
+    at: i64,
+    amount: i64,
+    source: crate::domain::ledger::LedgerSource,
+    reason: &str,
+    order_id: &OrderId,
+) -> LedgerEntry {
+    let at_ms = at.saturating_mul(1000);
+    LedgerEntry {
+        id: OrderId::from_parts(at_ms.max(0) as u64, crate::crypto::random_bytes()).to_string(),
+        at_ms,
+        amount,
+        source,
+        reason: reason.to_owned(),
+        reference: Some(order_id.to_string()),
+    }
+}
+
+/// One page of a user's ledger, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerPage {
+    /// The balance as stored, read with the entries: on the first page only.
+    pub balance: Option<i64>,
+    pub entries: Vec<LedgerEntry>,
+    /// Whether older entries follow.
     pub more: bool,
 }
 
@@ -609,4 +676,30 @@ pub trait Store: Send + Sync {
         limit: usize,
         after: Option<&str>,
     ) -> Result<AuditPage, StoreError>;
+
+    /// The user's wallet and up to `limit` of their newest ledger entries (after `after`
+    /// when given: then without the balance): one strongly consistent query.
+    async fn wallet_ledger(
+        &self,
+        user_id: &str,
+        limit: usize,
+        after: Option<&LedgerCursor>,
+    ) -> Result<LedgerPage, StoreError>;
+
+    /// Takes `-rec.entry.amount` coins from the wallet, writes the entry and the key, in one
+    /// transaction conditioned on the key being unused and the balance covering the amount,
+    /// so concurrent debits never take the balance below zero.
+    async fn debit_wallet(&self, rec: &DebitRecord) -> Result<DebitOutcome, StoreError>;
+
+    /// Writes `order` (already PAID with coins, its `amount` the coins), its grants, the
+    /// debit of its price with the ledger entry `entry`, the Idempotency-Key when given and
+    /// the day's figures, in one transaction conditioned on the key (absent or expired) and
+    /// the balance covering the price.
+    async fn pay_with_coins(
+        &self,
+        order: &Order,
+        idempotency: Option<&IdempotencyRecord>,
+        entry: &LedgerEntry,
+        now: i64,
+    ) -> Result<CoinPayment, StoreError>;
 }

@@ -40,6 +40,9 @@ pub(super) fn order_item(o: &Order) -> Item {
         put("term", s(serde_json::to_string(t).unwrap_or_default()));
     }
     put("credits", n(o.credits));
+    if let Some(m) = o.max_views {
+        put("max_views", n(i64::from(m)));
+    }
     put("state", s(o.state.as_str()));
     put("created_at", n(o.created_at));
     put("expires_at", n(o.expires_at));
@@ -151,7 +154,15 @@ pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
         last_error: opt_s(item, "last_error"),
         refund_reversed_at: opt_n(item, "refund_reversed_at")?,
         refund_reversal_reason: opt_s(item, "refund_reversal_reason"),
+        max_views: max_views_of(item)?,
     })
+}
+
+/// A `max_views` attribute (absent: unlimited).
+fn max_views_of(item: &Item) -> Result<Option<u32>, StoreError> {
+    opt_n(item, "max_views")?
+        .map(|v| u32::try_from(v).map_err(|_| StoreError::Corrupt("max_views out of range".into())))
+        .transpose()
 }
 
 pub(super) fn idem_item(r: &IdempotencyRecord) -> Item {
@@ -195,6 +206,9 @@ pub(super) fn grant_item(user: &str, g: &Grant) -> Item {
     }
     if let Some(why) = &g.revoke_reason {
         item.insert("revoke_reason".into(), s(why));
+    }
+    if let Some(m) = g.max_views {
+        item.insert("max_views".into(), n(i64::from(m)));
     }
     item
 }
@@ -343,6 +357,7 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         revoked_at: opt_n(item, "revoked_at")?,
         revoked_by: opt_s(item, "revoked_by"),
         revoke_reason: opt_s(item, "revoke_reason"),
+        max_views: max_views_of(item)?,
     })
 }
 
@@ -355,10 +370,15 @@ pub(super) fn sessions_item(user: &str, s: &Sessions, version: u64) -> Item {
         .map(|(device, d)| {
             (
                 device.clone(),
-                AttributeValue::M(HashMap::from([
-                    ("session_id".to_owned(), self::s(&d.session_id)),
-                    ("last_seen".to_owned(), n(d.last_seen)),
-                ])),
+                AttributeValue::M(
+                    HashMap::from([
+                        ("session_id".to_owned(), self::s(&d.session_id)),
+                        ("last_seen".to_owned(), n(d.last_seen)),
+                    ])
+                    .into_iter()
+                    .chain(d.stream.iter().map(|st| ("stream".to_owned(), self::s(st))))
+                    .collect(),
+                ),
             )
         })
         .collect();
@@ -369,6 +389,14 @@ pub(super) fn sessions_item(user: &str, s: &Sessions, version: u64) -> Item {
         .collect();
     item.insert("devices".into(), AttributeValue::M(devices));
     item.insert("previews".into(), AttributeValue::M(previews));
+    if !s.views.is_empty() {
+        let views = s
+            .views
+            .iter()
+            .map(|(source, used)| (source.clone(), n(i64::from(*used))))
+            .collect();
+        item.insert("views".into(), AttributeValue::M(views));
+    }
     item.insert(
         "version".into(),
         n(i64::try_from(version).unwrap_or(i64::MAX)),
@@ -392,8 +420,19 @@ pub(super) fn sessions_from_item(item: &Item) -> Result<Sessions, StoreError> {
                 DeviceSession {
                     session_id: get_s(d, "session_id")?.to_owned(),
                     last_seen: get_n(d, "last_seen")?,
+                    stream: opt_s(d, "stream"),
                 },
             );
+        }
+    }
+    if let Some(AttributeValue::M(views)) = item.get("views") {
+        for (source, v) in views {
+            let used = match v {
+                AttributeValue::N(used) => used.parse::<u32>().ok(),
+                _ => None,
+            }
+            .ok_or_else(|| StoreError::Corrupt("views used is not a count".into()))?;
+            out.views.insert(source.clone(), used);
         }
     }
     if let Some(AttributeValue::M(previews)) = item.get("previews") {

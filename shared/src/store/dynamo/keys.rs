@@ -36,7 +36,8 @@ pub(super) fn archived_grant_sk(scope: &str, source: &str) -> String {
 
 /// Every archived key sorts before this (`#` < `$`) and every other key of a user's
 /// partition after it (`BAN#`, `CHECKPOINT#`, `GRANT#`, `PAYER`, `SESSIONS`, `WALLET`). A new
-/// kind of user item must sort after it too.
+/// kind of user item a check reads must sort after it too, and not after `WALLET`: the
+/// check's query ends there, before the ledger (`WALLET#…`).
 pub(super) const ARCHIVE_END: &str = "ARCHIVE$";
 
 /// What the archived grants of one scope add up to.
@@ -141,4 +142,20 @@ pub(super) fn refunds_due_pk() -> String {
 /// which request.
 pub(super) fn refunds_due_sk(at: i64, order: &OrderId, out_refund_no: &str) -> String {
     format!("{at:012}#{order}#{out_refund_no}")
+}
+
+/// The wallet item's sort key; its ledger entries follow it (`WALLET#<position>`), so one
+/// query from here reads the balance and then the newest entries.
+pub(super) const WALLET_SK: &str = "WALLET";
+
+/// A ledger entry under the user's partition, right after the wallet item and after every
+/// other item a check reads: the check's query stops at [`WALLET_SK`] and never reads the
+/// ledger. The position puts the newest entry first ([`crate::domain::ledger::position`]).
+pub(super) fn ledger_sk(position: &str) -> String {
+    format!("WALLET#{position}")
+}
+
+/// A spend's Idempotency-Key (sort key: the key itself), kept for good.
+pub(super) fn debit_key_pk(user: &str) -> String {
+    format!("DEBIT#{user}")
 }

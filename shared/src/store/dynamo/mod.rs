@@ -14,6 +14,7 @@ mod checkpoints;
 mod errors;
 mod items;
 mod keys;
+mod ledger;
 mod manual_grants;
 mod markers;
 mod notes;
@@ -455,5 +456,31 @@ impl Store for DynamoStore {
         after: Option<&str>,
     ) -> Result<AuditPage, StoreError> {
         audit::audit_since(self, since, limit, after).await
+    }
+
+    async fn wallet_ledger(
+        &self,
+        user_id: &str,
+        limit: usize,
+        after: Option<&crate::domain::ledger::LedgerCursor>,
+    ) -> Result<crate::store::LedgerPage, StoreError> {
+        ledger::wallet_ledger(self, user_id, limit, after).await
+    }
+
+    async fn debit_wallet(
+        &self,
+        rec: &crate::store::DebitRecord,
+    ) -> Result<crate::store::DebitOutcome, StoreError> {
+        ledger::debit_wallet(self, rec).await
+    }
+
+    async fn pay_with_coins(
+        &self,
+        order: &Order,
+        idempotency: Option<&IdempotencyRecord>,
+        entry: &crate::domain::ledger::LedgerEntry,
+        now: i64,
+    ) -> Result<crate::store::CoinPayment, StoreError> {
+        ledger::pay_with_coins(self, order, idempotency, entry, now).await
     }
 }

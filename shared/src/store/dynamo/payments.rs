@@ -8,9 +8,12 @@ use super::items::{grant_item, grant_written_whole, order_item};
 use super::keys::{grant_sk, key, order_pk, txn_pk, user_pk};
 use super::orders::{conflict, order_as_stored, transition, update_order};
 use super::DynamoStore;
+use crate::domain::ledger::LedgerSource;
 use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::{Order, OrderId, OrderState};
-use crate::store::{stats_shard, SettleOutcome, Settlement, StoreError, TransitionOutcome};
+use crate::store::{
+    order_ledger_entry, stats_shard, SettleOutcome, Settlement, StoreError, TransitionOutcome,
+};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -228,6 +231,29 @@ async fn revoke(
     ));
     if take_coins {
         items.push(db.wallet_add(&order.user_id, -order.credits));
+        items.push(db.ledger_put(
+            &order.user_id,
+            &order_ledger_entry(
+                at,
+                -order.credits,
+                LedgerSource::Refund,
+                "coins of a refunded order",
+                &order.order_id,
+            ),
+        ));
+    }
+    if completes && order.coins_paid() > 0 {
+        items.push(db.wallet_add(&order.user_id, order.coins_paid()));
+        items.push(db.ledger_put(
+            &order.user_id,
+            &order_ledger_entry(
+                at,
+                order.coins_paid(),
+                LedgerSource::Refund,
+                "refund of an order paid with coins",
+                &order.order_id,
+            ),
+        ));
     }
     items.push(db.count(
         at,
@@ -304,6 +330,16 @@ pub(super) async fn reverse_refund(
     items.extend(grant_updates(db, order, " REMOVE revoked_at", None));
     if order.credits != 0 {
         items.push(db.wallet_add(&order.user_id, order.credits));
+        items.push(db.ledger_put(
+            &order.user_id,
+            &order_ledger_entry(
+                r.reversed_at,
+                order.credits,
+                LedgerSource::Refund,
+                "refund reversed: coins back",
+                &order.order_id,
+            ),
+        ));
     }
     items.push(db.count(
         r.reversed_at,
@@ -381,6 +417,16 @@ impl DynamoStore {
         }
         if st.credits != 0 {
             items.push(self.wallet_add(&st.user_id, st.credits));
+            items.push(self.ledger_put(
+                &st.user_id,
+                &order_ledger_entry(
+                    st.paid_at,
+                    st.credits,
+                    LedgerSource::Order,
+                    "coins bought",
+                    &st.order_id,
+                ),
+            ));
         }
         items.extend(self.count_paid(st, late, created));
         items

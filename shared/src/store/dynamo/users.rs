@@ -8,7 +8,7 @@ use super::items::{
     ban_from_item, ban_item, checkpoint_from_item, grant_from_item, sessions_from_item,
     sessions_item,
 };
-use super::keys::{ban_sk, key, user_pk, ARCHIVE_END};
+use super::keys::{ban_sk, key, user_pk, ARCHIVE_END, WALLET_SK};
 use super::transact::ConditionFailures;
 use super::DynamoStore;
 use crate::domain::audit::AuditRecord;
@@ -37,11 +37,14 @@ pub(super) async fn user_items(
             .expression_attribute_values(":pk", s(user_pk(user_id)))
             .consistent_read(true)
             .set_exclusive_start_key(start.take());
+        // Both stop at the wallet item: the ledger entries after it are read only by
+        // `wallet_ledger`.
+        let query = query.expression_attribute_values(":wallet", s(WALLET_SK));
         let query = if with_archive {
-            query.key_condition_expression("pk = :pk")
+            query.key_condition_expression("pk = :pk AND sk <= :wallet")
         } else {
             query
-                .key_condition_expression("pk = :pk AND sk > :archive_end")
+                .key_condition_expression("pk = :pk AND sk BETWEEN :archive_end AND :wallet")
                 .expression_attribute_values(":archive_end", s(ARCHIVE_END))
         };
         let out = crate::metrics::timed("StoreCallMs", &[("Call", "user items")], query.send())

@@ -1,10 +1,12 @@
 //! An operator's change of a user's coins: the `WALLET` item set from the balance read to
-//! the new one, with the operator's key and the audit record, in one transaction.
+//! the new one, with the operator's key, the audit record and the ledger entry, in one
+//! transaction.
 
 use super::attrs::{n, opt_n};
 use super::keys::{key, user_pk};
 use super::DynamoStore;
 use crate::domain::audit::AuditRecord;
+use crate::domain::ledger::{LedgerEntry, LedgerSource};
 use crate::store::{AdminKey, StoreError, WalletOutcome};
 use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
@@ -38,6 +40,20 @@ pub(super) async fn adjust_wallet(
         TransactWriteItem::builder().update(update).build(),
         db.admin_key_put(k),
         db.audit_put(audit),
+        db.ledger_put(
+            user_id,
+            &LedgerEntry {
+                id: audit.id.clone(),
+                at_ms: audit.at.saturating_mul(1000),
+                amount: after - before,
+                source: LedgerSource::Admin,
+                reason: audit
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "changed by an operator".into()),
+                reference: Some(audit.id.clone()),
+            },
+        ),
     ];
     let Some(failed) = db.transact("adjust wallet", items).await? else {
         return Ok(WalletOutcome::Written);
