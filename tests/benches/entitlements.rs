@@ -35,6 +35,7 @@ async fn history(store: &dyn Store, user: &str, ended: usize, seeds: u64) {
         let st = Settlement {
             order_id: o.order_id.clone(),
             user_id: user.into(),
+            product_id: o.product_id.clone(),
             expected_state: OrderState::Pending,
             amount: o.amount,
             provider: "sandbox".into(),

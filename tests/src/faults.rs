@@ -227,23 +227,24 @@ impl Store for FaultyStore {
     }
     async fn close_order(
         &self,
-        id: &OrderId,
+        order: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
         self.guard(
             "close_order",
-            self.inner.close_order(id, to, at, retain_until),
+            self.inner.close_order(order, to, at, retain_until),
         )
         .await
     }
     async fn count_refund(
         &self,
-        id: &OrderId,
+        order: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
-        self.guard("count_refund", self.inner.count_refund(id, count))
+        self.guard("count_refund", self.inner.count_refund(order, count, at))
             .await
     }
     async fn refund(
@@ -496,5 +497,24 @@ impl Store for FaultyStore {
     ) -> Result<AuditPage, StoreError> {
         self.guard("audit_since", self.inner.audit_since(since, limit, after))
             .await
+    }
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<tollgate::store::EventPage, StoreError> {
+        self.guard(
+            "events_since",
+            self.inner.events_since(since, until, limit, after),
+        )
+        .await
+    }
+    async fn get_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<tollgate::domain::event::EventRecord>, StoreError> {
+        self.guard("get_event", self.inner.get_event(id)).await
     }
 }

@@ -682,6 +682,7 @@ async fn paid_order_of(store: &dyn Store, provider: &str, seed: u64) -> String {
     let st = Settlement {
         order_id: o.order_id.clone(),
         user_id: o.user_id.clone(),
+        product_id: o.product_id.clone(),
         expected_state: tollgate::domain::OrderState::Pending,
         amount: o.amount,
         provider: provider.into(),

@@ -90,6 +90,7 @@ async fn cost_grows_with_due_orders(backend: Backend, bulk: u64) {
             let st = Settlement {
                 order_id: o.order_id.clone(),
                 user_id: o.user_id.clone(),
+                product_id: o.product_id.clone(),
                 expected_state: OrderState::Pending,
                 amount: o.amount,
                 provider: o.provider.clone(),

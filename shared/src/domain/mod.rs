@@ -4,6 +4,7 @@ pub mod audit;
 pub mod ban;
 pub mod catalog;
 pub mod checkpoint;
+pub mod event;
 pub mod grant;
 pub mod ids;
 pub mod money;

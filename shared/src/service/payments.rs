@@ -150,6 +150,7 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
     let st = Settlement {
         order_id: order.order_id.clone(),
         user_id: order.user_id.clone(),
+        product_id: order.product_id.clone(),
         expected_state: OrderState::Paid,
         amount: order.amount,
         provider: order.provider.clone(),
@@ -216,6 +217,7 @@ async fn settle(
         let st = Settlement {
             order_id: order.order_id.clone(),
             user_id: order.user_id.clone(),
+            product_id: order.product_id.clone(),
             expected_state: order.state,
             amount,
             provider: order.provider.clone(),

@@ -51,6 +51,34 @@ struct Tables {
     audit_by_user: HashMap<String, BTreeMap<String, AuditRecord>>,
     /// (user, key) → an operator's Idempotency-Key.
     admin_keys: HashMap<(String, String), AdminKey>,
+    /// Every event record by sort key (time order): the outbox.
+    events: BTreeMap<String, EventRecord>,
+    /// Event id → its sort key.
+    event_keys: HashMap<String, String>,
+}
+
+/// Refuses a change whose events are recorded already, before anything of it is written:
+/// the DynamoDB store puts each event conditioned on its absence in the change's
+/// transaction, so there the whole change fails too.
+fn events_absent(t: &Tables, events: &[Event]) -> Result<(), StoreError> {
+    match events.iter().find(|e| t.event_keys.contains_key(&e.id)) {
+        Some(e) => Err(StoreError::Corrupt(format!(
+            "event {} ({}) is recorded already",
+            e.id,
+            e.kind.as_str()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Files the events of a change, inside the change's own critical section (as the DynamoDB
+/// store adds their puts to the change's transaction), after [`events_absent`] passed.
+fn record_events(t: &mut Tables, events: Vec<Event>) {
+    for e in events {
+        let sk = crate::domain::event::sort_key(&e);
+        t.event_keys.insert(e.id.clone(), sk.clone());
+        t.events.insert(sk, EventRecord::new(e));
+    }
 }
 
 /// Files an audit record in both orders: what every operator change calls inside its own
@@ -94,6 +122,7 @@ impl Tables {
         at: i64,
         completes: bool,
     ) -> Result<TransitionOutcome, StoreError> {
+        let order_read = order;
         let Some(stored) = self.orders.get(&order.order_id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
@@ -104,6 +133,8 @@ impl Tables {
             return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
         }
         let stored = stored.clone();
+        let events = refund_write_events(order_read, count, at, completes, !completes);
+        events_absent(self, &events)?;
         let sold = sold_grants(&stored)?;
         let user_grants = self.grants.entry(stored.user_id.clone()).or_default();
         for g in sold {
@@ -134,6 +165,7 @@ impl Tables {
         if completes {
             day(self, at).refunds += 1;
         }
+        record_events(self, events);
         Ok(TransitionOutcome::Done(Box::new(done)))
     }
 
@@ -219,6 +251,19 @@ impl MemoryStore {
             + t.admin_keys.len()
             + t.refund_requests.len()
             + t.refunds_due.len()
+            + t.events.len()
+    }
+
+    /// Records `record` as it is, unless its id is recorded already. What a test uses to
+    /// occupy an event id, so that the change which would write that event fails whole (as
+    /// a DynamoDB item put at its key makes the change's transaction fail).
+    pub fn put_event_record(&self, record: EventRecord) {
+        let mut t = self.lock();
+        if !t.event_keys.contains_key(&record.event.id) {
+            let sk = crate::domain::event::sort_key(&record.event);
+            t.event_keys.insert(record.event.id.clone(), sk.clone());
+            t.events.insert(sk, record);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -304,6 +349,8 @@ impl Store for MemoryStore {
         if !quota.admits(created) {
             return Ok(CreateOutcome::QuotaReached { until: window.end });
         }
+        let events = vec![Event::order_created(order)];
+        events_absent(&t, &events)?;
         if created == 0 {
             t.expiring.insert((
                 window.end,
@@ -325,6 +372,7 @@ impl Store for MemoryStore {
         }
         t.orders.insert(order.order_id.clone(), order.clone());
         day(&mut t, order.created_at).orders_created += 1;
+        record_events(&mut t, events);
         Ok(CreateOutcome::Created)
     }
 
@@ -394,6 +442,8 @@ impl Store for MemoryStore {
         {
             return Ok(SettleOutcome::OrderChanged(Box::new(order.clone())));
         }
+        let events = settle_events(s, order.state != OrderState::Pending);
+        events_absent(&t, &events)?;
         let user_grants = t.grants.entry(s.user_id.clone()).or_default();
         if s.grants
             .iter()
@@ -427,6 +477,7 @@ impl Store for MemoryStore {
         }
         leave_due(&mut t, &snapshot);
         count_paid(&mut t, &user, amount, s.paid_at, late);
+        record_events(&mut t, events);
         Ok(SettleOutcome::Settled)
     }
 
@@ -445,6 +496,9 @@ impl Store for MemoryStore {
         if let Some(existing) = t.orders.get(&order.order_id) {
             return Ok(SettleOutcome::OrderChanged(Box::new(existing.clone())));
         }
+        let mut events = vec![Event::order_created(order)];
+        events.extend(settle_events(s, false));
+        events_absent(&t, &events)?;
         let user_grants = t.grants.entry(s.user_id.clone()).or_default();
         if s.grants
             .iter()
@@ -465,19 +519,28 @@ impl Store for MemoryStore {
         t.orders.insert(order.order_id.clone(), order.clone());
         day(&mut t, order.created_at).orders_created += 1;
         count_paid(&mut t, &s.user_id, s.amount, s.paid_at, false);
+        record_events(&mut t, events);
         Ok(SettleOutcome::Settled)
     }
 
     async fn close_order(
         &self,
-        id: &OrderId,
+        read: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
         let mut t = self.lock();
         t.prune(at);
-        let Some(order) = t.orders.get_mut(id) else {
+        let events: Vec<Event> = Event::order_closed(read, to, at).into_iter().collect();
+        let Some(order) = t.orders.get(&read.order_id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
+        if order.state == OrderState::Pending {
+            // Still PENDING: what the close is conditioned on held, so its events go in.
+            events_absent(&t, &events)?;
+        }
+        let Some(order) = t.orders.get_mut(&read.order_id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
         let event = match to {
@@ -497,24 +560,33 @@ impl Store for MemoryStore {
             t.expiring
                 .insert((until, Expiring::Order(snapshot.order_id.clone())));
         }
+        record_events(&mut t, events);
         Ok(TransitionOutcome::Done(Box::new(snapshot)))
     }
 
     async fn count_refund(
         &self,
-        id: &OrderId,
+        read: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
         let mut t = self.lock();
-        let Some(order) = t.orders.get_mut(id) else {
+        let events = refund_write_events(read, count, at, false, false);
+        let Some(order) = t.orders.get(&read.order_id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
         if !count.applies_to(order) {
             return Ok(TransitionOutcome::Conflict(Box::new(order.clone())));
         }
+        events_absent(&t, &events)?;
+        let Some(order) = t.orders.get_mut(&read.order_id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
         order.refunded_amount += count.add;
         order.refund_ids.insert(count.refund_id.clone());
-        Ok(TransitionOutcome::Done(Box::new(order.clone())))
+        let done = order.clone();
+        record_events(&mut t, events);
+        Ok(TransitionOutcome::Done(Box::new(done)))
     }
 
     async fn refund(
@@ -950,6 +1022,8 @@ impl Store for MemoryStore {
         if let Some(used) = t.admin_keys.get(&k) {
             return Ok(KeyedOutcome::KeyUsed(used.clone()));
         }
+        let events = granted_events(user_id, grants, audit);
+        events_absent(&t, &events)?;
         let user_grants = t.grants.entry(user_id.to_owned()).or_default();
         if grants
             .iter()
@@ -964,6 +1038,7 @@ impl Store for MemoryStore {
         }
         t.admin_keys.insert(k, key.clone());
         record_audit(&mut t, audit);
+        record_events(&mut t, events);
         Ok(KeyedOutcome::Written)
     }
 
@@ -974,6 +1049,7 @@ impl Store for MemoryStore {
         audit: &AuditRecord,
     ) -> Result<Guarded<()>, StoreError> {
         let mut t = self.lock();
+        let events = revoked_events(user_id, revoked, audit);
         let user_grants = t.grants.entry(user_id.to_owned()).or_default();
         let as_read = revoked.iter().all(|g| {
             user_grants
@@ -983,10 +1059,13 @@ impl Store for MemoryStore {
         if !as_read {
             return Ok(Guarded::Changed(()));
         }
+        events_absent(&t, &events)?;
+        let user_grants = t.grants.entry(user_id.to_owned()).or_default();
         for g in revoked {
             user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
         }
         record_audit(&mut t, audit);
+        record_events(&mut t, events);
         Ok(Guarded::Written)
     }
 
@@ -1007,9 +1086,12 @@ impl Store for MemoryStore {
         if stored != before {
             return Ok(WalletOutcome::BalanceMoved(stored));
         }
+        let events = wallet_events(user_id, before, after, audit);
+        events_absent(&t, &events)?;
         t.wallets.insert(user_id.to_owned(), after);
         t.admin_keys.insert(k, key.clone());
         record_audit(&mut t, audit);
+        record_events(&mut t, events);
         Ok(WalletOutcome::Written)
     }
 
@@ -1066,5 +1148,35 @@ impl Store for MemoryStore {
         let more = records.len() > limit;
         records.truncate(limit);
         Ok(AuditPage { records, more })
+    }
+
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<EventPage, StoreError> {
+        let t = self.lock();
+        let from = format!("{:012}#", since.max(0));
+        let upto = format!("{:012}#~", until.max(0));
+        let mut records: Vec<EventRecord> = t
+            .events
+            .range(from..upto)
+            .filter(|(sk, _)| after.is_none_or(|a| sk.as_str() > a))
+            .take(limit.saturating_add(1))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok(EventPage { records, more })
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let t = self.lock();
+        Ok(t.event_keys
+            .get(id)
+            .and_then(|sk| t.events.get(sk))
+            .cloned())
     }
 }

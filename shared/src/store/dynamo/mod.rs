@@ -12,6 +12,7 @@ mod attrs;
 mod audit;
 mod checkpoints;
 mod errors;
+mod events;
 mod items;
 mod keys;
 mod manual_grants;
@@ -29,6 +30,7 @@ mod transact;
 mod users;
 mod wallet;
 
+pub use events::EVENT_RECORD;
 pub use table::GSI1;
 
 use crate::domain::audit::AuditRecord;
@@ -41,7 +43,7 @@ use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
-    AdminKey, AuditPage, CreateOutcome, DueEntry, DueRefund, Guarded, IdempotencyRecord,
+    AdminKey, AuditPage, CreateOutcome, DueEntry, DueRefund, EventPage, Guarded, IdempotencyRecord,
     KeyedOutcome, OrderPage, PurchaseOutcome, PutSessions, RefundRequestOutcome, SettleOutcome,
     Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems, WalletOutcome,
 };
@@ -192,20 +194,21 @@ impl Store for DynamoStore {
 
     async fn close_order(
         &self,
-        id: &OrderId,
+        order: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
-        orders::close_order(self, id, to, at, retain_until).await
+        orders::close_order(self, order, to, at, retain_until).await
     }
 
     async fn count_refund(
         &self,
-        id: &OrderId,
+        order: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
-        payments::count_refund(self, id, count).await
+        payments::count_refund(self, order, count, at).await
     }
 
     async fn refund(
@@ -443,5 +446,22 @@ impl Store for DynamoStore {
         after: Option<&str>,
     ) -> Result<AuditPage, StoreError> {
         audit::audit_since(self, since, limit, after).await
+    }
+
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<EventPage, StoreError> {
+        events::events_since(self, since, until, limit, after).await
+    }
+
+    async fn get_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::event::EventRecord>, StoreError> {
+        events::get_event(self, id).await
     }
 }
