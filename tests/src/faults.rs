@@ -518,3 +518,45 @@ impl Store for FaultyStore {
         self.guard("get_event", self.inner.get_event(id)).await
     }
 }
+
+/// A store whose event ids can be occupied: the memory store, or DynamoDB (moto).
+pub enum EventIds<'a> {
+    Memory(&'a MemoryStore),
+    Dynamo(&'a DynamoStore),
+}
+
+/// Injects a failure into the transaction of the change that will write event `id`: a
+/// record with that id is put first (under another user), so the change's conditional put
+/// of its event fails, and with it the whole change. What proves the change and its event
+/// are one write: were the event written apart, the change would go through.
+pub async fn occupy_event_id(store: EventIds<'_>, id: &str) {
+    let planted = tollgate::domain::event::EventRecord::new(tollgate::domain::event::Event {
+        id: id.to_owned(),
+        kind: tollgate::domain::event::EventType::OrderPaid,
+        occurred_at: 1,
+        user_id: "planted".into(),
+        product_id: None,
+        data: serde_json::json!({}),
+    });
+    match store {
+        EventIds::Memory(m) => m.put_event_record(planted),
+        EventIds::Dynamo(d) => {
+            use aws_sdk_dynamodb::types::AttributeValue as V;
+            d.client()
+                .put_item()
+                .table_name(d.table())
+                .item("pk", V::S(format!("EVENT#{id}")))
+                .item("sk", V::S("EVENT".into()))
+                .item("record", V::S("EVENT".into()))
+                .item(
+                    "event",
+                    V::S(serde_json::to_string(&planted.event).unwrap()),
+                )
+                .item("deliveries", V::S("{}".into()))
+                .item("version", V::N("0".into()))
+                .send()
+                .await
+                .expect("put the occupying event record");
+        }
+    }
+}

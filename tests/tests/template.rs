@@ -549,9 +549,10 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     // wallet and counters.
     ("settle", &["PutItem", "UpdateItem"]),
     ("settle_new_order", &["PutItem", "UpdateItem"]),
-    ("close_order", &["UpdateItem"]),
-    ("count_refund", &["UpdateItem"]),
-    ("refund", &["UpdateItem"]),
+    // The order's Update and its event record's Put: one transaction.
+    ("close_order", &["UpdateItem", "PutItem"]),
+    ("count_refund", &["UpdateItem", "PutItem"]),
+    ("refund", &["UpdateItem", "PutItem"]),
     ("defer_due", &["UpdateItem"]),
     ("mark_requery", &["UpdateItem"]),
     ("record_error", &["UpdateItem"]),
@@ -595,7 +596,10 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("change_refund_request", &["UpdateItem"]),
     ("due_refund_requests", &["Query on gsi1"]),
     // As `refund`, the order staying PAID.
-    ("count_refund_revoking", &["UpdateItem"]),
+    ("count_refund_revoking", &["UpdateItem", "PutItem"]),
+    // The outbox: event records by time (one query of the event index per day), and one.
+    ("events_since", &["Query on gsi3"]),
+    ("get_event", &["GetItem"]),
 ];
 
 /// The indexes a function may query, each under its own policy statement.

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod event;
 pub mod grant;
 pub mod ids;
+pub mod line;
 pub mod money;
 pub mod order;
 pub mod order_quota;
