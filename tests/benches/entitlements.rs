@@ -43,6 +43,7 @@ async fn history(store: &dyn Store, user: &str, ended: usize, seeds: u64) {
             paid_at,
             grants: o.grants_at(paid_at),
             credits: 0,
+            recorded_at: paid_at,
         };
         store.settle(&st).await.unwrap();
     }

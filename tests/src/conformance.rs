@@ -82,6 +82,7 @@ fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settl
         paid_at,
         grants: o.grants_at(paid_at),
         credits: o.credits,
+        recorded_at: paid_at,
     }
 }
 

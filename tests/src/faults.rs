@@ -517,6 +517,25 @@ impl Store for FaultyStore {
     ) -> Result<Option<tollgate::domain::event::EventRecord>, StoreError> {
         self.guard("get_event", self.inner.get_event(id)).await
     }
+    async fn put_event_deliveries(
+        &self,
+        record: &tollgate::domain::event::EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<tollgate::domain::event::EventRecord>>, StoreError> {
+        self.guard(
+            "put_event_deliveries",
+            self.inner.put_event_deliveries(record, expires_at),
+        )
+        .await
+    }
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        self.guard("disable_endpoint", self.inner.disable_endpoint(url, at))
+            .await
+    }
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.guard("disabled_endpoints", self.inner.disabled_endpoints())
+            .await
+    }
 }
 
 /// A store whose event ids can be occupied: the memory store, or DynamoDB (moto).

@@ -17,6 +17,7 @@ pub mod nginx;
 pub mod openapi;
 pub mod provider_conformance;
 pub mod soak;
+pub mod webhooks;
 pub mod wechat;
 pub mod wrappers;
 

@@ -411,4 +411,20 @@ impl Store for CountingStore {
         self.enter("get_event")?;
         self.inner.get_event(id).await
     }
+    async fn put_event_deliveries(
+        &self,
+        record: &tollgate::domain::event::EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<tollgate::domain::event::EventRecord>>, StoreError> {
+        self.enter("put_event_deliveries")?;
+        self.inner.put_event_deliveries(record, expires_at).await
+    }
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        self.enter("disable_endpoint")?;
+        self.inner.disable_endpoint(url, at).await
+    }
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.enter("disabled_endpoints")?;
+        self.inner.disabled_endpoints().await
+    }
 }

@@ -27,6 +27,7 @@ fn settlement(o: &tollgate::domain::Order, txn: &str) -> Settlement {
         paid_at: T + 10,
         grants: o.grants_at(T + 10),
         credits: o.credits,
+        recorded_at: T + 10,
     }
 }
 

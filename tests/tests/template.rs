@@ -600,6 +600,11 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     // The outbox: event records by time (one query of the event index per day), and one.
     ("events_since", &["Query on gsi3"]),
     ("get_event", &["GetItem"]),
+    // The dispatcher: a record's delivery state (after a failed condition, read again when
+    // the emulator omits the item), and the endpoints a 410 disabled.
+    ("put_event_deliveries", &["UpdateItem", "GetItem"]),
+    ("disable_endpoint", &["UpdateItem"]),
+    ("disabled_endpoints", &["Query"]),
 ];
 
 /// The indexes a function may query, each under its own policy statement.

@@ -171,7 +171,7 @@ impl Event {
         Event::new(
             EventType::OrderPaid,
             p.order_id,
-            p.paid_at,
+            p.recorded_at,
             p.user_id,
             Some(p.product_id),
             json!({
@@ -287,6 +287,8 @@ pub struct PaidOrder<'a> {
     pub provider: &'a str,
     pub provider_txn_id: &'a str,
     pub paid_at: i64,
+    /// When Tollgate recorded the payment: the events' time.
+    pub recorded_at: i64,
     pub late: bool,
     pub credits: i64,
 }
@@ -307,14 +309,14 @@ pub fn payment_events(p: &PaidOrder<'_>, grants: &[Grant]) -> Vec<Event> {
     out.extend(
         grants
             .iter()
-            .map(|g| Event::grant_created(p.user_id, g, p.paid_at)),
+            .map(|g| Event::grant_created(p.user_id, g, p.recorded_at)),
     );
     if p.credits != 0 {
         out.push(Event::coins(
             p.user_id,
             Some(p.product_id),
             p.credits,
-            p.paid_at,
+            p.recorded_at,
             &format!("order:{}", p.order_id),
         ));
     }

@@ -158,6 +158,7 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
         paid_at,
         grants: order.grants_at(paid_at),
         credits: order.credits,
+        recorded_at: now,
     };
     match app.store.settle_new_order(&order, &st).await? {
         SettleOutcome::Settled => {
@@ -225,6 +226,7 @@ async fn settle(
             paid_at,
             grants: order.grants_at(paid_at),
             credits: order.credits,
+            recorded_at: now,
         };
         match app.store.settle(&st).await? {
             SettleOutcome::Settled => {

@@ -55,6 +55,8 @@ struct Tables {
     events: BTreeMap<String, EventRecord>,
     /// Event id → its sort key.
     event_keys: HashMap<String, String>,
+    /// Webhook endpoint URL → when it was disabled.
+    disabled_endpoints: BTreeMap<String, i64>,
 }
 
 /// Refuses a change whose events are recorded already, before anything of it is written:
@@ -252,6 +254,7 @@ impl MemoryStore {
             + t.refund_requests.len()
             + t.refunds_due.len()
             + t.events.len()
+            + t.disabled_endpoints.len()
     }
 
     /// Records `record` as it is, unless its id is recorded already. What a test uses to
@@ -1178,5 +1181,45 @@ impl Store for MemoryStore {
             .get(id)
             .and_then(|sk| t.events.get(sk))
             .cloned())
+    }
+
+    async fn put_event_deliveries(
+        &self,
+        record: &EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<EventRecord>>, StoreError> {
+        let mut t = self.lock();
+        let Some(sk) = t.event_keys.get(&record.event.id).cloned() else {
+            return Ok(Guarded::Changed(None));
+        };
+        let Some(stored) = t.events.get_mut(&sk) else {
+            return Ok(Guarded::Changed(None));
+        };
+        if stored.version.checked_add(1) != Some(record.version) {
+            return Ok(Guarded::Changed(Some(stored.clone())));
+        }
+        stored.deliveries = record.deliveries.clone();
+        stored.version = record.version;
+        // The embedded store keeps delivered records until the process ends: `expires_at`
+        // is DynamoDB's garbage collection, which nothing reads.
+        let _ = expires_at;
+        Ok(Guarded::Written)
+    }
+
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        self.lock()
+            .disabled_endpoints
+            .entry(url.to_owned())
+            .or_insert(at);
+        Ok(())
+    }
+
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(self
+            .lock()
+            .disabled_endpoints
+            .iter()
+            .map(|(u, at)| (u.clone(), *at))
+            .collect())
     }
 }

@@ -77,6 +77,9 @@ pub struct Settlement {
     pub paid_at: i64,
     pub grants: Vec<Grant>,
     pub credits: i64,
+    /// When Tollgate records the payment (now): the time of its events, which `paid_at`
+    /// (the provider's, clamped) may precede.
+    pub recorded_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,6 +280,7 @@ pub(crate) fn settle_events(s: &Settlement, late: bool) -> Vec<Event> {
             provider: &s.provider,
             provider_txn_id: &s.provider_txn_id,
             paid_at: s.paid_at,
+            recorded_at: s.recorded_at,
             late,
             credits: s.credits,
         },
@@ -712,4 +716,22 @@ pub trait Store: Send + Sync {
 
     /// One event record by id: one strongly consistent read.
     async fn get_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Writes `record`'s delivery state, only if the stored record's version is still
+    /// `record.version - 1` (the version it was read at, plus one): of two dispatchers that
+    /// read the same state, one writes. With `expires_at` (once every delivery is certain:
+    /// delivered, failed for good or to a disabled endpoint) the record may be deleted from
+    /// then on (its `ttl`). `Changed` carries the record as stored.
+    async fn put_event_deliveries(
+        &self,
+        record: &EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<EventRecord>>, StoreError>;
+
+    /// Marks the endpoint `url` disabled since `at` (it answered 410 Gone): nothing more is
+    /// sent to it. One put; a later call keeps the first time.
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError>;
+
+    /// The disabled endpoints, with when each was disabled: one query.
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }

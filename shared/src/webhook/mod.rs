@@ -2,4 +2,6 @@
 //! What is sent, and when, is decided from the event records the stores keep with each
 //! change (`domain::event`) and the catalog's lines (`domain::line`).
 
+pub mod deliver;
+pub mod run;
 pub mod sign;

@@ -10,8 +10,10 @@ use super::table::GSI3;
 use super::DynamoStore;
 use crate::domain::event::{sort_key, Event, EventRecord};
 use crate::domain::stats::day_of;
-use crate::store::{EventPage, StoreError};
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use crate::store::{EventPage, Guarded, StoreError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use sha2::{Digest, Sha256};
 
 /// The value of `record` on event items: what the stream's filter matches.
 pub const EVENT_RECORD: &str = "EVENT";
@@ -153,4 +155,89 @@ pub(super) async fn get_event(
         .await?
         .map(|item| event_from_item(&item))
         .transpose()
+}
+
+/// One conditional update of the record's delivery state: `version` must still be the one
+/// it was read at; `expires_at` becomes its `ttl`.
+pub(super) async fn put_event_deliveries(
+    db: &DynamoStore,
+    r: &EventRecord,
+    expires_at: Option<i64>,
+) -> Result<Guarded<Option<EventRecord>>, StoreError> {
+    let deliveries =
+        serde_json::to_string(&r.deliveries).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let version = i64::try_from(r.version)
+        .map_err(|_| StoreError::Corrupt("event version out of range".into()))?;
+    let mut update = db
+        .client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(event_pk(&r.event.id), "EVENT")))
+        .condition_expression("attribute_exists(pk) AND version = :before")
+        .expression_attribute_values(":before", n(version - 1))
+        .expression_attribute_values(":version", n(version))
+        .expression_attribute_values(":deliveries", s(deliveries))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    update = match expires_at {
+        Some(at) => update
+            .update_expression("SET deliveries = :deliveries, version = :version, #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":ttl", n(at)),
+        None => update.update_expression("SET deliveries = :deliveries, version = :version"),
+    };
+    match update.send().await {
+        Ok(_) => Ok(Guarded::Written),
+        Err(e) => match e.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(c)) => match c.item() {
+                Some(item) => Ok(Guarded::Changed(Some(event_from_item(item)?))),
+                None => Ok(Guarded::Changed(get_event(db, &r.event.id).await?)),
+            },
+            _ => Err(unavailable("put event deliveries", e)),
+        },
+    }
+}
+
+/// Disabled endpoints are items of one partition, keyed by the SHA-256 of their URL (a URL
+/// may be longer than a key and contain anything).
+const ENDPOINTS_PK: &str = "WEBHOOKS";
+
+fn endpoint_sk(url: &str) -> String {
+    format!("DISABLED#{}", hex::encode(Sha256::digest(url.as_bytes())))
+}
+
+pub(super) async fn disable_endpoint(
+    db: &DynamoStore,
+    url: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    db.client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(ENDPOINTS_PK.to_owned(), &endpoint_sk(url))))
+        .update_expression("SET #url = :url, disabled_at = if_not_exists(disabled_at, :at)")
+        .expression_attribute_names("#url", "url")
+        .expression_attribute_values(":url", s(url))
+        .expression_attribute_values(":at", n(at))
+        .send()
+        .await
+        .map_err(|e| unavailable("disable endpoint", e))?;
+    Ok(())
+}
+
+pub(super) async fn disabled_endpoints(db: &DynamoStore) -> Result<Vec<(String, i64)>, StoreError> {
+    let out = db
+        .client
+        .query()
+        .table_name(&db.table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :d)")
+        .expression_attribute_values(":pk", s(ENDPOINTS_PK))
+        .expression_attribute_values(":d", s("DISABLED#"))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| unavailable("disabled endpoints", e))?;
+    out.items()
+        .iter()
+        .map(|i| Ok((get_s(i, "url")?.to_owned(), get_n(i, "disabled_at")?)))
+        .collect()
 }

@@ -464,4 +464,20 @@ impl Store for DynamoStore {
     ) -> Result<Option<crate::domain::event::EventRecord>, StoreError> {
         events::get_event(self, id).await
     }
+
+    async fn put_event_deliveries(
+        &self,
+        record: &crate::domain::event::EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<crate::domain::event::EventRecord>>, StoreError> {
+        events::put_event_deliveries(self, record, expires_at).await
+    }
+
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        events::disable_endpoint(self, url, at).await
+    }
+
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        events::disabled_endpoints(self).await
+    }
 }
