@@ -38,6 +38,8 @@ const SERVED: &[(&str, &str)] = &[
     ("DELETE", "/admin/users/{user_id}/grants/{source_id}"),
     ("POST", "/admin/users/{user_id}/wallet"),
     ("GET", "/admin/audit"),
+    ("GET", "/admin/events"),
+    ("POST", "/admin/events/{id}/redeliver"),
 ];
 
 #[tokio::test]

@@ -641,6 +641,7 @@ const ENTRIES: &[(&str, &[&str])] = &[
             "manual_grants",
             "wallet",
             "audit",
+            "events",
         ],
     ),
     ("sweeper", &["sweep"]),

@@ -4,6 +4,7 @@
 pub mod apple_purchases;
 pub mod audit;
 pub mod entitlements;
+pub mod events;
 pub mod google_purchases;
 pub mod jobs;
 pub mod manual_grants;
