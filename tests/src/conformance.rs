@@ -1779,7 +1779,7 @@ pub async fn unpaid_closed_orders_expire_paid_ones_never(store: &dyn Store) {
         (&cancelled, OrderState::Cancelled),
     ] {
         match store
-            .close_order(&o, to, 1_900, Some(1_900 + keep))
+            .close_order(o, to, 1_900, Some(1_900 + keep))
             .await
             .unwrap()
         {
