@@ -144,6 +144,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     folds_archive_exactly_once(store.clone()).await;
     events_written_with_their_changes(&*store).await;
     operator_changes_write_events(&*store).await;
+    event_deliveries_one_writer_wins(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -2722,4 +2723,101 @@ pub async fn operator_changes_write_events(store: &dyn Store) {
     .map(|(a, k)| (a, k.to_owned()))
     .collect();
     assert_eq!(event_types(store, user, t, t + 10).await, expected);
+}
+
+/// Delivery state is written under the record's version: of 20 dispatchers writing from the
+/// same read at once, exactly one writes, the others get the record as stored; a stale
+/// version never overwrites. Disabled endpoints keep the time of their first 410.
+pub async fn event_deliveries_one_writer_wins(store: Arc<dyn Store>) {
+    use tollgate::domain::event::{Delivery, DeliveryState};
+    let t = EVT_T + 20 * 86_400;
+    let o = pending(7_801, "evd-user", t);
+    store.create_order(&o, None, &UNCAPPED, t).await.unwrap();
+    let page = store.events_since(t, t, 10, None).await.unwrap();
+    let read = page
+        .records
+        .into_iter()
+        .find(|r| r.event.user_id == "evd-user")
+        .expect("order.created");
+    assert_eq!(read.version, 0);
+    let mut tasks = Vec::new();
+    for i in 0..20u32 {
+        let store = store.clone();
+        let mut mine = read.clone();
+        mine.version += 1;
+        mine.deliveries.insert(
+            format!("https://hooks.example/{i}"),
+            Delivery {
+                state: DeliveryState::Delivered,
+                attempts: 1,
+                last_status: Some(200),
+                last_attempt_at: Some(t),
+                next_try: None,
+            },
+        );
+        tasks.push(tokio::spawn(async move {
+            (
+                i,
+                store
+                    .put_event_deliveries(&mine, Some(t + 100))
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    let mut winner = None;
+    for task in tasks {
+        match task.await.unwrap() {
+            (i, Guarded::Written) => {
+                assert!(winner.replace(i).is_none(), "two writers won");
+            }
+            (_, Guarded::Changed(stored)) => {
+                let stored = stored.expect("the record as stored");
+                assert_eq!(stored.version, 1);
+            }
+        }
+    }
+    let winner = winner.expect("one writer wins");
+    let stored = store.get_event(&read.event.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(
+        stored.deliveries.keys().cloned().collect::<Vec<_>>(),
+        vec![format!("https://hooks.example/{winner}")]
+    );
+    // A write from the stale read changes nothing.
+    let mut stale = read.clone();
+    stale.version = 1;
+    assert!(matches!(
+        store.put_event_deliveries(&stale, None).await.unwrap(),
+        Guarded::Changed(Some(r)) if r.version == 1 && r.deliveries.len() == 1
+    ));
+    // An unknown record: nothing to write.
+    let mut ghost = read.clone();
+    ghost.event.id = tollgate::domain::event::event_id(
+        tollgate::domain::event::EventType::OrderPaid,
+        "no such order",
+    );
+    ghost.version = 1;
+    assert!(matches!(
+        store.put_event_deliveries(&ghost, None).await.unwrap(),
+        Guarded::Changed(None)
+    ));
+    // Disabled endpoints: the first time stays.
+    store
+        .disable_endpoint("https://gone.example/a", t)
+        .await
+        .unwrap();
+    store
+        .disable_endpoint("https://gone.example/a", t + 50)
+        .await
+        .unwrap();
+    let disabled = store.disabled_endpoints().await.unwrap();
+    assert!(disabled.contains(&("https://gone.example/a".to_owned(), t)));
+    assert_eq!(
+        disabled
+            .iter()
+            .filter(|(u, _)| u == "https://gone.example/a")
+            .count(),
+        1
+    );
 }
