@@ -158,10 +158,10 @@ impl App {
         }
         phases.mark("sdk_config");
         let dynamo = match (&config.table_name, &sdk) {
-            (Some(table), Some(sdk)) => Some(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                table.clone(),
-            )),
+            (Some(table), Some(sdk)) => Some(
+                DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), table.clone())
+                    .with_stats_zone(config.stats_zone.clone()),
+            ),
             _ => None,
         };
         let warm = async {
@@ -197,7 +197,9 @@ impl App {
         phases.mark("catalog");
         let store: Arc<dyn Store> = match dynamo {
             Some(store) => Arc::new(store),
-            None if profile == Profile::Local => Arc::new(MemoryStore::new()),
+            None if profile == Profile::Local => {
+                Arc::new(MemoryStore::new().with_stats_zone(config.stats_zone.clone()))
+            }
             None => {
                 return Err(ConfigError {
                     name: "TABLE_NAME",

@@ -67,6 +67,9 @@ pub struct Config {
     /// access (the order stays PAID, with what remains refundable); by default only the
     /// refund that reaches what was paid does.
     pub partial_refund_revokes: bool,
+    /// `STATS_TIME_ZONE` (IANA name, `Asia/Shanghai` by default): the operator's day, in
+    /// which the figures are counted and `GET /admin/stats` reads them.
+    pub stats_zone: crate::domain::stats::StatsZone,
     /// The key of each stream-token format (`STREAM_SIGNING_KEYS`, `NGINX_SECURE_LINK_SECRET`,
     /// `TENCENT_PLAY_KEY`, `ALIYUN_AUTH_KEY`).
     pub stream_keys: StreamKeys,
@@ -377,6 +380,15 @@ impl Config {
             Some("true") => true,
             Some(_) => return Err(err("PARTIAL_REFUND_REVOKES", "must be true or false")),
         };
+        let stats_zone = match var("STATS_TIME_ZONE") {
+            None => crate::domain::stats::StatsZone::default(),
+            Some(name) => crate::domain::stats::StatsZone::named(name.trim()).ok_or_else(|| {
+                err(
+                    "STATS_TIME_ZONE",
+                    "must be an IANA time zone name such as Asia/Shanghai",
+                )
+            })?,
+        };
         let stream_keys = StreamKeys {
             native: match var("STREAM_SIGNING_KEYS") {
                 Some(spec) => Some(
@@ -421,6 +433,7 @@ impl Config {
             device_policy,
             stream_bind_ip,
             partial_refund_revokes,
+            stats_zone,
             stream_keys,
             sandbox_secret,
             public_base_url: var("PUBLIC_BASE_URL")
@@ -619,6 +632,18 @@ mod tests {
         assert!(on.partial_refund_revokes);
         let e = cfg(Profile::Lambda, &[("PARTIAL_REFUND_REVOKES", "yes")]).unwrap_err();
         assert_eq!(e.name, "PARTIAL_REFUND_REVOKES");
+    }
+
+    #[test]
+    fn the_operators_day_is_shanghais_unless_told() {
+        assert_eq!(
+            cfg(Profile::Lambda, &[]).unwrap().stats_zone.name(),
+            "Asia/Shanghai"
+        );
+        let berlin = cfg(Profile::Lambda, &[("STATS_TIME_ZONE", "Europe/Berlin")]).unwrap();
+        assert_eq!(berlin.stats_zone.name(), "Europe/Berlin");
+        let e = cfg(Profile::Lambda, &[("STATS_TIME_ZONE", "Beijing")]).unwrap_err();
+        assert_eq!(e.name, "STATS_TIME_ZONE");
     }
 
     #[test]

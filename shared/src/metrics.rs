@@ -46,6 +46,42 @@ pub fn count(name: &str, value: i64, dimensions: &[(&str, &str)]) {
     }
 }
 
+/// Records how long something took, in milliseconds (`name` ends in `Ms` by convention).
+/// CloudWatch keeps the distribution of the values, so the dashboard and the alarms read
+/// their p50, p90 and p99. Latency is measured on the monotonic clock, not the app's
+/// [`crate::clock::Clock`]: it is about this process, not about business time.
+pub fn timing(name: &str, elapsed: std::time::Duration, dimensions: &[(&str, &str)]) {
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    RECORDED.with(|r| {
+        if let Some(kept) = r.borrow_mut().as_mut() {
+            let dims = dimensions
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            // Kept in whole microseconds, so that a test sees that something was timed.
+            kept.push((name.to_owned(), dims, (ms * 1000.0).round() as i64));
+        }
+    });
+    if ENABLED.load(Ordering::Relaxed) {
+        println!(
+            "{}",
+            timing_line(name, ms, dimensions, chrono::Utc::now().timestamp_millis())
+        );
+    }
+}
+
+/// Runs `work` and records its duration as [`timing`] `name`.
+pub async fn timed<T>(
+    name: &str,
+    dimensions: &[(&str, &str)],
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let started = std::time::Instant::now();
+    let out = work.await;
+    timing(name, started.elapsed(), dimensions);
+    out
+}
+
 /// Keeps every count made on the current thread from [`Recording::start`] until it is
 /// dropped, so that a test can say what a request counted. A single-threaded test runtime
 /// (`#[tokio::test]`) runs the handler, and the local server's tasks, on the test's thread;
@@ -77,6 +113,24 @@ impl Recording {
     }
 }
 
+impl Recording {
+    /// How many timings of `name` whose dimensions include all of `dimensions` were made.
+    pub fn samples(&self, name: &str, dimensions: &[(&str, &str)]) -> usize {
+        RECORDED.with(|r| {
+            r.borrow().as_ref().map_or(0, |kept| {
+                kept.iter()
+                    .filter(|(n, dims, _)| {
+                        n == name
+                            && dimensions
+                                .iter()
+                                .all(|(k, v)| dims.iter().any(|(dk, dv)| dk == k && dv == v))
+                    })
+                    .count()
+            })
+        })
+    }
+}
+
 impl Drop for Recording {
     fn drop(&mut self) {
         RECORDED.with(|r| *r.borrow_mut() = None);
@@ -85,6 +139,24 @@ impl Drop for Recording {
 
 /// The EMF document for one metric.
 pub fn line(name: &str, value: i64, dimensions: &[(&str, &str)], timestamp_ms: i64) -> String {
+    document(name, value.into(), "Count", dimensions, timestamp_ms)
+}
+
+/// The EMF document for one duration in milliseconds.
+pub fn timing_line(name: &str, ms: f64, dimensions: &[(&str, &str)], timestamp_ms: i64) -> String {
+    // Microsecond precision is plenty, and keeps the line short.
+    let value = serde_json::Number::from_f64((ms * 1000.0).round() / 1000.0)
+        .map_or(serde_json::Value::from(0), serde_json::Value::Number);
+    document(name, value, "Milliseconds", dimensions, timestamp_ms)
+}
+
+fn document(
+    name: &str,
+    value: serde_json::Value,
+    unit: &str,
+    dimensions: &[(&str, &str)],
+    timestamp_ms: i64,
+) -> String {
     let mut doc = serde_json::Map::new();
     let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     doc.insert(
@@ -95,14 +167,14 @@ pub fn line(name: &str, value: i64, dimensions: &[(&str, &str)], timestamp_ms: i
                 "Namespace": NAMESPACE,
                 // Each metric also goes out without dimensions, so alarms watch totals.
                 "Dimensions": if dims.is_empty() { serde_json::json!([dims]) } else { serde_json::json!([dims, []]) },
-                "Metrics": [{ "Name": name, "Unit": "Count" }],
+                "Metrics": [{ "Name": name, "Unit": unit }],
             }],
         }),
     );
     for (k, v) in dimensions {
         doc.insert((*k).to_owned(), serde_json::Value::String((*v).to_owned()));
     }
-    doc.insert(name.to_owned(), value.into());
+    doc.insert(name.to_owned(), value);
     serde_json::Value::Object(doc).to_string()
 }
 
@@ -160,5 +232,30 @@ mod tests {
             bare["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             serde_json::json!([[]])
         );
+    }
+
+    #[test]
+    fn a_timing_is_a_millisecond_metric_with_its_percentiles_left_to_cloudwatch() {
+        let l = timing_line("SettleMs", 12.3456789, &[("Provider", "alipay")], 5);
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        let m = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Metrics"][0]["Unit"], "Milliseconds");
+        assert_eq!(m["Dimensions"], serde_json::json!([["Provider"], []]));
+        assert_eq!(v["SettleMs"], 12.346);
+        assert_eq!(v["Provider"], "alipay");
+        let r = Recording::start();
+        timing(
+            "SettleMs",
+            std::time::Duration::from_millis(3),
+            &[("Provider", "alipay")],
+        );
+        timing(
+            "SettleMs",
+            std::time::Duration::from_millis(4),
+            &[("Provider", "wechat")],
+        );
+        assert_eq!(r.samples("SettleMs", &[]), 2);
+        assert_eq!(r.samples("SettleMs", &[("Provider", "alipay")]), 1);
+        assert_eq!(r.total("SettleMs", &[("Provider", "alipay")]), 3_000);
     }
 }

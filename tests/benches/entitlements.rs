@@ -35,12 +35,12 @@ async fn history(store: &dyn Store, user: &str, ended: usize, seeds: u64) {
         let st = Settlement {
             order_id: o.order_id.clone(),
             user_id: user.into(),
-            product_id: o.product_id.clone(),
             expected_state: OrderState::Pending,
             amount: o.amount,
             provider: "sandbox".into(),
             provider_txn_id: format!("{user}-{i}"),
             paid_at,
+            product_id: o.product_id.clone(),
             grants: o.grants_at(paid_at),
             credits: 0,
             recorded_at: paid_at,

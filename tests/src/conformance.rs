@@ -74,12 +74,12 @@ fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settl
     Settlement {
         order_id: o.order_id.clone(),
         user_id: o.user_id.clone(),
-        product_id: o.product_id.clone(),
         expected_state: expected,
         amount: o.amount,
         provider: o.provider.clone(),
         provider_txn_id: txn.into(),
         paid_at,
+        product_id: o.product_id.clone(),
         grants: o.grants_at(paid_at),
         credits: o.credits,
         recorded_at: paid_at,
@@ -1432,8 +1432,8 @@ fn counting(id: &str, add: i64, before_min: i64, before_max: i64) -> RefundCount
 const REFUND_DAY: i64 = 40 * 86_400;
 
 async fn refunds_on_refund_day(store: &dyn Store) -> i64 {
-    let day = tollgate::domain::stats::day_of(REFUND_DAY);
-    store.day_records(&[day]).await.unwrap()[0].refunds
+    let day = tollgate::domain::stats::StatsZone::default().day_of(REFUND_DAY);
+    store.day_records(&[day]).await.unwrap()[0].count("refunds")
 }
 
 /// Partial refunds add up on a PAID order, each id once and only within the bounds it was

@@ -17,6 +17,7 @@ pub mod nginx;
 pub mod openapi;
 pub mod provider_conformance;
 pub mod soak;
+pub mod webdriver;
 pub mod webhooks;
 pub mod wechat;
 pub mod wrappers;
@@ -230,6 +231,8 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(app: Arc<App>) -> Self {
+        // Like the local server, which serves the dashboard page.
+        tollgate_dashboard::install();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");

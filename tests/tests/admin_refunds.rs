@@ -682,12 +682,12 @@ async fn paid_order_of(store: &dyn Store, provider: &str, seed: u64) -> String {
     let st = Settlement {
         order_id: o.order_id.clone(),
         user_id: o.user_id.clone(),
-        product_id: o.product_id.clone(),
         expected_state: tollgate::domain::OrderState::Pending,
         amount: o.amount,
         provider: provider.into(),
         provider_txn_id: format!("{provider}-txn-{seed}"),
         paid_at: T0,
+        product_id: o.product_id.clone(),
         grants: o.grants_at(T0),
         credits: 0,
         recorded_at: T0,

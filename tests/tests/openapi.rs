@@ -26,6 +26,7 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/sandbox/orders/{id}/pay"),
     ("GET", "/healthz"),
     ("GET", "/admin/stats"),
+    ("GET", "/admin/"),
     ("GET", "/admin/orders/{id}"),
     ("POST", "/admin/orders/{id}/refunds"),
     ("GET", "/admin/lookup"),
@@ -73,5 +74,8 @@ async fn openapi_matches_the_router() {
         }
     }
     // And an undocumented one is not served.
-    assert_eq!(s.request("GET", "/admin", &[], "").await.status, 404);
+    assert_eq!(
+        s.request("GET", "/admin/nothing", &[], "").await.status,
+        404
+    );
 }

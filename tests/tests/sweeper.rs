@@ -90,12 +90,12 @@ async fn cost_grows_with_due_orders(backend: Backend, bulk: u64) {
             let st = Settlement {
                 order_id: o.order_id.clone(),
                 user_id: o.user_id.clone(),
-                product_id: o.product_id.clone(),
                 expected_state: OrderState::Pending,
                 amount: o.amount,
                 provider: o.provider.clone(),
                 provider_txn_id: format!("b{i}"),
                 paid_at: T0,
+                product_id: o.product_id.clone(),
                 grants: vec![],
                 credits: 0,
                 recorded_at: T0,

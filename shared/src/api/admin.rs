@@ -104,7 +104,7 @@ fn idempotency_key(req: &Request<Bytes>) -> Result<Option<&str>, Response<Bytes>
     }
 }
 
-/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD`.
+/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD[&by=product|provider]`.
 pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     if let Err(r) = authorize(app, req, Need::Read) {
         return r;
@@ -117,8 +117,19 @@ pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
             "from and to are required (YYYY-MM-DD)",
         );
     };
-    match crate::service::stats::daily(app, &from, &to).await {
-        Ok(days) => json_response(StatusCode::OK, &json!({ "days": days })),
+    let by = match crate::service::stats::breakdown(param("by").as_deref()) {
+        Ok(by) => by,
+        Err(e) => return service_problem(&e),
+    };
+    match crate::service::stats::report(app, &from, &to, by).await {
+        Ok(report) => match serde_json::to_value(&report) {
+            Ok(v) => json_response(StatusCode::OK, &v),
+            Err(e) => problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("figures not serialisable: {e}"),
+            ),
+        },
         Err(e) => service_problem(&e),
     }
 }

@@ -34,6 +34,7 @@ pub(super) async fn provider_callback(
         body: req.body().clone(),
     };
     let now = app.clock.now();
+    let verifying = std::time::Instant::now();
     let verified = if p.cheap_to_verify() {
         Ok(p.verify_callback(&raw, now))
     } else {
@@ -42,6 +43,11 @@ pub(super) async fn provider_callback(
             .run(move || verifier.verify_callback(&raw, now))
             .await
     };
+    crate::metrics::timing(
+        "CallbackVerifyMs",
+        verifying.elapsed(),
+        &[("Provider", provider)],
+    );
     let event = match verified {
         Ok(Ok(Some(ev))) => ev,
         Ok(Ok(None)) => return answer(p.acknowledge()),

@@ -10,6 +10,7 @@ mod admin_events;
 pub mod auth;
 pub mod callback_limits;
 mod callbacks;
+pub mod dashboard;
 mod entitlements;
 mod orders;
 pub mod problem;
@@ -113,6 +114,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["admin", "stats"] | ["admin", "orders", _] | ["admin", "lookup"] => {
             (Orders, &[Method::GET])
         }
+        // The dashboard page, served where `/admin/stats` is.
+        ["admin"] => (Orders, &[Method::GET]),
         ["admin", "orders", _, "refunds"] => (Orders, &[Method::POST]),
         ["admin", "users", _] => (Streams, &[Method::GET]),
         ["admin", "users", _, "orders"] => (Orders, &[Method::GET]),
@@ -160,6 +163,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["sandbox", "orders", id, "pay"] => server::sandbox_pay(app, id, &req).await,
         // Media servers call this without a user JWT; the stream token is the credential.
         ["streams", "verify"] => streams::verify(app, &req).await,
+        ["admin"] => dashboard::page(),
         ["admin", "stats"] => admin::stats(app, &req).await,
         ["admin", "orders", id] => admin::order(app, id, &req).await,
         ["admin", "orders", id, "refunds"] => admin::refund(app, id, &req).await,

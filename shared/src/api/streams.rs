@@ -46,13 +46,17 @@ pub(crate) async fn issue(
         Err(r) => return Ok(r),
     };
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
-    let t = streams::issue_token(
-        app,
-        user,
-        stream_id,
-        &body.device_id,
-        body.format.as_deref(),
-        client,
+    let t = crate::metrics::timed(
+        "TokenIssueMs",
+        &[],
+        streams::issue_token(
+            app,
+            user,
+            stream_id,
+            &body.device_id,
+            body.format.as_deref(),
+            client,
+        ),
     )
     .await?;
     Ok(json_response(

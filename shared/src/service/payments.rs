@@ -150,17 +150,23 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
     let st = Settlement {
         order_id: order.order_id.clone(),
         user_id: order.user_id.clone(),
-        product_id: order.product_id.clone(),
         expected_state: OrderState::Paid,
         amount: order.amount,
         provider: order.provider.clone(),
         provider_txn_id: sale.provider_txn_id.clone(),
         paid_at,
+        product_id: order.product_id.clone(),
         grants: order.grants_at(paid_at),
         credits: order.credits,
         recorded_at: now,
     };
-    match app.store.settle_new_order(&order, &st).await? {
+    let settled = crate::metrics::timed(
+        "SettleMs",
+        &[("Provider", provider)],
+        app.store.settle_new_order(&order, &st),
+    )
+    .await?;
+    match settled {
         SettleOutcome::Settled => {
             tracing::info!(order_id = %order.order_id, provider, product = %order.product_id, "provider sale recorded");
             crate::metrics::count("OrdersCreated", 1, &[("Provider", provider)]);
@@ -218,17 +224,23 @@ async fn settle(
         let st = Settlement {
             order_id: order.order_id.clone(),
             user_id: order.user_id.clone(),
-            product_id: order.product_id.clone(),
             expected_state: order.state,
             amount,
             provider: order.provider.clone(),
             provider_txn_id: txn.to_owned(),
             paid_at,
+            product_id: order.product_id.clone(),
             grants: order.grants_at(paid_at),
             credits: order.credits,
             recorded_at: now,
         };
-        match app.store.settle(&st).await? {
+        let settled = crate::metrics::timed(
+            "SettleMs",
+            &[("Provider", &order.provider)],
+            app.store.settle(&st),
+        )
+        .await?;
+        match settled {
             SettleOutcome::Settled => {
                 let late = order.state != OrderState::Pending;
                 tracing::info!(order_id = %order.order_id, provider = %order.provider, late, "order paid");

@@ -123,6 +123,7 @@ impl Tables {
         count: &RefundCount,
         at: i64,
         completes: bool,
+        zone: &crate::domain::stats::StatsZone,
     ) -> Result<TransitionOutcome, StoreError> {
         let order_read = order;
         let Some(stored) = self.orders.get(&order.order_id) else {
@@ -164,9 +165,18 @@ impl Tables {
         order.refunded_amount += count.add;
         order.refund_ids.insert(count.refund_id.clone());
         let done = order.clone();
-        if completes {
-            day(self, at).refunds += 1;
-        }
+        add_counts(
+            self,
+            zone,
+            at,
+            &crate::domain::stats::refund_counts(
+                &done.product_id,
+                &done.provider,
+                done.amount.currency,
+                count.add,
+                completes,
+            ),
+        );
         record_events(self, events);
         Ok(TransitionOutcome::Done(Box::new(done)))
     }
@@ -221,11 +231,19 @@ impl Tables {
 #[derive(Default)]
 pub struct MemoryStore {
     tables: Mutex<Tables>,
+    /// The operator's day the figures are counted in.
+    stats_zone: crate::domain::stats::StatsZone,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Counts the figures in the days of `zone` (by default `Asia/Shanghai`).
+    pub fn with_stats_zone(mut self, zone: crate::domain::stats::StatsZone) -> Self {
+        self.stats_zone = zone;
+        self
     }
 
     /// How many items the store holds (orders, keys, counters, grants, records...): what
@@ -276,24 +294,48 @@ impl MemoryStore {
     }
 }
 
-fn day(t: &mut Tables, at: i64) -> &mut DayRecord {
-    let d = crate::domain::stats::day_of(at);
-    t.days.entry(d.clone()).or_insert_with(|| DayRecord {
-        day: d,
-        ..Default::default()
-    })
+/// Adds `counts` to the figures of the day (in `zone`) of `at`.
+fn add_counts(
+    t: &mut Tables,
+    zone: &crate::domain::stats::StatsZone,
+    at: i64,
+    counts: &[(String, i64)],
+) {
+    let d = zone.day_of(at);
+    t.days
+        .entry(d.clone())
+        .or_insert_with(|| DayRecord::new(&d))
+        .add(counts);
 }
 
-/// The counters a settle adds, in the same critical section as the settle itself.
-fn count_paid(t: &mut Tables, user: &str, amount: Money, paid_at: i64, late: bool) {
-    t.first_paid.entry(user.to_owned()).or_insert(paid_at);
-    let rec = day(t, paid_at);
-    rec.orders_paid += 1;
-    rec.late_payments += i64::from(late);
-    *rec.revenue
-        .entry(amount.currency.as_str().to_owned())
-        .or_default() += amount.amount;
-    rec.payers.entry(user.to_owned()).or_insert((0, paid_at)).0 += 1;
+/// The figures a settle adds, in the same critical section as the settle itself: the
+/// counters, the day's payment record and the payer's first payment.
+fn count_paid(
+    t: &mut Tables,
+    zone: &crate::domain::stats::StatsZone,
+    s: &Settlement,
+    late: bool,
+    created: bool,
+) {
+    t.first_paid.entry(s.user_id.clone()).or_insert(s.paid_at);
+    add_counts(
+        t,
+        zone,
+        s.paid_at,
+        &crate::domain::stats::paid_counts(&s.product_id, &s.provider, s.amount, late, created),
+    );
+    let d = zone.day_of(s.paid_at);
+    if let Some(rec) = t.days.get_mut(&d) {
+        rec.payments.push(crate::domain::stats::Payment {
+            order_id: s.order_id.to_string(),
+            user_id: s.user_id.clone(),
+            product_id: s.product_id.clone(),
+            provider: s.provider.clone(),
+            amount: s.amount.amount,
+            currency: s.amount.currency.as_str().to_owned(),
+            paid_at: s.paid_at,
+        });
+    }
 }
 
 /// The grants a paid order made, as it sold them: what a refund revokes and a reversal
@@ -374,7 +416,12 @@ impl Store for MemoryStore {
             enter_due(&mut t, order, order.expires_at);
         }
         t.orders.insert(order.order_id.clone(), order.clone());
-        day(&mut t, order.created_at).orders_created += 1;
+        add_counts(
+            &mut t,
+            &self.stats_zone,
+            order.created_at,
+            &crate::domain::stats::created_counts(order),
+        );
         record_events(&mut t, events);
         Ok(CreateOutcome::Created)
     }
@@ -466,7 +513,6 @@ impl Store for MemoryStore {
         t.txns.insert(txn_key, s.order_id.clone());
         let order = t.orders.get_mut(&s.order_id).expect("checked above");
         let late = order.state != OrderState::Pending;
-        let (user, amount) = (order.user_id.clone(), order.amount);
         order.state = OrderState::Paid;
         order.paid_at = Some(s.paid_at);
         order.late = late;
@@ -479,7 +525,7 @@ impl Store for MemoryStore {
                 .remove(&(at, Expiring::Order(snapshot.order_id.clone())));
         }
         leave_due(&mut t, &snapshot);
-        count_paid(&mut t, &user, amount, s.paid_at, late);
+        count_paid(&mut t, &self.stats_zone, s, late, false);
         record_events(&mut t, events);
         Ok(SettleOutcome::Settled)
     }
@@ -520,8 +566,7 @@ impl Store for MemoryStore {
         }
         t.txns.insert(txn_key, order.order_id.clone());
         t.orders.insert(order.order_id.clone(), order.clone());
-        day(&mut t, order.created_at).orders_created += 1;
-        count_paid(&mut t, &s.user_id, s.amount, s.paid_at, false);
+        count_paid(&mut t, &self.stats_zone, s, false, true);
         record_events(&mut t, events);
         Ok(SettleOutcome::Settled)
     }
@@ -598,7 +643,7 @@ impl Store for MemoryStore {
         count: &RefundCount,
         at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
-        self.lock().revoke(order, count, at, true)
+        self.lock().revoke(order, count, at, true, &self.stats_zone)
     }
 
     async fn count_refund_revoking(
@@ -607,7 +652,8 @@ impl Store for MemoryStore {
         count: &RefundCount,
         at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
-        self.lock().revoke(order, count, at, false)
+        self.lock()
+            .revoke(order, count, at, false, &self.stats_zone)
     }
 
     async fn reverse_refund(
@@ -639,12 +685,20 @@ impl Store for MemoryStore {
         }
         let o = t.orders.get_mut(&order.order_id).expect("checked above");
         o.state = OrderState::Paid;
+        let reversed = crate::domain::stats::reversal_counts(
+            &o.product_id,
+            &o.provider,
+            o.amount.currency,
+            o.refunded_amount,
+        );
         o.refunded_amount = 0;
         o.refund_ids.clear();
         o.refund_reversed_at = Some(reversal.reversed_at);
         o.refund_reversal_reason = Some(reversal.reason.clone());
         o.access_revoked_at = None;
-        Ok(TransitionOutcome::Done(Box::new(o.clone())))
+        let done = o.clone();
+        add_counts(&mut t, &self.stats_zone, reversal.reversed_at, &reversed);
+        Ok(TransitionOutcome::Done(Box::new(done)))
     }
 
     async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError> {
@@ -652,13 +706,12 @@ impl Store for MemoryStore {
         Ok(days
             .iter()
             .map(|d| {
-                let mut rec = t.days.get(d).cloned().unwrap_or_else(|| DayRecord {
-                    day: d.clone(),
-                    ..Default::default()
-                });
-                for (user, entry) in rec.payers.iter_mut() {
-                    entry.1 = t.first_paid.get(user).copied().unwrap_or(entry.1);
-                }
+                let mut rec = t.days.get(d).cloned().unwrap_or_else(|| DayRecord::new(d));
+                rec.first_paid = rec
+                    .payments
+                    .iter()
+                    .filter_map(|p| Some((p.user_id.clone(), *t.first_paid.get(&p.user_id)?)))
+                    .collect();
                 rec
             })
             .collect())

@@ -67,14 +67,15 @@ pub enum CreateOutcome {
 pub struct Settlement {
     pub order_id: OrderId,
     pub user_id: String,
-    /// The order's product: what its `order.paid` event names.
-    pub product_id: String,
     pub expected_state: OrderState,
     /// Must equal the stored order's amount; checked again inside the write.
     pub amount: Money,
     pub provider: String,
     pub provider_txn_id: String,
     pub paid_at: i64,
+    /// The order's product: what the day's figures count the payment under, and what its
+    /// `order.paid` event names.
+    pub product_id: String,
     pub grants: Vec<Grant>,
     pub credits: i64,
     /// When Tollgate records the payment (now): the time of its events, which `paid_at`
@@ -531,8 +532,9 @@ pub trait Store: Send + Sync {
     /// Notes a permanent background failure on the order.
     async fn record_error(&self, id: &OrderId, reason: &str) -> Result<(), StoreError>;
 
-    /// The business record of each day in `days` (UTC `YYYY-MM-DD`), counted by the same
-    /// transactions that create, settle and refund orders.
+    /// The business record of each day in `days` (`YYYY-MM-DD` in the store's
+    /// [`StatsZone`](crate::domain::stats::StatsZone)), counted by the same transactions that
+    /// create, settle and refund orders.
     async fn day_records(&self, days: &[String]) -> Result<Vec<DayRecord>, StoreError>;
 
     /// PENDING orders of one due-index shard due at or before `now`, oldest first.

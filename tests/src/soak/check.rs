@@ -6,7 +6,7 @@ use super::provider::{FakeWechatPay, Notice, TradeState};
 use super::{Bought, HUYA_PROFILES};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use tollgate::domain::stats::{day_of, days_between};
+use tollgate::domain::stats::{days_between, StatsZone};
 use tollgate::domain::{OrderId, OrderState};
 use tollgate::store::Store;
 
@@ -221,15 +221,13 @@ pub async fn check(
     }
 
     // The day counters: every payment counted once, every full refund once.
-    let days = days_between(&day_of(super::T0), &day_of(now), 400).unwrap_or_default();
+    let zone = StatsZone::default();
+    let days = days_between(&zone.day_of(super::T0), &zone.day_of(now), 400).unwrap_or_default();
     match store.day_records(&days).await {
         Ok(records) => {
-            let paid: i64 = records.iter().map(|r| r.orders_paid).sum();
-            let refunds: i64 = records.iter().map(|r| r.refunds).sum();
-            let cny: i64 = records
-                .iter()
-                .map(|r| r.revenue.get("CNY").copied().unwrap_or(0))
-                .sum();
+            let paid: i64 = records.iter().map(|r| r.count("orders_paid")).sum();
+            let refunds: i64 = records.iter().map(|r| r.count("refunds")).sum();
+            let cny: i64 = records.iter().map(|r| r.count("revenue_CNY")).sum();
             if paid != paid_count {
                 fail(format!(
                     "{paid} payments counted, the providers recorded {paid_count}"

@@ -58,6 +58,8 @@ use keys::key;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// The operator's day the figures are counted in.
+    stats_zone: crate::domain::stats::StatsZone,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -73,7 +75,14 @@ impl DynamoStore {
         DynamoStore {
             client,
             table: table.into(),
+            stats_zone: Default::default(),
         }
+    }
+
+    /// Counts the figures in the days of `zone` (by default `Asia/Shanghai`).
+    pub fn with_stats_zone(mut self, zone: crate::domain::stats::StatsZone) -> Self {
+        self.stats_zone = zone;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -86,15 +95,18 @@ impl DynamoStore {
 
     /// One strongly consistent read of one item.
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(pk, sk)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("get item", e))?;
+        let out = crate::metrics::timed(
+            "StoreCallMs",
+            &[("Call", "get item")],
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, sk)))
+                .consistent_read(true)
+                .send(),
+        )
+        .await
+        .map_err(|e| unavailable("get item", e))?;
         Ok(out.item().cloned())
     }
 

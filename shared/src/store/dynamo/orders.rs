@@ -53,7 +53,7 @@ pub(super) async fn create_order(
     items.push(db.count(
         order.created_at,
         stats_shard(&order.order_id),
-        &[("orders_created", 1)],
+        &crate::domain::stats::created_counts(order),
     ));
     items.extend(db.event_puts(vec![Event::order_created(order)])?);
     let Some(failed) = db.transact("create order", items).await? else {

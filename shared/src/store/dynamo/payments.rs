@@ -215,7 +215,8 @@ pub(super) async fn count_refund_revoking(
 /// Counts `count` and ends `order`'s access in one transaction: the order (`completes`:
 /// PAID → REFUNDED; otherwise it stays PAID with `access_revoked_at`), each of its grants
 /// revoked, its coins taken back unless the order as read shows them taken already (the
-/// condition holds the order to that), and, when it completes, the day's refund counter.
+/// condition holds the order to that), and the day's figures (the money refunded; the
+/// refund itself when it completes).
 async fn revoke(
     db: &DynamoStore,
     order: &Order,
@@ -260,9 +261,17 @@ async fn revoke(
     if take_coins {
         items.push(db.wallet_add(&order.user_id, -order.credits));
     }
-    if completes {
-        items.push(db.count(at, stats_shard(&order.order_id), &[("refunds", 1)]));
-    }
+    items.push(db.count(
+        at,
+        stats_shard(&order.order_id),
+        &crate::domain::stats::refund_counts(
+            &order.product_id,
+            &order.provider,
+            order.amount.currency,
+            count.add,
+            completes,
+        ),
+    ));
     items.extend(db.event_puts(refund_write_events(order, count, at, completes, !completes))?);
     let what = if completes {
         "refund"
@@ -295,7 +304,8 @@ async fn revoke(
 /// REFUNDED → PAID in one transaction: the order (condition: REFUNDED, paid by the
 /// reversal's transaction, `refunded_at` as read) is PAID again with its refunds cleared and
 /// the reversal recorded; each of its grants loses `revoked_at` (written whole); the
-/// wallet gets its coins back. The day's figures keep the refund.
+/// wallet gets its coins back. The day of the reversal counts the money back into net
+/// revenue (the refund's day keeps its refund).
 pub(super) async fn reverse_refund(
     db: &DynamoStore,
     order: &Order,
@@ -328,6 +338,16 @@ pub(super) async fn reverse_refund(
     if order.credits != 0 {
         items.push(db.wallet_add(&order.user_id, order.credits));
     }
+    items.push(db.count(
+        r.reversed_at,
+        stats_shard(&order.order_id),
+        &crate::domain::stats::reversal_counts(
+            &order.product_id,
+            &order.provider,
+            order.amount.currency,
+            order.refunded_amount,
+        ),
+    ));
     let Some(failed) = db.transact("reverse refund", items).await? else {
         let mut done = order.clone();
         done.state = OrderState::Paid;

@@ -1,19 +1,20 @@
 //! The daily figures: counter shards and payment records written inside the transactions
 //! that create, settle and refund orders, and the reads that add them up per day.
 
-use super::attrs::{get_n, get_s, n, opt_n, s, Item};
+use super::attrs::{get_n, get_s, n, opt_n, opt_s, s, Item};
 use super::errors::unavailable;
 use super::keys::{key, paid_pk, stats_pk, user_pk};
 use super::DynamoStore;
-use crate::domain::stats::DayRecord;
+use crate::domain::stats::{DayRecord, Payment};
 use crate::store::{stats_shard, Settlement, StoreError, STATS_SHARDS};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use std::collections::HashMap;
 
 impl DynamoStore {
-    /// `ADD` to one day's counter shard; no condition, so it never fails its transaction.
-    pub(super) fn count(&self, at: i64, shard: u32, adds: &[(&str, i64)]) -> TransactWriteItem {
-        let day = crate::domain::stats::day_of(at);
+    /// `ADD` to one day's counter shard (the day of `at` in the store's zone); no condition,
+    /// so it never fails its transaction. The names are [`crate::domain::stats`]'s.
+    pub(super) fn count(&self, at: i64, shard: u32, adds: &[(String, i64)]) -> TransactWriteItem {
+        let day = self.stats_zone.day_of(at);
         let mut expr = Vec::new();
         let mut update = Update::builder()
             .table_name(&self.table)
@@ -21,7 +22,7 @@ impl DynamoStore {
         for (i, (name, value)) in adds.iter().enumerate() {
             expr.push(format!("#c{i} :v{i}"));
             update = update
-                .expression_attribute_names(format!("#c{i}"), *name)
+                .expression_attribute_names(format!("#c{i}"), name)
                 .expression_attribute_values(format!(":v{i}"), n(*value));
         }
         let update = update
@@ -40,14 +41,15 @@ impl DynamoStore {
         created: bool,
     ) -> Vec<TransactWriteItem> {
         let shard = stats_shard(&st.order_id);
-        let revenue = format!("revenue_{}", st.amount.currency.as_str());
-        let day = crate::domain::stats::day_of(st.paid_at);
+        let day = self.stats_zone.day_of(st.paid_at);
         // One item per payment (distinct items never conflict), in the day's partition.
         let mut paid = key(paid_pk(&day), st.order_id.as_str());
         paid.insert("user_id".into(), s(&st.user_id));
         paid.insert("amount".into(), n(st.amount.amount));
         paid.insert("currency".into(), s(st.amount.currency.as_str()));
         paid.insert("paid_at".into(), n(st.paid_at));
+        paid.insert("product_id".into(), s(&st.product_id));
+        paid.insert("provider".into(), s(&st.provider));
         let payer = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(user_pk(&st.user_id), "PAYER")))
@@ -59,12 +61,13 @@ impl DynamoStore {
             self.count(
                 st.paid_at,
                 shard,
-                &[
-                    ("orders_paid", 1),
-                    ("late_payments", i64::from(late)),
-                    (&revenue, st.amount.amount),
-                    ("orders_created", i64::from(created)),
-                ],
+                &crate::domain::stats::paid_counts(
+                    &st.product_id,
+                    &st.provider,
+                    st.amount,
+                    late,
+                    created,
+                ),
             ),
             TransactWriteItem::builder()
                 .put(
@@ -84,13 +87,7 @@ pub(super) async fn day_records(
     db: &DynamoStore,
     days: &[String],
 ) -> Result<Vec<DayRecord>, StoreError> {
-    let mut records: Vec<DayRecord> = days
-        .iter()
-        .map(|d| DayRecord {
-            day: d.clone(),
-            ..Default::default()
-        })
-        .collect();
+    let mut records: Vec<DayRecord> = days.iter().map(|d| DayRecord::new(d)).collect();
     let keys = days
         .iter()
         .flat_map(|d| (0..STATS_SHARDS).map(move |sh| key(stats_pk(d, sh), "STATS")))
@@ -103,13 +100,13 @@ pub(super) async fn day_records(
         else {
             continue;
         };
-        rec.orders_created += opt_n(&item, "orders_created")?.unwrap_or(0);
-        rec.orders_paid += opt_n(&item, "orders_paid")?.unwrap_or(0);
-        rec.late_payments += opt_n(&item, "late_payments")?.unwrap_or(0);
-        rec.refunds += opt_n(&item, "refunds")?.unwrap_or(0);
+        // Every number on a counter shard is a counter.
         for (name, value) in &item {
-            if let (Some(cur), AttributeValue::N(v)) = (name.strip_prefix("revenue_"), value) {
-                *rec.revenue.entry(cur.to_owned()).or_default() += v.parse::<i64>().unwrap_or(0);
+            if let AttributeValue::N(v) = value {
+                let v = v.parse::<i64>().map_err(|_| {
+                    StoreError::Corrupt(format!("counter {name} of {pk} is not an integer"))
+                })?;
+                *rec.counters.entry(name.clone()).or_default() += v;
             }
         }
     }
@@ -129,9 +126,16 @@ pub(super) async fn day_records(
                 .map_err(|e| unavailable("day payments", e))?;
             for item in out.items() {
                 let user = get_s(item, "user_id")?.to_owned();
-                let at = get_n(item, "paid_at")?;
-                let e = rec.payers.entry(user.clone()).or_insert((0, at));
-                e.0 += 1;
+                rec.payments.push(Payment {
+                    order_id: get_s(item, "sk")?.to_owned(),
+                    user_id: user.clone(),
+                    // Payments recorded before products and providers were kept.
+                    product_id: opt_s(item, "product_id").unwrap_or_else(|| "unknown".into()),
+                    provider: opt_s(item, "provider").unwrap_or_else(|| "unknown".into()),
+                    amount: get_n(item, "amount")?,
+                    currency: get_s(item, "currency")?.to_owned(),
+                    paid_at: get_n(item, "paid_at")?,
+                });
                 users.insert(user);
             }
             match out.last_evaluated_key() {
@@ -140,21 +144,25 @@ pub(super) async fn day_records(
             }
         }
     }
-    let first: HashMap<String, i64> = db
+    let mut first: HashMap<String, i64> = HashMap::new();
+    for item in db
         .batch_get(users.iter().map(|u| key(user_pk(u), "PAYER")).collect())
         .await?
-        .iter()
-        .filter_map(|item| {
-            let user = get_s(item, "pk").ok()?.strip_prefix("USER#")?.to_owned();
-            Some((user, opt_n(item, "first_paid_at").ok()??))
-        })
-        .collect();
-    for rec in &mut records {
-        for (user, entry) in rec.payers.iter_mut() {
-            if let Some(t) = first.get(user) {
-                entry.1 = *t;
-            }
+    {
+        let pk = get_s(&item, "pk")?;
+        let user = pk
+            .strip_prefix("USER#")
+            .ok_or_else(|| StoreError::Corrupt(format!("payer item {pk}")))?;
+        if let Some(t) = opt_n(&item, "first_paid_at")? {
+            first.insert(user.to_owned(), t);
         }
+    }
+    for rec in &mut records {
+        rec.first_paid = rec
+            .payments
+            .iter()
+            .filter_map(|p| Some((p.user_id.clone(), *first.get(&p.user_id)?)))
+            .collect();
     }
     Ok(records)
 }

@@ -62,12 +62,15 @@ impl DynamoStore {
         items: Vec<TransactWriteItem>,
     ) -> Result<Option<ConditionFailures>, StoreError> {
         for attempt in 1..=TXN_ATTEMPTS {
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
+            let result = crate::metrics::timed(
+                "StoreCallMs",
+                &[("Call", op)],
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()))
+                    .send(),
+            )
+            .await;
             let err = match result {
                 Ok(_) => return Ok(None),
                 Err(e) => e,

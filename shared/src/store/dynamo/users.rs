@@ -44,8 +44,7 @@ pub(super) async fn user_items(
                 .key_condition_expression("pk = :pk AND sk > :archive_end")
                 .expression_attribute_values(":archive_end", s(ARCHIVE_END))
         };
-        let out = query
-            .send()
+        let out = crate::metrics::timed("StoreCallMs", &[("Call", "user items")], query.send())
             .await
             .map_err(|e| unavailable("user items", e))?;
         for item in out.items() {

@@ -1,0 +1,259 @@
+//! The dashboard page (`GET /admin/`) in a real browser: headless Chromium, driven through
+//! chromedriver, against the local server's routes with a seeded history (the same as
+//! `stats_figures`: payments a minute before and after Shanghai's midnight, a refund). It
+//! signs in with an operator's token, picks a range, and the figures it shows are the ones
+//! `/admin/stats` answers; a second range changes them; a user's recent orders are listed;
+//! the console stays free of errors; at a phone's width nothing overflows sideways.
+//! Screenshots are written to the test's temporary directory (printed).
+//!
+//! Skipped when Chromium or chromedriver is missing, unless `TOLLGATE_REQUIRE_BROWSER=1`
+//! (as `scripts/test` sets once it has installed them).
+
+use serde_json::{json, Value};
+use tollgate::clock::ManualClock;
+use tollgate_tests::webdriver::{find_binaries, Browser};
+use tollgate_tests::*;
+
+const SH_MIDNIGHT: i64 = T0 + 8 * 3600;
+
+async fn seed(s: &TestServer, clock: &ManualClock) {
+    clock.set(SH_MIDNIGHT - 60);
+    s.buy("alice", "pass", Some("7d")).await;
+    let r = s
+        .call(
+            "bob",
+            "POST",
+            "/orders",
+            Some(json!({"product_id": "coins-100", "provider": "sandbox"})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    clock.set(SH_MIDNIGHT + 60);
+    s.buy("alice", "coins-100", None).await;
+    let carol = s.buy("carol", "pass", Some("7d")).await;
+    s.refund(&carol, 900).await;
+}
+
+/// What the page shows: each KPI's value and text, and each breakdown row's values.
+const SHOWN: &str = r##"
+const kpis = {};
+for (const el of document.querySelectorAll("[data-kpi]")) {
+  kpis[el.dataset.kpi] = { value: JSON.parse(el.dataset.value), text: el.querySelector(".v").textContent };
+}
+const rows = (id) => {
+  const out = {};
+  for (const tr of document.querySelectorAll("#" + id + " tr[data-group]")) {
+    const r = {};
+    for (const td of tr.querySelectorAll("td[data-col]")) r[td.dataset.col] = JSON.parse(td.dataset.value);
+    out[tr.dataset.group] = r;
+  }
+  return out;
+};
+return { kpis, product: rows("by-product"), provider: rows("by-provider"), days: rows("days"),
+         range: document.body.dataset.range, zone: document.getElementById("zone").textContent };
+"##;
+
+/// JSON equality with numbers compared as numbers (the browser writes 1.0 as 1).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn loaded(n: u32) -> String {
+    format!("return document.body.dataset.loaded === '{n}';")
+}
+
+/// The figures shown equal `/admin/stats`'s for the same range, value for value.
+async fn assert_shows(s: &TestServer, b: &Browser, from: &str, to: &str) -> Value {
+    let shown = b.run(SHOWN, json!([])).await;
+    let api = |by: &str| {
+        let path = format!("/admin/stats?from={from}&to={to}&by={by}");
+        async move {
+            let r = s.admin("GET", &path, None).await;
+            assert_eq!(r.status, 200);
+            r.json()
+        }
+    };
+    let (by_product, by_provider) = (api("product").await, api("provider").await);
+    assert_eq!(shown["range"], format!("{from}..{to}"));
+    assert_eq!(shown["zone"], by_product["time_zone"]);
+    let total = &by_product["total"];
+    for (k, v) in shown["kpis"].as_object().unwrap() {
+        assert!(
+            same(&v["value"], &total[k]),
+            "{k}: shown {} vs /admin/stats {}",
+            v["value"],
+            total[k]
+        );
+    }
+    let figure_cols = |api_by: &Value, shown_rows: &Value| {
+        let api_by = api_by.as_object().unwrap();
+        let shown_rows = shown_rows.as_object().unwrap();
+        assert_eq!(
+            api_by.keys().collect::<Vec<_>>(),
+            shown_rows.keys().collect::<Vec<_>>()
+        );
+        for (group, cols) in shown_rows {
+            for (col, v) in cols.as_object().unwrap() {
+                assert!(
+                    same(v, &api_by[group][col]),
+                    "{group} {col}: shown {v} vs {}",
+                    api_by[group][col]
+                );
+            }
+        }
+    };
+    figure_cols(&total["by"], &shown["product"]);
+    figure_cols(&by_provider["total"]["by"], &shown["provider"]);
+    for day in by_product["days"].as_array().unwrap() {
+        let d = day["day"].as_str().unwrap();
+        for col in [
+            "orders_created",
+            "orders_paid",
+            "net_revenue",
+            "repurchase_rate",
+        ] {
+            assert!(same(&shown["days"][d][col], &day[col]), "{d} {col}");
+        }
+    }
+    shown
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
+    let Some((chromium, chromedriver)) = find_binaries() else {
+        assert!(
+            std::env::var("TOLLGATE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "TOLLGATE_REQUIRE_BROWSER=1 but chromium or chromedriver is missing"
+        );
+        eprintln!("skipped: chromium and chromedriver not found");
+        return;
+    };
+    let clock = ManualClock::at(T0);
+    let s = TestServer::start(test_app(
+        store_for(Backend::Memory).await.unwrap(),
+        clock.clone(),
+    ))
+    .await;
+    seed(&s, &clock).await;
+
+    let b = Browser::start(&chromium, &chromedriver, 1200, 2200).await;
+    b.goto(&format!("{}/admin/", s.base)).await;
+    b.wait_for(
+        "the sign-in form",
+        "return !document.getElementById('signin-panel').hidden && document.getElementById('app').hidden;",
+        json!([]),
+    )
+    .await;
+    let token = admin_bearer("ops");
+    b.type_into("#token", token.trim_start_matches("Bearer "))
+        .await;
+    b.click("#signin").await;
+    // Signed in: the default range (the last seven days of the real clock) loads first.
+    b.wait_for("the first figures", &loaded(1), json!([])).await;
+
+    let pick = "document.getElementById('from').value = arguments[0]; \
+                document.getElementById('to').value = arguments[1];";
+    b.run(pick, json!(["2027-01-15", "2027-01-16"])).await;
+    b.click("#apply").await;
+    b.wait_for("the picked range", &loaded(2), json!([])).await;
+    let both = assert_shows(&s, &b, "2027-01-15", "2027-01-16").await;
+    // Spot checks of the text, in the operator's terms.
+    assert_eq!(both["kpis"]["orders_created"]["text"], "4");
+    assert_eq!(both["kpis"]["orders_paid"]["text"], "3");
+    assert_eq!(both["kpis"]["conversion_rate"]["text"], "75.0%");
+    assert_eq!(both["kpis"]["net_revenue"]["text"], "15.00 CNY");
+    assert_eq!(both["kpis"]["revenue_per_paying_user"]["text"], "12.00 CNY");
+    assert_eq!(both["kpis"]["repurchase_rate"]["text"], "50.0%");
+    assert_eq!(both["zone"], "Asia/Shanghai");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let desktop = dir.join("dashboard-desktop.png");
+    b.screenshot(&desktop).await;
+
+    // The range picker changes the figures: the 16th alone.
+    b.run(pick, json!(["2027-01-16", "2027-01-16"])).await;
+    b.click("#apply").await;
+    b.wait_for("the second range", &loaded(3), json!([])).await;
+    let one = assert_shows(&s, &b, "2027-01-16", "2027-01-16").await;
+    assert_eq!(one["kpis"]["orders_created"]["text"], "2");
+    assert_eq!(one["kpis"]["net_revenue"]["text"], "6.00 CNY");
+    assert_ne!(one["kpis"], both["kpis"]);
+
+    // A user's recent orders, through the support route.
+    b.type_into("#recent-user", "alice").await;
+    b.click("#recent-load").await;
+    b.wait_for(
+        "alice's orders",
+        "return document.querySelectorAll('#recent tr[data-order]').length === 2;",
+        json!([]),
+    )
+    .await;
+
+    // At a phone's width the page is still one column wide: nothing scrolls sideways.
+    b.resize(390, 844).await;
+    b.wait_for(
+        "the phone layout",
+        "return window.innerWidth <= 400 && document.documentElement.scrollWidth <= window.innerWidth;",
+        json!([]),
+    )
+    .await;
+    let phone = dir.join("dashboard-phone.png");
+    b.screenshot(&phone).await;
+
+    let errors: Vec<_> = b
+        .console()
+        .await
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    println!("screenshots: {} {}", desktop.display(), phone.display());
+    b.quit().await;
+}
+
+/// Without a browser: the page needs no credentials, is HTML, and may talk to its own origin
+/// only; a function that does not serve `/admin/stats` does not serve it either.
+#[tokio::test]
+async fn the_page_is_served_with_its_policy() {
+    let s = TestServer::start(test_app(
+        store_for(Backend::Memory).await.unwrap(),
+        ManualClock::at(T0),
+    ))
+    .await;
+    for path in ["/admin/", "/admin"] {
+        let r = s.request("GET", path, &[], "").await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.content_type(), "text/html; charset=utf-8");
+        assert_eq!(
+            r.headers["content-security-policy"],
+            tollgate::api::dashboard::CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        assert_eq!(r.body, tollgate_dashboard::PAGE.as_bytes());
+    }
+    assert_eq!(s.request("POST", "/admin/", &[], "").await.status, 405);
+    let app = s.app.clone();
+    for routes in [
+        tollgate::api::Routes::Callbacks,
+        tollgate::api::Routes::Streams,
+        tollgate::api::Routes::StoreNotifications,
+    ] {
+        let req = http::Request::builder()
+            .uri("/admin/")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let r = tollgate::api::handle(&app, routes, req).await;
+        assert_eq!(r.status(), 404, "{routes:?}");
+    }
+    let req = http::Request::builder()
+        .uri("/admin/")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let r = tollgate::api::handle(&app, tollgate::api::Routes::Orders, req).await;
+    assert_eq!(r.status(), 200);
+}
