@@ -88,8 +88,9 @@ pub async fn serve(
             path.to_string_lossy()
         );
     }
+    let webhooks = local_webhooks()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = tokio::spawn(background(app.clone(), stop_rx, queue_file));
+    let background = tokio::spawn(background(app.clone(), stop_rx, queue_file, webhooks));
     crate::api::server::serve(app, listener, shutdown).await;
     let _ = stop_tx.send(true);
     let _ = background.await;
@@ -103,6 +104,7 @@ async fn background(
     app: std::sync::Arc<App>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     queue_file: Option<std::path::PathBuf>,
+    mut webhooks: crate::webhook::run::LocalRunner,
 ) {
     use std::time::Duration;
     let interval = app.config.sweep_interval_seconds;
@@ -119,7 +121,10 @@ async fn background(
                     tracing::info!(?report, "sweep finished");
                 }
             }
-            _ = work.tick() => run_local_jobs(&app).await,
+            _ = work.tick() => {
+                run_local_jobs(&app).await;
+                run_local_webhooks(&app, &mut webhooks).await;
+            }
             _ = stop.changed() => break,
         }
     }
@@ -152,6 +157,42 @@ fn sweep_deadline(now_ms: i64, interval_seconds: u64) -> i64 {
 }
 
 /// Runs every job due now on the in-process queue, with the same outcomes as SQS.
+/// The in-process dispatcher, with the retry settings of the environment
+/// (`WEBHOOK_RETRY_BASE_SECONDS`, `WEBHOOK_RETRY_MAX_SECONDS`, `WEBHOOK_GIVE_UP_SECONDS`).
+fn local_webhooks() -> Result<crate::webhook::run::LocalRunner, StartupError> {
+    use crate::webhook::deliver::{Dispatcher, RetryPolicy};
+    let policy =
+        RetryPolicy::from_lookup(|n| std::env::var(n).ok()).map_err(StartupError::Other)?;
+    let http = crate::providers::outbound::HttpClient::new(std::time::Duration::from_secs(
+        crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
+    ))
+    .map_err(StartupError::Other)?;
+    Ok(crate::webhook::run::LocalRunner::new(Dispatcher::new(
+        http, policy,
+    )))
+}
+
+/// One tick of the in-process dispatcher, when the catalog's lines have webhooks at all.
+async fn run_local_webhooks(app: &App, runner: &mut crate::webhook::run::LocalRunner) {
+    let catalog = app.catalog.current();
+    if catalog.lines().all().iter().all(|l| l.webhooks.is_empty()) {
+        return;
+    }
+    match runner
+        .tick(&*app.store, catalog.lines(), app.clock.now())
+        .await
+    {
+        Ok(t) if t.sent > 0 => tracing::info!(
+            sent = t.sent,
+            new = t.new_events,
+            waiting = t.waiting,
+            "webhooks sent"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "webhook dispatcher: store unavailable, trying again"),
+    }
+}
+
 pub async fn run_local_jobs(app: &App) {
     let Some(crate::app::Queue::Memory(q)) = &app.queue else {
         return;

@@ -43,6 +43,7 @@ async fn history(store: &dyn Store, user: &str, ended: usize, seeds: u64) {
             product_id: o.product_id.clone(),
             grants: o.grants_at(paid_at),
             credits: 0,
+            recorded_at: paid_at,
         };
         store.settle(&st).await.unwrap();
     }

@@ -66,6 +66,11 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
     }
 }
 
+/// The order as stored now (the read a caller passes to a conditional write).
+async fn stored_order(store: &dyn Store, o: &Order) -> Order {
+    store.get_order(&o.order_id).await.unwrap().unwrap()
+}
+
 fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settlement {
     Settlement {
         order_id: o.order_id.clone(),
@@ -78,6 +83,7 @@ fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settl
         product_id: o.product_id.clone(),
         grants: o.grants_at(paid_at),
         credits: o.credits,
+        recorded_at: paid_at,
     }
 }
 
@@ -138,6 +144,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     partial_refunds_revoking_take_coins_once(&*store).await;
     folds_archive_exactly_once(store.clone()).await;
     crate::wallet_conformance::run_all(store.clone()).await;
+    events_written_with_their_changes(&*store).await;
+    operator_changes_write_events(&*store).await;
+    event_deliveries_one_writer_wins(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -281,7 +290,7 @@ pub async fn legal_transitions(store: &dyn Store) {
         .await
         .unwrap();
     match store
-        .close_order(&a.order_id, OrderState::Cancelled, 1_100, None)
+        .close_order(&a, OrderState::Cancelled, 1_100, None)
         .await
         .unwrap()
     {
@@ -312,7 +321,7 @@ pub async fn legal_transitions(store: &dyn Store) {
         .unwrap();
     assert!(matches!(
         store
-            .close_order(&b.order_id, OrderState::Expired, 1_900, None)
+            .close_order(&b, OrderState::Expired, 1_900, None)
             .await
             .unwrap(),
         TransitionOutcome::Done(_)
@@ -369,7 +378,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
     // Closing to a state that is not a close.
     assert!(matches!(
         store
-            .close_order(&o.order_id, OrderState::Paid, 1_001, None)
+            .close_order(&o, OrderState::Paid, 1_001, None)
             .await
             .unwrap(),
         TransitionOutcome::Conflict(_)
@@ -381,13 +390,13 @@ pub async fn illegal_transitions(store: &dyn Store) {
     ));
     assert_eq!(state_of(store, &o.order_id).await, OrderState::Pending);
     store
-        .close_order(&o.order_id, OrderState::Expired, 1_003, None)
+        .close_order(&o, OrderState::Expired, 1_003, None)
         .await
         .unwrap();
     // EXPIRED cannot be cancelled or expired again.
     for to in [OrderState::Cancelled, OrderState::Expired] {
         assert!(matches!(
-            store.close_order(&o.order_id, to, 1_004, None).await.unwrap(),
+            store.close_order(&o, to, 1_004, None).await.unwrap(),
             TransitionOutcome::Conflict(c) if c.state == OrderState::Expired
         ));
     }
@@ -398,7 +407,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
     // PAID cannot be cancelled, expired or paid again by another transaction.
     for to in [OrderState::Cancelled, OrderState::Expired] {
         assert!(matches!(
-            store.close_order(&o.order_id, to, 1_006, None).await.unwrap(),
+            store.close_order(&o, to, 1_006, None).await.unwrap(),
             TransitionOutcome::Conflict(c) if c.state == OrderState::Paid
         ));
     }
@@ -420,7 +429,7 @@ pub async fn illegal_transitions(store: &dyn Store) {
     let ghost = pending(31, "il-user", 1_000);
     assert_eq!(
         store
-            .close_order(&ghost.order_id, OrderState::Expired, 1, None)
+            .close_order(&ghost, OrderState::Expired, 1, None)
             .await
             .unwrap(),
         TransitionOutcome::UnknownOrder
@@ -588,16 +597,11 @@ pub async fn due_index(store: &dyn Store) {
     assert_eq!(due_at(base + 1_090).await, expect);
     // Orders that leave PENDING leave the index.
     store
-        .close_order(&orders[0].order_id, OrderState::Expired, base + 1_100, None)
+        .close_order(&orders[0], OrderState::Expired, base + 1_100, None)
         .await
         .unwrap();
     store
-        .close_order(
-            &orders[1].order_id,
-            OrderState::Cancelled,
-            base + 1_100,
-            None,
-        )
+        .close_order(&orders[1], OrderState::Cancelled, base + 1_100, None)
         .await
         .unwrap();
     store
@@ -1448,7 +1452,7 @@ pub async fn refunds_add_up(store: &dyn Store) {
         .unwrap();
     // Not paid yet: nothing to count.
     assert!(matches!(
-        store.count_refund(&o.order_id, &counting("r1", 300, 0, 599)).await.unwrap(),
+        store.count_refund(&stored_order(store, &o).await, &counting("r1", 300, 0, 599), REFUND_DAY).await.unwrap(),
         TransitionOutcome::Conflict(c) if c.state == OrderState::Pending && c.refunded_amount == 0
     ));
     store
@@ -1456,7 +1460,11 @@ pub async fn refunds_add_up(store: &dyn Store) {
         .await
         .unwrap();
     match store
-        .count_refund(&o.order_id, &counting("r1", 300, 0, 599))
+        .count_refund(
+            &stored_order(store, &o).await,
+            &counting("r1", 300, 0, 599),
+            REFUND_DAY,
+        )
         .await
         .unwrap()
     {
@@ -1468,20 +1476,20 @@ pub async fn refunds_add_up(store: &dyn Store) {
     }
     // The same refund again: refused, with the order as stored.
     assert!(matches!(
-        store.count_refund(&o.order_id, &counting("r1", 300, 0, 599)).await.unwrap(),
+        store.count_refund(&stored_order(store, &o).await, &counting("r1", 300, 0, 599), REFUND_DAY).await.unwrap(),
         TransitionOutcome::Conflict(c) if c.refunded_amount == 300
     ));
     // Bounds the stored total is outside of: above, and below.
     assert!(matches!(
-        store.count_refund(&o.order_id, &counting("r2", 600, 0, 299)).await.unwrap(),
+        store.count_refund(&stored_order(store, &o).await, &counting("r2", 600, 0, 299), REFUND_DAY).await.unwrap(),
         TransitionOutcome::Conflict(c) if c.refunded_amount == 300
     ));
     assert!(matches!(
-        store.count_refund(&o.order_id, &counting("r2", 100, 400, 500)).await.unwrap(),
+        store.count_refund(&stored_order(store, &o).await, &counting("r2", 100, 400, 500), REFUND_DAY).await.unwrap(),
         TransitionOutcome::Conflict(c) if c.refunded_amount == 300
     ));
     assert!(matches!(
-        store.count_refund(&o.order_id, &counting("r2", 500, 300, 300)).await.unwrap(),
+        store.count_refund(&stored_order(store, &o).await, &counting("r2", 500, 300, 300), REFUND_DAY).await.unwrap(),
         TransitionOutcome::Done(c) if c.refunded_amount == 800
     ));
     let stored = store.get_order(&o.order_id).await.unwrap().unwrap();
@@ -1528,12 +1536,16 @@ pub async fn refunds_add_up(store: &dyn Store) {
     assert_eq!(refunds_on_refund_day(store).await, before_day + 1);
     // Nothing more is counted on a REFUNDED order.
     assert!(matches!(
-        store.count_refund(&o.order_id, &counting("r4", 0, 0, 900)).await.unwrap(),
+        store.count_refund(&stored_order(store, &o).await, &counting("r4", 0, 0, 900), REFUND_DAY).await.unwrap(),
         TransitionOutcome::Conflict(c) if c.state == OrderState::Refunded
     ));
     assert_eq!(
         store
-            .count_refund(&new_id(998), &counting("r1", 1, 0, 0))
+            .count_refund(
+                &pending(998, "rf-user", 1_000),
+                &counting("r1", 1, 0, 0),
+                REFUND_DAY
+            )
             .await
             .unwrap(),
         TransitionOutcome::UnknownOrder
@@ -1555,13 +1567,14 @@ pub async fn refunds_counted_once_concurrently(store: Arc<dyn Store>) {
         .await
         .unwrap();
     let mut tasks = Vec::new();
+    let paid = stored_order(&*store, &o).await;
     for i in 0..58 {
         let store = store.clone();
-        let id = o.order_id.clone();
+        let read = paid.clone();
         let c = counting(&format!("r{}", i % 29), 30, 0, 900 - 30 - 1);
-        tasks.push(tokio::spawn(
-            async move { store.count_refund(&id, &c).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.count_refund(&read, &c, REFUND_DAY).await
+        }));
     }
     let mut counted = 0;
     for t in tasks {
@@ -1772,7 +1785,7 @@ pub async fn unpaid_closed_orders_expire_paid_ones_never(store: &dyn Store) {
         (&cancelled, OrderState::Cancelled),
     ] {
         match store
-            .close_order(&o.order_id, to, 1_900, Some(1_900 + keep))
+            .close_order(o, to, 1_900, Some(1_900 + keep))
             .await
             .unwrap()
         {
@@ -1787,7 +1800,7 @@ pub async fn unpaid_closed_orders_expire_paid_ones_never(store: &dyn Store) {
     }
     // Without a retention the order is kept for ever.
     store
-        .close_order(&kept.order_id, OrderState::Expired, 1_900, None)
+        .close_order(&kept, OrderState::Expired, 1_900, None)
         .await
         .unwrap();
     assert_eq!(
@@ -2515,5 +2528,301 @@ pub async fn folds_archive_exactly_once(store: Arc<dyn Store>) {
             checked(&*store, user, now).await.1
         ),
         expected
+    );
+}
+
+const EVT_T: i64 = 3_500_000_000;
+
+/// The events of one user between `from` and `to`, as `(occurred_at, type)` sorted, read
+/// page by page (pages of 3, so the cursor is exercised).
+async fn event_types(store: &dyn Store, user: &str, from: i64, to: i64) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .events_since(from, to, 3, after.as_deref())
+            .await
+            .unwrap();
+        assert!(page.records.len() <= 3);
+        for r in &page.records {
+            assert!((from..=to).contains(&r.event.occurred_at));
+            let fetched = store.get_event(&r.event.id).await.unwrap();
+            assert_eq!(fetched.as_ref(), Some(r), "read by id as listed");
+            if r.event.user_id == user {
+                out.push((r.event.occurred_at, r.event.kind.as_str().to_owned()));
+            }
+        }
+        if !page.more {
+            break;
+        }
+        after = page
+            .records
+            .last()
+            .map(|r| tollgate::domain::event::sort_key(&r.event));
+    }
+    out.sort();
+    out
+}
+
+/// Every change writes its events with it, once: a create, a settle (its grants), a
+/// partial and a completing refund (the grants revoked), a cancel; a duplicate or refused
+/// change writes none. Events are listed in time order, across days, by pages.
+pub async fn events_written_with_their_changes(store: &dyn Store) {
+    let user = "evt-user";
+    let t = EVT_T;
+    let o = pending(7_701, user, t);
+    store.create_order(&o, None, &UNCAPPED, t).await.unwrap();
+    let s = settlement(&o, OrderState::Pending, "evt-txn", t + 10);
+    assert_eq!(store.settle(&s).await.unwrap(), SettleOutcome::Settled);
+    assert!(matches!(
+        store.settle(&s).await.unwrap(),
+        SettleOutcome::TxnAlreadyRecorded { .. }
+    ));
+    let paid = stored_order(store, &o).await;
+    assert!(matches!(
+        store
+            .count_refund(&paid, &counting("e1", 100, 0, 799), t + 20)
+            .await
+            .unwrap(),
+        TransitionOutcome::Done(_)
+    ));
+    // The same refund again: refused, no event.
+    assert!(matches!(
+        store
+            .count_refund(&paid, &counting("e1", 100, 0, 799), t + 21)
+            .await
+            .unwrap(),
+        TransitionOutcome::Conflict(_)
+    ));
+    let partly = stored_order(store, &o).await;
+    assert!(matches!(
+        store
+            .refund(&partly, &counting("e2", 800, 100, 100), t + 30)
+            .await
+            .unwrap(),
+        TransitionOutcome::Done(_)
+    ));
+    // The next day: another order, cancelled once.
+    let c = pending(7_702, user, t + 86_400);
+    store
+        .create_order(&c, None, &UNCAPPED, t + 86_400)
+        .await
+        .unwrap();
+    store
+        .close_order(&c, OrderState::Cancelled, t + 86_450, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .close_order(&c, OrderState::Expired, t + 86_460, None)
+            .await
+            .unwrap(),
+        TransitionOutcome::Conflict(_)
+    ));
+    let expected: Vec<(i64, String)> = [
+        (t, "order.created"),
+        (t + 10, "grant.created"),
+        (t + 10, "grant.created"),
+        (t + 10, "order.paid"),
+        (t + 20, "order.refunded"),
+        (t + 30, "grant.revoked"),
+        (t + 30, "grant.revoked"),
+        (t + 30, "order.refunded"),
+        (t + 86_400, "order.created"),
+        (t + 86_450, "order.cancelled"),
+    ]
+    .into_iter()
+    .map(|(a, k)| (a, k.to_owned()))
+    .collect();
+    assert_eq!(event_types(store, user, t, t + 86_500).await, expected);
+    // A window that ends before the second day lists the first day's only.
+    assert_eq!(
+        event_types(store, user, t, t + 100).await,
+        expected[..8].to_vec()
+    );
+    // What the events say.
+    let all = store.events_since(t, t + 100, 100, None).await.unwrap();
+    let paid_event = all
+        .records
+        .iter()
+        .find(|r| r.event.kind.as_str() == "order.paid" && r.event.user_id == user)
+        .expect("order.paid");
+    assert_eq!(paid_event.event.product_id.as_deref(), Some("pass"));
+    assert_eq!(paid_event.event.data["order_id"], o.order_id.as_str());
+    assert_eq!(paid_event.event.data["late"], false);
+    assert_eq!(paid_event.event.data["amount"]["amount"], 900);
+    assert!(paid_event.deliveries.is_empty());
+    let partial = all
+        .records
+        .iter()
+        .find(|r| r.event.kind.as_str() == "order.refunded" && r.event.occurred_at == t + 20)
+        .expect("partial refund");
+    assert_eq!(partial.event.data["partial"], true);
+    assert_eq!(partial.event.data["access_ended"], false);
+}
+
+/// Operators' changes write their events in their own transactions: grants created by a
+/// promotion, grants revoked by hand, coins credited and debited.
+pub async fn operator_changes_write_events(store: &dyn Store) {
+    use tollgate::domain::audit::AuditAction;
+    let user = "evt-op-user";
+    let t = EVT_T + 10 * 86_400;
+    let g = promo_grant("channel:main", "promo#evt1", t, 7);
+    let mut rec = audit_rec(AuditAction::Grant, Some(user), t);
+    assert_eq!(
+        store
+            .grant(
+                user,
+                std::slice::from_ref(&g),
+                &admin_key(user, "evk1", "h"),
+                &rec
+            )
+            .await
+            .unwrap(),
+        KeyedOutcome::Written
+    );
+    rec = audit_rec(AuditAction::RevokeGrant, Some(user), t + 5);
+    let mut revoked = g.clone();
+    revoked.revoked_at = Some(t + 5);
+    assert_eq!(
+        store.revoke_grants(user, &[revoked], &rec).await.unwrap(),
+        Guarded::Written
+    );
+    rec = audit_rec(AuditAction::Wallet, Some(user), t + 6);
+    assert_eq!(
+        store
+            .adjust_wallet(user, 0, 50, &admin_key(user, "evk2", "h"), &rec)
+            .await
+            .unwrap(),
+        WalletOutcome::Written
+    );
+    rec = audit_rec(AuditAction::Wallet, Some(user), t + 7);
+    assert_eq!(
+        store
+            .adjust_wallet(user, 50, 20, &admin_key(user, "evk3", "h"), &rec)
+            .await
+            .unwrap(),
+        WalletOutcome::Written
+    );
+    // A key used already changes nothing and writes no event.
+    assert!(matches!(
+        store
+            .adjust_wallet(
+                user,
+                20,
+                90,
+                &admin_key(user, "evk3", "h"),
+                &audit_rec(AuditAction::Wallet, Some(user), t + 8)
+            )
+            .await
+            .unwrap(),
+        WalletOutcome::KeyUsed(_)
+    ));
+    let expected: Vec<(i64, String)> = [
+        (t, "grant.created"),
+        (t + 5, "grant.revoked"),
+        (t + 6, "coins.credited"),
+        (t + 7, "coins.debited"),
+    ]
+    .into_iter()
+    .map(|(a, k)| (a, k.to_owned()))
+    .collect();
+    assert_eq!(event_types(store, user, t, t + 10).await, expected);
+}
+
+/// Delivery state is written under the record's version: of 20 dispatchers writing from the
+/// same read at once, exactly one writes, the others get the record as stored; a stale
+/// version never overwrites. Disabled endpoints keep the time of their first 410.
+pub async fn event_deliveries_one_writer_wins(store: Arc<dyn Store>) {
+    use tollgate::domain::event::{Delivery, DeliveryState};
+    let t = EVT_T + 20 * 86_400;
+    let o = pending(7_801, "evd-user", t);
+    store.create_order(&o, None, &UNCAPPED, t).await.unwrap();
+    let page = store.events_since(t, t, 10, None).await.unwrap();
+    let read = page
+        .records
+        .into_iter()
+        .find(|r| r.event.user_id == "evd-user")
+        .expect("order.created");
+    assert_eq!(read.version, 0);
+    let mut tasks = Vec::new();
+    for i in 0..20u32 {
+        let store = store.clone();
+        let mut mine = read.clone();
+        mine.version += 1;
+        mine.deliveries.insert(
+            format!("https://hooks.example/{i}"),
+            Delivery {
+                state: DeliveryState::Delivered,
+                attempts: 1,
+                last_status: Some(200),
+                last_attempt_at: Some(t),
+                next_try: None,
+            },
+        );
+        tasks.push(tokio::spawn(async move {
+            (
+                i,
+                store
+                    .put_event_deliveries(&mine, Some(t + 100))
+                    .await
+                    .unwrap(),
+            )
+        }));
+    }
+    let mut winner = None;
+    for task in tasks {
+        match task.await.unwrap() {
+            (i, Guarded::Written) => {
+                assert!(winner.replace(i).is_none(), "two writers won");
+            }
+            (_, Guarded::Changed(stored)) => {
+                let stored = stored.expect("the record as stored");
+                assert_eq!(stored.version, 1);
+            }
+        }
+    }
+    let winner = winner.expect("one writer wins");
+    let stored = store.get_event(&read.event.id).await.unwrap().unwrap();
+    assert_eq!(stored.version, 1);
+    assert_eq!(
+        stored.deliveries.keys().cloned().collect::<Vec<_>>(),
+        vec![format!("https://hooks.example/{winner}")]
+    );
+    // A write from the stale read changes nothing.
+    let mut stale = read.clone();
+    stale.version = 1;
+    assert!(matches!(
+        store.put_event_deliveries(&stale, None).await.unwrap(),
+        Guarded::Changed(Some(r)) if r.version == 1 && r.deliveries.len() == 1
+    ));
+    // An unknown record: nothing to write.
+    let mut ghost = read.clone();
+    ghost.event.id = tollgate::domain::event::event_id(
+        tollgate::domain::event::EventType::OrderPaid,
+        "no such order",
+    );
+    ghost.version = 1;
+    assert!(matches!(
+        store.put_event_deliveries(&ghost, None).await.unwrap(),
+        Guarded::Changed(None)
+    ));
+    // Disabled endpoints: the first time stays.
+    store
+        .disable_endpoint("https://gone.example/a", t)
+        .await
+        .unwrap();
+    store
+        .disable_endpoint("https://gone.example/a", t + 50)
+        .await
+        .unwrap();
+    let disabled = store.disabled_endpoints().await.unwrap();
+    assert!(disabled.contains(&("https://gone.example/a".to_owned(), t)));
+    assert_eq!(
+        disabled
+            .iter()
+            .filter(|(u, _)| u == "https://gone.example/a")
+            .count(),
+        1
     );
 }

@@ -227,23 +227,24 @@ impl Store for FaultyStore {
     }
     async fn close_order(
         &self,
-        id: &OrderId,
+        order: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
         self.guard(
             "close_order",
-            self.inner.close_order(id, to, at, retain_until),
+            self.inner.close_order(order, to, at, retain_until),
         )
         .await
     }
     async fn count_refund(
         &self,
-        id: &OrderId,
+        order: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
-        self.guard("count_refund", self.inner.count_refund(id, count))
+        self.guard("count_refund", self.inner.count_refund(order, count, at))
             .await
     }
     async fn refund(
@@ -525,5 +526,85 @@ impl Store for FaultyStore {
             self.inner.pay_with_coins(order, idem, entry, now),
         )
         .await
+    }
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<tollgate::store::EventPage, StoreError> {
+        self.guard(
+            "events_since",
+            self.inner.events_since(since, until, limit, after),
+        )
+        .await
+    }
+    async fn get_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<tollgate::domain::event::EventRecord>, StoreError> {
+        self.guard("get_event", self.inner.get_event(id)).await
+    }
+    async fn put_event_deliveries(
+        &self,
+        record: &tollgate::domain::event::EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<tollgate::domain::event::EventRecord>>, StoreError> {
+        self.guard(
+            "put_event_deliveries",
+            self.inner.put_event_deliveries(record, expires_at),
+        )
+        .await
+    }
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        self.guard("disable_endpoint", self.inner.disable_endpoint(url, at))
+            .await
+    }
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.guard("disabled_endpoints", self.inner.disabled_endpoints())
+            .await
+    }
+}
+
+/// A store whose event ids can be occupied: the memory store, or DynamoDB (moto).
+pub enum EventIds<'a> {
+    Memory(&'a MemoryStore),
+    Dynamo(&'a DynamoStore),
+}
+
+/// Injects a failure into the transaction of the change that will write event `id`: a
+/// record with that id is put first (under another user), so the change's conditional put
+/// of its event fails, and with it the whole change. What proves the change and its event
+/// are one write: were the event written apart, the change would go through.
+pub async fn occupy_event_id(store: EventIds<'_>, id: &str) {
+    let planted = tollgate::domain::event::EventRecord::new(tollgate::domain::event::Event {
+        id: id.to_owned(),
+        kind: tollgate::domain::event::EventType::OrderPaid,
+        occurred_at: 1,
+        user_id: "planted".into(),
+        product_id: None,
+        data: serde_json::json!({}),
+    });
+    match store {
+        EventIds::Memory(m) => m.put_event_record(planted),
+        EventIds::Dynamo(d) => {
+            use aws_sdk_dynamodb::types::AttributeValue as V;
+            d.client()
+                .put_item()
+                .table_name(d.table())
+                .item("pk", V::S(format!("EVENT#{id}")))
+                .item("sk", V::S("EVENT".into()))
+                .item("record", V::S("EVENT".into()))
+                .item(
+                    "event",
+                    V::S(serde_json::to_string(&planted.event).unwrap()),
+                )
+                .item("deliveries", V::S("{}".into()))
+                .item("version", V::N("0".into()))
+                .send()
+                .await
+                .expect("put the occupying event record");
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod provider_conformance;
 pub mod soak;
 pub mod wallet_conformance;
 pub mod webdriver;
+pub mod webhooks;
 pub mod wechat;
 pub mod wrappers;
 

@@ -67,6 +67,30 @@ fn admin(user: &str, key: &str, at: i64, n: u64) -> (AdminKey, AuditRecord) {
 }
 
 /// Gives `user` `balance` coins by an operator's change (from 0).
+/// Every event recorded about `user` in the first UTC day (where these cases' clocks are).
+async fn events_of(store: &dyn Store, user: &str) -> Vec<tollgate::domain::event::Event> {
+    let (mut out, mut after) = (Vec::new(), None::<String>);
+    loop {
+        let page = store
+            .events_since(0, 86_399, 100, after.as_deref())
+            .await
+            .unwrap();
+        after = page
+            .records
+            .last()
+            .map(|r| tollgate::domain::event::sort_key(&r.event));
+        out.extend(
+            page.records
+                .into_iter()
+                .map(|r| r.event)
+                .filter(|e| e.user_id == user),
+        );
+        if !page.more || after.is_none() {
+            return out;
+        }
+    }
+}
+
 async fn fund(store: &dyn Store, user: &str, balance: i64, at: i64) {
     let (key, audit) = admin(user, "fund", at, 1);
     assert_eq!(
@@ -109,6 +133,7 @@ pub async fn ledger_records_every_balance_change(store: &dyn Store) {
         provider_txn_id: "ledger-txn".into(),
         product_id: o.product_id.clone(),
         paid_at: 1_100,
+        recorded_at: 1_100,
         grants: Vec::new(),
         credits: 100,
     };
@@ -120,6 +145,15 @@ pub async fn ledger_records_every_balance_change(store: &dyn Store) {
             .unwrap(),
         DebitOutcome::Debited
     );
+    // The spend wrote its event with it: coins.debited, 30, at the entry's time.
+    let debited: Vec<_> = events_of(store, user)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == tollgate::domain::event::EventType::CoinsDebited)
+        .collect();
+    assert_eq!(debited.len(), 1, "{debited:?}");
+    assert_eq!(debited[0].data["coins"], 30);
+    assert_eq!(debited[0].occurred_at, 1_200);
     let (key, audit) = admin(user, "bonus", 1_300, 3);
     assert_eq!(
         store
@@ -310,6 +344,24 @@ pub async fn orders_paid_with_coins_once(store: Arc<dyn Store>) {
         CoinPayment::Paid
     );
     assert_eq!(store.get_order(&o.order_id).await.unwrap(), Some(o.clone()));
+    // Its events were written with it: created, paid, each grant, the coins debited.
+    use tollgate::domain::event::EventType as T;
+    let about = |e: &tollgate::domain::event::Event| {
+        e.data["order_id"] == o.order_id.as_str()
+            || e.data["cause"] == format!("order:{}", o.order_id)
+            || e.kind == T::GrantCreated
+    };
+    let mut kinds: Vec<T> = events_of(&*store, user)
+        .await
+        .into_iter()
+        .filter(about)
+        .map(|e| e.kind)
+        .collect();
+    kinds.sort();
+    let mut want = vec![T::OrderCreated, T::OrderPaid, T::CoinsDebited];
+    want.extend(o.grants_at(3_100).iter().map(|_| T::GrantCreated));
+    want.sort();
+    assert_eq!(kinds, want);
     let items = store.user_items(user).await.unwrap();
     assert_eq!(items.credits, 20);
     let mut want = o.grants_at(3_100);

@@ -122,21 +122,22 @@ impl Store for CountingStore {
     }
     async fn close_order(
         &self,
-        id: &OrderId,
+        order: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
         self.enter("close_order")?;
-        self.inner.close_order(id, to, at, retain_until).await
+        self.inner.close_order(order, to, at, retain_until).await
     }
     async fn count_refund(
         &self,
-        id: &OrderId,
+        order: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
         self.enter("count_refund")?;
-        self.inner.count_refund(id, count).await
+        self.inner.count_refund(order, count, at).await
     }
     async fn refund(
         &self,
@@ -415,5 +416,38 @@ impl Store for CountingStore {
     ) -> Result<CoinPayment, StoreError> {
         self.enter("pay_with_coins")?;
         self.inner.pay_with_coins(order, idem, entry, now).await
+    }
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<tollgate::store::EventPage, StoreError> {
+        self.enter("events_since")?;
+        self.inner.events_since(since, until, limit, after).await
+    }
+    async fn get_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<tollgate::domain::event::EventRecord>, StoreError> {
+        self.enter("get_event")?;
+        self.inner.get_event(id).await
+    }
+    async fn put_event_deliveries(
+        &self,
+        record: &tollgate::domain::event::EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<tollgate::domain::event::EventRecord>>, StoreError> {
+        self.enter("put_event_deliveries")?;
+        self.inner.put_event_deliveries(record, expires_at).await
+    }
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        self.enter("disable_endpoint")?;
+        self.inner.disable_endpoint(url, at).await
+    }
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.enter("disabled_endpoints")?;
+        self.inner.disabled_endpoints().await
     }
 }

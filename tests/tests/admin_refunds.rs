@@ -690,6 +690,7 @@ async fn paid_order_of(store: &dyn Store, provider: &str, seed: u64) -> String {
         product_id: o.product_id.clone(),
         grants: o.grants_at(T0),
         credits: 0,
+        recorded_at: T0,
     };
     store.create_order(&o, None, &UNCAPPED, T0).await.unwrap();
     assert_eq!(store.settle(&st).await.unwrap(), SettleOutcome::Settled);

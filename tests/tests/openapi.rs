@@ -43,6 +43,8 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/wallet/debits"),
     ("GET", "/products"),
     ("GET", "/streams"),
+    ("GET", "/admin/events"),
+    ("POST", "/admin/events/{id}/redeliver"),
 ];
 
 #[tokio::test]

@@ -788,3 +788,85 @@ async fn coin_budgets_dynamo() {
     };
     coin_budgets(Arc::new(store), counter).await;
 }
+
+/// The outbox's reads and writes: a page of events is one query per UTC day it spans, a
+/// redelivery four (read, disabled endpoints, the conditional update, read back), one
+/// delivery one conditional update.
+async fn event_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>, per_day: bool) {
+    use tollgate::domain::line::Lines;
+    use tollgate::webhook::deliver::{Dispatcher, RetryPolicy};
+    let rx = tollgate_tests::webhooks::Receiver::start().await;
+    let key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut catalog: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+    let lines = json!([{"id": "all", "products": {"pattern": "*"},
+                        "webhooks": [{"url": rx.url(), "secret": key}]}]);
+    catalog["lines"] = lines.clone();
+    let catalog = catalog.to_string();
+    let s = TestServer::start(test_app_with(
+        store.clone(),
+        ManualClock::at(T0),
+        &[("CATALOG_JSON", catalog.as_str())],
+    ))
+    .await;
+    let create = json!({"product_id": "pass", "plan_id": "7d", "provider": "sandbox"});
+    s.call("rt-ev", "POST", "/orders", Some(create.clone()))
+        .await;
+    s.call("rt-ev", "POST", "/orders", Some(create)).await;
+    meter.take();
+    let r = s
+        .admin("GET", &format!("/admin/events?since={}", T0 - 10), None)
+        .await;
+    assert_eq!(r.status, 200);
+    let events = r.json()["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 2);
+    assert_eq!(meter.take(), 1, "events of one day: one query");
+    s.admin("GET", &format!("/admin/events?since={}", T0 - 86_400), None)
+        .await;
+    // The embedded store answers any period in one call.
+    let two_days = if per_day { 2 } else { 1 };
+    assert_eq!(
+        meter.take(),
+        two_days,
+        "events over two days: one query each"
+    );
+    let id = events[0]["id"].as_str().unwrap();
+    let r = s
+        .admin("POST", &format!("/admin/events/{id}/redeliver"), None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        meter.take(),
+        4,
+        "redeliver: read, disabled endpoints, the update, read back"
+    );
+    let record = store
+        .get_event(events[1]["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let lines = Lines::parse(lines, &[]).unwrap();
+    let http =
+        tollgate::providers::outbound::HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
+    meter.take();
+    Dispatcher::new(http, RetryPolicy::default())
+        .deliver(&*store, &lines, record, &Default::default(), T0, false)
+        .await
+        .unwrap();
+    assert_eq!(meter.take(), 1, "one delivery: one conditional update");
+    assert_eq!(rx.seen().len(), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    event_budgets(counting.clone(), Arc::new(Calls(counting)), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    event_budgets(Arc::new(store), counter, true).await;
+}

@@ -98,6 +98,7 @@ async fn cost_grows_with_due_orders(backend: Backend, bulk: u64) {
                 product_id: o.product_id.clone(),
                 grants: vec![],
                 credits: 0,
+                recorded_at: T0,
             };
             assert_eq!(e.store.settle(&st).await.unwrap(), SettleOutcome::Settled);
         }

@@ -549,9 +549,10 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     // wallet and counters.
     ("settle", &["PutItem", "UpdateItem"]),
     ("settle_new_order", &["PutItem", "UpdateItem"]),
-    ("close_order", &["UpdateItem"]),
-    ("count_refund", &["UpdateItem"]),
-    ("refund", &["UpdateItem"]),
+    // The order's Update and its event record's Put: one transaction.
+    ("close_order", &["UpdateItem", "PutItem"]),
+    ("count_refund", &["UpdateItem", "PutItem"]),
+    ("refund", &["UpdateItem", "PutItem"]),
     ("defer_due", &["UpdateItem"]),
     ("mark_requery", &["UpdateItem"]),
     ("record_error", &["UpdateItem"]),
@@ -595,7 +596,7 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("change_refund_request", &["UpdateItem"]),
     ("due_refund_requests", &["Query on gsi1"]),
     // As `refund`, the order staying PAID.
-    ("count_refund_revoking", &["UpdateItem"]),
+    ("count_refund_revoking", &["UpdateItem", "PutItem"]),
     // The wallet item and the newest ledger entries after it.
     ("wallet_ledger", &["Query"]),
     // Update of the wallet, Put of the key and the ledger entry: one transaction; after a
@@ -604,6 +605,14 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     // Put of the PAID order, its grants, key, entry and payment record; Update of the wallet
     // and counters: one transaction; a replay reads the key.
     ("pay_with_coins", &["PutItem", "UpdateItem", "GetItem"]),
+    // The outbox: event records by time (one query of the event index per day), and one.
+    ("events_since", &["Query on gsi3"]),
+    ("get_event", &["GetItem"]),
+    // The dispatcher: a record's delivery state (after a failed condition, read again when
+    // the emulator omits the item), and the endpoints a 410 disabled.
+    ("put_event_deliveries", &["UpdateItem", "GetItem"]),
+    ("disable_endpoint", &["UpdateItem"]),
+    ("disabled_endpoints", &["Query"]),
 ];
 
 /// The indexes a function may query, each under its own policy statement.
@@ -642,6 +651,7 @@ const ENTRIES: &[(&str, &[&str])] = &[
             "audit",
             "ledger",
             "debits",
+            "events",
         ],
     ),
     ("sweeper", &["sweep"]),

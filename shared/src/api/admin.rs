@@ -35,7 +35,7 @@ use serde_json::json;
 
 /// What an admin route needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Need {
+pub(super) enum Need {
     /// Reading: support staff or admins.
     Read,
     /// Changing anything: admins only.
@@ -49,7 +49,11 @@ enum Need {
 /// and in Lambda, so a viewer's token opens no admin route anywhere.
 // The error is the finished response, as in `authenticate`: boxing would only add noise.
 #[allow(clippy::result_large_err)]
-fn authorize(app: &App, req: &Request<Bytes>, need: Need) -> Result<String, Response<Bytes>> {
+pub(super) fn authorize(
+    app: &App,
+    req: &Request<Bytes>,
+    need: Need,
+) -> Result<String, Response<Bytes>> {
     if let Some(iam) = req.extensions().get::<IamCaller>() {
         return Ok(iam.0.clone());
     }

@@ -6,6 +6,7 @@
 //! locally is what runs in AWS.
 
 mod admin;
+mod admin_events;
 pub mod auth;
 pub mod callback_limits;
 mod callbacks;
@@ -128,6 +129,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["products"] | ["streams"] => (Orders, &[Method::GET]),
         ["wallet"] => (Streams, &[Method::GET]),
         ["wallet", "debits"] => (Streams, &[Method::POST]),
+        ["admin", "events"] => (Streams, &[Method::GET]),
+        ["admin", "events", _, "redeliver"] => (Streams, &[Method::POST]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -184,6 +187,8 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         }
         ["admin", "users", user, "wallet"] => admin::wallet(app, user, &req).await,
         ["admin", "audit"] => admin::audit(app, &req).await,
+        ["admin", "events"] => admin_events::list(app, &req).await,
+        ["admin", "events", id, "redeliver"] => admin_events::redeliver(app, id, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,

@@ -111,6 +111,8 @@ pub struct Catalog {
     streams: Vec<Stream>,
     product_index: HashMap<String, usize>,
     stream_index: HashMap<String, usize>,
+    /// The business lines, each product in exactly one; one implicit line without `lines`.
+    lines: super::line::Lines,
 }
 
 /// A resolved purchase: the product, the plan if any, and the catalog price.
@@ -182,6 +184,8 @@ struct RawCatalog {
     products: Vec<serde_json::Value>,
     #[serde(default)]
     streams: Vec<serde_json::Value>,
+    /// Business lines (`domain::line`); absent: one default line without webhooks.
+    lines: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -304,11 +308,20 @@ impl Catalog {
                 ));
             }
         }
+        let lines = match raw.lines {
+            None => super::line::Lines::default(),
+            Some(v) => {
+                let ids: Vec<&str> = products.iter().map(|p| p.id.as_str()).collect();
+                super::line::Lines::parse(v, &ids)
+                    .map_err(|(entry, problem)| CatalogError::Invalid { entry, problem })?
+            }
+        };
         Ok(Catalog {
             products,
             streams,
             product_index,
             stream_index,
+            lines,
         })
     }
 
@@ -318,6 +331,11 @@ impl Catalog {
 
     pub fn streams(&self) -> &[Stream] {
         &self.streams
+    }
+
+    /// The business lines: where each product's events go.
+    pub fn lines(&self) -> &super::line::Lines {
+        &self.lines
     }
 
     pub fn product(&self, id: &str) -> Option<&Product> {
@@ -585,6 +603,32 @@ mod tests {
         assert_eq!(offer.price.amount, 3000);
         assert_eq!(offer.term(), Some(Term::Days(30)));
         assert!(c.stream("concert-1201").is_some());
+    }
+
+    #[test]
+    fn lines_are_checked_against_the_products() {
+        let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
+        let c = Catalog::from_json(&v.to_string()).unwrap();
+        assert_eq!(c.lines().line_of(Some("pass-monthly")).id, "default");
+        v["lines"] = serde_json::json!([
+            {"id": "passes", "products": {"prefix": "pass-"}}
+        ]);
+        match Catalog::from_json(&v.to_string()) {
+            Err(CatalogError::Invalid { entry, problem }) => {
+                assert!(entry.starts_with("product "), "{entry}");
+                assert!(problem.contains("no line"), "{problem}");
+            }
+            other => panic!("{other:?}"),
+        }
+        v["lines"] = serde_json::json!([
+            {"id": "passes", "products": {"prefix": "pass-"}},
+            {"id": "rest", "products": {"pattern": "*"}}
+        ]);
+        let err = Catalog::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(
+            err.contains("pass-monthly") && err.contains("passes, rest"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod coin_orders;
 pub mod debits;
 pub mod entitlements;
+pub mod events;
 pub mod google_purchases;
 pub mod jobs;
 pub mod ledger;

@@ -231,7 +231,7 @@ pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, Service
     match app
         .store
         .close_order(
-            &order.order_id,
+            &order,
             OrderState::Cancelled,
             now,
             app.config.order_retained_until(now),

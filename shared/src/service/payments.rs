@@ -158,6 +158,7 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
         product_id: order.product_id.clone(),
         grants: order.grants_at(paid_at),
         credits: order.credits,
+        recorded_at: now,
     };
     let settled = crate::metrics::timed(
         "SettleMs",
@@ -231,6 +232,7 @@ async fn settle(
             product_id: order.product_id.clone(),
             grants: order.grants_at(paid_at),
             credits: order.credits,
+            recorded_at: now,
         };
         let settled = crate::metrics::timed(
             "SettleMs",

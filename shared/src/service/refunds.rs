@@ -47,7 +47,11 @@ pub async fn refund(
                     .count_refund_revoking(&order, count, app.clock.now())
                     .await?
             }
-            RefundDecision::Count(count) => app.store.count_refund(&order.order_id, count).await?,
+            RefundDecision::Count(count) => {
+                app.store
+                    .count_refund(&order, count, app.clock.now())
+                    .await?
+            }
             RefundDecision::CountAndRevoke(count) => {
                 app.store.refund(&order, count, app.clock.now()).await?
             }

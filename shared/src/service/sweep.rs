@@ -235,7 +235,7 @@ async fn expire(app: &App, order: &Order, now: i64) -> Result<Resolution, Failur
     match app
         .store
         .close_order(
-            &order.order_id,
+            order,
             OrderState::Expired,
             now,
             app.config.order_retained_until(now),

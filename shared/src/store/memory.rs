@@ -56,6 +56,12 @@ struct Tables {
     ledgers: HashMap<String, BTreeMap<String, LedgerEntry>>,
     /// (user, key) → a spend under that Idempotency-Key.
     debit_keys: HashMap<(String, String), DebitRecord>,
+    /// Every event record by sort key (time order): the outbox.
+    events: BTreeMap<String, EventRecord>,
+    /// Event id → its sort key.
+    event_keys: HashMap<String, String>,
+    /// Webhook endpoint URL → when it was disabled.
+    disabled_endpoints: BTreeMap<String, i64>,
 }
 
 /// Moves `entry.amount` coins in `user`'s wallet and writes the entry: what every balance
@@ -66,6 +72,30 @@ fn post(t: &mut Tables, user: &str, entry: LedgerEntry) {
         .entry(user.to_owned())
         .or_default()
         .insert(entry.position(), entry);
+}
+
+/// Refuses a change whose events are recorded already, before anything of it is written:
+/// the DynamoDB store puts each event conditioned on its absence in the change's
+/// transaction, so there the whole change fails too.
+fn events_absent(t: &Tables, events: &[Event]) -> Result<(), StoreError> {
+    match events.iter().find(|e| t.event_keys.contains_key(&e.id)) {
+        Some(e) => Err(StoreError::Corrupt(format!(
+            "event {} ({}) is recorded already",
+            e.id,
+            e.kind.as_str()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Files the events of a change, inside the change's own critical section (as the DynamoDB
+/// store adds their puts to the change's transaction), after [`events_absent`] passed.
+fn record_events(t: &mut Tables, events: Vec<Event>) {
+    for e in events {
+        let sk = crate::domain::event::sort_key(&e);
+        t.event_keys.insert(e.id.clone(), sk.clone());
+        t.events.insert(sk, EventRecord::new(e));
+    }
 }
 
 /// Files an audit record in both orders: what every operator change calls inside its own
@@ -110,6 +140,7 @@ impl Tables {
         completes: bool,
         zone: &crate::domain::stats::StatsZone,
     ) -> Result<TransitionOutcome, StoreError> {
+        let order_read = order;
         let Some(stored) = self.orders.get(&order.order_id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
@@ -120,6 +151,8 @@ impl Tables {
             return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
         }
         let stored = stored.clone();
+        let events = refund_write_events(order_read, count, at, completes, !completes);
+        events_absent(self, &events)?;
         let sold = sold_grants(&stored)?;
         let user_grants = self.grants.entry(stored.user_id.clone()).or_default();
         for g in sold {
@@ -176,6 +209,7 @@ impl Tables {
                 completes,
             ),
         );
+        record_events(self, events);
         Ok(TransitionOutcome::Done(Box::new(done)))
     }
 
@@ -271,6 +305,20 @@ impl MemoryStore {
             + t.refunds_due.len()
             + t.ledgers.values().map(BTreeMap::len).sum::<usize>()
             + t.debit_keys.len()
+            + t.events.len()
+            + t.disabled_endpoints.len()
+    }
+
+    /// Records `record` as it is, unless its id is recorded already. What a test uses to
+    /// occupy an event id, so that the change which would write that event fails whole (as
+    /// a DynamoDB item put at its key makes the change's transaction fail).
+    pub fn put_event_record(&self, record: EventRecord) {
+        let mut t = self.lock();
+        if !t.event_keys.contains_key(&record.event.id) {
+            let sk = crate::domain::event::sort_key(&record.event);
+            t.event_keys.insert(record.event.id.clone(), sk.clone());
+            t.events.insert(sk, record);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
@@ -380,6 +428,8 @@ impl Store for MemoryStore {
         if !quota.admits(created) {
             return Ok(CreateOutcome::QuotaReached { until: window.end });
         }
+        let events = vec![Event::order_created(order)];
+        events_absent(&t, &events)?;
         if created == 0 {
             t.expiring.insert((
                 window.end,
@@ -406,6 +456,7 @@ impl Store for MemoryStore {
             order.created_at,
             &crate::domain::stats::created_counts(order),
         );
+        record_events(&mut t, events);
         Ok(CreateOutcome::Created)
     }
 
@@ -475,6 +526,8 @@ impl Store for MemoryStore {
         {
             return Ok(SettleOutcome::OrderChanged(Box::new(order.clone())));
         }
+        let events = settle_events(s, order.state != OrderState::Pending);
+        events_absent(&t, &events)?;
         let user_grants = t.grants.entry(s.user_id.clone()).or_default();
         if s.grants
             .iter()
@@ -514,6 +567,7 @@ impl Store for MemoryStore {
         }
         leave_due(&mut t, &snapshot);
         count_paid(&mut t, &self.stats_zone, s, late, false);
+        record_events(&mut t, events);
         Ok(SettleOutcome::Settled)
     }
 
@@ -532,6 +586,9 @@ impl Store for MemoryStore {
         if let Some(existing) = t.orders.get(&order.order_id) {
             return Ok(SettleOutcome::OrderChanged(Box::new(existing.clone())));
         }
+        let mut events = vec![Event::order_created(order)];
+        events.extend(settle_events(s, false));
+        events_absent(&t, &events)?;
         let user_grants = t.grants.entry(s.user_id.clone()).or_default();
         if s.grants
             .iter()
@@ -558,19 +615,28 @@ impl Store for MemoryStore {
         t.txns.insert(txn_key, order.order_id.clone());
         t.orders.insert(order.order_id.clone(), order.clone());
         count_paid(&mut t, &self.stats_zone, s, false, true);
+        record_events(&mut t, events);
         Ok(SettleOutcome::Settled)
     }
 
     async fn close_order(
         &self,
-        id: &OrderId,
+        read: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
         let mut t = self.lock();
         t.prune(at);
-        let Some(order) = t.orders.get_mut(id) else {
+        let events: Vec<Event> = Event::order_closed(read, to, at).into_iter().collect();
+        let Some(order) = t.orders.get(&read.order_id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
+        if order.state == OrderState::Pending {
+            // Still PENDING: what the close is conditioned on held, so its events go in.
+            events_absent(&t, &events)?;
+        }
+        let Some(order) = t.orders.get_mut(&read.order_id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
         let event = match to {
@@ -590,24 +656,33 @@ impl Store for MemoryStore {
             t.expiring
                 .insert((until, Expiring::Order(snapshot.order_id.clone())));
         }
+        record_events(&mut t, events);
         Ok(TransitionOutcome::Done(Box::new(snapshot)))
     }
 
     async fn count_refund(
         &self,
-        id: &OrderId,
+        read: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
         let mut t = self.lock();
-        let Some(order) = t.orders.get_mut(id) else {
+        let events = refund_write_events(read, count, at, false, false);
+        let Some(order) = t.orders.get(&read.order_id) else {
             return Ok(TransitionOutcome::UnknownOrder);
         };
         if !count.applies_to(order) {
             return Ok(TransitionOutcome::Conflict(Box::new(order.clone())));
         }
+        events_absent(&t, &events)?;
+        let Some(order) = t.orders.get_mut(&read.order_id) else {
+            return Ok(TransitionOutcome::UnknownOrder);
+        };
         order.refunded_amount += count.add;
         order.refund_ids.insert(count.refund_id.clone());
-        Ok(TransitionOutcome::Done(Box::new(order.clone())))
+        let done = order.clone();
+        record_events(&mut t, events);
+        Ok(TransitionOutcome::Done(Box::new(done)))
     }
 
     async fn refund(
@@ -1058,6 +1133,8 @@ impl Store for MemoryStore {
         if let Some(used) = t.admin_keys.get(&k) {
             return Ok(KeyedOutcome::KeyUsed(used.clone()));
         }
+        let events = granted_events(user_id, grants, audit);
+        events_absent(&t, &events)?;
         let user_grants = t.grants.entry(user_id.to_owned()).or_default();
         if grants
             .iter()
@@ -1072,6 +1149,7 @@ impl Store for MemoryStore {
         }
         t.admin_keys.insert(k, key.clone());
         record_audit(&mut t, audit);
+        record_events(&mut t, events);
         Ok(KeyedOutcome::Written)
     }
 
@@ -1082,6 +1160,7 @@ impl Store for MemoryStore {
         audit: &AuditRecord,
     ) -> Result<Guarded<()>, StoreError> {
         let mut t = self.lock();
+        let events = revoked_events(user_id, revoked, audit);
         let user_grants = t.grants.entry(user_id.to_owned()).or_default();
         let as_read = revoked.iter().all(|g| {
             user_grants
@@ -1091,10 +1170,13 @@ impl Store for MemoryStore {
         if !as_read {
             return Ok(Guarded::Changed(()));
         }
+        events_absent(&t, &events)?;
+        let user_grants = t.grants.entry(user_id.to_owned()).or_default();
         for g in revoked {
             user_grants.insert((g.scope.clone(), g.source_id.clone()), g.clone());
         }
         record_audit(&mut t, audit);
+        record_events(&mut t, events);
         Ok(Guarded::Written)
     }
 
@@ -1115,6 +1197,8 @@ impl Store for MemoryStore {
         if stored != before {
             return Ok(WalletOutcome::BalanceMoved(stored));
         }
+        let events = wallet_events(user_id, before, after, audit);
+        events_absent(&t, &events)?;
         let entry = LedgerEntry {
             id: audit.id.clone(),
             at_ms: audit.at.saturating_mul(1000),
@@ -1129,6 +1213,7 @@ impl Store for MemoryStore {
         post(&mut t, user_id, entry);
         t.admin_keys.insert(k, key.clone());
         record_audit(&mut t, audit);
+        record_events(&mut t, events);
         Ok(WalletOutcome::Written)
     }
 
@@ -1225,8 +1310,11 @@ impl Store for MemoryStore {
         if balance < -rec.entry.amount {
             return Ok(DebitOutcome::Insufficient { balance });
         }
+        let events = super::debit_events(rec);
+        events_absent(&t, &events)?;
         post(&mut t, &rec.user_id, rec.entry.clone());
         t.debit_keys.insert(k, rec.clone());
+        record_events(&mut t, events);
         Ok(DebitOutcome::Debited)
     }
 
@@ -1260,6 +1348,8 @@ impl Store for MemoryStore {
         let paid_at = order.paid_at.ok_or_else(|| {
             StoreError::Corrupt(format!("coin order {} has no payment time", order.order_id))
         })?;
+        let events = super::coin_payment_events(order, entry, now);
+        events_absent(&t, &events)?;
         let user_grants = t.grants.entry(order.user_id.clone()).or_default();
         for g in order.grants_at(paid_at) {
             user_grants.insert((g.scope.clone(), g.source_id.clone()), g);
@@ -1283,10 +1373,82 @@ impl Store for MemoryStore {
             provider_txn_id: order.order_id.to_string(),
             product_id: order.product_id.clone(),
             paid_at,
+            recorded_at: now,
             grants: Vec::new(),
             credits: 0,
         };
         count_paid(&mut t, &self.stats_zone, &st, false, true);
+        record_events(&mut t, events);
         Ok(CoinPayment::Paid)
+    }
+
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<EventPage, StoreError> {
+        let t = self.lock();
+        let from = format!("{:012}#", since.max(0));
+        let upto = format!("{:012}#~", until.max(0));
+        let mut records: Vec<EventRecord> = t
+            .events
+            .range(from..upto)
+            .filter(|(sk, _)| after.is_none_or(|a| sk.as_str() > a))
+            .take(limit.saturating_add(1))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let more = records.len() > limit;
+        records.truncate(limit);
+        Ok(EventPage { records, more })
+    }
+
+    async fn get_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let t = self.lock();
+        Ok(t.event_keys
+            .get(id)
+            .and_then(|sk| t.events.get(sk))
+            .cloned())
+    }
+
+    async fn put_event_deliveries(
+        &self,
+        record: &EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<EventRecord>>, StoreError> {
+        let mut t = self.lock();
+        let Some(sk) = t.event_keys.get(&record.event.id).cloned() else {
+            return Ok(Guarded::Changed(None));
+        };
+        let Some(stored) = t.events.get_mut(&sk) else {
+            return Ok(Guarded::Changed(None));
+        };
+        if stored.version.checked_add(1) != Some(record.version) {
+            return Ok(Guarded::Changed(Some(stored.clone())));
+        }
+        stored.deliveries = record.deliveries.clone();
+        stored.version = record.version;
+        // The embedded store keeps delivered records until the process ends: `expires_at`
+        // is DynamoDB's garbage collection, which nothing reads.
+        let _ = expires_at;
+        Ok(Guarded::Written)
+    }
+
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        self.lock()
+            .disabled_endpoints
+            .entry(url.to_owned())
+            .or_insert(at);
+        Ok(())
+    }
+
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(self
+            .lock()
+            .disabled_endpoints
+            .iter()
+            .map(|(u, at)| (u.clone(), *at))
+            .collect())
     }
 }

@@ -8,6 +8,7 @@ pub mod memory;
 use crate::domain::audit::AuditRecord;
 use crate::domain::ban::Ban;
 use crate::domain::checkpoint::{Checkpoint, FoldStep};
+use crate::domain::event::{self, Event, EventRecord};
 use crate::domain::ledger::{LedgerCursor, LedgerEntry};
 use crate::domain::publish_key::PublishKey;
 use crate::domain::refund::{RefundCount, RefundReversal};
@@ -73,10 +74,14 @@ pub struct Settlement {
     pub provider: String,
     pub provider_txn_id: String,
     pub paid_at: i64,
-    /// The order's product: what the day's figures count the payment under.
+    /// The order's product: what the day's figures count the payment under, and what its
+    /// `order.paid` event names.
     pub product_id: String,
     pub grants: Vec<Grant>,
     pub credits: i64,
+    /// When Tollgate records the payment (now): the time of its events, which `paid_at`
+    /// (the provider's, clamped) may precede.
+    pub recorded_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,6 +329,145 @@ pub struct LedgerPage {
     pub more: bool,
 }
 
+/// One page of event records, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    pub records: Vec<EventRecord>,
+    /// Whether more follow after the last one here (within the period asked for).
+    pub more: bool,
+}
+
+/// The events a settle writes with the payment: the order paid, its grants, its coins.
+pub(crate) fn settle_events(s: &Settlement, late: bool) -> Vec<Event> {
+    event::payment_events(
+        &event::PaidOrder {
+            order_id: s.order_id.as_str(),
+            user_id: &s.user_id,
+            product_id: &s.product_id,
+            amount: s.amount,
+            provider: &s.provider,
+            provider_txn_id: &s.provider_txn_id,
+            paid_at: s.paid_at,
+            recorded_at: s.recorded_at,
+            late,
+            credits: s.credits,
+        },
+        &s.grants,
+    )
+}
+
+/// The events a refund writes with its count (`order` is the caller's read): `completes`
+/// (REFUNDED) or `revoking` (a partial refund that ends the access) revoke the grants unless
+/// an earlier partial refund did; coins are taken back only by the first refund that ends
+/// the access.
+pub(crate) fn refund_write_events(
+    order: &Order,
+    count: &RefundCount,
+    at: i64,
+    completes: bool,
+    revoking: bool,
+) -> Vec<Event> {
+    let mut out = event::refund_events(
+        &event::RefundedOrder {
+            order,
+            refund_id: &count.refund_id,
+            amount: count.add,
+            completes,
+            access_ended: (completes || revoking) && order.access_revoked_at.is_none(),
+            at,
+        },
+        order.access_revoked_at.is_none(),
+    );
+    // An order paid with coins gives them back when refunded whole (in the same transaction).
+    if completes && order.coins_paid() > 0 {
+        out.push(Event::coins(
+            &order.user_id,
+            Some(&order.product_id),
+            order.coins_paid(),
+            at,
+            &format!("refund:{}:{}", order.order_id, count.refund_id),
+        ));
+    }
+    out
+}
+
+/// The events of an order paid with coins, written with it: the order created and paid, its
+/// grants, and the coins debited (`entry` is the debit's ledger entry).
+pub(crate) fn coin_payment_events(order: &Order, entry: &LedgerEntry, now: i64) -> Vec<Event> {
+    let paid_at = order.paid_at.unwrap_or(now);
+    let mut out = vec![Event::order_created(order)];
+    out.extend(event::payment_events(
+        &event::PaidOrder {
+            order_id: order.order_id.as_str(),
+            user_id: &order.user_id,
+            product_id: &order.product_id,
+            amount: order.amount,
+            provider: &order.provider,
+            provider_txn_id: order.order_id.as_str(),
+            paid_at,
+            recorded_at: now,
+            late: false,
+            credits: 0,
+        },
+        &order.grants_at(paid_at),
+    ));
+    out.push(Event::coins(
+        &order.user_id,
+        Some(&order.product_id),
+        entry.amount,
+        now,
+        &format!("order:{}", order.order_id),
+    ));
+    out
+}
+
+/// The event of a spend of coins (`POST /wallet/debits`): `coins.debited`, named by the
+/// ledger entry it wrote.
+pub(crate) fn debit_events(rec: &DebitRecord) -> Vec<Event> {
+    vec![Event::coins(
+        &rec.user_id,
+        None,
+        rec.entry.amount,
+        rec.entry.at_ms.div_euclid(1000),
+        &format!("spend:{}", rec.entry.id),
+    )]
+}
+
+/// The events of an operator's promotional grant: one `grant.created` per grant.
+pub(crate) fn granted_events(user: &str, grants: &[Grant], audit: &AuditRecord) -> Vec<Event> {
+    grants
+        .iter()
+        .map(|g| Event::grant_created(user, g, audit.at))
+        .collect()
+}
+
+/// The events of an operator's revocation: one `grant.revoked` per grant.
+pub(crate) fn revoked_events(user: &str, revoked: &[Grant], audit: &AuditRecord) -> Vec<Event> {
+    revoked
+        .iter()
+        .map(|g| Event::grant_revoked(user, g, g.revoked_at.unwrap_or(audit.at), &audit.id))
+        .collect()
+}
+
+/// The event of an operator's wallet change from `before` to `after` (none when equal).
+pub(crate) fn wallet_events(
+    user: &str,
+    before: i64,
+    after: i64,
+    audit: &AuditRecord,
+) -> Vec<Event> {
+    if before == after {
+        return Vec::new();
+    }
+    vec![Event::coins(
+        user,
+        None,
+        after.saturating_sub(before),
+        audit.at,
+        &format!("audit:{}", audit.id),
+    )]
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or throttled us: safe to retry.
@@ -387,23 +531,27 @@ pub trait Store: Send + Sync {
     ) -> Result<SettleOutcome, StoreError>;
 
     /// PENDING → EXPIRED or CANCELLED; leaves the due index. With `retain_until`, the order
-    /// may be deleted from then on (its `ttl`); a late payment removes it again.
+    /// may be deleted from then on (its `ttl`); a late payment removes it again. `order` is
+    /// the caller's read (its `order.expired` or `order.cancelled` event is written in the
+    /// same transaction); the condition is on the stored state alone.
     async fn close_order(
         &self,
-        id: &OrderId,
+        order: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError>;
 
-    /// Counts a refund that leaves the order PAID: adds `count.add` to its `refunded_amount`
+    /// Counts a refund that leaves the order PAID (`order`, the caller's read, names the
+    /// order and what its `order.refunded` event, at `at`, says): adds `count.add` to its `refunded_amount`
     /// and records `count.refund_id`, in one conditional write on the order (PAID, the id
     /// not recorded yet, the total before within `count`'s bounds). `Done` with the order
     /// as written, `Conflict` with the stored order when a condition failed.
     async fn count_refund(
         &self,
-        id: &OrderId,
+        order: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError>;
 
     /// PAID → REFUNDED by the refund `count` that completes what was paid: counts it as
@@ -702,4 +850,35 @@ pub trait Store: Send + Sync {
         entry: &LedgerEntry,
         now: i64,
     ) -> Result<CoinPayment, StoreError>;
+    /// Up to `limit` event records, oldest first, that occurred from `since` to `until`
+    /// (unix seconds), after the sort key `after` when given: one query of the event index
+    /// per UTC day read (in DynamoDB an eventually consistent index).
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<EventPage, StoreError>;
+
+    /// One event record by id: one strongly consistent read.
+    async fn get_event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
+
+    /// Writes `record`'s delivery state, only if the stored record's version is still
+    /// `record.version - 1` (the version it was read at, plus one): of two dispatchers that
+    /// read the same state, one writes. With `expires_at` (once every delivery is certain:
+    /// delivered, failed for good or to a disabled endpoint) the record may be deleted from
+    /// then on (its `ttl`). `Changed` carries the record as stored.
+    async fn put_event_deliveries(
+        &self,
+        record: &EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<EventRecord>>, StoreError>;
+
+    /// Marks the endpoint `url` disabled since `at` (it answered 410 Gone): nothing more is
+    /// sent to it. One put; a later call keeps the first time.
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError>;
+
+    /// The disabled endpoints, with when each was disabled: one query.
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError>;
 }

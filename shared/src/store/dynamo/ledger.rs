@@ -148,19 +148,20 @@ pub(super) async fn wallet_ledger(
 }
 
 /// Item 0: the wallet, conditioned on covering the amount; item 1: the key, conditioned on
-/// absent; item 2: the entry. A used key wins over a short balance, so a replay is answered
+/// absent; item 2: the entry; then its event. A used key wins over a short balance, so a replay is answered
 /// as the first request was.
 pub(super) async fn debit_wallet(
     db: &DynamoStore,
     rec: &DebitRecord,
 ) -> Result<DebitOutcome, StoreError> {
-    let items = vec![
+    let mut items = vec![
         db.wallet_debit(&rec.user_id, -rec.entry.amount),
         TransactWriteItem::builder()
             .put(db.put(debit_key_item(rec)?, "attribute_not_exists(pk)"))
             .build(),
         db.ledger_put(&rec.user_id, &rec.entry),
     ];
+    items.extend(db.event_puts(crate::store::debit_events(rec))?);
     let Some(failed) = db.transact("debit wallet", items).await? else {
         return Ok(DebitOutcome::Debited);
     };
@@ -187,7 +188,7 @@ pub(super) async fn debit_wallet(
 
 /// Item 0: the order, already PAID (condition absent); item 1: the wallet, conditioned on
 /// covering the price; item 2: the Idempotency-Key when given (absent or expired); then the
-/// entry, the grants and the day's figures.
+/// entry, the grants, the day's figures and the events.
 pub(super) async fn pay_with_coins(
     db: &DynamoStore,
     order: &Order,
@@ -235,10 +236,12 @@ pub(super) async fn pay_with_coins(
         provider_txn_id: order.order_id.to_string(),
         product_id: order.product_id.clone(),
         paid_at,
+        recorded_at: now,
         grants: Vec::new(),
         credits: 0,
     };
     items.extend(db.count_paid(&st, false, true));
+    items.extend(db.event_puts(crate::store::coin_payment_events(order, entry, now))?);
     let Some(failed) = db.transact("pay with coins", items).await? else {
         return Ok(CoinPayment::Paid);
     };

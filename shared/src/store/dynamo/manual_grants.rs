@@ -7,7 +7,7 @@ use super::items::grant_item;
 use super::DynamoStore;
 use crate::domain::audit::AuditRecord;
 use crate::domain::Grant;
-use crate::store::{AdminKey, Guarded, KeyedOutcome, StoreError};
+use crate::store::{granted_events, revoked_events, AdminKey, Guarded, KeyedOutcome, StoreError};
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
 /// Item 0: the operator's key; then the grants (each new); last the audit record.
@@ -27,6 +27,7 @@ pub(super) async fn grant(
         );
     }
     items.push(db.audit_put(audit));
+    items.extend(db.event_puts(granted_events(user_id, grants, audit))?);
     let Some(failed) = db.transact("grant", items).await? else {
         return Ok(KeyedOutcome::Written);
     };
@@ -61,6 +62,7 @@ pub(super) async fn revoke_grants(
         items.push(TransactWriteItem::builder().put(put).build());
     }
     items.push(db.audit_put(audit));
+    items.extend(db.event_puts(revoked_events(user_id, revoked, audit))?);
     match db.transact("revoke grants", items).await? {
         None => Ok(Guarded::Written),
         Some(_) => Ok(Guarded::Changed(())),

@@ -12,6 +12,7 @@ mod attrs;
 mod audit;
 mod checkpoints;
 mod errors;
+mod events;
 mod items;
 mod keys;
 mod ledger;
@@ -30,6 +31,7 @@ mod transact;
 mod users;
 mod wallet;
 
+pub use events::EVENT_RECORD;
 pub use table::GSI1;
 
 use crate::domain::audit::AuditRecord;
@@ -42,7 +44,7 @@ use crate::domain::session::Sessions;
 use crate::domain::stats::DayRecord;
 use crate::domain::{Grant, Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
-    AdminKey, AuditPage, CreateOutcome, DueEntry, DueRefund, Guarded, IdempotencyRecord,
+    AdminKey, AuditPage, CreateOutcome, DueEntry, DueRefund, EventPage, Guarded, IdempotencyRecord,
     KeyedOutcome, OrderPage, PurchaseOutcome, PutSessions, RefundRequestOutcome, SettleOutcome,
     Settlement, Store, StoreError, StorePurchase, TransitionOutcome, UserItems, WalletOutcome,
 };
@@ -205,20 +207,21 @@ impl Store for DynamoStore {
 
     async fn close_order(
         &self,
-        id: &OrderId,
+        order: &Order,
         to: OrderState,
         at: i64,
         retain_until: Option<i64>,
     ) -> Result<TransitionOutcome, StoreError> {
-        orders::close_order(self, id, to, at, retain_until).await
+        orders::close_order(self, order, to, at, retain_until).await
     }
 
     async fn count_refund(
         &self,
-        id: &OrderId,
+        order: &Order,
         count: &RefundCount,
+        at: i64,
     ) -> Result<TransitionOutcome, StoreError> {
-        payments::count_refund(self, id, count).await
+        payments::count_refund(self, order, count, at).await
     }
 
     async fn refund(
@@ -482,5 +485,38 @@ impl Store for DynamoStore {
         now: i64,
     ) -> Result<crate::store::CoinPayment, StoreError> {
         ledger::pay_with_coins(self, order, idempotency, entry, now).await
+    }
+
+    async fn events_since(
+        &self,
+        since: i64,
+        until: i64,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<EventPage, StoreError> {
+        events::events_since(self, since, until, limit, after).await
+    }
+
+    async fn get_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::event::EventRecord>, StoreError> {
+        events::get_event(self, id).await
+    }
+
+    async fn put_event_deliveries(
+        &self,
+        record: &crate::domain::event::EventRecord,
+        expires_at: Option<i64>,
+    ) -> Result<Guarded<Option<crate::domain::event::EventRecord>>, StoreError> {
+        events::put_event_deliveries(self, record, expires_at).await
+    }
+
+    async fn disable_endpoint(&self, url: &str, at: i64) -> Result<(), StoreError> {
+        events::disable_endpoint(self, url, at).await
+    }
+
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        events::disabled_endpoints(self).await
     }
 }

@@ -7,14 +7,14 @@ use super::items::{idem_from_item, idem_item, order_from_item, order_item};
 use super::keys::{due_pk, due_sk, idem_pk, key, order_pk, order_window_pk, order_window_sk};
 use super::table::GSI1;
 use super::DynamoStore;
+use crate::domain::event::Event;
 use crate::domain::{Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
     stats_shard, CreateOutcome, DueEntry, IdempotencyRecord, StoreError, TransitionOutcome,
 };
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 
 pub(super) async fn create_order(
@@ -55,6 +55,7 @@ pub(super) async fn create_order(
         stats_shard(&order.order_id),
         &crate::domain::stats::created_counts(order),
     ));
+    items.extend(db.event_puts(vec![Event::order_created(order)])?);
     let Some(failed) = db.transact("create order", items).await? else {
         return Ok(CreateOutcome::Created);
     };
@@ -138,7 +139,6 @@ pub(super) async fn order_as_stored(
     }
 }
 
-/// A refused order transition: the order as stored, or that there is none.
 /// An `UpdateItem` of order `id`'s item; the caller adds the expressions.
 pub(super) fn update_order(db: &DynamoStore, id: &OrderId) -> UpdateItemFluentBuilder {
     db.client
@@ -147,34 +147,7 @@ pub(super) fn update_order(db: &DynamoStore, id: &OrderId) -> UpdateItemFluentBu
         .set_key(Some(key(order_pk(id), "ORDER")))
 }
 
-/// Sends a conditional update of order `id` and reads it as a transition: the order as
-/// written, or, when the condition failed, the order as stored (returned with the failure,
-/// so no second read).
-pub(super) async fn transition(
-    db: &DynamoStore,
-    id: &OrderId,
-    what: &str,
-    update: UpdateItemFluentBuilder,
-) -> Result<TransitionOutcome, StoreError> {
-    let r = update
-        .return_values(ReturnValue::AllNew)
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .send()
-        .await;
-    match r {
-        Ok(out) => Ok(TransitionOutcome::Done(Box::new(order_from_item(
-            out.attributes()
-                .ok_or_else(|| StoreError::Corrupt("no attributes returned".into()))?,
-        )?))),
-        Err(e) => match e.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
-                Ok(conflict(order_as_stored(db, c.item(), id).await?))
-            }
-            _ => Err(unavailable(what, e)),
-        },
-    }
-}
-
+/// A refused order transition: the order as stored, or that there is none.
 pub(super) fn conflict(stored: Option<Order>) -> TransitionOutcome {
     match stored {
         Some(o) => TransitionOutcome::Conflict(Box::new(o)),
@@ -182,17 +155,22 @@ pub(super) fn conflict(stored: Option<Order>) -> TransitionOutcome {
     }
 }
 
+/// One transaction: the order's conditional close and its `order.expired` or
+/// `order.cancelled` event. The order written is the caller's read, closed.
 pub(super) async fn close_order(
     db: &DynamoStore,
-    id: &OrderId,
+    order: &Order,
     to: OrderState,
     at: i64,
     retain_until: Option<i64>,
 ) -> Result<TransitionOutcome, StoreError> {
-    if !matches!(to, OrderState::Expired | OrderState::Cancelled) {
+    let id = &order.order_id;
+    let Some(event) = Event::order_closed(order, to, at) else {
         return Ok(conflict(get_order(db, id).await?));
-    }
-    let mut update = update_order(db, id)
+    };
+    let mut update = Update::builder()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
         .condition_expression("#state = :pending")
         .expression_attribute_names("#state", "state")
         .expression_attribute_values(":to", s(to.as_str()))
@@ -208,7 +186,25 @@ pub(super) async fn close_order(
             .expression_attribute_values(":until", n(until)),
         None => update.update_expression("SET #state = :to, closed_at = :at REMOVE gsi1pk, gsi1sk"),
     };
-    transition(db, id, "close order", update).await
+    let update = update
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("key, expression and table are set");
+    let mut items = vec![TransactWriteItem::builder().update(update).build()];
+    items.extend(db.event_puts(vec![event])?);
+    let Some(failed) = db.transact("close order", items).await? else {
+        let mut done = order.clone();
+        done.state = to;
+        done.closed_at = Some(at);
+        done.retain_until = retain_until;
+        return Ok(TransitionOutcome::Done(Box::new(done)));
+    };
+    match failed.first() {
+        Some(Some(old)) => Ok(conflict(order_as_stored(db, old.as_ref(), id).await?)),
+        _ => Err(StoreError::Corrupt(format!(
+            "close of {id} failed on its event record"
+        ))),
+    }
 }
 
 pub(super) async fn due_orders(

@@ -6,13 +6,15 @@
 use super::attrs::{get_s, n, s, Item};
 use super::items::{grant_item, grant_written_whole, order_item};
 use super::keys::{grant_sk, key, order_pk, txn_pk, user_pk};
-use super::orders::{conflict, order_as_stored, transition, update_order};
+use super::orders::{conflict, order_as_stored};
 use super::DynamoStore;
+use crate::domain::event::Event;
 use crate::domain::ledger::LedgerSource;
 use crate::domain::refund::{RefundCount, RefundReversal};
 use crate::domain::{Order, OrderId, OrderState};
 use crate::store::{
-    order_ledger_entry, stats_shard, SettleOutcome, Settlement, StoreError, TransitionOutcome,
+    order_ledger_entry, refund_write_events, settle_events, stats_shard, SettleOutcome, Settlement,
+    StoreError, TransitionOutcome,
 };
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
@@ -61,7 +63,9 @@ pub(super) async fn settle(db: &DynamoStore, st: &Settlement) -> Result<SettleOu
         .build()
         .expect("key, expression and table are set");
     let mut items = vec![TransactWriteItem::builder().update(order_update).build()];
-    items.extend(db.payment_items(st, st.expected_state != OrderState::Pending, false));
+    let late = st.expected_state != OrderState::Pending;
+    items.extend(db.payment_items(st, late, false));
+    items.extend(db.event_puts(settle_events(st, late))?);
     let Some(failed) = db.transact("settle", items).await? else {
         return Ok(SettleOutcome::Settled);
     };
@@ -74,7 +78,7 @@ pub(super) async fn settle(db: &DynamoStore, st: &Settlement) -> Result<SettleOu
             None => Ok(SettleOutcome::UnknownOrder),
         },
         _ => Err(StoreError::Corrupt(format!(
-            "settle of {} failed on a grant that should not exist",
+            "settle of {} failed on a grant or event record that should not exist",
             st.order_id
         ))),
     }
@@ -91,6 +95,9 @@ pub(super) async fn settle_new_order(
     // Sold and paid in one: both counters go in the one update of the day's shard (a
     // transaction may touch an item only once).
     items.extend(db.payment_items(st, false, true));
+    let mut events = vec![Event::order_created(order)];
+    events.extend(settle_events(st, false));
+    items.extend(db.event_puts(events)?);
     let Some(failed) = db.transact("settle new order", items).await? else {
         return Ok(SettleOutcome::Settled);
     };
@@ -151,18 +158,41 @@ impl RefundWrite {
     }
 }
 
+/// One transaction: the order's count (under [`RefundCount`]'s conditions) and the
+/// refund's `order.refunded` event. The order written back is the caller's read with the
+/// refund added: concurrent partial refunds may have added others meanwhile.
 pub(super) async fn count_refund(
     db: &DynamoStore,
-    id: &OrderId,
+    order: &Order,
     count: &RefundCount,
+    at: i64,
 ) -> Result<TransitionOutcome, StoreError> {
+    let id = &order.order_id;
     let w = RefundWrite::new(count, None);
-    let update = update_order(db, id)
+    let update = Update::builder()
+        .table_name(&db.table)
+        .set_key(Some(key(order_pk(id), "ORDER")))
         .update_expression(w.update)
         .condition_expression(w.condition)
         .expression_attribute_names("#state", "state")
-        .set_expression_attribute_values(Some(w.values));
-    transition(db, id, "count refund", update).await
+        .set_expression_attribute_values(Some(w.values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("key, expression and table are set");
+    let mut items = vec![TransactWriteItem::builder().update(update).build()];
+    items.extend(db.event_puts(refund_write_events(order, count, at, false, false))?);
+    let Some(failed) = db.transact("count refund", items).await? else {
+        let mut done = order.clone();
+        done.refunded_amount += count.add;
+        done.refund_ids.insert(count.refund_id.clone());
+        return Ok(TransitionOutcome::Done(Box::new(done)));
+    };
+    match failed.first() {
+        Some(Some(old)) => Ok(conflict(order_as_stored(db, old.as_ref(), id).await?)),
+        _ => Err(StoreError::Corrupt(format!(
+            "refund count of {id} failed on its event record"
+        ))),
+    }
 }
 
 pub(super) async fn refund(
@@ -266,6 +296,7 @@ async fn revoke(
             completes,
         ),
     ));
+    items.extend(db.event_puts(refund_write_events(order, count, at, completes, !completes))?);
     let what = if completes {
         "refund"
     } else {

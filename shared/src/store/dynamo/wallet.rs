@@ -7,7 +7,7 @@ use super::keys::{key, user_pk};
 use super::DynamoStore;
 use crate::domain::audit::AuditRecord;
 use crate::domain::ledger::{LedgerEntry, LedgerSource};
-use crate::store::{AdminKey, StoreError, WalletOutcome};
+use crate::store::{wallet_events, AdminKey, StoreError, WalletOutcome};
 use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 
 /// Item 0: the wallet, conditioned on the balance read (a missing wallet is 0); item 1: the
@@ -36,7 +36,7 @@ pub(super) async fn adjust_wallet(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .build()
         .expect("key, expression and table are set");
-    let items = vec![
+    let mut items = vec![
         TransactWriteItem::builder().update(update).build(),
         db.admin_key_put(k),
         db.audit_put(audit),
@@ -55,6 +55,7 @@ pub(super) async fn adjust_wallet(
             },
         ),
     ];
+    items.extend(db.event_puts(wallet_events(user_id, before, after, audit))?);
     let Some(failed) = db.transact("adjust wallet", items).await? else {
         return Ok(WalletOutcome::Written);
     };

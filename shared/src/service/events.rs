@@ -1,0 +1,132 @@
+//! Operators' view of the outbox: the events recorded, with how their delivery went, and
+//! sending one again. The records are written by each change itself (`store`), delivered by
+//! `webhook::deliver`.
+
+use super::ServiceError;
+use crate::app::App;
+use crate::domain::event::{is_event_id, sort_key, EventRecord, EventType};
+use crate::webhook::deliver::{Dispatcher, RetryPolicy};
+use std::collections::BTreeSet;
+
+/// Records per page when the caller does not say, and the most one page may hold.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 100;
+/// Without `since`, the last day.
+pub const DEFAULT_WINDOW_S: i64 = 86_400;
+
+pub struct Query<'a> {
+    pub since: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub line: Option<&'a str>,
+    pub limit: Option<&'a str>,
+    pub cursor: Option<&'a str>,
+}
+
+pub struct Page {
+    /// Each record with the line it belongs to now.
+    pub records: Vec<(EventRecord, String)>,
+    /// Where the next page starts; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn valid_cursor(c: &str) -> bool {
+    c.len() == 49
+        && c.as_bytes()[..12].iter().all(u8::is_ascii_digit)
+        && c.as_bytes()[12] == b'#'
+        && is_event_id(&c[13..])
+}
+
+/// One page of events, oldest first, from `since` (unix seconds or RFC 3339; default a day
+/// ago) to now, of one `type` and one `line` when given. Filtering happens after the read,
+/// so a page may hold fewer than `limit` while more follow.
+pub async fn list(app: &App, q: &Query<'_>) -> Result<Page, ServiceError> {
+    let bad = |m: &str| ServiceError::BadRequest(m.to_owned());
+    let limit = match q.limit {
+        None => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| bad("limit must be 1-100"))?,
+    };
+    let now = app.clock.now();
+    let since = match q.since {
+        None => now - DEFAULT_WINDOW_S,
+        Some(s) => super::audit::parse_since(s)
+            .ok_or_else(|| bad("since must be unix seconds or an RFC 3339 time"))?,
+    };
+    let kind = q
+        .kind
+        .map(|k| EventType::parse(k).ok_or_else(|| bad("type is not an event type")))
+        .transpose()?;
+    let catalog = app.catalog.current();
+    let lines = catalog.lines();
+    if let Some(l) = q.line {
+        if lines.get(l).is_none() {
+            return Err(bad("line is not a line of the catalog"));
+        }
+    }
+    if let Some(c) = q.cursor {
+        if !valid_cursor(c) {
+            return Err(bad("cursor is not one this API handed out"));
+        }
+    }
+    let page = app.store.events_since(since, now, limit, q.cursor).await?;
+    let next_cursor = if page.more {
+        page.records.last().map(|r| sort_key(&r.event))
+    } else {
+        None
+    };
+    let records = page
+        .records
+        .into_iter()
+        .filter(|r| kind.is_none_or(|k| r.event.kind == k))
+        .map(|r| {
+            let line = lines.line_of(r.event.product_id.as_deref()).id.clone();
+            (r, line)
+        })
+        .filter(|(_, line)| q.line.is_none_or(|l| l == line))
+        .collect();
+    Ok(Page {
+        records,
+        next_cursor,
+    })
+}
+
+/// Sends event `id` again to every endpoint of its line that wants it, delivered or not
+/// (a disabled endpoint stays disabled), and answers the record as written.
+pub async fn redeliver(app: &App, id: &str) -> Result<(EventRecord, String), ServiceError> {
+    if !is_event_id(id) {
+        return Err(ServiceError::BadRequest("not an event id".into()));
+    }
+    let Some(record) = app.store.get_event(id).await? else {
+        return Err(ServiceError::NotFound(format!("no event {id}")));
+    };
+    let catalog = app.catalog.current();
+    let lines = catalog.lines();
+    let disabled: BTreeSet<String> = app
+        .store
+        .disabled_endpoints()
+        .await?
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
+    let http = crate::providers::outbound::HttpClient::new(std::time::Duration::from_secs(
+        crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
+    ))
+    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+    let dispatcher = Dispatcher::new(http, RetryPolicy::default());
+    dispatcher
+        .deliver(&*app.store, lines, record, &disabled, app.clock.now(), true)
+        .await?;
+    let written = app
+        .store
+        .get_event(id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no event {id}")))?;
+    let line = lines
+        .line_of(written.event.product_id.as_deref())
+        .id
+        .clone();
+    Ok((written, line))
+}

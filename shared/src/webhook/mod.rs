@@ -1,0 +1,7 @@
+//! Events out to the app's backends as Standard Webhooks: the signature (pure, `sign`).
+//! What is sent, and when, is decided from the event records the stores keep with each
+//! change (`domain::event`) and the catalog's lines (`domain::line`).
+
+pub mod deliver;
+pub mod run;
+pub mod sign;
