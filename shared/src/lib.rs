@@ -19,3 +19,4 @@ pub mod secret_refs;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod tls_roots;
