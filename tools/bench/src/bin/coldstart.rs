@@ -7,7 +7,8 @@
 //! Each function runs with the providers and secrets its template gives it, twice: with
 //! every secret as a plain value, and with every secret by reference (alternately a Secrets
 //! Manager ARN with a JSON key and an `ssm:` parameter name). The last column is each
-//! process's peak resident memory after its first invocation. AWS is a loopback fake
+//! process's peak resident memory after its first invocation and the CPU time it used up
+//! to its first answer (plain values), which unlike wall time holds on a busy machine. AWS is a loopback fake
 //! (`tollgate_tests::fake_aws`): DynamoDB gets an empty success, Secrets Manager and
 //! Parameter Store answer the references. The requests each init made are counted, with the
 //! most that were in flight at once, so the table shows that references are read
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tollgate::secret_refs::SECRET_VARIABLES;
-use tollgate_bench::{ms, peak_rss_kib};
+use tollgate_bench::{cpu_ns, ms, peak_rss_kib};
 use tollgate_tests::fake_aws::FakeAws;
 use tollgate_tests::fake_runtime::{lambda_env, FakeRuntime};
 
@@ -36,6 +37,8 @@ struct Sample {
     /// The process's peak resident memory after its first invocation (`VmHWM`), KiB; `None`
     /// where `/proc` cannot tell.
     peak_rss_kib: Option<u64>,
+    /// CPU time the process used up to its first answer (init and the first invocation).
+    cpu: Option<Duration>,
 }
 
 /// The phases of an `init phases` log line among `stdout`'s lines.
@@ -84,6 +87,7 @@ async fn one_run(
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     let answered = runtime.all_answered(Duration::from_secs(20)).await;
     let peak_rss_kib = child.id().and_then(peak_rss_kib);
+    let cpu = child.id().and_then(cpu_ns).map(Duration::from_nanos);
     let _ = child.start_kill();
     let (stdout, stderr) = match child.wait_with_output().await {
         Ok(out) => (
@@ -127,6 +131,7 @@ async fn one_run(
         peak_in_flight: aws.take_peak_in_flight(),
         phases: phases_of(&stdout),
         peak_rss_kib,
+        cpu,
     })
 }
 
@@ -282,6 +287,8 @@ struct Row {
     peak_in_flight: usize,
     /// The largest peak resident memory of the runs, KiB.
     peak_rss_kib: Option<u64>,
+    /// Median CPU time up to the first answer; `None` if `/proc` could not tell.
+    cpu: Option<Duration>,
 }
 
 async fn measure(
@@ -296,6 +303,7 @@ async fn measure(
     let mut firsts = Vec::new();
     let (mut requests, mut peak) = (0, 0);
     let mut rss: Option<u64> = None;
+    let mut cpus = Vec::new();
     let mut phases: Vec<(String, Vec<u64>)> = Vec::new();
     for _ in 0..runs {
         match one_run(bin, args, event.clone(), aws, env).await {
@@ -305,6 +313,7 @@ async fn measure(
                 requests = requests.max(s.init_requests);
                 peak = peak.max(s.peak_in_flight);
                 rss = rss.max(s.peak_rss_kib);
+                cpus.extend(s.cpu);
                 for (name, us) in s.phases {
                     match phases.iter_mut().find(|(p, _)| *p == name) {
                         Some((_, v)) => v.push(us),
@@ -332,6 +341,7 @@ async fn measure(
         init_requests: requests,
         peak_in_flight: peak,
         peak_rss_kib: rss,
+        cpu: (cpus.len() == runs).then(|| median(cpus)),
     }
 }
 
@@ -407,7 +417,7 @@ async fn main() {
         latency.as_millis()
     );
     println!(
-        "{:<20} {:>7} {:>9} {:>7} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9} {:>8}",
+        "{:<20} {:>7} {:>9} {:>7} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9} {:>8} {:>7} {:>7}",
         "binary",
         "secrets",
         "init ms",
@@ -418,8 +428,11 @@ async fn main() {
         "in flight",
         "1st inv ms",
         "size KiB",
-        "peak MiB"
+        "peak MiB",
+        "CPU ms",
+        "× hello"
     );
+    let cpu_ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.2}", ms(d)));
     let mib =
         |kib: Option<u64>| kib.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
     let hello_bin = release.join("hello-lambda");
@@ -434,7 +447,7 @@ async fn main() {
     .await;
     let size = |bin: &Path| std::fs::metadata(bin).map(|m| m.len() / 1024).unwrap_or(0);
     println!(
-        "{:<20} {:>7} {:>9.2} {:>7.2} {:>9} {:>7} {:>9} {:>9} {:>10.2} {:>9} {:>8}",
+        "{:<20} {:>7} {:>9.2} {:>7.2} {:>9} {:>7} {:>9} {:>9} {:>10.2} {:>9} {:>8} {:>7} {:>7}",
         "hello-lambda",
         0,
         ms(hello.init),
@@ -445,9 +458,15 @@ async fn main() {
         "-",
         ms(hello.first),
         size(&hello_bin),
-        mib(hello.peak_rss_kib)
+        mib(hello.peak_rss_kib),
+        cpu_ms(hello.cpu),
+        if hello.cpu.is_some() { "1.00" } else { "-" }
     );
     let ratio = |d: Duration| d.as_secs_f64() / hello.init.as_secs_f64();
+    let cpu_ratio = |d: Option<Duration>| match (d, hello.cpu) {
+        (Some(d), Some(h)) => format!("{:.2}", d.as_secs_f64() / h.as_secs_f64()),
+        _ => "-".to_owned(),
+    };
     let mut phase_rows = Vec::new();
     for (name, ev, plain, refs) in plans {
         let bin = release.join(name);
@@ -460,7 +479,7 @@ async fn main() {
         let mut r = measure(&bin, &[], &ev, &aws, &base(&refs.env), runs).await;
         r.secrets = secrets;
         println!(
-            "{name:<20} {:>7} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>9} {:>9} {:>10.2} {:>9} {:>8}",
+            "{name:<20} {:>7} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>9} {:>9} {:>10.2} {:>9} {:>8} {:>7} {:>7}",
             r.secrets,
             ms(p.init),
             ratio(p.init),
@@ -470,7 +489,9 @@ async fn main() {
             r.peak_in_flight,
             ms(p.first),
             size(&bin),
-            mib(r.peak_rss_kib.max(p.peak_rss_kib))
+            mib(r.peak_rss_kib.max(p.peak_rss_kib)),
+            cpu_ms(p.cpu),
+            cpu_ratio(p.cpu)
         );
         phase_rows.push((name, p.phases, r.phases));
     }
