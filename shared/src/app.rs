@@ -20,6 +20,7 @@ use crate::providers::{alipay, huya, sandbox, wechat, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
 use crate::secret_refs::{self, AwsSecretStores};
 use crate::store::{DynamoStore, MemoryStore, Store};
+use crate::tls_roots::TlsRoots;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -133,12 +134,14 @@ impl App {
         let mut phases = InitPhases::new(env("TOLLGATE_INIT_TIMING").is_some());
         let refs = secret_refs::references(env)?;
         let mut sdk = sdk;
+        // Read before the configuration: the SDK may be needed to resolve it.
+        let roots = TlsRoots::from_var(env("TLS_ROOTS").as_deref())?;
         let resolved = if refs.is_empty() {
             Default::default()
         } else {
             let sdk = match &sdk {
                 Some(sdk) => sdk,
-                None => sdk.insert(aws_sdk_config().await),
+                None => sdk.insert(aws_sdk_config(roots).await?),
             };
             phases.mark("sdk_config");
             secret_refs::resolve(refs, Arc::new(AwsSecretStores::new(sdk))).await?
@@ -154,7 +157,7 @@ impl App {
             || config.queue_url.is_some()
             || matches!(config.catalog, CatalogConfig::S3 { .. });
         if needs_aws && sdk.is_none() {
-            sdk = Some(aws_sdk_config().await);
+            sdk = Some(aws_sdk_config(roots).await?);
         }
         phases.mark("sdk_config");
         let dynamo = match (&config.table_name, &sdk) {
@@ -326,7 +329,8 @@ fn build_providers(
                     problem: "must be an integer in 1..=25".into(),
                 })?,
         };
-        let c = HttpClient::new(Duration::from_secs(secs)).map_err(StartupError::Other)?;
+        let c = HttpClient::new(Duration::from_secs(secs), config.tls_roots)
+            .map_err(StartupError::Other)?;
         http = Some(c.clone());
         Ok(c)
     };
@@ -394,10 +398,14 @@ fn build_providers(
 
 /// One SDK configuration per process, with timeouts so a slow dependency fails a request
 /// instead of hanging it until the Lambda deadline. `AWS_ENDPOINT_URL` is honoured by the SDK.
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+/// `roots` says which certificates its HTTPS client trusts (see [`TlsRoots`]).
+pub async fn aws_sdk_config(roots: TlsRoots) -> Result<aws_config::SdkConfig, StartupError> {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    let loader = roots
+        .sdk_loader(aws_config::defaults(aws_config::BehaviorVersion::latest()))
+        .map_err(StartupError::Other)?;
+    Ok(loader
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
@@ -407,7 +415,7 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         )
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .load()
-        .await
+        .await)
 }
 
 async fn warm_up(store: &DynamoStore) {

@@ -85,6 +85,8 @@ pub struct Config {
     /// bad one is reported by the module that understands it) and only when enabled, so
     /// `Config` knows no provider's types.
     pub provider_vars: ProviderVars,
+    /// `TLS_ROOTS`: which root certificates outbound TLS trusts.
+    pub tls_roots: crate::tls_roots::TlsRoots,
 }
 
 /// Where the catalog comes from. Only the text of `CATALOG_JSON` is known here; a file or an
@@ -455,6 +457,7 @@ impl Config {
                 )? as usize,
                 max_connections: int("LOCAL_MAX_CONNECTIONS", 512, 1, 65_535)? as usize,
             },
+            tls_roots: crate::tls_roots::TlsRoots::from_var(var("TLS_ROOTS").as_deref())?,
             provider_vars: ProviderVars(
                 PROVIDER_VARIABLES
                     .iter()

@@ -19,4 +19,5 @@ pub mod secret_refs;
 pub mod service;
 pub mod store;
 pub mod stream;
+pub mod tls_roots;
 pub mod webhook;

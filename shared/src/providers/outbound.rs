@@ -5,6 +5,7 @@
 //! exchange is bounded by the client's timeout (`PROVIDER_HTTP_TIMEOUT_SECONDS`).
 
 use super::ProviderError;
+use crate::tls_roots::TlsRoots;
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -42,17 +43,19 @@ impl HttpReply {
 }
 
 impl HttpClient {
-    /// Built once per cold start. Fails only when the system has no usable root certificates.
-    pub fn new(timeout: Duration) -> Result<Self, String> {
+    /// Built once per cold start, trusting `roots`. Fails only when there are no usable root
+    /// certificates.
+    pub fn new(timeout: Duration, roots: TlsRoots) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout.min(Duration::from_secs(3))));
         http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(std::sync::Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .map_err(|e| format!("provider HTTPS client: no usable root certificates: {e}"))?
+            .with_tls_config(
+                roots
+                    .rustls_config()
+                    .map_err(|e| format!("provider HTTPS client: {e}"))?,
+            )
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

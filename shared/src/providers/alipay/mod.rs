@@ -444,7 +444,7 @@ mod tests {
             &crate::live_catalog::CatalogView::fixed(
                 crate::domain::Catalog::from_json(CATALOG).unwrap(),
             ),
-            HttpClient::new(Duration::from_secs(1)).unwrap(),
+            HttpClient::new(Duration::from_secs(1), Default::default()).unwrap(),
             Arc::new(ManualClock::at(NOW)),
         )
     }

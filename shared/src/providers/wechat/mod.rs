@@ -524,7 +524,7 @@ mod tests {
 
     fn build(vars: &ProviderVars) -> Result<WechatPay, ConfigError> {
         let catalog = crate::domain::Catalog::from_json(r#"{"products":[]}"#).unwrap();
-        let http = HttpClient::new(Duration::from_secs(1)).unwrap();
+        let http = HttpClient::new(Duration::from_secs(1), Default::default()).unwrap();
         let catalog = crate::live_catalog::CatalogView::fixed(catalog);
         WechatPay::from_vars(vars, &catalog, http, Arc::new(ManualClock::at(NOW)))
     }

@@ -6,7 +6,9 @@
 //!
 //! Each function runs with the providers and secrets its template gives it, twice: with
 //! every secret as a plain value, and with every secret by reference (alternately a Secrets
-//! Manager ARN with a JSON key and an `ssm:` parameter name). AWS is a loopback fake
+//! Manager ARN with a JSON key and an `ssm:` parameter name). The last column is each
+//! process's peak resident memory after its first invocation and the CPU time it used up
+//! to its first answer (plain values), which unlike wall time holds on a busy machine. AWS is a loopback fake
 //! (`tollgate_tests::fake_aws`): DynamoDB gets an empty success, Secrets Manager and
 //! Parameter Store answer the references. The requests each init made are counted, with the
 //! most that were in flight at once, so the table shows that references are read
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tollgate::secret_refs::SECRET_VARIABLES;
-use tollgate_bench::ms;
+use tollgate_bench::{cpu_ns, ms, peak_rss_kib};
 use tollgate_tests::fake_aws::FakeAws;
 use tollgate_tests::fake_runtime::{lambda_env, FakeRuntime};
 
@@ -32,6 +34,11 @@ struct Sample {
     peak_in_flight: usize,
     /// Microseconds per start-up phase, from the `init phases` line (with `--phases`).
     phases: Vec<(String, u64)>,
+    /// The process's peak resident memory after its first invocation (`VmHWM`), KiB; `None`
+    /// where `/proc` cannot tell.
+    peak_rss_kib: Option<u64>,
+    /// CPU time the process used up to its first answer (init and the first invocation).
+    cpu: Option<Duration>,
 }
 
 /// The phases of an `init phases` log line among `stdout`'s lines.
@@ -79,6 +86,8 @@ async fn one_run(
         .spawn()
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     let answered = runtime.all_answered(Duration::from_secs(20)).await;
+    let peak_rss_kib = child.id().and_then(peak_rss_kib);
+    let cpu = child.id().and_then(cpu_ns).map(Duration::from_nanos);
     let _ = child.start_kill();
     let (stdout, stderr) = match child.wait_with_output().await {
         Ok(out) => (
@@ -121,6 +130,8 @@ async fn one_run(
         init_requests,
         peak_in_flight: aws.take_peak_in_flight(),
         phases: phases_of(&stdout),
+        peak_rss_kib,
+        cpu,
     })
 }
 
@@ -274,6 +285,10 @@ struct Row {
     first: Duration,
     init_requests: usize,
     peak_in_flight: usize,
+    /// The largest peak resident memory of the runs, KiB.
+    peak_rss_kib: Option<u64>,
+    /// Median CPU time up to the first answer; `None` if `/proc` could not tell.
+    cpu: Option<Duration>,
 }
 
 async fn measure(
@@ -287,6 +302,8 @@ async fn measure(
     let mut inits = Vec::new();
     let mut firsts = Vec::new();
     let (mut requests, mut peak) = (0, 0);
+    let mut rss: Option<u64> = None;
+    let mut cpus = Vec::new();
     let mut phases: Vec<(String, Vec<u64>)> = Vec::new();
     for _ in 0..runs {
         match one_run(bin, args, event.clone(), aws, env).await {
@@ -295,6 +312,8 @@ async fn measure(
                 firsts.push(s.first);
                 requests = requests.max(s.init_requests);
                 peak = peak.max(s.peak_in_flight);
+                rss = rss.max(s.peak_rss_kib);
+                cpus.extend(s.cpu);
                 for (name, us) in s.phases {
                     match phases.iter_mut().find(|(p, _)| *p == name) {
                         Some((_, v)) => v.push(us),
@@ -321,6 +340,8 @@ async fn measure(
         first: median(firsts),
         init_requests: requests,
         peak_in_flight: peak,
+        peak_rss_kib: rss,
+        cpu: (cpus.len() == runs).then(|| median(cpus)),
     }
 }
 
@@ -396,7 +417,7 @@ async fn main() {
         latency.as_millis()
     );
     println!(
-        "{:<20} {:>7} {:>9} {:>7} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9}",
+        "{:<20} {:>7} {:>9} {:>7} {:>9} {:>7} {:>9} {:>9} {:>10} {:>9} {:>8} {:>7} {:>7}",
         "binary",
         "secrets",
         "init ms",
@@ -406,8 +427,14 @@ async fn main() {
         "AWS reqs",
         "in flight",
         "1st inv ms",
-        "size KiB"
+        "size KiB",
+        "peak MiB",
+        "CPU ms",
+        "× hello"
     );
+    let cpu_ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.2}", ms(d)));
+    let mib =
+        |kib: Option<u64>| kib.map_or("-".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
     let hello_bin = release.join("hello-lambda");
     let hello = measure(
         &hello_bin,
@@ -420,7 +447,7 @@ async fn main() {
     .await;
     let size = |bin: &Path| std::fs::metadata(bin).map(|m| m.len() / 1024).unwrap_or(0);
     println!(
-        "{:<20} {:>7} {:>9.2} {:>7.2} {:>9} {:>7} {:>9} {:>9} {:>10.2} {:>9}",
+        "{:<20} {:>7} {:>9.2} {:>7.2} {:>9} {:>7} {:>9} {:>9} {:>10.2} {:>9} {:>8} {:>7} {:>7}",
         "hello-lambda",
         0,
         ms(hello.init),
@@ -430,9 +457,16 @@ async fn main() {
         "0",
         "-",
         ms(hello.first),
-        size(&hello_bin)
+        size(&hello_bin),
+        mib(hello.peak_rss_kib),
+        cpu_ms(hello.cpu),
+        if hello.cpu.is_some() { "1.00" } else { "-" }
     );
     let ratio = |d: Duration| d.as_secs_f64() / hello.init.as_secs_f64();
+    let cpu_ratio = |d: Option<Duration>| match (d, hello.cpu) {
+        (Some(d), Some(h)) => format!("{:.2}", d.as_secs_f64() / h.as_secs_f64()),
+        _ => "-".to_owned(),
+    };
     let mut phase_rows = Vec::new();
     for (name, ev, plain, refs) in plans {
         let bin = release.join(name);
@@ -445,7 +479,7 @@ async fn main() {
         let mut r = measure(&bin, &[], &ev, &aws, &base(&refs.env), runs).await;
         r.secrets = secrets;
         println!(
-            "{name:<20} {:>7} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>9} {:>9} {:>10.2} {:>9}",
+            "{name:<20} {:>7} {:>9.2} {:>7.2} {:>9.2} {:>7.2} {:>9} {:>9} {:>10.2} {:>9} {:>8} {:>7} {:>7}",
             r.secrets,
             ms(p.init),
             ratio(p.init),
@@ -454,7 +488,10 @@ async fn main() {
             format!("{}/{}", p.init_requests, r.init_requests),
             r.peak_in_flight,
             ms(p.first),
-            size(&bin)
+            size(&bin),
+            mib(r.peak_rss_kib.max(p.peak_rss_kib)),
+            cpu_ms(p.cpu),
+            cpu_ratio(p.cpu)
         );
         phase_rows.push((name, p.phases, r.phases));
     }
