@@ -163,9 +163,11 @@ fn local_webhooks() -> Result<crate::webhook::run::LocalRunner, StartupError> {
     use crate::webhook::deliver::{Dispatcher, RetryPolicy};
     let policy =
         RetryPolicy::from_lookup(|n| std::env::var(n).ok()).map_err(StartupError::Other)?;
-    let http = crate::providers::outbound::HttpClient::new(std::time::Duration::from_secs(
-        crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
-    ))
+    let roots = crate::tls_roots::TlsRoots::from_var(std::env::var("TLS_ROOTS").ok().as_deref())?;
+    let http = crate::providers::outbound::HttpClient::new(
+        std::time::Duration::from_secs(crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS),
+        roots,
+    )
     .map_err(StartupError::Other)?;
     Ok(crate::webhook::run::LocalRunner::new(Dispatcher::new(
         http, policy,

@@ -111,9 +111,10 @@ pub async fn redeliver(app: &App, id: &str) -> Result<(EventRecord, String), Ser
         .into_iter()
         .map(|(u, _)| u)
         .collect();
-    let http = crate::providers::outbound::HttpClient::new(std::time::Duration::from_secs(
-        crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
-    ))
+    let http = crate::providers::outbound::HttpClient::new(
+        std::time::Duration::from_secs(crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS),
+        app.config.tls_roots,
+    )
     .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
     let dispatcher = Dispatcher::new(http, RetryPolicy::default());
     dispatcher
