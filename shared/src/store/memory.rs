@@ -213,6 +213,31 @@ impl Tables {
         Ok(TransitionOutcome::Done(Box::new(done)))
     }
 
+    /// What a new order's write checks first: a live record of its Idempotency-Key (the
+    /// answer instead of writing), and that its id is new.
+    fn new_order_key(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        now: i64,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        if let Some(rec) = idem {
+            let k = (rec.user_id.clone(), rec.key.clone());
+            if let Some(existing) = self.idempotency.get(&k) {
+                if existing.expires_at > now {
+                    return Ok(Some(existing.clone()));
+                }
+            }
+        }
+        if self.orders.contains_key(&order.order_id) {
+            return Err(StoreError::Corrupt(format!(
+                "order id {} generated twice",
+                order.order_id
+            )));
+        }
+        Ok(None)
+    }
+
     /// Deletes up to [`PRUNE_BUDGET`] items whose expiry is at or before `now`, as
     /// DynamoDB's TTL does (only sooner), so the local server gives memory back.
     fn prune(&mut self, now: i64) {
@@ -408,19 +433,8 @@ impl Store for MemoryStore {
     ) -> Result<CreateOutcome, StoreError> {
         let mut t = self.lock();
         t.prune(now);
-        if let Some(rec) = idem {
-            let k = (rec.user_id.clone(), rec.key.clone());
-            if let Some(existing) = t.idempotency.get(&k) {
-                if existing.expires_at > now {
-                    return Ok(CreateOutcome::KeyExists(existing.clone()));
-                }
-            }
-        }
-        if t.orders.contains_key(&order.order_id) {
-            return Err(StoreError::Corrupt(format!(
-                "order id {} generated twice",
-                order.order_id
-            )));
+        if let Some(existing) = t.new_order_key(order, idem, now)? {
+            return Ok(CreateOutcome::KeyExists(existing));
         }
         let window = quota.window(now);
         let window_key = (order.user_id.clone(), window.start);
@@ -1327,19 +1341,8 @@ impl Store for MemoryStore {
     ) -> Result<CoinPayment, StoreError> {
         let mut t = self.lock();
         t.prune(now);
-        if let Some(rec) = idem {
-            let k = (rec.user_id.clone(), rec.key.clone());
-            if let Some(existing) = t.idempotency.get(&k) {
-                if existing.expires_at > now {
-                    return Ok(CoinPayment::KeyExists(existing.clone()));
-                }
-            }
-        }
-        if t.orders.contains_key(&order.order_id) {
-            return Err(StoreError::Corrupt(format!(
-                "order id {} generated twice",
-                order.order_id
-            )));
+        if let Some(existing) = t.new_order_key(order, idem, now)? {
+            return Ok(CoinPayment::KeyExists(existing));
         }
         let balance = t.wallets.get(&order.user_id).copied().unwrap_or(0);
         if balance < -entry.amount {
@@ -1364,19 +1367,7 @@ impl Store for MemoryStore {
             ));
         }
         t.orders.insert(order.order_id.clone(), order.clone());
-        let st = Settlement {
-            order_id: order.order_id.clone(),
-            user_id: order.user_id.clone(),
-            expected_state: order.state,
-            amount: order.amount,
-            provider: order.provider.clone(),
-            provider_txn_id: order.order_id.to_string(),
-            product_id: order.product_id.clone(),
-            paid_at,
-            recorded_at: now,
-            grants: Vec::new(),
-            credits: 0,
-        };
+        let st = Settlement::of_coin_order(order, paid_at, now);
         count_paid(&mut t, &self.stats_zone, &st, false, true);
         record_events(&mut t, events);
         Ok(CoinPayment::Paid)

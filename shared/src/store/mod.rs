@@ -84,6 +84,27 @@ pub struct Settlement {
     pub recorded_at: i64,
 }
 
+impl Settlement {
+    /// The payment of an order paid with coins, as the day's figures count it: written with
+    /// the order (there is no provider transaction; its own id stands for one), no grants or
+    /// coins of its own to add (the store writes the order's grants itself).
+    pub(crate) fn of_coin_order(order: &Order, paid_at: i64, now: i64) -> Settlement {
+        Settlement {
+            order_id: order.order_id.clone(),
+            user_id: order.user_id.clone(),
+            expected_state: order.state,
+            amount: order.amount,
+            provider: order.provider.clone(),
+            provider_txn_id: order.order_id.to_string(),
+            product_id: order.product_id.clone(),
+            paid_at,
+            recorded_at: now,
+            grants: Vec::new(),
+            credits: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettleOutcome {
     Settled,

@@ -227,19 +227,7 @@ pub(super) async fn pay_with_coins(
                 .build(),
         );
     }
-    let st = Settlement {
-        order_id: order.order_id.clone(),
-        user_id: order.user_id.clone(),
-        expected_state: order.state,
-        amount: order.amount,
-        provider: order.provider.clone(),
-        provider_txn_id: order.order_id.to_string(),
-        product_id: order.product_id.clone(),
-        paid_at,
-        recorded_at: now,
-        grants: Vec::new(),
-        credits: 0,
-    };
+    let st = Settlement::of_coin_order(order, paid_at, now);
     items.extend(db.count_paid(&st, false, true));
     items.extend(db.event_puts(crate::store::coin_payment_events(order, entry, now))?);
     let Some(failed) = db.transact("pay with coins", items).await? else {
