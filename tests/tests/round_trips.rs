@@ -845,8 +845,11 @@ async fn event_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>, per_day: bo
         .unwrap()
         .unwrap();
     let lines = Lines::parse(lines, &[]).unwrap();
-    let http =
-        tollgate::providers::outbound::HttpClient::new(std::time::Duration::from_secs(5)).unwrap();
+    let http = tollgate::providers::outbound::HttpClient::new(
+        std::time::Duration::from_secs(5),
+        Default::default(),
+    )
+    .unwrap();
     meter.take();
     Dispatcher::new(http, RetryPolicy::default())
         .deliver(&*store, &lines, record, &Default::default(), T0, false)

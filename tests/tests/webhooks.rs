@@ -40,7 +40,7 @@ fn runner(base_s: &str, max_s: &str) -> LocalRunner {
         _ => None,
     })
     .unwrap();
-    let http = HttpClient::new(Duration::from_secs(5)).unwrap();
+    let http = HttpClient::new(Duration::from_secs(5), Default::default()).unwrap();
     LocalRunner::new(Dispatcher::new(http, policy))
 }
 
