@@ -151,6 +151,26 @@ impl Store for FaultyStore {
         )
         .await
     }
+    async fn create_lifetime_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        quota: &tollgate::domain::OrderQuota,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.guard(
+            "create_lifetime_order",
+            self.inner.create_lifetime_order(order, idem, quota, now),
+        )
+        .await
+    }
+    async fn release_lifetime_claim(&self, order: &Order, now: i64) -> Result<(), StoreError> {
+        self.guard(
+            "release_lifetime_claim",
+            self.inner.release_lifetime_claim(order, now),
+        )
+        .await
+    }
     async fn get_idempotency(
         &self,
         user: &str,

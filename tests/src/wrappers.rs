@@ -78,6 +78,22 @@ impl Store for CountingStore {
         self.enter("create_order")?;
         self.inner.create_order(order, idem, quota, now).await
     }
+    async fn create_lifetime_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.enter("create_lifetime_order")?;
+        self.inner
+            .create_lifetime_order(order, idem, quota, now)
+            .await
+    }
+    async fn release_lifetime_claim(&self, order: &Order, now: i64) -> Result<(), StoreError> {
+        self.enter("release_lifetime_claim")?;
+        self.inner.release_lifetime_claim(order, now).await
+    }
     async fn get_idempotency(
         &self,
         user: &str,

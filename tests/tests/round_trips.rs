@@ -873,3 +873,64 @@ async fn event_budgets_dynamo() {
     };
     event_budgets(Arc::new(store), counter, true).await;
 }
+
+/// Lifetime products: the create is the ownership query and the transaction that also
+/// claims the product; a second purchase while the first is payable is the query and the
+/// failed transaction; cancelling it adds one conditional update (ending the claim).
+async fn lifetime_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let mut catalog: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+    catalog["products"].as_array_mut().unwrap().push(json!({
+        "id": "course", "title": "Course", "kind": "lifetime", "grants": ["course:rt"],
+        "price": {"amount": 1990, "currency": "CNY"}
+    }));
+    let catalog = catalog.to_string();
+    let clock = ManualClock::at(T0);
+    let s = TestServer::start(test_app_with(
+        store,
+        clock.clone(),
+        &[("CATALOG_JSON", &catalog)],
+    ))
+    .await;
+    let body = json!({"product_id": "course", "provider": "sandbox"});
+    meter.take();
+    let r = s
+        .call("rt-life", "POST", "/orders", Some(body.clone()))
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        meter.take(),
+        2,
+        "lifetime create: the ownership query, the transaction"
+    );
+    let id = r.json()["order_id"].as_str().unwrap().to_owned();
+    let refused = s
+        .call("rt-life", "POST", "/orders", Some(body.clone()))
+        .await;
+    assert_eq!(refused.status, 409);
+    assert!(
+        meter.take() <= 3,
+        "refused by the claim: the query and the failed transaction"
+    );
+    let r = s
+        .call("rt-life", "POST", &format!("/orders/{id}/cancel"), None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(meter.take(), 3, "cancel: read, close, end the claim");
+    let r = s.call("rt-life", "POST", "/orders", Some(body)).await;
+    assert_eq!(r.status, 201);
+    assert_eq!(meter.take(), 2, "created again at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifetime_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    lifetime_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifetime_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    lifetime_budgets(Arc::new(store), counter).await;
+}

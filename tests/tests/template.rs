@@ -543,6 +543,13 @@ fn each_function_reads_exactly_the_secret_references_it_is_given() {
 const STORE_ACTIONS: &[(&str, &[&str])] = &[
     // Put order + idempotency key, Update of the day's counter; a replay reads the key.
     ("create_order", &["PutItem", "UpdateItem", "GetItem"]),
+    // As create_order, with the Put of the lifetime claim; a refusal may read the claim.
+    (
+        "create_lifetime_order",
+        &["PutItem", "UpdateItem", "GetItem"],
+    ),
+    // A conditional Update of the claim.
+    ("release_lifetime_claim", &["UpdateItem"]),
     ("get_idempotency", &["GetItem"]),
     ("get_order", &["GetItem"]),
     // Update of the order; Put of the TXN claim, grants and payment record; Updates of

@@ -91,6 +91,7 @@ pub async fn create(
         CoinPayment::Insufficient { balance } => {
             Err(ServiceError::InsufficientCoins { balance, price })
         }
+        CoinPayment::Claimed(c) => Err(super::lifetime::in_progress(&c)),
     }
 }
 

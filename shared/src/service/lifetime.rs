@@ -3,9 +3,12 @@
 //! prepared. The check reads the user's partition (one query; the whole history while a
 //! checkpoint is stale), only for lifetime products; every other create keeps its budget.
 //!
-//! It is a check before payment, not a condition of the payment's write: two purchases
-//! racing each other may both be paid (the second is then refundable, and its grant is a
-//! duplicate of a forever grant, harmless for access).
+//! The read alone cannot stop two purchases racing each other (both read "not owned"), so
+//! the create's own transaction also claims the product for the user
+//! ([`crate::store::LifetimeClaim`]) while the order can still be paid: of concurrent
+//! purchases one is created, the others are refused with 409 and nothing written. What is
+//! left: a payment that arrives after its order expired unpaid (a late payment) is still
+//! recorded, whatever was bought since; such an order is refundable.
 
 use super::ServiceError;
 use crate::app::App;
@@ -40,4 +43,13 @@ pub async fn refuse_if_owned(
         )));
     }
     Ok(())
+}
+
+/// The refusal of a purchase while another order of the same lifetime product is in
+/// progress for the user.
+pub fn in_progress(claim: &crate::store::LifetimeClaim) -> ServiceError {
+    ServiceError::Conflict(format!(
+        "a purchase of lifetime product {:?} is already in progress (order {}); pay or cancel it",
+        claim.product_id, claim.order_id
+    ))
 }

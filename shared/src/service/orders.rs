@@ -162,11 +162,16 @@ pub async fn create(
     // The quota is counted inside the create's own transaction (no extra round trip), so a
     // remote prepay above was already made for an order refused here: it is never paid and
     // lapses at the provider with the order's expiry.
-    match app
-        .store
-        .create_order(&order, idem.as_ref(), &quota, now)
-        .await?
-    {
+    let created = if crate::store::claims_lifetime(&order) {
+        app.store
+            .create_lifetime_order(&order, idem.as_ref(), &quota, now)
+            .await?
+    } else {
+        app.store
+            .create_order(&order, idem.as_ref(), &quota, now)
+            .await?
+    };
+    match created {
         CreateOutcome::Created => {
             tracing::info!(order_id = %order.order_id, provider = %order.provider, product = %order.product_id, "order created");
             crate::metrics::count("OrdersCreated", 1, &[("Provider", &order.provider)]);
@@ -174,6 +179,7 @@ pub async fn create(
         }
         CreateOutcome::KeyExists(existing) => replay(app, existing, &request_hash(&req)).await,
         CreateOutcome::QuotaReached { until } => Err(too_many_orders(app, now, until)),
+        CreateOutcome::Claimed(c) => Err(super::lifetime::in_progress(&c)),
     }
 }
 
@@ -240,6 +246,13 @@ pub async fn cancel(app: &App, user_id: &str, id: &str) -> Result<Order, Service
     {
         TransitionOutcome::Done(o) => {
             tracing::info!(order_id = %o.order_id, "order cancelled");
+            if crate::store::claims_lifetime(&o) {
+                // The product may be bought again at once (another provider, say). Should
+                // this write fail, the claim still ends with the order's expiry.
+                if let Err(e) = app.store.release_lifetime_claim(&o, now).await {
+                    tracing::warn!(order_id = %o.order_id, error = %e, "lifetime claim not released");
+                }
+            }
             Ok(*o)
         }
         TransitionOutcome::Conflict(o) => Err(ServiceError::Conflict(format!(

@@ -80,6 +80,14 @@ pub(super) async fn create_bound_order(
         Ok(CreateOutcome::QuotaReached { until }) => {
             return Err(super::orders::too_many_orders(app, now, until))
         }
+        // A purchase the store made is recorded whatever else is in progress: this create
+        // claims nothing, so nothing refuses it.
+        Ok(CreateOutcome::Claimed(c)) => {
+            return Err(ServiceError::Unavailable(format!(
+                "unexpected lifetime claim of order {}",
+                c.order_id
+            )))
+        }
         // A concurrent duplicate created it first: use theirs.
         Err(e) => tracing::debug!(error = %e, "bound order already created"),
     }

@@ -44,6 +44,8 @@ struct Tables {
     refunds_due: BTreeSet<(i64, OrderId, String)>,
     /// (user, window start) → orders created in that window.
     order_windows: HashMap<(String, i64), u32>,
+    /// (user, product) → the claim of the lifetime purchase last started.
+    lifetime_claims: HashMap<(String, String), LifetimeClaim>,
     /// What may be deleted from when on, oldest first: the embedded store's `ttl`.
     expiring: BTreeSet<(i64, Expiring)>,
     /// Every audit record by sort key: the `since` order.
@@ -211,6 +213,14 @@ impl Tables {
         );
         record_events(self, events);
         Ok(TransitionOutcome::Done(Box::new(done)))
+    }
+
+    /// Another order's live claim on `order`'s lifetime product, if any.
+    fn live_claim(&self, order: &Order, now: i64) -> Option<LifetimeClaim> {
+        self.lifetime_claims
+            .get(&(order.user_id.clone(), order.product_id.clone()))
+            .filter(|c| c.live(now))
+            .cloned()
     }
 
     /// What a new order's write checks first: a live record of its Idempotency-Key (the
@@ -422,19 +432,26 @@ fn enter_due(t: &mut Tables, o: &Order, at: i64) {
     t.due_at.insert(o.order_id.clone(), at);
 }
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn create_order(
+impl MemoryStore {
+    /// One create, with the lifetime claim when `claim`: the checks in the transaction's
+    /// order (key, claim, window), then every write.
+    fn create(
         &self,
         order: &Order,
         idem: Option<&IdempotencyRecord>,
         quota: &OrderQuota,
         now: i64,
+        claim: bool,
     ) -> Result<CreateOutcome, StoreError> {
         let mut t = self.lock();
         t.prune(now);
         if let Some(existing) = t.new_order_key(order, idem, now)? {
             return Ok(CreateOutcome::KeyExists(existing));
+        }
+        if claim {
+            if let Some(held) = t.live_claim(order, now) {
+                return Ok(CreateOutcome::Claimed(held));
+            }
         }
         let window = quota.window(now);
         let window_key = (order.user_id.clone(), window.start);
@@ -470,8 +487,48 @@ impl Store for MemoryStore {
             order.created_at,
             &crate::domain::stats::created_counts(order),
         );
+        if claim {
+            t.lifetime_claims.insert(
+                (order.user_id.clone(), order.product_id.clone()),
+                LifetimeClaim::of(order),
+            );
+        }
         record_events(&mut t, events);
         Ok(CreateOutcome::Created)
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.create(order, idem, quota, now, false)
+    }
+
+    async fn create_lifetime_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.create(order, idem, quota, now, true)
+    }
+
+    async fn release_lifetime_claim(&self, order: &Order, now: i64) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        let k = (order.user_id.clone(), order.product_id.clone());
+        if let Some(c) = t.lifetime_claims.get_mut(&k) {
+            if c.order_id == order.order_id {
+                c.until = c.until.min(now);
+            }
+        }
+        Ok(())
     }
 
     async fn get_idempotency(
@@ -1344,6 +1401,12 @@ impl Store for MemoryStore {
         if let Some(existing) = t.new_order_key(order, idem, now)? {
             return Ok(CoinPayment::KeyExists(existing));
         }
+        let claim = claims_lifetime(order);
+        if claim {
+            if let Some(held) = t.live_claim(order, now) {
+                return Ok(CoinPayment::Claimed(held));
+            }
+        }
         let balance = t.wallets.get(&order.user_id).copied().unwrap_or(0);
         if balance < -entry.amount {
             return Ok(CoinPayment::Insufficient { balance });
@@ -1367,6 +1430,12 @@ impl Store for MemoryStore {
             ));
         }
         t.orders.insert(order.order_id.clone(), order.clone());
+        if claim {
+            t.lifetime_claims.insert(
+                (order.user_id.clone(), order.product_id.clone()),
+                LifetimeClaim::of(order),
+            );
+        }
         let st = Settlement::of_coin_order(order, paid_at, now);
         count_paid(&mut t, &self.stats_zone, &st, false, true);
         record_events(&mut t, events);

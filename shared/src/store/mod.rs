@@ -49,9 +49,59 @@ pub struct IdempotencyRecord {
     pub expires_at: i64,
 }
 
+/// A purchase of a lifetime product in progress: while `until` (its order's expiry) is
+/// ahead, no other order of that product may be created for the user. Written with the
+/// order, in the create's own transaction, it makes the refusal of a second purchase a
+/// condition of the write rather than a read before it: of two purchases racing, one is
+/// created. Once the order is paid the user's grant refuses further purchases; a
+/// cancellation ends the claim at once ([`Store::release_lifetime_claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifetimeClaim {
+    pub user_id: String,
+    pub product_id: String,
+    pub order_id: OrderId,
+    pub until: i64,
+}
+
+/// How long the claim of an order written already paid (with coins) lasts: its grant
+/// refuses every purchase whose check reads after the payment; the claim covers those whose
+/// check read before it and write after, a gap of a moment (no remote call between them).
+pub const PAID_CLAIM_S: i64 = 300;
+
+impl LifetimeClaim {
+    /// The claim `order` makes: until it expires unpaid, or a while after a payment made
+    /// with its creation.
+    pub fn of(order: &Order) -> Self {
+        let until = match order.paid_at {
+            Some(paid_at) => order.expires_at.max(paid_at.saturating_add(PAID_CLAIM_S)),
+            None => order.expires_at,
+        };
+        LifetimeClaim {
+            user_id: order.user_id.clone(),
+            product_id: order.product_id.clone(),
+            order_id: order.order_id.clone(),
+            until,
+        }
+    }
+
+    /// Whether it still refuses other orders at `now`.
+    pub fn live(&self, now: i64) -> bool {
+        self.until > now
+    }
+}
+
+/// Whether `order` is for a lifetime product (what it grants lasts for ever): its creation
+/// claims the product for its user.
+pub fn claims_lifetime(order: &Order) -> bool {
+    matches!(order.term, Some(crate::domain::Term::Forever))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
     Created,
+    /// Another order of this lifetime product is in progress for the user: its claim
+    /// (nothing was written).
+    Claimed(LifetimeClaim),
     /// The key was already used (and is not expired): here is what it was used for. A
     /// replay is answered even when the user's window is full.
     KeyExists(IdempotencyRecord),
@@ -318,6 +368,9 @@ pub enum CoinPayment {
     KeyExists(IdempotencyRecord),
     /// The balance does not cover the price: the balance now (nothing was written).
     Insufficient { balance: i64 },
+    /// Another order of this lifetime product is in progress for the user: its claim
+    /// (nothing was written).
+    Claimed(LifetimeClaim),
 }
 
 /// The ledger entry of coins an order moves as part of a payment, refund or reversal (the
@@ -511,6 +564,22 @@ pub trait Store: Send + Sync {
         quota: &OrderQuota,
         now: i64,
     ) -> Result<CreateOutcome, StoreError>;
+
+    /// As [`Store::create_order`], for an order of a lifetime product: the same
+    /// transaction also writes the order's [`LifetimeClaim`], conditioned on no other
+    /// order's claim on the product being live; `Claimed` (nothing written) when one is.
+    /// The key is checked before the claim, so a replay is still answered with its order.
+    async fn create_lifetime_order(
+        &self,
+        order: &Order,
+        idempotency: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// Ends `order`'s claim on its lifetime product at `now` (it was cancelled): one
+    /// conditional write, which changes nothing when the claim is another order's or gone.
+    async fn release_lifetime_claim(&self, order: &Order, now: i64) -> Result<(), StoreError>;
 
     /// The live (unexpired) record of an Idempotency-Key, if any.
     async fn get_idempotency(
@@ -863,7 +932,8 @@ pub trait Store: Send + Sync {
     /// Writes `order` (already PAID with coins, its `amount` the coins), its grants, the
     /// debit of its price with the ledger entry `entry`, the Idempotency-Key when given and
     /// the day's figures, in one transaction conditioned on the key (absent or expired) and
-    /// the balance covering the price.
+    /// the balance covering the price; an order of a lifetime product also writes its
+    /// [`LifetimeClaim`], conditioned as [`Store::create_lifetime_order`]'s.
     async fn pay_with_coins(
         &self,
         order: &Order,

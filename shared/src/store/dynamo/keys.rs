@@ -72,6 +72,11 @@ pub(super) fn order_window_pk(user: &str) -> String {
     format!("ORDERS#{user}")
 }
 
+/// A user's claim on one lifetime product, beside their order windows (`ORDERS#<user>`).
+pub(super) fn lifetime_claim_sk(product: &str) -> String {
+    format!("LIFETIME#{product}")
+}
+
 /// Zero-padded window start, so that string order is time order.
 pub(super) fn order_window_sk(start: i64) -> String {
     format!("WINDOW#{start:012}")

@@ -188,7 +188,7 @@ pub(super) async fn debit_wallet(
 
 /// Item 0: the order, already PAID (condition absent); item 1: the wallet, conditioned on
 /// covering the price; item 2: the Idempotency-Key when given (absent or expired); then the
-/// entry, the grants, the day's figures and the events.
+/// lifetime claim for a lifetime product, the entry, the grants, the day's figures and the events.
 pub(super) async fn pay_with_coins(
     db: &DynamoStore,
     order: &Order,
@@ -215,6 +215,11 @@ pub(super) async fn pay_with_coins(
             .build()
             .expect("table, item and condition are set");
         items.push(TransactWriteItem::builder().put(idem_put).build());
+    }
+    let claim = crate::store::claims_lifetime(order);
+    let claim_at = items.len();
+    if claim {
+        items.push(super::orders::claim_put(db, order, now));
     }
     items.push(db.ledger_put(&order.user_id, entry));
     for g in order.grants_at(paid_at) {
@@ -243,6 +248,13 @@ pub(super) async fn pay_with_coins(
                     .ok_or_else(|| StoreError::Unavailable("idempotency key vanished".into()))?,
             };
             return Ok(CoinPayment::KeyExists(idem_from_item(&old)?));
+        }
+    }
+    if claim {
+        if let Some(Some(old)) = failed.get(claim_at) {
+            return Ok(CoinPayment::Claimed(
+                super::orders::claim_held(db, order, old.as_ref()).await?,
+            ));
         }
     }
     match failed.get(1) {

@@ -160,7 +160,21 @@ impl Store for DynamoStore {
         quota: &OrderQuota,
         now: i64,
     ) -> Result<CreateOutcome, StoreError> {
-        orders::create_order(self, order, idem, quota, now).await
+        orders::create_order(self, order, idem, quota, now, false).await
+    }
+
+    async fn create_lifetime_order(
+        &self,
+        order: &Order,
+        idem: Option<&IdempotencyRecord>,
+        quota: &OrderQuota,
+        now: i64,
+    ) -> Result<CreateOutcome, StoreError> {
+        orders::create_order(self, order, idem, quota, now, true).await
+    }
+
+    async fn release_lifetime_claim(&self, order: &Order, now: i64) -> Result<(), StoreError> {
+        orders::release_lifetime_claim(self, order, now).await
     }
 
     async fn get_idempotency(

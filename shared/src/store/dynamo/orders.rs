@@ -1,16 +1,19 @@
 //! Orders: creating one (with its idempotency key), reading it, closing it unpaid, and the
 //! due index the sweeper walks. Paying and refunding are in `payments`.
 
-use super::attrs::{get_s, n, s, Item};
+use super::attrs::{get_n, get_s, n, s, Item};
 use super::errors::{condition_held, unavailable};
 use super::items::{idem_from_item, idem_item, order_from_item, order_item};
-use super::keys::{due_pk, due_sk, idem_pk, key, order_pk, order_window_pk, order_window_sk};
+use super::keys::{
+    due_pk, due_sk, idem_pk, key, lifetime_claim_sk, order_pk, order_window_pk, order_window_sk,
+};
 use super::table::GSI1;
 use super::DynamoStore;
 use crate::domain::event::Event;
 use crate::domain::{Order, OrderId, OrderQuota, OrderState};
 use crate::store::{
-    stats_shard, CreateOutcome, DueEntry, IdempotencyRecord, StoreError, TransitionOutcome,
+    stats_shard, CreateOutcome, DueEntry, IdempotencyRecord, LifetimeClaim, StoreError,
+    TransitionOutcome,
 };
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
@@ -23,11 +26,12 @@ pub(super) async fn create_order(
     idem: Option<&IdempotencyRecord>,
     quota: &OrderQuota,
     now: i64,
+    claim: bool,
 ) -> Result<CreateOutcome, StoreError> {
     let window = quota.window(now);
-    // Items in this order: the order, the idempotency key when given (before the window,
-    // so that a replay is recognised even when the window is full too), the user's window
-    // counter, the day's counter.
+    // Items in this order: the order, the idempotency key when given (before the claim and
+    // the window, so that a replay is recognised even when they refuse too), the lifetime
+    // claim when asked, the user's window counter, the day's counter.
     let mut items = vec![TransactWriteItem::builder()
         .put(db.put(order_item(order), "attribute_not_exists(pk)"))
         .build()];
@@ -41,6 +45,10 @@ pub(super) async fn create_order(
             .build()
             .expect("table, item and condition are set");
         items.push(TransactWriteItem::builder().put(idem_put).build());
+    }
+    let claim_at = items.len();
+    if claim {
+        items.push(claim_put(db, order, now));
     }
     let window_at = items.len();
     items.push(window_count(
@@ -72,6 +80,13 @@ pub(super) async fn create_order(
             return Ok(CreateOutcome::KeyExists(idem_from_item(&old)?));
         }
     }
+    if claim {
+        if let Some(Some(old)) = failed.get(claim_at) {
+            return Ok(CreateOutcome::Claimed(
+                claim_held(db, order, old.as_ref()).await?,
+            ));
+        }
+    }
     if let Some(Some(_)) = failed.get(window_at) {
         return Ok(CreateOutcome::QuotaReached { until: window.end });
     }
@@ -79,6 +94,86 @@ pub(super) async fn create_order(
         "order id {} generated twice",
         order.order_id
     )))
+}
+
+/// The put of `order`'s lifetime claim (`ORDERS#<user>` / `LIFETIME#<product>`, beside the
+/// user's order windows, outside the partition entitlement checks read), conditioned on no
+/// other claim being live; it expires (`ttl`) with the order.
+pub(super) fn claim_put(db: &DynamoStore, order: &Order, now: i64) -> TransactWriteItem {
+    let c = LifetimeClaim::of(order);
+    let mut item = key(
+        order_window_pk(&c.user_id),
+        &lifetime_claim_sk(&c.product_id),
+    );
+    item.insert("order_id".into(), s(c.order_id.to_string()));
+    item.insert("until".into(), n(c.until));
+    item.insert("ttl".into(), n(c.until));
+    let put = Put::builder()
+        .table_name(&db.table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk) OR #until <= :now")
+        .expression_attribute_names("#until", "until")
+        .expression_attribute_values(":now", n(now))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .expect("table, item and condition are set");
+    TransactWriteItem::builder().put(put).build()
+}
+
+/// The claim that refused `order`'s: from the failed condition's `ALL_OLD`, else read again.
+pub(super) async fn claim_held(
+    db: &DynamoStore,
+    order: &Order,
+    old: Option<&Item>,
+) -> Result<LifetimeClaim, StoreError> {
+    let read;
+    let item = match old {
+        Some(item) => item,
+        None => {
+            read = db
+                .get(
+                    order_window_pk(&order.user_id),
+                    &lifetime_claim_sk(&order.product_id),
+                )
+                .await?
+                .ok_or_else(|| StoreError::Unavailable("lifetime claim vanished".into()))?;
+            &read
+        }
+    };
+    let order_id = get_s(item, "order_id")?;
+    Ok(LifetimeClaim {
+        user_id: order.user_id.clone(),
+        product_id: order.product_id.clone(),
+        order_id: OrderId::parse(order_id)
+            .map_err(|e| StoreError::Corrupt(format!("lifetime claim's order id: {e}")))?,
+        until: get_n(item, "until")?,
+    })
+}
+
+/// Ends `order`'s claim at `now`, only if it is still that order's.
+pub(super) async fn release_lifetime_claim(
+    db: &DynamoStore,
+    order: &Order,
+    now: i64,
+) -> Result<(), StoreError> {
+    let r = db
+        .client
+        .update_item()
+        .table_name(&db.table)
+        .set_key(Some(key(
+            order_window_pk(&order.user_id),
+            &lifetime_claim_sk(&order.product_id),
+        )))
+        .update_expression("SET #until = :now, #ttl = :now")
+        .condition_expression("order_id = :id AND #until > :now")
+        .expression_attribute_names("#until", "until")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(":id", s(order.order_id.to_string()))
+        .expression_attribute_values(":now", n(now))
+        .send()
+        .await;
+    condition_held("release lifetime claim", r)?;
+    Ok(())
 }
 
 /// Counts one more order in the user's window `start..end`, conditioned (when the quota
