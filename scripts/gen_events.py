@@ -214,6 +214,9 @@ cases = [
     ("create-order", "get-order-of-another-user.json", 404,
      event("GET", f"/orders/{SEEDED_PENDING}", sub="someone-else")),
     ("create-order", "cancel-order.json", 200, event("POST", f"/orders/{SEEDED_TO_CANCEL}/cancel")),
+    # The paywall's catalog: no credentials, cacheable.
+    ("create-order", "products.json", 200, event("GET", "/products", sub=None)),
+    ("create-order", "streams.json", 200, event("GET", "/streams", sub=None)),
     # Operators (a bearer token whose `scope` names the role): a refund of an order not paid
     # is refused, and support may not refund.
     ("create-order", "admin-refund-unpaid.json", 422,
