@@ -231,18 +231,38 @@ impl App {
 }
 
 /// Where start-up time goes, when `TOLLGATE_INIT_TIMING` is set: one `init phases` line (log
-/// target `tollgate::init_timing`, level info) with the microseconds of each phase, for the
-/// cold-start measurements. Costs nothing when unset.
+/// target `tollgate::init_timing`, level info) with the microseconds of each phase, wall
+/// clock (`phases`) and CPU time of the whole process (`cpu_phases`, where `/proc` tells;
+/// `cpu_before_us` is what the process used before the load began: loading, the runtime,
+/// logging), for the cold-start measurements. CPU time is what a busy machine does not
+/// distort. Costs nothing when unset.
 struct InitPhases {
     last: Option<std::time::Instant>,
     spent: Vec<(&'static str, u128)>,
+    cpu_started: Option<u64>,
+    cpu_last: Option<u64>,
+    cpu_spent: Vec<(&'static str, u64)>,
+}
+
+/// CPU time of every thread of this process so far, ns (Linux `schedstat`).
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total = total.saturating_add(stat.split_whitespace().next()?.parse::<u64>().ok()?);
+    }
+    Some(total)
 }
 
 impl InitPhases {
     fn new(on: bool) -> Self {
+        let cpu = on.then(process_cpu_ns).flatten();
         InitPhases {
             last: on.then(std::time::Instant::now),
             spent: Vec::new(),
+            cpu_started: cpu,
+            cpu_last: cpu,
+            cpu_spent: Vec::new(),
         }
     }
 
@@ -256,18 +276,34 @@ impl InitPhases {
                 None => self.spent.push((phase, us)),
             }
             self.last = Some(now);
+            if let (Some(before), Some(cpu)) = (self.cpu_last, process_cpu_ns()) {
+                let us = cpu.saturating_sub(before) / 1_000;
+                match self.cpu_spent.iter_mut().find(|(p, _)| *p == phase) {
+                    Some((_, total)) => *total += us,
+                    None => self.cpu_spent.push((phase, us)),
+                }
+                self.cpu_last = Some(cpu);
+            }
         }
     }
 
     fn report(&self) {
         if self.last.is_some() {
-            let phases = serde_json::Value::Object(
-                self.spent
-                    .iter()
-                    .map(|(p, us)| ((*p).to_owned(), serde_json::Value::from(*us as u64)))
-                    .collect(),
-            );
-            tracing::info!(target: "tollgate::init_timing", %phases, "init phases");
+            let object = |pairs: Vec<(&str, u64)>| {
+                serde_json::Value::Object(
+                    pairs
+                        .into_iter()
+                        .map(|(p, us)| (p.to_owned(), serde_json::Value::from(us)))
+                        .collect(),
+                )
+            };
+            let phases = object(self.spent.iter().map(|(p, us)| (*p, *us as u64)).collect());
+            let cpu_phases = object(self.cpu_spent.to_vec());
+            // -1: `/proc` could not tell.
+            let cpu_before_us = self
+                .cpu_started
+                .map_or(-1, |ns| i64::try_from(ns / 1_000).unwrap_or(i64::MAX));
+            tracing::info!(target: "tollgate::init_timing", %phases, %cpu_phases, cpu_before_us, "init phases");
         }
     }
 }

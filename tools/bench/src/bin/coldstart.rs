@@ -34,6 +34,8 @@ struct Sample {
     peak_in_flight: usize,
     /// Microseconds per start-up phase, from the `init phases` line (with `--phases`).
     phases: Vec<(String, u64)>,
+    /// CPU microseconds per start-up phase, from the same line.
+    cpu_phases: Vec<(String, u64)>,
     /// The process's peak resident memory after its first invocation (`VmHWM`), KiB; `None`
     /// where `/proc` cannot tell.
     peak_rss_kib: Option<u64>,
@@ -41,8 +43,10 @@ struct Sample {
     cpu: Option<Duration>,
 }
 
-/// The phases of an `init phases` log line among `stdout`'s lines.
-fn phases_of(stdout: &str) -> Vec<(String, u64)> {
+/// The phases of an `init phases` log line among `stdout`'s lines: wall-clock microseconds
+/// (`field` = `phases`) or CPU microseconds (`cpu_phases`, then `cpu_before_us` as a
+/// phase `before_load`).
+fn phases_of(stdout: &str, field: &str) -> Vec<(String, u64)> {
     for line in stdout.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -50,9 +54,22 @@ fn phases_of(stdout: &str) -> Vec<(String, u64)> {
         if v["message"] != "init phases" {
             continue;
         }
-        let Some(text) = v["phases"].as_str() else {
+        let Some(text) = v[field].as_str() else {
             continue;
         };
+        if field == "cpu_phases" {
+            let before = v["cpu_before_us"]
+                .as_u64()
+                .or_else(|| v["cpu_before_us"].as_str()?.parse().ok());
+            if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(text) {
+                return before
+                    .map(|us| ("before_load".to_owned(), us))
+                    .into_iter()
+                    .chain(m.into_iter().filter_map(|(k, v)| Some((k, v.as_u64()?))))
+                    .collect();
+            }
+            continue;
+        }
         if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(text) {
             return m
                 .into_iter()
@@ -129,7 +146,8 @@ async fn one_run(
         first: invocation.answered.ok_or("no response")? - handed,
         init_requests,
         peak_in_flight: aws.take_peak_in_flight(),
-        phases: phases_of(&stdout),
+        phases: phases_of(&stdout, "phases"),
+        cpu_phases: phases_of(&stdout, "cpu_phases"),
         peak_rss_kib,
         cpu,
     })
@@ -281,6 +299,8 @@ struct Row {
     secrets: usize,
     /// Median microseconds per phase, in start-up order.
     phases: Vec<(String, u64)>,
+    /// Median CPU microseconds per phase, in start-up order.
+    cpu_phases: Vec<(String, u64)>,
     init: Duration,
     first: Duration,
     init_requests: usize,
@@ -305,6 +325,7 @@ async fn measure(
     let mut rss: Option<u64> = None;
     let mut cpus = Vec::new();
     let mut phases: Vec<(String, Vec<u64>)> = Vec::new();
+    let mut cpu_phases: Vec<(String, Vec<u64>)> = Vec::new();
     for _ in 0..runs {
         match one_run(bin, args, event.clone(), aws, env).await {
             Ok(s) => {
@@ -314,12 +335,8 @@ async fn measure(
                 peak = peak.max(s.peak_in_flight);
                 rss = rss.max(s.peak_rss_kib);
                 cpus.extend(s.cpu);
-                for (name, us) in s.phases {
-                    match phases.iter_mut().find(|(p, _)| *p == name) {
-                        Some((_, v)) => v.push(us),
-                        None => phases.push((name, vec![us])),
-                    }
-                }
+                collect_phases(&mut phases, s.phases);
+                collect_phases(&mut cpu_phases, s.cpu_phases);
             }
             Err(e) => {
                 eprintln!("{e}");
@@ -329,13 +346,8 @@ async fn measure(
     }
     Row {
         secrets: 0,
-        phases: phases
-            .into_iter()
-            .map(|(name, mut v)| {
-                v.sort_unstable();
-                (name, v[v.len() / 2])
-            })
-            .collect(),
+        phases: median_phases(phases),
+        cpu_phases: median_phases(cpu_phases),
         init: median(inits),
         first: median(firsts),
         init_requests: requests,
@@ -343,6 +355,25 @@ async fn measure(
         peak_rss_kib: rss,
         cpu: (cpus.len() == runs).then(|| median(cpus)),
     }
+}
+
+fn collect_phases(into: &mut Vec<(String, Vec<u64>)>, run: Vec<(String, u64)>) {
+    for (name, us) in run {
+        match into.iter_mut().find(|(p, _)| *p == name) {
+            Some((_, v)) => v.push(us),
+            None => into.push((name, vec![us])),
+        }
+    }
+}
+
+fn median_phases(phases: Vec<(String, Vec<u64>)>) -> Vec<(String, u64)> {
+    phases
+        .into_iter()
+        .map(|(name, mut v)| {
+            v.sort_unstable();
+            (name, v[v.len() / 2])
+        })
+        .collect()
 }
 
 fn arg(args: &[String], name: &str) -> Option<u64> {
@@ -493,11 +524,11 @@ async fn main() {
             cpu_ms(p.cpu),
             cpu_ratio(p.cpu)
         );
-        phase_rows.push((name, p.phases, r.phases));
+        phase_rows.push((name, p.phases, r.phases, p.cpu_phases, p.cpu));
     }
     if with_phases {
         println!("\ninit phases, median µs (plain values / by reference)");
-        for (name, plain, by_ref) in phase_rows {
+        for (name, plain, by_ref, _, _) in &phase_rows {
             let shown: Vec<String> = by_ref
                 .iter()
                 .map(|(phase, r)| {
@@ -508,6 +539,18 @@ async fn main() {
                     format!("{phase} {p}/{r}")
                 })
                 .collect();
+            println!("{name:<20} {}", shown.join(", "));
+        }
+        println!(
+            "\nCPU per phase, median µs (plain values); `after init` = CPU to the first answer minus the phases"
+        );
+        for (name, _, _, cpu, total) in &phase_rows {
+            let sum: u64 = cpu.iter().map(|(_, us)| us).sum();
+            let mut shown: Vec<String> = cpu.iter().map(|(p, us)| format!("{p} {us}")).collect();
+            if let Some(total) = total {
+                let total = total.as_micros() as u64;
+                shown.push(format!("after init {}", total.saturating_sub(sum)));
+            }
             println!("{name:<20} {}", shown.join(", "));
         }
     }
