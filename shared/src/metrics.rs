@@ -46,6 +46,33 @@ pub fn count(name: &str, value: i64, dimensions: &[(&str, &str)]) {
     }
 }
 
+/// Counts `value` of metric `name` by each of `dimensions` apart (one series per
+/// dimension, and the total), where [`count`] makes one series of all of them together: an
+/// order is counted by `Provider` and by `Line` without a series per pair, and the total is
+/// still counted once.
+pub fn count_apart(name: &str, value: i64, dimensions: &[(&str, &str)]) {
+    RECORDED.with(|r| {
+        if let Some(kept) = r.borrow_mut().as_mut() {
+            let dims = dimensions
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            kept.push((name.to_owned(), dims, value));
+        }
+    });
+    if ENABLED.load(Ordering::Relaxed) {
+        println!(
+            "{}",
+            line_apart(
+                name,
+                value,
+                dimensions,
+                chrono::Utc::now().timestamp_millis()
+            )
+        );
+    }
+}
+
 /// Records how long something took, in milliseconds (`name` ends in `Ms` by convention).
 /// CloudWatch keeps the distribution of the values, so the dashboard and the alarms read
 /// their p50, p90 and p99. Latency is measured on the monotonic clock, not the app's
@@ -139,7 +166,37 @@ impl Drop for Recording {
 
 /// The EMF document for one metric.
 pub fn line(name: &str, value: i64, dimensions: &[(&str, &str)], timestamp_ms: i64) -> String {
-    document(name, value.into(), "Count", dimensions, timestamp_ms)
+    let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    document(
+        name,
+        value.into(),
+        "Count",
+        dimensions,
+        together(dims),
+        timestamp_ms,
+    )
+}
+
+/// The EMF document of a count by each dimension apart ([`count_apart`]).
+pub fn line_apart(
+    name: &str,
+    value: i64,
+    dimensions: &[(&str, &str)],
+    timestamp_ms: i64,
+) -> String {
+    let mut sets: Vec<Vec<&str>> = dimensions.iter().map(|(k, _)| vec![*k]).collect();
+    sets.push(Vec::new());
+    document(name, value.into(), "Count", dimensions, sets, timestamp_ms)
+}
+
+/// One dimension set of all the dimensions and, when there are any, the total: each metric
+/// also goes out without dimensions, so alarms watch totals.
+fn together(dims: Vec<&str>) -> Vec<Vec<&str>> {
+    if dims.is_empty() {
+        vec![dims]
+    } else {
+        vec![dims, Vec::new()]
+    }
 }
 
 /// The EMF document for one duration in milliseconds.
@@ -147,7 +204,15 @@ pub fn timing_line(name: &str, ms: f64, dimensions: &[(&str, &str)], timestamp_m
     // Microsecond precision is plenty, and keeps the line short.
     let value = serde_json::Number::from_f64((ms * 1000.0).round() / 1000.0)
         .map_or(serde_json::Value::from(0), serde_json::Value::Number);
-    document(name, value, "Milliseconds", dimensions, timestamp_ms)
+    let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    document(
+        name,
+        value,
+        "Milliseconds",
+        dimensions,
+        together(dims),
+        timestamp_ms,
+    )
 }
 
 fn document(
@@ -155,18 +220,17 @@ fn document(
     value: serde_json::Value,
     unit: &str,
     dimensions: &[(&str, &str)],
+    sets: Vec<Vec<&str>>,
     timestamp_ms: i64,
 ) -> String {
     let mut doc = serde_json::Map::new();
-    let dims: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
     doc.insert(
         "_aws".into(),
         serde_json::json!({
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                // Each metric also goes out without dimensions, so alarms watch totals.
-                "Dimensions": if dims.is_empty() { serde_json::json!([dims]) } else { serde_json::json!([dims, []]) },
+                "Dimensions": sets,
                 "Metrics": [{ "Name": name, "Unit": unit }],
             }],
         }),
@@ -232,6 +296,33 @@ mod tests {
             bare["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             serde_json::json!([[]])
         );
+    }
+
+    #[test]
+    fn a_count_apart_is_one_series_per_dimension_and_the_total() {
+        let l = line_apart(
+            "OrdersPaid",
+            1,
+            &[("Provider", "wechat"), ("Line", "music")],
+            7,
+        );
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Provider"], ["Line"], []])
+        );
+        assert_eq!(
+            (v["Provider"].clone(), v["Line"].clone()),
+            ("wechat".into(), "music".into())
+        );
+        let r = Recording::start();
+        count_apart(
+            "OrdersPaid",
+            1,
+            &[("Provider", "wechat"), ("Line", "music")],
+        );
+        assert_eq!(r.total("OrdersPaid", &[("Line", "music")]), 1);
+        assert_eq!(r.total("OrdersPaid", &[]), 1);
     }
 
     #[test]

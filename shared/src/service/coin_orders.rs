@@ -84,7 +84,8 @@ pub async fn create(
     {
         CoinPayment::Paid => {
             tracing::info!(order_id = %order.order_id, product = %order.product_id, coins = price, "order paid with coins");
-            crate::metrics::count("OrdersCreated", 1, &[("Provider", PROVIDER)]);
+            super::order_metrics::count(app, "OrdersCreated", PROVIDER, &order.product_id);
+            super::order_metrics::count(app, "OrdersPaid", PROVIDER, &order.product_id);
             Ok(Created::New(order))
         }
         CoinPayment::KeyExists(existing) => replay(app, existing, &hash).await,

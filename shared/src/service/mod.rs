@@ -15,6 +15,7 @@ pub mod manual_grants;
 pub mod moderation;
 pub mod operator;
 pub mod order_history;
+pub mod order_metrics;
 pub mod orders;
 pub mod payments;
 pub mod paywall;

@@ -174,7 +174,7 @@ pub async fn create(
     match created {
         CreateOutcome::Created => {
             tracing::info!(order_id = %order.order_id, provider = %order.provider, product = %order.product_id, "order created");
-            crate::metrics::count("OrdersCreated", 1, &[("Provider", &order.provider)]);
+            super::order_metrics::count(app, "OrdersCreated", &order.provider, &order.product_id);
             Ok(Created::New(order))
         }
         CreateOutcome::KeyExists(existing) => replay(app, existing, &request_hash(&req)).await,

@@ -169,8 +169,8 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
     match settled {
         SettleOutcome::Settled => {
             tracing::info!(order_id = %order.order_id, provider, product = %order.product_id, "provider sale recorded");
-            crate::metrics::count("OrdersCreated", 1, &[("Provider", provider)]);
-            crate::metrics::count("OrdersPaid", 1, &[("Provider", provider)]);
+            super::order_metrics::count(app, "OrdersCreated", provider, &order.product_id);
+            super::order_metrics::count(app, "OrdersPaid", provider, &order.product_id);
             Ok(Applied::Settled { late: false })
         }
         SettleOutcome::TxnAlreadyRecorded { order_id } if order_id == order.order_id => {
@@ -244,7 +244,7 @@ async fn settle(
             SettleOutcome::Settled => {
                 let late = order.state != OrderState::Pending;
                 tracing::info!(order_id = %order.order_id, provider = %order.provider, late, "order paid");
-                crate::metrics::count("OrdersPaid", 1, &[("Provider", &order.provider)]);
+                super::order_metrics::count(app, "OrdersPaid", &order.provider, &order.product_id);
                 if late {
                     crate::metrics::count("LatePayments", 1, &[("Provider", &order.provider)]);
                 }
