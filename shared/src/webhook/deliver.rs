@@ -6,6 +6,7 @@
 //! sends the event again, under the same `webhook-id`, which receivers dedupe on.
 
 use super::sign::{sign, SigningKey};
+use crate::config::{err, ConfigError};
 use crate::domain::event::{Delivery, DeliveryState, EventRecord};
 use crate::domain::line::{Line, Lines, WebhookSecret};
 use crate::domain::retry::full_jitter;
@@ -40,15 +41,16 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Reads the policy's variables; a malformed one is an error naming it.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_lookup(get: impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = RetryPolicy::default();
-        let num = |name: &str, default: u64, max: u64| -> Result<u64, String> {
+        let num = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
             match get(name) {
                 None => Ok(default),
                 Some(v) => match v.trim().parse::<u64>() {
                     Ok(n) if (1..=max).contains(&n) => Ok(n),
-                    _ => Err(format!(
-                        "{name} must be a whole number of seconds, 1 to {max}"
+                    _ => Err(err(
+                        name,
+                        format!("must be a whole number of seconds, 1 to {max}"),
                     )),
                 },
             }
@@ -61,9 +63,10 @@ impl RetryPolicy {
             30 * 86_400,
         )?;
         if cap_s < base_s {
-            return Err(
-                "WEBHOOK_RETRY_MAX_SECONDS must be at least WEBHOOK_RETRY_BASE_SECONDS".into(),
-            );
+            return Err(err(
+                "WEBHOOK_RETRY_MAX_SECONDS",
+                "must be at least WEBHOOK_RETRY_BASE_SECONDS",
+            ));
         }
         Ok(RetryPolicy {
             base_s: u32::try_from(base_s).unwrap_or(u32::MAX),
@@ -89,6 +92,24 @@ pub struct Pass {
     pub sent: u32,
     /// The earliest retry due, when a delivery is still pending.
     pub next_try: Option<i64>,
+    /// Deliveries of the record given up for good (`Failed`), after this pass.
+    pub failed: u32,
+}
+
+/// The earliest retry due among `record`'s pending deliveries, and how many it gave up.
+fn outlook(record: &EventRecord) -> (Option<i64>, u32) {
+    let next = record
+        .deliveries
+        .values()
+        .filter(|d| d.state == DeliveryState::Pending)
+        .filter_map(|d| d.next_try)
+        .min();
+    let failed = record
+        .deliveries
+        .values()
+        .filter(|d| d.state == DeliveryState::Failed)
+        .count();
+    (next, u32::try_from(failed).unwrap_or(u32::MAX))
 }
 
 /// The delivery body: the event and the line it was routed to.
@@ -223,12 +244,7 @@ impl Dispatcher {
                 }
             }
         }
-        pass.next_try = record
-            .deliveries
-            .values()
-            .filter(|d| d.state == DeliveryState::Pending)
-            .filter_map(|d| d.next_try)
-            .min();
+        (pass.next_try, pass.failed) = outlook(&record);
         if !changed {
             return Ok(pass);
         }
@@ -238,13 +254,7 @@ impl Dispatcher {
             Guarded::Written => Ok(pass),
             Guarded::Changed(stored) => {
                 tracing::info!(event_id = %record.event.id, "delivery state written by another dispatcher");
-                pass.next_try = stored.and_then(|r| {
-                    r.deliveries
-                        .values()
-                        .filter(|d| d.state == DeliveryState::Pending)
-                        .filter_map(|d| d.next_try)
-                        .min()
-                });
+                (pass.next_try, pass.failed) = stored.as_ref().map(outlook).unwrap_or((None, 0));
                 Ok(pass)
             }
         }
@@ -279,7 +289,7 @@ mod tests {
                 (n == "WEBHOOK_RETRY_BASE_SECONDS").then(|| bad.to_owned())
             })
             .unwrap_err();
-            assert!(e.contains("WEBHOOK_RETRY_BASE_SECONDS"), "{e}");
+            assert_eq!(e.name, "WEBHOOK_RETRY_BASE_SECONDS", "{e}");
         }
         assert!(RetryPolicy::from_lookup(|n| match n {
             "WEBHOOK_RETRY_BASE_SECONDS" => Some("10".into()),
