@@ -902,10 +902,7 @@ fn the_dispatcher_is_fed_by_the_stream_and_its_retry_queue_with_least_privilege(
             continue;
         }
         for (sid, (_, resource)) in stack.statements(&other) {
-            assert!(
-                !resource.contains("Webhook"),
-                "{name}: {sid} on {resource}"
-            );
+            assert!(!resource.contains("Webhook"), "{name}: {sid} on {resource}");
         }
     }
 
