@@ -64,6 +64,8 @@ pub struct App {
     /// The webhook retry queue (`WEBHOOK_QUEUE_URL`, the dispatcher function's); `None`
     /// elsewhere, where the local runner keeps its retries itself.
     pub webhook_queue: Option<Arc<dyn crate::webhook::retry_queue::RetryQueue>>,
+    /// The webhooks' keys given by reference, read at their first use and kept.
+    pub webhook_secrets: Arc<crate::webhook::secrets::WebhookSecrets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,7 @@ impl App {
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
         let self_url = Arc::new(OnceLock::new());
         let http = Arc::new(outbound_client(&config)?);
+        let config_roots = config.tls_roots;
         let (providers, apple, google) =
             build_providers(&config, &catalog.view(), clock.clone(), &self_url, &http)?;
         let cpu = match config.profile {
@@ -119,6 +122,7 @@ impl App {
             self_url,
             http,
             webhook_queue: None,
+            webhook_secrets: Arc::new(crate::webhook::secrets::WebhookSecrets::new(config_roots)),
         })
     }
 
@@ -243,6 +247,11 @@ impl App {
         let mut app = App::with_catalog(config, catalog, store, clock)?;
         app.queue = queue;
         app.webhook_queue = webhook_queue;
+        if let Some(sdk) = &sdk {
+            app.webhook_secrets = Arc::new(crate::webhook::secrets::WebhookSecrets::with_stores(
+                Arc::new(AwsSecretStores::new(sdk)),
+            ));
+        }
         phases.mark("providers");
         phases.report();
         Ok(Arc::new(app))

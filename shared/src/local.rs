@@ -161,10 +161,9 @@ fn sweep_deadline(now_ms: i64, interval_seconds: u64) -> i64 {
 fn local_webhooks(app: &App) -> Result<crate::webhook::run::LocalRunner, StartupError> {
     use crate::webhook::deliver::Dispatcher;
     let http = app.http.client().map_err(StartupError::Other)?;
-    Ok(crate::webhook::run::LocalRunner::new(Dispatcher::new(
-        http,
-        app.config.webhook_retry,
-    )))
+    Ok(crate::webhook::run::LocalRunner::new(
+        Dispatcher::new(http, app.config.webhook_retry).with_secrets(app.webhook_secrets.clone()),
+    ))
 }
 
 /// One tick of the in-process dispatcher, when the catalog's lines have webhooks at all.

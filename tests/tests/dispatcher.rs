@@ -676,3 +676,143 @@ async fn the_retry_queue_on_sqs() {
     // Hidden until due (seconds away): not received again now.
     assert!(sqs_receive(&client, &url).await.is_empty());
 }
+
+/// Secrets Manager and Parameter Store on moto, counting the reads.
+struct CountedStores {
+    inner: tollgate::secret_refs::AwsSecretStores,
+    reads: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl tollgate::secret_refs::SecretStores for CountedStores {
+    async fn secret(&self, id: &tollgate::secret_refs::SecretId) -> Result<String, String> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.secret(id).await
+    }
+    async fn parameters(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, String> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.parameters(names).await
+    }
+}
+
+/// Keys by reference: read when first needed and kept; an endpoint whose reference cannot
+/// be read yet is not skipped but tried again, and delivered once it can be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_by_reference_are_read_at_send_time_and_an_unreadable_one_is_retried() {
+    let Some(endpoint) = std::env::var("TOLLGATE_MOTO_ENDPOINT").ok() else {
+        assert!(
+            std::env::var("TOLLGATE_REQUIRE_MOTO").is_err(),
+            "moto required"
+        );
+        eprintln!("skipping: TOLLGATE_MOTO_ENDPOINT not set");
+        return;
+    };
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await;
+    let ssm = aws_sdk_ssm::Client::new(&sdk);
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let u = std::process::id();
+    let parameter = format!("/tollgate/{u}/hook");
+    let arn = secrets
+        .create_secret()
+        .name(format!("tollgate/{u}/hooks"))
+        .secret_string(serde_json::json!({ "line": KEY }).to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    for (label, reference) in [
+        ("ssm", format!("ssm:{parameter}")),
+        ("secrets manager", format!("{arn}:line")),
+    ] {
+        let stores = Arc::new(CountedStores {
+            inner: tollgate::secret_refs::AwsSecretStores::new(&sdk),
+            reads: Default::default(),
+        });
+        let rx = Receiver::start().await;
+        let clock = ManualClock::at(T0);
+        let q = ClockQueue::new(clock.clone());
+        let mut c: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+        c["lines"] = serde_json::json!([{"id": "main", "products": {"pattern": "*"},
+            "webhooks": [{"url": rx.url(), "secret": reference}]}]);
+        let catalog = c.to_string();
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let mut app = App::new(
+            test_config(&[
+                ("CATALOG_JSON", catalog.as_str()),
+                ("WEBHOOK_RETRY_BASE_SECONDS", "2"),
+                ("WEBHOOK_RETRY_MAX_SECONDS", "8"),
+            ]),
+            store.clone(),
+            Arc::new(clock.clone()),
+        )
+        .unwrap();
+        app.webhook_queue = Some(q.clone());
+        app.webhook_secrets = Arc::new(tollgate::webhook::secrets::WebhookSecrets::with_stores(
+            stores.clone(),
+        ));
+        let app = Arc::new(app);
+        // The parameter does not exist yet: nothing can be signed. (The Secrets Manager
+        // case starts readable.)
+        if label == "ssm" {
+            let id = new_event(&*store, 9_600, "ref-early", T0).await;
+            let batch = stream_batch(&[("INSERT", image(None, &id).await)]);
+            assert!(stream(&app, batch).await.batch_item_failures.is_empty());
+            assert!(rx.seen().is_empty(), "{label}: nothing sent unsigned");
+            let d = &record(&*store, &id).await.deliveries[&rx.url()];
+            assert_eq!(
+                (d.state, d.attempts, d.last_status),
+                (DeliveryState::Pending, 1, None),
+                "{label}: tried again, not skipped"
+            );
+            assert_eq!(q.len(), 1, "{label}: its retry is queued");
+            ssm.put_parameter()
+                .name(&parameter)
+                .value(KEY)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .send()
+                .await
+                .unwrap();
+            while let Some(at) = q.next_visible() {
+                clock.set(at.max(clock.now()));
+                let r = retry_round(&app, &q, false).await;
+                assert!(r.batch_item_failures.is_empty(), "{label}: {r:?}");
+            }
+            let seen = rx.seen();
+            assert_eq!(seen.len(), 1, "{label}");
+            check_signed(&seen, &id);
+        }
+        let before = stores.reads.load(std::sync::atomic::Ordering::SeqCst);
+        let mut ids = Vec::new();
+        for seed in 0..3 {
+            let id = new_event(&*store, 9_610 + seed, &format!("ref-{seed}"), clock.now()).await;
+            let batch = stream_batch(&[("INSERT", image(None, &id).await)]);
+            assert!(stream(&app, batch).await.batch_item_failures.is_empty());
+            ids.push(id);
+        }
+        let after = stores.reads.load(std::sync::atomic::Ordering::SeqCst);
+        // The parameter was read by the retry above; the secret is read now, once.
+        let expected = if label == "ssm" { 0 } else { 1 };
+        assert_eq!(after - before, expected, "{label}: read once, then kept");
+        for id in &ids {
+            let mine: Vec<Seen> = rx
+                .seen()
+                .into_iter()
+                .filter(|s| s.header("webhook-id") == id.as_str())
+                .collect();
+            assert_eq!(mine.len(), 1, "{label}");
+            check_signed(&mine, id);
+        }
+    }
+}

@@ -31,7 +31,8 @@ pub async fn deliver(
     };
     let catalog = app.catalog.current();
     let http = app.http.client().map_err(ServiceError::Unavailable)?;
-    let dispatcher = Dispatcher::new(http, app.config.webhook_retry);
+    let dispatcher =
+        Dispatcher::new(http, app.config.webhook_retry).with_secrets(app.webhook_secrets.clone());
     let pass = dispatcher
         .deliver(
             &*app.store,

@@ -112,7 +112,8 @@ pub async fn redeliver(app: &App, id: &str) -> Result<(EventRecord, String), Ser
         .map(|(u, _)| u)
         .collect();
     let http = app.http.client().map_err(ServiceError::Unavailable)?;
-    let dispatcher = Dispatcher::new(http, app.config.webhook_retry);
+    let dispatcher =
+        Dispatcher::new(http, app.config.webhook_retry).with_secrets(app.webhook_secrets.clone());
     dispatcher
         .deliver(&*app.store, lines, record, &disabled, app.clock.now(), true)
         .await?;

@@ -5,16 +5,18 @@
 //! At least once: the delivery state is written after the POST, so a crash between the two
 //! sends the event again, under the same `webhook-id`, which receivers dedupe on.
 
-use super::sign::{sign, SigningKey};
+use super::secrets::WebhookSecrets;
+use super::sign::sign;
 use crate::config::{err, ConfigError};
 use crate::domain::event::{Delivery, DeliveryState, EventRecord};
-use crate::domain::line::{Line, Lines, WebhookSecret};
+use crate::domain::line::{Line, Lines};
 use crate::domain::retry::full_jitter;
 use crate::providers::outbound::HttpClient;
 use crate::store::{Guarded, Store, StoreError};
 use bytes::Bytes;
 use http::Method;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// When failed deliveries are tried again and when they are given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +131,24 @@ pub fn body(record: &EventRecord, line: &Line) -> Result<Vec<u8>, serde_json::Er
 pub struct Dispatcher {
     http: HttpClient,
     pub policy: RetryPolicy,
+    secrets: Arc<WebhookSecrets>,
 }
 
 impl Dispatcher {
+    /// A dispatcher with its own cache of referenced keys.
     pub fn new(http: HttpClient, policy: RetryPolicy) -> Self {
-        Dispatcher { http, policy }
+        let secrets = Arc::new(WebhookSecrets::new(Default::default()));
+        Dispatcher {
+            http,
+            policy,
+            secrets,
+        }
+    }
+
+    /// Reads referenced keys through `secrets` (the app's, kept for the process).
+    pub fn with_secrets(mut self, secrets: Arc<WebhookSecrets>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Sends `record` to each endpoint of its line that wants its type and has no final
@@ -183,40 +198,38 @@ impl Dispatcher {
             if !(due || force) {
                 continue;
             }
-            let keys: Vec<SigningKey> = hook
-                .secrets
-                .iter()
-                .filter_map(|s| match s {
-                    WebhookSecret::Value(v) => SigningKey::parse(v).ok(),
-                    WebhookSecret::Reference(_) => None,
-                })
-                .collect();
-            if keys.is_empty() {
-                tracing::error!(line = %line.id, url = %hook.url, "webhook has no usable signing key: not sent");
-                continue;
-            }
-            let headers = sign(&event_id, now, &payload, &keys);
-            let mut all: Vec<(&str, &str)> = headers.pairs().to_vec();
-            all.push(("content-type", "application/json"));
-            all.push(("user-agent", "tollgate-webhooks"));
-            let status = match self
-                .http
-                .call(
-                    "webhook",
-                    Method::POST,
-                    &hook.url,
-                    &all,
-                    Bytes::from(payload.clone()),
-                )
-                .await
-            {
-                Ok((status, _)) => Some(status.as_u16()),
+            // A key that cannot be had (a reference unreadable now) is an attempt that got
+            // no answer: logged, and tried again like one, never skipped.
+            let status = match self.secrets.keys(&hook.secrets).await {
                 Err(e) => {
-                    tracing::warn!(event_id = %event_id, url = %hook.url, error = %e, "webhook not answered");
+                    tracing::error!(event_id = %event_id, line = %line.id, url = %hook.url, error = %e, "webhook signing key unavailable: not sent, tried again");
                     None
                 }
+                Ok(keys) => {
+                    let headers = sign(&event_id, now, &payload, &keys);
+                    let mut all: Vec<(&str, &str)> = headers.pairs().to_vec();
+                    all.push(("content-type", "application/json"));
+                    all.push(("user-agent", "tollgate-webhooks"));
+                    pass.sent += 1;
+                    match self
+                        .http
+                        .call(
+                            "webhook",
+                            Method::POST,
+                            &hook.url,
+                            &all,
+                            Bytes::from(payload.clone()),
+                        )
+                        .await
+                    {
+                        Ok((status, _)) => Some(status.as_u16()),
+                        Err(e) => {
+                            tracing::warn!(event_id = %event_id, url = %hook.url, error = %e, "webhook not answered");
+                            None
+                        }
+                    }
+                }
             };
-            pass.sent += 1;
             changed = true;
             d.attempts = d.attempts.saturating_add(1);
             d.last_status = status;

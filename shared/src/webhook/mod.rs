@@ -5,4 +5,5 @@
 pub mod deliver;
 pub mod retry_queue;
 pub mod run;
+pub mod secrets;
 pub mod sign;
