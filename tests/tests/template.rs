@@ -929,3 +929,54 @@ fn the_dispatcher_is_fed_by_the_stream_and_its_retry_queue_with_least_privilege(
         resource_value("WebhookDeadLetterQueue")
     );
 }
+
+/// The webhook secrets by reference: readable only under `WebhookSecretsPath`, only by the
+/// functions that deliver (the dispatcher, and stream-token for an operator's redelivery),
+/// with exactly the reader's two calls; without the path, by nobody.
+#[test]
+fn only_the_delivering_functions_read_webhook_secrets_under_their_path() {
+    let mut given = production_parameters();
+    given.insert("WebhookSecretsPath", "tollgate/production/webhooks".into());
+    for (path, stack) in [
+        (true, Stack::new(&given)),
+        (false, Stack::new(&production_parameters())),
+    ] {
+        for (name, f) in stack.functions() {
+            let attached = stack.attached_policies(&f).contains("WebhookSecretsRead");
+            let delivers = name == "dispatcher" || name == "stream-token";
+            assert_eq!(attached, path && delivers, "{name}");
+        }
+    }
+    let stack = Stack::new(&given);
+    let policy = &stack.doc["Resources"]["WebhookSecretsRead"]["Properties"]["PolicyDocument"];
+    let read = policy["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("ReadWebhookSecrets"))
+        .unwrap();
+    let actions: BTreeSet<String> = match stack.eval(&read["Action"]) {
+        V::L(l) => l.into_iter().collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "secretsmanager:GetSecretValue".to_string(),
+            "ssm:GetParameters".to_string()
+        ])
+    );
+    let resources: Vec<String> = read["Resource"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| stack.eval(r).s())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "arn:aws:secretsmanager:ap-southeast-1:123456789012:secret:tollgate/production/webhooks/*",
+            "arn:aws:ssm:ap-southeast-1:123456789012:parameter/tollgate/production/webhooks/*"
+        ]
+    );
+}
