@@ -466,7 +466,7 @@ impl Config {
                 max_connections: int("LOCAL_MAX_CONNECTIONS", 512, 1, 65_535)? as usize,
             },
             tls_roots: crate::tls_roots::TlsRoots::from_var(var("TLS_ROOTS").as_deref())?,
-            webhook_retry: crate::webhook::deliver::RetryPolicy::from_lookup(|n| var(n))?,
+            webhook_retry: crate::webhook::deliver::RetryPolicy::from_lookup(var)?,
             webhook_queue_url: var("WEBHOOK_QUEUE_URL"),
             webhook_dead_letter_queue_url: var("WEBHOOK_DEAD_LETTER_QUEUE_URL"),
             provider_vars: ProviderVars(

@@ -22,10 +22,11 @@ use tollgate_tests::{catalog_json, test_config, T0, UNCAPPED};
 
 const KEY: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-/// The stores under test, with the DynamoDB one also as itself (to read the raw items).
-async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<Arc<DynamoStore>>)> {
-    let mut out: Vec<(&'static str, Arc<dyn Store>, Option<Arc<DynamoStore>>)> =
-        vec![("memory", Arc::new(MemoryStore::new()), None)];
+/// A store under test by name, the DynamoDB one also as itself (to read the raw items).
+type Tested = (&'static str, Arc<dyn Store>, Option<Arc<DynamoStore>>);
+
+async fn stores() -> Vec<Tested> {
+    let mut out: Vec<Tested> = vec![("memory", Arc::new(MemoryStore::new()), None)];
     if let Some(d) = tollgate_tests::moto_store().await {
         let d = Arc::new(d);
         out.push(("dynamo", d.clone(), Some(d)));
@@ -815,4 +816,59 @@ async fn keys_by_reference_are_read_at_send_time_and_an_unreadable_one_is_retrie
             check_signed(&mine, id);
         }
     }
+}
+
+/// Parameter Store as a map, for tests that need no AWS.
+struct MapStores(std::collections::HashMap<String, String>);
+
+#[async_trait]
+impl tollgate::secret_refs::SecretStores for MapStores {
+    async fn secret(&self, _: &tollgate::secret_refs::SecretId) -> Result<String, String> {
+        Err("no such secret".into())
+    }
+    async fn parameters(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, String> {
+        Ok(names
+            .iter()
+            .filter_map(|n| Some((n.clone(), self.0.get(n)?.clone())))
+            .collect())
+    }
+}
+
+/// An operator's redelivery signs with a key given by reference too, read through the
+/// app's reader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivery_signs_with_a_key_given_by_reference() {
+    let rx = Receiver::start().await;
+    let clock = ManualClock::at(T0);
+    let mut c: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+    c["lines"] = serde_json::json!([{"id": "main", "products": {"pattern": "*"},
+        "webhooks": [{"url": rx.url(), "secret": "ssm:/hooks/main"}]}]);
+    let catalog = c.to_string();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let mut app = App::new(
+        test_config(&[("CATALOG_JSON", catalog.as_str())]),
+        store.clone(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    app.webhook_secrets = Arc::new(tollgate::webhook::secrets::WebhookSecrets::with_stores(
+        Arc::new(MapStores(
+            [("/hooks/main".to_string(), KEY.to_string())].into(),
+        )),
+    ));
+    let id = new_event(&*store, 9_700, "redeliver-ref", T0).await;
+    let (written, line) = tollgate::service::events::redeliver(&app, &id)
+        .await
+        .unwrap();
+    assert_eq!(line, "main");
+    assert_eq!(
+        written.deliveries[&rx.url()].state,
+        DeliveryState::Delivered
+    );
+    let seen = rx.seen();
+    assert_eq!(seen.len(), 1);
+    check_signed(&seen, &id);
 }
