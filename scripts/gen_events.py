@@ -335,10 +335,41 @@ sqs_batch = {"Records": [
     sqs_record(2, '{"kind":"unknown"}'),
 ]}
 
+
+def event_id(kind, subject):
+    return "evt_" + hashlib.sha256(f"{kind}\n{subject}".encode()).hexdigest()[:32]
+
+
+def stream_record(i, name, image):
+    return {
+        "eventID": f"c4ca4238a0b923820dcc509a6f75849{i}", "eventName": name, "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+        "dynamodb": {"ApproximateCreationDateTime": T0, "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                     "NewImage": image, "SequenceNumber": f"1000000000000000000000{i}", "SizeBytes": 600,
+                     "StreamViewType": "NEW_IMAGE"},
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/tollgate/stream/2027-01-15T08:00:00.000",
+    }
+
+
+# The order.created event of a seeded order, as the table's stream hands it to the dispatcher
+# (the replay's catalog has no webhooks: read, nothing to send), and the dispatcher's own
+# state write coming back as a MODIFY, which it ignores.
+created = event_id("order.created", SEEDED_PENDING)
+event_image = {"pk": {"S": f"EVENT#{created}"}, "sk": {"S": "EVENT"}, "record": {"S": "EVENT"},
+               "id": {"S": created}, "type": {"S": "order.created"}, "occurred_at": {"N": str(T0)},
+               "user_id": {"S": USER}, "deliveries": {"S": "{}"}, "version": {"N": "0"}}
+stream_batch = {"Records": [stream_record(1, "INSERT", event_image), stream_record(2, "MODIFY", event_image)]}
+# A wake-up on the webhook retry queue; the replay has no retry queue to hand it back to, so it
+# is reported failed (SQS gives it again).
+retry_batch = {"Records": [dict(sqs_record(1, json.dumps({"event_id": created})),
+                                eventSourceARN="arn:aws:sqs:us-east-1:123456789012:tollgate-webhooks")]}
+
 manifest = []
 for function, name, expect, ev in [
     ("sweeper", "scheduled.json", {"expired": 1}, scheduled),
     ("verifier", "batch.json", {"batch_item_failures": 1}, sqs_batch),
+    ("dispatcher", "stream.json", {"batch_item_failures": 0}, stream_batch),
+    ("dispatcher", "retry.json", {"batch_item_failures": 1}, retry_batch),
 ]:
     os.makedirs(os.path.join(root, function), exist_ok=True)
     with open(os.path.join(root, function, name), "w") as f:

@@ -15,7 +15,7 @@ use crate::domain::Catalog;
 use crate::live_catalog::{CatalogView, FileSource, LiveCatalog, S3Source};
 use crate::providers::apple::{self, Apple, AppleConfig};
 use crate::providers::google::{self, Google, GoogleConfig};
-use crate::providers::outbound::HttpClient;
+use crate::providers::outbound::SharedHttpClient;
 use crate::providers::{alipay, huya, sandbox, wechat, Providers};
 use crate::queue::{JobQueue, MemoryQueue, SqsQueue};
 use crate::secret_refs::{self, AwsSecretStores};
@@ -59,6 +59,13 @@ pub struct App {
     /// Where this process itself listens (local server only; set once bound). Shared with
     /// the sandbox provider, whose pay URLs default to it.
     pub self_url: Arc<OnceLock<String>>,
+    /// The one outbound HTTPS client: the providers' calls and the webhooks.
+    pub http: Arc<SharedHttpClient>,
+    /// The webhook retry queue (`WEBHOOK_QUEUE_URL`, the dispatcher function's); `None`
+    /// elsewhere, where the local runner keeps its retries itself.
+    pub webhook_queue: Option<Arc<dyn crate::webhook::retry_queue::RetryQueue>>,
+    /// The webhooks' keys given by reference, read at their first use and kept.
+    pub webhook_secrets: Arc<crate::webhook::secrets::WebhookSecrets>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +100,10 @@ impl App {
     ) -> Result<Self, StartupError> {
         let auth = Authenticator::from_config(&config).map_err(StartupError::Other)?;
         let self_url = Arc::new(OnceLock::new());
+        let http = Arc::new(outbound_client(&config)?);
+        let config_roots = config.tls_roots;
         let (providers, apple, google) =
-            build_providers(&config, &catalog.view(), clock.clone(), &self_url)?;
+            build_providers(&config, &catalog.view(), clock.clone(), &self_url, &http)?;
         let cpu = match config.profile {
             Profile::Local => CpuPool::per_cpu(),
             Profile::Lambda => CpuPool::inline(),
@@ -111,6 +120,9 @@ impl App {
             cpu,
             queue: None,
             self_url,
+            http,
+            webhook_queue: None,
+            webhook_secrets: Arc::new(crate::webhook::secrets::WebhookSecrets::new(config_roots)),
         })
     }
 
@@ -155,6 +167,7 @@ impl App {
         // Parsed first, so a bad variable is reported before any AWS set-up.
         let needs_aws = config.table_name.is_some()
             || config.queue_url.is_some()
+            || config.webhook_queue_url.is_some()
             || matches!(config.catalog, CatalogConfig::S3 { .. });
         if needs_aws && sdk.is_none() {
             sdk = Some(aws_sdk_config(roots).await?);
@@ -222,8 +235,23 @@ impl App {
             }
             _ => None,
         };
+        let webhook_queue: Option<Arc<dyn crate::webhook::retry_queue::RetryQueue>> =
+            match (&config.webhook_queue_url, &sdk) {
+                (Some(url), Some(sdk)) => Some(Arc::new(SqsQueue::new(
+                    aws_sdk_sqs::Client::new(sdk),
+                    url.clone(),
+                    config.webhook_dead_letter_queue_url.clone(),
+                ))),
+                _ => None,
+            };
         let mut app = App::with_catalog(config, catalog, store, clock)?;
         app.queue = queue;
+        app.webhook_queue = webhook_queue;
+        if let Some(sdk) = &sdk {
+            app.webhook_secrets = Arc::new(crate::webhook::secrets::WebhookSecrets::with_stores(
+                Arc::new(AwsSecretStores::new(sdk)),
+            ));
+        }
         phases.mark("providers");
         phases.report();
         Ok(Arc::new(app))
@@ -344,32 +372,13 @@ fn build_providers(
     catalog: &CatalogView,
     clock: Arc<dyn Clock>,
     self_url: &Arc<OnceLock<String>>,
+    shared: &SharedHttpClient,
 ) -> Result<Built, StartupError> {
     let mut providers = Providers::default();
     let mut apple_verifier = None;
     let mut google_client = None;
     let vars = &config.provider_vars;
-    let mut http = None;
-    let mut http_client = || -> Result<HttpClient, StartupError> {
-        if let Some(c) = &http {
-            return Ok(HttpClient::clone(c));
-        }
-        let secs = match vars.get("PROVIDER_HTTP_TIMEOUT_SECONDS") {
-            None => crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| (1..=25).contains(n))
-                .ok_or_else(|| ConfigError {
-                    name: "PROVIDER_HTTP_TIMEOUT_SECONDS",
-                    problem: "must be an integer in 1..=25".into(),
-                })?,
-        };
-        let c = HttpClient::new(Duration::from_secs(secs), config.tls_roots)
-            .map_err(StartupError::Other)?;
-        http = Some(c.clone());
-        Ok(c)
-    };
+    let http_client = || shared.client().map_err(StartupError::Other);
     for name in &config.providers {
         match name.as_str() {
             apple::NAME => {
@@ -430,6 +439,26 @@ fn build_providers(
         Arc::new(crate::service::coin_orders::CoinRefunds),
     );
     Ok((providers, apple_verifier, google_client))
+}
+
+/// The outbound client with its timeout (`PROVIDER_HTTP_TIMEOUT_SECONDS`) and roots
+/// (`TLS_ROOTS`), not built until a provider or the webhooks need it.
+fn outbound_client(config: &Config) -> Result<SharedHttpClient, StartupError> {
+    let secs = match config.provider_vars.get("PROVIDER_HTTP_TIMEOUT_SECONDS") {
+        None => crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| (1..=25).contains(n))
+            .ok_or_else(|| ConfigError {
+                name: "PROVIDER_HTTP_TIMEOUT_SECONDS",
+                problem: "must be an integer in 1..=25".into(),
+            })?,
+    };
+    Ok(SharedHttpClient::new(
+        Duration::from_secs(secs),
+        config.tls_roots,
+    ))
 }
 
 /// One SDK configuration per process, with timeouts so a slow dependency fails a request

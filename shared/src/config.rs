@@ -87,6 +87,14 @@ pub struct Config {
     pub provider_vars: ProviderVars,
     /// `TLS_ROOTS`: which root certificates outbound TLS trusts.
     pub tls_roots: crate::tls_roots::TlsRoots,
+    /// When failed webhook deliveries are tried again and given up (`WEBHOOK_RETRY_*`,
+    /// `WEBHOOK_GIVE_UP_SECONDS`): the same for the local runner, the dispatcher function
+    /// and an operator's redelivery.
+    pub webhook_retry: crate::webhook::deliver::RetryPolicy,
+    /// `WEBHOOK_QUEUE_URL`: where the dispatcher function parks deliveries to try again.
+    pub webhook_queue_url: Option<String>,
+    /// `WEBHOOK_DEAD_LETTER_QUEUE_URL`: where it reports the deliveries it gave up.
+    pub webhook_dead_letter_queue_url: Option<String>,
 }
 
 /// Where the catalog comes from. Only the text of `CATALOG_JSON` is known here; a file or an
@@ -458,6 +466,9 @@ impl Config {
                 max_connections: int("LOCAL_MAX_CONNECTIONS", 512, 1, 65_535)? as usize,
             },
             tls_roots: crate::tls_roots::TlsRoots::from_var(var("TLS_ROOTS").as_deref())?,
+            webhook_retry: crate::webhook::deliver::RetryPolicy::from_lookup(var)?,
+            webhook_queue_url: var("WEBHOOK_QUEUE_URL"),
+            webhook_dead_letter_queue_url: var("WEBHOOK_DEAD_LETTER_QUEUE_URL"),
             provider_vars: ProviderVars(
                 PROVIDER_VARIABLES
                     .iter()
@@ -495,6 +506,35 @@ mod tests {
         m.entry("CATALOG_JSON".into())
             .or_insert_with(|| r#"{"products":[]}"#.into());
         Config::from_lookup(profile, |k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn webhook_retry_settings_are_read_once_and_a_bad_one_stops_start_up() {
+        let c = cfg(
+            Profile::Local,
+            &[
+                ("WEBHOOK_RETRY_BASE_SECONDS", "2"),
+                ("WEBHOOK_RETRY_MAX_SECONDS", "8"),
+                ("WEBHOOK_GIVE_UP_SECONDS", "60"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.webhook_retry.base_s,
+                c.webhook_retry.cap_s,
+                c.webhook_retry.give_up_after_s
+            ),
+            (2, 8, 60)
+        );
+        for name in [
+            "WEBHOOK_RETRY_BASE_SECONDS",
+            "WEBHOOK_RETRY_MAX_SECONDS",
+            "WEBHOOK_GIVE_UP_SECONDS",
+        ] {
+            let e = cfg(Profile::Lambda, &[("TABLE_NAME", "t"), (name, "soon")]).unwrap_err();
+            assert_eq!(e.name, name);
+        }
     }
 
     #[test]

@@ -10,6 +10,9 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::sync::Arc;
 
+pub mod dispatcher;
+pub use dispatcher::run_dispatcher;
+
 /// JSON logs with the keys of Powertools for AWS Lambda ([`crate::log_format`]), level from
 /// `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL` (default info). Also turns on EMF metrics, which only
 /// mean something in CloudWatch.

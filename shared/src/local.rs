@@ -88,7 +88,7 @@ pub async fn serve(
             path.to_string_lossy()
         );
     }
-    let webhooks = local_webhooks()?;
+    let webhooks = local_webhooks(&app)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let background = tokio::spawn(background(app.clone(), stop_rx, queue_file, webhooks));
     crate::api::server::serve(app, listener, shutdown).await;
@@ -156,22 +156,14 @@ fn sweep_deadline(now_ms: i64, interval_seconds: u64) -> i64 {
         .saturating_add(crate::service::sweep::DEADLINE_MARGIN_MS)
 }
 
-/// Runs every job due now on the in-process queue, with the same outcomes as SQS.
-/// The in-process dispatcher, with the retry settings of the environment
+/// The in-process dispatcher, with the app's outbound client and retry settings
 /// (`WEBHOOK_RETRY_BASE_SECONDS`, `WEBHOOK_RETRY_MAX_SECONDS`, `WEBHOOK_GIVE_UP_SECONDS`).
-fn local_webhooks() -> Result<crate::webhook::run::LocalRunner, StartupError> {
-    use crate::webhook::deliver::{Dispatcher, RetryPolicy};
-    let policy =
-        RetryPolicy::from_lookup(|n| std::env::var(n).ok()).map_err(StartupError::Other)?;
-    let roots = crate::tls_roots::TlsRoots::from_var(std::env::var("TLS_ROOTS").ok().as_deref())?;
-    let http = crate::providers::outbound::HttpClient::new(
-        std::time::Duration::from_secs(crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS),
-        roots,
-    )
-    .map_err(StartupError::Other)?;
-    Ok(crate::webhook::run::LocalRunner::new(Dispatcher::new(
-        http, policy,
-    )))
+fn local_webhooks(app: &App) -> Result<crate::webhook::run::LocalRunner, StartupError> {
+    use crate::webhook::deliver::Dispatcher;
+    let http = app.http.client().map_err(StartupError::Other)?;
+    Ok(crate::webhook::run::LocalRunner::new(
+        Dispatcher::new(http, app.config.webhook_retry).with_secrets(app.webhook_secrets.clone()),
+    ))
 }
 
 /// One tick of the in-process dispatcher, when the catalog's lines have webhooks at all.
@@ -195,6 +187,7 @@ async fn run_local_webhooks(app: &App, runner: &mut crate::webhook::run::LocalRu
     }
 }
 
+/// Runs every job due now on the in-process queue, with the same outcomes as SQS.
 pub async fn run_local_jobs(app: &App) {
     let Some(crate::app::Queue::Memory(q)) = &app.queue else {
         return;

@@ -146,6 +146,19 @@ async fn every_sample_event_gets_its_status() {
                 );
                 continue;
             }
+            "dispatcher" => {
+                let batch: serde_json::Value =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+                let r = tollgate::lambda::dispatcher::handle_event(&app, batch)
+                    .await
+                    .unwrap_or_else(|e| panic!("{file}: {e}"));
+                assert_eq!(
+                    r["batchItemFailures"].as_array().unwrap().len() as u64,
+                    case["batch_item_failures"].as_u64().unwrap(),
+                    "{file}: {r}"
+                );
+                continue;
+            }
             _ => {}
         }
         let req = lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -170,6 +183,7 @@ async fn every_sample_event_gets_its_status() {
         "store-notifications",
         "sweeper",
         "verifier",
+        "dispatcher",
     ] {
         for entry in std::fs::read_dir(events_dir().join(function)).unwrap() {
             let name = format!(

@@ -934,3 +934,60 @@ async fn lifetime_budgets_dynamo() {
     };
     lifetime_budgets(Arc::new(store), counter).await;
 }
+
+/// The dispatcher function: a stream batch reads the disabled endpoints once, then each
+/// inserted record costs its read and one conditional update of its delivery state.
+async fn dispatcher_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let rx = tollgate_tests::webhooks::Receiver::start().await;
+    let key = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let mut catalog: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+    catalog["lines"] = json!([{"id": "all", "products": {"pattern": "*"},
+                               "webhooks": [{"url": rx.url(), "secret": key}]}]);
+    let catalog = catalog.to_string();
+    let app = test_app_with(
+        store.clone(),
+        ManualClock::at(T0),
+        &[("CATALOG_JSON", catalog.as_str())],
+    );
+    for seed in 0..3 {
+        let o = tollgate_tests::conformance::pending(9_900 + seed, "rt-dispatch", T0);
+        store.create_order(&o, None, &UNCAPPED, T0).await.unwrap();
+    }
+    let page = store.events_since(T0 - 1, T0 + 1, 10, None).await.unwrap();
+    assert_eq!(page.records.len(), 3);
+    let records: Vec<serde_json::Value> = page
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let keys = json!({"pk": {"S": format!("EVENT#{}", r.event.id)}, "sk": {"S": "EVENT"}});
+            json!({"eventName": "INSERT", "eventSource": "aws:dynamodb",
+                   "dynamodb": {"Keys": keys, "SequenceNumber": format!("{i}")}})
+        })
+        .collect();
+    meter.take();
+    let answer = tollgate::lambda::dispatcher::handle_event(&app, json!({ "Records": records }))
+        .await
+        .unwrap();
+    assert_eq!(answer["batchItemFailures"], json!([]));
+    assert_eq!(rx.seen().len(), 3);
+    assert_eq!(
+        meter.take(),
+        1 + 3 * 2,
+        "disabled endpoints once, then a read and an update per record"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    dispatcher_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    dispatcher_budgets(Arc::new(store), counter).await;
+}

@@ -114,6 +114,8 @@ fn resource_value(name: &str) -> String {
         "Table" => "tollgate-production-Table-1QW2ER3TY4UI5".into(),
         "Queue" => queue("Queue"),
         "DeadLetterQueue" => queue("DeadLetterQueue"),
+        "WebhookQueue" => queue("WebhookQueue"),
+        "WebhookDeadLetterQueue" => queue("WebhookDeadLetterQueue"),
         other => {
             format!("arn:aws:iam::123456789012:policy/tollgate-production-{other}-A1B2C3D4E5F6")
         }
@@ -663,6 +665,7 @@ const ENTRIES: &[(&str, &[&str])] = &[
     ),
     ("sweeper", &["sweep"]),
     ("verifier", &["jobs"]),
+    ("dispatcher", &["dispatch"]),
 ];
 
 /// Store methods a module-level reading over-counts: the verifier's re-query jobs use
@@ -689,6 +692,10 @@ const NOT_REACHED: &[(&str, &str)] = &[
 
 fn service_source(module: &str) -> String {
     std::fs::read_to_string(format!("{ROOT}/shared/src/service/{module}.rs")).unwrap()
+}
+
+fn dispatcher_source() -> String {
+    std::fs::read_to_string(format!("{ROOT}/shared/src/webhook/deliver.rs")).unwrap()
 }
 
 /// Identifiers following `prefix` in whitespace-free source (`app.store\n.get_order(`).
@@ -748,7 +755,12 @@ fn each_function_may_make_exactly_the_dynamodb_calls_of_its_code_paths() {
         }
         let mut calls: BTreeSet<String> = BTreeSet::new();
         for m in &reached {
-            calls.extend(calls_after(&service_source(m), "store."));
+            let source = service_source(m);
+            calls.extend(calls_after(&source, "store."));
+            // A module that delivers events makes the dispatcher's store calls too.
+            if source.contains("Dispatcher::new") {
+                calls.extend(calls_after(&dispatcher_source(), "store."));
+            }
         }
         for (f_name, method) in NOT_REACHED {
             if f_name == name {
@@ -806,4 +818,172 @@ fn each_function_may_make_exactly_the_dynamodb_calls_of_its_code_paths() {
             .collect();
         assert!(dynamo_elsewhere.is_empty(), "{name}: {dynamo_elsewhere:?}");
     }
+}
+
+/// The dispatcher: fed by the table's stream (inserted event records only, so its own
+/// state writes never wake it), and by its retry queue; batch item failures reported on
+/// both; bounded stream retries ending on the webhook dead-letter queue, whose depth alarms;
+/// exactly the queue actions it makes, on exactly those queues.
+#[test]
+fn the_dispatcher_is_fed_by_the_stream_and_its_retry_queue_with_least_privilege() {
+    let stack = Stack::new(&production_parameters());
+    let doc = &stack.doc;
+    let table = &doc["Resources"]["Table"]["Properties"];
+    assert_eq!(
+        table["StreamSpecification"]["StreamViewType"].as_str(),
+        Some("NEW_IMAGE")
+    );
+    let (_, f) = stack
+        .functions()
+        .into_iter()
+        .find(|(n, _)| n == "dispatcher")
+        .expect("a dispatcher function");
+    let events = &f["Properties"]["Events"];
+    let stream = &events["EventRecords"];
+    assert_eq!(stream["Type"].as_str(), Some("DynamoDB"));
+    let p = &stream["Properties"];
+    let filters = p["FilterCriteria"]["Filters"].as_sequence().unwrap();
+    assert_eq!(filters.len(), 1);
+    let pattern: serde_json::Value =
+        serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        pattern,
+        serde_json::json!({"eventName": ["INSERT"], "dynamodb": {"NewImage": {"record": {"S": ["EVENT"]}}}})
+    );
+    // The filter matches what the store writes.
+    assert_eq!(tollgate::store::dynamo::EVENT_RECORD, "EVENT");
+    assert_eq!(
+        p["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert_eq!(p["BisectBatchOnFunctionError"].as_bool(), Some(true));
+    let retries = p["MaximumRetryAttempts"].as_i64().unwrap();
+    assert!((0..=10_000).contains(&retries), "{retries}");
+    assert_eq!(
+        stack
+            .eval(&p["DestinationConfig"]["OnFailure"]["Destination"])
+            .s(),
+        resource_value("WebhookDeadLetterQueue")
+    );
+    let sqs = &events["Retries"];
+    assert_eq!(sqs["Type"].as_str(), Some("SQS"));
+    assert_eq!(
+        stack.eval(&sqs["Properties"]["Queue"]).s(),
+        resource_value("WebhookQueue")
+    );
+    assert_eq!(
+        sqs["Properties"]["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    assert_eq!(events.as_mapping().unwrap().len(), 2);
+
+    let env = stack.environment(&f);
+    assert_eq!(env["WEBHOOK_QUEUE_URL"], resource_value("WebhookQueue"));
+    assert_eq!(
+        env["WEBHOOK_DEAD_LETTER_QUEUE_URL"],
+        resource_value("WebhookDeadLetterQueue")
+    );
+
+    let queue_grants: BTreeMap<String, (BTreeSet<String>, String)> = stack
+        .statements(&f)
+        .into_iter()
+        .filter(|(_, (a, _))| a.iter().any(|a| a.starts_with("sqs:")))
+        .collect();
+    let set = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        queue_grants.into_values().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            (
+                set(&["sqs:ChangeMessageVisibility", "sqs:SendMessage"]),
+                resource_value("WebhookQueue")
+            ),
+            (
+                set(&["sqs:SendMessage"]),
+                resource_value("WebhookDeadLetterQueue")
+            ),
+        ])
+    );
+    // No other function touches the webhook queues.
+    for (name, other) in stack.functions() {
+        if name == "dispatcher" {
+            continue;
+        }
+        for (sid, (_, resource)) in stack.statements(&other) {
+            assert!(!resource.contains("Webhook"), "{name}: {sid} on {resource}");
+        }
+    }
+
+    // The retry queue outlives the give-up period and parks on the webhook DLQ.
+    let q = &doc["Resources"]["WebhookQueue"]["Properties"];
+    let give_up = tollgate::webhook::deliver::RetryPolicy::default().give_up_after_s;
+    assert!(q["MessageRetentionPeriod"].as_i64().unwrap() > give_up);
+    assert_eq!(
+        stack.eval(&q["RedrivePolicy"]["deadLetterTargetArn"]).s(),
+        resource_value("WebhookDeadLetterQueue")
+    );
+    // Six times the function's timeout, as for every SQS-fed function.
+    assert_eq!(
+        q["VisibilityTimeout"].as_i64().unwrap(),
+        6 * f["Properties"]["Timeout"].as_i64().unwrap()
+    );
+    let alarm = &doc["Resources"]["WebhookDeadLetterAlarm"]["Properties"];
+    assert_eq!(
+        alarm["MetricName"].as_str(),
+        Some("ApproximateNumberOfMessagesVisible")
+    );
+    assert_eq!(
+        stack.eval(&alarm["Dimensions"][0]["Value"]).s(),
+        resource_value("WebhookDeadLetterQueue")
+    );
+}
+
+/// The webhook secrets by reference: readable only under `WebhookSecretsPath`, only by the
+/// functions that deliver (the dispatcher, and stream-token for an operator's redelivery),
+/// with exactly the reader's two calls; without the path, by nobody.
+#[test]
+fn only_the_delivering_functions_read_webhook_secrets_under_their_path() {
+    let mut given = production_parameters();
+    given.insert("WebhookSecretsPath", "tollgate/production/webhooks".into());
+    for (path, stack) in [
+        (true, Stack::new(&given)),
+        (false, Stack::new(&production_parameters())),
+    ] {
+        for (name, f) in stack.functions() {
+            let attached = stack.attached_policies(&f).contains("WebhookSecretsRead");
+            let delivers = name == "dispatcher" || name == "stream-token";
+            assert_eq!(attached, path && delivers, "{name}");
+        }
+    }
+    let stack = Stack::new(&given);
+    let policy = &stack.doc["Resources"]["WebhookSecretsRead"]["Properties"]["PolicyDocument"];
+    let read = policy["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"].as_str() == Some("ReadWebhookSecrets"))
+        .unwrap();
+    let actions: BTreeSet<String> = match stack.eval(&read["Action"]) {
+        V::L(l) => l.into_iter().collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "secretsmanager:GetSecretValue".to_string(),
+            "ssm:GetParameters".to_string()
+        ])
+    );
+    let resources: Vec<String> = read["Resource"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| stack.eval(r).s())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            "arn:aws:secretsmanager:ap-southeast-1:123456789012:secret:tollgate/production/webhooks/*",
+            "arn:aws:ssm:ap-southeast-1:123456789012:parameter/tollgate/production/webhooks/*"
+        ]
+    );
 }

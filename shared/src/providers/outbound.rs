@@ -145,3 +145,33 @@ pub fn base_url(
 pub fn nonce() -> String {
     hex::encode_upper(crate::crypto::random_bytes::<16>())
 }
+
+/// The process's one outbound client (providers, webhooks), built at its first use: a
+/// function that never calls out (stream-token) does not pay for reading the root
+/// certificates at its cold start. Its timeout and roots are checked when the app is built,
+/// so a bad variable still stops start-up.
+pub struct SharedHttpClient {
+    timeout: Duration,
+    roots: TlsRoots,
+    client: std::sync::OnceLock<HttpClient>,
+}
+
+impl SharedHttpClient {
+    pub fn new(timeout: Duration, roots: TlsRoots) -> Self {
+        SharedHttpClient {
+            timeout,
+            roots,
+            client: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The client (a clone shares its connection pool). Fails only when there are no usable
+    /// root certificates; a failure is not remembered, so the next use tries again.
+    pub fn client(&self) -> Result<HttpClient, String> {
+        if let Some(c) = self.client.get() {
+            return Ok(c.clone());
+        }
+        let built = HttpClient::new(self.timeout, self.roots)?;
+        Ok(self.client.get_or_init(|| built).clone())
+    }
+}

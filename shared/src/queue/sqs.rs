@@ -55,6 +55,20 @@ impl SqsQueue {
             .map_err(|e| err("change visibility", e))
     }
 
+    /// Sends `body` as it is, visible after `delay_s` (at most 900): for queues whose
+    /// messages are not [`Job`]s (the webhook retry queue).
+    pub async fn send_body(&self, body: &str, delay_s: u32) -> Result<(), QueueError> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(i32::try_from(delay_s.min(900)).unwrap_or(900))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| err("send", e))
+    }
+
     /// Puts a poison message on the dead-letter queue; `false` when none is configured (SQS's
     /// redrive will then move it after the maximum receives).
     pub async fn dead_letter(&self, body: &str, reason: &str) -> Result<bool, QueueError> {

@@ -5,7 +5,7 @@
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::event::{is_event_id, sort_key, EventRecord, EventType};
-use crate::webhook::deliver::{Dispatcher, RetryPolicy};
+use crate::webhook::deliver::Dispatcher;
 use std::collections::BTreeSet;
 
 /// Records per page when the caller does not say, and the most one page may hold.
@@ -111,12 +111,9 @@ pub async fn redeliver(app: &App, id: &str) -> Result<(EventRecord, String), Ser
         .into_iter()
         .map(|(u, _)| u)
         .collect();
-    let http = crate::providers::outbound::HttpClient::new(
-        std::time::Duration::from_secs(crate::providers::outbound::DEFAULT_TIMEOUT_SECONDS),
-        app.config.tls_roots,
-    )
-    .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
-    let dispatcher = Dispatcher::new(http, RetryPolicy::default());
+    let http = app.http.client().map_err(ServiceError::Unavailable)?;
+    let dispatcher =
+        Dispatcher::new(http, app.config.webhook_retry).with_secrets(app.webhook_secrets.clone());
     dispatcher
         .deliver(&*app.store, lines, record, &disabled, app.clock.now(), true)
         .await?;

@@ -5,6 +5,7 @@ pub mod apple_purchases;
 pub mod audit;
 pub mod coin_orders;
 pub mod debits;
+pub mod dispatch;
 pub mod entitlements;
 pub mod events;
 pub mod google_purchases;

@@ -5,15 +5,18 @@
 //! At least once: the delivery state is written after the POST, so a crash between the two
 //! sends the event again, under the same `webhook-id`, which receivers dedupe on.
 
-use super::sign::{sign, SigningKey};
+use super::secrets::WebhookSecrets;
+use super::sign::sign;
+use crate::config::{err, ConfigError};
 use crate::domain::event::{Delivery, DeliveryState, EventRecord};
-use crate::domain::line::{Line, Lines, WebhookSecret};
+use crate::domain::line::{Line, Lines};
 use crate::domain::retry::full_jitter;
 use crate::providers::outbound::HttpClient;
 use crate::store::{Guarded, Store, StoreError};
 use bytes::Bytes;
 use http::Method;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// When failed deliveries are tried again and when they are given up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +43,16 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Reads the policy's variables; a malformed one is an error naming it.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    pub fn from_lookup(get: impl Fn(&'static str) -> Option<String>) -> Result<Self, ConfigError> {
         let d = RetryPolicy::default();
-        let num = |name: &str, default: u64, max: u64| -> Result<u64, String> {
+        let num = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
             match get(name) {
                 None => Ok(default),
                 Some(v) => match v.trim().parse::<u64>() {
                     Ok(n) if (1..=max).contains(&n) => Ok(n),
-                    _ => Err(format!(
-                        "{name} must be a whole number of seconds, 1 to {max}"
+                    _ => Err(err(
+                        name,
+                        format!("must be a whole number of seconds, 1 to {max}"),
                     )),
                 },
             }
@@ -61,9 +65,10 @@ impl RetryPolicy {
             30 * 86_400,
         )?;
         if cap_s < base_s {
-            return Err(
-                "WEBHOOK_RETRY_MAX_SECONDS must be at least WEBHOOK_RETRY_BASE_SECONDS".into(),
-            );
+            return Err(err(
+                "WEBHOOK_RETRY_MAX_SECONDS",
+                "must be at least WEBHOOK_RETRY_BASE_SECONDS",
+            ));
         }
         Ok(RetryPolicy {
             base_s: u32::try_from(base_s).unwrap_or(u32::MAX),
@@ -89,6 +94,24 @@ pub struct Pass {
     pub sent: u32,
     /// The earliest retry due, when a delivery is still pending.
     pub next_try: Option<i64>,
+    /// Deliveries of the record given up for good (`Failed`), after this pass.
+    pub failed: u32,
+}
+
+/// The earliest retry due among `record`'s pending deliveries, and how many it gave up.
+fn outlook(record: &EventRecord) -> (Option<i64>, u32) {
+    let next = record
+        .deliveries
+        .values()
+        .filter(|d| d.state == DeliveryState::Pending)
+        .filter_map(|d| d.next_try)
+        .min();
+    let failed = record
+        .deliveries
+        .values()
+        .filter(|d| d.state == DeliveryState::Failed)
+        .count();
+    (next, u32::try_from(failed).unwrap_or(u32::MAX))
 }
 
 /// The delivery body: the event and the line it was routed to.
@@ -108,11 +131,24 @@ pub fn body(record: &EventRecord, line: &Line) -> Result<Vec<u8>, serde_json::Er
 pub struct Dispatcher {
     http: HttpClient,
     pub policy: RetryPolicy,
+    secrets: Arc<WebhookSecrets>,
 }
 
 impl Dispatcher {
+    /// A dispatcher with its own cache of referenced keys.
     pub fn new(http: HttpClient, policy: RetryPolicy) -> Self {
-        Dispatcher { http, policy }
+        let secrets = Arc::new(WebhookSecrets::new(Default::default()));
+        Dispatcher {
+            http,
+            policy,
+            secrets,
+        }
+    }
+
+    /// Reads referenced keys through `secrets` (the app's, kept for the process).
+    pub fn with_secrets(mut self, secrets: Arc<WebhookSecrets>) -> Self {
+        self.secrets = secrets;
+        self
     }
 
     /// Sends `record` to each endpoint of its line that wants its type and has no final
@@ -162,40 +198,38 @@ impl Dispatcher {
             if !(due || force) {
                 continue;
             }
-            let keys: Vec<SigningKey> = hook
-                .secrets
-                .iter()
-                .filter_map(|s| match s {
-                    WebhookSecret::Value(v) => SigningKey::parse(v).ok(),
-                    WebhookSecret::Reference(_) => None,
-                })
-                .collect();
-            if keys.is_empty() {
-                tracing::error!(line = %line.id, url = %hook.url, "webhook has no usable signing key: not sent");
-                continue;
-            }
-            let headers = sign(&event_id, now, &payload, &keys);
-            let mut all: Vec<(&str, &str)> = headers.pairs().to_vec();
-            all.push(("content-type", "application/json"));
-            all.push(("user-agent", "tollgate-webhooks"));
-            let status = match self
-                .http
-                .call(
-                    "webhook",
-                    Method::POST,
-                    &hook.url,
-                    &all,
-                    Bytes::from(payload.clone()),
-                )
-                .await
-            {
-                Ok((status, _)) => Some(status.as_u16()),
+            // A key that cannot be had (a reference unreadable now) is an attempt that got
+            // no answer: logged, and tried again like one, never skipped.
+            let status = match self.secrets.keys(&hook.secrets).await {
                 Err(e) => {
-                    tracing::warn!(event_id = %event_id, url = %hook.url, error = %e, "webhook not answered");
+                    tracing::error!(event_id = %event_id, line = %line.id, url = %hook.url, error = %e, "webhook signing key unavailable: not sent, tried again");
                     None
                 }
+                Ok(keys) => {
+                    let headers = sign(&event_id, now, &payload, &keys);
+                    let mut all: Vec<(&str, &str)> = headers.pairs().to_vec();
+                    all.push(("content-type", "application/json"));
+                    all.push(("user-agent", "tollgate-webhooks"));
+                    pass.sent += 1;
+                    match self
+                        .http
+                        .call(
+                            "webhook",
+                            Method::POST,
+                            &hook.url,
+                            &all,
+                            Bytes::from(payload.clone()),
+                        )
+                        .await
+                    {
+                        Ok((status, _)) => Some(status.as_u16()),
+                        Err(e) => {
+                            tracing::warn!(event_id = %event_id, url = %hook.url, error = %e, "webhook not answered");
+                            None
+                        }
+                    }
+                }
             };
-            pass.sent += 1;
             changed = true;
             d.attempts = d.attempts.saturating_add(1);
             d.last_status = status;
@@ -223,12 +257,7 @@ impl Dispatcher {
                 }
             }
         }
-        pass.next_try = record
-            .deliveries
-            .values()
-            .filter(|d| d.state == DeliveryState::Pending)
-            .filter_map(|d| d.next_try)
-            .min();
+        (pass.next_try, pass.failed) = outlook(&record);
         if !changed {
             return Ok(pass);
         }
@@ -238,13 +267,7 @@ impl Dispatcher {
             Guarded::Written => Ok(pass),
             Guarded::Changed(stored) => {
                 tracing::info!(event_id = %record.event.id, "delivery state written by another dispatcher");
-                pass.next_try = stored.and_then(|r| {
-                    r.deliveries
-                        .values()
-                        .filter(|d| d.state == DeliveryState::Pending)
-                        .filter_map(|d| d.next_try)
-                        .min()
-                });
+                (pass.next_try, pass.failed) = stored.as_ref().map(outlook).unwrap_or((None, 0));
                 Ok(pass)
             }
         }
@@ -279,7 +302,7 @@ mod tests {
                 (n == "WEBHOOK_RETRY_BASE_SECONDS").then(|| bad.to_owned())
             })
             .unwrap_err();
-            assert!(e.contains("WEBHOOK_RETRY_BASE_SECONDS"), "{e}");
+            assert_eq!(e.name, "WEBHOOK_RETRY_BASE_SECONDS", "{e}");
         }
         assert!(RetryPolicy::from_lookup(|n| match n {
             "WEBHOOK_RETRY_BASE_SECONDS" => Some("10".into()),

@@ -3,5 +3,7 @@
 //! change (`domain::event`) and the catalog's lines (`domain::line`).
 
 pub mod deliver;
+pub mod retry_queue;
 pub mod run;
+pub mod secrets;
 pub mod sign;
