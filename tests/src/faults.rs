@@ -585,6 +585,14 @@ impl Store for FaultyStore {
         self.guard("disabled_endpoints", self.inner.disabled_endpoints())
             .await
     }
+    async fn enable_endpoint(
+        &self,
+        url: &str,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.guard("enable_endpoint", self.inner.enable_endpoint(url, audit))
+            .await
+    }
 }
 
 /// A store whose event ids can be occupied: the memory store, or DynamoDB (moto).

@@ -466,4 +466,12 @@ impl Store for CountingStore {
         self.enter("disabled_endpoints")?;
         self.inner.disabled_endpoints().await
     }
+    async fn enable_endpoint(
+        &self,
+        url: &str,
+        audit: &tollgate::domain::audit::AuditRecord,
+    ) -> Result<bool, StoreError> {
+        self.enter("enable_endpoint")?;
+        self.inner.enable_endpoint(url, audit).await
+    }
 }

@@ -45,6 +45,8 @@ const SERVED: &[(&str, &str)] = &[
     ("GET", "/streams"),
     ("GET", "/admin/events"),
     ("POST", "/admin/events/{id}/redeliver"),
+    ("GET", "/admin/webhooks/disabled"),
+    ("DELETE", "/admin/webhooks/disabled"),
 ];
 
 #[tokio::test]

@@ -991,3 +991,34 @@ async fn dispatcher_budgets_dynamo() {
     };
     dispatcher_budgets(Arc::new(store), counter).await;
 }
+
+/// Disabled endpoints: the list is one query; enabling one again the query and one
+/// transaction (the delete and the audit record).
+async fn endpoint_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let s = TestServer::start(test_app(store.clone(), ManualClock::at(T0))).await;
+    let url = "https://hooks.example.com/tollgate";
+    store.disable_endpoint(url, T0).await.unwrap();
+    meter.take();
+    let r = s.admin("GET", "/admin/webhooks/disabled", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(meter.take(), 1, "disabled endpoints: one query");
+    let path = "/admin/webhooks/disabled?url=https%3A%2F%2Fhooks.example.com%2Ftollgate";
+    assert_eq!(s.admin("DELETE", path, None).await.status, 204);
+    assert_eq!(meter.take(), 2, "enable: the query, the transaction");
+    assert_eq!(s.admin("DELETE", path, None).await.status, 404);
+    assert_eq!(meter.take(), 1, "not disabled: the query alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    endpoint_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    endpoint_budgets(Arc::new(store), counter).await;
+}

@@ -622,6 +622,8 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("put_event_deliveries", &["UpdateItem", "GetItem"]),
     ("disable_endpoint", &["UpdateItem"]),
     ("disabled_endpoints", &["Query"]),
+    // Delete of the disabled item and Put of the audit record, in one transaction.
+    ("enable_endpoint", &["DeleteItem", "PutItem"]),
 ];
 
 /// The indexes a function may query, each under its own policy statement.

@@ -80,7 +80,7 @@ pub(super) fn authorize(
 /// An admin who may change things, with the request's id for the audit record: API
 /// Gateway's in Lambda, a fresh one on the local server.
 #[allow(clippy::result_large_err)]
-fn operator(app: &App, req: &Request<Bytes>) -> Result<Operator, Response<Bytes>> {
+pub(super) fn operator(app: &App, req: &Request<Bytes>) -> Result<Operator, Response<Bytes>> {
     let actor = authorize(app, req, Need::Change)?;
     let request_id = req
         .extensions()

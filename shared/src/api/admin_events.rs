@@ -1,7 +1,10 @@
 //! Operators' routes of the outbox: `GET /admin/events?since=&type=&line=` (support may
-//! read) and `POST /admin/events/{id}/redeliver` (admins), authorized as every admin route.
+//! read) and `POST /admin/events/{id}/redeliver` (admins), and the endpoints a 410 Gone
+//! disabled: `GET /admin/webhooks/disabled` (support may read) and
+//! `DELETE /admin/webhooks/disabled?url=&reason=` (admins: enabled again), authorized as every
+//! admin route.
 
-use super::admin::{authorize, Need};
+use super::admin::{authorize, operator, Need};
 use super::problem::{json_response, service_problem};
 use crate::app::App;
 use crate::domain::event::EventRecord;
@@ -72,4 +75,44 @@ fn record_json(r: &EventRecord, line: &str) -> serde_json::Value {
             "next_try": d.next_try.map(rfc3339),
         })).collect::<Vec<_>>(),
     })
+}
+
+pub(super) async fn disabled(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    if let Err(r) = authorize(app, req, Need::Read) {
+        return r;
+    }
+    match events::disabled(app).await {
+        Ok(list) => json_response(
+            StatusCode::OK,
+            &json!({
+                "endpoints": list.iter().map(|(url, at)| json!({
+                    "url": url,
+                    "disabled_at": rfc3339(*at),
+                })).collect::<Vec<_>>(),
+            }),
+        ),
+        Err(e) => service_problem(&e),
+    }
+}
+
+/// 204 when enabled again, 404 when the endpoint is not disabled, 400 without `url`.
+pub(super) async fn enable(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
+    let op = match operator(app, req) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let Some(url) = super::query_param(req, "url") else {
+        return service_problem(&crate::service::ServiceError::BadRequest(
+            "url (the disabled endpoint) is required".into(),
+        ));
+    };
+    let reason = super::query_param(req, "reason");
+    match events::enable(app, &url, reason.as_deref(), &op).await {
+        Ok(()) => {
+            let mut r = Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Err(e) => service_problem(&e),
+    }
 }

@@ -131,6 +131,7 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["wallet", "debits"] => (Streams, &[Method::POST]),
         ["admin", "events"] => (Streams, &[Method::GET]),
         ["admin", "events", _, "redeliver"] => (Streams, &[Method::POST]),
+        ["admin", "webhooks", "disabled"] => (Streams, &[Method::GET, Method::DELETE]),
         _ => return not_found(),
     };
     if !routes.serves(group) {
@@ -189,6 +190,10 @@ pub async fn handle(app: &App, routes: Routes, req: Request<Bytes>) -> Response<
         ["admin", "audit"] => admin::audit(app, &req).await,
         ["admin", "events"] => admin_events::list(app, &req).await,
         ["admin", "events", id, "redeliver"] => admin_events::redeliver(app, id, &req).await,
+        ["admin", "webhooks", "disabled"] if method == Method::GET => {
+            admin_events::disabled(app, &req).await
+        }
+        ["admin", "webhooks", "disabled"] => admin_events::enable(app, &req).await,
         _ => {
             let user = match authenticate(app, &req) {
                 Ok(u) => u,

@@ -29,6 +29,8 @@ pub enum AuditAction {
     RevokeGrant,
     Wallet,
     Refund,
+    /// A webhook endpoint a 410 disabled, enabled again.
+    EnableWebhook,
 }
 
 impl AuditAction {
@@ -41,6 +43,7 @@ impl AuditAction {
             AuditAction::RevokeGrant => "revoke_grant",
             AuditAction::Wallet => "wallet",
             AuditAction::Refund => "refund",
+            AuditAction::EnableWebhook => "enable_webhook",
         }
     }
 
@@ -53,6 +56,7 @@ impl AuditAction {
             AuditAction::RevokeGrant,
             AuditAction::Wallet,
             AuditAction::Refund,
+            AuditAction::EnableWebhook,
         ]
         .into_iter()
         .find(|a| a.as_str() == text)

@@ -128,3 +128,52 @@ pub async fn redeliver(app: &App, id: &str) -> Result<(EventRecord, String), Ser
         .clone();
     Ok((written, line))
 }
+
+/// The endpoints a 410 Gone disabled, with when (unix seconds): one query.
+pub async fn disabled(app: &App) -> Result<Vec<(String, i64)>, ServiceError> {
+    Ok(app.store.disabled_endpoints().await?)
+}
+
+/// Enables endpoint `url` again (its owner fixed it): new events are sent to it again;
+/// events recorded while it was disabled are sent by a redelivery each (their deliveries
+/// say `disabled`). Recorded in the audit trail under the operator. Not disabled: NotFound.
+pub async fn enable(
+    app: &App,
+    url: &str,
+    reason: Option<&str>,
+    op: &super::operator::Operator,
+) -> Result<(), ServiceError> {
+    let reason = match reason.map(str::trim) {
+        Some(r) if r.is_empty() || r.len() > super::moderation::MAX_REASON_LEN => {
+            return Err(ServiceError::BadRequest(format!(
+                "reason must be 1-{} bytes",
+                super::moderation::MAX_REASON_LEN
+            )))
+        }
+        r => r.map(str::to_owned),
+    };
+    let not_disabled = || ServiceError::NotFound(format!("endpoint {url:?} is not disabled"));
+    let Some((_, since)) = app
+        .store
+        .disabled_endpoints()
+        .await?
+        .into_iter()
+        .find(|(u, _)| u == url)
+    else {
+        return Err(not_disabled());
+    };
+    let audit = crate::domain::audit::AuditRecord {
+        before: serde_json::json!({"url": url, "disabled_at": crate::domain::time::rfc3339(since)}),
+        after: serde_json::Value::Null,
+        reason,
+        ..op.record(
+            crate::domain::audit::AuditAction::EnableWebhook,
+            app.clock.now_ms(),
+        )
+    };
+    if !app.store.enable_endpoint(url, &audit).await? {
+        return Err(not_disabled());
+    }
+    tracing::info!(url = %url, actor = %op.actor, "webhook endpoint enabled again");
+    Ok(())
+}

@@ -1503,6 +1503,15 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn enable_endpoint(&self, url: &str, audit: &AuditRecord) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        if t.disabled_endpoints.remove(url).is_none() {
+            return Ok(false);
+        }
+        record_audit(&mut t, audit);
+        Ok(true)
+    }
+
     async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(self
             .lock()

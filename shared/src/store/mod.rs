@@ -972,4 +972,9 @@ pub trait Store: Send + Sync {
 
     /// The disabled endpoints, with when each was disabled: one query.
     async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Enables endpoint `url` again and writes the operator's `audit` record, in one
+    /// transaction conditioned on the endpoint being disabled; `false` (nothing written)
+    /// when it is not.
+    async fn enable_endpoint(&self, url: &str, audit: &AuditRecord) -> Result<bool, StoreError>;
 }

@@ -8,11 +8,12 @@ use super::errors::unavailable;
 use super::keys::key;
 use super::table::GSI3;
 use super::DynamoStore;
+use crate::domain::audit::AuditRecord;
 use crate::domain::event::{sort_key, Event, EventRecord};
 use crate::domain::stats::day_of;
 use crate::store::{EventPage, Guarded, StoreError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use sha2::{Digest, Sha256};
 
 /// The value of `record` on event items: what the stream's filter matches.
@@ -240,4 +241,29 @@ pub(super) async fn disabled_endpoints(db: &DynamoStore) -> Result<Vec<(String, 
         .iter()
         .map(|i| Ok((get_s(i, "url")?.to_owned(), get_n(i, "disabled_at")?)))
         .collect()
+}
+
+/// The disabled item's delete, conditioned on it existing, and the audit record.
+pub(super) async fn enable_endpoint(
+    db: &DynamoStore,
+    url: &str,
+    audit: &AuditRecord,
+) -> Result<bool, StoreError> {
+    let delete = Delete::builder()
+        .table_name(&db.table)
+        .set_key(Some(key(ENDPOINTS_PK.to_owned(), &endpoint_sk(url))))
+        .condition_expression("attribute_exists(pk)")
+        .build()
+        .expect("table, key and condition are set");
+    let items = vec![
+        TransactWriteItem::builder().delete(delete).build(),
+        db.audit_put(audit),
+    ];
+    match db.transact("enable endpoint", items).await? {
+        None => Ok(true),
+        Some(failed) if matches!(failed.first(), Some(Some(_))) => Ok(false),
+        Some(_) => Err(StoreError::Corrupt(
+            "an audit record id was written twice".into(),
+        )),
+    }
 }

@@ -533,4 +533,8 @@ impl Store for DynamoStore {
     async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
         events::disabled_endpoints(self).await
     }
+
+    async fn enable_endpoint(&self, url: &str, audit: &AuditRecord) -> Result<bool, StoreError> {
+        events::enable_endpoint(self, url, audit).await
+    }
 }
