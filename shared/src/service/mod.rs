@@ -18,6 +18,7 @@ pub mod order_history;
 pub mod orders;
 pub mod payments;
 pub mod paywall;
+mod purchase_changes;
 pub mod refund_requests;
 pub mod refunds;
 pub mod stats;
