@@ -561,3 +561,83 @@ async fn refund_reversal_events_dynamo() {
     let d: Arc<DynamoStore> = Arc::new(d);
     reversal_events(d.clone(), Some(EventIds::Dynamo(&d))).await;
 }
+
+/// A renewal Apple sends a minute after Shanghai's midnight is the next day's, in
+/// `/admin/stats` as in the counters; the start a minute before it stays on the day before.
+async fn renewals_on_the_operators_day(store: Arc<dyn Store>) {
+    const SH_MIDNIGHT: i64 = T0 + 8 * 3600; // 2027-01-16 00:00 in Shanghai
+    let clock = ManualClock::at(SH_MIDNIGHT - 60);
+    let s = TestServer::start(apple_app(store.clone(), clock.clone())).await;
+    let id = stamp();
+    let otid = format!("7{id}");
+    let t = |n: i64, at: i64| {
+        transaction(
+            &format!("{otid}{n}"),
+            &otid,
+            "com.example.vip",
+            at,
+            Some(at + 30 * DAY),
+            at,
+        )
+    };
+    let r = s
+        .call(
+            "dan",
+            "POST",
+            "/purchases/apple",
+            Some(json!({"signed_transaction": sign(&t(0, SH_MIDNIGHT - 60))})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    clock.set(SH_MIDNIGHT + 60);
+    let n = notification(
+        &format!("{id}-day"),
+        "DID_RENEW",
+        None,
+        SH_MIDNIGHT + 60,
+        Some(&t(1, SH_MIDNIGHT + 60)),
+        None,
+    );
+    assert_eq!(notify(&s, &n).await.1["result"], "granted");
+    let r = s
+        .admin(
+            "GET",
+            "/admin/stats?from=2027-01-15&to=2027-01-16&by=provider",
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let stats = r.json();
+    let days = stats["days"].as_array().unwrap();
+    assert_eq!(days[0]["day"], "2027-01-15");
+    assert_eq!(days[0]["subscriptions"]["starts"], 1);
+    assert_eq!(days[0]["subscriptions"]["renewals"], 0);
+    assert_eq!(days[1]["subscriptions"]["starts"], 0);
+    assert_eq!(days[1]["subscriptions"]["renewals"], 1);
+    assert_eq!(
+        days[1]["subscriptions"]["renewal_revenue"],
+        json!({"USD": 499})
+    );
+    assert_eq!(
+        stats["total"]["by"]["apple"]["subscriptions"]["renewals"],
+        1
+    );
+    // In UTC both happened on the 15th: the operator's zone is what moved the renewal.
+    assert_eq!(
+        StatsZone::named("UTC").unwrap().day_of(SH_MIDNIGHT + 60),
+        "2027-01-15"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_count_on_the_operators_day_memory() {
+    renewals_on_the_operators_day(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_count_on_the_operators_day_dynamo() {
+    let Some(store) = moto_store().await else {
+        return;
+    };
+    renewals_on_the_operators_day(Arc::new(store)).await;
+}

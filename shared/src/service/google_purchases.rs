@@ -364,7 +364,9 @@ async fn apply_subscription(
                 &stored.user_id,
             )
             .await?;
-            return Err(conflict(app, order.as_ref(), "purchase is bound to another account").await);
+            return Err(
+                conflict(app, order.as_ref(), "purchase is bound to another account").await,
+            );
         }
     };
     // An upgrade, downgrade or re-signup replaces the old token: retire it so one payment
