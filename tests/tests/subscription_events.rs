@@ -435,8 +435,36 @@ async fn google_events(store: Arc<dyn Store>) {
     );
 }
 
+/// A Play one-time purchase re-fetched for nobody (a notification of a token no account
+/// handed over): `purchase.unattributed`, once however often.
+async fn play_unattributed(store: Arc<dyn Store>) {
+    use tollgate::service::google_purchases::verify;
+    use tollgate_tests::fake_google::product_purchase;
+    let g = FakeGoogle::start().await;
+    let app = g.app(store.clone(), ManualClock::at(T0));
+    let token = format!("play-lost-{}", stamp());
+    g.set_product("coins_100", &token, product_purchase(0, None));
+    for _ in 0..3 {
+        let status = verify(&app, &token, "coins_100", None, None).await.unwrap();
+        assert_eq!(status.as_str(), "unattributed");
+    }
+    let page = store
+        .events_since(T0 - 10, T0 + 10, 1_000, None)
+        .await
+        .unwrap();
+    let told: Vec<_> = page
+        .records
+        .iter()
+        .filter(|r| r.event.kind == EventType::PurchaseUnattributed)
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].event.data["store_product_id"], "coins_100");
+    assert_eq!(told[0].event.user_id, "");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn play_subscription_events_once_memory() {
+    play_unattributed(Arc::new(MemoryStore::new())).await;
     google_events(Arc::new(MemoryStore::new())).await;
 }
 
@@ -445,7 +473,9 @@ async fn play_subscription_events_once_dynamo() {
     let Some(store) = moto_store().await else {
         return;
     };
-    google_events(Arc::new(store)).await;
+    let store: Arc<dyn Store> = Arc::new(store);
+    play_unattributed(store.clone()).await;
+    google_events(store).await;
 }
 
 /// Apple's REFUND_REVERSED of a one-time purchase gives its coins (and grants) back with

@@ -534,7 +534,22 @@ async fn apply_product(
                         remember_pending(app, token, u, product, None, app.clock.now_ms()).await?;
                         return Ok(PurchaseStatus::Pending);
                     }
-                    _ => return Ok(PurchaseStatus::Unattributed),
+                    _ => {
+                        purchase_changes::tell(
+                            app,
+                            EventType::PurchaseUnattributed,
+                            google::NAME,
+                            &format!("google:{}", short(token)),
+                            "",
+                            &product.id,
+                            product_id,
+                            p.order_id.as_deref(),
+                            None,
+                            "no account is known for this purchase yet",
+                        )
+                        .await?;
+                        return Ok(PurchaseStatus::Unattributed);
+                    }
                 },
             }
         }
