@@ -93,6 +93,29 @@
     }
   }
 
+  // Store subscriptions: the total, then each product that has any.
+  const SUB_COLUMNS = ["starts", "renewals", "renewal_revenue", "cancellations", "expirations", "refunds"];
+  const SUB_FORMAT = { renewal_revenue: moneys };
+  function subscriptions_table(el, total) {
+    el.replaceChildren();
+    const head = document.createElement("tr");
+    head.append(cell("th", "product"));
+    for (const c of SUB_COLUMNS) head.append(cell("th", c.replace("_", " ")));
+    el.append(head);
+    const rows = [["all", total.subscriptions]].concat(
+      Object.entries(total.by || {}).map(([p, f]) => [p, f.subscriptions])
+        .filter(([, f]) => SUB_COLUMNS.some((c) => c === "renewal_revenue" ? Object.keys(f[c]).length : f[c] !== 0)));
+    for (const [name, f] of rows) {
+      const tr = document.createElement("tr");
+      tr.setAttribute("data-group", name);
+      tr.append(cell("td", name));
+      for (const c of SUB_COLUMNS) {
+        tr.append(cell("td", (SUB_FORMAT[c] || int)(f[c]), { "data-col": c, "data-value": JSON.stringify(f[c]) }));
+      }
+      el.append(tr);
+    }
+  }
+
   function kpis(total) {
     for (const el of document.querySelectorAll("[data-kpi]")) {
       const k = el.getAttribute("data-kpi");
@@ -181,6 +204,7 @@
       charts_for(byProduct.days, total);
       table($("by-product"), "product", Object.entries(total.by || {}));
       table($("by-provider"), "provider", Object.entries(byProvider.total.by || {}));
+      subscriptions_table($("subscriptions"), total);
       table($("days"), "day", byProduct.days.map((d) => [d.day, d]));
       renders += 1;
       document.body.setAttribute("data-range", from + ".." + to);

@@ -147,6 +147,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     events_written_with_their_changes(&*store).await;
     operator_changes_write_events(&*store).await;
     event_deliveries_one_writer_wins(store.clone()).await;
+    purchase_changes_apply_on_the_record_read(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -2825,4 +2826,101 @@ pub async fn event_deliveries_one_writer_wins(store: Arc<dyn Store>) {
             .count(),
         1
     );
+}
+
+/// `put_purchase_change`: the record, its events and counters are written only on the
+/// record read; 24 writes decided on one read apply once; `put_events` records once.
+pub async fn purchase_changes_apply_on_the_record_read(store: Arc<dyn Store>) {
+    use tollgate::domain::event::{Event, EventType};
+    use tollgate::domain::subscription::PurchaseChange;
+    let id = format!("otid-change-{}", tollgate::clock::SystemClock.now_ms());
+    let at = 1_800_000_000;
+    let event = |n: u32| Event {
+        id: tollgate::domain::event::event_id(EventType::SubscriptionRenewed, &format!("{id}{n}")),
+        kind: EventType::SubscriptionRenewed,
+        occurred_at: at,
+        user_id: "chg-user".into(),
+        product_id: Some("vip".into()),
+        data: serde_json::json!({}),
+    };
+    let change = |read: Option<i64>, n: u32| PurchaseChange {
+        read,
+        events: vec![event(n)],
+        counts: vec![(format!("conf_{n}"), 1)],
+        counted_at: at,
+    };
+    let count = |name: String| {
+        let store = store.clone();
+        async move {
+            let day = tollgate::domain::stats::StatsZone::default().day_of(at);
+            store.day_records(&[day]).await.unwrap()[0].count(&name)
+        }
+    };
+    let first = purchase(&id, "chg-user", 10, 2_000, None);
+    // A read that names a record where there is none, or none where there is one: nothing.
+    assert!(store
+        .put_purchase_change(&first, &change(Some(5), 0))
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .put_purchase_change(&first, &change(None, 0))
+            .await
+            .unwrap(),
+        PurchaseOutcome::Applied
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let store = store.clone();
+        let (p, c) = (
+            purchase(&id, "chg-user", 20, 3_000, None),
+            change(Some(10), 1),
+        );
+        tasks.push(tokio::spawn(async move {
+            store.put_purchase_change(&p, &c).await
+        }));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            PurchaseOutcome::Applied => applied += 1,
+            PurchaseOutcome::Stale(p) => assert_eq!(p.last_event_at, 20),
+            PurchaseOutcome::OwnedByOther(_) => panic!("same owner"),
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(count("conf_1".into()).await, 1);
+    assert_eq!(count("conf_0".into()).await, 1);
+    // Decided on an older read: refused, the record returned.
+    let late = purchase(&id, "chg-user", 30, 4_000, None);
+    assert!(matches!(
+        store.put_purchase_change(&late, &change(Some(10), 2)).await.unwrap(),
+        PurchaseOutcome::Stale(p) if p.last_event_at == 20
+    ));
+    assert_eq!(store.get_event(&event(2).id).await.unwrap(), None);
+    assert_eq!(count("conf_2".into()).await, 0);
+    // Another user's: refused.
+    let thief = purchase(&id, "other-user", 40, 9_000, None);
+    assert!(matches!(
+        store.put_purchase_change(&thief, &change(Some(20), 3)).await.unwrap(),
+        PurchaseOutcome::OwnedByOther(p) if p.user_id == "chg-user"
+    ));
+    // An event recorded already fails the whole write.
+    assert!(store
+        .put_purchase_change(&late, &change(Some(20), 1))
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .get_purchase("apple", &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_event_at,
+        20
+    );
+    // Events alone: once.
+    assert!(store.put_events(&[event(7)]).await.unwrap());
+    assert!(!store.put_events(&[event(7)]).await.unwrap());
+    assert!(store.get_event(&event(7).id).await.unwrap().is_some());
 }

@@ -390,6 +390,24 @@ impl Store for FaultyStore {
     async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError> {
         self.guard("put_purchase", self.inner.put_purchase(p)).await
     }
+    async fn put_purchase_change(
+        &self,
+        p: &StorePurchase,
+        change: &tollgate::domain::subscription::PurchaseChange,
+    ) -> Result<PurchaseOutcome, StoreError> {
+        self.guard(
+            "put_purchase_change",
+            self.inner.put_purchase_change(p, change),
+        )
+        .await
+    }
+    async fn put_events(
+        &self,
+        events: &[tollgate::domain::event::Event],
+    ) -> Result<bool, StoreError> {
+        self.guard("put_events", self.inner.put_events(events))
+            .await
+    }
     async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
         self.guard("note_seen", self.inner.note_seen(source, id, now))
             .await

@@ -284,6 +284,21 @@ impl Store for CountingStore {
         self.enter("put_purchase")?;
         self.inner.put_purchase(p).await
     }
+    async fn put_purchase_change(
+        &self,
+        p: &StorePurchase,
+        change: &tollgate::domain::subscription::PurchaseChange,
+    ) -> Result<PurchaseOutcome, StoreError> {
+        self.enter("put_purchase_change")?;
+        self.inner.put_purchase_change(p, change).await
+    }
+    async fn put_events(
+        &self,
+        events: &[tollgate::domain::event::Event],
+    ) -> Result<bool, StoreError> {
+        self.enter("put_events")?;
+        self.inner.put_events(events).await
+    }
     async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
         self.enter("note_seen")?;
         self.inner.note_seen(source, id, now).await

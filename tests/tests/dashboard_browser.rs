@@ -34,6 +34,54 @@ async fn seed(s: &TestServer, clock: &ManualClock) {
     s.refund(&carol, 900).await;
 }
 
+/// A store subscription started before Shanghai's midnight and renewed after it, as the
+/// store paths write them (the record, its change's counters and events).
+async fn seed_subscription(store: &dyn tollgate::store::Store) {
+    use tollgate::domain::subscription::{change, from_milliunits, Facts, Version};
+    use tollgate::domain::PurchaseState;
+    let mut p = tollgate::store::StorePurchase {
+        store: "apple".into(),
+        purchase_id: "dash-sub".into(),
+        user_id: "dora".into(),
+        product_id: "vip".into(),
+        state: PurchaseState::Active,
+        expires_at: Some(SH_MIDNIGHT + 30 * DAY),
+        last_event_at: (SH_MIDNIGHT - 120) * 1000,
+        last_txn_id: Some("t1".into()),
+        order_id: None,
+        grants: Vec::new(),
+    };
+    fn version(p: &tollgate::store::StorePurchase) -> Version<'_> {
+        Version {
+            state: p.state,
+            last_txn_id: p.last_txn_id.as_deref(),
+            last_event_at: p.last_event_at,
+            expires_at: p.expires_at,
+        }
+    }
+    let facts = |at| Facts {
+        store: "apple",
+        source_id: "apple:dash-sub",
+        user_id: "dora",
+        product_id: "vip",
+        price: from_milliunits(4_990, "USD"),
+        auto_renew_off: false,
+        at,
+    };
+    let started = change(None, &version(&p), &facts(SH_MIDNIGHT - 120));
+    store.put_purchase_change(&p, &started).await.unwrap();
+    let first = p.clone();
+    p.last_txn_id = Some("t2".into());
+    p.last_event_at = (SH_MIDNIGHT + 120) * 1000;
+    let renewed = change(
+        Some(&version(&first)),
+        &version(&p),
+        &facts(SH_MIDNIGHT + 120),
+    );
+    assert_eq!(renewed.events.len(), 1);
+    store.put_purchase_change(&p, &renewed).await.unwrap();
+}
+
 /// What the page shows: each KPI's value and text, and each breakdown row's values.
 const SHOWN: &str = r##"
 const kpis = {};
@@ -50,6 +98,7 @@ const rows = (id) => {
   return out;
 };
 return { kpis, product: rows("by-product"), provider: rows("by-provider"), days: rows("days"),
+         subscriptions: rows("subscriptions"),
          range: document.body.dataset.range, zone: document.getElementById("zone").textContent };
 "##;
 
@@ -109,6 +158,28 @@ async fn assert_shows(s: &TestServer, b: &Browser, from: &str, to: &str) -> Valu
         }
     };
     figure_cols(&total["by"], &shown["product"]);
+    // Store subscriptions: the total and each product that counted any.
+    let mut subs = serde_json::Map::new();
+    subs.insert("all".into(), total["subscriptions"].clone());
+    for (p, f) in total["by"].as_object().unwrap() {
+        let f = &f["subscriptions"];
+        let any = f.as_object().unwrap().iter().any(|(k, v)| {
+            if k == "renewal_revenue" {
+                !v.as_object().unwrap().is_empty()
+            } else {
+                v != 0
+            }
+        });
+        if any {
+            subs.insert(p.clone(), f.clone());
+        }
+    }
+    assert!(
+        same(&Value::Object(subs), &shown["subscriptions"]),
+        "subscriptions: shown {} vs /admin/stats {}",
+        shown["subscriptions"],
+        total
+    );
     figure_cols(&by_provider["total"]["by"], &shown["provider"]);
     for day in by_product["days"].as_array().unwrap() {
         let d = day["day"].as_str().unwrap();
@@ -135,12 +206,10 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
         return;
     };
     let clock = ManualClock::at(T0);
-    let s = TestServer::start(test_app(
-        store_for(Backend::Memory).await.unwrap(),
-        clock.clone(),
-    ))
-    .await;
+    let store = store_for(Backend::Memory).await.unwrap();
+    let s = TestServer::start(test_app(store.clone(), clock.clone())).await;
     seed(&s, &clock).await;
+    seed_subscription(&*store).await;
 
     let b = Browser::start(&chromium, &chromedriver, 1200, 2200).await;
     b.goto(&format!("{}/admin/", s.base)).await;
@@ -171,6 +240,9 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     assert_eq!(both["kpis"]["revenue_per_paying_user"]["text"], "12.00 CNY");
     assert_eq!(both["kpis"]["repurchase_rate"]["text"], "50.0%");
     assert_eq!(both["zone"], "Asia/Shanghai");
+    assert_eq!(both["subscriptions"]["all"]["renewals"], 1);
+    assert_eq!(both["subscriptions"]["vip"]["starts"], 1);
+    assert_eq!(both["subscriptions"]["vip"]["renewal_revenue"]["USD"], 499);
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let desktop = dir.join("dashboard-desktop.png");
     b.screenshot(&desktop).await;

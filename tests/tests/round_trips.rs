@@ -1022,3 +1022,78 @@ async fn endpoint_budgets_dynamo() {
     };
     endpoint_budgets(Arc::new(store), counter).await;
 }
+
+/// An App Store renewal notification: note seen?, the purchase read, one transaction (the
+/// record, its grants, its event and the day's counters), the note recorded. Its repeat is
+/// the note read; a purchase.unattributed is one transaction more than the notes.
+async fn apple_subscription_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    use tollgate_tests::apple::{apple_app, notification, sign, transaction};
+    let s = TestServer::start(apple_app(store, ManualClock::at(T0))).await;
+    let stamp = tollgate::clock::Clock::now_ms(&tollgate::clock::SystemClock);
+    let otid = format!("5{stamp}");
+    let t = |n: i64, signed: i64| {
+        transaction(
+            &format!("{otid}{n}"),
+            &otid,
+            "com.example.vip",
+            signed,
+            Some(T0 + 30 * DAY),
+            signed,
+        )
+    };
+    let notify = |jws: String| {
+        let s = &s;
+        async move {
+            s.request(
+                "POST",
+                "/notifications/apple",
+                &[("content-type", "application/json")],
+                json!({"signedPayload": jws}).to_string(),
+            )
+            .await
+        }
+    };
+    let first = t(0, T0 - 10);
+    meter.take();
+    let unattributed = notification("rt-a-0", "SUBSCRIBED", None, T0 - 10, Some(&first), None);
+    assert_eq!(notify(unattributed).await.status, 200);
+    assert_eq!(
+        meter.take(),
+        4,
+        "unattributed: note read, purchase read, the event, the note"
+    );
+    let r = s
+        .call(
+            "rt-a",
+            "POST",
+            "/purchases/apple",
+            Some(json!({"signed_transaction": sign(&first)})),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    meter.take();
+    let renew = notification("rt-a-1", "DID_RENEW", None, T0, Some(&t(1, T0)), None);
+    let r = notify(renew.clone()).await;
+    assert_eq!(r.json()["result"], "granted");
+    assert_eq!(
+        meter.take(),
+        4,
+        "renewal: note read, purchase read, one transaction with its event and counters, the note"
+    );
+    assert_eq!(notify(renew).await.json()["result"], "duplicate");
+    assert_eq!(meter.take(), 1, "repeat: the note read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apple_subscription_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    apple_subscription_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apple_subscription_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    apple_subscription_budgets(Arc::new(store), counter).await;
+}

@@ -576,6 +576,9 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("put_sessions", &["PutItem", "GetItem"]),
     ("get_purchase", &["GetItem"]),
     ("put_purchase", &["PutItem"]),
+    // The purchase and grants, its events (Puts); the day's counters (Update).
+    ("put_purchase_change", &["PutItem", "UpdateItem"]),
+    ("put_events", &["PutItem"]),
     ("note_seen", &["GetItem"]),
     ("record_note", &["PutItem"]),
     // Operators' changes: the change and its audit record (a Put) in one transaction; after

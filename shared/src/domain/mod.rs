@@ -19,6 +19,7 @@ pub mod refund_request;
 pub mod retry;
 pub mod session;
 pub mod stats;
+pub mod subscription;
 #[cfg(test)]
 mod test_rng;
 pub mod time;

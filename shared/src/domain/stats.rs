@@ -333,6 +333,8 @@ pub struct Figures {
     pub revenue_per_paying_user: BTreeMap<String, i64>,
     /// Currency → net revenue / paying users, in minor units (rounded down).
     pub net_revenue_per_paying_user: BTreeMap<String, i64>,
+    /// App Store and Play subscriptions: starts, renewals, cancellations, refunds.
+    pub subscriptions: super::subscription::SubscriptionFigures,
 }
 
 fn rate(num: i64, den: i64) -> Option<f64> {
@@ -389,6 +391,7 @@ fn figures(r: &DayRecord, prefix: &str, payments: &[&Payment]) -> Figures {
             .count() as i64,
         repeat_payers: repeat,
         repurchase_rate: rate(repeat, paying),
+        subscriptions: super::subscription::figures(&r.counters, prefix),
     }
 }
 

@@ -12,12 +12,15 @@
 //! re-sending an old one) no longer refunds it.
 
 use super::payments::{self, Applied, ApplyError, Rejected};
+use super::purchase_changes;
 use super::store_orders::{create_bound_order, map_apply, settle_order};
 use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
+use crate::domain::event::EventType;
 use crate::domain::refund::RefundRef;
+use crate::domain::subscription;
 use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
 use crate::providers::apple::wire::{self, AppleRejection, RenewalInfo, Transaction};
 use crate::providers::apple::{self, Apple};
@@ -86,6 +89,7 @@ pub async fn apple_purchase(
         order_hint,
         signed_at_ms: t.signed_date,
         renewal: None,
+        auto_renew_off: false,
     };
     apply_transaction(app, &t, &ctx).await
 }
@@ -96,6 +100,8 @@ struct Context<'a> {
     /// The ordering guard: the signing time of the message that carried the transaction.
     signed_at_ms: i64,
     renewal: Option<&'a RenewalInfo>,
+    /// The message says the buyer turned auto-renew off (a cancellation, for the figures).
+    auto_renew_off: bool,
 }
 
 async fn apply_transaction(
@@ -176,6 +182,19 @@ async fn apply_subscription(
         (None, None, Some(c)) => c.to_owned(),
         (None, None, None) => {
             tracing::warn!(original_transaction_id = %otid, "App Store subscription with no known owner yet");
+            purchase_changes::tell(
+                app,
+                EventType::PurchaseUnattributed,
+                apple::NAME,
+                &format!("apple:{otid}"),
+                "",
+                &product.id,
+                &t.product_id,
+                Some(&t.transaction_id),
+                None,
+                "no account is known for this subscription yet",
+            )
+            .await?;
             return Ok(unattributed(product));
         }
     };
@@ -199,49 +218,59 @@ async fn apply_subscription(
         .original_purchase_date
         .unwrap_or(t.purchase_date)
         .div_euclid(1000);
-    let grants: Vec<Grant> = product
-        .grants
-        .iter()
-        .map(|scope| Grant {
-            scope: scope.clone(),
-            product_id: product.id.clone(),
-            source_id: source_id.clone(),
-            paid_at,
-            term: Term::Until(end),
-            revoked_at,
-            revoked_by: None,
-            revoke_reason: None,
-            max_views: None,
-        })
-        .collect();
-    // A crossgrade to a product with other scopes: the scopes it no longer has are revoked
-    // in the same write.
-    let mut grants = grants;
-    if let Some(old) = &existing {
-        for g in &old.grants {
-            if !grants.iter().any(|n| n.scope == g.scope) {
-                let mut dropped = g.clone();
-                dropped.revoked_at.get_or_insert(now);
-                grants.push(dropped);
+    let build = |existing: Option<&StorePurchase>| {
+        let mut grants: Vec<Grant> = product
+            .grants
+            .iter()
+            .map(|scope| Grant {
+                scope: scope.clone(),
+                product_id: product.id.clone(),
+                source_id: source_id.clone(),
+                paid_at,
+                term: Term::Until(end),
+                revoked_at,
+                revoked_by: None,
+                revoke_reason: None,
+                max_views: None,
+            })
+            .collect();
+        // A crossgrade to a product with other scopes: the scopes it no longer has are
+        // revoked in the same write.
+        if let Some(old) = existing {
+            for g in &old.grants {
+                if !grants.iter().any(|n| n.scope == g.scope) {
+                    let mut dropped = g.clone();
+                    dropped.revoked_at.get_or_insert(now);
+                    grants.push(dropped);
+                }
             }
         }
-    }
-    let purchase = StorePurchase {
-        store: apple::NAME.into(),
-        purchase_id: otid.clone(),
-        user_id: user,
-        product_id: product.id.clone(),
-        state,
-        expires_at: Some(end),
-        last_event_at: ctx.signed_at_ms,
-        last_txn_id: Some(t.transaction_id.clone()),
-        order_id: order
-            .as_ref()
-            .map(|o| o.order_id.to_string())
-            .or_else(|| existing.as_ref().and_then(|p| p.order_id.clone())),
-        grants,
+        StorePurchase {
+            store: apple::NAME.into(),
+            purchase_id: otid.clone(),
+            user_id: user.clone(),
+            product_id: product.id.clone(),
+            state,
+            expires_at: Some(end),
+            last_event_at: ctx.signed_at_ms,
+            last_txn_id: Some(t.transaction_id.clone()),
+            order_id: order
+                .as_ref()
+                .map(|o| o.order_id.to_string())
+                .or_else(|| existing.and_then(|p| p.order_id.clone())),
+            grants,
+        }
     };
-    let status = match app.store.put_purchase(&purchase).await? {
+    let reported = purchase_changes::Reported {
+        price: t
+            .price
+            .zip(t.currency.as_deref())
+            .and_then(|(milli, cur)| subscription::from_milliunits(milli, cur)),
+        auto_renew_off: ctx.auto_renew_off,
+    };
+    let (outcome, purchase) =
+        purchase_changes::write(app, existing, &source_id, &reported, build).await?;
+    let status = match outcome {
         PurchaseOutcome::Applied => {
             tracing::info!(original_transaction_id = %otid, state = state.as_str(), expires_at = end, "App Store subscription updated");
             match state {
@@ -250,8 +279,21 @@ async fn apply_subscription(
             }
         }
         PurchaseOutcome::Stale(_) => PurchaseStatus::Duplicate,
-        PurchaseOutcome::OwnedByOther(_) => {
+        PurchaseOutcome::OwnedByOther(owner) => {
             tracing::warn!(original_transaction_id = %otid, "App Store subscription claimed by a second account");
+            purchase_changes::tell(
+                app,
+                EventType::PurchaseConflict,
+                apple::NAME,
+                &source_id,
+                &purchase.user_id,
+                &product.id,
+                &t.product_id,
+                Some(&t.transaction_id),
+                Some(&owner.user_id),
+                "this subscription belongs to another account",
+            )
+            .await?;
             return Err(ServiceError::Conflict(
                 "this subscription belongs to another account".into(),
             ));
@@ -312,6 +354,19 @@ async fn apply_one_time(
                     }
                     None => {
                         tracing::warn!(transaction_id = %t.transaction_id, "App Store purchase with no known owner yet");
+                        purchase_changes::tell(
+                            app,
+                            EventType::PurchaseUnattributed,
+                            apple::NAME,
+                            &format!("apple:{}", t.transaction_id),
+                            "",
+                            &product.id,
+                            &t.product_id,
+                            Some(&t.transaction_id),
+                            None,
+                            "no account is known for this purchase yet",
+                        )
+                        .await?;
                         return Ok(unattributed(product));
                     }
                 },
@@ -427,6 +482,8 @@ pub async fn apple_notification(
                 order_hint: None,
                 signed_at_ms: n.signed_date,
                 renewal: v.renewal.as_ref(),
+                auto_renew_off: kind == "DID_CHANGE_RENEWAL_STATUS"
+                    && n.subtype.as_deref() == Some("AUTO_RENEW_DISABLED"),
             };
             let applied = if kind == "REFUND_REVERSED" && t.expires_date.is_none() {
                 reverse_one_time(app, t, &ctx, &n.notification_uuid).await
@@ -546,6 +603,7 @@ pub async fn apple_recover(
             order_hint: None,
             signed_at_ms: t.signed_date,
             renewal: None,
+            auto_renew_off: false,
         };
         results.push(apply_transaction(app, &t, &ctx).await?);
     }

@@ -18,12 +18,15 @@
 //! nothing.
 
 use super::payments::{self, ApplyError, Rejected};
+use super::purchase_changes;
 use super::store_orders::{create_bound_order, map_apply, settle_order};
 use super::store_products::by_store_id;
 use super::ServiceError;
 use crate::app::App;
 use crate::domain::catalog::{Plan, Product, ProductKind};
+use crate::domain::event::EventType;
 use crate::domain::refund::RefundRef;
+use crate::domain::subscription;
 use crate::domain::time::parse_rfc3339;
 use crate::domain::{Grant, Order, OrderId, OrderState, PurchaseState, PurchaseStatus, Term};
 use crate::providers::google::wire::{self, ProductPurchase, SubscriptionV2};
@@ -242,10 +245,25 @@ async fn apply_subscription(
         (None, None, Some(u)) => u.to_owned(),
         (None, None, None) => {
             tracing::warn!("Play subscription with no known owner yet");
+            let source_id = format!("google:{}", short(token));
+            purchase_changes::tell(
+                app,
+                EventType::PurchaseUnattributed,
+                google::NAME,
+                &source_id,
+                "",
+                &product.id,
+                product_id,
+                latest_order(sub).as_deref(),
+                None,
+                "no account is known for this subscription yet",
+            )
+            .await?;
             return Ok(PurchaseStatus::Unattributed);
         }
     };
-    if user.is_some_and(|u| u != owner) {
+    if let Some(claimant) = user.filter(|u| *u != owner) {
+        tell_conflict(app, token, product, product_id, sub, claimant, &owner).await?;
         return Err(conflict(app, order.as_ref(), "purchase is bound to another account").await);
     }
     let account = sub
@@ -297,7 +315,7 @@ async fn apply_subscription(
         .and_then(parse_rfc3339)
         .unwrap_or(now);
     let source_id = format!("google:{}", short(token));
-    let grants = product
+    let grants: Vec<Grant> = product
         .grants
         .iter()
         .map(|scope| Grant {
@@ -320,20 +338,35 @@ async fn apply_subscription(
         state,
         expires_at: Some(end),
         last_event_at: now_ms,
-        last_txn_id: None,
+        last_txn_id: latest_order(sub),
         order_id: order.as_ref().map(|o| o.order_id.to_string()),
         grants,
     };
-    let status = match app
-        .store
-        .put_purchase(&purchase)
-        .await
-        .map_err(ServiceError::from)?
-    {
+    let reported = purchase_changes::Reported {
+        price: renewal_price(sub, product_id),
+        auto_renew_off: false,
+    };
+    let (outcome, _) =
+        purchase_changes::write(app, existing, &source_id, &reported, |_| purchase.clone())
+            .await
+            .map_err(Failure::from)?;
+    let status = match outcome {
         PurchaseOutcome::Applied => PurchaseStatus::Subscription(state),
         PurchaseOutcome::Stale(_) => PurchaseStatus::Duplicate,
-        PurchaseOutcome::OwnedByOther(_) => {
-            return Err(conflict(app, order.as_ref(), "purchase is bound to another account").await)
+        PurchaseOutcome::OwnedByOther(stored) => {
+            tell_conflict(
+                app,
+                token,
+                product,
+                product_id,
+                sub,
+                &owner,
+                &stored.user_id,
+            )
+            .await?;
+            return Err(
+                conflict(app, order.as_ref(), "purchase is bound to another account").await,
+            );
         }
     };
     // An upgrade, downgrade or re-signup replaces the old token: retire it so one payment
@@ -368,13 +401,64 @@ async fn apply_subscription(
     Ok(status)
 }
 
+/// The Play order of the subscription's latest period paid (a renewal has a new one).
+fn latest_order(sub: &SubscriptionV2) -> Option<String> {
+    sub.line_items
+        .iter()
+        .find_map(|l| l.latest_successful_order_id.clone())
+        .or_else(|| sub.latest_order_id.clone())
+}
+
+/// What the line item of `product_id` renews at, as Play reports it.
+fn renewal_price(sub: &SubscriptionV2, product_id: &str) -> Option<crate::domain::Money> {
+    let price = sub
+        .line_items
+        .iter()
+        .find(|l| l.product_id == product_id)?
+        .auto_renewing_plan
+        .as_ref()?
+        .recurring_price
+        .as_ref()?;
+    subscription::from_units_nanos(
+        price.units.as_deref().unwrap_or("0"),
+        price.nanos.unwrap_or(0),
+        &price.currency_code,
+    )
+}
+
+/// `purchase.conflict`: `claimant` handed over a subscription that is `owner`'s.
+async fn tell_conflict(
+    app: &App,
+    token: &str,
+    product: &Product,
+    product_id: &str,
+    sub: &SubscriptionV2,
+    claimant: &str,
+    owner: &str,
+) -> Result<(), Failure> {
+    purchase_changes::tell(
+        app,
+        EventType::PurchaseConflict,
+        google::NAME,
+        &format!("google:{}", short(token)),
+        claimant,
+        &product.id,
+        product_id,
+        latest_order(sub).as_deref(),
+        Some(owner),
+        "purchase is bound to another account",
+    )
+    .await
+    .map_err(Failure::from)
+}
+
 /// A short, stable, key-safe name for a (long) purchase token in grant sort keys.
 fn short(token: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&Sha256::digest(token.as_bytes())[..18])
 }
 
 async fn retire(app: &App, old: &str, owner: &str, now_ms: i64) -> Result<(), Failure> {
-    let Some(mut p) = app
+    let Some(p) = app
         .store
         .get_purchase(google::NAME, old)
         .await
@@ -389,11 +473,32 @@ async fn retire(app: &App, old: &str, owner: &str, now_ms: i64) -> Result<(), Fa
     if p.state == PurchaseState::Replaced {
         return Ok(());
     }
-    p.end(PurchaseState::Replaced, now_ms);
-    app.store
-        .put_purchase(&p)
-        .await
-        .map_err(ServiceError::from)?;
+    end_subscription(app, old, p, PurchaseState::Replaced, now_ms).await
+}
+
+/// Ends a stored Play subscription (replaced by a newer token, or voided) with what that
+/// changed: one conditional write, decided again if the record moved meanwhile.
+async fn end_subscription(
+    app: &App,
+    token: &str,
+    read: StorePurchase,
+    state: PurchaseState,
+    now_ms: i64,
+) -> Result<(), Failure> {
+    let source_id = format!("google:{}", short(token));
+    purchase_changes::write(
+        app,
+        Some(read.clone()),
+        &source_id,
+        &purchase_changes::Reported::default(),
+        |stored| {
+            let mut p = stored.cloned().unwrap_or_else(|| read.clone());
+            p.end(state, now_ms);
+            p
+        },
+    )
+    .await
+    .map_err(Failure::from)?;
     Ok(())
 }
 
@@ -429,7 +534,22 @@ async fn apply_product(
                         remember_pending(app, token, u, product, None, app.clock.now_ms()).await?;
                         return Ok(PurchaseStatus::Pending);
                     }
-                    _ => return Ok(PurchaseStatus::Unattributed),
+                    _ => {
+                        purchase_changes::tell(
+                            app,
+                            EventType::PurchaseUnattributed,
+                            google::NAME,
+                            &format!("google:{}", short(token)),
+                            "",
+                            &product.id,
+                            product_id,
+                            p.order_id.as_deref(),
+                            None,
+                            "no account is known for this purchase yet",
+                        )
+                        .await?;
+                        return Ok(PurchaseStatus::Unattributed);
+                    }
                 },
             }
         }
@@ -613,17 +733,13 @@ pub async fn acknowledge(
 /// A voided purchase (refund, chargeback): revoke at once, then re-fetch the state.
 async fn void(app: &App, token: &str, product_type: i64, now_ms: i64) -> Result<(), Failure> {
     if product_type == 1 {
-        if let Some(mut p) = app
+        if let Some(p) = app
             .store
             .get_purchase(google::NAME, token)
             .await
             .map_err(ServiceError::from)?
         {
-            p.end(PurchaseState::Revoked, now_ms);
-            app.store
-                .put_purchase(&p)
-                .await
-                .map_err(ServiceError::from)?;
+            end_subscription(app, token, p, PurchaseState::Revoked, now_ms).await?;
         }
     } else {
         let recorded = app

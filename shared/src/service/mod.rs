@@ -20,6 +20,7 @@ pub mod order_metrics;
 pub mod orders;
 pub mod payments;
 pub mod paywall;
+mod purchase_changes;
 pub mod refund_requests;
 pub mod refunds;
 pub mod stats;

@@ -789,6 +789,8 @@ impl Store for MemoryStore {
         {
             return Ok(TransitionOutcome::Conflict(Box::new(stored.clone())));
         }
+        let events = super::reversal_events(order, reversal)?;
+        events_absent(&t, &events)?;
         // The grants and coins are the ones `order` (the caller's read) names, as in the
         // DynamoDB transaction.
         let sold = sold_grants(order)?;
@@ -824,6 +826,7 @@ impl Store for MemoryStore {
         o.access_revoked_at = None;
         let done = o.clone();
         add_counts(&mut t, &self.stats_zone, reversal.reversed_at, &reversed);
+        record_events(&mut t, events);
         Ok(TransitionOutcome::Done(Box::new(done)))
     }
 
@@ -1073,6 +1076,42 @@ impl Store for MemoryStore {
         }
         t.purchases.insert(k, p.clone());
         Ok(PurchaseOutcome::Applied)
+    }
+
+    async fn put_purchase_change(
+        &self,
+        p: &StorePurchase,
+        change: &crate::domain::subscription::PurchaseChange,
+    ) -> Result<PurchaseOutcome, StoreError> {
+        let mut t = self.lock();
+        let k = (p.store.clone(), p.purchase_id.clone());
+        match (t.purchases.get(&k), change.read) {
+            (None, None) => {}
+            (Some(old), _) if old.user_id != p.user_id => {
+                return Ok(PurchaseOutcome::OwnedByOther(Box::new(old.clone())))
+            }
+            (Some(old), Some(read)) if old.last_event_at == read => {}
+            (Some(old), _) => return Ok(PurchaseOutcome::Stale(Box::new(old.clone()))),
+            (None, Some(_)) => return Err(StoreError::Unavailable("purchase vanished".into())),
+        }
+        events_absent(&t, &change.events)?;
+        let user = t.grants.entry(p.user_id.clone()).or_default();
+        for g in &p.grants {
+            user.insert((g.scope.clone(), g.source_id.clone()), g.clone());
+        }
+        t.purchases.insert(k, p.clone());
+        add_counts(&mut t, &self.stats_zone, change.counted_at, &change.counts);
+        record_events(&mut t, change.events.clone());
+        Ok(PurchaseOutcome::Applied)
+    }
+
+    async fn put_events(&self, events: &[Event]) -> Result<bool, StoreError> {
+        let mut t = self.lock();
+        if events.iter().any(|e| t.event_keys.contains_key(&e.id)) {
+            return Ok(false);
+        }
+        record_events(&mut t, events.to_vec());
+        Ok(true)
     }
 
     async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {

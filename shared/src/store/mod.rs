@@ -542,6 +542,42 @@ pub(crate) fn wallet_events(
     )]
 }
 
+/// The events of a refund reversed (`order` as read, REFUNDED): each grant given back
+/// (`grant.created`, named by the reversed refund so it never collides with the grant's
+/// first event; `data.restored_at`) and the coins credited again.
+pub(crate) fn reversal_events(order: &Order, r: &RefundReversal) -> Result<Vec<Event>, StoreError> {
+    let Some(paid_at) = order.paid_at else {
+        return Ok(Vec::new());
+    };
+    let occurrence = format!("reversal:{}:{}", order.order_id, r.refunded_at);
+    let mut out: Vec<Event> = order
+        .grants_at(paid_at)
+        .iter()
+        .map(|g| {
+            let mut e = Event::grant_created(&order.user_id, g, r.reversed_at);
+            e.id = event::event_id(
+                event::EventType::GrantCreated,
+                &format!(
+                    "{}\n{}\n{}\n{occurrence}",
+                    order.user_id, g.scope, g.source_id
+                ),
+            );
+            e.data["restored_at"] = serde_json::json!(r.reversed_at);
+            e
+        })
+        .collect();
+    if order.credits != 0 {
+        out.push(Event::coins(
+            &order.user_id,
+            Some(&order.product_id),
+            order.credits,
+            r.reversed_at,
+            &occurrence,
+        ));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or throttled us: safe to retry.
@@ -802,6 +838,23 @@ pub trait Store: Send + Sync {
     /// Writes the purchase and its grants in one transaction, only when it is new or
     /// `last_event_at` is newer than the stored one and the owner is the same.
     async fn put_purchase(&self, p: &StorePurchase) -> Result<PurchaseOutcome, StoreError>;
+
+    /// Writes the purchase, its grants, and `change`'s events and day counters in one
+    /// transaction, conditioned on the stored record being the one the change was decided
+    /// on (`change.read`: its `last_event_at` and the same user; `None`: no record), so a
+    /// store message counts and tells once however often it is applied. When the condition
+    /// fails nothing is written and the stored record is returned (`Stale`, or
+    /// `OwnedByOther` when another user's).
+    async fn put_purchase_change(
+        &self,
+        p: &StorePurchase,
+        change: &crate::domain::subscription::PurchaseChange,
+    ) -> Result<PurchaseOutcome, StoreError>;
+
+    /// Records events that no stored change carries (a store purchase no account could be
+    /// bound to, or one a second account claimed): one conditional write of them all;
+    /// `false`, and nothing written, when one is recorded already.
+    async fn put_events(&self, events: &[Event]) -> Result<bool, StoreError>;
 
     /// Whether notification `id` of `source` was processed (and its record not expired).
     async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError>;

@@ -79,6 +79,12 @@ pub struct Transaction {
     pub revocation_date: Option<i64>,
     #[serde(default)]
     pub quantity: Option<i64>,
+    /// What the period was sold for, in milliunits of `currency` (`9990` for 9.99); sent
+    /// since App Store Server API 1.10, absent before.
+    #[serde(default)]
+    pub price: Option<i64>,
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// JWSRenewalInfoDecodedPayload: the fields Tollgate uses.

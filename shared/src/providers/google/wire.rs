@@ -40,6 +40,10 @@ pub struct SubscriptionV2 {
     pub external_account_identifiers: Option<ExternalIds>,
     #[serde(default)]
     pub start_time: Option<String>,
+    /// The order of the latest period paid (`GPA.…`, `..0`, `..1` per renewal); superseded
+    /// by the line items' `latestSuccessfulOrderId`, read first.
+    #[serde(default)]
+    pub latest_order_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -48,6 +52,29 @@ pub struct LineItem {
     pub product_id: String,
     #[serde(default)]
     pub expiry_time: Option<String>,
+    #[serde(default)]
+    pub latest_successful_order_id: Option<String>,
+    #[serde(default)]
+    pub auto_renewing_plan: Option<AutoRenewingPlan>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRenewingPlan {
+    /// What each renewal is charged (before any offer).
+    #[serde(default)]
+    pub recurring_price: Option<PlayMoney>,
+}
+
+/// Google's `Money`: a currency, whole units (a decimal string) and nanos.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlayMoney {
+    pub currency_code: String,
+    #[serde(default)]
+    pub units: Option<String>,
+    #[serde(default)]
+    pub nanos: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -367,6 +367,18 @@ impl Store for DynamoStore {
         purchases::put_purchase(self, p).await
     }
 
+    async fn put_purchase_change(
+        &self,
+        p: &StorePurchase,
+        change: &crate::domain::subscription::PurchaseChange,
+    ) -> Result<PurchaseOutcome, StoreError> {
+        purchases::put_purchase_change(self, p, change).await
+    }
+
+    async fn put_events(&self, events: &[crate::domain::event::Event]) -> Result<bool, StoreError> {
+        purchases::put_events(self, events).await
+    }
+
     async fn note_seen(&self, source: &str, id: &str, now: i64) -> Result<bool, StoreError> {
         notes::note_seen(self, source, id, now).await
     }

@@ -382,6 +382,8 @@ pub(super) async fn reverse_refund(
             order.refunded_amount,
         ),
     ));
+    let first_event = items.len();
+    items.extend(db.event_puts(crate::store::reversal_events(order, r)?)?);
     let Some(failed) = db.transact("reverse refund", items).await? else {
         let mut done = order.clone();
         done.state = OrderState::Paid;
@@ -396,6 +398,12 @@ pub(super) async fn reverse_refund(
         Some(Some(old)) => Ok(conflict(
             order_as_stored(db, old.as_ref(), &order.order_id).await?,
         )),
+        _ if failed.iter().skip(first_event).any(Option::is_some) => {
+            Err(StoreError::Corrupt(format!(
+                "an event of the refund reversal of {} is recorded already",
+                order.order_id
+            )))
+        }
         _ => Err(StoreError::Corrupt(format!(
             "refund reversal of {} failed on an unconditional item",
             order.order_id

@@ -5,7 +5,9 @@ use super::attrs::{n, s};
 use super::items::{grant_item, purchase_from_item, purchase_item};
 use super::keys::purchase_pk;
 use super::DynamoStore;
-use crate::store::{PurchaseOutcome, StoreError, StorePurchase};
+use crate::domain::event::Event;
+use crate::domain::subscription::PurchaseChange;
+use crate::store::{PurchaseOutcome, StoreError, StorePurchase, STATS_SHARDS};
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
 pub(super) async fn get_purchase(
@@ -62,4 +64,79 @@ pub(super) async fn put_purchase(
     } else {
         Ok(PurchaseOutcome::Stale(Box::new(old)))
     }
+}
+
+/// The purchase, its grants, the change's counters and events: one transaction,
+/// conditioned on the record read (item 0).
+pub(super) async fn put_purchase_change(
+    db: &DynamoStore,
+    p: &StorePurchase,
+    change: &PurchaseChange,
+) -> Result<PurchaseOutcome, StoreError> {
+    let mut purchase_put = Put::builder()
+        .table_name(&db.table)
+        .set_item(Some(purchase_item(p)))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    purchase_put = match change.read {
+        None => purchase_put.condition_expression("attribute_not_exists(pk)"),
+        Some(read) => purchase_put
+            .condition_expression("last_event_at = :r AND user_id = :u")
+            .expression_attribute_values(":r", n(read))
+            .expression_attribute_values(":u", s(&p.user_id)),
+    };
+    let purchase_put = purchase_put
+        .build()
+        .expect("table, item and condition are set");
+    let mut items = vec![TransactWriteItem::builder().put(purchase_put).build()];
+    for g in &p.grants {
+        let put = Put::builder()
+            .table_name(&db.table)
+            .set_item(Some(grant_item(&p.user_id, g)))
+            .build()
+            .expect("table and item are set");
+        items.push(TransactWriteItem::builder().put(put).build());
+    }
+    if !change.counts.is_empty() {
+        let shard = crate::domain::subscription::shard(&p.purchase_id, STATS_SHARDS);
+        items.push(db.count(change.counted_at, shard, &change.counts));
+    }
+    let first_event = items.len();
+    items.extend(db.event_puts(change.events.clone())?);
+    let Some(failed) = db.transact("put purchase change", items).await? else {
+        return Ok(PurchaseOutcome::Applied);
+    };
+    // The record's condition first: a change decided on an older read also finds the
+    // events the winning write recorded.
+    let old = match failed.first() {
+        Some(Some(Some(item))) => purchase_from_item(item)?,
+        Some(Some(None)) => get_purchase(db, &p.store, &p.purchase_id)
+            .await?
+            .ok_or_else(|| StoreError::Unavailable("purchase vanished".into()))?,
+        _ if failed.iter().skip(first_event).any(Option::is_some) => {
+            return Err(StoreError::Corrupt(format!(
+                "an event of purchase {} is recorded already",
+                p.purchase_id
+            )))
+        }
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "put purchase {} failed on an unconditional item",
+                p.purchase_id
+            )))
+        }
+    };
+    if old.user_id != p.user_id {
+        Ok(PurchaseOutcome::OwnedByOther(Box::new(old)))
+    } else {
+        Ok(PurchaseOutcome::Stale(Box::new(old)))
+    }
+}
+
+/// Events on their own: one transaction of their conditional puts.
+pub(super) async fn put_events(db: &DynamoStore, events: &[Event]) -> Result<bool, StoreError> {
+    if events.is_empty() {
+        return Ok(true);
+    }
+    let items = db.event_puts(events.to_vec())?;
+    Ok(db.transact("put events", items).await?.is_none())
 }
