@@ -396,6 +396,21 @@ impl Store for FaultyStore {
         )
         .await
     }
+    async fn put_sessions_counted(
+        &self,
+        user: &str,
+        sessions: &tollgate::domain::session::Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError> {
+        self.guard(
+            "put_sessions_counted",
+            self.inner
+                .put_sessions_counted(user, sessions, expected_version, at, counts),
+        )
+        .await
+    }
     async fn put_ban(
         &self,
         user: &str,

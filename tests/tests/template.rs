@@ -565,6 +565,12 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("fold_grants", &["PutItem", "DeleteItem"]),
     // Conditional Put of SESSIONS; after a lost race, read it again.
     ("put_sessions", &["PutItem", "GetItem"]),
+    // The same Put with the day counters' Update in one transaction (a first access); after
+    // a lost race, read it again.
+    (
+        "put_sessions_counted",
+        &["PutItem", "UpdateItem", "GetItem"],
+    ),
     ("get_purchase", &["GetItem"]),
     ("put_purchase", &["PutItem"]),
     ("note_seen", &["GetItem"]),

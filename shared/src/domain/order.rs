@@ -253,6 +253,7 @@ impl Order {
                     revoked_by: None,
                     revoke_reason: None,
                     max_views: self.max_views,
+                    provider: Some(self.provider.clone()),
                 })
                 .collect(),
         }

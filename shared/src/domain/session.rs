@@ -35,6 +35,9 @@ pub struct Sessions {
     /// grant source id → playback sessions it served, for grants with `max_views`: counted
     /// in this item, so the count is part of the same conditional write as the session.
     pub views: BTreeMap<String, u32>,
+    /// Source ids of the paid grants a token was issued for (their first access is counted
+    /// once, by the write that adds them here; see [`crate::domain::first_access`]).
+    pub accessed: std::collections::BTreeSet<String>,
     /// 0 when the item does not exist yet.
     pub version: u64,
 }

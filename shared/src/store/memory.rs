@@ -1442,4 +1442,24 @@ impl Store for MemoryStore {
             .map(|(u, at)| (u.clone(), *at))
             .collect())
     }
+
+    async fn put_sessions_counted(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError> {
+        let mut t = self.lock();
+        let stored = t.sessions.get(user_id).cloned().unwrap_or_default();
+        if stored.version != expected_version {
+            return Ok(PutSessions::Stale(stored));
+        }
+        let mut next = sessions.clone();
+        next.version = expected_version + 1;
+        t.sessions.insert(user_id.to_owned(), next);
+        add_counts(&mut t, &self.stats_zone, at, counts);
+        Ok(PutSessions::Written)
+    }
 }

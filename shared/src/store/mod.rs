@@ -902,4 +902,27 @@ pub trait Store: Send + Sync {
 
     /// The disabled endpoints, with when each was disabled: one query.
     async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// [`Store::put_sessions`] that also adds `counts` to the day counters of `at` (the
+    /// shard of `user_id`), in one transaction: for a sessions write a figure follows
+    /// exactly once (the first token of a paid grant). One round trip; `Stale` writes and
+    /// counts nothing.
+    async fn put_sessions_counted(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError>;
+}
+
+/// The counter shard of a count keyed by something other than an order (a user).
+pub fn stats_shard_of(key: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % STATS_SHARDS
 }

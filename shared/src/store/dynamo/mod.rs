@@ -11,6 +11,7 @@ mod admin_keys;
 mod attrs;
 mod audit;
 mod checkpoints;
+mod counted_sessions;
 mod errors;
 mod events;
 mod items;
@@ -518,5 +519,24 @@ impl Store for DynamoStore {
 
     async fn disabled_endpoints(&self) -> Result<Vec<(String, i64)>, StoreError> {
         events::disabled_endpoints(self).await
+    }
+
+    async fn put_sessions_counted(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError> {
+        counted_sessions::put_sessions_counted(
+            self,
+            user_id,
+            sessions,
+            expected_version,
+            at,
+            counts,
+        )
+        .await
     }
 }
