@@ -94,6 +94,53 @@
     }
   }
 
+  // Preview → purchase per stream: previews started, purchases from the stream's paywall.
+  const STREAM_COLUMNS = [["previews", "previews", int], ["purchases", "purchases", int], ["conversion_rate", "purchases/previews", pct]];
+  function streams(el, map) {
+    el.replaceChildren();
+    const head = document.createElement("tr");
+    head.append(cell("th", "stream"));
+    for (const [, h] of STREAM_COLUMNS) head.append(cell("th", h));
+    el.append(head);
+    const rows = Object.entries(map || {});
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      tr.append(cell("td", "nothing counted", { colspan: String(STREAM_COLUMNS.length + 1), class: "empty" }));
+      el.append(tr);
+      return;
+    }
+    for (const [name, f] of rows) {
+      const tr = document.createElement("tr");
+      tr.setAttribute("data-group", name);
+      tr.append(cell("td", name));
+      for (const [c, , fmt] of STREAM_COLUMNS) tr.append(cell("td", fmt(f[c]), { "data-col": c, "data-value": JSON.stringify(f[c]) }));
+      el.append(tr);
+    }
+  }
+
+  // Refused callbacks: one row per provider, its total and each reason.
+  function rejections(el, map) {
+    el.replaceChildren();
+    const head = document.createElement("tr");
+    head.append(cell("th", "provider"), cell("th", "refused"), cell("th", "reasons"));
+    el.append(head);
+    const rows = Object.entries(map || {});
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      tr.append(cell("td", "none", { colspan: "3", class: "empty" }));
+      el.append(tr);
+      return;
+    }
+    for (const [provider, r] of rows) {
+      const tr = document.createElement("tr");
+      tr.setAttribute("data-group", provider);
+      const reasons = Object.entries(r.reasons).map(([k, n]) => k + " " + n).join(" · ");
+      tr.append(cell("td", provider), cell("td", int(r.total), { "data-col": "total", "data-value": JSON.stringify(r.total) }),
+        cell("td", reasons, { "data-col": "reasons", "data-value": JSON.stringify(r.reasons) }));
+      el.append(tr);
+    }
+  }
+
   function kpis(total) {
     for (const el of document.querySelectorAll("[data-kpi]")) {
       const k = el.getAttribute("data-kpi");
@@ -188,6 +235,8 @@
       table($("by-provider"), "provider", Object.entries(byProvider.total.by || {}));
       table($("days"), "day", byProduct.days.map((d) => [d.day, d]));
       table($("by-chosen"), chosen, Object.entries(byChosen.total.by || {}));
+      streams($("streams"), total.streams);
+      rejections($("rejections"), total.rejections);
       $("by-chosen").setAttribute("data-by", chosen);
       renders += 1;
       document.body.setAttribute("data-range", from + ".." + to);

@@ -60,6 +60,7 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         last_error: None,
         refund_reversed_at: None,
         refund_reversal_reason: None,
+        stream_id: None,
         refund_requested: 0,
         access_revoked_at: None,
         max_views: None,
@@ -84,6 +85,7 @@ fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settl
         grants: o.grants_at(paid_at),
         credits: o.credits,
         recorded_at: paid_at,
+        stream_id: None,
     }
 }
 

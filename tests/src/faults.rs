@@ -411,6 +411,18 @@ impl Store for FaultyStore {
         )
         .await
     }
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.guard(
+            "count_rejection",
+            self.inner.count_rejection(provider, reason, at),
+        )
+        .await
+    }
     async fn put_ban(
         &self,
         user: &str,

@@ -33,6 +33,21 @@ async fn seed(s: &TestServer, clock: &ManualClock) {
     s.buy("alice", "coins-100", None).await;
     let carol = s.buy("carol", "pass", Some("7d")).await;
     s.refund(&carol, 900).await;
+    // dave starts the concert's free preview.
+    let r = s
+        .call(
+            "dave",
+            "POST",
+            "/streams/concert/tokens",
+            Some(json!({"device_id": "phone"})),
+        )
+        .await;
+    assert_eq!(r.json()["preview"], true);
+    // A callback for an order that does not exist is refused, and counted.
+    let cb = json!({"order_id": "01KA0000000000000000000000", "transaction_id": "nope",
+                    "status": "paid", "amount": {"amount": 600, "currency": "CNY"},
+                    "timestamp": SH_MIDNIGHT + 60});
+    assert_eq!(s.sandbox_callback(&cb).await.status, 404);
 }
 
 /// What the page shows: each KPI's value and text, and each breakdown row's values.
@@ -52,6 +67,7 @@ const rows = (id) => {
 };
 return { kpis, product: rows("by-product"), provider: rows("by-provider"), days: rows("days"),
          chosen: rows("by-chosen"), chosen_by: document.getElementById("by-chosen").dataset.by,
+         streams: rows("streams"), rejections: rows("rejections"),
          range: document.body.dataset.range, zone: document.getElementById("zone").textContent };
 "##;
 
@@ -115,6 +131,8 @@ async fn assert_shows(s: &TestServer, b: &Browser, from: &str, to: &str) -> Valu
     // The breakdown picked (business line unless changed) is `by=<it>`'s, row for row.
     let chosen = shown["chosen_by"].as_str().unwrap().to_owned();
     figure_cols(&api(&chosen).await["total"]["by"], &shown["chosen"]);
+    figure_cols(&total["streams"], &shown["streams"]);
+    figure_cols(&total["rejections"], &shown["rejections"]);
     for day in by_product["days"].as_array().unwrap() {
         let d = day["day"].as_str().unwrap();
         for col in [
@@ -189,6 +207,9 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     assert_eq!(both["chosen"]["shows"]["orders_paid"], 2);
     assert_eq!(both["chosen"]["shop"]["orders_created"], 2);
     assert_eq!(both["chosen"]["shop"]["orders_paid"], 1);
+    assert_eq!(both["streams"]["concert"]["previews"], 1);
+    assert_eq!(both["streams"]["concert"]["purchases"], 0);
+    assert_eq!(both["rejections"]["sandbox"]["total"], 1);
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let desktop = dir.join("dashboard-desktop.png");
     b.screenshot(&desktop).await;

@@ -571,6 +571,8 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
         "put_sessions_counted",
         &["PutItem", "UpdateItem", "GetItem"],
     ),
+    // One Update of the day's and provider's own item, on the refusal path only.
+    ("count_rejection", &["UpdateItem"]),
     ("get_purchase", &["GetItem"]),
     ("put_purchase", &["PutItem"]),
     ("note_seen", &["GetItem"]),
@@ -640,7 +642,7 @@ const ENTRIES: &[(&str, &[&str])] = &[
             "refund_requests",
         ],
     ),
-    ("provider-callback", &["payments"]),
+    ("provider-callback", &["payments", "rejections"]),
     (
         "store-notifications",
         &["apple_purchases", "google_purchases"],

@@ -73,6 +73,9 @@ pub struct Admission {
     pub preview: bool,
     /// Devices that lost their session to this one.
     pub evicted: Vec<String>,
+    /// This admission starts the user's free preview of the stream (counted once, by the
+    /// write that records the start).
+    pub preview_started: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +182,7 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
                 expires_at,
                 preview,
                 evicted: Vec::new(),
+                preview_started: false,
             });
         }
     }
@@ -225,6 +229,7 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
         expires_at,
         preview,
         evicted,
+        preview_started,
     })
 }
 

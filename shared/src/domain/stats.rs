@@ -241,6 +241,80 @@ pub fn first_access_counts(product: &str, provider: &str) -> Vec<(String, i64)> 
     out
 }
 
+/// What a user's free preview of a stream starting counts, on that day:
+/// `stream#<id>#previews` (one per user and stream: a preview starts once).
+pub fn preview_counts(stream_id: &str) -> Vec<(String, i64)> {
+    vec![(format!("stream#{stream_id}#previews"), 1)]
+}
+
+/// What the payment of an order made from a stream's paywall adds, on its paid day:
+/// `stream#<id>#purchases` (nothing for an order without a stream).
+pub fn stream_purchase_counts(stream_id: Option<&str>) -> Vec<(String, i64)> {
+    match stream_id {
+        Some(s) => vec![(format!("stream#{s}#purchases"), 1)],
+        None => Vec::new(),
+    }
+}
+
+/// Preview → purchase of one stream over a day or a range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamFigures {
+    /// Users whose free preview of the stream started.
+    pub previews: i64,
+    /// Orders made from the stream's paywall and paid.
+    pub purchases: i64,
+    /// Purchases / previews; `None` without previews.
+    pub conversion_rate: Option<f64>,
+}
+
+/// Stream id → its preview and purchase figures, for every stream counted in `r`.
+pub fn stream_figures(r: &DayRecord) -> BTreeMap<String, StreamFigures> {
+    let mut out: BTreeMap<String, StreamFigures> = BTreeMap::new();
+    for (k, v) in r.counters.range("stream#".to_owned()..) {
+        let Some((stream, name)) = k.strip_prefix("stream#").and_then(|k| k.split_once('#')) else {
+            break;
+        };
+        let f = out.entry(stream.to_owned()).or_insert(StreamFigures {
+            previews: 0,
+            purchases: 0,
+            conversion_rate: None,
+        });
+        match name {
+            "previews" => f.previews += v,
+            "purchases" => f.purchases += v,
+            _ => {}
+        }
+    }
+    for f in out.values_mut() {
+        f.conversion_rate = rate(f.purchases, f.previews);
+    }
+    out
+}
+
+/// Callbacks of one provider refused (bad signature, over a cap, unknown order, ...), by the
+/// reason's code. Counted on an item of their own per day and provider, never on the items
+/// payments write, so a flood of bad callbacks cannot slow or fail a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejections {
+    pub total: i64,
+    pub reasons: BTreeMap<String, i64>,
+}
+
+fn rejection_figures(r: &DayRecord) -> BTreeMap<String, Rejections> {
+    r.rejections
+        .iter()
+        .map(|(provider, reasons)| {
+            (
+                provider.clone(),
+                Rejections {
+                    total: reasons.values().sum(),
+                    reasons: reasons.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
 /// One payment as recorded in its day (the paying users are counted from these).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
@@ -264,6 +338,9 @@ pub struct DayRecord {
     pub payments: Vec<Payment>,
     /// Each paying user of the day → their first payment ever (unix s).
     pub first_paid: BTreeMap<String, i64>,
+    /// Provider → reason → callbacks refused that day (kept apart from the counters: see
+    /// [`Rejections`]).
+    pub rejections: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 impl DayRecord {
@@ -311,6 +388,12 @@ impl DayRecord {
         for (u, t) in &other.first_paid {
             let e = self.first_paid.entry(u.clone()).or_insert(*t);
             *e = (*e).min(*t);
+        }
+        for (provider, reasons) in &other.rejections {
+            let mine = self.rejections.entry(provider.clone()).or_default();
+            for (reason, n) in reasons {
+                *mine.entry(reason.clone()).or_default() += n;
+            }
         }
     }
 }
@@ -419,6 +502,11 @@ pub struct DayStats {
     /// Product id or provider → its figures, when a breakdown was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<BTreeMap<String, Figures>>,
+    /// Stream id → previews started and purchases made from its paywall (every stream
+    /// with either counted; empty otherwise).
+    pub streams: BTreeMap<String, StreamFigures>,
+    /// Provider → callbacks refused, in total and by reason (every provider with one).
+    pub rejections: BTreeMap<String, Rejections>,
 }
 
 pub fn derive(r: &DayRecord, by: Option<Breakdown>) -> DayStats {
@@ -426,6 +514,8 @@ pub fn derive(r: &DayRecord, by: Option<Breakdown>) -> DayStats {
     DayStats {
         day: r.day.clone(),
         figures: figures(r, "", &all),
+        streams: stream_figures(r),
+        rejections: rejection_figures(r),
         by: by.map(|b| {
             let prefix = b.prefix();
             let mut groups: BTreeSet<&str> = r
@@ -485,6 +575,8 @@ pub fn derive_by_line(r: &DayRecord, lines: &super::line::Lines) -> DayStats {
     DayStats {
         day: r.day.clone(),
         figures: figures(&lined, "", &all),
+        streams: stream_figures(r),
+        rejections: rejection_figures(r),
         by: Some(
             lines
                 .all()

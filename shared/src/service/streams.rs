@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::crypto::random_bytes;
 use crate::domain::first_access;
 use crate::domain::session::{self, Access, Refusal};
-use crate::domain::stats::first_access_counts;
+use crate::domain::stats::{first_access_counts, preview_counts};
 use crate::domain::{ban, grant};
 use crate::store::PutSessions;
 use crate::stream::names::{naming, Naming};
@@ -152,7 +152,18 @@ pub async fn issue_token(
             let (grants, checkpoints) = reading.ledger();
             first_access::first_accesses(&grants, checkpoints, &stream.requires_any, now, &sessions)
         };
-        let written = if !firsts.is_empty() {
+        let written = if admission.preview_started {
+            // A preview's start is recorded by this write: it counts the preview too.
+            app.store
+                .put_sessions_counted(
+                    user_id,
+                    &admission.sessions,
+                    sessions.version,
+                    now,
+                    &preview_counts(stream_id),
+                )
+                .await?
+        } else if !firsts.is_empty() {
             let mut next = admission.sessions.clone();
             first_access::mark(&mut next, &firsts, &reading.items.grants);
             let counts: Vec<(String, i64)> = firsts

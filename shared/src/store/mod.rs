@@ -82,6 +82,9 @@ pub struct Settlement {
     /// When Tollgate records the payment (now): the time of its events, which `paid_at`
     /// (the provider's, clamped) may precede.
     pub recorded_at: i64,
+    /// The stream whose paywall sold the order, if the client said so: the day's figures
+    /// count the purchase under it (preview → purchase).
+    pub stream_id: Option<String>,
 }
 
 impl Settlement {
@@ -99,6 +102,7 @@ impl Settlement {
             product_id: order.product_id.clone(),
             paid_at,
             recorded_at: now,
+            stream_id: order.stream_id.clone(),
             grants: Vec::new(),
             credits: 0,
         }
@@ -915,6 +919,16 @@ pub trait Store: Send + Sync {
         at: i64,
         counts: &[(String, i64)],
     ) -> Result<PutSessions, StoreError>;
+
+    /// Adds one to the callbacks of `provider` refused for `reason` on the day of `at`: one
+    /// update of that day's and provider's own item (`REJECTS#<day>` / `<provider>`), which
+    /// nothing else writes, so refusals never contend with payments.
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// The counter shard of a count keyed by something other than an order (a user).

@@ -95,6 +95,9 @@ pub(super) fn order_item(o: &Order) -> Item {
     if let Some(r) = &o.refund_reversal_reason {
         put("refund_reversal_reason", s(r));
     }
+    if let Some(st) = &o.stream_id {
+        put("stream_id", s(st));
+    }
     if o.state == OrderState::Pending {
         put("gsi1pk", s(due_pk(o.due_shard())));
         put("gsi1sk", s(due_sk(o.expires_at, &o.order_id)));
@@ -154,6 +157,7 @@ pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
         last_error: opt_s(item, "last_error"),
         refund_reversed_at: opt_n(item, "refund_reversed_at")?,
         refund_reversal_reason: opt_s(item, "refund_reversal_reason"),
+        stream_id: opt_s(item, "stream_id"),
         max_views: max_views_of(item)?,
     })
 }

@@ -26,6 +26,7 @@ mod payments;
 mod publish_keys;
 mod purchases;
 mod refund_requests;
+mod rejections;
 mod stats;
 mod table;
 mod transact;
@@ -538,5 +539,14 @@ impl Store for DynamoStore {
             counts,
         )
         .await
+    }
+
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        rejections::count_rejection(self, provider, reason, at).await
     }
 }
