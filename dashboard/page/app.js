@@ -1,6 +1,6 @@
 // The operators' dashboard: signs in with an operator's bearer token (kept in this tab's
-// sessionStorage only), reads GET /admin/stats for the chosen days by product and by
-// provider, and GET /admin/users/{id}/orders for a user's recent orders. Everything it
+// sessionStorage only), reads GET /admin/stats for the chosen days by product, by
+// provider and by the breakdown picked (business line by default), and GET /admin/users/{id}/orders for a user's recent orders. Everything it
 // shows comes from those answers; nothing is computed that the API does not give, except
 // formatting, so the page and /admin/stats cannot disagree.
 "use strict";
@@ -47,7 +47,7 @@
 
   const FORMAT = {
     orders_created: int, orders_paid: int, paying_users: int, new_payers: int, repeat_payers: int, refunds: int,
-    conversion_rate: pct, repurchase_rate: pct,
+    conversion_rate: pct, repurchase_rate: pct, first_access: int, first_access_rate: pct,
     revenue: moneys, refunded: moneys, net_revenue: moneys, revenue_per_paying_user: moneys, net_revenue_per_paying_user: moneys,
   };
 
@@ -66,9 +66,10 @@
     return c;
   }
 
-  const COLUMNS = ["orders_created", "orders_paid", "conversion_rate", "revenue", "refunded", "net_revenue",
+  const COLUMNS = ["orders_created", "orders_paid", "conversion_rate", "first_access", "first_access_rate", "revenue", "refunded", "net_revenue",
     "paying_users", "new_payers", "repeat_payers", "repurchase_rate", "revenue_per_paying_user"];
-  const HEADINGS = { orders_created: "created", orders_paid: "paid", conversion_rate: "paid/created", revenue: "gross",
+  const HEADINGS = { orders_created: "created", orders_paid: "paid", conversion_rate: "paid/created",
+    first_access: "watched", first_access_rate: "watched/paid", revenue: "gross",
     refunded: "refunded", net_revenue: "net", paying_users: "payers", new_payers: "new", repeat_payers: "repeat",
     repurchase_rate: "repurchase", revenue_per_paying_user: "客单价" };
 
@@ -116,6 +117,53 @@
     }
   }
 
+  // Preview → purchase per stream: previews started, purchases from the stream's paywall.
+  const STREAM_COLUMNS = [["previews", "previews", int], ["purchases", "purchases", int], ["conversion_rate", "purchases/previews", pct]];
+  function streams(el, map) {
+    el.replaceChildren();
+    const head = document.createElement("tr");
+    head.append(cell("th", "stream"));
+    for (const [, h] of STREAM_COLUMNS) head.append(cell("th", h));
+    el.append(head);
+    const rows = Object.entries(map || {});
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      tr.append(cell("td", "nothing counted", { colspan: String(STREAM_COLUMNS.length + 1), class: "empty" }));
+      el.append(tr);
+      return;
+    }
+    for (const [name, f] of rows) {
+      const tr = document.createElement("tr");
+      tr.setAttribute("data-group", name);
+      tr.append(cell("td", name));
+      for (const [c, , fmt] of STREAM_COLUMNS) tr.append(cell("td", fmt(f[c]), { "data-col": c, "data-value": JSON.stringify(f[c]) }));
+      el.append(tr);
+    }
+  }
+
+  // Refused callbacks: one row per provider, its total and each reason.
+  function rejections(el, map) {
+    el.replaceChildren();
+    const head = document.createElement("tr");
+    head.append(cell("th", "provider"), cell("th", "refused"), cell("th", "reasons"));
+    el.append(head);
+    const rows = Object.entries(map || {});
+    if (!rows.length) {
+      const tr = document.createElement("tr");
+      tr.append(cell("td", "none", { colspan: "3", class: "empty" }));
+      el.append(tr);
+      return;
+    }
+    for (const [provider, r] of rows) {
+      const tr = document.createElement("tr");
+      tr.setAttribute("data-group", provider);
+      const reasons = Object.entries(r.reasons).map(([k, n]) => k + " " + n).join(" · ");
+      tr.append(cell("td", provider), cell("td", int(r.total), { "data-col": "total", "data-value": JSON.stringify(r.total) }),
+        cell("td", reasons, { "data-col": "reasons", "data-value": JSON.stringify(r.reasons) }));
+      el.append(tr);
+    }
+  }
+
   function kpis(total) {
     for (const el of document.querySelectorAll("[data-kpi]")) {
       const k = el.getAttribute("data-kpi");
@@ -127,8 +175,10 @@
   function funnel(total) {
     const f = $("funnel");
     f.replaceChildren();
-    const steps = [["Created", total.orders_created, null], ["Paid", total.orders_paid, total.conversion_rate]];
-    const max = Math.max(1, total.orders_created, total.orders_paid);
+    // The third step: paid grants whose first stream token was issued (first access).
+    const steps = [["Created", total.orders_created, null], ["Paid", total.orders_paid, total.conversion_rate],
+      ["Watched", total.first_access, total.first_access_rate]];
+    const max = Math.max(1, total.orders_created, total.orders_paid, total.first_access);
     for (const [name, n, rate] of steps) {
       const row = document.createElement("div");
       row.className = "funnel-row";
@@ -192,9 +242,11 @@
     status("Loading " + from + " … " + to);
     const q = "from=" + encodeURIComponent(from) + "&to=" + encodeURIComponent(to);
     try {
-      const [byProduct, byProvider] = await Promise.all([
+      const chosen = $("breakdown").value;
+      const [byProduct, byProvider, byChosen] = await Promise.all([
         api("/admin/stats?" + q + "&by=product"),
         api("/admin/stats?" + q + "&by=provider"),
+        api("/admin/stats?" + q + "&by=" + encodeURIComponent(chosen)),
       ]);
       zone = byProduct.time_zone;
       $("zone").textContent = zone;
@@ -206,6 +258,10 @@
       table($("by-provider"), "provider", Object.entries(byProvider.total.by || {}));
       subscriptions_table($("subscriptions"), total);
       table($("days"), "day", byProduct.days.map((d) => [d.day, d]));
+      table($("by-chosen"), chosen, Object.entries(byChosen.total.by || {}));
+      streams($("streams"), total.streams);
+      rejections($("rejections"), total.rejections);
+      $("by-chosen").setAttribute("data-by", chosen);
       renders += 1;
       document.body.setAttribute("data-range", from + ".." + to);
       document.body.setAttribute("data-loaded", String(renders));
@@ -265,6 +321,7 @@
   });
   $("signout").addEventListener("click", () => signedOut());
   $("range-form").addEventListener("submit", (ev) => { ev.preventDefault(); load(); });
+  $("breakdown").addEventListener("change", () => load());
   for (const b of document.querySelectorAll(".preset")) {
     b.addEventListener("click", () => {
       const n = Number(b.getAttribute("data-days"));

@@ -98,6 +98,7 @@ fn entitlements(c: &mut Criterion) {
             revoked_by: None,
             revoke_reason: None,
             max_views: None,
+            provider: None,
         })
         .collect();
     let scopes = vec!["channel:3".to_string(), "channel:7".to_string()];

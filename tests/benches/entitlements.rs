@@ -44,6 +44,7 @@ async fn history(store: &dyn Store, user: &str, ended: usize, seeds: u64) {
             grants: o.grants_at(paid_at),
             credits: 0,
             recorded_at: paid_at,
+            stream_id: None,
         };
         store.settle(&st).await.unwrap();
     }

@@ -60,6 +60,7 @@ pub fn pending(seed: u64, user: &str, created_at: i64) -> Order {
         last_error: None,
         refund_reversed_at: None,
         refund_reversal_reason: None,
+        stream_id: None,
         refund_requested: 0,
         access_revoked_at: None,
         max_views: None,
@@ -84,6 +85,7 @@ fn settlement(o: &Order, expected: OrderState, txn: &str, paid_at: i64) -> Settl
         grants: o.grants_at(paid_at),
         credits: o.credits,
         recorded_at: paid_at,
+        stream_id: None,
     }
 }
 
@@ -148,6 +150,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     operator_changes_write_events(&*store).await;
     event_deliveries_one_writer_wins(store.clone()).await;
     purchase_changes_apply_on_the_record_read(store.clone()).await;
+    counted_sessions_count_once_concurrently(store.clone()).await;
 }
 
 /// Every order of a user, newest first, page by page; nobody else's.
@@ -699,6 +702,7 @@ fn purchase(id: &str, user: &str, at: i64, until: i64, revoked: Option<i64>) -> 
                 revoked_by: None,
                 revoke_reason: None,
                 max_views: None,
+                provider: None,
             })
             .collect(),
     }
@@ -1143,6 +1147,7 @@ fn promo_grant(scope: &str, source: &str, paid_at: i64, days: u32) -> Grant {
         revoked_by: None,
         revoke_reason: None,
         max_views: None,
+        provider: None,
     }
 }
 
@@ -2923,4 +2928,55 @@ pub async fn purchase_changes_apply_on_the_record_read(store: Arc<dyn Store>) {
     assert!(store.put_events(&[event(7)]).await.unwrap());
     assert!(!store.put_events(&[event(7)]).await.unwrap());
     assert!(store.get_event(&event(7).id).await.unwrap().is_some());
+}
+
+/// The sessions write with a count (a first access): 32 writers conditioned on the same
+/// version, one wins and its count is the only one; the marks come back with the item; a
+/// stale write counts nothing.
+pub async fn counted_sessions_count_once_concurrently(store: Arc<dyn Store>) {
+    let user = "sess-counted";
+    let at = 1_900_000_000; // a day no other case counts on
+    let day = tollgate::domain::stats::StatsZone::default().day_of(at);
+    let counts = tollgate::domain::stats::first_access_counts("conf-fa", "sandbox");
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (store, counts) = (store.clone(), counts.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = Sessions::default();
+            s.devices
+                .insert(format!("d{i}"), device(&format!("s{i}"), i));
+            s.accessed.insert("order-fa".into());
+            store
+                .put_sessions_counted(user, &s, 0, at, &counts)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut stale = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            tollgate::store::PutSessions::Written => {}
+            tollgate::store::PutSessions::Stale(s) => stale.push(s),
+        }
+    }
+    assert_eq!(stale.len(), 31, "exactly one writer wins");
+    let read = store.user_items(user).await.unwrap().sessions;
+    assert_eq!((read.version, read.devices.len()), (1, 1));
+    assert!(read.accessed.contains("order-fa"));
+    assert!(
+        stale.iter().all(|s| *s == read),
+        "losers get the item as stored"
+    );
+    let rec = &store.day_records(std::slice::from_ref(&day)).await.unwrap()[0];
+    assert_eq!(rec.count("first_access"), 1);
+    assert_eq!(rec.count("product#conf-fa#first_access"), 1);
+    assert_eq!(rec.count("provider#sandbox#first_access"), 1);
+    // Stale: nothing written, nothing counted.
+    let outcome = store
+        .put_sessions_counted(user, &read, 0, at, &counts)
+        .await
+        .unwrap();
+    assert!(!outcome.written());
+    let rec = &store.day_records(&[day]).await.unwrap()[0];
+    assert_eq!(rec.count("first_access"), 1);
 }

@@ -434,6 +434,33 @@ impl Store for FaultyStore {
         )
         .await
     }
+    async fn put_sessions_counted(
+        &self,
+        user: &str,
+        sessions: &tollgate::domain::session::Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError> {
+        self.guard(
+            "put_sessions_counted",
+            self.inner
+                .put_sessions_counted(user, sessions, expected_version, at, counts),
+        )
+        .await
+    }
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.guard(
+            "count_rejection",
+            self.inner.count_rejection(provider, reason, at),
+        )
+        .await
+    }
     async fn put_ban(
         &self,
         user: &str,

@@ -134,6 +134,7 @@ pub async fn ledger_records_every_balance_change(store: &dyn Store) {
         product_id: o.product_id.clone(),
         paid_at: 1_100,
         recorded_at: 1_100,
+        stream_id: None,
         grants: Vec::new(),
         credits: 100,
     };

@@ -324,6 +324,28 @@ impl Store for CountingStore {
             .put_sessions(user, sessions, expected_version)
             .await
     }
+    async fn put_sessions_counted(
+        &self,
+        user: &str,
+        sessions: &tollgate::domain::session::Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError> {
+        self.enter("put_sessions_counted")?;
+        self.inner
+            .put_sessions_counted(user, sessions, expected_version, at, counts)
+            .await
+    }
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.enter("count_rejection")?;
+        self.inner.count_rejection(provider, reason, at).await
+    }
     async fn claim_marker(&self, key: &str, now: i64, until: i64) -> Result<bool, StoreError> {
         self.enter("claim_marker")?;
         self.inner.claim_marker(key, now, until).await

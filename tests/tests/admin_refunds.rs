@@ -691,6 +691,7 @@ async fn paid_order_of(store: &dyn Store, provider: &str, seed: u64) -> String {
         grants: o.grants_at(T0),
         credits: 0,
         recorded_at: T0,
+        stream_id: None,
     };
     store.create_order(&o, None, &UNCAPPED, T0).await.unwrap();
     assert_eq!(store.settle(&st).await.unwrap(), SettleOutcome::Settled);

@@ -2,7 +2,8 @@
 //! chromedriver, against the local server's routes with a seeded history (the same as
 //! `stats_figures`: payments a minute before and after Shanghai's midnight, a refund). It
 //! signs in with an operator's token, picks a range, and the figures it shows are the ones
-//! `/admin/stats` answers; a second range changes them; a user's recent orders are listed;
+//! `/admin/stats` answers (by product, by provider, and by business line or whatever the
+//! breakdown selector picks); a second range changes them; a user's recent orders are listed;
 //! the console stays free of errors; at a phone's width nothing overflows sideways.
 //! Screenshots are written to the test's temporary directory (printed).
 //!
@@ -32,6 +33,21 @@ async fn seed(s: &TestServer, clock: &ManualClock) {
     s.buy("alice", "coins-100", None).await;
     let carol = s.buy("carol", "pass", Some("7d")).await;
     s.refund(&carol, 900).await;
+    // dave starts the concert's free preview.
+    let r = s
+        .call(
+            "dave",
+            "POST",
+            "/streams/concert/tokens",
+            Some(json!({"device_id": "phone"})),
+        )
+        .await;
+    assert_eq!(r.json()["preview"], true);
+    // A callback for an order that does not exist is refused, and counted.
+    let cb = json!({"order_id": "01KA0000000000000000000000", "transaction_id": "nope",
+                    "status": "paid", "amount": {"amount": 600, "currency": "CNY"},
+                    "timestamp": SH_MIDNIGHT + 60});
+    assert_eq!(s.sandbox_callback(&cb).await.status, 404);
 }
 
 /// A store subscription started before Shanghai's midnight and renewed after it, as the
@@ -99,6 +115,8 @@ const rows = (id) => {
 };
 return { kpis, product: rows("by-product"), provider: rows("by-provider"), days: rows("days"),
          subscriptions: rows("subscriptions"),
+         chosen: rows("by-chosen"), chosen_by: document.getElementById("by-chosen").dataset.by,
+         streams: rows("streams"), rejections: rows("rejections"),
          range: document.body.dataset.range, zone: document.getElementById("zone").textContent };
 "##;
 
@@ -181,6 +199,11 @@ async fn assert_shows(s: &TestServer, b: &Browser, from: &str, to: &str) -> Valu
         total
     );
     figure_cols(&by_provider["total"]["by"], &shown["provider"]);
+    // The breakdown picked (business line unless changed) is `by=<it>`'s, row for row.
+    let chosen = shown["chosen_by"].as_str().unwrap().to_owned();
+    figure_cols(&api(&chosen).await["total"]["by"], &shown["chosen"]);
+    figure_cols(&total["streams"], &shown["streams"]);
+    figure_cols(&total["rejections"], &shown["rejections"]);
     for day in by_product["days"].as_array().unwrap() {
         let d = day["day"].as_str().unwrap();
         for col in [
@@ -207,7 +230,19 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     };
     let clock = ManualClock::at(T0);
     let store = store_for(Backend::Memory).await.unwrap();
-    let s = TestServer::start(test_app(store.clone(), clock.clone())).await;
+    // Two business lines: the pass and the concert, and coins (with the rest).
+    let mut catalog: Value = serde_json::from_str(&catalog_json()).unwrap();
+    catalog["lines"] = json!([
+        {"id": "shows", "products": {"ids": ["pass", "concert"]}},
+        {"id": "shop", "products": {"pattern": "*i*"}},
+    ]);
+    let catalog = catalog.to_string();
+    let s = TestServer::start(test_app_with(
+        store.clone(),
+        clock.clone(),
+        &[("CATALOG_JSON", catalog.as_str())],
+    ))
+    .await;
     seed(&s, &clock).await;
     seed_subscription(&*store).await;
 
@@ -243,6 +278,14 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     assert_eq!(both["subscriptions"]["all"]["renewals"], 1);
     assert_eq!(both["subscriptions"]["vip"]["starts"], 1);
     assert_eq!(both["subscriptions"]["vip"]["renewal_revenue"]["USD"], 499);
+    // By business line (the default breakdown): the pass's line and the coins' line.
+    assert_eq!(both["chosen_by"], "line");
+    assert_eq!(both["chosen"]["shows"]["orders_paid"], 2);
+    assert_eq!(both["chosen"]["shop"]["orders_created"], 2);
+    assert_eq!(both["chosen"]["shop"]["orders_paid"], 1);
+    assert_eq!(both["streams"]["concert"]["previews"], 1);
+    assert_eq!(both["streams"]["concert"]["purchases"], 0);
+    assert_eq!(both["rejections"]["sandbox"]["total"], 1);
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     let desktop = dir.join("dashboard-desktop.png");
     b.screenshot(&desktop).await;
@@ -255,6 +298,19 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     assert_eq!(one["kpis"]["orders_created"]["text"], "2");
     assert_eq!(one["kpis"]["net_revenue"]["text"], "6.00 CNY");
     assert_ne!(one["kpis"], both["kpis"]);
+
+    // The breakdown selector: by provider instead, for the same range.
+    b.run(
+        "const s = document.getElementById('breakdown'); s.value = 'provider'; \
+         s.dispatchEvent(new Event('change'));",
+        json!([]),
+    )
+    .await;
+    b.wait_for("the provider breakdown", &loaded(4), json!([]))
+        .await;
+    let by_provider = assert_shows(&s, &b, "2027-01-16", "2027-01-16").await;
+    assert_eq!(by_provider["chosen_by"], "provider");
+    assert_eq!(by_provider["chosen"]["sandbox"]["orders_paid"], 2);
 
     // A user's recent orders, through the support route.
     b.type_into("#recent-user", "alice").await;

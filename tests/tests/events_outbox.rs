@@ -28,6 +28,7 @@ fn settlement(o: &tollgate::domain::Order, txn: &str) -> Settlement {
         grants: o.grants_at(T + 10),
         credits: o.credits,
         recorded_at: T + 10,
+        stream_id: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn seeded(id: &str, provider: &str) -> Order {
         last_error: None,
         refund_reversed_at: None,
         refund_reversal_reason: None,
+        stream_id: None,
         refund_requested: 0,
         access_revoked_at: None,
         max_views: None,

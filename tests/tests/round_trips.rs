@@ -1097,3 +1097,65 @@ async fn apple_subscription_budgets_dynamo() {
     };
     apple_subscription_budgets(Arc::new(store), counter).await;
 }
+
+/// The first token for a paid grant counts its first access in the sessions write itself (a
+/// transaction instead of a put): still two round trips; later tokens as before.
+async fn first_access_budgets(store: Arc<dyn Store>, meter: Arc<dyn Meter>) {
+    let clock = ManualClock::at(T0);
+    let mut catalog: serde_json::Value = serde_json::from_str(&catalog_json()).unwrap();
+    catalog["streams"].as_array_mut().unwrap().push(json!({
+        "id": "main", "requires_any": ["channel:main"],
+        "origin": "https://live.example.com/live/main.m3u8"
+    }));
+    let catalog = catalog.to_string();
+    let s = TestServer::start(test_app_with(
+        store,
+        clock.clone(),
+        &[("CATALOG_JSON", catalog.as_str())],
+    ))
+    .await;
+    s.buy("fa", "pass", Some("7d")).await;
+    let token = |device: &'static str| {
+        let s = &s;
+        async move {
+            let r = s
+                .call(
+                    "fa",
+                    "POST",
+                    "/streams/main/tokens",
+                    Some(json!({ "device_id": device })),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        }
+    };
+    meter.take();
+    token("d1").await;
+    assert_eq!(
+        meter.take(),
+        2,
+        "first access: query, sessions write with the counters (one transaction)"
+    );
+    token("d2").await;
+    assert_eq!(meter.take(), 2, "another device: query, sessions write");
+    token("d1").await;
+    assert_eq!(meter.take(), 1, "renewal: the query only");
+    let r = s
+        .admin("GET", "/admin/stats?from=2027-01-15&to=2027-01-15", None)
+        .await;
+    assert_eq!(r.json()["total"]["first_access"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_access_budgets_memory() {
+    let counting = CountingStore::new(store_for(Backend::Memory).await.unwrap());
+    first_access_budgets(counting.clone(), Arc::new(Calls(counting))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_access_budgets_dynamo() {
+    let Some((store, counter)) = moto_store_counting().await else {
+        return;
+    };
+    first_access_budgets(Arc::new(store), counter).await;
+}

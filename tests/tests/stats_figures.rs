@@ -144,7 +144,6 @@ async fn operators_day(backend: Backend) {
     assert!(plain["days"][0].get("by").is_none());
 
     for bad in [
-        "/admin/stats?from=2027-01-15&to=2027-01-16&by=line",
         "/admin/stats?from=2027-01-15&to=2027-01-16&by=",
         "/admin/stats?from=2027-01-15&to=2027-01-16&by=user",
         "/admin/stats?from=2027-01-16&to=2027-01-15",

@@ -99,6 +99,7 @@ async fn cost_grows_with_due_orders(backend: Backend, bulk: u64) {
                 grants: vec![],
                 credits: 0,
                 recorded_at: T0,
+                stream_id: None,
             };
             assert_eq!(e.store.settle(&st).await.unwrap(), SettleOutcome::Settled);
         }

@@ -574,6 +574,14 @@ const STORE_ACTIONS: &[(&str, &[&str])] = &[
     ("fold_grants", &["PutItem", "DeleteItem"]),
     // Conditional Put of SESSIONS; after a lost race, read it again.
     ("put_sessions", &["PutItem", "GetItem"]),
+    // The same Put with the day counters' Update in one transaction (a first access); after
+    // a lost race, read it again.
+    (
+        "put_sessions_counted",
+        &["PutItem", "UpdateItem", "GetItem"],
+    ),
+    // One Update of the day's and provider's own item, on the refusal path only.
+    ("count_rejection", &["UpdateItem"]),
     ("get_purchase", &["GetItem"]),
     ("put_purchase", &["PutItem"]),
     // The purchase and grants, its events (Puts); the day's counters (Update).
@@ -648,7 +656,7 @@ const ENTRIES: &[(&str, &[&str])] = &[
             "refund_requests",
         ],
     ),
-    ("provider-callback", &["payments"]),
+    ("provider-callback", &["payments", "rejections"]),
     (
         "store-notifications",
         &["apple_purchases", "google_purchases"],

@@ -74,6 +74,7 @@ async fn paid_order(store: &dyn Store, seed: u64, user: &str, product: &str, at:
         grants: o.grants_at(at),
         credits: 0,
         recorded_at: at,
+        stream_id: None,
     };
     assert_eq!(store.settle(&s).await.unwrap(), SettleOutcome::Settled);
     o

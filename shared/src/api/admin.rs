@@ -104,7 +104,7 @@ fn idempotency_key(req: &Request<Bytes>) -> Result<Option<&str>, Response<Bytes>
     }
 }
 
-/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD[&by=product|provider]`.
+/// `GET /admin/stats?from=YYYY-MM-DD&to=YYYY-MM-DD[&by=product|line|provider]`.
 pub(super) async fn stats(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     if let Err(r) = authorize(app, req, Need::Read) {
         return r;

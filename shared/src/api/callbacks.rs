@@ -7,6 +7,7 @@ use super::problem::problem;
 use crate::app::App;
 use crate::providers::{CallbackAnswer, CallbackRequest};
 use crate::service::payments::{self, Applied, ApplyError, Rejected};
+use crate::service::rejections;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 
@@ -25,6 +26,7 @@ pub(super) async fn provider_callback(
     };
     if let Err(over) = callback_limits::of(provider).check(req) {
         count_rejected(provider, over.code(), &over);
+        rejections::record(app, provider, over.code()).await;
         return answer(p.refuse(over.status(), &over.to_string()));
     }
     let raw = CallbackRequest {
@@ -53,10 +55,12 @@ pub(super) async fn provider_callback(
         Ok(Ok(None)) => return answer(p.acknowledge()),
         Ok(Err(rejection)) => {
             count_rejected(provider, rejection.code, &rejection.reason);
+            rejections::record(app, provider, rejection.code).await;
             return answer(p.refuse(rejection.status, &rejection.reason));
         }
         Err(busy) => {
             count_rejected(provider, "busy", &busy);
+            rejections::record(app, provider, "busy").await;
             return answer(p.refuse(StatusCode::SERVICE_UNAVAILABLE, &busy.to_string()));
         }
     };
@@ -75,6 +79,7 @@ pub(super) async fn provider_callback(
                 1,
                 &[("Provider", provider), ("Reason", r.code())],
             );
+            rejections::record(app, provider, r.code()).await;
             let status = match r {
                 Rejected::UnknownOrder => StatusCode::NOT_FOUND,
                 Rejected::AmountMismatch { .. } | Rejected::WrongProvider => {

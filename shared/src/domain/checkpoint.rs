@@ -530,6 +530,7 @@ mod properties {
                             revoked_by: None,
                             revoke_reason: None,
                             max_views: None,
+                            provider: None,
                         };
                         m.sold.insert(k(&g), g.clone());
                         m.write(g);
@@ -638,6 +639,7 @@ mod properties {
                 revoked_by: None,
                 revoke_reason: None,
                 max_views: None,
+                provider: None,
             };
             m.sold.insert(k(&g), g.clone());
             m.write(g);

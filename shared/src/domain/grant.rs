@@ -46,6 +46,11 @@ pub struct Grant {
     /// source id); `None`: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_views: Option<u32>,
+    /// The payment provider of the order that paid for it (`None`: a store purchase, whose
+    /// source id names the store, an operator's promotion, or a grant written before
+    /// providers were kept). Only for the first-access figures; never shown.
+    #[serde(default, skip_serializing)]
+    pub provider: Option<String>,
 }
 
 /// A grant with its concrete validity after stacking.
@@ -292,6 +297,7 @@ mod tests {
             revoked_by: None,
             revoke_reason: None,
             max_views: None,
+            provider: None,
         }
     }
 
@@ -339,6 +345,7 @@ mod tests {
             revoked_by: None,
             revoke_reason: None,
             max_views: None,
+            provider: None,
         }];
         let s = vec!["stream:c".to_string()];
         assert!(!entitled(&g, &s, 99));
@@ -387,6 +394,7 @@ mod subscription_tests {
             revoked_by: None,
             revoke_reason: None,
             max_views: None,
+            provider: None,
         }
     }
 
@@ -496,6 +504,7 @@ mod properties {
                     revoked_by: None,
                     revoke_reason: None,
                     max_views: None,
+                    provider: None,
                 }
             })
             .collect()

@@ -5,6 +5,7 @@ pub mod ban;
 pub mod catalog;
 pub mod checkpoint;
 pub mod event;
+pub mod first_access;
 pub mod grant;
 pub mod ids;
 pub mod ledger;

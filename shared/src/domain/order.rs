@@ -161,6 +161,10 @@ pub struct Order {
     /// What that reversal was (who reported it, which refund), for support.
     #[serde(default)]
     pub refund_reversal_reason: Option<String>,
+    /// The catalog stream whose paywall the order was made from (`stream_id` of
+    /// `POST /orders`), for the preview → purchase figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<String>,
 }
 
 impl Order {
@@ -205,6 +209,7 @@ impl Order {
             last_error: None,
             refund_reversed_at: None,
             refund_reversal_reason: None,
+            stream_id: None,
         }
     }
 
@@ -253,6 +258,7 @@ impl Order {
                     revoked_by: None,
                     revoke_reason: None,
                     max_views: self.max_views,
+                    provider: Some(self.provider.clone()),
                 })
                 .collect(),
         }

@@ -35,6 +35,9 @@ pub struct Sessions {
     /// grant source id → playback sessions it served, for grants with `max_views`: counted
     /// in this item, so the count is part of the same conditional write as the session.
     pub views: BTreeMap<String, u32>,
+    /// Source ids of the paid grants a token was issued for (their first access is counted
+    /// once, by the write that adds them here; see [`crate::domain::first_access`]).
+    pub accessed: std::collections::BTreeSet<String>,
     /// 0 when the item does not exist yet.
     pub version: u64,
 }
@@ -70,6 +73,9 @@ pub struct Admission {
     pub preview: bool,
     /// Devices that lost their session to this one.
     pub evicted: Vec<String>,
+    /// This admission starts the user's free preview of the stream (counted once, by the
+    /// write that records the start).
+    pub preview_started: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +182,7 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
                 expires_at,
                 preview,
                 evicted: Vec::new(),
+                preview_started: false,
             });
         }
     }
@@ -222,6 +229,7 @@ pub fn admit(current: &Sessions, req: &Request<'_>) -> Result<Admission, Refusal
         expires_at,
         preview,
         evicted,
+        preview_started,
     })
 }
 

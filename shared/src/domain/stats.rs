@@ -233,6 +233,88 @@ pub fn reversal_counts(
     out
 }
 
+/// What the first stream token for a paid grant counts, on the day it is issued (see
+/// [`super::first_access`]).
+pub fn first_access_counts(product: &str, provider: &str) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    scoped(&mut out, product, provider, "first_access", 1);
+    out
+}
+
+/// What a user's free preview of a stream starting counts, on that day:
+/// `stream#<id>#previews` (one per user and stream: a preview starts once).
+pub fn preview_counts(stream_id: &str) -> Vec<(String, i64)> {
+    vec![(format!("stream#{stream_id}#previews"), 1)]
+}
+
+/// What the payment of an order made from a stream's paywall adds, on its paid day:
+/// `stream#<id>#purchases` (nothing for an order without a stream).
+pub fn stream_purchase_counts(stream_id: Option<&str>) -> Vec<(String, i64)> {
+    match stream_id {
+        Some(s) => vec![(format!("stream#{s}#purchases"), 1)],
+        None => Vec::new(),
+    }
+}
+
+/// Preview → purchase of one stream over a day or a range.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamFigures {
+    /// Users whose free preview of the stream started.
+    pub previews: i64,
+    /// Orders made from the stream's paywall and paid.
+    pub purchases: i64,
+    /// Purchases / previews; `None` without previews.
+    pub conversion_rate: Option<f64>,
+}
+
+/// Stream id → its preview and purchase figures, for every stream counted in `r`.
+pub fn stream_figures(r: &DayRecord) -> BTreeMap<String, StreamFigures> {
+    let mut out: BTreeMap<String, StreamFigures> = BTreeMap::new();
+    for (k, v) in r.counters.range("stream#".to_owned()..) {
+        let Some((stream, name)) = k.strip_prefix("stream#").and_then(|k| k.split_once('#')) else {
+            break;
+        };
+        let f = out.entry(stream.to_owned()).or_insert(StreamFigures {
+            previews: 0,
+            purchases: 0,
+            conversion_rate: None,
+        });
+        match name {
+            "previews" => f.previews += v,
+            "purchases" => f.purchases += v,
+            _ => {}
+        }
+    }
+    for f in out.values_mut() {
+        f.conversion_rate = rate(f.purchases, f.previews);
+    }
+    out
+}
+
+/// Callbacks of one provider refused (bad signature, over a cap, unknown order, ...), by the
+/// reason's code. Counted on an item of their own per day and provider, never on the items
+/// payments write, so a flood of bad callbacks cannot slow or fail a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejections {
+    pub total: i64,
+    pub reasons: BTreeMap<String, i64>,
+}
+
+fn rejection_figures(r: &DayRecord) -> BTreeMap<String, Rejections> {
+    r.rejections
+        .iter()
+        .map(|(provider, reasons)| {
+            (
+                provider.clone(),
+                Rejections {
+                    total: reasons.values().sum(),
+                    reasons: reasons.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
 /// One payment as recorded in its day (the paying users are counted from these).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
@@ -256,6 +338,9 @@ pub struct DayRecord {
     pub payments: Vec<Payment>,
     /// Each paying user of the day → their first payment ever (unix s).
     pub first_paid: BTreeMap<String, i64>,
+    /// Provider → reason → callbacks refused that day (kept apart from the counters: see
+    /// [`Rejections`]).
+    pub rejections: BTreeMap<String, BTreeMap<String, i64>>,
 }
 
 impl DayRecord {
@@ -304,6 +389,12 @@ impl DayRecord {
             let e = self.first_paid.entry(u.clone()).or_insert(*t);
             *e = (*e).min(*t);
         }
+        for (provider, reasons) in &other.rejections {
+            let mine = self.rejections.entry(provider.clone()).or_default();
+            for (reason, n) in reasons {
+                *mine.entry(reason.clone()).or_default() += n;
+            }
+        }
     }
 }
 
@@ -314,6 +405,13 @@ pub struct Figures {
     pub orders_paid: i64,
     /// Paid / created; `None` when nothing was created.
     pub conversion_rate: Option<f64>,
+    /// Paid grants (one per order or store purchase) whose first stream token was issued
+    /// here: the funnel's third step.
+    pub first_access: i64,
+    /// First access / paid; `None` when nothing was paid. Both are counted on their own
+    /// day, so over a short range an order paid before it and watched in it can take this
+    /// above 1.
+    pub first_access_rate: Option<f64>,
     pub late_payments: i64,
     /// Orders refunded in full.
     pub refunds: i64,
@@ -377,6 +475,8 @@ fn figures(r: &DayRecord, prefix: &str, payments: &[&Payment]) -> Figures {
         orders_created: c("orders_created"),
         orders_paid: c("orders_paid"),
         conversion_rate: rate(c("orders_paid"), c("orders_created")),
+        first_access: c("first_access"),
+        first_access_rate: rate(c("first_access"), c("orders_paid")),
         late_payments: c("late_payments"),
         refunds: c("refunds") - c("refund_reversals"),
         revenue_per_paying_user: per_user(&revenue, paying),
@@ -405,6 +505,11 @@ pub struct DayStats {
     /// Product id or provider → its figures, when a breakdown was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by: Option<BTreeMap<String, Figures>>,
+    /// Stream id → previews started and purchases made from its paywall (every stream
+    /// with either counted; empty otherwise).
+    pub streams: BTreeMap<String, StreamFigures>,
+    /// Provider → callbacks refused, in total and by reason (every provider with one).
+    pub rejections: BTreeMap<String, Rejections>,
 }
 
 pub fn derive(r: &DayRecord, by: Option<Breakdown>) -> DayStats {
@@ -412,6 +517,8 @@ pub fn derive(r: &DayRecord, by: Option<Breakdown>) -> DayStats {
     DayStats {
         day: r.day.clone(),
         figures: figures(r, "", &all),
+        streams: stream_figures(r),
+        rejections: rejection_figures(r),
         by: by.map(|b| {
             let prefix = b.prefix();
             let mut groups: BTreeSet<&str> = r
@@ -442,6 +549,68 @@ pub fn derive_total(records: &[DayRecord], by: Option<Breakdown>) -> DayStats {
         _ => String::new(),
     };
     derive(&all, by)
+}
+
+/// The counters of `r` with each product's counters also added up under its business line,
+/// `line#<line>#<name>`: a line's figures are its products' as the catalog in force groups
+/// them (a product the catalog no longer has goes where the lines' rules now put it), so no
+/// per-line counter is ever written.
+fn with_lines(r: &DayRecord, lines: &super::line::Lines) -> DayRecord {
+    let mut out = r.clone();
+    for (k, v) in &r.counters {
+        let Some((product, name)) = k.strip_prefix("product#").and_then(|k| k.split_once('#'))
+        else {
+            continue;
+        };
+        let line = &lines.line_of(Some(product)).id;
+        *out.counters
+            .entry(format!("line#{line}#{name}"))
+            .or_default() += v;
+    }
+    out
+}
+
+/// [`derive`] broken down by business line: every line of `lines`, each with its products'
+/// counters and payments added up (a line with nothing counted shows zeros).
+pub fn derive_by_line(r: &DayRecord, lines: &super::line::Lines) -> DayStats {
+    let lined = with_lines(r, lines);
+    let all: Vec<&Payment> = r.payments.iter().collect();
+    DayStats {
+        day: r.day.clone(),
+        figures: figures(&lined, "", &all),
+        streams: stream_figures(r),
+        rejections: rejection_figures(r),
+        by: Some(
+            lines
+                .all()
+                .iter()
+                .map(|l| {
+                    let mine: Vec<&Payment> = r
+                        .payments
+                        .iter()
+                        .filter(|p| lines.line_of(Some(&p.product_id)).id == l.id)
+                        .collect();
+                    (
+                        l.id.clone(),
+                        figures(&lined, &format!("line#{}#", l.id), &mine),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// [`derive_total`] broken down by business line.
+pub fn derive_total_by_line(records: &[DayRecord], lines: &super::line::Lines) -> DayStats {
+    let mut all = DayRecord::default();
+    for r in records {
+        all.merge(r);
+    }
+    all.day = match (records.first(), records.last()) {
+        (Some(a), Some(b)) => format!("{}..{}", a.day, b.day),
+        _ => String::new(),
+    };
+    derive_by_line(&all, lines)
 }
 
 #[cfg(test)]
@@ -602,5 +771,68 @@ mod tests {
         assert_eq!((f.paying_users, f.new_payers, f.repeat_payers), (1, 1, 1));
         assert_eq!(f.revenue_per_paying_user["CNY"], 200);
         assert_eq!(t.by.unwrap()["sandbox"].orders_paid, 2);
+    }
+
+    #[test]
+    fn a_line_is_the_sum_of_its_products() {
+        let lines = crate::domain::line::Lines::parse(
+            serde_json::json!([
+                {"id": "music", "products": {"prefix": "m-"}},
+                {"id": "sport", "products": {"ids": ["s-pass", "s-ticket"]}},
+                {"id": "quiet", "products": {"prefix": "q-"}},
+            ]),
+            &["m-pass", "s-pass", "s-ticket", "q-pass"],
+        )
+        .unwrap();
+        let start = day_start("2027-01-15").unwrap();
+        let mut r = DayRecord::new("2027-01-15");
+        let payments = [
+            pay("a", "m-pass", 100, start + 1),
+            pay("b", "s-pass", 300, start + 2),
+            pay("b", "s-ticket", 50, start + 3),
+            pay("c", "s-ticket", 50, start + 4),
+        ];
+        for p in &payments {
+            r.add(&paid_counts(
+                &p.product_id,
+                "sandbox",
+                cny(p.amount),
+                false,
+                true,
+            ));
+        }
+        r.add(&refund_counts(
+            "s-pass",
+            "sandbox",
+            Currency::CNY,
+            300,
+            true,
+        ));
+        r.payments = payments.to_vec();
+        r.first_paid = BTreeMap::from([("b".into(), start - 10)]);
+        let by_line = derive_by_line(&r, &lines);
+        let by_product = derive(&r, Some(Breakdown::Product)).by.unwrap();
+        let lines_of = by_line.by.as_ref().unwrap();
+        assert_eq!(
+            lines_of.keys().collect::<Vec<_>>(),
+            vec!["music", "quiet", "sport"]
+        );
+        let sport = &lines_of["sport"];
+        let (p, t) = (&by_product["s-pass"], &by_product["s-ticket"]);
+        assert_eq!(sport.orders_paid, p.orders_paid + t.orders_paid);
+        assert_eq!(sport.orders_created, 3);
+        assert_eq!(sport.revenue["CNY"], 400);
+        assert_eq!(sport.net_revenue["CNY"], 100);
+        assert_eq!(sport.refunds, 1);
+        // b paid twice within the line (and before): one paying user, a repeat one.
+        assert_eq!(
+            (sport.paying_users, sport.repeat_payers, sport.new_payers),
+            (2, 1, 1)
+        );
+        assert_eq!(lines_of["music"], by_product["m-pass"]);
+        assert_eq!(lines_of["quiet"].orders_created, 0);
+        assert_eq!(by_line.figures, derive(&r, None).figures);
+        let total = derive_total_by_line(&[r.clone(), r], &lines);
+        assert_eq!(total.by.unwrap()["sport"].orders_paid, 6);
     }
 }

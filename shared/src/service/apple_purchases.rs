@@ -232,6 +232,7 @@ async fn apply_subscription(
                 revoked_by: None,
                 revoke_reason: None,
                 max_views: None,
+                provider: None,
             })
             .collect();
         // A crossgrade to a product with other scopes: the scopes it no longer has are

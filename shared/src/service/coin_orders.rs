@@ -36,6 +36,8 @@ pub async fn create(
     let now = now_ms.div_euclid(1000);
     let catalog = app.catalog.current();
     let offer = catalog.offer(&req.product_id, req.plan_id.as_deref(), now)?;
+    let stream_id =
+        super::stream_attribution::check(&catalog, req.stream_id.as_deref(), &req.product_id)?;
     let Some(price) = offer.coin_price() else {
         return Err(ServiceError::Unprocessable(format!(
             "product {:?} cannot be paid with coins (it has no coin_price)",
@@ -54,6 +56,7 @@ pub async fn create(
     }
     let order_id = OrderId::from_parts(now_ms.max(0) as u64, random_bytes());
     let mut order = Order::pending(order_id.clone(), user_id, &offer, PROVIDER, None, now, now);
+    order.stream_id = stream_id;
     order.amount = Money {
         amount: price,
         currency: Currency::COINS,

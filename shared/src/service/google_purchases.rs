@@ -328,6 +328,7 @@ async fn apply_subscription(
             revoked_by: None,
             revoke_reason: None,
             max_views: None,
+            provider: None,
         })
         .collect();
     let purchase = StorePurchase {

@@ -241,6 +241,7 @@ pub async fn grant(
             revoked_by: None,
             revoke_reason: None,
             max_views: None,
+            provider: None,
         })
         .collect();
     let result = json!({

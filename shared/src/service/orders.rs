@@ -17,6 +17,9 @@ pub struct CreateOrder {
     pub channel: Option<String>,
     /// The payer's openid, for WeChat JSAPI payments (Official Account / Mini Program).
     pub openid: Option<String>,
+    /// The stream whose paywall this purchase comes from (preview → purchase figures).
+    #[serde(default)]
+    pub stream_id: Option<String>,
 }
 
 pub enum Created {
@@ -32,12 +35,16 @@ pub fn valid_idempotency_key(key: &str) -> bool {
 
 pub(super) fn request_hash(req: &CreateOrder) -> String {
     // Canonical form of what the client asked for; field order and whitespace don't matter.
-    let canonical = match &req.openid {
+    let mut canonical = match &req.openid {
         None => serde_json::json!([req.product_id, req.plan_id, req.provider, req.channel]),
         Some(o) => {
             serde_json::json!([req.product_id, req.plan_id, req.provider, req.channel, o])
         }
     };
+    // Only when given, so the hashes of requests without it stay as they were.
+    if let (Some(st), Some(parts)) = (&req.stream_id, canonical.as_array_mut()) {
+        parts.push(serde_json::json!({ "stream_id": st }));
+    }
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -105,6 +112,8 @@ pub async fn create(
         }
         other => other?,
     };
+    let stream_id =
+        super::stream_attribution::check(&catalog, req.stream_id.as_deref(), &req.product_id)?;
     if let Err(owned) = super::lifetime::refuse_if_owned(app, user_id, offer.product).await {
         // A retry of the purchase that made it owned is answered with that order.
         if let Some(k) = idempotency_key {
@@ -136,6 +145,7 @@ pub async fn create(
         now,
         now + app.config.order_ttl_seconds,
     );
+    order.stream_id = stream_id;
     // A provider that prepares payments remotely (a prepay) is asked only once per key: a
     // retried create finds the key first. Local ones skip this read.
     if let Some(k) = idempotency_key.filter(|_| provider.prepares_remotely()) {

@@ -159,6 +159,7 @@ async fn sell(app: &App, provider: &str, sale: Sale, now: i64) -> Result<Applied
         grants: order.grants_at(paid_at),
         credits: order.credits,
         recorded_at: now,
+        stream_id: order.stream_id.clone(),
     };
     let settled = crate::metrics::timed(
         "SettleMs",
@@ -233,6 +234,7 @@ async fn settle(
             grants: order.grants_at(paid_at),
             credits: order.credits,
             recorded_at: now,
+            stream_id: order.stream_id.clone(),
         };
         let settled = crate::metrics::timed(
             "SettleMs",

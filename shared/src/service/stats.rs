@@ -1,9 +1,11 @@
 //! `GET /admin/stats`: the operator's figures per day of their time zone, and over the
-//! whole range, in total or broken down by product or provider.
+//! whole range, in total or broken down by product, business line or provider.
 
 use super::ServiceError;
 use crate::app::App;
-use crate::domain::stats::{derive, derive_total, Breakdown, DayStats};
+use crate::domain::stats::{
+    derive, derive_by_line, derive_total, derive_total_by_line, Breakdown, DayStats,
+};
 use serde::Serialize;
 
 /// The longest range one request may ask for.
@@ -18,17 +20,28 @@ pub struct Report {
     pub total: DayStats,
 }
 
-/// What `by=` may name. A business line is a set of products: its figures will be its
-/// products' counters added up at read time.
-pub fn breakdown(by: Option<&str>) -> Result<Option<Breakdown>, ServiceError> {
+/// What `by=` names: a dimension the counters are kept under, or the business line, whose
+/// figures are its products' counters added up at read time (the catalog in force says
+/// which products a line holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum By {
+    Counted(Breakdown),
+    Line,
+}
+
+/// What `by=` may name.
+pub fn breakdown(by: Option<&str>) -> Result<Option<By>, ServiceError> {
     match by {
         None => Ok(None),
-        Some(b) => Breakdown::parse(b).map(Some).ok_or_else(|| {
-            ServiceError::BadRequest(format!(
-                "by must be product or provider, not {:?}",
-                b.chars().take(40).collect::<String>()
-            ))
-        }),
+        Some("line") => Ok(Some(By::Line)),
+        Some(b) => Breakdown::parse(b)
+            .map(|b| Some(By::Counted(b)))
+            .ok_or_else(|| {
+                ServiceError::BadRequest(format!(
+                    "by must be product, line or provider, not {:?}",
+                    b.chars().take(40).collect::<String>()
+                ))
+            }),
     }
 }
 
@@ -36,7 +49,7 @@ pub async fn report(
     app: &App,
     from: &str,
     to: &str,
-    by: Option<Breakdown>,
+    by: Option<By>,
 ) -> Result<Report, ServiceError> {
     let zone = &app.config.stats_zone;
     let days = zone.days_between(from, to, MAX_DAYS).ok_or_else(|| {
@@ -45,9 +58,27 @@ pub async fn report(
         ))
     })?;
     let records = app.store.day_records(&days).await?;
+    let (days, total) = match by {
+        Some(By::Line) => {
+            let catalog = app.catalog.current();
+            let lines = catalog.lines();
+            (
+                records.iter().map(|r| derive_by_line(r, lines)).collect(),
+                derive_total_by_line(&records, lines),
+            )
+        }
+        Some(By::Counted(b)) => (
+            records.iter().map(|r| derive(r, Some(b))).collect(),
+            derive_total(&records, Some(b)),
+        ),
+        None => (
+            records.iter().map(|r| derive(r, None)).collect(),
+            derive_total(&records, None),
+        ),
+    };
     Ok(Report {
         time_zone: zone.name().to_owned(),
-        days: records.iter().map(|r| derive(r, by)).collect(),
-        total: derive_total(&records, by),
+        days,
+        total,
     })
 }

@@ -11,7 +11,9 @@
 use super::ServiceError;
 use crate::app::App;
 use crate::crypto::random_bytes;
+use crate::domain::first_access;
 use crate::domain::session::{self, Access, Refusal};
+use crate::domain::stats::{first_access_counts, preview_counts};
 use crate::domain::{ban, grant};
 use crate::store::PutSessions;
 use crate::stream::names::{naming, Naming};
@@ -142,7 +144,41 @@ pub async fn issue_token(
                 return Err(ServiceError::DeviceLimit(cfg.max_devices));
             }
         };
-        let written = if admission.write {
+        // The first token for a paid grant marks it accessed and counts it, in the same
+        // write (a transaction instead of the plain put): rare, once per order.
+        let firsts = if admission.preview {
+            Vec::new()
+        } else {
+            let (grants, checkpoints) = reading.ledger();
+            first_access::first_accesses(&grants, checkpoints, &stream.requires_any, now, &sessions)
+        };
+        let written = if admission.preview_started {
+            // A preview's start is recorded by this write: it counts the preview too.
+            app.store
+                .put_sessions_counted(
+                    user_id,
+                    &admission.sessions,
+                    sessions.version,
+                    now,
+                    &preview_counts(stream_id),
+                )
+                .await?
+        } else if !firsts.is_empty() {
+            let mut next = admission.sessions.clone();
+            first_access::mark(&mut next, &firsts, &reading.items.grants);
+            let counts: Vec<(String, i64)> = firsts
+                .iter()
+                .flat_map(|f| first_access_counts(&f.product_id, &f.provider))
+                .collect();
+            let written = app
+                .store
+                .put_sessions_counted(user_id, &next, sessions.version, now, &counts)
+                .await?;
+            if written.written() {
+                crate::metrics::count("FirstAccesses", firsts.len() as i64, &[]);
+            }
+            written
+        } else if admission.write {
             app.store
                 .put_sessions(user_id, &admission.sessions, sessions.version)
                 .await?

@@ -391,7 +391,11 @@ fn count_paid(
         t,
         zone,
         s.paid_at,
-        &crate::domain::stats::paid_counts(&s.product_id, &s.provider, s.amount, late, created),
+        &[
+            crate::domain::stats::paid_counts(&s.product_id, &s.provider, s.amount, late, created),
+            crate::domain::stats::stream_purchase_counts(s.stream_id.as_deref()),
+        ]
+        .concat(),
     );
     let d = zone.day_of(s.paid_at);
     if let Some(rec) = t.days.get_mut(&d) {
@@ -1558,5 +1562,44 @@ impl Store for MemoryStore {
             .iter()
             .map(|(u, at)| (u.clone(), *at))
             .collect())
+    }
+
+    async fn put_sessions_counted(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError> {
+        let mut t = self.lock();
+        let stored = t.sessions.get(user_id).cloned().unwrap_or_default();
+        if stored.version != expected_version {
+            return Ok(PutSessions::Stale(stored));
+        }
+        let mut next = sessions.clone();
+        next.version = expected_version + 1;
+        t.sessions.insert(user_id.to_owned(), next);
+        add_counts(&mut t, &self.stats_zone, at, counts);
+        Ok(PutSessions::Written)
+    }
+
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let mut t = self.lock();
+        let d = self.stats_zone.day_of(at);
+        *t.days
+            .entry(d.clone())
+            .or_insert_with(|| DayRecord::new(&d))
+            .rejections
+            .entry(provider.to_owned())
+            .or_default()
+            .entry(reason.to_owned())
+            .or_default() += 1;
+        Ok(())
     }
 }

@@ -132,6 +132,9 @@ pub struct Settlement {
     /// When Tollgate records the payment (now): the time of its events, which `paid_at`
     /// (the provider's, clamped) may precede.
     pub recorded_at: i64,
+    /// The stream whose paywall sold the order, if the client said so: the day's figures
+    /// count the purchase under it (preview → purchase).
+    pub stream_id: Option<String>,
 }
 
 impl Settlement {
@@ -149,6 +152,7 @@ impl Settlement {
             product_id: order.product_id.clone(),
             paid_at,
             recorded_at: now,
+            stream_id: order.stream_id.clone(),
             grants: Vec::new(),
             credits: 0,
         }
@@ -1030,4 +1034,37 @@ pub trait Store: Send + Sync {
     /// transaction conditioned on the endpoint being disabled; `false` (nothing written)
     /// when it is not.
     async fn enable_endpoint(&self, url: &str, audit: &AuditRecord) -> Result<bool, StoreError>;
+
+    /// [`Store::put_sessions`] that also adds `counts` to the day counters of `at` (the
+    /// shard of `user_id`), in one transaction: for a sessions write a figure follows
+    /// exactly once (the first token of a paid grant). One round trip; `Stale` writes and
+    /// counts nothing.
+    async fn put_sessions_counted(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError>;
+
+    /// Adds one to the callbacks of `provider` refused for `reason` on the day of `at`: one
+    /// update of that day's and provider's own item (`REJECTS#<day>` / `<provider>`), which
+    /// nothing else writes, so refusals never contend with payments.
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError>;
+}
+
+/// The counter shard of a count keyed by something other than an order (a user).
+pub fn stats_shard_of(key: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % STATS_SHARDS
 }

@@ -95,6 +95,9 @@ pub(super) fn order_item(o: &Order) -> Item {
     if let Some(r) = &o.refund_reversal_reason {
         put("refund_reversal_reason", s(r));
     }
+    if let Some(st) = &o.stream_id {
+        put("stream_id", s(st));
+    }
     if o.state == OrderState::Pending {
         put("gsi1pk", s(due_pk(o.due_shard())));
         put("gsi1sk", s(due_sk(o.expires_at, &o.order_id)));
@@ -154,6 +157,7 @@ pub(super) fn order_from_item(item: &Item) -> Result<Order, StoreError> {
         last_error: opt_s(item, "last_error"),
         refund_reversed_at: opt_n(item, "refund_reversed_at")?,
         refund_reversal_reason: opt_s(item, "refund_reversal_reason"),
+        stream_id: opt_s(item, "stream_id"),
         max_views: max_views_of(item)?,
     })
 }
@@ -209,6 +213,9 @@ pub(super) fn grant_item(user: &str, g: &Grant) -> Item {
     }
     if let Some(m) = g.max_views {
         item.insert("max_views".into(), n(i64::from(m)));
+    }
+    if let Some(p) = &g.provider {
+        item.insert("provider".into(), s(p));
     }
     item
 }
@@ -358,6 +365,7 @@ pub(super) fn grant_from_item(item: &Item) -> Result<Grant, StoreError> {
         revoked_by: opt_s(item, "revoked_by"),
         revoke_reason: opt_s(item, "revoke_reason"),
         max_views: max_views_of(item)?,
+        provider: opt_s(item, "provider"),
     })
 }
 
@@ -397,6 +405,12 @@ pub(super) fn sessions_item(user: &str, s: &Sessions, version: u64) -> Item {
             .collect();
         item.insert("views".into(), AttributeValue::M(views));
     }
+    if !s.accessed.is_empty() {
+        item.insert(
+            "accessed".into(),
+            AttributeValue::Ss(s.accessed.iter().cloned().collect()),
+        );
+    }
     item.insert(
         "version".into(),
         n(i64::try_from(version).unwrap_or(i64::MAX)),
@@ -434,6 +448,11 @@ pub(super) fn sessions_from_item(item: &Item) -> Result<Sessions, StoreError> {
             .ok_or_else(|| StoreError::Corrupt("views used is not a count".into()))?;
             out.views.insert(source.clone(), used);
         }
+    }
+    match item.get("accessed") {
+        None => {}
+        Some(AttributeValue::Ss(sources)) => out.accessed = sources.iter().cloned().collect(),
+        Some(_) => return Err(StoreError::Corrupt("accessed is not a string set".into())),
     }
     if let Some(AttributeValue::M(previews)) = item.get("previews") {
         for (stream, v) in previews {

@@ -11,6 +11,7 @@ mod admin_keys;
 mod attrs;
 mod audit;
 mod checkpoints;
+mod counted_sessions;
 mod errors;
 mod events;
 mod items;
@@ -25,6 +26,7 @@ mod payments;
 mod publish_keys;
 mod purchases;
 mod refund_requests;
+mod rejections;
 mod stats;
 mod table;
 mod transact;
@@ -548,5 +550,33 @@ impl Store for DynamoStore {
 
     async fn enable_endpoint(&self, url: &str, audit: &AuditRecord) -> Result<bool, StoreError> {
         events::enable_endpoint(self, url, audit).await
+    }
+
+    async fn put_sessions_counted(
+        &self,
+        user_id: &str,
+        sessions: &Sessions,
+        expected_version: u64,
+        at: i64,
+        counts: &[(String, i64)],
+    ) -> Result<PutSessions, StoreError> {
+        counted_sessions::put_sessions_counted(
+            self,
+            user_id,
+            sessions,
+            expected_version,
+            at,
+            counts,
+        )
+        .await
+    }
+
+    async fn count_rejection(
+        &self,
+        provider: &str,
+        reason: &str,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        rejections::count_rejection(self, provider, reason, at).await
     }
 }

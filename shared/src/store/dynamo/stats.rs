@@ -61,13 +61,17 @@ impl DynamoStore {
             self.count(
                 st.paid_at,
                 shard,
-                &crate::domain::stats::paid_counts(
-                    &st.product_id,
-                    &st.provider,
-                    st.amount,
-                    late,
-                    created,
-                ),
+                &[
+                    crate::domain::stats::paid_counts(
+                        &st.product_id,
+                        &st.provider,
+                        st.amount,
+                        late,
+                        created,
+                    ),
+                    crate::domain::stats::stream_purchase_counts(st.stream_id.as_deref()),
+                ]
+                .concat(),
             ),
             TransactWriteItem::builder()
                 .put(
@@ -156,6 +160,9 @@ pub(super) async fn day_records(
         if let Some(t) = opt_n(&item, "first_paid_at")? {
             first.insert(user.to_owned(), t);
         }
+    }
+    for rec in &mut records {
+        rec.rejections = super::rejections::day_rejections(db, &rec.day).await?;
     }
     for rec in &mut records {
         rec.first_paid = rec
