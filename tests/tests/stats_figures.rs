@@ -283,3 +283,44 @@ async fn simultaneous_payments_and_duplicates_count_once_memory() {
 async fn simultaneous_payments_and_duplicates_count_once_dynamo() {
     concurrent(Backend::Dynamo).await;
 }
+
+/// A partial refund that keeps access still takes its money out of the day's net revenue;
+/// it is not a refund of the order (that stays PAID and watchable).
+async fn partial_refunds_are_refunded_money(backend: Backend) {
+    let Some(store) = zoned_store(&backend, "Asia/Shanghai").await else {
+        return;
+    };
+    let clock = ManualClock::at(SH_MIDNIGHT + 3600);
+    let s = TestServer::start(test_app(store, clock.clone())).await;
+    let dave = s.buy("dave", "pass", Some("7d")).await; // 900
+    s.refund(&dave, 300).await;
+    let e = s
+        .call("dave", "GET", "/entitlements/pass", None)
+        .await
+        .json();
+    assert_eq!(e["can_use"], true, "a partial refund keeps access: {e}");
+    let r = stats_ok(
+        &s.admin(
+            "GET",
+            "/admin/stats?from=2027-01-16&to=2027-01-16&by=product",
+            None,
+        )
+        .await,
+    );
+    let d = &r["days"][0];
+    assert_eq!(d["revenue"], json!({"CNY": 900}));
+    assert_eq!(d["refunded"], json!({"CNY": 300}));
+    assert_eq!(d["net_revenue"], json!({"CNY": 600}));
+    assert_eq!(d["refunds"], 0, "the order is still paid");
+    assert_eq!(d["by"]["pass"]["net_revenue"], json!({"CNY": 600}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_refunds_are_refunded_money_memory() {
+    partial_refunds_are_refunded_money(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_refunds_are_refunded_money_dynamo() {
+    partial_refunds_are_refunded_money(Backend::Dynamo).await;
+}

@@ -756,6 +756,18 @@ impl Store for MemoryStore {
         order.refunded_amount += count.add;
         order.refund_ids.insert(count.refund_id.clone());
         let done = order.clone();
+        add_counts(
+            &mut t,
+            &self.stats_zone,
+            at,
+            &crate::domain::stats::refund_counts(
+                &done.product_id,
+                &done.provider,
+                done.amount.currency,
+                count.add,
+                false,
+            ),
+        );
         record_events(&mut t, events);
         Ok(TransitionOutcome::Done(Box::new(done)))
     }

@@ -674,8 +674,9 @@ pub trait Store: Send + Sync {
 
     /// Counts a refund that leaves the order PAID (`order`, the caller's read, names the
     /// order and what its `order.refunded` event, at `at`, says): adds `count.add` to its `refunded_amount`
-    /// and records `count.refund_id`, in one conditional write on the order (PAID, the id
-    /// not recorded yet, the total before within `count`'s bounds). `Done` with the order
+    /// and records `count.refund_id`, conditioned on the order (PAID, the id not recorded
+    /// yet, the total before within `count`'s bounds), with its event and the day's refunded
+    /// money, in one transaction. `Done` with the order
     /// as written, `Conflict` with the stored order when a condition failed.
     async fn count_refund(
         &self,

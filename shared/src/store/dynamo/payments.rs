@@ -181,6 +181,18 @@ pub(super) async fn count_refund(
         .expect("key, expression and table are set");
     let mut items = vec![TransactWriteItem::builder().update(update).build()];
     items.extend(db.event_puts(refund_write_events(order, count, at, false, false))?);
+    // The money refunded, in the day's figures (the order stays PAID: no refund counted).
+    items.push(db.count(
+        at,
+        stats_shard(&order.order_id),
+        &crate::domain::stats::refund_counts(
+            &order.product_id,
+            &order.provider,
+            order.amount.currency,
+            count.add,
+            false,
+        ),
+    ));
     let Some(failed) = db.transact("count refund", items).await? else {
         let mut done = order.clone();
         done.refunded_amount += count.add;
