@@ -210,6 +210,25 @@ async fn one_purchase_under_a_race_dynamo() {
     one_purchase_under_a_race(store).await;
 }
 
+/// The course pre-ordered by `user` through `provider`.
+async fn pre_order(s: &TestServer, user: &str, provider: &str) -> Reply {
+    let body = json!({"product_id": "course", "provider": provider});
+    s.call(user, "POST", "/orders", Some(body)).await
+}
+
+/// Twenty years on, `user` still owns the course, and another pre-order through `provider`
+/// is refused.
+async fn owned_for_ever(s: &TestServer, clock: &ManualClock, user: &str, provider: &str) {
+    clock.advance(20 * 365 * DAY);
+    let status = s
+        .call(user, "GET", "/entitlements/course", None)
+        .await
+        .json();
+    assert_eq!(status["can_use"], true, "{status}");
+    assert_eq!(status["expires_at"], Value::Null, "never expires");
+    pre_order(s, user, provider).await.assert_problem(409);
+}
+
 /// A non-consumable bought through the App Store: granted for ever, sold once, and a
 /// restore (the same signed transaction again) grants nothing more.
 async fn apple_non_consumable(store: Arc<dyn Store>) {
@@ -220,14 +239,7 @@ async fn apple_non_consumable(store: Arc<dyn Store>) {
     vars.push(("CATALOG_JSON", catalog));
     let s = TestServer::start(apple_app_with(store, clock.clone(), &vars)).await;
     let user = "apple-student";
-    let r = s
-        .call(
-            user,
-            "POST",
-            "/orders",
-            Some(json!({"product_id": "course", "provider": "apple"})),
-        )
-        .await;
+    let r = pre_order(&s, user, "apple").await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let o = r.json();
     assert_eq!(o["payment"]["store_product_id"], "com.example.course");
@@ -250,13 +262,7 @@ async fn apple_non_consumable(store: Arc<dyn Store>) {
     };
     assert_eq!(buy(jws.clone()).await["status"], "granted");
     assert_eq!(buy(jws).await["status"], "duplicate", "a restore");
-    clock.advance(20 * 365 * DAY);
-    let status = s
-        .call(user, "GET", "/entitlements/course", None)
-        .await
-        .json();
-    assert_eq!(status["can_use"], true, "{status}");
-    assert_eq!(status["expires_at"], Value::Null, "never expires");
+    owned_for_ever(&s, &clock, user, "apple").await;
     let grants = s.call(user, "GET", "/entitlements", None).await.json();
     let course: Vec<&Value> = grants["grants"]
         .as_array()
@@ -265,15 +271,6 @@ async fn apple_non_consumable(store: Arc<dyn Store>) {
         .filter(|g| g["scope"] == "course:rust")
         .collect();
     assert_eq!(course.len(), 1, "one grant: {grants}");
-    let r = s
-        .call(
-            user,
-            "POST",
-            "/orders",
-            Some(json!({"product_id": "course", "provider": "apple"})),
-        )
-        .await;
-    r.assert_problem(409);
 }
 
 #[tokio::test]
@@ -307,14 +304,7 @@ async fn google_one_time(store: Arc<dyn Store>) {
     )))));
     let s = TestServer::start(Arc::new(app)).await;
     let user = "play-student";
-    let r = s
-        .call(
-            user,
-            "POST",
-            "/orders",
-            Some(json!({"product_id": "course", "provider": "google"})),
-        )
-        .await;
+    let r = pre_order(&s, user, "google").await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let o = r.json();
     let account = o["payment"]["obfuscated_account_id"].as_str().unwrap();
@@ -351,22 +341,7 @@ async fn google_one_time(store: Arc<dyn Store>) {
         consumed.is_empty(),
         "a lifetime product is never consumed: {consumed:?}"
     );
-    clock.advance(20 * 365 * DAY);
-    let status = s
-        .call(user, "GET", "/entitlements/course", None)
-        .await
-        .json();
-    assert_eq!(status["can_use"], true, "{status}");
-    assert_eq!(status["expires_at"], Value::Null, "never expires");
-    let r = s
-        .call(
-            user,
-            "POST",
-            "/orders",
-            Some(json!({"product_id": "course", "provider": "google"})),
-        )
-        .await;
-    r.assert_problem(409);
+    owned_for_ever(&s, &clock, user, "google").await;
 }
 
 #[tokio::test]
