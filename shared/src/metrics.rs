@@ -24,26 +24,7 @@ pub fn enable() {
 
 /// Counts `value` of metric `name` with the given dimensions.
 pub fn count(name: &str, value: i64, dimensions: &[(&str, &str)]) {
-    RECORDED.with(|r| {
-        if let Some(kept) = r.borrow_mut().as_mut() {
-            let dims = dimensions
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect();
-            kept.push((name.to_owned(), dims, value));
-        }
-    });
-    if ENABLED.load(Ordering::Relaxed) {
-        println!(
-            "{}",
-            line(
-                name,
-                value,
-                dimensions,
-                chrono::Utc::now().timestamp_millis()
-            )
-        );
-    }
+    emit_count(name, value, dimensions, line);
 }
 
 /// Counts `value` of metric `name` by each of `dimensions` apart (one series per
@@ -51,6 +32,15 @@ pub fn count(name: &str, value: i64, dimensions: &[(&str, &str)]) {
 /// order is counted by `Provider` and by `Line` without a series per pair, and the total is
 /// still counted once.
 pub fn count_apart(name: &str, value: i64, dimensions: &[(&str, &str)]) {
+    emit_count(name, value, dimensions, line_apart);
+}
+
+/// An EMF document of a count: name, value, dimensions, timestamp (ms).
+type CountDocument = fn(&str, i64, &[(&str, &str)], i64) -> String;
+
+/// Keeps the count for a [`Recording`] of this thread, and prints its EMF document (made
+/// by `document`) when metrics are enabled.
+fn emit_count(name: &str, value: i64, dimensions: &[(&str, &str)], document: CountDocument) {
     RECORDED.with(|r| {
         if let Some(kept) = r.borrow_mut().as_mut() {
             let dims = dimensions
@@ -63,7 +53,7 @@ pub fn count_apart(name: &str, value: i64, dimensions: &[(&str, &str)]) {
     if ENABLED.load(Ordering::Relaxed) {
         println!(
             "{}",
-            line_apart(
+            document(
                 name,
                 value,
                 dimensions,

@@ -182,17 +182,7 @@ pub(super) async fn count_refund(
     let mut items = vec![TransactWriteItem::builder().update(update).build()];
     items.extend(db.event_puts(refund_write_events(order, count, at, false, false))?);
     // The money refunded, in the day's figures (the order stays PAID: no refund counted).
-    items.push(db.count(
-        at,
-        stats_shard(&order.order_id),
-        &crate::domain::stats::refund_counts(
-            &order.product_id,
-            &order.provider,
-            order.amount.currency,
-            count.add,
-            false,
-        ),
-    ));
+    items.push(refund_figures(db, order, count, at, false));
     let Some(failed) = db.transact("count refund", items).await? else {
         let mut done = order.clone();
         done.refunded_amount += count.add;
@@ -205,6 +195,28 @@ pub(super) async fn count_refund(
             "refund count of {id} failed on its event record"
         ))),
     }
+}
+
+/// The day's figures of a refund of `order`: its money, and the refund itself when it
+/// `completes` what was paid.
+fn refund_figures(
+    db: &DynamoStore,
+    order: &Order,
+    count: &RefundCount,
+    at: i64,
+    completes: bool,
+) -> TransactWriteItem {
+    db.count(
+        at,
+        stats_shard(&order.order_id),
+        &crate::domain::stats::refund_counts(
+            &order.product_id,
+            &order.provider,
+            order.amount.currency,
+            count.add,
+            completes,
+        ),
+    )
 }
 
 pub(super) async fn refund(
@@ -297,17 +309,7 @@ async fn revoke(
             ),
         ));
     }
-    items.push(db.count(
-        at,
-        stats_shard(&order.order_id),
-        &crate::domain::stats::refund_counts(
-            &order.product_id,
-            &order.provider,
-            order.amount.currency,
-            count.add,
-            completes,
-        ),
-    ));
+    items.push(refund_figures(db, order, count, at, completes));
     items.extend(db.event_puts(refund_write_events(order, count, at, completes, !completes))?);
     let what = if completes {
         "refund"
