@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod event;
 pub mod first_access;
+pub mod fnv;
 pub mod grant;
 pub mod ids;
 pub mod ledger;

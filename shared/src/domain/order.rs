@@ -275,12 +275,7 @@ impl Order {
 
 /// FNV-1a over the id: stable across processes and builds (unlike `DefaultHasher`).
 pub fn due_shard(id: &OrderId) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in id.as_str().bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % Order::DUE_SHARDS
+    super::fnv::fnv1a(id.as_str().bytes()) % Order::DUE_SHARDS
 }
 
 #[cfg(test)]

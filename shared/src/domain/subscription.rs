@@ -167,16 +167,6 @@ pub fn change(before: Option<&Version<'_>>, after: &Version<'_>, f: &Facts<'_>) 
     out
 }
 
-/// The counters shard of a purchase (as an order's, FNV-1a, another variant).
-pub fn shard(purchase_id: &str, shards: u32) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in purchase_id.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % shards.max(1)
-}
-
 /// A store's price in minor units of `currency`: Apple reports milliunits (`9990` for
 /// 9.99), Play a whole part and nanos. `None` when it does not fit exactly or is negative.
 pub fn from_milliunits(milli: i64, currency: &str) -> Option<Money> {

@@ -27,12 +27,7 @@ pub use memory::MemoryStore;
 pub const STATS_SHARDS: u32 = 32;
 
 pub fn stats_shard(id: &OrderId) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in id.as_str().bytes().rev() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % STATS_SHARDS
+    crate::domain::fnv::fnv1a(id.as_str().bytes().rev()) % STATS_SHARDS
 }
 
 /// How long an `Idempotency-Key` is remembered.
@@ -1060,12 +1055,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
-/// The counter shard of a count keyed by something other than an order (a user).
+/// The counter shard of a count keyed by something other than an order (a user, a store
+/// purchase).
 pub fn stats_shard_of(key: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in key.bytes() {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % STATS_SHARDS
+    crate::domain::fnv::fnv1a(key.bytes()) % STATS_SHARDS
 }
