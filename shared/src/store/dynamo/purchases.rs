@@ -4,10 +4,11 @@
 use super::attrs::{n, s};
 use super::items::{grant_item, purchase_from_item, purchase_item};
 use super::keys::purchase_pk;
+use super::transact::ConditionFailures;
 use super::DynamoStore;
 use crate::domain::event::Event;
 use crate::domain::subscription::PurchaseChange;
-use crate::store::{PurchaseOutcome, StoreError, StorePurchase, STATS_SHARDS};
+use crate::store::{stats_shard_of, PurchaseOutcome, StoreError, StorePurchase};
 use aws_sdk_dynamodb::types::{Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 
 pub(super) async fn get_purchase(
@@ -35,34 +36,10 @@ pub(super) async fn put_purchase(
         .build()
         .expect("table, item and condition are set");
     let mut items = vec![TransactWriteItem::builder().put(purchase_put).build()];
-    for g in &p.grants {
-        // Grants sourced by a purchase change only together with it (this transaction).
-        let put = Put::builder()
-            .table_name(&db.table)
-            .set_item(Some(grant_item(&p.user_id, g)))
-            .build()
-            .expect("table and item are set");
-        items.push(TransactWriteItem::builder().put(put).build());
-    }
-    let Some(failed) = db.transact("put purchase", items).await? else {
-        return Ok(PurchaseOutcome::Applied);
-    };
-    let old = match failed.first() {
-        Some(Some(Some(item))) => purchase_from_item(item)?,
-        Some(Some(None)) => get_purchase(db, &p.store, &p.purchase_id)
-            .await?
-            .ok_or_else(|| StoreError::Unavailable("purchase vanished".into()))?,
-        _ => {
-            return Err(StoreError::Corrupt(format!(
-                "put purchase {} failed on an unconditional item",
-                p.purchase_id
-            )))
-        }
-    };
-    if old.user_id != p.user_id {
-        Ok(PurchaseOutcome::OwnedByOther(Box::new(old)))
-    } else {
-        Ok(PurchaseOutcome::Stale(Box::new(old)))
+    items.extend(grant_puts(db, p));
+    match db.transact("put purchase", items).await? {
+        None => Ok(PurchaseOutcome::Applied),
+        Some(failed) => refused(db, p, &failed, None).await,
     }
 }
 
@@ -88,31 +65,53 @@ pub(super) async fn put_purchase_change(
         .build()
         .expect("table, item and condition are set");
     let mut items = vec![TransactWriteItem::builder().put(purchase_put).build()];
-    for g in &p.grants {
+    items.extend(grant_puts(db, p));
+    if !change.counts.is_empty() {
+        items.push(db.count(
+            change.counted_at,
+            stats_shard_of(&p.purchase_id),
+            &change.counts,
+        ));
+    }
+    let first_event = items.len();
+    items.extend(db.event_puts(change.events.clone())?);
+    match db.transact("put purchase change", items).await? {
+        None => Ok(PurchaseOutcome::Applied),
+        Some(failed) => refused(db, p, &failed, Some(first_event)).await,
+    }
+}
+
+/// The puts of `p`'s grants: grants sourced by a purchase change only together with it
+/// (the same transaction).
+fn grant_puts<'a>(
+    db: &'a DynamoStore,
+    p: &'a StorePurchase,
+) -> impl Iterator<Item = TransactWriteItem> + 'a {
+    p.grants.iter().map(move |g| {
         let put = Put::builder()
             .table_name(&db.table)
             .set_item(Some(grant_item(&p.user_id, g)))
             .build()
             .expect("table and item are set");
-        items.push(TransactWriteItem::builder().put(put).build());
-    }
-    if !change.counts.is_empty() {
-        let shard = crate::domain::subscription::shard(&p.purchase_id, STATS_SHARDS);
-        items.push(db.count(change.counted_at, shard, &change.counts));
-    }
-    let first_event = items.len();
-    items.extend(db.event_puts(change.events.clone())?);
-    let Some(failed) = db.transact("put purchase change", items).await? else {
-        return Ok(PurchaseOutcome::Applied);
-    };
-    // The record's condition first: a change decided on an older read also finds the
-    // events the winning write recorded.
+        TransactWriteItem::builder().put(put).build()
+    })
+}
+
+/// Why a write of `p` conditioned on its record (item 0) was refused: the record as stored,
+/// another user's or newer. The record's condition is looked at first: a change decided on
+/// an older read also finds the events the winning write recorded (from `first_event` on).
+async fn refused(
+    db: &DynamoStore,
+    p: &StorePurchase,
+    failed: &ConditionFailures,
+    first_event: Option<usize>,
+) -> Result<PurchaseOutcome, StoreError> {
     let old = match failed.first() {
         Some(Some(Some(item))) => purchase_from_item(item)?,
         Some(Some(None)) => get_purchase(db, &p.store, &p.purchase_id)
             .await?
             .ok_or_else(|| StoreError::Unavailable("purchase vanished".into()))?,
-        _ if failed.iter().skip(first_event).any(Option::is_some) => {
+        _ if first_event.is_some_and(|i| failed.iter().skip(i).any(Option::is_some)) => {
             return Err(StoreError::Corrupt(format!(
                 "an event of purchase {} is recorded already",
                 p.purchase_id
