@@ -143,15 +143,7 @@ pub async fn enable(
     reason: Option<&str>,
     op: &super::operator::Operator,
 ) -> Result<(), ServiceError> {
-    let reason = match reason.map(str::trim) {
-        Some(r) if r.is_empty() || r.len() > super::moderation::MAX_REASON_LEN => {
-            return Err(ServiceError::BadRequest(format!(
-                "reason must be 1-{} bytes",
-                super::moderation::MAX_REASON_LEN
-            )))
-        }
-        r => r.map(str::to_owned),
-    };
+    let reason = super::moderation::optional_reason(reason)?;
     let not_disabled = || ServiceError::NotFound(format!("endpoint {url:?} is not disabled"));
     let Some((_, since)) = app
         .store

@@ -102,6 +102,16 @@ pub struct BanRequest {
 /// Longest reason kept (a ban's is shown to the user and stored in their partition).
 pub(crate) const MAX_REASON_LEN: usize = 500;
 
+/// An operator's optional reason, trimmed: absent, or 1 to [`MAX_REASON_LEN`] bytes.
+pub(crate) fn optional_reason(reason: Option<&str>) -> Result<Option<String>, ServiceError> {
+    match reason.map(str::trim) {
+        Some(r) if r.is_empty() || r.len() > MAX_REASON_LEN => Err(ServiceError::BadRequest(
+            format!("reason must be 1-{MAX_REASON_LEN} bytes"),
+        )),
+        r => Ok(r.map(str::to_owned)),
+    }
+}
+
 /// Users are ids from the identity provider: bounded and printable, like device ids.
 fn valid_user_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 256 && id.bytes().all(|b| b.is_ascii_graphic())
@@ -187,14 +197,7 @@ pub async fn lift_ban(
     if !valid_user_id(user_id) || !ban::valid_scope(scope) {
         return Err(ServiceError::NotFound("no such ban".into()));
     }
-    let reason = match reason.map(str::trim) {
-        Some(r) if r.is_empty() || r.len() > MAX_REASON_LEN => {
-            return Err(ServiceError::BadRequest(format!(
-                "reason must be 1-{MAX_REASON_LEN} bytes"
-            )))
-        }
-        r => r.map(str::to_owned),
-    };
+    let reason = optional_reason(reason)?;
     let not_found = || ServiceError::NotFound(format!("user {user_id:?} has no ban of {scope:?}"));
     let mut current = stored_ban(app, user_id, scope).await?;
     for _ in 0..ATTEMPTS {
