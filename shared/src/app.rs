@@ -272,19 +272,11 @@ struct InitPhases {
     cpu_spent: Vec<(&'static str, u64)>,
 }
 
-/// CPU time of every thread of this process so far, ns (Linux `schedstat`).
-fn process_cpu_ns() -> Option<u64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total = total.saturating_add(stat.split_whitespace().next()?.parse::<u64>().ok()?);
-    }
-    Some(total)
-}
-
 impl InitPhases {
     fn new(on: bool) -> Self {
-        let cpu = on.then(process_cpu_ns).flatten();
+        let cpu = on
+            .then(|| crate::cpu_time::process_cpu_ns("self"))
+            .flatten();
         InitPhases {
             last: on.then(std::time::Instant::now),
             spent: Vec::new(),
@@ -304,7 +296,9 @@ impl InitPhases {
                 None => self.spent.push((phase, us)),
             }
             self.last = Some(now);
-            if let (Some(before), Some(cpu)) = (self.cpu_last, process_cpu_ns()) {
+            if let (Some(before), Some(cpu)) =
+                (self.cpu_last, crate::cpu_time::process_cpu_ns("self"))
+            {
                 let us = cpu.saturating_sub(before) / 1_000;
                 match self.cpu_spent.iter_mut().find(|(p, _)| *p == phase) {
                     Some((_, total)) => *total += us,

@@ -4,6 +4,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod cpu_pool;
+pub mod cpu_time;
 pub mod crypto;
 pub mod domain;
 pub mod lambda;

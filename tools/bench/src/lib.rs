@@ -25,12 +25,7 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 /// threads of `/proc/<pid>/task/<tid>/schedstat`'s first field. Unlike wall time it barely
 /// moves when other work competes for the cores, so it compares start-ups on a busy machine.
 pub fn cpu_ns(pid: u32) -> Option<u64> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(total)
+    tollgate::cpu_time::process_cpu_ns(&pid.to_string())
 }
 
 pub fn ms(d: Duration) -> f64 {
