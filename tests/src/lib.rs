@@ -2,6 +2,7 @@
 //! loopback port, an HTTP client, and DynamoDB on moto when the test command provides it.
 
 pub mod alipay;
+pub mod api_gateway;
 pub mod apple;
 pub mod aws_proxy;
 pub mod conformance;
@@ -17,6 +18,7 @@ pub mod nginx;
 pub mod openapi;
 pub mod provider_conformance;
 pub mod soak;
+pub mod template_routes;
 pub mod wallet_conformance;
 pub mod webdriver;
 pub mod webhooks;
@@ -257,25 +259,7 @@ impl TestServer {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Reply {
-        let mut b = http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let req = b.body(Full::new(body.into())).expect("request");
-        let resp = tollgate::api::server::http_client()
-            .request(req)
-            .await
-            .expect("server answers");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.expect("body").to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        request_to(&self.base, method, path, headers, body).await
     }
 
     /// An operator's request (`ops`, role `tollgate:admin`), JSON when `body` is given.
@@ -375,6 +359,35 @@ impl Drop for TestServer {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// One HTTP request to `base` (a loopback server), answered in full.
+pub async fn request_to(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(body.into())).expect("request");
+    let resp = tollgate::api::server::http_client()
+        .request(req)
+        .await
+        .expect("server answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
     }
 }
 

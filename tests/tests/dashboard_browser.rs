@@ -218,25 +218,26 @@ async fn assert_shows(s: &TestServer, b: &Browser, from: &str, to: &str) -> Valu
     shown
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
-    let Some((chromium, chromedriver)) = find_binaries() else {
-        assert!(
-            std::env::var("TOLLGATE_REQUIRE_BROWSER").as_deref() != Ok("1"),
-            "TOLLGATE_REQUIRE_BROWSER=1 but chromium or chromedriver is missing"
-        );
-        eprintln!("skipped: chromium and chromedriver not found");
-        return;
-    };
-    let clock = ManualClock::at(T0);
-    let store = store_for(Backend::Memory).await.unwrap();
-    // Two business lines: the pass and the concert, and coins (with the rest).
+/// The catalog with two business lines: the pass and the concert, and coins (with the rest).
+fn lined_catalog() -> String {
     let mut catalog: Value = serde_json::from_str(&catalog_json()).unwrap();
     catalog["lines"] = json!([
         {"id": "shows", "products": {"ids": ["pass", "concert"]}},
         {"id": "shop", "products": {"pattern": "*i*"}},
     ]);
-    let catalog = catalog.to_string();
+    catalog.to_string()
+}
+
+/// The local server over a seeded history (payments, a refund, a preview, a refused callback
+/// and a store subscription), its store and clock.
+async fn seeded() -> (
+    TestServer,
+    std::sync::Arc<dyn tollgate::store::Store>,
+    ManualClock,
+) {
+    let clock = ManualClock::at(T0);
+    let store = store_for(Backend::Memory).await.unwrap();
+    let catalog = lined_catalog();
     let s = TestServer::start(test_app_with(
         store.clone(),
         clock.clone(),
@@ -245,9 +246,26 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     .await;
     seed(&s, &clock).await;
     seed_subscription(&*store).await;
+    (s, store, clock)
+}
 
-    let b = Browser::start(&chromium, &chromedriver, 1200, 2200).await;
-    b.goto(&format!("{}/admin/", s.base)).await;
+/// Chromium and chromedriver, or `None` (the test is skipped) unless they are required.
+fn browser_binaries() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let found = find_binaries();
+    if found.is_none() {
+        assert!(
+            std::env::var("TOLLGATE_REQUIRE_BROWSER").as_deref() != Ok("1"),
+            "TOLLGATE_REQUIRE_BROWSER=1 but chromium or chromedriver is missing"
+        );
+        eprintln!("skipped: chromium and chromedriver not found");
+    }
+    found
+}
+
+/// Opens the page at `base`, signs in with an operator's token and waits for the first
+/// figures (the default range).
+async fn sign_in(b: &Browser, base: &str) {
+    b.goto(&format!("{base}/admin/")).await;
     b.wait_for(
         "the sign-in form",
         "return !document.getElementById('signin-panel').hidden && document.getElementById('app').hidden;",
@@ -260,6 +278,25 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     b.click("#signin").await;
     // Signed in: the default range (the last seven days of the real clock) loads first.
     b.wait_for("the first figures", &loaded(1), json!([])).await;
+}
+
+async fn console_errors(b: &Browser) -> Vec<(String, String)> {
+    b.console()
+        .await
+        .into_iter()
+        .filter(|(level, _)| level == "SEVERE")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let (s, _store, _clock) = seeded().await;
+
+    let b = Browser::start(&chromium, &chromedriver, 1200, 2200).await;
+    sign_in(&b, &s.base).await;
 
     let pick = "document.getElementById('from').value = arguments[0]; \
                 document.getElementById('to').value = arguments[1];";
@@ -333,12 +370,7 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     let phone = dir.join("dashboard-phone.png");
     b.screenshot(&phone).await;
 
-    let errors: Vec<_> = b
-        .console()
-        .await
-        .into_iter()
-        .filter(|(level, _)| level == "SEVERE")
-        .collect();
+    let errors = console_errors(&b).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     println!("screenshots: {} {}", desktop.display(), phone.display());
     b.quit().await;
@@ -384,4 +416,119 @@ async fn the_page_is_served_with_its_policy() {
         .unwrap();
     let r = tollgate::api::handle(&app, tollgate::api::Routes::Orders, req).await;
     assert_eq!(r.status(), 200);
+}
+
+/// In AWS: the page and its reads through the operators' API as `template.yaml` declares it.
+/// A stand-in for API Gateway on loopback serves `OperatorApi`'s routes (its JWT authorizer,
+/// payload-2.0 events into the functions' Lambda handlers with `AUTH_MODE=apigw`, their
+/// answers back through `lambda_http`), over the same store as the local server. Without a
+/// browser: the page is open, the reads need a token with an operator's role, and answer what
+/// the local server answers; then in Chromium the page signs in there, and every figure it
+/// shows is `/admin/stats`'s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_aws_the_dashboard_reads_through_the_operators_api() {
+    use tollgate_tests::api_gateway::ApiGateway;
+    use tollgate_tests::template_routes;
+    let (s, store, clock) = seeded().await;
+    let vars = std::collections::HashMap::from([
+        ("CATALOG_JSON", lined_catalog()),
+        ("AUTH_MODE", "apigw".to_owned()),
+    ]);
+    let config = tollgate::config::Config::from_lookup(tollgate::config::Profile::Lambda, |k| {
+        vars.get(k).cloned()
+    })
+    .unwrap();
+    let lambda_app = std::sync::Arc::new(
+        tollgate::app::App::new(config, store, std::sync::Arc::new(clock)).unwrap(),
+    );
+    let doc = template_routes::template();
+    let gw = ApiGateway::start(
+        template_routes::on(&doc, "OperatorApi"),
+        lambda_app,
+        JWT_SECRET,
+    )
+    .await;
+
+    // The page needs nothing; it is the function's page, with its policy.
+    let page = request_to(&gw.base, "GET", "/admin/", &[], "").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.content_type(), "text/html; charset=utf-8");
+    assert_eq!(
+        page.headers["content-security-policy"],
+        tollgate::api::dashboard::CONTENT_SECURITY_POLICY
+    );
+    assert_eq!(page.body, tollgate_dashboard::PAGE.as_bytes());
+    // The reads: the gateway refuses a request without a token, the function a viewer's.
+    let stats = "/admin/stats?from=2027-01-15&to=2027-01-16&by=line";
+    let none = request_to(&gw.base, "GET", stats, &[], "").await;
+    assert_eq!(none.status, 401);
+    assert_eq!(none.json(), json!({"message": "Unauthorized"}));
+    let viewer = bearer("alice");
+    let r = request_to(&gw.base, "GET", stats, &[("authorization", &viewer)], "").await;
+    r.assert_problem(403);
+    let support = bearer_with_scope("sup", Some(tollgate::api::auth::SUPPORT_ROLE));
+    let r = request_to(&gw.base, "GET", stats, &[("authorization", &support)], "").await;
+    assert_eq!(r.status, 200);
+    let local = s.admin("GET", stats, None).await;
+    assert_eq!(r.json(), local.json());
+    assert_eq!(r.json()["total"]["by"]["shows"]["orders_paid"], 2);
+    // stream-token's routes too, and the role still counts: support reads, changes nothing.
+    let r = request_to(
+        &gw.base,
+        "GET",
+        "/admin/users/alice",
+        &[("authorization", &support)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["user_id"], "alice");
+    let ban = json!({"stream_id": "concert"}).to_string();
+    let r = request_to(
+        &gw.base,
+        "POST",
+        "/admin/users/dave/bans",
+        &[
+            ("authorization", &support),
+            ("content-type", "application/json"),
+        ],
+        ban,
+    )
+    .await;
+    r.assert_problem(403);
+    // Only the operators' routes are there.
+    let admin = admin_bearer("ops");
+    let r = request_to(&gw.base, "GET", "/orders", &[("authorization", &admin)], "").await;
+    assert_eq!(r.status, 404);
+
+    let Some((chromium, chromedriver)) = browser_binaries() else {
+        return;
+    };
+    let b = Browser::start(&chromium, &chromedriver, 1200, 2200).await;
+    sign_in(&b, &gw.base).await;
+    b.run(
+        "document.getElementById('from').value = arguments[0]; \
+         document.getElementById('to').value = arguments[1];",
+        json!(["2027-01-15", "2027-01-16"]),
+    )
+    .await;
+    b.click("#apply").await;
+    b.wait_for("the picked range", &loaded(2), json!([])).await;
+    let shown = assert_shows(&s, &b, "2027-01-15", "2027-01-16").await;
+    assert_eq!(shown["kpis"]["orders_paid"]["text"], "3");
+    assert_eq!(shown["chosen"]["shows"]["orders_paid"], 2);
+    b.type_into("#recent-user", "alice").await;
+    b.click("#recent-load").await;
+    b.wait_for(
+        "alice's orders",
+        "return document.querySelectorAll('#recent tr[data-order]').length === 2;",
+        json!([]),
+    )
+    .await;
+    let errors = console_errors(&b).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-aws.png");
+    b.screenshot(&shot).await;
+    println!("screenshot: {}", shot.display());
+    b.quit().await;
 }

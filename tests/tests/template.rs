@@ -1,7 +1,8 @@
 //! `template.yaml` as deployed: each function's environment fits Lambda's 4 KB with every
 //! provider enabled and realistic secret references, each function may read exactly the
-//! secret references it is given, and each function's DynamoDB actions are those of the
-//! store calls its routes or jobs reach in the code.
+//! secret references it is given, each function's DynamoDB actions are those of the
+//! store calls its routes or jobs reach in the code, and the admin routes are on both APIs
+//! (IAM and operators' JWTs) as `openapi.yaml` lists them.
 
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -999,4 +1000,134 @@ fn only_the_delivering_functions_read_webhook_secrets_under_their_path() {
             "arn:aws:ssm:ap-southeast-1:123456789012:parameter/tollgate/production/webhooks/*"
         ]
     );
+}
+
+/// Every admin route is on both APIs, as `openapi.yaml` lists them: on `HttpApi` behind the IAM
+/// authorizer (operators' scripts sign SigV4), and on `OperatorApi` behind its JWT authorizer
+/// (the dashboard sends an operator's token), on the same function either way. The page is on
+/// `OperatorApi` alone, open, served by the function that serves `/admin/stats`; nothing else
+/// is on `OperatorApi`, and the functions serving it read the roles claim the stack names.
+#[test]
+fn admin_routes_are_on_both_apis_and_the_dashboard_reads_with_a_token() {
+    use tollgate_tests::template_routes::{self, RouteAuth};
+    let stack = Stack::new(&production_parameters());
+    let doc = &stack.doc;
+    let documented: BTreeSet<(String, String)> = tollgate_tests::openapi::documented_operations()
+        .into_iter()
+        .filter(|(_, p)| p.starts_with("/admin/") && p != "/admin/")
+        .collect();
+    assert!(documented.len() >= 17, "{documented:?}");
+    let routes = template_routes::all(doc);
+    let admin_on = |api: &str| -> BTreeMap<(String, String), (String, RouteAuth)> {
+        routes
+            .iter()
+            .filter(|r| r.api == api && r.path.starts_with("/admin/") && r.path != "/admin/")
+            .map(|r| {
+                (
+                    (r.method.clone(), r.path.clone()),
+                    (r.function.clone(), r.auth),
+                )
+            })
+            .collect()
+    };
+    let iam = admin_on("HttpApi");
+    let operator = admin_on("OperatorApi");
+    assert_eq!(
+        iam.keys().cloned().collect::<BTreeSet<_>>(),
+        documented,
+        "HttpApi's admin routes"
+    );
+    assert_eq!(
+        operator.keys().cloned().collect::<BTreeSet<_>>(),
+        documented,
+        "OperatorApi's admin routes"
+    );
+    for (op, (function, auth)) in &iam {
+        assert_eq!(*auth, RouteAuth::Iam, "{op:?} on HttpApi");
+        let (f, a) = &operator[op];
+        assert_eq!(f, function, "{op:?}: the same function on both APIs");
+        assert_eq!(*a, RouteAuth::Default, "{op:?} on OperatorApi");
+    }
+    // The page: open, on OperatorApi only, with /admin/stats's function.
+    let pages: Vec<_> = routes.iter().filter(|r| r.path == "/admin/").collect();
+    assert_eq!(pages.len(), 1, "{pages:?}");
+    assert_eq!(pages[0].api, "OperatorApi");
+    assert_eq!(pages[0].method, "GET");
+    assert_eq!(pages[0].auth, RouteAuth::Open);
+    let stats_function = &iam[&("GET".to_owned(), "/admin/stats".to_owned())].0;
+    assert_eq!(&pages[0].function, stats_function);
+    // Nothing else on OperatorApi.
+    assert_eq!(
+        template_routes::on(doc, "OperatorApi").len(),
+        documented.len() + 1
+    );
+
+    // OperatorApi's default is a JWT authorizer reading the Authorization header, whose issuer
+    // and audiences are the viewers' unless the operators' are given.
+    let api = &doc["Resources"]["OperatorApi"];
+    assert_eq!(api["Type"].as_str(), Some("AWS::Serverless::HttpApi"));
+    let auth = &api["Properties"]["Auth"];
+    let name = auth["DefaultAuthorizer"].as_str().unwrap();
+    let authorizer = &auth["Authorizers"][name];
+    assert_eq!(
+        authorizer["IdentitySource"].as_str(),
+        Some("$request.header.Authorization")
+    );
+    assert!(
+        auth["EnableIamAuthorizer"].is_null(),
+        "no IAM on OperatorApi"
+    );
+    let jwt = &authorizer["JwtConfiguration"];
+    let issuer_and_audience = |stack: &Stack| {
+        (
+            stack.eval(&jwt["issuer"]).s(),
+            match stack.eval(&jwt["audience"]) {
+                V::L(l) => l,
+                other => panic!("audience {other:?}"),
+            },
+        )
+    };
+    let mut given = production_parameters();
+    given.insert("JwtIssuer", "https://viewers.example.com".into());
+    given.insert("JwtAudience", "app-1,app-2".into());
+    assert_eq!(
+        issuer_and_audience(&Stack::new(&given)),
+        (
+            "https://viewers.example.com".to_owned(),
+            vec!["app-1".to_owned(), "app-2".to_owned()]
+        )
+    );
+    given.insert("OperatorJwtIssuer", "https://operators.example.com".into());
+    given.insert("OperatorJwtAudience", "console".into());
+    assert_eq!(
+        issuer_and_audience(&Stack::new(&given)),
+        (
+            "https://operators.example.com".to_owned(),
+            vec!["console".to_owned()]
+        )
+    );
+
+    // Whoever serves OperatorApi reads operators' roles from the claim the stack names.
+    given.insert("AuthRolesClaim", "cognito:groups".into());
+    let stack = Stack::new(&given);
+    let serving: BTreeSet<String> = template_routes::on(doc, "OperatorApi")
+        .into_iter()
+        .map(|r| r.function)
+        .collect();
+    assert_eq!(
+        serving,
+        BTreeSet::from(["create-order".to_owned(), "stream-token".to_owned()])
+    );
+    for (name, f) in stack.functions() {
+        if serving.contains(name.as_str()) {
+            assert_eq!(
+                stack
+                    .environment(&f)
+                    .get("AUTH_ROLES_CLAIM")
+                    .map(String::as_str),
+                Some("cognito:groups"),
+                "{name}"
+            );
+        }
+    }
 }
