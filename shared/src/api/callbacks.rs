@@ -25,8 +25,7 @@ pub(super) async fn provider_callback(
         return problem(StatusCode::NOT_FOUND, "provider-not-enabled", detail);
     };
     if let Err(over) = callback_limits::of(provider).check(req) {
-        count_rejected(provider, over.code(), &over);
-        rejections::record(app, provider, over.code()).await;
+        rejections::refused(app, provider, over.code(), &over).await;
         return answer(p.refuse(over.status(), &over.to_string()));
     }
     let raw = CallbackRequest {
@@ -54,13 +53,11 @@ pub(super) async fn provider_callback(
         Ok(Ok(Some(ev))) => ev,
         Ok(Ok(None)) => return answer(p.acknowledge()),
         Ok(Err(rejection)) => {
-            count_rejected(provider, rejection.code, &rejection.reason);
-            rejections::record(app, provider, rejection.code).await;
+            rejections::refused(app, provider, rejection.code, &rejection.reason).await;
             return answer(p.refuse(rejection.status, &rejection.reason));
         }
         Err(busy) => {
-            count_rejected(provider, "busy", &busy);
-            rejections::record(app, provider, "busy").await;
+            rejections::refused(app, provider, "busy", &busy).await;
             return answer(p.refuse(StatusCode::SERVICE_UNAVAILABLE, &busy.to_string()));
         }
     };
@@ -99,21 +96,10 @@ pub(super) async fn provider_callback(
     }
 }
 
-/// Logs a callback refused before it reached an order and counts it (`CallbackRejected`, by
-/// provider and reason).
-pub(super) fn count_rejected(provider: &str, code: &str, reason: &dyn std::fmt::Display) {
-    tracing::warn!(provider, code, reason = %reason, "callback rejected");
-    crate::metrics::count(
-        "CallbackRejected",
-        1,
-        &[("Provider", provider), ("Reason", code)],
-    );
-}
-
 /// The problem+json answer of a provider route without failure answers of its own (the app
 /// stores' notifications) to a request over its caps; counted like a refused callback.
-pub(super) fn over_cap_problem(provider: &str, over: OverCap) -> Response<Bytes> {
-    count_rejected(provider, over.code(), &over);
+pub(super) async fn over_cap_problem(app: &App, provider: &str, over: OverCap) -> Response<Bytes> {
+    rejections::refused(app, provider, over.code(), &over).await;
     problem(over.status(), over.problem_type(), over.to_string())
 }
 

@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::domain::time::rfc3339;
 use crate::providers::{apple, google};
 use crate::service::apple_purchases::{self, NotificationResult, PurchaseResult};
+use crate::service::rejections;
 use crate::service::ServiceError;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -64,11 +65,14 @@ struct AppleNotificationBody {
 /// could not apply for a transient reason gets a 5xx; a forged or malformed one a 4xx.
 pub(super) async fn apple_notification(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     if let Err(over) = callback_limits::APPLE.check(req) {
-        return over_cap_problem(apple::NAME, over);
+        return over_cap_problem(app, apple::NAME, over).await;
     }
     let body: AppleNotificationBody = match parse_json(req) {
         Ok(b) => b,
-        Err(r) => return r,
+        Err(r) => {
+            rejections::refused(app, apple::NAME, "malformed", &"not a signedPayload body").await;
+            return r;
+        }
     };
     match apple_purchases::apple_notification(app, &body.signed_payload).await {
         Ok(result) => {
@@ -121,7 +125,7 @@ pub(super) async fn google_purchase(
 pub(super) async fn google_notification(app: &App, req: &Request<Bytes>) -> Response<Bytes> {
     use crate::service::google_purchases::{notification, PushError};
     if let Err(over) = callback_limits::GOOGLE.check(req) {
-        return over_cap_problem(google::NAME, over);
+        return over_cap_problem(app, google::NAME, over).await;
     }
     let auth = req
         .headers()
@@ -130,14 +134,17 @@ pub(super) async fn google_notification(app: &App, req: &Request<Bytes>) -> Resp
     match notification(app, auth, req.body()).await {
         Ok(kind) => json_response(StatusCode::OK, &json!({ "ok": true, "result": kind })),
         Err(PushError::Unauthenticated(d)) => {
-            tracing::warn!(reason = %d, "Pub/Sub push refused");
+            rejections::refused(app, google::NAME, "push_token", &d).await;
             problem(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "push token rejected",
             )
         }
-        Err(PushError::Malformed(d)) => problem(StatusCode::BAD_REQUEST, "bad-request", d),
+        Err(PushError::Malformed(d)) => {
+            rejections::refused(app, google::NAME, "malformed", &d).await;
+            problem(StatusCode::BAD_REQUEST, "bad-request", d)
+        }
         Err(PushError::Service(e @ ServiceError::ProviderNotEnabled(_))) => {
             problem(StatusCode::NOT_FOUND, "provider-not-enabled", e.to_string())
         }

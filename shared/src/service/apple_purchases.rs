@@ -52,6 +52,16 @@ where
     F: FnOnce(&Apple) -> Result<T, AppleRejection> + Send + 'static,
     T: Send + 'static,
 {
+    checked(app, check).await?.map_err(rejected)
+}
+
+/// [`verified`], with Apple's refusal apart from the errors that are not about the data
+/// (Apple not enabled, the CPU pool busy).
+async fn checked<T, F>(app: &App, check: F) -> Result<Result<T, AppleRejection>, ServiceError>
+where
+    F: FnOnce(&Apple) -> Result<T, AppleRejection> + Send + 'static,
+    T: Send + 'static,
+{
     let apple = app
         .apple
         .clone()
@@ -59,8 +69,7 @@ where
     app.cpu
         .run(move || check(&apple))
         .await
-        .map_err(|busy| ServiceError::Busy(busy.to_string()))?
-        .map_err(rejected)
+        .map_err(|busy| ServiceError::Busy(busy.to_string()))
 }
 
 fn rejected(e: AppleRejection) -> ServiceError {
@@ -465,7 +474,20 @@ pub async fn apple_notification(
     signed_payload: &str,
 ) -> Result<NotificationResult, ServiceError> {
     let jws = signed_payload.to_owned();
-    let v = verified(app, move |apple| apple.verify_notification(&jws)).await?;
+    // A refused notification is counted like a refused payment callback: Apple's requests
+    // that did not verify are what the figures of refusals are for.
+    let v = match checked(app, move |apple| apple.verify_notification(&jws)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            crate::service::rejections::refused(app, apple::NAME, e.code(), &e).await;
+            return Err(rejected(e));
+        }
+        Err(e @ ServiceError::Busy(_)) => {
+            crate::service::rejections::refused(app, apple::NAME, "busy", &e).await;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let n = &v.notification;
     let now = app.clock.now();
     if app

@@ -158,6 +158,21 @@ pub enum AppleRejection {
     Environment(Environment),
 }
 
+impl AppleRejection {
+    /// A stable code for the refusal figures and the `CallbackRejected` metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppleRejection::Jws(JwsError::Malformed(_)) | AppleRejection::Shape(_) => "malformed",
+            AppleRejection::Jws(JwsError::Algorithm) => "algorithm",
+            AppleRejection::Jws(JwsError::ChainLength | JwsError::Chain(_)) => "chain",
+            AppleRejection::Jws(JwsError::Signature) => "signature",
+            AppleRejection::BundleId => "bundle_id",
+            AppleRejection::AppAppleId => "app_apple_id",
+            AppleRejection::Environment(_) => "environment",
+        }
+    }
+}
+
 /// Verifies `jws` under `roots` and reads its payload as `T`. Which app and environment it
 /// names is the caller's check.
 pub fn decode_payload<T: serde::de::DeserializeOwned>(
