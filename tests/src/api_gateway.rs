@@ -31,7 +31,7 @@ pub struct ApiGateway {
 }
 
 /// Which handler each function binary runs.
-fn routes_of(function: &str) -> Routes {
+pub fn routes_of(function: &str) -> Routes {
     match function {
         "create-order" => Routes::Orders,
         "provider-callback" => Routes::Callbacks,

@@ -280,6 +280,18 @@ async fn sign_in(b: &Browser, base: &str) {
     b.wait_for("the first figures", &loaded(1), json!([])).await;
 }
 
+/// Lists `user`'s recent orders (the support route) and waits for `n` rows.
+async fn shows_recent_orders(b: &Browser, user: &str, n: usize) {
+    b.type_into("#recent-user", user).await;
+    b.click("#recent-load").await;
+    b.wait_for(
+        &format!("{user}'s orders"),
+        "return document.querySelectorAll('#recent tr[data-order]').length === arguments[0];",
+        json!([n]),
+    )
+    .await;
+}
+
 async fn console_errors(b: &Browser) -> Vec<(String, String)> {
     b.console()
         .await
@@ -350,14 +362,7 @@ async fn the_dashboard_shows_what_the_api_answers_in_a_real_browser() {
     assert_eq!(by_provider["chosen"]["sandbox"]["orders_paid"], 2);
 
     // A user's recent orders, through the support route.
-    b.type_into("#recent-user", "alice").await;
-    b.click("#recent-load").await;
-    b.wait_for(
-        "alice's orders",
-        "return document.querySelectorAll('#recent tr[data-order]').length === 2;",
-        json!([]),
-    )
-    .await;
+    shows_recent_orders(&b, "alice", 2).await;
 
     // At a phone's width the page is still one column wide: nothing scrolls sideways.
     b.resize(390, 844).await;
@@ -517,14 +522,7 @@ async fn in_aws_the_dashboard_reads_through_the_operators_api() {
     let shown = assert_shows(&s, &b, "2027-01-15", "2027-01-16").await;
     assert_eq!(shown["kpis"]["orders_paid"]["text"], "3");
     assert_eq!(shown["chosen"]["shows"]["orders_paid"], 2);
-    b.type_into("#recent-user", "alice").await;
-    b.click("#recent-load").await;
-    b.wait_for(
-        "alice's orders",
-        "return document.querySelectorAll('#recent tr[data-order]').length === 2;",
-        json!([]),
-    )
-    .await;
+    shows_recent_orders(&b, "alice", 2).await;
     let errors = console_errors(&b).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
     let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-aws.png");

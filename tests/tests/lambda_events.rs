@@ -9,6 +9,7 @@ use tollgate::app::App;
 use tollgate::clock::ManualClock;
 use tollgate::domain::{Currency, Money, Order, OrderId, OrderState};
 use tollgate::store::MemoryStore;
+use tollgate_tests::api_gateway::routes_of;
 use tollgate_tests::*;
 
 fn events_dir() -> std::path::PathBuf {
@@ -47,16 +48,6 @@ fn seeded(id: &str, provider: &str) -> Order {
         refund_requested: 0,
         access_revoked_at: None,
         max_views: None,
-    }
-}
-
-fn routes_of(function: &str) -> Routes {
-    match function {
-        "create-order" => Routes::Orders,
-        "provider-callback" => Routes::Callbacks,
-        "stream-token" => Routes::Streams,
-        "store-notifications" => Routes::StoreNotifications,
-        other => panic!("manifest names unknown function {other}"),
     }
 }
 
