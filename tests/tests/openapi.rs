@@ -1,5 +1,6 @@
 //! `openapi.yaml` and the router agree: every documented operation is served (no 404 "no
-//! such route", no 405), and every route the local server serves is documented.
+//! such route", no 405), and every route the local server serves is documented; its event
+//! types are the ones written.
 
 use tollgate::clock::ManualClock;
 use tollgate_tests::*;
@@ -84,4 +85,23 @@ async fn openapi_matches_the_router() {
         s.request("GET", "/admin/nothing", &[], "").await.status,
         404
     );
+}
+
+/// The event types `openapi.yaml` lists for webhooks are exactly the ones Tollgate writes.
+#[test]
+fn openapi_lists_every_event_type() {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let documented: Vec<&str> = doc["components"]["schemas"]["EventType"]["enum"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let written: Vec<&str> = tollgate::domain::event::EventType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(documented, written);
 }

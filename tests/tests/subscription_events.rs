@@ -1,5 +1,5 @@
 //! Store subscriptions' events and figures on both stores: each App Store and Play message
-//! that renews, puts in grace, expires or revokes a subscription writes exactly one event
+//! that renews, puts in grace, expires, revokes or restores a subscription writes exactly one event
 //! and counts once, in the write that changes the purchase record; duplicates (again, and
 //! 20 at once) change, tell and count nothing more; a failure injected into the write
 //! leaves neither the change nor its event nor its figures.
@@ -590,6 +590,96 @@ async fn refund_reversal_events_dynamo() {
     };
     let d: Arc<DynamoStore> = Arc::new(d);
     reversal_events(d.clone(), Some(EventIds::Dynamo(&d))).await;
+}
+
+/// Apple's REFUND_REVERSED of a subscription: revoked, then paid up again. Access is back
+/// and `subscription.restored` is told once, though 20 copies arrive at once.
+async fn subscription_restored(store: Arc<dyn Store>) {
+    let clock = ManualClock::at(T0);
+    let s = Arc::new(TestServer::start(apple_app(store.clone(), clock)).await);
+    let id = stamp();
+    let user = format!("back{id}");
+    let otid = format!("5{id}");
+    let source = format!("apple:{otid}");
+    let t = transaction(
+        &format!("{otid}0"),
+        &otid,
+        "com.example.vip",
+        T0 - 10,
+        Some(T0 + 30 * DAY),
+        T0 - 10,
+    );
+    let r = s
+        .call(
+            &user,
+            "POST",
+            "/purchases/apple",
+            Some(json!({"signed_transaction": sign(&t)})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let vip = |s: Arc<TestServer>, user: String| async move {
+        let r = s.call(&user, "GET", "/entitlements", None).await;
+        assert_eq!(r.status, 200);
+        r.json()["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["scope"] == "channel:vip")
+    };
+    assert!(vip(s.clone(), user.clone()).await);
+
+    let mut refunded = t.clone();
+    refunded["revocationDate"] = json!((T0 + 50) * 1000);
+    refunded["signedDate"] = json!((T0 + 50) * 1000);
+    let n = notification(
+        &format!("{id}-ref"),
+        "REFUND",
+        None,
+        T0 + 50,
+        Some(&refunded),
+        None,
+    );
+    assert_eq!(notify(&s, &n).await.1["result"], "revoked");
+    assert!(!vip(s.clone(), user.clone()).await);
+
+    let mut reversed = t.clone();
+    reversed["signedDate"] = json!((T0 + 60) * 1000);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        let n = notification(
+            &format!("{id}-rev-{i}"),
+            "REFUND_REVERSED",
+            None,
+            T0 + 60,
+            Some(&reversed),
+            None,
+        );
+        tasks.push(tokio::spawn(async move { notify(&s, &n).await }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(vip(s.clone(), user.clone()).await);
+    assert_eq!(
+        events_of(&*store, &source).await,
+        counts(&[("subscription.restored", 1), ("subscription.revoked", 1)])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reversed_subscription_refund_restores_once_memory() {
+    subscription_restored(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reversed_subscription_refund_restores_once_dynamo() {
+    let Some(store) = moto_store().await else {
+        return;
+    };
+    subscription_restored(Arc::new(store)).await;
 }
 
 /// A renewal Apple sends a minute after Shanghai's midnight is the next day's, in

@@ -39,6 +39,9 @@ pub enum EventType {
     SubscriptionGracePeriod,
     #[serde(rename = "subscription.revoked")]
     SubscriptionRevoked,
+    /// A revoked subscription paid up again: the store reversed its refund.
+    #[serde(rename = "subscription.restored")]
+    SubscriptionRestored,
     #[serde(rename = "coins.credited")]
     CoinsCredited,
     #[serde(rename = "coins.debited")]
@@ -50,7 +53,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 15] = [
+    pub const ALL: [EventType; 16] = [
         EventType::OrderCreated,
         EventType::OrderPaid,
         EventType::OrderExpired,
@@ -62,6 +65,7 @@ impl EventType {
         EventType::SubscriptionExpired,
         EventType::SubscriptionGracePeriod,
         EventType::SubscriptionRevoked,
+        EventType::SubscriptionRestored,
         EventType::CoinsCredited,
         EventType::CoinsDebited,
         EventType::PurchaseUnattributed,
@@ -81,6 +85,7 @@ impl EventType {
             EventType::SubscriptionExpired => "subscription.expired",
             EventType::SubscriptionGracePeriod => "subscription.grace_period",
             EventType::SubscriptionRevoked => "subscription.revoked",
+            EventType::SubscriptionRestored => "subscription.restored",
             EventType::CoinsCredited => "coins.credited",
             EventType::CoinsDebited => "coins.debited",
             EventType::PurchaseUnattributed => "purchase.unattributed",

@@ -1,5 +1,5 @@
 //! What one App Store or Google Play message changed about a store subscription: the
-//! events (`subscription.renewed`, `.expired`, `.grace_period`, `.revoked`) and the day's
+//! events (`subscription.renewed`, `.expired`, `.grace_period`, `.revoked`, `.restored`) and the day's
 //! figures (starts, renewals at the price the store reported, cancellations, expirations,
 //! refunds) it adds. Both are derived here from the record as read and the record about to
 //! be written, and the store writes them in the very write that replaces the one with the
@@ -134,6 +134,15 @@ pub fn change(before: Option<&Version<'_>>, after: &Version<'_>, f: &Facts<'_>) 
         }
     }
     let version = format!("{}\n{}", after.state.as_str(), was.last_event_at);
+    // Revoked, then paid up again: the store took its refund back (Apple's REFUND_REVERSED).
+    // Access is back, so whoever heard of the revocation hears of this.
+    if was.state == PurchaseState::Revoked && paid_up(after.state) {
+        out.events.push(event(
+            EventType::SubscriptionRestored,
+            version.clone(),
+            data(after.last_txn_id),
+        ));
+    }
     if after.state != was.state {
         match after.state {
             PurchaseState::Grace => out.events.push(event(
@@ -391,6 +400,33 @@ mod tests {
         off.auto_renew_off = true;
         let c = change(Some(&before), &v(PurchaseState::Active, "t1", 2_000), &off);
         assert!(c.counts.contains(&(CANCELLATIONS.into(), 1)));
+    }
+
+    #[test]
+    fn a_reversed_refund_restores_once() {
+        let revoked = v(PurchaseState::Revoked, "t1", 2_000);
+        let c = change(
+            Some(&revoked),
+            &v(PurchaseState::Active, "t1", 3_000),
+            &facts(3),
+        );
+        assert_eq!(kinds(&c), ["subscription.restored"]);
+        assert_eq!(c.events[0].data["state"], "active");
+        assert!(c.counts.is_empty(), "{:?}", c.counts);
+        // The same reversal read again (the record already active): nothing more.
+        let again = change(
+            Some(&v(PurchaseState::Active, "t1", 3_000)),
+            &v(PurchaseState::Active, "t1", 4_000),
+            &facts(4),
+        );
+        assert!(again.events.is_empty());
+        // A reversal after the period ended restores nothing: it expires.
+        let late = change(
+            Some(&revoked),
+            &v(PurchaseState::Expired, "t1", 3_000),
+            &facts(3),
+        );
+        assert_eq!(kinds(&late), ["subscription.expired"]);
     }
 
     #[test]
