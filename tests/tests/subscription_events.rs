@@ -63,6 +63,29 @@ async fn notify(s: &TestServer, jws: &str) -> (u16, Value) {
     (r.status, body)
 }
 
+/// `user` hands over the first transaction of a 30-day VIP subscription (`otid`, bought at
+/// T0 - 10) from the app: the transaction.
+async fn vip_handed_over(s: &TestServer, user: &str, otid: &str) -> Value {
+    let t = transaction(
+        &format!("{otid}0"),
+        otid,
+        "com.example.vip",
+        T0 - 10,
+        Some(T0 + 30 * DAY),
+        T0 - 10,
+    );
+    let r = s
+        .call(
+            user,
+            "POST",
+            "/purchases/apple",
+            Some(json!({"signed_transaction": sign(&t)})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    t
+}
+
 async fn apple_events(store: Arc<dyn Store>) {
     let clock = ManualClock::at(T0);
     let s = Arc::new(TestServer::start(apple_app(store.clone(), clock.clone())).await);
@@ -258,23 +281,7 @@ async fn apple_all_or_nothing(store: Arc<dyn Store>, occupy: EventIds<'_>) {
     let s = TestServer::start(apple_app(store.clone(), clock)).await;
     let id = stamp();
     let otid = format!("9{id}");
-    let t0 = transaction(
-        &format!("{otid}0"),
-        &otid,
-        "com.example.vip",
-        T0 - 10,
-        Some(T0 + 30 * DAY),
-        T0 - 10,
-    );
-    let r = s
-        .call(
-            "ida",
-            "POST",
-            "/purchases/apple",
-            Some(json!({"signed_transaction": sign(&t0)})),
-        )
-        .await;
-    assert_eq!(r.status, 200);
+    vip_handed_over(&s, "ida", &otid).await;
     let renewal_txn = format!("{otid}1");
     let renewed_id = event_id(
         EventType::SubscriptionRenewed,
@@ -478,6 +485,47 @@ async fn play_subscription_events_once_dynamo() {
     google_events(store).await;
 }
 
+/// Apple's REFUND of transaction `t` (revoked at T0 + 50): the notification's result.
+async fn refund(s: &TestServer, id: i64, t: &Value) -> Value {
+    let mut refunded = t.clone();
+    refunded["revocationDate"] = json!((T0 + 50) * 1000);
+    refunded["signedDate"] = json!((T0 + 50) * 1000);
+    let n = notification(
+        &format!("{id}-ref"),
+        "REFUND",
+        None,
+        T0 + 50,
+        Some(&refunded),
+        None,
+    );
+    notify(s, &n).await.1["result"].clone()
+}
+
+/// Apple's REFUND_REVERSED of transaction `t` (signed at T0 + 60), 20 copies at once under
+/// distinct notification ids: their answers.
+async fn reversed_20_at_once(s: &Arc<TestServer>, id: i64, t: &Value) -> Vec<(u16, Value)> {
+    let mut reversed = t.clone();
+    reversed["signedDate"] = json!((T0 + 60) * 1000);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        let n = notification(
+            &format!("{id}-rev-{i}"),
+            "REFUND_REVERSED",
+            None,
+            T0 + 60,
+            Some(&reversed),
+            None,
+        );
+        tasks.push(tokio::spawn(async move { notify(&s, &n).await }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    answers
+}
+
 /// Apple's REFUND_REVERSED of a one-time purchase gives its coins (and grants) back with
 /// their events, in the reversal's transaction: 20 copies at once tell once; with the event
 /// taken already, the reversal does not happen.
@@ -509,18 +557,7 @@ async fn reversal_events(store: Arc<dyn Store>, occupy: Option<EventIds<'_>>) {
         )
         .await;
     assert_eq!(r.json()["status"], "granted");
-    let mut refunded = t.clone();
-    refunded["revocationDate"] = json!((T0 + 50) * 1000);
-    refunded["signedDate"] = json!((T0 + 50) * 1000);
-    let n = notification(
-        &format!("{id}-ref"),
-        "REFUND",
-        None,
-        T0 + 50,
-        Some(&refunded),
-        None,
-    );
-    assert_eq!(notify(&s, &n).await.1["result"], "refunded");
+    assert_eq!(refund(&s, id, &t).await, "refunded");
     let stored = store
         .get_order(&tollgate::domain::OrderId::parse(&order_id).unwrap())
         .await
@@ -532,24 +569,8 @@ async fn reversal_events(store: Arc<dyn Store>, occupy: Option<EventIds<'_>>) {
     if let Some(occupy) = occupy {
         occupy_event_id(occupy, &credited).await;
     }
-    let mut reversed = t.clone();
-    reversed["signedDate"] = json!((T0 + 60) * 1000);
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let s = s.clone();
-        let n = notification(
-            &format!("{id}-rev-{i}"),
-            "REFUND_REVERSED",
-            None,
-            T0 + 60,
-            Some(&reversed),
-            None,
-        );
-        tasks.push(tokio::spawn(async move { notify(&s, &n).await }));
-    }
     let mut restored = 0;
-    for t in tasks {
-        let (status, body) = t.await.unwrap();
+    for (status, body) in reversed_20_at_once(&s, id, &t).await {
         restored += usize::from(body["result"] == "restored");
         assert!(failing || status == 200, "{status} {body}");
     }
@@ -601,23 +622,7 @@ async fn subscription_restored(store: Arc<dyn Store>) {
     let user = format!("back{id}");
     let otid = format!("5{id}");
     let source = format!("apple:{otid}");
-    let t = transaction(
-        &format!("{otid}0"),
-        &otid,
-        "com.example.vip",
-        T0 - 10,
-        Some(T0 + 30 * DAY),
-        T0 - 10,
-    );
-    let r = s
-        .call(
-            &user,
-            "POST",
-            "/purchases/apple",
-            Some(json!({"signed_transaction": sign(&t)})),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let t = vip_handed_over(&s, &user, &otid).await;
     let vip = |s: Arc<TestServer>, user: String| async move {
         let r = s.call(&user, "GET", "/entitlements", None).await;
         assert_eq!(r.status, 200);
@@ -629,37 +634,10 @@ async fn subscription_restored(store: Arc<dyn Store>) {
     };
     assert!(vip(s.clone(), user.clone()).await);
 
-    let mut refunded = t.clone();
-    refunded["revocationDate"] = json!((T0 + 50) * 1000);
-    refunded["signedDate"] = json!((T0 + 50) * 1000);
-    let n = notification(
-        &format!("{id}-ref"),
-        "REFUND",
-        None,
-        T0 + 50,
-        Some(&refunded),
-        None,
-    );
-    assert_eq!(notify(&s, &n).await.1["result"], "revoked");
+    assert_eq!(refund(&s, id, &t).await, "revoked");
     assert!(!vip(s.clone(), user.clone()).await);
 
-    let mut reversed = t.clone();
-    reversed["signedDate"] = json!((T0 + 60) * 1000);
-    let mut tasks = Vec::new();
-    for i in 0..20 {
-        let s = s.clone();
-        let n = notification(
-            &format!("{id}-rev-{i}"),
-            "REFUND_REVERSED",
-            None,
-            T0 + 60,
-            Some(&reversed),
-            None,
-        );
-        tasks.push(tokio::spawn(async move { notify(&s, &n).await }));
-    }
-    for t in tasks {
-        let (status, body) = t.await.unwrap();
+    for (status, body) in reversed_20_at_once(&s, id, &t).await {
         assert_eq!(status, 200, "{body}");
     }
     assert!(vip(s.clone(), user.clone()).await);
