@@ -52,7 +52,10 @@ where
     F: FnOnce(&Apple) -> Result<T, AppleRejection> + Send + 'static,
     T: Send + 'static,
 {
-    checked(app, check).await?.map_err(rejected)
+    checked(app, check).await?.map_err(|e| {
+        tracing::warn!(reason = %e, "Apple signed data rejected");
+        rejected(e)
+    })
 }
 
 /// [`verified`], with Apple's refusal apart from the errors that are not about the data
@@ -72,8 +75,8 @@ where
         .map_err(|busy| ServiceError::Busy(busy.to_string()))
 }
 
+/// The answer to signed data Apple's rules refuse (logged by whoever refused it).
 fn rejected(e: AppleRejection) -> ServiceError {
-    tracing::warn!(reason = %e, "Apple signed data rejected");
     ServiceError::BadRequest(format!("signed data rejected: {e}"))
 }
 
