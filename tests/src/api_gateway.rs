@@ -121,7 +121,7 @@ fn authorize(seen: &Seen, secret: &str) -> Option<Map<String, Value>> {
                         "[{}]",
                         items
                             .iter()
-                            .map(|i| i.as_str().map(str::to_owned).unwrap_or(i.to_string()))
+                            .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
                             .collect::<Vec<_>>()
                             .join(" ")
                     ),

@@ -7,12 +7,9 @@
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+use tollgate_tests::template_routes::template;
 
-fn template() -> Value {
-    let text = std::fs::read_to_string(format!("{ROOT}/template.yaml")).unwrap();
-    serde_yaml::from_str(&text).unwrap()
-}
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// The variables whose value may be a reference (resolved at start-up) rather than the secret:
 /// the runtime's own list.
